@@ -1,0 +1,131 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+/// fleet-telemetry: a daemon that polls the High Mobility Vehicle Data API for a fleet of VINs
+/// and keeps every reading in one SQLite file.
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "fleet-telemetry",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "fleet-telemetry", targets: ["fleet-telemetry"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // The system SQLite, reached through its C API. Nothing but the module map and a header.
+        .systemLibrary(
+            name: "CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]
+        ),
+        // Domain values shared by every module: VIN, Sample, Event, Timestamp, JSONValue.
+        .target(
+            name: "FleetModel",
+            swiftSettings: swiftSettings
+        ),
+        // Auto API (and the OpenAPI document's simplified shape) → canonical samples.
+        .target(
+            name: "FleetNormalizer",
+            dependencies: ["FleetModel"],
+            swiftSettings: swiftSettings
+        ),
+        // The SQLite layer over the C API and the telemetry store built on it.
+        .target(
+            name: "FleetStore",
+            dependencies: ["CSQLite", "FleetModel"],
+            swiftSettings: swiftSettings
+        ),
+        // Change events detected by comparing a new observation with the stored latest one.
+        .target(
+            name: "FleetEvents",
+            dependencies: ["FleetModel"],
+            swiftSettings: swiftSettings
+        ),
+        // The only place that knows HTTP: access tokens, vehicle data, typed API errors.
+        .target(
+            name: "FleetClient",
+            dependencies: [
+                "FleetModel",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The built-in High Mobility API emulator: simulated vehicles over real HTTP.
+        .target(
+            name: "FleetEmulator",
+            dependencies: [
+                "FleetModel",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Config, scheduler and the poll pipeline: the daemon itself.
+        .target(
+            name: "FleetDaemon",
+            dependencies: [
+                "FleetModel", "FleetNormalizer", "FleetStore", "FleetEvents", "FleetClient",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "fleet-telemetry",
+            dependencies: [
+                "FleetDaemon", "FleetEmulator", "FleetStore", "FleetModel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FleetNormalizerTests",
+            dependencies: ["FleetNormalizer", "FleetModel"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FleetStoreTests",
+            dependencies: ["FleetStore", "FleetModel", "FleetEvents"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FleetEventsTests",
+            dependencies: ["FleetEvents", "FleetModel"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FleetDaemonTests",
+            dependencies: ["FleetDaemon", "FleetModel", "FleetClient"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FleetEmulatorTests",
+            dependencies: ["FleetEmulator", "FleetModel"],
+            swiftSettings: swiftSettings
+        ),
+        // The daemon against the emulator over real loopback HTTP.
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: [
+                "FleetDaemon", "FleetEmulator", "FleetStore", "FleetModel", "FleetClient",
+                "FleetNormalizer", "FleetEvents",
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,117 @@
+import FleetModel
+import Foundation
+
+/// A failed call to the High Mobility API, with what an operator needs to act on it.
+///
+/// Built from all three error bodies the platform uses: `{"errors":[{title, detail, source}],
+/// "request_id"}`, OAuth's `{"error", "error_description"}`, and a bare array of errors. A body
+/// that is not JSON (an HTML page from a proxy, a truncated body) still yields an error with the
+/// status. Never contains the client secret or an access token.
+public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What kind of failure this is.
+    public enum Kind: Sendable, Hashable {
+        /// The API answered with a non-success HTTP status.
+        case http
+        /// No response: connection refused, DNS failure, connect or read timeout.
+        case transport
+        /// The response body exceeded the configured size limit and was not read whole.
+        case responseTooLarge
+        /// A success status with a body that could not be understood.
+        case invalidResponse
+    }
+
+    public var kind: Kind
+    /// The endpoint, as `METHOD /path` (no host, no query).
+    public var endpoint: String
+    /// The HTTP status, `nil` for transport failures.
+    public var status: Int?
+    /// The API's error `title` (or OAuth `error`).
+    public var title: String?
+    /// The API's error `detail` (or OAuth `error_description`), or what went wrong locally.
+    public var detail: String?
+    /// The API's `request_id`, to quote to High Mobility support.
+    public var requestID: String?
+    /// The VIN the request was about, when there is one.
+    public var vin: VIN?
+    /// The server's `Retry-After`, as a delay from when the response arrived.
+    public var retryAfter: Duration?
+
+    public init(kind: Kind, endpoint: String, status: Int? = nil, title: String? = nil, detail: String? = nil, requestID: String? = nil, vin: VIN? = nil, retryAfter: Duration? = nil) {
+        self.kind = kind
+        self.endpoint = endpoint
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.requestID = requestID
+        self.vin = vin
+        self.retryAfter = retryAfter
+    }
+
+    /// True for HTTP 429 Too Many Requests.
+    public var isRateLimited: Bool { status == 429 }
+
+    /// True for a 401 whose detail says the access token is invalid or expired, which a fresh
+    /// token cures.
+    public var isInvalidToken: Bool {
+        guard status == 401 else { return false }
+        let text = (detail ?? "").lowercased()
+        return text.contains("invalid token") || text.contains("expired") || text.contains("invalid jwt")
+    }
+
+    public var description: String {
+        var parts = [endpoint]
+        if let vin { parts.append("VIN \(vin)") }
+        var text = parts.joined(separator: " for ") + ": "
+        switch kind {
+        case .http: text += "HTTP \(status ?? 0)"
+        case .transport: text += "no response"
+        case .responseTooLarge: text += "response too large"
+        case .invalidResponse: text += "invalid response (HTTP \(status ?? 0))"
+        }
+        let message = [title, detail].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
+        if !message.isEmpty { text += " \(message)" }
+        if let retryAfter { text += " (Retry-After \(Int(retryAfter.seconds.rounded(.up))) s)" }
+        if let requestID { text += " [request_id \(requestID)]" }
+        return text
+    }
+
+    /// Reads an error response of any of the platform's three shapes.
+    ///
+    /// - Parameters:
+    ///   - status: The HTTP status.
+    ///   - body: The (possibly truncated, possibly non-JSON) body.
+    static func fromResponse(status: Int, body: [UInt8], endpoint: String, vin: VIN?, retryAfter: Duration?) -> APIError {
+        var error = APIError(kind: .http, endpoint: endpoint, status: status, vin: vin, retryAfter: retryAfter)
+        guard let json = try? JSONDecoder().decode(JSONValue.self, from: Data(body)) else {
+            let text = String(decoding: body.prefix(120), as: UTF8.self)
+                .unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? " " : String($0) }.joined()
+                .trimmingCharacters(in: .whitespaces)
+            error.detail = body.isEmpty ? "empty body" : "non-JSON body: \(text)\(body.count > 120 ? "…" : "")"
+            return error
+        }
+        var first: JSONValue?
+        switch json {
+        case .object(let object):
+            error.requestID = object["request_id"]?.stringValue
+            if let errors = object["errors"]?.arrayValue {
+                first = errors.first
+            } else if let oauth = object["error"]?.stringValue {
+                error.title = oauth
+                error.detail = object["error_description"]?.stringValue
+            } else {
+                first = json
+            }
+        case .array(let errors):
+            first = errors.first
+        default:
+            break
+        }
+        if let first {
+            error.title = first["title"]?.stringValue ?? error.title
+            error.detail = first["detail"]?.stringValue ?? error.detail
+        }
+        error.title = error.title.map { String($0.prefix(200)) }
+        error.detail = error.detail.map { String($0.prefix(500)) }
+        return error
+    }
+}

@@ -1,0 +1,56 @@
+/// The kinds of change event. The raw value is the `type` column of the `events` table and the
+/// `type` field of the JSON line printed for the event.
+public enum EventType: String, Sendable, Hashable, CaseIterable, Codable {
+    /// A door's lock went from `locked` to `unlocked` (`doors.locks.lock_state`; instance = door location).
+    case doorUnlocked = "door_unlocked"
+    /// A door's lock went from `unlocked` to `locked` (`doors.locks.lock_state`; instance = door location).
+    case doorLocked = "door_locked"
+    /// `charging.status` entered a charging state (`charging`, `fast_charging`, `slow_charging`).
+    case chargingStarted = "charging_started"
+    /// `charging.status` became `charging_complete`.
+    case chargingCompleted = "charging_completed"
+}
+
+/// A change event detected by comparing a new observation with the stored latest one.
+public struct Event: Hashable, Sendable {
+    /// Row id in the `events` table; `nil` until stored.
+    public var id: Int64?
+    public var vin: VIN
+    public var type: EventType
+    /// The instance of the series that changed (a door's location), or `""`.
+    public var instance: String
+    /// When the change was observed by the vehicle: the new observation's timestamp, UTC.
+    public var occurredAt: Timestamp
+    /// When the daemon noticed it (the poll's receive time), UTC.
+    public var detectedAt: Timestamp
+    /// The stored value before the change, as text (`locked`, `not_charging`, …).
+    public var previousValue: String?
+    /// The new value, as text.
+    public var newValue: String
+
+    public init(id: Int64? = nil, vin: VIN, type: EventType, instance: String, occurredAt: Timestamp, detectedAt: Timestamp, previousValue: String?, newValue: String) {
+        self.id = id
+        self.vin = vin
+        self.type = type
+        self.instance = instance
+        self.occurredAt = occurredAt
+        self.detectedAt = detectedAt
+        self.previousValue = previousValue
+        self.newValue = newValue
+    }
+
+    /// The event as one line of JSON: `{"id":…,"vin":…,"type":…,"instance":…,"occurred_at":…,
+    /// "detected_at":…,"previous_value":…,"new_value":…}` with times as RFC 3339 UTC strings.
+    public var jsonLine: String {
+        var fields: [String] = []
+        fields.append("\"id\":\(id.map(String.init) ?? "null")")
+        fields.append("\"vin\":\(JSONValue.quoted(vin.rawValue))")
+        fields.append("\"type\":\(JSONValue.quoted(type.rawValue))")
+        fields.append("\"instance\":\(JSONValue.quoted(instance))")
+        fields.append("\"occurred_at\":\(JSONValue.quoted(occurredAt.iso8601))")
+        fields.append("\"detected_at\":\(JSONValue.quoted(detectedAt.iso8601))")
+        fields.append("\"previous_value\":\(previousValue.map(JSONValue.quoted) ?? "null")")
+        fields.append("\"new_value\":\(JSONValue.quoted(newValue))")
+        return "{" + fields.joined(separator: ",") + "}"
+    }
+}

@@ -1,0 +1,158 @@
+import FleetModel
+import Foundation
+
+/// Turns a vehicle-data response body into canonical samples.
+///
+/// It reads two shapes of `GET /v1/vehicle-data/autoapi-13/{vin}`:
+/// - the live platform's **Auto API** envelope: `{capability: {property: {data, timestamp} |
+///   {failure} | [{data, timestamp}, …]}}`, measurements as `{value, unit}`, percentages as
+///   0.0–1.0;
+/// - the **simplified shape** of the OpenAPI document our user handed over (`doors.locks[].lock`,
+///   `mileage`, `charging_state`, integers in km, km/h, °C and percent), mapped onto the same
+///   property paths.
+///
+/// The shape is detected per response. The normalizer is a pure function of its input: it never
+/// touches the network, the database or the clock.
+public struct Normalizer: Sendable {
+    public init() {}
+
+    /// Parses and normalizes a response body.
+    ///
+    /// - Parameters:
+    ///   - body: The HTTP response body (UTF-8 JSON).
+    ///   - vin: The VIN that was requested; every sample carries it.
+    ///   - receivedAt: When the response arrived (UTC); the observation time of values that carry
+    ///     no timestamp of their own.
+    /// - Returns: The samples (in canonical units) and the property-level failures.
+    /// - Throws: ``NormalizationError`` when the body is not JSON, not an object, or names another VIN.
+    public func normalize(body: some Collection<UInt8>, vin: VIN, receivedAt: Timestamp) throws(NormalizationError) -> NormalizedPayload {
+        let json: JSONValue
+        do {
+            json = try JSONDecoder().decode(JSONValue.self, from: Data(body))
+        } catch {
+            throw NormalizationError(vin: vin, path: nil, reason: "the body is not valid JSON (\(body.count) bytes)")
+        }
+        return try normalize(json: json, vin: vin, receivedAt: receivedAt)
+    }
+
+    /// Normalizes an already parsed response. See ``normalize(body:vin:receivedAt:)``.
+    public func normalize(json: JSONValue, vin: VIN, receivedAt: Timestamp) throws(NormalizationError) -> NormalizedPayload {
+        guard case .object(let root) = json else {
+            throw NormalizationError(vin: vin, path: nil, reason: "the body is not a JSON object")
+        }
+        if let sent = root["vin"] {
+            guard let text = sent.stringValue, let sentVIN = VIN(text) else {
+                throw NormalizationError(vin: vin, path: "vin", reason: "the response's vin is not a valid VIN")
+            }
+            guard sentVIN == vin else {
+                throw NormalizationError(vin: vin, path: "vin", reason: "the response is for another vehicle (\(sentVIN))")
+            }
+        }
+        var payload = NormalizedPayload(vin: vin, shape: .autoAPI, requestID: root["request_id"]?.stringValue)
+        let capabilities = root.filter { !Self.envelopeKeys.contains($0.key) }
+        if Self.looksSimplified(capabilities) {
+            payload.shape = .simplified
+            var reader = SimplifiedShapeReader(vin: vin, receivedAt: receivedAt, root: root)
+            reader.read(capabilities, into: &payload)
+        } else {
+            var reader = AutoAPIReader(vin: vin, receivedAt: receivedAt)
+            reader.read(capabilities, into: &payload)
+        }
+        payload.samples.sort { ($0.property, $0.instance) < ($1.property, $1.instance) }
+        return payload
+    }
+
+    /// Top-level keys that are part of the envelope, not capabilities.
+    static let envelopeKeys: Set<String> = ["request_id", "vin", "brand", "timestamp"]
+
+    /// True when no property has the Auto API form (`{data|failure|timestamp}` or an array of
+    /// them) but some property exists: the OpenAPI document's simplified shape.
+    static func looksSimplified(_ capabilities: [String: JSONValue]) -> Bool {
+        var sawProperty = false
+        for (_, capability) in capabilities {
+            guard case .object(let properties) = capability else { continue }
+            for (_, property) in properties {
+                sawProperty = true
+                if isAutoAPIProperty(property) { return false }
+            }
+        }
+        return sawProperty
+    }
+
+    static func isAutoAPIProperty(_ value: JSONValue) -> Bool {
+        switch value {
+        case .object(let o):
+            return !o.isEmpty && o.keys.allSatisfy { $0 == "data" || $0 == "timestamp" || $0 == "failure" }
+        case .array(let items):
+            return !items.isEmpty && items.allSatisfy { item in
+                if case .object = item { return isAutoAPIProperty(item) }
+                return false
+            }
+        default:
+            return false
+        }
+    }
+
+    /// Capability and property names become parts of a property path: only `[a-z0-9_]` is kept.
+    static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 64 && name.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 }
+    }
+}
+
+/// The result of normalizing one response.
+public struct NormalizedPayload: Sendable, Hashable {
+    /// Which shape the response had.
+    public enum Shape: String, Sendable, Hashable {
+        /// The live platform's Auto API envelope.
+        case autoAPI = "auto_api"
+        /// The OpenAPI document's simplified shape.
+        case simplified
+    }
+
+    public var vin: VIN
+    public var shape: Shape
+    /// The API's `request_id`, when the response carried one.
+    public var requestID: String?
+    /// Samples sorted by property path, then instance; values in canonical units.
+    public var samples: [Sample] = []
+    /// Properties the API reported as failed (`{"failure": {reason, description}}`) or that could
+    /// not be read. A failure is never a change: it writes no sample and emits no event.
+    public var failures: [PropertyFailure] = []
+
+    public init(vin: VIN, shape: Shape, requestID: String? = nil, samples: [Sample] = [], failures: [PropertyFailure] = []) {
+        self.vin = vin
+        self.shape = shape
+        self.requestID = requestID
+        self.samples = samples
+        self.failures = failures
+    }
+}
+
+/// A property that carried no usable value.
+public struct PropertyFailure: Sendable, Hashable {
+    /// Property path, e.g. `vehicle_location.coordinates`.
+    public var property: String
+    /// The Auto API `failure.reason` (`rate_limit`, `oem_error`, `pending`, `privacy_mode_active`,
+    /// `unauthorised`, …) or `unreadable` when the value had a shape the normalizer cannot read.
+    public var reason: String
+    /// The API's free-text `failure.description`, or what was wrong with the value.
+    public var description: String?
+
+    public init(property: String, reason: String, description: String?) {
+        self.property = property
+        self.reason = reason
+        self.description = description
+    }
+}
+
+/// A response that could not be normalized at all.
+public struct NormalizationError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var vin: VIN
+    /// The JSON key at fault, when one is.
+    public var path: String?
+    public var reason: String
+
+    public var description: String {
+        "malformed vehicle data for \(vin)\(path.map { " at \"\($0)\"" } ?? ""): \(reason)"
+    }
+}

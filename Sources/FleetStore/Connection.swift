@@ -1,0 +1,119 @@
+import CSQLite
+
+/// `SQLITE_TRANSIENT`: Swift does not import the macro, so it is rebuilt from its value (-1).
+let SQLITE_TRANSIENT = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+/// One SQLite database connection, opened through the C API and closed in `deinit`.
+///
+/// Not `Sendable`: exactly one owner (the ``TelemetryStore`` actor) uses it. Every result code is
+/// checked and turned into a ``SQLiteError``; statements prepared with ``cachedStatement(_:)``
+/// are compiled once and reused.
+public final class Connection {
+    let handle: OpaquePointer
+    /// The file path given to ``init(path:busyTimeout:)``.
+    public let path: String
+    private var statementCache: [String: Statement] = [:]
+
+    /// Opens (creating if needed) the database at `path`, in WAL mode with `synchronous=NORMAL`,
+    /// foreign keys on and a busy timeout.
+    ///
+    /// - Parameters:
+    ///   - path: A file path, or `:memory:`.
+    ///   - busyTimeout: How long to wait for a lock held by another connection (e.g. a `sqlite3`
+    ///     shell) before failing with `SQLITE_BUSY`.
+    /// - Throws: ``SQLiteError`` when the file cannot be opened or is not a database.
+    public init(path: String, busyTimeout: Duration = .seconds(5)) throws(SQLiteError) {
+        var db: OpaquePointer?
+        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        let code = sqlite3_open_v2(path, &db, flags, nil)
+        guard code == SQLITE_OK, let db else {
+            let error = SQLiteError(connection: db, code: code, sql: nil)
+            sqlite3_close_v2(db)
+            throw SQLiteError(extendedResultCode: error.extendedResultCode, message: "cannot open database at \(path): \(error.message)")
+        }
+        self.handle = db
+        self.path = path
+        sqlite3_extended_result_codes(db, 1)
+        sqlite3_busy_timeout(db, Int32(clamping: busyTimeout.components.seconds * 1000 + busyTimeout.components.attoseconds / 1_000_000_000_000_000))
+        if path != ":memory:" {
+            let mode = try scalarText("PRAGMA journal_mode = WAL")
+            guard mode?.lowercased() == "wal" else {
+                throw SQLiteError(extendedResultCode: SQLITE_ERROR, message: "could not switch \(path) to WAL (journal_mode is \(mode ?? "unknown"))")
+            }
+        }
+        try execute("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+    }
+
+    deinit {
+        statementCache.removeAll()
+        sqlite3_close_v2(handle)
+    }
+
+    /// Runs one or more SQL statements that return no rows of interest.
+    ///
+    /// - Throws: ``SQLiteError`` carrying the SQL.
+    public func execute(_ sql: String) throws(SQLiteError) {
+        var errorMessage: UnsafeMutablePointer<CChar>?
+        let code = sqlite3_exec(handle, sql, nil, nil, &errorMessage)
+        if code != SQLITE_OK {
+            let message = errorMessage.map { String(cString: $0) } ?? String(cString: sqlite3_errstr(code))
+            sqlite3_free(errorMessage)
+            throw SQLiteError(extendedResultCode: sqlite3_extended_errcode(handle), message: message, sql: sql)
+        }
+    }
+
+    /// A statement compiled once for this connection and reused on every later call with the same SQL.
+    public func cachedStatement(_ sql: String) throws(SQLiteError) -> Statement {
+        if let statement = statementCache[sql] {
+            return statement
+        }
+        let statement = try Statement(connection: self, sql: sql, persistent: true)
+        statementCache[sql] = statement
+        return statement
+    }
+
+    /// A statement for one-off use.
+    public func makeStatement(_ sql: String) throws(SQLiteError) -> Statement {
+        try Statement(connection: self, sql: sql, persistent: false)
+    }
+
+    /// The first column of the first row of `sql`, as text.
+    public func scalarText(_ sql: String, _ bindings: [SQLiteValue] = []) throws(SQLiteError) -> String? {
+        let statement = try makeStatement(sql)
+        try statement.bind(bindings)
+        guard try statement.step() else { return nil }
+        return statement.text(at: 0)
+    }
+
+    /// The first column of the first row of `sql`, as an integer.
+    public func scalarInt(_ sql: String, _ bindings: [SQLiteValue] = []) throws(SQLiteError) -> Int64? {
+        let statement = try makeStatement(sql)
+        try statement.bind(bindings)
+        guard try statement.step() else { return nil }
+        return statement.isNull(at: 0) ? nil : statement.int(at: 0)
+    }
+
+    /// Rows changed by the last INSERT, UPDATE or DELETE.
+    public var changes: Int { Int(sqlite3_changes(handle)) }
+
+    /// The rowid of the last successful INSERT.
+    public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
+
+    /// Runs `body` in one `BEGIN IMMEDIATE` transaction: committed when `body` returns, rolled back
+    /// when it throws (or when the commit fails), so a transaction can never be left open.
+    ///
+    /// - Throws: What `body` throws, or ``SQLiteError`` from BEGIN/COMMIT (e.g. `SQLITE_FULL`).
+    public func transaction<T>(_ body: () throws -> T) throws -> T {
+        try execute("BEGIN IMMEDIATE")
+        do {
+            let result = try body()
+            try execute("COMMIT")
+            return result
+        } catch {
+            if sqlite3_get_autocommit(handle) == 0 {
+                try? execute("ROLLBACK")
+            }
+            throw error
+        }
+    }
+}

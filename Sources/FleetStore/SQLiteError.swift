@@ -1,0 +1,44 @@
+import CSQLite
+
+/// An error reported by SQLite, with everything needed to act on it.
+///
+/// Like GRDB's `DatabaseError`, it keeps the primary and extended result codes, SQLite's own
+/// message and the SQL of the statement that failed.
+public struct SQLiteError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The extended result code (`SQLITE_CONSTRAINT_UNIQUE`, `SQLITE_FULL`, …).
+    public var extendedResultCode: Int32
+    /// The message of `sqlite3_errmsg`, or a description of the misuse.
+    public var message: String
+    /// The SQL of the failing statement, when there was one.
+    public var sql: String?
+
+    /// The primary result code (`SQLITE_BUSY`, `SQLITE_FULL`, `SQLITE_CORRUPT`, …).
+    public var resultCode: Int32 { extendedResultCode & 0xFF }
+
+    public init(extendedResultCode: Int32, message: String, sql: String? = nil) {
+        self.extendedResultCode = extendedResultCode
+        self.message = message
+        self.sql = sql
+    }
+
+    init(connection: OpaquePointer?, code: Int32, sql: String?) {
+        let extended = connection.map { sqlite3_extended_errcode($0) } ?? code
+        let message = connection.flatMap { sqlite3_errmsg($0) }.map { String(cString: $0) } ?? String(cString: sqlite3_errstr(code))
+        self.init(extendedResultCode: extended != 0 ? extended : code, message: message, sql: sql)
+    }
+
+    public var description: String {
+        var text = "SQLite error \(extendedResultCode) (\(String(cString: sqlite3_errstr(resultCode)))): \(message)"
+        if let sql { text += " — while executing `\(sql.split(whereSeparator: \.isNewline).map { $0.trimmingWhitespace }.joined(separator: " "))`" }
+        return text
+    }
+}
+
+extension Substring {
+    var trimmingWhitespace: Substring {
+        var s = self
+        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
+        return s
+    }
+}

@@ -1,0 +1,102 @@
+/// The database schema, as numbered migrations tracked with `PRAGMA user_version`.
+///
+/// Migration N brings a database from version N-1 to N. Each runs in the same transaction as the
+/// `user_version` bump, so a killed process leaves the database at a whole version. The tables
+/// are the product's interface; `docs/schema.md` documents every column.
+enum Schema {
+    static let migrations: [String] = [
+        // 1: the first schema.
+        """
+        CREATE TABLE vehicles (
+            vin TEXT PRIMARY KEY NOT NULL,
+            first_seen_at INTEGER NOT NULL,
+            last_polled_at INTEGER,
+            last_http_status INTEGER,
+            last_error TEXT
+        ) WITHOUT ROWID;
+
+        CREATE TABLE samples (
+            vin TEXT NOT NULL,
+            property TEXT NOT NULL,
+            instance TEXT NOT NULL DEFAULT '',
+            observed_at INTEGER NOT NULL,
+            value_num REAL,
+            value_text TEXT,
+            unit TEXT,
+            received_at INTEGER NOT NULL,
+            PRIMARY KEY (vin, property, instance, observed_at)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE latest (
+            vin TEXT NOT NULL,
+            property TEXT NOT NULL,
+            instance TEXT NOT NULL DEFAULT '',
+            observed_at INTEGER NOT NULL,
+            value_num REAL,
+            value_text TEXT,
+            unit TEXT,
+            received_at INTEGER NOT NULL,
+            PRIMARY KEY (vin, property, instance)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            vin TEXT NOT NULL,
+            type TEXT NOT NULL,
+            instance TEXT NOT NULL DEFAULT '',
+            occurred_at INTEGER NOT NULL,
+            detected_at INTEGER NOT NULL,
+            previous_value TEXT,
+            new_value TEXT NOT NULL,
+            UNIQUE (vin, type, instance, occurred_at)
+        );
+        CREATE INDEX events_by_time ON events (occurred_at);
+
+        CREATE TABLE polls (
+            id INTEGER PRIMARY KEY,
+            vin TEXT NOT NULL,
+            requested_at INTEGER NOT NULL,
+            http_status INTEGER,
+            latency_ms INTEGER NOT NULL,
+            error TEXT,
+            request_id TEXT,
+            samples_written INTEGER NOT NULL DEFAULT 0,
+            events_emitted INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX polls_by_vin_time ON polls (vin, requested_at);
+        """,
+    ]
+
+    /// The schema version this build writes.
+    static var currentVersion: Int64 { Int64(migrations.count) }
+
+    /// Brings the database to ``currentVersion``.
+    ///
+    /// - Throws: ``StoreError/newerSchema(found:supported:path:)`` for a database written by a
+    ///   newer fleet-telemetry; ``SQLiteError`` when a migration fails (nothing is changed then).
+    static func migrate(_ connection: Connection) throws {
+        let found = try connection.scalarInt("PRAGMA user_version") ?? 0
+        guard found <= currentVersion else {
+            throw StoreError.newerSchema(found: found, supported: currentVersion, path: connection.path)
+        }
+        for version in (found + 1)...max(found + 1, currentVersion) where version <= currentVersion {
+            try connection.transaction {
+                try connection.execute(migrations[Int(version) - 1])
+                try connection.execute("PRAGMA user_version = \(version)")
+            }
+        }
+    }
+}
+
+/// An error of the telemetry store that is not a plain SQLite error.
+public enum StoreError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The database was written by a newer fleet-telemetry, with a schema this build does not know.
+    case newerSchema(found: Int64, supported: Int64, path: String)
+
+    public var description: String {
+        switch self {
+        case .newerSchema(let found, let supported, let path):
+            return "database \(path) has schema version \(found), newer than the \(supported) this fleet-telemetry knows; upgrade fleet-telemetry"
+        }
+    }
+}

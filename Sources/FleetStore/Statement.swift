@@ -1,0 +1,92 @@
+import CSQLite
+
+/// A value bound to a statement parameter.
+public enum SQLiteValue: Sendable, Hashable {
+    case null
+    case integer(Int64)
+    case real(Double)
+    case text(String)
+}
+
+/// A compiled SQL statement of one ``Connection``.
+///
+/// Bind with ``bind(_:)``, read rows with ``step()`` and the column accessors; ``bind(_:)``
+/// resets the statement first, so a cached statement is always reused from a clean state.
+public final class Statement {
+    let handle: OpaquePointer
+    unowned let connection: Connection
+    /// The SQL this statement was compiled from.
+    public let sql: String
+
+    init(connection: Connection, sql: String, persistent: Bool) throws(SQLiteError) {
+        var statement: OpaquePointer?
+        let flags: UInt32 = persistent ? UInt32(SQLITE_PREPARE_PERSISTENT) : 0
+        let code = sqlite3_prepare_v3(connection.handle, sql, -1, flags, &statement, nil)
+        guard code == SQLITE_OK, let statement else {
+            throw SQLiteError(connection: connection.handle, code: code, sql: sql)
+        }
+        self.handle = statement
+        self.connection = connection
+        self.sql = sql
+    }
+
+    deinit {
+        sqlite3_finalize(handle)
+    }
+
+    /// Resets the statement and binds `values` to its parameters `?1…?n` in order.
+    ///
+    /// - Throws: ``SQLiteError`` when the count does not match or a bind fails.
+    public func bind(_ values: [SQLiteValue]) throws(SQLiteError) {
+        sqlite3_reset(handle)
+        sqlite3_clear_bindings(handle)
+        let expected = Int(sqlite3_bind_parameter_count(handle))
+        guard values.count == expected else {
+            throw SQLiteError(extendedResultCode: SQLITE_RANGE, message: "statement takes \(expected) parameters, \(values.count) given", sql: sql)
+        }
+        for (offset, value) in values.enumerated() {
+            let index = Int32(offset + 1)
+            let code: Int32
+            switch value {
+            case .null: code = sqlite3_bind_null(handle, index)
+            case .integer(let i): code = sqlite3_bind_int64(handle, index, i)
+            case .real(let d): code = sqlite3_bind_double(handle, index, d)
+            case .text(let s): code = sqlite3_bind_text(handle, index, s, -1, SQLITE_TRANSIENT)
+            }
+            guard code == SQLITE_OK else {
+                throw SQLiteError(connection: connection.handle, code: code, sql: sql)
+            }
+        }
+    }
+
+    /// Advances to the next row.
+    ///
+    /// - Returns: `true` when a row is available, `false` when the statement is done.
+    /// - Throws: ``SQLiteError`` with the statement's SQL (constraint violation, `SQLITE_FULL`, …).
+    @discardableResult
+    public func step() throws(SQLiteError) -> Bool {
+        let code = sqlite3_step(handle)
+        switch code {
+        case SQLITE_ROW: return true
+        case SQLITE_DONE: return false
+        default:
+            let error = SQLiteError(connection: connection.handle, code: code, sql: sql)
+            sqlite3_reset(handle)
+            throw error
+        }
+    }
+
+    /// Binds `values` and runs the statement to completion, ignoring any rows.
+    public func run(_ values: [SQLiteValue]) throws(SQLiteError) {
+        try bind(values)
+        while try step() {}
+    }
+
+    public func isNull(at column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
+    public func int(at column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
+    public func double(at column: Int32) -> Double { sqlite3_column_double(handle, column) }
+    public func text(at column: Int32) -> String? {
+        guard let pointer = sqlite3_column_text(handle, column) else { return nil }
+        return String(cString: pointer)
+    }
+}

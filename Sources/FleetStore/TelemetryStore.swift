@@ -1,0 +1,235 @@
+import FleetModel
+
+/// The telemetry database: the only owner of the SQLite connection.
+///
+/// Every poll is written in one transaction: its samples (history), the `latest` values, the
+/// change events and the `polls` row. Either all of it is stored or none of it, so a killed
+/// process or a full disk never leaves half a poll behind and never loses rows already committed.
+public actor TelemetryStore {
+    private let connection: Connection
+
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    ///
+    /// - Throws: ``SQLiteError`` when the file cannot be opened or migrated;
+    ///   ``StoreError/newerSchema(found:supported:path:)`` for a database of a newer release.
+    public init(path: String) throws {
+        let connection = try Connection(path: path)
+        try Schema.migrate(connection)
+        self.connection = connection
+    }
+
+    /// Writes one poll and everything it produced, atomically.
+    ///
+    /// A sample is stored when no row exists yet for its VIN, property, instance and observation
+    /// time; a sample whose time is not the vehicle's own (``ObservationTimeSource``) is stored
+    /// only when its value differs from the latest one. `latest` moves forward only (an older
+    /// observation never replaces a newer one). An event already stored (same VIN, type, instance
+    /// and `occurred_at`) is not stored or returned again.
+    ///
+    /// - Parameters:
+    ///   - poll: The request and its outcome.
+    ///   - samples: The normalized samples of the response (all of `poll.vin`); empty for a failed poll.
+    ///   - detector: Turns the change from the stored latest values into events.
+    /// - Returns: How many sample rows were written and the events stored, with their ids.
+    /// - Throws: ``SQLiteError``; the transaction is then rolled back and nothing of this poll is kept.
+    @discardableResult
+    public func record(_ poll: PollRecord, samples: [Sample], detector: some ChangeDetecting) throws -> PollWriteResult {
+        try connection.transaction {
+            let vin = SQLiteValue.text(poll.vin.rawValue)
+            try connection.cachedStatement("""
+                INSERT INTO vehicles (vin, first_seen_at, last_polled_at, last_http_status, last_error)
+                VALUES (?1, ?2, ?2, ?3, ?4)
+                ON CONFLICT (vin) DO UPDATE SET last_polled_at = excluded.last_polled_at,
+                    last_http_status = excluded.last_http_status, last_error = excluded.last_error
+                """).run([vin, .integer(poll.requestedAt.millisecondsSince1970), poll.httpStatus.map { .integer(Int64($0)) } ?? .null, poll.error.map(SQLiteValue.text) ?? .null])
+
+            var written = 0
+            var stored: [Event] = []
+            if !samples.isEmpty {
+                let previous = try latestValues(vin: poll.vin)
+                let events = detector.events(previous: previous, observed: samples, detectedAt: poll.receivedAt)
+                written = try write(samples, previous: previous, receivedAt: poll.receivedAt)
+                stored = try insert(events)
+            }
+
+            try connection.cachedStatement("""
+                INSERT INTO polls (vin, requested_at, http_status, latency_ms, error, request_id, samples_written, events_emitted)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                """).run([
+                    vin, .integer(poll.requestedAt.millisecondsSince1970),
+                    poll.httpStatus.map { .integer(Int64($0)) } ?? .null,
+                    .integer(poll.latencyMilliseconds), poll.error.map(SQLiteValue.text) ?? .null,
+                    poll.requestID.map(SQLiteValue.text) ?? .null,
+                    .integer(Int64(written)), .integer(Int64(stored.count)),
+                ])
+            return PollWriteResult(samplesWritten: written, events: stored)
+        }
+    }
+
+    private func write(_ samples: [Sample], previous: [SeriesKey: LatestValue], receivedAt: Timestamp) throws -> Int {
+        let insertSample = try connection.cachedStatement("""
+            INSERT OR IGNORE INTO samples (vin, property, instance, observed_at, value_num, value_text, unit, received_at)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            """)
+        let upsertLatest = try connection.cachedStatement("""
+            INSERT INTO latest (vin, property, instance, observed_at, value_num, value_text, unit, received_at)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            ON CONFLICT (vin, property, instance) DO UPDATE SET
+                observed_at = excluded.observed_at, value_num = excluded.value_num,
+                value_text = excluded.value_text, unit = excluded.unit, received_at = excluded.received_at
+            WHERE excluded.observed_at >= latest.observed_at
+            """)
+        var written = 0
+        for sample in samples {
+            if sample.timeSource != .property, let old = previous[sample.key], old.value == sample.value, old.unit == sample.unit {
+                continue
+            }
+            let row: [SQLiteValue] = [
+                .text(sample.vin.rawValue), .text(sample.property), .text(sample.instance),
+                .integer(sample.observedAt.millisecondsSince1970),
+                sample.value.number.map(SQLiteValue.real) ?? .null,
+                sample.value.text.map(SQLiteValue.text) ?? .null,
+                sample.unit.map(SQLiteValue.text) ?? .null,
+                .integer(receivedAt.millisecondsSince1970),
+            ]
+            try insertSample.run(row)
+            written += connection.changes
+            try upsertLatest.run(row)
+        }
+        return written
+    }
+
+    private func insert(_ events: [Event]) throws -> [Event] {
+        let statement = try connection.cachedStatement("""
+            INSERT OR IGNORE INTO events (vin, type, instance, occurred_at, detected_at, previous_value, new_value)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            """)
+        var stored: [Event] = []
+        for var event in events {
+            try statement.run([
+                .text(event.vin.rawValue), .text(event.type.rawValue), .text(event.instance),
+                .integer(event.occurredAt.millisecondsSince1970), .integer(event.detectedAt.millisecondsSince1970),
+                event.previousValue.map(SQLiteValue.text) ?? .null, .text(event.newValue),
+            ])
+            if connection.changes == 1 {
+                event.id = connection.lastInsertRowID
+                stored.append(event)
+            }
+        }
+        return stored
+    }
+
+    /// The newest stored value of every series of `vin`.
+    public func latestValues(vin: VIN) throws -> [SeriesKey: LatestValue] {
+        let statement = try connection.cachedStatement(
+            "SELECT property, instance, observed_at, value_num, value_text, unit FROM latest WHERE vin = ?1")
+        try statement.bind([.text(vin.rawValue)])
+        var result: [SeriesKey: LatestValue] = [:]
+        while try statement.step() {
+            let key = SeriesKey(vin: vin, property: statement.text(at: 0) ?? "", instance: statement.text(at: 1) ?? "")
+            result[key] = LatestValue(value: Self.value(statement, numberColumn: 3, textColumn: 4), unit: statement.text(at: 5), observedAt: Timestamp(millisecondsSince1970: statement.int(at: 2)))
+        }
+        return result
+    }
+
+    /// The stored history of one series, oldest first.
+    public func samples(vin: VIN, property: String, instance: String = "") throws -> [Sample] {
+        let statement = try connection.cachedStatement("""
+            SELECT observed_at, value_num, value_text, unit FROM samples
+            WHERE vin = ?1 AND property = ?2 AND instance = ?3 ORDER BY observed_at
+            """)
+        try statement.bind([.text(vin.rawValue), .text(property), .text(instance)])
+        var result: [Sample] = []
+        while try statement.step() {
+            result.append(Sample(vin: vin, property: property, instance: instance, value: Self.value(statement, numberColumn: 1, textColumn: 2), unit: statement.text(at: 3), observedAt: Timestamp(millisecondsSince1970: statement.int(at: 0))))
+        }
+        return result
+    }
+
+    /// Stored events, oldest first (by id).
+    public func events(vin: VIN? = nil) throws -> [Event] {
+        let statement = try connection.cachedStatement("""
+            SELECT id, vin, type, instance, occurred_at, detected_at, previous_value, new_value FROM events
+            WHERE ?1 IS NULL OR vin = ?1 ORDER BY id
+            """)
+        try statement.bind([vin.map { .text($0.rawValue) } ?? .null])
+        var result: [Event] = []
+        while try statement.step() {
+            guard let vin = statement.text(at: 1).flatMap(VIN.init), let type = statement.text(at: 2).flatMap(EventType.init) else { continue }
+            result.append(Event(
+                id: statement.int(at: 0), vin: vin, type: type, instance: statement.text(at: 3) ?? "",
+                occurredAt: Timestamp(millisecondsSince1970: statement.int(at: 4)),
+                detectedAt: Timestamp(millisecondsSince1970: statement.int(at: 5)),
+                previousValue: statement.text(at: 6), newValue: statement.text(at: 7) ?? ""))
+        }
+        return result
+    }
+
+    /// Row counts and poll outcomes, for the summary printed on exit.
+    public func summary() throws -> StoreSummary {
+        var summary = StoreSummary()
+        summary.vehicles = Int(try connection.scalarInt("SELECT count(*) FROM vehicles") ?? 0)
+        summary.samples = Int(try connection.scalarInt("SELECT count(*) FROM samples") ?? 0)
+        summary.vehiclesWithSamples = Int(try connection.scalarInt("SELECT count(DISTINCT vin) FROM latest") ?? 0)
+        let polls = try connection.makeStatement("SELECT http_status, count(*) FROM polls GROUP BY http_status ORDER BY http_status")
+        while try polls.step() {
+            summary.pollsByStatus[polls.isNull(at: 0) ? nil : Int(polls.int(at: 0)), default: 0] += Int(polls.int(at: 1))
+        }
+        let events = try connection.makeStatement("SELECT type, count(*) FROM events GROUP BY type ORDER BY type")
+        while try events.step() {
+            summary.eventsByType[events.text(at: 0) ?? "", default: 0] += Int(events.int(at: 1))
+        }
+        return summary
+    }
+
+    private static func value(_ statement: Statement, numberColumn: Int32, textColumn: Int32) -> SampleValue {
+        statement.isNull(at: numberColumn) ? .text(statement.text(at: textColumn) ?? "") : .number(statement.double(at: numberColumn))
+    }
+}
+
+/// One request for vehicle data and its outcome: a row of the `polls` table.
+public struct PollRecord: Sendable, Hashable {
+    public var vin: VIN
+    /// When the request was sent, UTC.
+    public var requestedAt: Timestamp
+    /// When the response (or the failure) arrived, UTC; the `detected_at` of its events.
+    public var receivedAt: Timestamp
+    /// The HTTP status, or `nil` when no response came (timeout, connection refused).
+    public var httpStatus: Int?
+    /// Time from request to response, in milliseconds.
+    public var latencyMilliseconds: Int64
+    /// What went wrong, as one readable line; `nil` for a good poll.
+    public var error: String?
+    /// The API's `request_id`, when known.
+    public var requestID: String?
+
+    public init(vin: VIN, requestedAt: Timestamp, receivedAt: Timestamp, httpStatus: Int?, latencyMilliseconds: Int64, error: String? = nil, requestID: String? = nil) {
+        self.vin = vin
+        self.requestedAt = requestedAt
+        self.receivedAt = receivedAt
+        self.httpStatus = httpStatus
+        self.latencyMilliseconds = latencyMilliseconds
+        self.error = error
+        self.requestID = requestID
+    }
+}
+
+/// What ``TelemetryStore/record(_:samples:detector:)`` wrote.
+public struct PollWriteResult: Sendable, Hashable {
+    /// New rows in `samples`.
+    public var samplesWritten: Int
+    /// Events newly stored, with their ids, in detection order.
+    public var events: [Event]
+}
+
+/// Counts over the whole database.
+public struct StoreSummary: Sendable, Hashable {
+    public var vehicles = 0
+    public var vehiclesWithSamples = 0
+    public var samples = 0
+    /// Polls by HTTP status; `nil` for polls that got no response.
+    public var pollsByStatus: [Int?: Int] = [:]
+    /// Events by `type`.
+    public var eventsByType: [String: Int] = [:]
+    public init() {}
+}
