@@ -1,0 +1,214 @@
+import FleetModel
+import Foundation
+import Synchronization
+
+/// The High Mobility API emulator's state and behaviour, independent of HTTP.
+///
+/// It owns the simulated fleet, the access tokens it issued, the faults waiting to be served and
+/// a log of the vehicle-data requests it answered. Simulated time runs ``EmulatorConfiguration/timeScale``
+/// times faster than the injected wall clock, from the moment the emulator was created.
+/// ``EmulatorServer`` serves it over HTTP.
+public final class Emulator: Sendable {
+    public let configuration: EmulatorConfiguration
+    private let wallClock: any WallClock
+    private let wallStart: Timestamp
+    private let state: Mutex<State>
+
+    /// A response the emulator serves instead of vehicle data, for testing error handling.
+    public struct Fault: Sendable, Hashable {
+        /// The HTTP status.
+        public var status: Int
+        /// The `Retry-After` header value, sent as given (delta-seconds or an HTTP-date), or none.
+        public var retryAfter: String?
+        /// The body, sent as given; `nil` serves the platform's error body for the status.
+        public var body: String?
+
+        public init(status: Int, retryAfter: String? = nil, body: String? = nil) {
+            self.status = status
+            self.retryAfter = retryAfter
+            self.body = body
+        }
+
+        /// HTTP 429 with `Retry-After: <seconds>`.
+        public static func rateLimited(retryAfterSeconds: Int) -> Fault {
+            Fault(status: 429, retryAfter: String(retryAfterSeconds))
+        }
+    }
+
+    /// One vehicle-data request the emulator answered.
+    public struct LoggedRequest: Sendable, Hashable {
+        /// The VIN in the path, as sent.
+        public var vin: String
+        /// Wall-clock time of the request.
+        public var at: Timestamp
+        /// The HTTP status served.
+        public var status: Int
+    }
+
+    /// An HTTP response, before it is put on the wire.
+    public struct Reply: Sendable {
+        public var status: Int
+        public var headers: [(String, String)]
+        public var body: String
+    }
+
+    struct State {
+        var vehicles: [VIN: VehicleSimulation]
+        var tokens: [String: Timestamp] = [:]
+        var faults: [VIN: [Fault]] = [:]
+        var requests: [LoggedRequest] = []
+        var tokenRequests = 0
+        var requestCounter: UInt64 = 0
+    }
+
+    /// Creates the fleet of ``EmulatorConfiguration/vehicleCount`` vehicles, parked at the
+    /// current wall-clock time (which is also simulated time zero).
+    public init(configuration: EmulatorConfiguration = .init(), wallClock: any WallClock = SystemWallClock()) {
+        self.configuration = configuration
+        self.wallClock = wallClock
+        let start = wallClock.now()
+        self.wallStart = start
+        var vehicles: [VIN: VehicleSimulation] = [:]
+        for (offset, vin) in configuration.vins.enumerated() {
+            // The first vehicle starts low enough to charge after its first trip, so every run
+            // shows a charge.
+            let seed = configuration.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(offset + 1)
+            vehicles[vin] = VehicleSimulation(vin: vin, seed: seed, start: start, initialBatteryPercent: offset == 0 ? 52 : nil)
+        }
+        state = Mutex(State(vehicles: vehicles))
+    }
+
+    /// Simulated time now: the start plus the elapsed wall time × ``EmulatorConfiguration/timeScale``.
+    public func simulatedNow() -> Timestamp {
+        let elapsed = Double(wallClock.now().millisecondsSince1970 - wallStart.millisecondsSince1970)
+        return wallStart.adding(milliseconds: Int64(elapsed * configuration.timeScale))
+    }
+
+    /// Queues `fault` to be served for the next `count` vehicle-data requests of `vin`.
+    public func inject(_ fault: Fault, vin: VIN, count: Int = 1) {
+        state.withLock { $0.faults[vin, default: []].append(contentsOf: Array(repeating: fault, count: max(0, count))) }
+    }
+
+    /// Every vehicle-data request answered so far, oldest first.
+    public var requestLog: [LoggedRequest] { state.withLock { $0.requests } }
+
+    /// How many token requests were answered (successfully or not).
+    public var tokenRequestCount: Int { state.withLock { $0.tokenRequests } }
+
+    /// The snapshot of a simulated vehicle at the current simulated time.
+    public func snapshot(vin: VIN) -> VehicleSimulation.Snapshot? {
+        let now = simulatedNow()
+        return state.withLock { $0.vehicles[vin]?.snapshot(at: now) }
+    }
+
+    // MARK: - Endpoints
+
+    /// `POST /v1/access_tokens` (JSON) and `POST /v1/access_token` (form): the client-credentials grant.
+    public func accessToken(grantType: String?, clientID: String?, clientSecret: String?) -> Reply {
+        state.withLock { $0.tokenRequests += 1 }
+        guard let grantType, let clientID, let clientSecret, !grantType.isEmpty, !clientID.isEmpty, !clientSecret.isEmpty else {
+            return Self.oauthError(400, "invalid_request", "client_id can't be blank, client_secret can't be blank, grant_type can't be blank")
+        }
+        guard grantType == "client_credentials" else {
+            return Self.oauthError(400, "unsupported_grant_type", "only client_credentials is emulated")
+        }
+        guard clientID == configuration.clientID, clientSecret == configuration.clientSecret else {
+            return Self.oauthError(401, "invalid_client", "client_secret is invalid")
+        }
+        let token = "emu." + UUID().uuidString.lowercased()
+        let expiresAt = wallClock.now().adding(configuration.tokenLifetime)
+        state.withLock { state in
+            let now = wallClock.now()
+            state.tokens = state.tokens.filter { $0.value > now }
+            state.tokens[token] = expiresAt
+        }
+        let body = JSONValue.object([
+            "access_token": .string(token),
+            "expires_in": .number(Double(configuration.tokenLifetime.components.seconds)),
+            "scope": .string("fleet:clearance vehicle:eligibility-check vehicle:data"),
+            "token_type": .string("bearer"),
+        ])
+        return Reply(status: 200, headers: [("Content-Type", "application/json")], body: Self.encode(body))
+    }
+
+    /// `GET /v1/vehicle-data/autoapi-13/{vin}`.
+    public func vehicleData(vinText: String, authorization: String?) -> Reply {
+        let now = wallClock.now()
+        let reply = makeVehicleData(vinText: vinText, authorization: authorization, now: now)
+        state.withLock { $0.requests.append(LoggedRequest(vin: vinText, at: now, status: reply.status)) }
+        return reply
+    }
+
+    private func makeVehicleData(vinText: String, authorization: String?, now: Timestamp) -> Reply {
+        let requestID = nextRequestID()
+        guard let authorization, authorization.hasPrefix("Bearer ") else {
+            return Self.apiError(401, "Not Authorized", "Missing or invalid authorization header", requestID: requestID)
+        }
+        let token = String(authorization.dropFirst(7))
+        let valid = state.withLock { state in state.tokens[token].map { $0 > now } ?? false }
+        guard valid else {
+            return Self.apiError(401, "Not Authorized", "Invalid token", requestID: requestID)
+        }
+        guard let vin = VIN(vinText), state.withLock({ $0.vehicles[vin] != nil }) else {
+            return Self.apiError(403, "Forbidden", "No active consent for this vehicle", requestID: requestID)
+        }
+        if let fault = state.withLock({ state -> Fault? in
+            guard var queue = state.faults[vin], !queue.isEmpty else { return nil }
+            let fault = queue.removeFirst()
+            state.faults[vin] = queue
+            return fault
+        }) {
+            var headers = [("Content-Type", "application/json")]
+            if let retryAfter = fault.retryAfter { headers.append(("Retry-After", retryAfter)) }
+            let body = fault.body ?? Self.encode(Self.errorBody(fault.status, requestID: requestID))
+            return Reply(status: fault.status, headers: headers, body: body)
+        }
+        let simulated = simulatedNow()
+        guard let snapshot = state.withLock({ $0.vehicles[vin]?.snapshot(at: simulated) }) else {
+            return Self.apiError(403, "Forbidden", "No active consent for this vehicle", requestID: requestID)
+        }
+        let body = VehicleDataRenderer.render(snapshot, shape: configuration.shape, requestID: requestID)
+        return Reply(status: 200, headers: [("Content-Type", "application/json")], body: Self.encode(body))
+    }
+
+    private func nextRequestID() -> String {
+        let n = state.withLock { state -> UInt64 in
+            state.requestCounter += 1
+            return state.requestCounter
+        }
+        let hex = String(n, radix: 16)
+        return String(repeating: "0", count: 32 - hex.count) + hex
+    }
+
+    // MARK: - Bodies
+
+    static func errorBody(_ status: Int, requestID: String) -> JSONValue {
+        let (title, detail): (String, String)
+        switch status {
+        case 401: (title, detail) = ("Not Authorized", "Invalid token")
+        case 403: (title, detail) = ("Forbidden", "No active consent for this vehicle")
+        case 408: (title, detail) = ("Request Timeout", "Vehicle is offline or asleep")
+        case 422: (title, detail) = ("Pending", "Vehicle data is not available yet")
+        case 429: (title, detail) = ("Too Many Requests", "Rate limit exceeded")
+        case 503: (title, detail) = ("Service Unavailable", "Failure when fetching data from OEM")
+        case 504: (title, detail) = ("Timeout", "OEM didn't response in the expected time")
+        default: (title, detail) = ("Internal Server Error", "Please contact support")
+        }
+        return .object(["errors": .array([.object(["title": .string(title), "detail": .string(detail)])]), "request_id": .string(requestID)])
+    }
+
+    static func apiError(_ status: Int, _ title: String, _ detail: String, requestID: String) -> Reply {
+        let body = JSONValue.object(["errors": .array([.object(["title": .string(title), "detail": .string(detail)])]), "request_id": .string(requestID)])
+        return Reply(status: status, headers: [("Content-Type", "application/json")], body: encode(body))
+    }
+
+    static func oauthError(_ status: Int, _ error: String, _ description: String) -> Reply {
+        Reply(status: status, headers: [("Content-Type", "application/json")], body: encode(.object(["error": .string(error), "error_description": .string(description)])))
+    }
+
+    static func encode(_ value: JSONValue) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? String(decoding: encoder.encode(value), as: UTF8.self)) ?? "{}"
+    }
+}

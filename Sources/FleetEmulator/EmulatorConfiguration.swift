@@ -1,0 +1,51 @@
+import FleetModel
+
+/// How the emulator behaves: its fleet, credentials and time.
+public struct EmulatorConfiguration: Sendable {
+    /// Number of simulated vehicles; their VINs are ``vin(index:)`` for 1…count.
+    public var vehicleCount: Int
+    /// Seeds every vehicle's simulation; the same seed gives the same fleet history.
+    public var seed: UInt64
+    /// Simulated seconds per wall-clock second (1440: a day per minute).
+    public var timeScale: Double
+    /// The OAuth client id the emulator accepts.
+    public var clientID: String
+    /// The OAuth client secret the emulator accepts.
+    public var clientSecret: String
+    /// `expires_in` of issued access tokens, in wall-clock seconds (300 on the platform).
+    public var tokenLifetime: Duration
+    /// The body shape of vehicle data.
+    public var shape: VehicleDataRenderer.Shape
+
+    public init(
+        vehicleCount: Int = 5,
+        seed: UInt64 = 1,
+        timeScale: Double = 1440,
+        clientID: String = EmulatorConfiguration.defaultClientID,
+        clientSecret: String = EmulatorConfiguration.defaultClientSecret,
+        tokenLifetime: Duration = .seconds(300),
+        shape: VehicleDataRenderer.Shape = .autoAPI
+    ) {
+        self.vehicleCount = vehicleCount
+        self.seed = seed
+        self.timeScale = timeScale
+        self.clientID = clientID
+        self.clientSecret = clientSecret
+        self.tokenLifetime = tokenLifetime
+        self.shape = shape
+    }
+
+    /// The client id a plain `fleet-telemetry emulator` accepts.
+    public static let defaultClientID = "emulator-client"
+    /// The client secret a plain `fleet-telemetry emulator` accepts (a test value, not a secret).
+    public static let defaultClientSecret = "emulator-secret"
+
+    /// The VIN of simulated vehicle `index` (1-based): `1HMEMU` and the index in 11 digits.
+    public static func vin(index: Int) -> VIN {
+        let digits = String(index)
+        return VIN("1HMEMU" + String(repeating: "0", count: 11 - digits.count) + digits)!
+    }
+
+    /// The VINs of this fleet, in order.
+    public var vins: [VIN] { (1...max(1, vehicleCount)).map(Self.vin(index:)) }
+}

@@ -1,0 +1,96 @@
+import FleetModel
+import Foundation
+import Hummingbird
+import Logging
+
+/// Serves an ``Emulator`` over HTTP with Hummingbird.
+///
+/// Routes:
+/// - `POST /v1/access_tokens` (JSON body) and `POST /v1/access_token` (form body): tokens;
+/// - `GET /v1/vehicle-data/autoapi-13/{vin}`: vehicle data;
+/// - `POST /emulator/faults` with `{"vin", "status", "retry_after"?, "body"?, "count"?}`: queue a fault;
+/// - `GET /emulator/vehicles`: the simulated VINs and their current phase.
+public enum EmulatorServer {
+    /// Builds the Hummingbird application.
+    ///
+    /// - Parameters:
+    ///   - host: Address to bind, `127.0.0.1` by default.
+    ///   - port: Port to bind; 0 picks a free one, reported to `onRunning`.
+    ///   - onRunning: Called with the bound port once the server accepts connections.
+    public static func application(
+        emulator: Emulator,
+        host: String = "127.0.0.1",
+        port: Int,
+        logger: Logger = Logger(label: "fleet-telemetry.emulator"),
+        onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        let router = Router()
+        router.post("/v1/access_tokens") { request, _ -> Response in
+            let body = try await request.body.collect(upTo: 64 * 1024)
+            let json = try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView))
+            let fields: [String: String]
+            if let object = json?.objectValue {
+                fields = object.compactMapValues { $0.stringValue }
+            } else {
+                fields = formFields(String(buffer: body))
+            }
+            return response(emulator.accessToken(grantType: fields["grant_type"], clientID: fields["client_id"], clientSecret: fields["client_secret"]))
+        }
+        router.post("/v1/access_token") { request, _ -> Response in
+            let body = try await request.body.collect(upTo: 64 * 1024)
+            let fields = formFields(String(buffer: body))
+            return response(emulator.accessToken(grantType: fields["grant_type"], clientID: fields["client_id"], clientSecret: fields["client_secret"]))
+        }
+        router.get("/v1/vehicle-data/autoapi-13/:vin") { request, context -> Response in
+            let vin = context.parameters.get("vin") ?? ""
+            return response(emulator.vehicleData(vinText: vin, authorization: request.headers[.authorization]))
+        }
+        router.post("/emulator/faults") { request, _ -> Response in
+            let body = try await request.body.collect(upTo: 64 * 1024)
+            guard let json = try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView)),
+                  let vin = json["vin"]?.stringValue.flatMap(VIN.init), let status = json["status"]?.numberValue,
+                  (100...599).contains(status)
+            else {
+                return response(Emulator.apiError(400, "Bad Request", "expected {\"vin\": VIN, \"status\": 100-599, \"retry_after\"?: string, \"body\"?: string, \"count\"?: int}", requestID: "emulator"))
+            }
+            let count = Int(json["count"]?.numberValue ?? 1)
+            emulator.inject(.init(status: Int(status), retryAfter: json["retry_after"]?.stringValue, body: json["body"]?.stringValue), vin: vin, count: min(max(count, 0), 10_000))
+            return response(.init(status: 204, headers: [], body: ""))
+        }
+        router.get("/emulator/vehicles") { _, _ -> Response in
+            let vehicles = emulator.configuration.vins.compactMap { vin -> JSONValue? in
+                guard let s = emulator.snapshot(vin: vin) else { return nil }
+                return .object(["vin": .string(vin.rawValue), "phase": .string(s.phase.rawValue), "simulated_time": .string(s.at.iso8601)])
+            }
+            return response(.init(status: 200, headers: [("Content-Type", "application/json")], body: Emulator.encode(.array(vehicles))))
+        }
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: port), serverName: "fleet-telemetry-emulator"),
+            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
+            logger: logger
+        )
+    }
+
+    static func response(_ reply: Emulator.Reply) -> Response {
+        var headers = HTTPFields()
+        for (name, value) in reply.headers {
+            switch name {
+            case "Content-Type": headers[.contentType] = value
+            case "Retry-After": headers[.retryAfter] = value
+            default: continue
+            }
+        }
+        return Response(status: .init(code: reply.status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: reply.body)))
+    }
+
+    /// Parses an `application/x-www-form-urlencoded` body.
+    static func formFields(_ body: String) -> [String: String] {
+        var fields: [String: String] = [:]
+        for pair in body.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1).map { String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String($0) }
+            if parts.count == 2 { fields[parts[0]] = parts[1] }
+        }
+        return fields
+    }
+}
