@@ -1,0 +1,167 @@
+import FleetModel
+import Foundation
+import Yams
+
+/// Reads `config.yaml` strictly: an unknown or misspelled key, a wrong type or a bad value is a
+/// ``ConfigError`` that names the file, the key and the line — never silently ignored.
+public enum ConfigLoader {
+    /// Loads and validates the config file at `path`.
+    ///
+    /// - Throws: ``ConfigError`` when the file is missing, is not YAML, or has a bad key or value.
+    public static func load(path: String) throws(ConfigError) -> DaemonConfiguration {
+        guard let text = readTextFile(path) else {
+            throw ConfigError(file: path, key: nil, message: "cannot read the config file (missing, unreadable or not UTF-8)")
+        }
+        return try parse(text, file: path)
+    }
+
+    /// Parses config text; `file` is only used in errors.
+    public static func parse(_ text: String, file: String) throws(ConfigError) -> DaemonConfiguration {
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: text)
+        } catch {
+            throw ConfigError(file: file, key: nil, message: "not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
+        }
+        guard let node else { throw ConfigError(file: file, key: nil, message: "the file is empty") }
+        let root = ConfigNode(node: node, key: nil, file: file)
+        let top = try root.mapping(allowed: ["api", "database", "polling", "vehicles", "log_level"])
+
+        guard let apiNode = top["api"] else { throw root.error("missing key `api`") }
+        let api = try apiNode.mapping(allowed: ["base_url", "client_id", "client_secret", "connect_timeout", "request_timeout", "max_response_bytes"])
+        guard let baseURLNode = api["base_url"] else { throw apiNode.error("missing key `base_url`") }
+        let baseURL = try baseURLNode.string()
+        guard baseURL.hasPrefix("https://") || baseURL.hasPrefix("http://"), baseURL.count > 8, !baseURL.contains(" ") else {
+            throw baseURLNode.error("expected an http:// or https:// URL, got \"\(baseURL)\"")
+        }
+        guard let clientIDNode = api["client_id"] else { throw apiNode.error("missing key `client_id`") }
+        let clientID = try clientIDNode.string()
+        guard !clientID.isEmpty else { throw clientIDNode.error("must not be empty") }
+        guard let secretNode = api["client_secret"] else { throw apiNode.error("missing key `client_secret` (one of file, env, credential)") }
+        let secretFields = try secretNode.mapping(allowed: ["file", "env", "credential"])
+        guard secretFields.count == 1, let (kind, valueNode) = secretFields.first else {
+            throw secretNode.error("give exactly one of `file`, `env` or `credential`")
+        }
+        let secretValue = try valueNode.string()
+        guard !secretValue.isEmpty else { throw valueNode.error("must not be empty") }
+        let secret: SecretSource = kind == "file" ? .file(secretValue) : kind == "env" ? .environment(secretValue) : .credential(secretValue)
+
+        var configuration = DaemonConfiguration(api: .init(baseURL: baseURL, clientID: clientID, clientSecret: secret))
+        if let n = api["connect_timeout"] { configuration.api.connectTimeout = try n.duration(min: .milliseconds(100)) }
+        if let n = api["request_timeout"] { configuration.api.requestTimeout = try n.duration(min: .seconds(1)) }
+        if let n = api["max_response_bytes"] { configuration.api.maxResponseBytes = try n.integer(in: 1024...1_073_741_824) }
+
+        if let databaseNode = top["database"] {
+            let database = try databaseNode.mapping(allowed: ["path"])
+            if let n = database["path"] {
+                configuration.databasePath = try n.string()
+                guard !configuration.databasePath.isEmpty else { throw n.error("must not be empty") }
+            }
+        }
+        if let pollingNode = top["polling"] {
+            let polling = try pollingNode.mapping(allowed: ["interval", "max_backoff", "max_retry_after", "max_concurrent_requests"])
+            if let n = polling["interval"] { configuration.polling.interval = try n.duration(min: .seconds(1)) }
+            if let n = polling["max_backoff"] { configuration.polling.maxBackoff = try n.duration(min: .seconds(1)) }
+            if let n = polling["max_retry_after"] { configuration.polling.maxRetryAfter = try n.duration(min: .seconds(1)) }
+            if let n = polling["max_concurrent_requests"] { configuration.polling.maxConcurrentRequests = try n.integer(in: 1...1024) }
+        }
+        if let vehiclesNode = top["vehicles"] {
+            var seen = Set<VIN>()
+            for item in try vehiclesNode.sequence() {
+                let text = try item.string()
+                let vin: VIN
+                do {
+                    vin = try VIN(validating: text)
+                } catch {
+                    throw item.error(error.description)
+                }
+                guard seen.insert(vin).inserted else { throw item.error("VIN \(vin) is listed twice") }
+                configuration.vehicles.append(vin)
+            }
+        }
+        if let n = top["log_level"] {
+            let level = try n.string()
+            guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(level) else {
+                throw n.error("expected one of trace, debug, info, notice, warning, error, critical; got \"\(level)\"")
+            }
+            configuration.logLevel = level
+        }
+        return configuration
+    }
+}
+
+/// A YAML node with the dotted key that led to it, for precise errors.
+struct ConfigNode {
+    let node: Node
+    let key: String?
+    let file: String
+
+    func error(_ message: String) -> ConfigError {
+        ConfigError(file: file, key: key, line: node.mark.map { $0.line }, message: message)
+    }
+
+    private func child(_ name: String, _ node: Node) -> ConfigNode {
+        ConfigNode(node: node, key: key.map { "\($0).\(name)" } ?? name, file: file)
+    }
+
+    /// The mapping's values by key; any key outside `allowed` is an error.
+    func mapping(allowed: Set<String>) throws(ConfigError) -> [String: ConfigNode] {
+        guard case .mapping(let mapping) = node else { throw error("expected a mapping of keys") }
+        var result: [String: ConfigNode] = [:]
+        for (keyNode, valueNode) in mapping {
+            guard case .scalar(let scalar) = keyNode else { throw error("keys must be plain words") }
+            let name = scalar.string
+            let childNode = child(name, valueNode)
+            guard allowed.contains(name) else {
+                let suggestion = allowed.min { editDistance($0, name) < editDistance($1, name) }
+                let hint = suggestion.map { editDistance($0, name) <= 3 ? " (did you mean `\($0)`?)" : "" } ?? ""
+                throw childNode.error("unknown key\(hint); allowed here: \(allowed.sorted().joined(separator: ", "))")
+            }
+            guard result[name] == nil else { throw childNode.error("key given twice") }
+            result[name] = childNode
+        }
+        return result
+    }
+
+    func sequence() throws(ConfigError) -> [ConfigNode] {
+        guard case .sequence(let sequence) = node else { throw error("expected a list") }
+        return sequence.enumerated().map { ConfigNode(node: $0.element, key: "\(key ?? "")[\($0.offset)]", file: file) }
+    }
+
+    func string() throws(ConfigError) -> String {
+        guard case .scalar(let scalar) = node else { throw error("expected a single value") }
+        return scalar.string
+    }
+
+    func integer(in range: ClosedRange<Int>) throws(ConfigError) -> Int {
+        let text = try string()
+        guard let value = Int(text) else { throw error("expected a whole number, got \"\(text)\"") }
+        guard range.contains(value) else { throw error("must be between \(range.lowerBound) and \(range.upperBound), got \(value)") }
+        return value
+    }
+
+    func duration(min: Duration) throws(ConfigError) -> Duration {
+        let text = try string()
+        guard let value = DurationParser.parse(text) else {
+            throw error("expected a duration such as 30s, 5m, 1h or 1h30m; got \"\(text)\"")
+        }
+        guard value >= min else { throw error("must be at least \(DurationParser.format(min)), got \(text)") }
+        return value
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints on misspelled keys.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var previous = Array(0...b.count)
+    for i in 1...a.count {
+        var current = [i] + Array(repeating: 0, count: b.count)
+        for j in 1...b.count {
+            current[j] = Swift.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        previous = current
+    }
+    return previous[b.count]
+}

@@ -1,0 +1,128 @@
+import FleetClient
+import FleetModel
+
+/// Everything the daemon is configured with: the parsed `config.yaml`.
+///
+/// The file format, with every key, is `config/fleet-telemetry.yaml`; ``ConfigLoader`` reads it.
+public struct DaemonConfiguration: Sendable {
+    /// `api`: how to reach the High Mobility API.
+    public struct API: Sendable {
+        /// `api.base_url`, e.g. `https://sandbox.api.high-mobility.com`.
+        public var baseURL: String
+        /// `api.client_id`.
+        public var clientID: String
+        /// `api.client_secret`: where the client secret is read from.
+        public var clientSecret: SecretSource
+        /// `api.connect_timeout` (default 10s).
+        public var connectTimeout: Duration = .seconds(10)
+        /// `api.request_timeout` (default 30s).
+        public var requestTimeout: Duration = .seconds(30)
+        /// `api.max_response_bytes` (default 4194304).
+        public var maxResponseBytes: Int = 4 * 1024 * 1024
+    }
+
+    /// `polling`: the schedule.
+    public struct Polling: Sendable {
+        /// `polling.interval`: each VIN is polled this often (default 5m).
+        public var interval: Duration = .seconds(300)
+        /// `polling.max_backoff`: the longest wait after repeated failures (default 1h).
+        public var maxBackoff: Duration = .seconds(3600)
+        /// `polling.max_retry_after`: the longest `Retry-After` honoured as given (default 24h).
+        public var maxRetryAfter: Duration = .seconds(86_400)
+        /// `polling.max_concurrent_requests` (default 4).
+        public var maxConcurrentRequests: Int = 4
+
+        public init(interval: Duration = .seconds(300), maxBackoff: Duration = .seconds(3600), maxRetryAfter: Duration = .seconds(86_400), maxConcurrentRequests: Int = 4) {
+            self.interval = interval
+            self.maxBackoff = maxBackoff
+            self.maxRetryAfter = maxRetryAfter
+            self.maxConcurrentRequests = maxConcurrentRequests
+        }
+    }
+
+    public var api: API
+    /// `database.path` (default `/var/lib/fleet-telemetry/telemetry.sqlite`).
+    public var databasePath: String = "/var/lib/fleet-telemetry/telemetry.sqlite"
+    public var polling = Polling()
+    /// `vehicles`: the VINs to poll.
+    public var vehicles: [VIN] = []
+    /// `log_level`: `trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical` (default `info`).
+    public var logLevel: String = "info"
+
+    public init(api: API, databasePath: String = "/var/lib/fleet-telemetry/telemetry.sqlite", polling: Polling = Polling(), vehicles: [VIN] = [], logLevel: String = "info") {
+        self.api = api
+        self.databasePath = databasePath
+        self.polling = polling
+        self.vehicles = vehicles
+        self.logLevel = logLevel
+    }
+
+    /// The API client's configuration, with the secret resolved.
+    ///
+    /// - Throws: ``ConfigError`` when the secret cannot be read.
+    public func clientConfiguration(file: String, environment: [String: String]) throws -> ClientConfiguration {
+        ClientConfiguration(
+            baseURL: api.baseURL, clientID: api.clientID,
+            clientSecret: try api.clientSecret.resolve(file: file, environment: environment),
+            connectTimeout: api.connectTimeout, requestTimeout: api.requestTimeout,
+            maxResponseBytes: api.maxResponseBytes)
+    }
+}
+
+extension DaemonConfiguration.API {
+    public init(baseURL: String, clientID: String, clientSecret: SecretSource) {
+        self.baseURL = baseURL
+        self.clientID = clientID
+        self.clientSecret = clientSecret
+    }
+}
+
+/// Where the client secret comes from. Never from the command line, never stored in the config.
+public enum SecretSource: Sendable, Hashable {
+    /// `api.client_secret.file`: a file holding the secret (surrounding whitespace is trimmed).
+    case file(String)
+    /// `api.client_secret.env`: an environment variable.
+    case environment(String)
+    /// `api.client_secret.credential`: a systemd credential (`LoadCredential=`), read from
+    /// `$CREDENTIALS_DIRECTORY/<name>`.
+    case credential(String)
+    /// A literal value; only for the built-in demo, never read from a config file.
+    case literal(Secret)
+
+    /// Reads the secret.
+    ///
+    /// - Throws: ``ConfigError`` naming `api.client_secret` when the file, variable or credential
+    ///   is missing or empty. The message never contains the secret.
+    public func resolve(file configFile: String, environment: [String: String]) throws -> Secret {
+        func fail(_ message: String) -> ConfigError {
+            ConfigError(file: configFile, key: "api.client_secret", message: message)
+        }
+        let value: String
+        switch self {
+        case .literal(let secret):
+            return secret
+        case .environment(let name):
+            guard let v = environment[name] else { throw fail("environment variable \(name) is not set") }
+            value = v
+        case .file(let path):
+            guard let v = readTextFile(path) else { throw fail("cannot read the secret file \(path)") }
+            value = v
+        case .credential(let name):
+            guard let directory = environment["CREDENTIALS_DIRECTORY"] else {
+                throw fail("credential \(name) requested but $CREDENTIALS_DIRECTORY is not set (run under systemd with LoadCredential=)")
+            }
+            guard let v = readTextFile(directory + "/" + name) else { throw fail("cannot read credential \(name) in $CREDENTIALS_DIRECTORY") }
+            value = v
+        }
+        let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty else { throw fail("the client secret is empty") }
+        return Secret(trimmed)
+    }
+}
+
+import Foundation
+
+func readTextFile(_ path: String) -> String? {
+    guard let data = FileManager.default.contents(atPath: path) else { return nil }
+    return String(data: data, encoding: .utf8)
+}
