@@ -165,17 +165,21 @@ public actor TelemetryStore {
         return result
     }
 
-    /// Row counts and poll outcomes, for the summary printed on exit.
-    public func summary() throws -> StoreSummary {
+    /// Row counts and poll outcomes since `since` (UTC; polls by `requested_at`, samples by
+    /// `received_at`, events by `detected_at`), for the summary printed on exit.
+    public func summary(since: Timestamp = Timestamp(millisecondsSince1970: 0)) throws -> StoreSummary {
+        let t = SQLiteValue.integer(since.millisecondsSince1970)
         var summary = StoreSummary()
-        summary.vehicles = Int(try connection.scalarInt("SELECT count(*) FROM vehicles") ?? 0)
-        summary.samples = Int(try connection.scalarInt("SELECT count(*) FROM samples") ?? 0)
-        summary.vehiclesWithSamples = Int(try connection.scalarInt("SELECT count(DISTINCT vin) FROM latest") ?? 0)
-        let polls = try connection.makeStatement("SELECT http_status, count(*) FROM polls GROUP BY http_status ORDER BY http_status")
+        summary.vehicles = Int(try connection.scalarInt("SELECT count(*) FROM vehicles WHERE last_polled_at >= ?1", [t]) ?? 0)
+        summary.samples = Int(try connection.scalarInt("SELECT count(*) FROM samples WHERE received_at >= ?1", [t]) ?? 0)
+        summary.vehiclesWithSamples = Int(try connection.scalarInt("SELECT count(DISTINCT vin) FROM samples WHERE received_at >= ?1", [t]) ?? 0)
+        let polls = try connection.makeStatement("SELECT http_status, count(*) FROM polls WHERE requested_at >= ?1 GROUP BY http_status ORDER BY http_status")
+        try polls.bind([t])
         while try polls.step() {
             summary.pollsByStatus[polls.isNull(at: 0) ? nil : Int(polls.int(at: 0)), default: 0] += Int(polls.int(at: 1))
         }
-        let events = try connection.makeStatement("SELECT type, count(*) FROM events GROUP BY type ORDER BY type")
+        let events = try connection.makeStatement("SELECT type, count(*) FROM events WHERE detected_at >= ?1 GROUP BY type ORDER BY type")
+        try events.bind([t])
         while try events.step() {
             summary.eventsByType[events.text(at: 0) ?? "", default: 0] += Int(events.int(at: 1))
         }
@@ -232,4 +236,19 @@ public struct StoreSummary: Sendable, Hashable {
     /// Events by `type`.
     public var eventsByType: [String: Int] = [:]
     public init() {}
+
+    /// A few human-readable lines: vehicles, polls by HTTP status, samples, events by type.
+    public var text: String {
+        let polls = pollsByStatus.sorted { ($0.key ?? 0) < ($1.key ?? 0) }
+            .map { "\($0.key.map(String.init) ?? "no response"): \($0.value)" }.joined(separator: ", ")
+        let total = pollsByStatus.values.reduce(0, +)
+        let eventTotal = eventsByType.values.reduce(0, +)
+        let events = eventsByType.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
+        return """
+            vehicles: \(vehicles) polled, \(vehiclesWithSamples) with new samples
+            polls:    \(total)\(polls.isEmpty ? "" : " (\(polls))")
+            samples:  \(samples)
+            events:   \(eventTotal)\(events.isEmpty ? "" : " (\(events))")
+            """
+    }
 }

@@ -16,12 +16,12 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
     }
 
     /// A uniformly distributed `Double` in `range`.
-    mutating func uniform(_ range: ClosedRange<Double>) -> Double {
+    public mutating func uniform(_ range: ClosedRange<Double>) -> Double {
         Double.random(in: range, using: &self)
     }
 
     /// A duration in whole milliseconds, uniformly between `minutes` bounds.
-    mutating func minutes(_ range: ClosedRange<Double>) -> Int64 {
+    public mutating func minutes(_ range: ClosedRange<Double>) -> Int64 {
         Int64(uniform(range) * 60_000)
     }
 }

@@ -1,0 +1,86 @@
+import FleetClient
+import FleetEvents
+import FleetModel
+import FleetNormalizer
+import FleetStore
+import Logging
+
+/// One poll, end to end: API client → normalizer → store (samples, latest, events, poll row) → sink.
+///
+/// It never throws: every failure (HTTP error, timeout, malformed body) becomes a `polls` row with
+/// the status and a one-line error, and an ``PollSchedule/Outcome`` for the scheduler.
+public struct PollPipeline: Sendable {
+    public let client: HighMobilityClient
+    public let store: TelemetryStore
+    public let sink: any EventSink
+    public let normalizer: Normalizer
+    public let rules: EventRules
+    public let clock: any WallClock
+    public let logger: Logger
+
+    public init(client: HighMobilityClient, store: TelemetryStore, sink: any EventSink, clock: any WallClock, logger: Logger) {
+        self.client = client
+        self.store = store
+        self.sink = sink
+        self.normalizer = Normalizer()
+        self.rules = EventRules()
+        self.clock = clock
+        self.logger = logger
+    }
+
+    /// What one poll did.
+    public struct Result: Sendable {
+        public var vin: VIN
+        public var outcome: PollSchedule.Outcome
+        /// The HTTP status, `nil` when no response came.
+        public var httpStatus: Int?
+        public var samplesWritten: Int
+        public var events: [Event]
+    }
+
+    /// Polls `vin` once and stores what came back.
+    ///
+    /// If the database write fails (disk full, locked), the error is logged and the poll counts as
+    /// failed, so the VIN backs off; rows committed earlier are untouched.
+    public func poll(_ vin: VIN) async -> Result {
+        let requestedAt = clock.now()
+        var record = PollRecord(vin: vin, requestedAt: requestedAt, receivedAt: requestedAt, httpStatus: nil, latencyMilliseconds: 0)
+        var samples: [Sample] = []
+        var outcome = PollSchedule.Outcome.success
+        do {
+            let response = try await client.vehicleData(vin: vin)
+            record.receivedAt = response.receivedAt
+            record.httpStatus = 200
+            record.latencyMilliseconds = max(0, response.latencyMilliseconds)
+            do {
+                let payload = try normalizer.normalize(body: response.body, vin: vin, receivedAt: response.receivedAt)
+                samples = payload.samples
+                record.requestID = payload.requestID
+                if !payload.failures.isEmpty {
+                    logger.debug("property failures", metadata: ["vin": "\(vin)", "count": "\(payload.failures.count)", "first": "\(payload.failures[0].property): \(payload.failures[0].reason)"])
+                }
+            } catch {
+                record.error = error.description
+                outcome = .failed
+                logger.warning("\(error.description)")
+            }
+        } catch {
+            let now = clock.now()
+            record.receivedAt = now
+            record.httpStatus = error.status
+            record.latencyMilliseconds = max(0, now.millisecondsSince1970 - requestedAt.millisecondsSince1970)
+            record.error = error.description
+            record.requestID = error.requestID
+            outcome = error.isRateLimited ? .rateLimited(retryAfter: error.retryAfter) : .failed
+            logger.warning("\(error.description)")
+        }
+        do {
+            let written = try await store.record(record, samples: samples, detector: rules)
+            await sink.deliver(written.events)
+            return Result(vin: vin, outcome: outcome, httpStatus: record.httpStatus, samplesWritten: written.samplesWritten, events: written.events)
+        } catch {
+            logger.error("could not store the poll of \(vin): \(error)")
+            return Result(vin: vin, outcome: .failed, httpStatus: record.httpStatus, samplesWritten: 0, events: [])
+        }
+    }
+}

@@ -1,0 +1,149 @@
+import ArgumentParser
+import FleetClient
+import FleetDaemon
+import FleetEmulator
+import FleetModel
+import FleetStore
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// `fleet-telemetry demo`: the daemon against the built-in emulator, for a minute.
+struct DemoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Run the daemon against the built-in High Mobility emulator and print events as JSON lines.",
+        discussion: """
+            Starts the emulator on a free loopback port with simulated vehicles, polls them, writes \
+            the database and prints every change event as one JSON line on standard output. A \
+            summary goes to standard error on exit. Stops after --duration seconds or on Ctrl-C.
+            """
+    )
+
+    @Option(name: .long, help: "Seconds to run.")
+    var duration: Int = 60
+
+    @Option(name: .long, help: "Simulated seconds per wall-clock second (1440: a vehicle's day per minute).")
+    var timeScale: Double = 1440
+
+    @Option(name: .long, help: "Number of simulated vehicles.")
+    var vehicles: Int = 5
+
+    @Option(name: .long, help: "Polling interval per VIN, in wall-clock time (e.g. 1s, 500ms).")
+    var interval: String = "1s"
+
+    @Option(name: .long, help: "Seed of the simulation.")
+    var seed: UInt64 = 1
+
+    @Option(name: .long, help: "A config file whose database.path, polling and log_level apply (its api section is replaced by the emulator).")
+    var config: String?
+
+    @Option(name: .long, help: "The SQLite database file.")
+    var database: String?
+
+    @Option(name: .long, help: "Log level on standard error (trace, debug, info, notice, warning, error, critical).")
+    var logLevel: String = "warning"
+
+    func validate() throws {
+        guard duration > 0 else { throw ValidationError("--duration must be a positive number of seconds") }
+        guard timeScale > 0, timeScale <= 1_000_000 else { throw ValidationError("--time-scale must be between 0 and 1000000") }
+        guard (1...10_000).contains(vehicles) else { throw ValidationError("--vehicles must be between 1 and 10000") }
+        guard let d = DurationParser.parse(interval), d >= .milliseconds(50) else {
+            throw ValidationError("--interval must be a duration of at least 50ms, such as 1s or 500ms")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical") }
+    }
+
+    func run() async throws {
+        var polling = DaemonConfiguration.Polling(interval: DurationParser.parse(interval) ?? .seconds(1), maxBackoff: .seconds(30), maxConcurrentRequests: 8)
+        var databasePath = "fleet-telemetry-demo.sqlite"
+        var level = logLevel
+        if let config {
+            do {
+                let loaded = try ConfigLoader.load(path: config)
+                polling = loaded.polling
+                databasePath = loaded.databasePath
+                level = loaded.logLevel
+            } catch {
+                printError("fleet-telemetry: \(error)")
+                throw ExitCode(78)
+            }
+        }
+        databasePath = database ?? databasePath
+        bootstrapLogging(level: level)
+        let logger = Logger(label: "fleet-telemetry")
+
+        let store: TelemetryStore
+        do {
+            store = try TelemetryStore(path: databasePath)
+        } catch {
+            printError("fleet-telemetry: \(error)")
+            throw ExitCode(74)
+        }
+        let clock = SystemWallClock()
+        let startedAt = clock.now()
+        let emulator = Emulator(configuration: .init(vehicleCount: vehicles, seed: seed, timeScale: timeScale), wallClock: clock)
+        let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
+        let server = EmulatorServer.application(emulator: emulator, port: 0, logger: logger) { port in
+            portContinuation.yield(port)
+            portContinuation.finish()
+        }
+        let daemon = DemoDaemon(ports: ports, emulator: emulator, store: store, polling: polling, clock: clock, logger: logger)
+        let timer = StopAfter(duration: .seconds(duration))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: server),
+                    .init(service: daemon, successTerminationBehavior: .gracefullyShutdownGroup),
+                    .init(service: timer, successTerminationBehavior: .gracefullyShutdownGroup),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        printError("fleet-telemetry demo: \(vehicles) simulated vehicles, \(Int(timeScale))× simulated time, polling every \(interval), database \(databasePath), for \(duration) s (Ctrl-C stops)")
+        try await group.run()
+        let summary = try await store.summary(since: startedAt)
+        printError("\nfleet-telemetry demo summary (\(databasePath))\n" + summary.text)
+    }
+}
+
+/// Waits for the emulator's port, then runs the polling loop against it.
+struct DemoDaemon: Service {
+    let ports: AsyncStream<Int>
+    let emulator: Emulator
+    let store: TelemetryStore
+    let polling: DaemonConfiguration.Polling
+    let clock: any WallClock
+    let logger: Logger
+
+    func run() async throws {
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else { return }
+        let client = HighMobilityClient(
+            configuration: .init(baseURL: "http://127.0.0.1:\(port)", clientID: emulator.configuration.clientID, clientSecret: Secret(emulator.configuration.clientSecret)),
+            clock: clock, logger: logger)
+        let pipeline = PollPipeline(client: client, store: store, sink: StdoutEventSink(), clock: clock, logger: logger)
+        let service = PollingService(
+            vins: emulator.configuration.vins,
+            policy: .init(interval: polling.interval, maxBackoff: polling.maxBackoff, maxRetryAfter: polling.maxRetryAfter),
+            pipeline: pipeline, clock: clock, maxConcurrentRequests: polling.maxConcurrentRequests, seed: emulator.configuration.seed, logger: logger)
+        do {
+            try await service.run()
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
+    }
+}
+
+/// Returns after `duration`, or at once on graceful shutdown.
+struct StopAfter: Service {
+    let duration: Duration
+
+    func run() async throws {
+        let duration = self.duration
+        try? await cancelWhenGracefulShutdown {
+            try await Task.sleep(for: duration)
+        }
+    }
+}

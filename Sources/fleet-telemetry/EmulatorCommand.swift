@@ -1,0 +1,66 @@
+import ArgumentParser
+import FleetEmulator
+import FleetModel
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// `fleet-telemetry emulator`: the built-in High Mobility API emulator, on its own.
+struct EmulatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "emulator",
+        abstract: "Serve the High Mobility API emulator, so that `fleet-telemetry run` can be pointed at it."
+    )
+
+    @Option(name: .long, help: "TCP port (0 picks a free one).")
+    var port: Int = 8080
+
+    @Option(name: .long, help: "Address to bind.")
+    var host: String = "127.0.0.1"
+
+    @Option(name: .long, help: "Number of simulated vehicles.")
+    var vehicles: Int = 5
+
+    @Option(name: .long, help: "Seed of the simulation.")
+    var seed: UInt64 = 1
+
+    @Option(name: .long, help: "Simulated seconds per wall-clock second.")
+    var timeScale: Double = 1440
+
+    @Option(name: .long, help: "Vehicle-data body shape: auto_api (the live platform) or simplified (the OpenAPI document).")
+    var shape: String = "auto_api"
+
+    @Option(name: .long, help: "The client id the emulator accepts.")
+    var clientID: String = EmulatorConfiguration.defaultClientID
+
+    @Option(name: .long, help: "Log level on standard error.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        guard (1...100_000).contains(vehicles) else { throw ValidationError("--vehicles must be between 1 and 100000") }
+        guard timeScale > 0, timeScale <= 1_000_000 else { throw ValidationError("--time-scale must be between 0 and 1000000") }
+        guard VehicleDataRenderer.Shape(rawValue: shape) != nil else { throw ValidationError("--shape must be auto_api or simplified") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical") }
+    }
+
+    func run() async throws {
+        bootstrapLogging(level: logLevel)
+        let logger = Logger(label: "fleet-telemetry.emulator")
+        let configuration = EmulatorConfiguration(
+            vehicleCount: vehicles, seed: seed, timeScale: timeScale, clientID: clientID,
+            clientSecret: EmulatorConfiguration.defaultClientSecret, shape: VehicleDataRenderer.Shape(rawValue: shape) ?? .autoAPI)
+        let emulator = Emulator(configuration: configuration)
+        let vins = configuration.vins
+        let host = self.host
+        let app = EmulatorServer.application(emulator: emulator, host: host, port: port, logger: logger) { bound in
+            var text = "High Mobility API emulator on http://\(host):\(bound)\n"
+            text += "client_id: \(configuration.clientID)   client secret: \(configuration.clientSecret)\n"
+            text += "vehicles:\n" + vins.prefix(20).map { "  - \($0.rawValue)" }.joined(separator: "\n")
+            if vins.count > 20 { text += "\n  … \(vins.count - 20) more (GET /emulator/vehicles)" }
+            FileHandle.standardError.write(Data((text + "\n").utf8))
+        }
+        let group = ServiceGroup(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        try await group.run()
+    }
+}

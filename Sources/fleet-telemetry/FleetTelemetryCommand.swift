@@ -1,0 +1,29 @@
+import ArgumentParser
+import FleetDaemon
+import Foundation
+import Logging
+
+/// `fleet-telemetry`: keeps a fleet's connected-car data from the High Mobility API in SQLite.
+@main
+struct FleetTelemetryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fleet-telemetry",
+        abstract: "Polls the High Mobility Vehicle Data API for a fleet and keeps every reading in one SQLite file.",
+        subcommands: [RunCommand.self, DemoCommand.self, EmulatorCommand.self]
+    )
+}
+
+/// Sends log lines to standard error at `level`, so that standard output carries only events.
+func bootstrapLogging(level: String) {
+    let parsed = Logger.Level(rawValue: level) ?? .info
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = parsed
+        return handler
+    }
+}
+
+/// Writes `text` and a newline to standard error.
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}

@@ -1,0 +1,64 @@
+import ArgumentParser
+import FleetClient
+import FleetDaemon
+import FleetModel
+import FleetStore
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// `fleet-telemetry run`: the daemon proper.
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the daemon: poll every configured VIN on schedule until SIGTERM or SIGINT."
+    )
+
+    @Option(name: .long, help: "The config file.")
+    var config: String = "/etc/fleet-telemetry/config.yaml"
+
+    @Option(name: .long, help: "The SQLite database file (overrides database.path).")
+    var database: String?
+
+    func run() async throws {
+        let configuration: DaemonConfiguration
+        let clientConfiguration: ClientConfiguration
+        do {
+            configuration = try ConfigLoader.load(path: config)
+            clientConfiguration = try configuration.clientConfiguration(file: config, environment: ProcessInfo.processInfo.environment)
+        } catch let error as ConfigError {
+            printError("fleet-telemetry: \(error)")
+            throw ExitCode(78)  // EX_CONFIG
+        }
+        guard !configuration.vehicles.isEmpty else {
+            printError("fleet-telemetry: \(config): vehicles: no VINs to poll; list them under `vehicles:`")
+            throw ExitCode(78)
+        }
+        bootstrapLogging(level: configuration.logLevel)
+        let logger = Logger(label: "fleet-telemetry")
+        let databasePath = database ?? configuration.databasePath
+        let store: TelemetryStore
+        do {
+            store = try TelemetryStore(path: databasePath)
+        } catch {
+            printError("fleet-telemetry: \(error)")
+            throw ExitCode(74)  // EX_IOERR
+        }
+        let clock = SystemWallClock()
+        let client = HighMobilityClient(configuration: clientConfiguration, clock: clock, logger: logger)
+        let pipeline = PollPipeline(client: client, store: store, sink: StdoutEventSink(), clock: clock, logger: logger)
+        let polling = PollingService(
+            vins: configuration.vehicles,
+            policy: .init(interval: configuration.polling.interval, maxBackoff: configuration.polling.maxBackoff, maxRetryAfter: configuration.polling.maxRetryAfter),
+            pipeline: pipeline, clock: clock, maxConcurrentRequests: configuration.polling.maxConcurrentRequests, logger: logger)
+        logger.info("database \(databasePath), API \(clientConfiguration.baseURL)")
+        let group = ServiceGroup(services: [polling], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        do {
+            try await group.run()
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
+    }
+}
