@@ -102,7 +102,7 @@ struct SampleEmitter {
             append(.text(s), unit: nil, path: path, into: &payload)
         case .number(let n):
             if UnitConversion.percentageProperties.contains(path) {
-                append(.number(n * 100), unit: "percent", path: path, into: &payload)
+                append(.number(UnitConversion.percent(fromFraction: n)), unit: "percent", path: path, into: &payload)
             } else {
                 append(.number(n), unit: nil, path: path, into: &payload)
             }

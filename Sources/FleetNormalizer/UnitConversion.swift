@@ -1,4 +1,5 @@
 import FleetModel
+import Foundation
 
 /// Converts an Auto API measurement (`{"value": …, "unit": "…"}`) to the project's canonical unit.
 ///
@@ -10,13 +11,28 @@ public enum UnitConversion {
     /// The canonical `(value, unit)` for `value` measured in the Auto API unit `unit`.
     public static func canonical(_ value: Double, unit: String) -> (value: Double, unit: String) {
         if let (factor, target) = linear[unit] {
-            return (value * factor, target)
+            return factor == 1 ? (value, target) : (tidy(value * factor), target)
         }
         switch unit {
-        case "kelvin": return (value - 273.15, "celsius")
-        case "fahrenheit": return ((value - 32) * 5 / 9, "celsius")
+        case "kelvin": return (tidy(value - 273.15), "celsius")
+        case "fahrenheit": return (tidy((value - 32) * 5 / 9), "celsius")
         default: return (value, unit)
         }
+    }
+
+    /// A 0.0–1.0 Auto API percentage as percent 0–100.
+    public static func percent(fromFraction value: Double) -> Double {
+        tidy(value * 100)
+    }
+
+    /// Rounds away the binary noise of a conversion (2.3 bar × 100 = 229.99999999999997 kPa)
+    /// by keeping 12 significant digits, far beyond what any sensor reports.
+    static func tidy(_ value: Double) -> Double {
+        guard value != 0, value.isFinite else { return value }
+        let magnitude = (log10(abs(value))).rounded(.down)
+        let scale = pow(10, 11 - magnitude)
+        guard scale.isFinite, scale > 0 else { return value }
+        return (value * scale).rounded() / scale
     }
 
     /// Factor to multiply by, and the canonical unit, for units that convert linearly.
