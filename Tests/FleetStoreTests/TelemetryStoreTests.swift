@@ -1,0 +1,185 @@
+import FleetEvents
+import FleetModel
+@testable import FleetStore
+import Foundation
+import Testing
+
+/// A fresh database file in a temporary folder, removed with its WAL files at the end.
+struct TemporaryDatabase: ~Copyable {
+    let directory: String
+    var path: String { directory + "/telemetry.sqlite" }
+
+    init() {
+        directory = NSTemporaryDirectory() + "fleet-telemetry-tests-" + UUID().uuidString
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+let vin = VIN("1HMFT000000000001")!
+let t0 = Timestamp(iso8601: "2026-11-28T09:00:00Z")!
+
+func poll(at time: Timestamp, status: Int? = 200, error: String? = nil) -> PollRecord {
+    PollRecord(vin: vin, requestedAt: time, receivedAt: time.adding(milliseconds: 40), httpStatus: status, latencyMilliseconds: 40, error: error, requestID: "r1")
+}
+
+func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSource = .property) -> [Sample] {
+    [
+        Sample(vin: vin, property: "doors.locks.lock_state", instance: "front_left", value: .text(state), observedAt: time, timeSource: source),
+        Sample(vin: vin, property: "charging.battery_level", value: .number(64), unit: "percent", observedAt: time, timeSource: source),
+    ]
+}
+
+@Suite struct TelemetryStoreTests {
+    @Test func roundTrip() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        let result = try await store.record(poll(at: t0), samples: lockSamples("locked", at: t0), detector: EventRules())
+        #expect(result.samplesWritten == 2)
+        #expect(result.events.isEmpty)
+        let history = try await store.samples(vin: vin, property: "charging.battery_level")
+        #expect(history == [Sample(vin: vin, property: "charging.battery_level", value: .number(64), unit: "percent", observedAt: t0)])
+        let latest = try await store.latestValues(vin: vin)
+        #expect(latest[SeriesKey(vin: vin, property: "doors.locks.lock_state", instance: "front_left")] == LatestValue(value: .text("locked"), unit: nil, observedAt: t0))
+        let summary = try await store.summary()
+        #expect(summary.pollsByStatus == [200: 1])
+        #expect(summary.samples == 2)
+    }
+
+    @Test func unchangedPollAddsNoSampleRows() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        try await store.record(poll(at: t0), samples: lockSamples("locked", at: t0), detector: EventRules())
+        let again = try await store.record(poll(at: t0.adding(milliseconds: 60_000)), samples: lockSamples("locked", at: t0), detector: EventRules())
+        #expect(again.samplesWritten == 0)
+        #expect(try await store.summary().samples == 2)
+        #expect(try await store.summary().pollsByStatus == [200: 2])
+    }
+
+    @Test func samplesWithoutTheirOwnTimeAreWrittenOnlyWhenTheValueChanges() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        try await store.record(poll(at: t0), samples: lockSamples("locked", at: t0, source: .received), detector: EventRules())
+        let t1 = t0.adding(milliseconds: 60_000)
+        let same = try await store.record(poll(at: t1), samples: lockSamples("locked", at: t1, source: .received), detector: EventRules())
+        #expect(same.samplesWritten == 0)
+        let t2 = t1.adding(milliseconds: 60_000)
+        let changed = try await store.record(poll(at: t2), samples: lockSamples("unlocked", at: t2, source: .received), detector: EventRules())
+        #expect(changed.samplesWritten == 1)
+        #expect(changed.events.map(\.type) == [.doorUnlocked])
+    }
+
+    @Test func reopeningKeepsData() async throws {
+        let db = TemporaryDatabase()
+        do {
+            let store = try TelemetryStore(path: db.path)
+            try await store.record(poll(at: t0), samples: lockSamples("locked", at: t0), detector: EventRules())
+            try await store.record(poll(at: t0.adding(milliseconds: 1000)), samples: lockSamples("unlocked", at: t0.adding(milliseconds: 1000)), detector: EventRules())
+        }
+        let reopened = try TelemetryStore(path: db.path)
+        #expect(try await reopened.summary().samples == 4)
+        #expect(try await reopened.events().map(\.type) == [.doorUnlocked])
+        let stored = try await reopened.samples(vin: vin, property: "doors.locks.lock_state", instance: "front_left")
+        #expect(stored.map(\.value) == [.text("locked"), .text("unlocked")])
+    }
+
+    @Test func olderObservationDoesNotReplaceLatest() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        let t1 = t0.adding(milliseconds: 60_000)
+        try await store.record(poll(at: t1), samples: lockSamples("unlocked", at: t1), detector: EventRules())
+        let late = try await store.record(poll(at: t1), samples: lockSamples("locked", at: t0), detector: EventRules())
+        #expect(late.samplesWritten == 2, "history keeps the late observation")
+        #expect(late.events.isEmpty, "a stale observation is not a change")
+        let latest = try await store.latestValues(vin: vin)
+        #expect(latest[SeriesKey(vin: vin, property: "doors.locks.lock_state", instance: "front_left")]?.value == .text("unlocked"))
+    }
+
+    @Test func eventIsStoredOnceEvenWhenDetectedTwice() async throws {
+        struct Always: ChangeDetecting {
+            func events(previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp) -> [Event] {
+                [Event(vin: vin, type: .chargingStarted, instance: "", occurredAt: t0, detectedAt: detectedAt, previousValue: "not_charging", newValue: "charging")]
+            }
+        }
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        let first = try await store.record(poll(at: t0), samples: lockSamples("locked", at: t0), detector: Always())
+        let second = try await store.record(poll(at: t0.adding(milliseconds: 5)), samples: lockSamples("locked", at: t0), detector: Always())
+        #expect(first.events.count == 1)
+        #expect(first.events.first?.id != nil)
+        #expect(second.events.isEmpty)
+        #expect(try await store.events().count == 1)
+    }
+
+    @Test func failedPollIsRecordedWithoutSamples() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        let result = try await store.record(poll(at: t0, status: 429, error: "HTTP 429"), samples: [], detector: EventRules())
+        #expect(result.samplesWritten == 0)
+        #expect(try await store.summary().pollsByStatus == [429: 1])
+        let noResponse = try await store.record(poll(at: t0, status: nil, error: "timeout"), samples: [], detector: EventRules())
+        #expect(noResponse.samplesWritten == 0)
+        #expect(try await store.summary().pollsByStatus == [nil: 1, 429: 1])
+    }
+
+    @Test func databaseIsInWALModeWithCurrentSchemaVersion() throws {
+        let db = TemporaryDatabase()
+        _ = try TelemetryStore(path: db.path)
+        let connection = try Connection(path: db.path)
+        #expect(try connection.scalarText("PRAGMA journal_mode") == "wal")
+        #expect(try connection.scalarInt("PRAGMA user_version") == Schema.currentVersion)
+    }
+
+    @Test func newerSchemaIsRefused() throws {
+        let db = TemporaryDatabase()
+        do {
+            let connection = try Connection(path: db.path)
+            try connection.execute("PRAGMA user_version = 99")
+        }
+        #expect(throws: StoreError.newerSchema(found: 99, supported: Schema.currentVersion, path: db.path)) {
+            try TelemetryStore(path: db.path)
+        }
+    }
+
+    @Test func notADatabaseGivesAClearError() throws {
+        let db = TemporaryDatabase()
+        FileManager.default.createFile(atPath: db.path, contents: Data(repeating: 0x41, count: 4096))
+        #expect {
+            try TelemetryStore(path: db.path)
+        } throws: { error in
+            guard let error = error as? SQLiteError else { return false }
+            return error.resultCode == 26 && error.description.contains("not a database")
+        }
+    }
+
+    @Test func sqliteErrorCarriesCodeMessageAndSQL() throws {
+        let connection = try Connection(path: ":memory:")
+        try connection.execute("CREATE TABLE t (x INTEGER PRIMARY KEY)")
+        try connection.execute("INSERT INTO t VALUES (1)")
+        let statement = try connection.makeStatement("INSERT INTO t VALUES (?1)")
+        #expect {
+            try statement.run([.integer(1)])
+        } throws: { error in
+            guard let error = error as? SQLiteError else { return false }
+            return error.resultCode == 19 && error.extendedResultCode == 1555 && error.sql == "INSERT INTO t VALUES (?1)" && error.message.contains("UNIQUE")
+        }
+    }
+
+    @Test func transactionRollsBackWhenTheBodyThrows() throws {
+        struct Boom: Error {}
+        let connection = try Connection(path: ":memory:")
+        try connection.execute("CREATE TABLE t (x INTEGER)")
+        #expect(throws: Boom.self) {
+            try connection.transaction {
+                try connection.execute("INSERT INTO t VALUES (1)")
+                throw Boom()
+            }
+        }
+        #expect(try connection.scalarInt("SELECT count(*) FROM t") == 0)
+        try connection.transaction { try connection.execute("INSERT INTO t VALUES (2)") }
+        #expect(try connection.scalarInt("SELECT count(*) FROM t") == 1)
+    }
+}
