@@ -115,7 +115,8 @@ struct ConfigNode {
             guard allowed.contains(name) else {
                 let suggestion = allowed.min { editDistance($0, name) < editDistance($1, name) }
                 let hint = suggestion.map { editDistance($0, name) <= 3 ? " (did you mean `\($0)`?)" : "" } ?? ""
-                throw childNode.error("unknown key\(hint); allowed here: \(allowed.sorted().joined(separator: ", "))")
+                let keyLocation = ConfigNode(node: keyNode, key: childNode.key, file: file)
+                throw keyLocation.error("unknown key\(hint); allowed here: \(allowed.sorted().joined(separator: ", "))")
             }
             guard result[name] == nil else { throw childNode.error("key given twice") }
             result[name] = childNode

@@ -1,0 +1,107 @@
+import FleetClient
+@testable import FleetDaemon
+import FleetModel
+import Foundation
+import Testing
+
+let exampleConfig = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("config/fleet-telemetry.yaml").path
+
+let minimal = """
+api:
+  base_url: http://127.0.0.1:8080
+  client_id: emulator-client
+  client_secret:
+    env: HM_SECRET
+vehicles: [1HMFT000000000001]
+"""
+
+@Suite struct ConfigLoaderTests {
+    @Test func theShippedExampleLoads() throws {
+        let configuration = try ConfigLoader.load(path: exampleConfig)
+        #expect(configuration.api.baseURL == "https://sandbox.api.high-mobility.com")
+        #expect(configuration.api.clientSecret == .credential("hm-client-secret"))
+        #expect(configuration.polling.interval == .seconds(300))
+        #expect(configuration.polling.maxConcurrentRequests == 4)
+        #expect(configuration.databasePath == "/var/lib/fleet-telemetry/telemetry.sqlite")
+        #expect(configuration.vehicles.map(\.rawValue) == ["1HMFT000000000001", "1HMFT000000000002"])
+    }
+
+    @Test func defaultsApply() throws {
+        let configuration = try ConfigLoader.parse(minimal, file: "c.yaml")
+        #expect(configuration.polling.interval == .seconds(300))
+        #expect(configuration.polling.maxBackoff == .seconds(3600))
+        #expect(configuration.api.requestTimeout == .seconds(30))
+        #expect(configuration.logLevel == "info")
+    }
+
+    @Test(arguments: [
+        (minimal + "\npolling:\n  intervall: 5m\n", "c.yaml:8: polling.intervall: unknown key (did you mean `interval`?)"),
+        (minimal + "\npolling:\n  interval: 5 minutes\n", "c.yaml:8: polling.interval: expected a duration such as 30s, 5m, 1h or 1h30m; got \"5 minutes\""),
+        (minimal + "\npolling:\n  interval: 0s\n", "c.yaml:8: polling.interval: must be at least 1s, got 0s"),
+        (minimal + "\npolling:\n  max_concurrent_requests: many\n", "c.yaml:8: polling.max_concurrent_requests: expected a whole number, got \"many\""),
+        (minimal + "\nlog_level: loud\n", "c.yaml:7: log_level: expected one of trace, debug, info, notice, warning, error, critical; got \"loud\""),
+        (minimal + "\ndatabse:\n  path: x\n", "c.yaml:7: databse: unknown key (did you mean `database`?); allowed here: api, database, log_level, polling, vehicles"),
+        (minimal.replacingOccurrences(of: "[1HMFT000000000001]", with: "[1HMFT00000000000I]"), "c.yaml:6: vehicles[0]: invalid VIN \"1HMFT00000000000I\": character 17 ('I') is not in the ISO 3779 alphabet (0-9, A-Z without I, O, Q)"),
+        (minimal.replacingOccurrences(of: "[1HMFT000000000001]", with: "[1HMFT000000000001, 1hmft000000000001]"), "c.yaml:6: vehicles[1]: VIN 1HMFT000000000001 is listed twice"),
+        (minimal.replacingOccurrences(of: "    env: HM_SECRET", with: "    env: A\n    file: /x"), "c.yaml:5: api.client_secret: give exactly one of `file`, `env` or `credential`"),
+        (minimal.replacingOccurrences(of: "http://127.0.0.1:8080", with: "ftp://x"), "c.yaml:2: api.base_url: expected an http:// or https:// URL, got \"ftp://x\""),
+        ("vehicles: []\n", "c.yaml:1: missing key `api`"),
+        ("api: [1, 2\n", "c.yaml: not valid YAML"),
+        ("", "c.yaml: the file is empty"),
+    ])
+    func badInputNamesFileKeyAndLine(text: String, message: String) {
+        #expect {
+            try ConfigLoader.parse(text, file: "c.yaml")
+        } throws: { error in
+            (error as? ConfigError)?.description.hasPrefix(message) == true
+        }
+    }
+
+    @Test func missingFileIsAClearError() {
+        #expect {
+            try ConfigLoader.load(path: "/nonexistent/config.yaml")
+        } throws: { error in
+            (error as? ConfigError)?.description == "/nonexistent/config.yaml: cannot read the config file (missing, unreadable or not UTF-8)"
+        }
+    }
+
+    @Test func secretSources() throws {
+        let directory = NSTemporaryDirectory() + "ft-secret-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try "s3cret\n".write(toFile: directory + "/hm", atomically: true, encoding: .utf8)
+        #expect(try SecretSource.file(directory + "/hm").resolve(file: "c.yaml", environment: [:]).value == "s3cret")
+        #expect(try SecretSource.credential("hm").resolve(file: "c.yaml", environment: ["CREDENTIALS_DIRECTORY": directory]).value == "s3cret")
+        #expect(try SecretSource.environment("HM").resolve(file: "c.yaml", environment: ["HM": "abc"]).value == "abc")
+        #expect {
+            try SecretSource.environment("HM").resolve(file: "c.yaml", environment: [:])
+        } throws: { error in
+            (error as? ConfigError)?.description == "c.yaml: api.client_secret: environment variable HM is not set"
+        }
+        #expect(throws: ConfigError.self) { try SecretSource.environment("HM").resolve(file: "c.yaml", environment: ["HM": "  \n"]) }
+        #expect(throws: ConfigError.self) { try SecretSource.credential("hm").resolve(file: "c.yaml", environment: [:]) }
+    }
+
+    @Test func secretNeverPrints() {
+        let secret = Secret("hunter2")
+        #expect("\(secret)" == "<redacted>")
+        #expect(String(reflecting: secret) == "<redacted>")
+    }
+}
+
+@Suite struct DurationParserTests {
+    @Test(arguments: [("30s", 30_000), ("5m", 300_000), ("1h", 3_600_000), ("1h30m", 5_400_000), ("250ms", 250), ("2d", 172_800_000)] as [(String, Int64)])
+    func parses(text: String, milliseconds: Int64) {
+        #expect(DurationParser.parse(text)?.milliseconds == milliseconds)
+    }
+
+    @Test(arguments: ["", "5", "m", "5 m", "-5s", "5x", "1.5h", "99999999999999s"])
+    func rejects(text: String) {
+        #expect(DurationParser.parse(text) == nil)
+    }
+
+    @Test func formats() {
+        #expect(DurationParser.format(.seconds(5400)) == "1h30m")
+        #expect(DurationParser.format(.milliseconds(1500)) == "1s500ms")
+    }
+}
