@@ -1,0 +1,82 @@
+import FleetClient
+import FleetDaemon
+import FleetEmulator
+import FleetModel
+import FleetStore
+import Foundation
+import Logging
+
+/// Collects the events the pipeline delivers, in order.
+actor CollectingSink: EventSink {
+    private(set) var events: [Event] = []
+    func deliver(_ events: [Event]) async { self.events += events }
+}
+
+/// The daemon wired to an emulator served over real loopback HTTP on an ephemeral port, all on
+/// one manual clock: tests move time with ``step(by:)`` instead of sleeping.
+struct Harness {
+    let clock: ManualWallClock
+    let emulator: Emulator
+    let store: TelemetryStore
+    let sink: CollectingSink
+    let service: PollingService
+    let client: HighMobilityClient
+
+    /// Moves the clock forward and polls whatever is due.
+    @discardableResult
+    func step(by duration: Duration) async -> [PollPipeline.Result] {
+        clock.advance(by: duration)
+        return await service.tick(now: clock.now())
+    }
+}
+
+let harnessStart = Timestamp(iso8601: "2026-11-28T06:00:00Z")!
+
+/// Runs `body` against a fresh emulator and database; stops the server and removes the database after.
+func withHarness<T: Sendable>(
+    emulator configuration: EmulatorConfiguration = .init(),
+    interval: Duration = .seconds(1),
+    maxConcurrentRequests: Int = 8,
+    _ body: (Harness) async throws -> T
+) async throws -> T {
+    let clock = ManualWallClock(start: harnessStart)
+    let emulator = Emulator(configuration: configuration, wallClock: clock)
+    let directory = NSTemporaryDirectory() + "fleet-telemetry-it-" + UUID().uuidString
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let store = try TelemetryStore(path: directory + "/telemetry.sqlite")
+    var logger = Logger(label: "it")
+    logger.logLevel = .critical
+    let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
+    let app = EmulatorServer.application(emulator: emulator, port: 0, logger: logger) { port in
+        portContinuation.yield(port)
+        portContinuation.finish()
+    }
+    return try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask {
+            try await app.run()
+            return nil
+        }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw CancellationError() }
+        let client = HighMobilityClient(
+            configuration: .init(baseURL: "http://127.0.0.1:\(port)", clientID: configuration.clientID, clientSecret: Secret(configuration.clientSecret)),
+            clock: clock, logger: logger)
+        let sink = CollectingSink()
+        let pipeline = PollPipeline(client: client, store: store, sink: sink, clock: clock, logger: logger)
+        let service = PollingService(
+            vins: configuration.vins, policy: .init(interval: interval, maxBackoff: interval * 8),
+            pipeline: pipeline, clock: clock, maxConcurrentRequests: maxConcurrentRequests, seed: 11, logger: logger)
+        let harness = Harness(clock: clock, emulator: emulator, store: store, sink: sink, service: service, client: client)
+        do {
+            let result = try await body(harness)
+            try await client.shutdown()
+            group.cancelAll()
+            return result
+        } catch {
+            try? await client.shutdown()
+            group.cancelAll()
+            throw error
+        }
+    }
+}
