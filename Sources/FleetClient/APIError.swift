@@ -47,6 +47,12 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
         self.retryAfter = retryAfter
     }
 
+    /// True when the token endpoint refused the client id or secret (HTTP 400/401 from
+    /// `POST /v1/access_tokens`): retrying cannot help until the config is fixed.
+    public var isCredentialsRejected: Bool {
+        endpoint.hasPrefix("POST /v1/access_token") && (status == 400 || status == 401)
+    }
+
     /// True for HTTP 429 Too Many Requests.
     public var isRateLimited: Bool { status == 429 }
 

@@ -36,6 +36,8 @@ public struct PollPipeline: Sendable {
         public var httpStatus: Int?
         public var samplesWritten: Int
         public var events: [Event]
+        /// The one-line error of a failed poll.
+        public var error: String?
     }
 
     /// Polls `vin` once and stores what came back.
@@ -71,16 +73,16 @@ public struct PollPipeline: Sendable {
             record.latencyMilliseconds = max(0, now.millisecondsSince1970 - requestedAt.millisecondsSince1970)
             record.error = error.description
             record.requestID = error.requestID
-            outcome = error.isRateLimited ? .rateLimited(retryAfter: error.retryAfter) : .failed
+            outcome = error.isCredentialsRejected ? .credentialsRejected : error.isRateLimited ? .rateLimited(retryAfter: error.retryAfter) : .failed
             logger.warning("\(error.description)")
         }
         do {
             let written = try await store.record(record, samples: samples, detector: rules)
             await sink.deliver(written.events)
-            return Result(vin: vin, outcome: outcome, httpStatus: record.httpStatus, samplesWritten: written.samplesWritten, events: written.events)
+            return Result(vin: vin, outcome: outcome, httpStatus: record.httpStatus, samplesWritten: written.samplesWritten, events: written.events, error: record.error)
         } catch {
             logger.error("could not store the poll of \(vin): \(error)")
-            return Result(vin: vin, outcome: .failed, httpStatus: record.httpStatus, samplesWritten: 0, events: [])
+            return Result(vin: vin, outcome: .failed, httpStatus: record.httpStatus, samplesWritten: 0, events: [], error: "\(error)")
         }
     }
 }

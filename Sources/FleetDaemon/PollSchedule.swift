@@ -34,6 +34,8 @@ public struct PollSchedule: Sendable {
         case rateLimited(retryAfter: Duration?)
         /// A transport failure or a server error: back off.
         case failed
+        /// The API refused the client credentials: nothing can succeed until the config is fixed.
+        case credentialsRejected
     }
 
     /// One VIN's place in the schedule.
@@ -95,7 +97,7 @@ public struct PollSchedule: Sendable {
         case .rateLimited(let retryAfter?):
             entry.consecutiveFailures += 1
             entry.nextDue = now.adding(min(retryAfter, policy.maxRetryAfter))
-        case .rateLimited(nil), .failed:
+        case .rateLimited(nil), .failed, .credentialsRejected:
             entry.consecutiveFailures += 1
             entry.nextDue = now.adding(backoff(failures: entry.consecutiveFailures))
         }

@@ -57,6 +57,10 @@ public actor PollingService: Service {
         return results
     }
 
+    /// Runs until graceful shutdown.
+    ///
+    /// - Throws: ``DaemonError/credentialsRejected(_:)`` when the API refuses the client id or
+    ///   secret, since no poll can succeed until the config is fixed.
     public func run() async throws {
         logger.info("polling \(schedule.entries.count) vehicles every \(DurationParser.format(schedule.policy.interval))")
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
@@ -77,8 +81,24 @@ public actor PollingService: Service {
                 }
                 continue
             }
-            await tick(now: now)
+            let results = await tick(now: now)
+            if let rejected = results.first(where: { $0.outcome == .credentialsRejected }) {
+                throw DaemonError.credentialsRejected(rejected.error ?? "the token request was refused")
+            }
         }
         logger.info("polling stopped")
+    }
+}
+
+/// A condition that stops the daemon.
+public enum DaemonError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The token endpoint refused `api.client_id` / `api.client_secret`.
+    case credentialsRejected(String)
+
+    public var description: String {
+        switch self {
+        case .credentialsRejected(let detail):
+            return "the API refused the client credentials (check api.client_id and api.client_secret): \(detail)"
+        }
     }
 }

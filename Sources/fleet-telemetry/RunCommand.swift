@@ -55,6 +55,10 @@ struct RunCommand: AsyncParsableCommand {
         let group = ServiceGroup(services: [polling], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         do {
             try await group.run()
+        } catch let error as DaemonError {
+            try? await client.shutdown()
+            printError("fleet-telemetry: \(error)")
+            throw ExitCode(78)
         } catch {
             try? await client.shutdown()
             throw error

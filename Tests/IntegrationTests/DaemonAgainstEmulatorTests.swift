@@ -146,4 +146,16 @@ import Testing
             #expect(try await h.store.summary().samples == firstCount, "an unchanged car adds no rows")
         }
     }
+
+    @Test func rejectedClientCredentialsAreFatalAndNamed() async throws {
+        try await withHarness(emulator: .init(vehicleCount: 2), clientSecret: "wrong") { h in
+            let results = await h.step(by: .seconds(1))
+            #expect(results.count == 2)
+            #expect(results.allSatisfy { $0.outcome == .credentialsRejected })
+            #expect(h.emulator.tokenRequestCount == 1, "concurrent requests share one token request, even a failing one")
+            #expect(h.emulator.requestLog.isEmpty, "no vehicle data is requested without a token")
+            let message = DaemonError.credentialsRejected(results[0].error ?? "").description
+            #expect(message.contains("api.client_secret") && message.contains("HTTP 401") && !message.contains("wrong"))
+        }
+    }
 }

@@ -37,6 +37,7 @@ func withHarness<T: Sendable>(
     emulator configuration: EmulatorConfiguration = .init(),
     interval: Duration = .seconds(1),
     maxConcurrentRequests: Int = 8,
+    clientSecret: String? = nil,
     _ body: (Harness) async throws -> T
 ) async throws -> T {
     let clock = ManualWallClock(start: harnessStart)
@@ -60,7 +61,7 @@ func withHarness<T: Sendable>(
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw CancellationError() }
         let client = HighMobilityClient(
-            configuration: .init(baseURL: "http://127.0.0.1:\(port)", clientID: configuration.clientID, clientSecret: Secret(configuration.clientSecret)),
+            configuration: .init(baseURL: "http://127.0.0.1:\(port)", clientID: configuration.clientID, clientSecret: Secret(clientSecret ?? configuration.clientSecret)),
             clock: clock, logger: logger)
         let sink = CollectingSink()
         let pipeline = PollPipeline(client: client, store: store, sink: sink, clock: clock, logger: logger)
