@@ -23,17 +23,10 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Seconds to run.")
     var duration: Int = 60
 
-    @Option(name: .long, help: "Simulated seconds per wall-clock second (1440: a vehicle's day per minute).")
-    var timeScale: Double = 1440
-
-    @Option(name: .long, help: "Number of simulated vehicles.")
-    var vehicles: Int = 5
+    @OptionGroup var simulation: SimulationOptions
 
     @Option(name: .long, help: "Polling interval per VIN, in wall-clock time (e.g. 1s, 500ms).")
     var interval: String = "1s"
-
-    @Option(name: .long, help: "Seed of the simulation.")
-    var seed: UInt64 = 1
 
     @Option(name: .long, help: "A config file whose database.path, polling and log_level apply (its api section is replaced by the emulator).")
     var config: String?
@@ -46,8 +39,6 @@ struct DemoCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard duration > 0 else { throw ValidationError("--duration must be a positive number of seconds") }
-        guard timeScale > 0, timeScale <= 1_000_000 else { throw ValidationError("--time-scale must be between 0 and 1000000") }
-        guard (1...10_000).contains(vehicles) else { throw ValidationError("--vehicles must be between 1 and 10000") }
         guard let d = DurationParser.parse(interval), d >= .milliseconds(50) else {
             throw ValidationError("--interval must be a duration of at least 50ms, such as 1s or 500ms")
         }
@@ -82,7 +73,7 @@ struct DemoCommand: AsyncParsableCommand {
         }
         let clock = SystemWallClock()
         let startedAt = clock.now()
-        let emulator = Emulator(configuration: .init(vehicleCount: vehicles, seed: seed, timeScale: timeScale), wallClock: clock)
+        let emulator = Emulator(configuration: simulation.emulatorConfiguration(), wallClock: clock)
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let server = EmulatorServer.application(emulator: emulator, port: 0, logger: logger) { port in
             portContinuation.yield(port)
@@ -99,7 +90,7 @@ struct DemoCommand: AsyncParsableCommand {
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
-        printError("fleet-telemetry demo: \(vehicles) simulated vehicles, \(Int(timeScale))× simulated time, polling every \(interval), database \(databasePath), for \(duration) s (Ctrl-C stops)")
+        printError("fleet-telemetry demo: \(simulation.vehicles) simulated vehicles, \(simulation.timeScale)× simulated time, polling every \(interval), database \(databasePath), for \(duration) s (Ctrl-C stops)")
         try await group.run()
         let summary = try await store.summary(since: startedAt)
         printError("\nfleet-telemetry demo summary (\(databasePath))\n" + summary.text)

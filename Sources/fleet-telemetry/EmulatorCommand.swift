@@ -18,14 +18,7 @@ struct EmulatorCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Address to bind.")
     var host: String = "127.0.0.1"
 
-    @Option(name: .long, help: "Number of simulated vehicles.")
-    var vehicles: Int = 5
-
-    @Option(name: .long, help: "Seed of the simulation.")
-    var seed: UInt64 = 1
-
-    @Option(name: .long, help: "Simulated seconds per wall-clock second.")
-    var timeScale: Double = 1440
+    @OptionGroup var simulation: SimulationOptions
 
     @Option(name: .long, help: "Vehicle-data body shape: auto_api (the live platform) or simplified (the OpenAPI document).")
     var shape: String = "auto_api"
@@ -38,8 +31,6 @@ struct EmulatorCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
-        guard (1...100_000).contains(vehicles) else { throw ValidationError("--vehicles must be between 1 and 100000") }
-        guard timeScale > 0, timeScale <= 1_000_000 else { throw ValidationError("--time-scale must be between 0 and 1000000") }
         guard VehicleDataRenderer.Shape(rawValue: shape) != nil else { throw ValidationError("--shape must be auto_api or simplified") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical") }
     }
@@ -47,9 +38,7 @@ struct EmulatorCommand: AsyncParsableCommand {
     func run() async throws {
         bootstrapLogging(level: logLevel)
         let logger = Logger(label: "fleet-telemetry.emulator")
-        let configuration = EmulatorConfiguration(
-            vehicleCount: vehicles, seed: seed, timeScale: timeScale, clientID: clientID,
-            clientSecret: EmulatorConfiguration.defaultClientSecret, shape: VehicleDataRenderer.Shape(rawValue: shape) ?? .autoAPI)
+        let configuration = simulation.emulatorConfiguration(clientID: clientID, shape: VehicleDataRenderer.Shape(rawValue: shape) ?? .autoAPI)
         let emulator = Emulator(configuration: configuration)
         let vins = configuration.vins
         let host = self.host
