@@ -53,6 +53,11 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
         endpoint.hasPrefix("POST /v1/access_token") && (status == 400 || status == 401)
     }
 
+    /// True for a 401 `Consent is removed by OEM`: the vehicle must not be polled any more.
+    public var isConsentRemoved: Bool {
+        status == 401 && (detail ?? "").lowercased().contains("consent is removed")
+    }
+
     /// True for HTTP 429 Too Many Requests.
     public var isRateLimited: Bool { status == 429 }
 

@@ -4,12 +4,15 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 
 /// The High Mobility API client: the only place in fleet-telemetry that knows HTTP.
 ///
-/// It owns an `HTTPClient` with explicit connect and read timeouts, obtains client-credentials
-/// access tokens through a ``TokenProvider``, and turns every failure into an ``APIError``.
-/// Call ``shutdown()`` before dropping it.
+/// It owns an `HTTPClient` with explicit connect and read timeouts, no redirects, an optional
+/// proxy and certificate verification (skipped only when the config allows it for a loopback
+/// emulator); obtains client-credentials access tokens through a ``TokenProvider``; speaks either
+/// ``PathFamily``; and turns every failure into an ``APIError``. Call ``shutdown()`` before
+/// dropping it.
 public final class HighMobilityClient: Sendable {
     public let configuration: ClientConfiguration
     private let http: HTTPClient
@@ -18,7 +21,7 @@ public final class HighMobilityClient: Sendable {
     private let tokens: TokenProvider
 
     /// - Parameters:
-    ///   - configuration: Base URL, credentials, timeouts and limits.
+    ///   - configuration: Base URL, credentials, path family, timeouts and limits.
     ///   - clock: The wall clock for token expiry and `Retry-After` dates.
     public init(configuration: ClientConfiguration, clock: any WallClock = SystemWallClock(), logger: Logger = Logger(label: "fleet-telemetry.client")) {
         self.configuration = configuration
@@ -30,15 +33,19 @@ public final class HighMobilityClient: Sendable {
             read: .milliseconds(configuration.requestTimeout.milliseconds))
         httpConfiguration.redirectConfiguration = .disallow
         httpConfiguration.connectionPool = .init(idleTimeout: .seconds(60))
+        if configuration.insecureSkipTLSVerify {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.certificateVerification = .none
+            httpConfiguration.tlsConfiguration = tls
+        }
+        if let proxy = configuration.proxy {
+            httpConfiguration.proxy = .server(host: proxy.host, port: proxy.port)
+        }
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
         self.http = http
-        let base = configuration.baseURL
-        let clientID = configuration.clientID
-        let secret = configuration.clientSecret
-        let maxBytes = configuration.maxResponseBytes
-        let timeout = configuration.requestTimeout
+        let configurationCopy = configuration
         self.tokens = TokenProvider(renewalMargin: configuration.tokenRenewalMargin, clock: clock) {
-            try await Self.requestToken(http: http, baseURL: base, clientID: clientID, secret: secret, maxBytes: maxBytes, timeout: timeout, clock: clock)
+            try await Self.requestToken(http: http, configuration: configurationCopy, clock: clock)
         }
     }
 
@@ -47,15 +54,171 @@ public final class HighMobilityClient: Sendable {
         try await http.shutdown()
     }
 
+    // MARK: - Vehicle data
+
     /// `GET /v1/vehicle-data/autoapi-13/{vin}`: the vehicle's latest data, as the raw body.
     ///
-    /// On a 401 `Invalid token` the token is renewed once and the request retried once.
-    ///
     /// - Returns: The body of a 200 response, with its timing.
-    /// - Throws: ``APIError`` for every non-200 status (with `Retry-After` on a 429), a transport
+    /// - Throws: ``APIError`` for every other status (with `Retry-After` on a 429), a transport
     ///   failure or timeout, or a body over ``ClientConfiguration/maxResponseBytes``.
     public func vehicleData(vin: VIN) async throws(APIError) -> VehicleDataResponse {
-        let endpoint = "GET /v1/vehicle-data/autoapi-13/\(vin)"
+        let response = try await send(.GET, PathFamily.vehicleDataPath(vin.rawValue), vin: vin)
+        return VehicleDataResponse(vin: vin, body: response.body, requestedAt: response.requestedAt, receivedAt: response.receivedAt)
+    }
+
+    // MARK: - Eligibility
+
+    /// Checks whether a vehicle can be cleared: `POST /v1/eligibility` with `{vin, brand}`
+    /// (platform) or `GET /v1/eligibility/{vin}` (document).
+    ///
+    /// - Parameter brand: Any form (`mercedes-benz`, `mercedes_benz`); sent in the fleet form.
+    /// - Throws: ``APIError``, also for a 200 whose body is not an eligibility answer.
+    public func eligibility(vin: VIN, brand: String) async throws(APIError) -> Eligibility {
+        let response: Response
+        switch configuration.pathFamily {
+        case .platform:
+            let body = JSONValue.object(["vin": .string(vin.rawValue), "brand": .string(Brand.fleetForm(brand))])
+            response = try await send(.POST, "/v1/eligibility", json: body, vin: vin)
+        case .document:
+            response = try await send(.GET, "/v1/eligibility/" + vin.rawValue, vin: vin)
+        }
+        let json = try response.json()
+        guard let eligible = json["eligible"], case .bool(let isEligible) = eligible else {
+            throw response.invalid("no `eligible` in the eligibility answer")
+        }
+        var result = Eligibility(vin: vin, eligible: isEligible)
+        result.dataDelivery = json["data_delivery"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        result.connectivityStatus = json["connectivity_status"]?.stringValue
+        if case .bool(let b)? = json["primary_user_assigned"] { result.primaryUserAssigned = b }
+        result.brand = json["brand"]?.stringValue.map(Brand.canonical)
+        result.capabilities = json["capabilities"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        if case .bool(let b)? = json["clearance_required"] { result.clearanceRequired = b }
+        return result
+    }
+
+    // MARK: - Fleet clearance
+
+    /// Lists the fleet: `GET /v1/fleets/vehicles` (platform) or `GET /v1/fleet/vehicles` (document).
+    ///
+    /// Entries whose VIN is invalid or whose status is unknown are skipped with a warning, never
+    /// passed on.
+    public func fleetVehicles() async throws(APIError) -> [FleetVehicle] {
+        let response = try await send(.GET, configuration.pathFamily.fleetPath, vin: nil)
+        let json = try response.json()
+        let items = json.arrayValue ?? json["vehicles"]?.arrayValue
+        guard let items else { throw response.invalid("the fleet list is not an array") }
+        return items.compactMap { item in
+            do {
+                return try parseFleetVehicle(item, response: response)
+            } catch {
+                logger.warning("skipping a fleet entry: \(String(describing: error))")
+                return nil
+            }
+        }
+    }
+
+    /// One vehicle's clearance: `GET /v1/fleets/vehicles/{vin}` (or `/v1/fleet/…`).
+    ///
+    /// - Throws: ``APIError`` with status 404 when the VIN is not in the fleet.
+    public func fleetVehicle(vin: VIN) async throws(APIError) -> FleetVehicle {
+        let response = try await send(.GET, configuration.pathFamily.fleetPath + "/" + vin.rawValue, vin: vin)
+        return try parseFleetVehicle(try response.json(), response: response)
+    }
+
+    /// Registers vehicles for clearance: `POST /v1/fleets/vehicles` with `{"vehicles": [{vin,
+    /// brand, tags}]}` (platform), or one `POST /v1/fleet/vehicles` with `{vin, brand,
+    /// license_plate}` per vehicle (document).
+    ///
+    /// - Returns: Each vehicle's answer: `pending`, or `error` with a `description`.
+    public func register(_ vehicles: [FleetVehicle]) async throws(APIError) -> [FleetVehicle] {
+        switch configuration.pathFamily {
+        case .platform:
+            let items = vehicles.map { vehicle -> JSONValue in
+                .object([
+                    "vin": .string(vehicle.vin.rawValue),
+                    "brand": .string(Brand.fleetForm(vehicle.brand ?? "")),
+                    "tags": .object(vehicle.tags.mapValues(JSONValue.string)),
+                ])
+            }
+            let response = try await send(.POST, configuration.pathFamily.fleetPath, json: .object(["vehicles": .array(items)]), vin: vehicles.count == 1 ? vehicles[0].vin : nil)
+            guard let answers = try response.json()["vehicles"]?.arrayValue else { throw response.invalid("no `vehicles` in the answer") }
+            let requestedBrands = Dictionary(vehicles.map { ($0.vin, $0.brand) }, uniquingKeysWith: { a, _ in a })
+            var result: [FleetVehicle] = []
+            for answer in answers {
+                var vehicle = try parseFleetVehicle(answer, response: response)
+                if vehicle.brand == nil { vehicle.brand = requestedBrands[vehicle.vin] ?? nil }
+                result.append(vehicle)
+            }
+            return result
+        case .document:
+            var result: [FleetVehicle] = []
+            for vehicle in vehicles {
+                var body: [String: JSONValue] = ["vin": .string(vehicle.vin.rawValue), "brand": .string(Brand.fleetForm(vehicle.brand ?? ""))]
+                if let plate = vehicle.licensePlate { body["license_plate"] = .string(plate) }
+                let response = try await send(.POST, configuration.pathFamily.fleetPath, json: .object(body), vin: vehicle.vin)
+                result.append(try parseFleetVehicle(try response.json(), response: response))
+            }
+            return result
+        }
+    }
+
+    /// Removes a vehicle from the fleet: `DELETE /v1/fleets/vehicles/{vin}` (or `/v1/fleet/…`).
+    ///
+    /// - Returns: The new status (`revoking` or `canceling` on the platform; the document answers
+    ///   204 with no body, reported as `revoked`).
+    public func remove(vin: VIN) async throws(APIError) -> FleetVehicle {
+        let response = try await send(.DELETE, configuration.pathFamily.fleetPath + "/" + vin.rawValue, vin: vin)
+        if response.status == 204 || response.body.isEmpty {
+            return FleetVehicle(vin: vin, brand: nil, status: .revoked)
+        }
+        return try parseFleetVehicle(try response.json(), response: response)
+    }
+
+    private func parseFleetVehicle(_ json: JSONValue, response: Response) throws(APIError) -> FleetVehicle {
+        guard let vinText = json["vin"]?.stringValue else { throw response.invalid("a fleet entry has no vin") }
+        let vin: VIN
+        do {
+            vin = try VIN(validating: vinText)
+        } catch {
+            throw response.invalid(error.description)
+        }
+        let statusText = json["status"]?.stringValue ?? json["clearance_status"]?.stringValue ?? ""
+        guard let status = ClearanceStatus(rawValue: statusText) else {
+            throw response.invalid("unknown clearance status \"\(statusText.prefix(40))\" for \(vin)")
+        }
+        let tags = json["tags"]?.objectValue?.compactMapValues(\.stringValue) ?? [:]
+        return FleetVehicle(vin: vin, brand: json["brand"]?.stringValue, status: status, tags: tags, licensePlate: json["license_plate"]?.stringValue, description: json["description"]?.stringValue)
+    }
+
+    // MARK: - Transport
+
+    /// A response with a success status (2xx).
+    struct Response: Sendable {
+        var endpoint: String
+        var status: Int
+        var body: [UInt8]
+        var requestedAt: Timestamp
+        var receivedAt: Timestamp
+        var vin: VIN?
+
+        func json() throws(APIError) -> JSONValue {
+            guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(body)) else {
+                throw invalid("the body is not JSON")
+            }
+            return value
+        }
+
+        func invalid(_ detail: String) -> APIError {
+            APIError(kind: .invalidResponse, endpoint: endpoint, status: status, detail: detail, vin: vin)
+        }
+    }
+
+    /// Sends an authorized request. On a 401 `Invalid token` the token is renewed once and the
+    /// request retried once.
+    ///
+    /// - Throws: ``APIError`` for a non-2xx status, a transport failure or an oversized body.
+    func send(_ method: HTTPMethod, _ path: String, json: JSONValue? = nil, vin: VIN?) async throws(APIError) -> Response {
+        let endpoint = "\(method.rawValue) \(path)"
         var retried = false
         while true {
             let token: AccessToken
@@ -64,22 +227,26 @@ public final class HighMobilityClient: Sendable {
             } catch let error as APIError {
                 throw error
             } catch {
-                throw APIError(kind: .transport, endpoint: "POST /v1/access_tokens", detail: String(describing: error))
+                throw APIError(kind: .transport, endpoint: "POST " + configuration.pathFamily.tokenPath, detail: String(describing: error))
             }
-            var request = HTTPClientRequest(url: configuration.baseURL + "/v1/vehicle-data/autoapi-13/" + vin.rawValue)
-            request.method = .GET
+            var request = HTTPClientRequest(url: configuration.baseURL + path)
+            request.method = method
             request.headers.add(name: "Authorization", value: "Bearer " + token.value.value)
             request.headers.add(name: "Accept", value: "application/json")
+            if let json {
+                request.headers.add(name: "Content-Type", value: "application/json")
+                request.body = .bytes(ByteBuffer(string: Self.encode(json)))
+            }
             let requestedAt = clock.now()
             let (status, headers, body) = try await Self.send(request, http: http, endpoint: endpoint, vin: vin, maxBytes: configuration.maxResponseBytes, timeout: configuration.requestTimeout)
             let receivedAt = clock.now()
-            if status == 200 {
-                return VehicleDataResponse(vin: vin, body: body, requestedAt: requestedAt, receivedAt: receivedAt)
+            if (200..<300).contains(status) {
+                return Response(endpoint: endpoint, status: status, body: body, requestedAt: requestedAt, receivedAt: receivedAt, vin: vin)
             }
             let retryAfter = headers.first(name: "Retry-After").flatMap { RetryAfter.parse($0, now: receivedAt) }
             let error = APIError.fromResponse(status: status, body: body, endpoint: endpoint, vin: vin, retryAfter: retryAfter)
             if error.isInvalidToken && !retried {
-                logger.info("access token rejected; renewing once", metadata: ["vin": "\(vin)"])
+                logger.info("access token rejected; renewing once", metadata: ["endpoint": "\(endpoint)"])
                 await tokens.invalidate(token)
                 retried = true
                 continue
@@ -110,16 +277,29 @@ public final class HighMobilityClient: Sendable {
         }
     }
 
-    /// `POST /v1/access_tokens` with the client-credentials grant (JSON body).
-    static func requestToken(http: HTTPClient, baseURL: String, clientID: String, secret: Secret, maxBytes: Int, timeout: Duration, clock: any WallClock) async throws -> AccessToken {
-        let endpoint = "POST /v1/access_tokens"
-        var request = HTTPClientRequest(url: baseURL + "/v1/access_tokens")
+    /// Requests a client-credentials token: JSON to `POST /v1/access_tokens` (platform) or a form
+    /// to `POST /v1/access_token` (document).
+    static func requestToken(http: HTTPClient, configuration: ClientConfiguration, clock: any WallClock) async throws -> AccessToken {
+        let family = configuration.pathFamily
+        let endpoint = "POST " + family.tokenPath
+        var request = HTTPClientRequest(url: configuration.baseURL + family.tokenPath)
         request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "Accept", value: "application/json")
-        let body = "{\"grant_type\":\"client_credentials\",\"client_id\":\(JSONValue.quoted(clientID)),\"client_secret\":\(JSONValue.quoted(secret.value))}"
-        request.body = .bytes(ByteBuffer(string: body))
-        let (status, headers, bytes) = try await send(request, http: http, endpoint: endpoint, vin: nil, maxBytes: maxBytes, timeout: timeout)
+        switch family {
+        case .platform:
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: encode(.object([
+                "grant_type": .string("client_credentials"),
+                "client_id": .string(configuration.clientID),
+                "client_secret": .string(configuration.clientSecret.value),
+            ]))))
+        case .document:
+            request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+            let form = [("grant_type", "client_credentials"), ("client_id", configuration.clientID), ("client_secret", configuration.clientSecret.value)]
+                .map { "\($0.0)=\(formEncode($0.1))" }.joined(separator: "&")
+            request.body = .bytes(ByteBuffer(string: form))
+        }
+        let (status, headers, bytes) = try await send(request, http: http, endpoint: endpoint, vin: nil, maxBytes: configuration.maxResponseBytes, timeout: configuration.requestTimeout)
         let receivedAt = clock.now()
         guard status == 200 || status == 201 else {
             let retryAfter = headers.first(name: "Retry-After").flatMap { RetryAfter.parse($0, now: receivedAt) }
@@ -132,6 +312,16 @@ public final class HighMobilityClient: Sendable {
         }
         let expiresIn = json["expires_in"]?.numberValue.map { max(1, min($0, 86_400 * 30)) } ?? 300
         return AccessToken(value: Secret(token), expiresAt: receivedAt.adding(milliseconds: Int64(expiresIn * 1000)))
+    }
+
+    static func encode(_ value: JSONValue) -> String {
+        (try? String(decoding: JSONEncoder().encode(value), as: UTF8.self)) ?? "{}"
+    }
+
+    static func formEncode(_ text: String) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? ""
     }
 }
 

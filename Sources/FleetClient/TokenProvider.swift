@@ -2,10 +2,13 @@ import FleetModel
 
 /// Caches the application's access token and renews it before it expires.
 ///
-/// Callers that find no valid token while a renewal is in flight wait for that renewal, so N
-/// concurrent requests cause exactly one token request.
+/// - Callers that find no usable token while a renewal is in flight wait for that renewal, so N
+///   concurrent requests cause exactly one token request.
+/// - A renewal that fails while the current token is still valid is not an error: the current
+///   token keeps being used and the renewal is retried with exponential backoff (1 s, 2 s, 4 s, …
+///   at most 60 s). Only when no valid token is left does the failure reach the caller.
 public actor TokenProvider {
-    /// Fetches a new token; the client's `POST /v1/access_tokens`.
+    /// Fetches a new token; the client's token request.
     public typealias Fetch = @Sendable () async throws -> AccessToken
 
     private let fetch: Fetch
@@ -13,10 +16,11 @@ public actor TokenProvider {
     private let renewalMargin: Duration
     private var cached: AccessToken?
     private var inFlight: Task<AccessToken, any Error>?
+    private var failedRenewals = 0
+    private var nextRenewalAttempt: Timestamp?
 
     /// - Parameters:
-    ///   - renewalMargin: A token is renewed once less than this remains of its life (or half of
-    ///     its life, for tokens shorter than twice the margin).
+    ///   - renewalMargin: A token is renewed once less than this remains of its life.
     ///   - clock: The wall clock that expiry is measured against.
     ///   - fetch: Requests a new token.
     public init(renewalMargin: Duration, clock: any WallClock, fetch: @escaping Fetch) {
@@ -25,14 +29,32 @@ public actor TokenProvider {
         self.renewalMargin = renewalMargin
     }
 
-    /// A token valid for at least the renewal margin, fetching one if needed.
+    /// A valid token, renewing it first when it is close to expiry.
     ///
-    /// - Throws: ``APIError`` from the token endpoint (e.g. HTTP 400/401 for bad client
-    ///   credentials), or a transport error.
+    /// - Throws: The token endpoint's ``APIError`` (e.g. HTTP 401 for bad client credentials) or
+    ///   a transport error, when no valid token is left.
     public func token() async throws -> AccessToken {
-        if let cached, isFresh(cached) {
+        let now = clock.now()
+        if let cached, now.adding(renewalMargin) < cached.expiresAt {
             return cached
         }
+        let stillValid = cached.flatMap { now < $0.expiresAt ? $0 : nil }
+        if let stillValid, let nextRenewalAttempt, now < nextRenewalAttempt {
+            return stillValid
+        }
+        do {
+            let token = try await renew()
+            return token
+        } catch {
+            guard let stillValid = cached.flatMap({ clock.now() < $0.expiresAt ? $0 : nil }) ?? stillValid else { throw error }
+            failedRenewals += 1
+            let backoff = min(60, 1 << min(failedRenewals - 1, 6))
+            nextRenewalAttempt = clock.now().adding(.seconds(backoff))
+            return stillValid
+        }
+    }
+
+    private func renew() async throws -> AccessToken {
         if let inFlight {
             return try await inFlight.value
         }
@@ -41,17 +63,17 @@ public actor TokenProvider {
         defer { inFlight = nil }
         let token = try await task.value
         cached = token
+        failedRenewals = 0
+        nextRenewalAttempt = nil
         return token
     }
 
     /// Forgets `token` (the API said it is invalid), so that the next call fetches a new one.
     /// A newer token fetched meanwhile is kept.
     public func invalidate(_ token: AccessToken) {
-        if cached == token { cached = nil }
-    }
-
-    private func isFresh(_ token: AccessToken) -> Bool {
-        let now = clock.now()
-        return now.adding(renewalMargin) < token.expiresAt
+        if cached == token {
+            cached = nil
+            nextRenewalAttempt = nil
+        }
     }
 }

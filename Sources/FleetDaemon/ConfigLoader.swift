@@ -1,3 +1,4 @@
+import FleetClient
 import FleetModel
 import Foundation
 import Yams
@@ -25,10 +26,10 @@ public enum ConfigLoader {
         }
         guard let node else { throw ConfigError(file: file, key: nil, message: "the file is empty") }
         let root = ConfigNode(node: node, key: nil, file: file)
-        let top = try root.mapping(allowed: ["api", "database", "polling", "vehicles", "log_level"])
+        let top = try root.mapping(allowed: ["api", "database", "polling", "fleet", "vehicles", "log_level"])
 
         guard let apiNode = top["api"] else { throw root.error("missing key `api`") }
-        let api = try apiNode.mapping(allowed: ["base_url", "client_id", "client_secret", "connect_timeout", "request_timeout", "max_response_bytes"])
+        let api = try apiNode.mapping(allowed: ["base_url", "client_id", "client_secret", "connect_timeout", "request_timeout", "max_response_bytes", "paths", "proxy", "insecure_skip_tls_verify"])
         guard let baseURLNode = api["base_url"] else { throw apiNode.error("missing key `base_url`") }
         let baseURL = try baseURLNode.string()
         guard baseURL.hasPrefix("https://") || baseURL.hasPrefix("http://"), baseURL.count > 8, !baseURL.contains(" ") else {
@@ -50,6 +51,22 @@ public enum ConfigLoader {
         if let n = api["connect_timeout"] { configuration.api.connectTimeout = try n.duration(min: .milliseconds(100)) }
         if let n = api["request_timeout"] { configuration.api.requestTimeout = try n.duration(min: .seconds(1)) }
         if let n = api["max_response_bytes"] { configuration.api.maxResponseBytes = try n.integer(in: 1024...1_073_741_824) }
+        if let n = api["paths"] {
+            let text = try n.string()
+            guard let family = PathFamily(rawValue: text) else { throw n.error("expected platform or document, got \"\(text)\"") }
+            configuration.api.pathFamily = family
+        }
+        if let n = api["proxy"] {
+            let text = try n.string()
+            guard ClientConfiguration.Proxy(url: text) != nil else { throw n.error("expected a proxy URL such as http://proxy.example:3128, got \"\(text)\"") }
+            configuration.api.proxy = text
+        }
+        if let n = api["insecure_skip_tls_verify"] {
+            configuration.api.insecureSkipTLSVerify = try n.boolean()
+            if configuration.api.insecureSkipTLSVerify && !ClientConfiguration.isLoopback(baseURL) {
+                throw n.error("certificate verification can only be skipped for a loopback base_url (an emulator on 127.0.0.1 or localhost)")
+            }
+        }
 
         if let databaseNode = top["database"] {
             let database = try databaseNode.mapping(allowed: ["path"])
@@ -65,6 +82,11 @@ public enum ConfigLoader {
             if let n = polling["max_retry_after"] { configuration.polling.maxRetryAfter = try n.duration(min: .seconds(1)) }
             if let n = polling["max_concurrent_requests"] { configuration.polling.maxConcurrentRequests = try n.integer(in: 1...1024) }
         }
+        if let fleetNode = top["fleet"] {
+            let fleet = try fleetNode.mapping(allowed: ["sync", "sync_interval"])
+            if let n = fleet["sync"] { configuration.fleet.sync = try n.boolean() }
+            if let n = fleet["sync_interval"] { configuration.fleet.syncInterval = try n.duration(min: .seconds(10)) }
+        }
         if let vehiclesNode = top["vehicles"] {
             var seen = Set<VIN>()
             for item in try vehiclesNode.sequence() {
@@ -78,6 +100,12 @@ public enum ConfigLoader {
                 guard seen.insert(vin).inserted else { throw item.error("VIN \(vin) is listed twice") }
                 configuration.vehicles.append(vin)
             }
+        }
+        if top["vehicles"] != nil, top["fleet"]?.node.mapping?["sync"] == nil {
+            configuration.fleet.sync = configuration.vehicles.isEmpty
+        }
+        if !configuration.fleet.sync && configuration.vehicles.isEmpty {
+            throw (top["fleet"] ?? root).error("nothing to poll: list VINs under `vehicles`, or turn on `fleet.sync`")
         }
         if let n = top["log_level"] {
             let level = try n.string()
@@ -132,6 +160,15 @@ struct ConfigNode {
     func string() throws(ConfigError) -> String {
         guard case .scalar(let scalar) = node else { throw error("expected a single value") }
         return scalar.string
+    }
+
+    func boolean() throws(ConfigError) -> Bool {
+        let text = try string()
+        switch text {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw error("expected true or false, got \"\(text)\"")
+        }
     }
 
     func integer(in range: ClosedRange<Int>) throws(ConfigError) -> Int {

@@ -19,6 +19,20 @@ public struct DaemonConfiguration: Sendable {
         public var requestTimeout: Duration = .seconds(30)
         /// `api.max_response_bytes` (default 4194304).
         public var maxResponseBytes: Int = 4 * 1024 * 1024
+        /// `api.paths`: `platform` (default) or `document`.
+        public var pathFamily: PathFamily = .platform
+        /// `api.proxy`: `http://host:port`; when absent, `HTTPS_PROXY`/`NO_PROXY` from the environment.
+        public var proxy: String?
+        /// `api.insecure_skip_tls_verify` (default false); only accepted for a loopback `base_url`.
+        public var insecureSkipTLSVerify = false
+    }
+
+    /// `fleet`: the fleet clearance sync.
+    public struct Fleet: Sendable {
+        /// `fleet.sync`: list the fleet and poll its `approved` VINs (default: on when `vehicles` is empty).
+        public var sync: Bool
+        /// `fleet.sync_interval` (default 1h).
+        public var syncInterval: Duration = .seconds(3600)
     }
 
     /// `polling`: the schedule.
@@ -44,7 +58,9 @@ public struct DaemonConfiguration: Sendable {
     /// `database.path` (default `/var/lib/fleet-telemetry/telemetry.sqlite`).
     public var databasePath: String = "/var/lib/fleet-telemetry/telemetry.sqlite"
     public var polling = Polling()
-    /// `vehicles`: the VINs to poll.
+    /// `fleet`: the clearance sync.
+    public var fleet = Fleet(sync: true)
+    /// `vehicles`: VINs always polled, whatever the fleet sync says (e.g. for an API without clearance).
     public var vehicles: [VIN] = []
     /// `log_level`: `trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical` (default `info`).
     public var logLevel: String = "info"
@@ -65,7 +81,9 @@ public struct DaemonConfiguration: Sendable {
             baseURL: api.baseURL, clientID: api.clientID,
             clientSecret: try api.clientSecret.resolve(file: file, environment: environment),
             connectTimeout: api.connectTimeout, requestTimeout: api.requestTimeout,
-            maxResponseBytes: api.maxResponseBytes)
+            maxResponseBytes: api.maxResponseBytes, pathFamily: api.pathFamily,
+            proxy: api.proxy.flatMap(ClientConfiguration.Proxy.init(url:)) ?? ClientConfiguration.Proxy.fromEnvironment(environment, baseURL: api.baseURL),
+            insecureSkipTLSVerify: api.insecureSkipTLSVerify)
     }
 }
 

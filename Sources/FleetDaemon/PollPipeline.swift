@@ -58,6 +58,7 @@ public struct PollPipeline: Sendable {
                 let payload = try normalizer.normalize(body: response.body, vin: vin, receivedAt: response.receivedAt)
                 samples = payload.samples
                 record.requestID = payload.requestID
+                record.brand = payload.brand
                 if !payload.failures.isEmpty {
                     logger.debug("property failures", metadata: ["vin": "\(vin)", "count": "\(payload.failures.count)", "first": "\(payload.failures[0].property): \(payload.failures[0].reason)"])
                 }
@@ -73,11 +74,23 @@ public struct PollPipeline: Sendable {
             record.latencyMilliseconds = max(0, now.millisecondsSince1970 - requestedAt.millisecondsSince1970)
             record.error = error.description
             record.requestID = error.requestID
-            outcome = error.isCredentialsRejected ? .credentialsRejected : error.isRateLimited ? .rateLimited(retryAfter: error.retryAfter) : .failed
+            if error.isCredentialsRejected {
+                outcome = .credentialsRejected
+            } else if error.isConsentRemoved {
+                outcome = .stop
+            } else if error.isRateLimited {
+                outcome = .rateLimited(retryAfter: error.retryAfter)
+            } else {
+                outcome = .failed
+            }
             logger.warning("\(error.description)")
         }
         do {
             let written = try await store.record(record, samples: samples, detector: rules)
+            if outcome == .stop {
+                try await store.setStatus("consent_removed", reason: record.error, vin: vin, at: record.receivedAt)
+                logger.warning("\(vin) is no longer polled: consent removed by the OEM")
+            }
             await sink.deliver(written.events)
             return Result(vin: vin, outcome: outcome, httpStatus: record.httpStatus, samplesWritten: written.samplesWritten, events: written.events, error: record.error)
         } catch {

@@ -36,6 +36,8 @@ public struct PollSchedule: Sendable {
         case failed
         /// The API refused the client credentials: nothing can succeed until the config is fixed.
         case credentialsRejected
+        /// The vehicle must not be polled any more (`Consent is removed by OEM`).
+        case stop
     }
 
     /// One VIN's place in the schedule.
@@ -64,6 +66,18 @@ public struct PollSchedule: Sendable {
             let offset = Int64(random.next() % UInt64(span))
             entries[vin] = Entry(nextDue: start.adding(milliseconds: offset), consecutiveFailures: 0, inFlight: false)
         }
+    }
+
+    /// Adds `vin` (if not scheduled yet), first due at a random offset within one interval of `now`.
+    public mutating func add(_ vin: VIN, at now: Timestamp) {
+        guard entries[vin] == nil else { return }
+        let offset = Int64(random.next() % UInt64(max(1, policy.interval.milliseconds)))
+        entries[vin] = Entry(nextDue: now.adding(milliseconds: offset), consecutiveFailures: 0, inFlight: false)
+    }
+
+    /// Stops scheduling `vin`; an outcome recorded for it later is ignored.
+    public mutating func remove(_ vin: VIN) {
+        entries[vin] = nil
     }
 
     /// VINs due at `now` and not in flight, earliest first.
@@ -97,6 +111,9 @@ public struct PollSchedule: Sendable {
         case .rateLimited(let retryAfter?):
             entry.consecutiveFailures += 1
             entry.nextDue = now.adding(min(retryAfter, policy.maxRetryAfter))
+        case .stop:
+            entries[vin] = nil
+            return
         case .rateLimited(nil), .failed, .credentialsRejected:
             entry.consecutiveFailures += 1
             entry.nextDue = now.adding(backoff(failures: entry.consecutiveFailures))

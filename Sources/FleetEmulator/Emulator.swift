@@ -59,6 +59,7 @@ public final class Emulator: Sendable {
         var requests: [LoggedRequest] = []
         var tokenRequests = 0
         var requestCounter: UInt64 = 0
+        var clearances: [VIN: Clearance] = [:]
     }
 
     /// Creates the fleet of ``EmulatorConfiguration/vehicleCount`` vehicles, parked at the
@@ -75,7 +76,11 @@ public final class Emulator: Sendable {
             let seed = configuration.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(offset + 1)
             vehicles[vin] = VehicleSimulation(vin: vin, seed: seed, start: start, initialBatteryPercent: offset == 0 ? 52 : nil)
         }
-        state = Mutex(State(vehicles: vehicles))
+        var initial = State(vehicles: vehicles)
+        for vin in vehicles.keys {
+            initial.clearances[vin] = Clearance(brand: "sandbox", status: .approved, changelog: [(.pending, start), (.approved, start)], createdAt: start)
+        }
+        state = Mutex(initial)
     }
 
     /// Simulated time now: the start plus the elapsed wall time × ``EmulatorConfiguration/timeScale``.
@@ -139,6 +144,12 @@ public final class Emulator: Sendable {
         return reply
     }
 
+    func withState<T>(_ body: (inout State) -> T) -> T {
+        state.withLock { body(&$0) }
+    }
+
+    var now: Timestamp { wallClock.now() }
+
     private func makeVehicleData(vinText: String, authorization: String?, now: Timestamp) -> Reply {
         let requestID = nextRequestID()
         guard let authorization, authorization.hasPrefix("Bearer ") else {
@@ -149,7 +160,10 @@ public final class Emulator: Sendable {
         guard valid else {
             return Self.apiError(401, "Not Authorized", "Invalid token", requestID: requestID)
         }
-        guard let vin = VIN(vinText), state.withLock({ $0.vehicles[vin] != nil }) else {
+        guard let vin = VIN(vinText), state.withLock({ state in
+            advanceClearances(&state, now: now)
+            return state.clearances[vin]?.status == .approved && state.vehicles[vin] != nil
+        }) else {
             return Self.apiError(403, "Forbidden", "No active consent for this vehicle", requestID: requestID)
         }
         if let fault = state.withLock({ state -> Fault? in
@@ -171,7 +185,18 @@ public final class Emulator: Sendable {
         return Reply(status: 200, headers: [("Content-Type", "application/json")], body: Self.encode(body))
     }
 
-    private func nextRequestID() -> String {
+    /// Checks a bearer token; `nil` when it is valid, else the 401 to serve.
+    func unauthorized(_ authorization: String?, now: Timestamp) -> Reply? {
+        let requestID = nextRequestID()
+        guard let authorization, authorization.hasPrefix("Bearer ") else {
+            return Self.apiError(401, "Not Authorized", "Missing or invalid authorization header", requestID: requestID)
+        }
+        let token = String(authorization.dropFirst(7))
+        let valid = state.withLock { state in state.tokens[token].map { $0 > now } ?? false }
+        return valid ? nil : Self.apiError(401, "Not Authorized", "Invalid token", requestID: requestID)
+    }
+
+    func nextRequestID() -> String {
         let n = state.withLock { state -> UInt64 in
             state.requestCounter += 1
             return state.requestCounter

@@ -16,6 +16,10 @@ public struct EmulatorConfiguration: Sendable {
     public var tokenLifetime: Duration
     /// The body shape of vehicle data.
     public var shape: VehicleDataRenderer.Shape
+    /// How long a registered vehicle stays `pending` before it is `approved` (wall-clock time).
+    public var approvalDelay: Duration
+    /// How long `revoking` and `canceling` last before `revoked` and `canceled` (wall-clock time).
+    public var removalDelay: Duration
 
     public init(
         vehicleCount: Int = 5,
@@ -24,8 +28,12 @@ public struct EmulatorConfiguration: Sendable {
         clientID: String = EmulatorConfiguration.defaultClientID,
         clientSecret: String = EmulatorConfiguration.defaultClientSecret,
         tokenLifetime: Duration = .seconds(300),
-        shape: VehicleDataRenderer.Shape = .autoAPI
+        shape: VehicleDataRenderer.Shape = .autoAPI,
+        approvalDelay: Duration = .seconds(5),
+        removalDelay: Duration = .seconds(5)
     ) {
+        self.approvalDelay = approvalDelay
+        self.removalDelay = removalDelay
         self.vehicleCount = vehicleCount
         self.seed = seed
         self.timeScale = timeScale

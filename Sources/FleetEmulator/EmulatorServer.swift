@@ -8,6 +8,9 @@ import Logging
 /// Routes:
 /// - `POST /v1/access_tokens` (JSON body) and `POST /v1/access_token` (form body): tokens;
 /// - `GET /v1/vehicle-data/autoapi-13/{vin}`: vehicle data;
+/// - platform: `POST /v1/eligibility`, `GET|POST /v1/fleets/vehicles`, `GET|DELETE /v1/fleets/vehicles/{vin}`;
+/// - document: `GET /v1/eligibility/{vin}`, `GET|POST /v1/fleet/vehicles`, `GET|DELETE /v1/fleet/vehicles/{vin}`;
+/// - `POST /emulator/clearance` with `{"vin", "status"}`: force a clearance status;
 /// - `POST /emulator/faults` with `{"vin", "status", "retry_after"?, "body"?, "count"?}`: queue a fault;
 /// - `GET /emulator/vehicles`: the simulated VINs and their current phase.
 public enum EmulatorServer {
@@ -45,6 +48,38 @@ public enum EmulatorServer {
             let vin = context.parameters.get("vin") ?? ""
             return response(emulator.vehicleData(vinText: vin, authorization: request.headers[.authorization]))
         }
+        router.post("/v1/eligibility") { request, _ -> Response in
+            let json = try await jsonBody(request)
+            return response(emulator.eligibility(vinText: json?["vin"]?.stringValue, brand: json?["brand"]?.stringValue, authorization: request.headers[.authorization], family: .platform))
+        }
+        router.get("/v1/eligibility/:vin") { request, context -> Response in
+            response(emulator.eligibility(vinText: context.parameters.get("vin"), brand: nil, authorization: request.headers[.authorization], family: .document))
+        }
+        for (path, family) in [("/v1/fleets/vehicles", Emulator.Family.platform), ("/v1/fleet/vehicles", .document)] {
+            router.get(RouterPath(path)) { request, _ -> Response in
+                response(emulator.listFleet(authorization: request.headers[.authorization], family: family))
+            }
+            router.get(RouterPath(path + "/:vin")) { request, context -> Response in
+                response(emulator.showFleetVehicle(vinText: context.parameters.get("vin") ?? "", authorization: request.headers[.authorization], family: family))
+            }
+            router.delete(RouterPath(path + "/:vin")) { request, context -> Response in
+                response(emulator.removeFleetVehicle(vinText: context.parameters.get("vin") ?? "", authorization: request.headers[.authorization], family: family))
+            }
+            router.post(RouterPath(path)) { request, _ -> Response in
+                let json = try await jsonBody(request)
+                return response(family == .platform
+                    ? emulator.registerPlatform(body: json, authorization: request.headers[.authorization])
+                    : emulator.registerDocument(body: json, authorization: request.headers[.authorization]))
+            }
+        }
+        router.post("/emulator/clearance") { request, _ -> Response in
+            let json = try await jsonBody(request)
+            guard let vin = json?["vin"]?.stringValue.flatMap(VIN.init), let status = json?["status"]?.stringValue.flatMap(ClearanceStatus.init) else {
+                return response(Emulator.apiError(400, "Bad Request", "expected {\"vin\": VIN, \"status\": pending|approved|rejected|revoking|revoked|canceling|canceled|error}", requestID: "emulator"))
+            }
+            emulator.setClearance(status, vin: vin)
+            return response(.init(status: 204, headers: [], body: ""))
+        }
         router.post("/emulator/faults") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 64 * 1024)
             guard let json = try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView)),
@@ -70,6 +105,12 @@ public enum EmulatorServer {
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
             logger: logger
         )
+    }
+
+    /// The request body as JSON, or `nil` when it is not JSON; at most 1 MiB is read.
+    static func jsonBody(_ request: Request) async throws -> JSONValue? {
+        let body = try await request.body.collect(upTo: 1024 * 1024)
+        return try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView))
     }
 
     static func response(_ reply: Emulator.Reply) -> Response {

@@ -9,6 +9,9 @@ public enum EventType: String, Sendable, Hashable, CaseIterable, Codable {
     case chargingStarted = "charging_started"
     /// `charging.status` became `charging_complete`.
     case chargingCompleted = "charging_completed"
+    /// The vehicle's fleet clearance status changed (`pending` → `approved`, …); previous and new
+    /// values are the statuses. Detected by the daemon's fleet sync.
+    case clearanceChanged = "clearance_changed"
 }
 
 /// A change event detected by comparing a new observation with the stored latest one.

@@ -49,6 +49,7 @@ public struct Normalizer: Sendable {
             }
         }
         var payload = NormalizedPayload(vin: vin, shape: .autoAPI, requestID: root["request_id"]?.stringValue)
+        payload.brand = root["brand"]?.stringValue.flatMap { Brand.isValid($0) ? Brand.canonical($0) : nil }
         let capabilities = root.filter { !Self.envelopeKeys.contains($0.key) }
         if Self.looksSimplified(capabilities) {
             payload.shape = .simplified
@@ -113,6 +114,8 @@ public struct NormalizedPayload: Sendable, Hashable {
     public var shape: Shape
     /// The API's `request_id`, when the response carried one.
     public var requestID: String?
+    /// The vehicle-data `brand`, canonical (`mercedes_benz`), when the response carried a valid one.
+    public var brand: String?
     /// Samples sorted by property path, then instance; values in canonical units.
     public var samples: [Sample] = []
     /// Properties the API reported as failed (`{"failure": {reason, description}}`) or that could

@@ -65,6 +65,15 @@ enum Schema {
         );
         CREATE INDEX polls_by_vin_time ON polls (vin, requested_at);
         """,
+        // 2: fleet clearance and per-vehicle polling status.
+        """
+        ALTER TABLE vehicles ADD COLUMN brand TEXT;
+        ALTER TABLE vehicles ADD COLUMN clearance_status TEXT;
+        ALTER TABLE vehicles ADD COLUMN clearance_changed_at INTEGER;
+        ALTER TABLE vehicles ADD COLUMN status TEXT NOT NULL DEFAULT 'active';
+        ALTER TABLE vehicles ADD COLUMN status_reason TEXT;
+        ALTER TABLE vehicles ADD COLUMN status_changed_at INTEGER;
+        """,
     ]
 
     /// The schema version this build writes.

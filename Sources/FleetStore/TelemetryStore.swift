@@ -37,11 +37,12 @@ public actor TelemetryStore {
         try connection.transaction {
             let vin = SQLiteValue.text(poll.vin.rawValue)
             try connection.cachedStatement("""
-                INSERT INTO vehicles (vin, first_seen_at, last_polled_at, last_http_status, last_error)
-                VALUES (?1, ?2, ?2, ?3, ?4)
+                INSERT INTO vehicles (vin, first_seen_at, last_polled_at, last_http_status, last_error, brand)
+                VALUES (?1, ?2, ?2, ?3, ?4, ?5)
                 ON CONFLICT (vin) DO UPDATE SET last_polled_at = excluded.last_polled_at,
-                    last_http_status = excluded.last_http_status, last_error = excluded.last_error
-                """).run([vin, .integer(poll.requestedAt.millisecondsSince1970), poll.httpStatus.map { .integer(Int64($0)) } ?? .null, poll.error.map(SQLiteValue.text) ?? .null])
+                    last_http_status = excluded.last_http_status, last_error = excluded.last_error,
+                    brand = coalesce(excluded.brand, vehicles.brand)
+                """).run([vin, .integer(poll.requestedAt.millisecondsSince1970), poll.httpStatus.map { .integer(Int64($0)) } ?? .null, poll.error.map(SQLiteValue.text) ?? .null, poll.brand.map { .text(Brand.canonical($0)) } ?? .null])
 
             var written = 0
             var stored: [Event] = []
@@ -49,7 +50,7 @@ public actor TelemetryStore {
                 let previous = try latestValues(vin: poll.vin)
                 let events = detector.events(previous: previous, observed: samples, detectedAt: poll.receivedAt)
                 written = try write(samples, previous: previous, receivedAt: poll.receivedAt)
-                stored = try insert(events)
+                stored = try insert(events, connection: connection)
             }
 
             try connection.cachedStatement("""
@@ -99,7 +100,13 @@ public actor TelemetryStore {
         return written
     }
 
-    private func insert(_ events: [Event]) throws -> [Event] {
+    /// Runs `body` with the connection (for extensions of the store in other files).
+    func withConnection<T>(_ body: (Connection) throws -> T) rethrows -> T {
+        try body(connection)
+    }
+
+    /// Stores events not stored yet; returns those newly stored, with their ids.
+    func insert(_ events: [Event], connection: Connection) throws -> [Event] {
         let statement = try connection.cachedStatement("""
             INSERT OR IGNORE INTO events (vin, type, instance, occurred_at, detected_at, previous_value, new_value)
             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -206,8 +213,11 @@ public struct PollRecord: Sendable, Hashable {
     public var error: String?
     /// The API's `request_id`, when known.
     public var requestID: String?
+    /// The vehicle-data `brand` (any form; stored canonical), when the response named one.
+    public var brand: String?
 
-    public init(vin: VIN, requestedAt: Timestamp, receivedAt: Timestamp, httpStatus: Int?, latencyMilliseconds: Int64, error: String? = nil, requestID: String? = nil) {
+    public init(vin: VIN, requestedAt: Timestamp, receivedAt: Timestamp, httpStatus: Int?, latencyMilliseconds: Int64, error: String? = nil, requestID: String? = nil, brand: String? = nil) {
+        self.brand = brand
         self.vin = vin
         self.requestedAt = requestedAt
         self.receivedAt = receivedAt

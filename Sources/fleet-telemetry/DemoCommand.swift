@@ -113,10 +113,13 @@ struct DemoDaemon: Service {
             configuration: .init(baseURL: "http://127.0.0.1:\(port)", clientID: emulator.configuration.clientID, clientSecret: Secret(emulator.configuration.clientSecret)),
             clock: clock, logger: logger)
         let pipeline = PollPipeline(client: client, store: store, sink: StdoutEventSink(), clock: clock, logger: logger)
+        // The VINs come from the emulator's fleet clearance list, as they would from the platform.
         let service = PollingService(
-            vins: emulator.configuration.vins,
+            vins: [],
             policy: .init(interval: polling.interval, maxBackoff: polling.maxBackoff, maxRetryAfter: polling.maxRetryAfter),
-            pipeline: pipeline, clock: clock, maxConcurrentRequests: polling.maxConcurrentRequests, seed: emulator.configuration.seed, logger: logger)
+            pipeline: pipeline, clock: clock, maxConcurrentRequests: polling.maxConcurrentRequests,
+            fleetSync: FleetSync(interval: .seconds(30)) { try await client.fleetVehicles() },
+            seed: emulator.configuration.seed, logger: logger)
         do {
             try await service.run()
         } catch {

@@ -30,10 +30,6 @@ struct RunCommand: AsyncParsableCommand {
             printError("fleet-telemetry: \(error)")
             throw ExitCode(78)  // EX_CONFIG
         }
-        guard !configuration.vehicles.isEmpty else {
-            printError("fleet-telemetry: \(config): vehicles: no VINs to poll; list them under `vehicles:`")
-            throw ExitCode(78)
-        }
         bootstrapLogging(level: configuration.logLevel)
         let logger = Logger(label: "fleet-telemetry")
         let databasePath = database ?? configuration.databasePath
@@ -50,8 +46,10 @@ struct RunCommand: AsyncParsableCommand {
         let polling = PollingService(
             vins: configuration.vehicles,
             policy: .init(interval: configuration.polling.interval, maxBackoff: configuration.polling.maxBackoff, maxRetryAfter: configuration.polling.maxRetryAfter),
-            pipeline: pipeline, clock: clock, maxConcurrentRequests: configuration.polling.maxConcurrentRequests, logger: logger)
-        logger.info("database \(databasePath), API \(clientConfiguration.baseURL)")
+            pipeline: pipeline, clock: clock, maxConcurrentRequests: configuration.polling.maxConcurrentRequests,
+            fleetSync: configuration.fleet.sync ? FleetSync(interval: configuration.fleet.syncInterval) { try await client.fleetVehicles() } : nil,
+            logger: logger)
+        logger.info("database \(databasePath), API \(clientConfiguration.baseURL) (\(clientConfiguration.pathFamily.rawValue) paths)")
         let group = ServiceGroup(services: [polling], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         do {
             try await group.run()

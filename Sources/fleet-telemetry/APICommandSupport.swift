@@ -1,0 +1,92 @@
+import ArgumentParser
+import FleetClient
+import FleetDaemon
+import FleetModel
+import Foundation
+import Logging
+
+/// Options of the commands that call the API once (`vehicles`, `eligibility`, `poll`).
+struct APIOptions: ParsableArguments {
+    @Option(name: .long, help: "The config file (api section: base URL, client id, client secret, paths).")
+    var config: String = "/etc/fleet-telemetry/config.yaml"
+
+    @Flag(name: .long, help: "Print JSON instead of a table.")
+    var json = false
+
+    /// Loads the config and makes a client; exits 78 with a one-line reason on a bad config.
+    func makeClient() throws -> (DaemonConfiguration, HighMobilityClient) {
+        do {
+            let configuration = try ConfigLoader.load(path: config)
+            let clientConfiguration = try configuration.clientConfiguration(file: config, environment: ProcessInfo.processInfo.environment)
+            var logger = Logger(label: "fleet-telemetry")
+            logger.logLevel = .error
+            return (configuration, HighMobilityClient(configuration: clientConfiguration, logger: logger))
+        } catch {
+            printError("fleet-telemetry: \(error)")
+            throw ExitCode(78)
+        }
+    }
+}
+
+/// Runs `body` with the client, shuts the client down, and turns an API error into one line on
+/// standard error and exit status 1.
+func withClient<T>(_ options: APIOptions, _ body: (DaemonConfiguration, HighMobilityClient) async throws -> T) async throws -> T {
+    let (configuration, client) = try options.makeClient()
+    do {
+        let result = try await body(configuration, client)
+        try? await client.shutdown()
+        return result
+    } catch let error as APIError {
+        try? await client.shutdown()
+        printError("fleet-telemetry: \(error)")
+        throw ExitCode(1)
+    } catch {
+        try? await client.shutdown()
+        throw error
+    }
+}
+
+/// Parses a VIN argument, or exits 64 with the reason.
+func parseVIN(_ text: String) throws -> VIN {
+    do {
+        return try VIN(validating: text)
+    } catch {
+        throw ValidationError(error.description)
+    }
+}
+
+/// Prints rows as aligned columns under a header.
+func printTable(_ header: [String], _ rows: [[String]]) {
+    var widths = header.map(\.count)
+    for row in rows {
+        for (index, cell) in row.enumerated() where index < widths.count { widths[index] = max(widths[index], cell.count) }
+    }
+    func line(_ cells: [String]) -> String {
+        cells.enumerated().map { index, cell in
+            index == cells.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+        }.joined(separator: "  ")
+    }
+    print(line(header))
+    for row in rows { print(line(row)) }
+}
+
+/// Prints a JSON value on one line.
+func printJSON(_ value: JSONValue) {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    if let data = try? encoder.encode(value) { print(String(decoding: data, as: UTF8.self)) }
+}
+
+extension FleetVehicle {
+    var json: JSONValue {
+        var object: [String: JSONValue] = ["vin": .string(vin.rawValue), "status": .string(status.rawValue), "tags": .object(tags.mapValues(JSONValue.string))]
+        object["brand"] = brand.map(JSONValue.string) ?? .null
+        if let licensePlate { object["license_plate"] = .string(licensePlate) }
+        if let description { object["description"] = .string(description) }
+        return .object(object)
+    }
+
+    var row: [String] {
+        [vin.rawValue, brand ?? "-", status.rawValue, tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",") + (description.map { " \($0)" } ?? "")]
+    }
+}
