@@ -77,7 +77,9 @@ public struct ClientConfiguration: Sendable {
     /// True when `url` points at this machine (`localhost`, `127.0.0.0/8`, `::1`).
     public static func isLoopback(_ url: String) -> Bool {
         let host = host(of: url)
-        return host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        if host == "localhost" || host == "::1" { return true }
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
     }
 
     public init(

@@ -40,7 +40,7 @@ vehicles: [1HMFT000000000001]
         (minimal + "\npolling:\n  interval: 0s\n", "c.yaml:8: polling.interval: must be at least 1s, got 0s"),
         (minimal + "\npolling:\n  max_concurrent_requests: many\n", "c.yaml:8: polling.max_concurrent_requests: expected a whole number, got \"many\""),
         (minimal + "\nlog_level: loud\n", "c.yaml:7: log_level: expected one of trace, debug, info, notice, warning, error, critical; got \"loud\""),
-        (minimal + "\ndatabse:\n  path: x\n", "c.yaml:7: databse: unknown key (did you mean `database`?); allowed here: api, database, log_level, polling, vehicles"),
+        (minimal + "\ndatabse:\n  path: x\n", "c.yaml:7: databse: unknown key (did you mean `database`?); allowed here: api, database, fleet, log_level, polling, vehicles"),
         (minimal.replacingOccurrences(of: "[1HMFT000000000001]", with: "[1HMFT00000000000I]"), "c.yaml:6: vehicles[0]: invalid VIN \"1HMFT00000000000I\": character 17 ('I') is not in the ISO 3779 alphabet (0-9, A-Z without I, O, Q)"),
         (minimal.replacingOccurrences(of: "[1HMFT000000000001]", with: "[1HMFT000000000001, 1hmft000000000001]"), "c.yaml:6: vehicles[1]: VIN 1HMFT000000000001 is listed twice"),
         (minimal.replacingOccurrences(of: "    env: HM_SECRET", with: "    env: A\n    file: /x"), "c.yaml:5: api.client_secret: give exactly one of `file`, `env` or `credential`"),
@@ -55,6 +55,54 @@ vehicles: [1HMFT000000000001]
         } throws: { error in
             (error as? ConfigError)?.description.hasPrefix(message) == true
         }
+    }
+
+    @Test func pathsProxyAndFleetSync() throws {
+        let reordered = """
+        api:
+          base_url: http://127.0.0.1:8080
+          client_id: emulator-client
+          client_secret:
+            env: HM_SECRET
+          paths: document
+          proxy: http://proxy.example:3128
+          insecure_skip_tls_verify: true
+        fleet:
+          sync_interval: 10m
+        """
+        let configuration = try ConfigLoader.parse(reordered, file: "c.yaml")
+        #expect(configuration.api.pathFamily == .document)
+        #expect(configuration.fleet.sync, "no static vehicles: the fleet sync is on")
+        #expect(configuration.fleet.syncInterval == .seconds(600))
+        let client = try configuration.clientConfiguration(file: "c.yaml", environment: ["HM_SECRET": "x"])
+        #expect(client.proxy == .init(host: "proxy.example", port: 3128))
+        #expect(client.insecureSkipTLSVerify)
+        #expect(try ConfigLoader.parse(minimal, file: "c.yaml").fleet.sync == false, "static vehicles only: no sync unless asked")
+    }
+
+    @Test(arguments: [
+        ("api:\n  base_url: https://api.high-mobility.com\n  client_id: x\n  client_secret: {env: S}\n  insecure_skip_tls_verify: true\n", "c.yaml:5: api.insecure_skip_tls_verify: certificate verification can only be skipped for a loopback base_url"),
+        ("api:\n  base_url: https://api.high-mobility.com\n  client_id: x\n  client_secret: {env: S}\n  paths: v2\n", "c.yaml:5: api.paths: expected platform or document, got \"v2\""),
+        ("api:\n  base_url: https://api.high-mobility.com\n  client_id: x\n  client_secret: {env: S}\nfleet:\n  sync: false\n", "c.yaml:6: fleet: nothing to poll"),
+        ("api:\n  base_url: https://api.high-mobility.com\n  client_id: x\n  client_secret: {env: S}\nfleet:\n  sync: maybe\n", "c.yaml:6: fleet.sync: expected true or false, got \"maybe\""),
+    ])
+    func fleetAndTransportKeysAreChecked(text: String, message: String) {
+        #expect {
+            try ConfigLoader.parse(text, file: "c.yaml")
+        } throws: { error in
+            (error as? ConfigError)?.description.hasPrefix(message) == true
+        }
+    }
+
+    @Test func proxyFromEnvironmentHonoursNoProxy() {
+        let base = "https://api.high-mobility.com"
+        #expect(ClientConfiguration.Proxy.fromEnvironment(["HTTPS_PROXY": "http://p.example:8080"], baseURL: base) == .init(host: "p.example", port: 8080))
+        #expect(ClientConfiguration.Proxy.fromEnvironment(["https_proxy": "p.example:3128"], baseURL: base) == .init(host: "p.example", port: 3128))
+        #expect(ClientConfiguration.Proxy.fromEnvironment(["HTTPS_PROXY": "http://p.example:8080", "NO_PROXY": "localhost,.high-mobility.com"], baseURL: base) == nil)
+        #expect(ClientConfiguration.Proxy.fromEnvironment(["HTTPS_PROXY": "http://p.example:8080", "no_proxy": "*"], baseURL: base) == nil)
+        #expect(ClientConfiguration.Proxy.fromEnvironment(["HTTP_PROXY": "http://p.example:8080"], baseURL: base) == nil, "HTTP_PROXY is not for https")
+        #expect(ClientConfiguration.isLoopback("http://127.0.0.1:8080") && ClientConfiguration.isLoopback("https://localhost") && ClientConfiguration.isLoopback("http://[::1]:80"))
+        #expect(!ClientConfiguration.isLoopback("https://127.evil.example"))
     }
 
     @Test func missingFileIsAClearError() {

@@ -5,6 +5,33 @@ import FleetModel
 import FleetStore
 import Foundation
 import Logging
+import Synchronization
+
+/// Keeps every log line (message and metadata), so tests can check what was logged.
+final class LogCapture: Sendable {
+    private let lines = Mutex<[String]>([])
+    var text: String { lines.withLock { $0.joined(separator: "\n") } }
+
+    func logger(label: String) -> Logger {
+        var logger = Logger(label: label) { _ in Handler(capture: self) }
+        logger.logLevel = .trace
+        return logger
+    }
+
+    struct Handler: LogHandler {
+        let capture: LogCapture
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            let all = metadata.merging(event.metadata ?? [:]) { $1 }
+            capture.lines.withLock { $0.append("\(event.level) \(event.message) \(all)") }
+        }
+    }
+}
 
 /// Collects the events the pipeline delivers, in order.
 actor CollectingSink: EventSink {
@@ -21,6 +48,9 @@ struct Harness {
     let sink: CollectingSink
     let service: PollingService
     let client: HighMobilityClient
+    /// The emulator's port on 127.0.0.1.
+    let port: Int
+    let databasePath: String
 
     /// Moves the clock forward and polls whatever is due.
     @discardableResult
@@ -38,6 +68,10 @@ func withHarness<T: Sendable>(
     interval: Duration = .seconds(1),
     maxConcurrentRequests: Int = 8,
     clientSecret: String? = nil,
+    family: PathFamily = .platform,
+    fleetSync: Bool = false,
+    maxResponseBytes: Int = 4 * 1024 * 1024,
+    logs: LogCapture? = nil,
     _ body: (Harness) async throws -> T
 ) async throws -> T {
     let clock = ManualWallClock(start: harnessStart)
@@ -46,8 +80,8 @@ func withHarness<T: Sendable>(
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let store = try TelemetryStore(path: directory + "/telemetry.sqlite")
-    var logger = Logger(label: "it")
-    logger.logLevel = .critical
+    var logger = logs?.logger(label: "it") ?? Logger(label: "it")
+    if logs == nil { logger.logLevel = .critical }
     let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
     let app = EmulatorServer.application(emulator: emulator, port: 0, logger: logger) { port in
         portContinuation.yield(port)
@@ -61,14 +95,16 @@ func withHarness<T: Sendable>(
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw CancellationError() }
         let client = HighMobilityClient(
-            configuration: .init(baseURL: "http://127.0.0.1:\(port)", clientID: configuration.clientID, clientSecret: Secret(clientSecret ?? configuration.clientSecret)),
+            configuration: .init(baseURL: "http://127.0.0.1:\(port)", clientID: configuration.clientID, clientSecret: Secret(clientSecret ?? configuration.clientSecret), maxResponseBytes: maxResponseBytes, pathFamily: family),
             clock: clock, logger: logger)
         let sink = CollectingSink()
         let pipeline = PollPipeline(client: client, store: store, sink: sink, clock: clock, logger: logger)
         let service = PollingService(
-            vins: configuration.vins, policy: .init(interval: interval, maxBackoff: interval * 8),
-            pipeline: pipeline, clock: clock, maxConcurrentRequests: maxConcurrentRequests, seed: 11, logger: logger)
-        let harness = Harness(clock: clock, emulator: emulator, store: store, sink: sink, service: service, client: client)
+            vins: fleetSync ? [] : configuration.vins, policy: .init(interval: interval, maxBackoff: interval * 8),
+            pipeline: pipeline, clock: clock, maxConcurrentRequests: maxConcurrentRequests,
+            fleetSync: fleetSync ? FleetSync(interval: .seconds(60)) { try await client.fleetVehicles() } : nil,
+            seed: 11, logger: logger)
+        let harness = Harness(clock: clock, emulator: emulator, store: store, sink: sink, service: service, client: client, port: port, databasePath: directory + "/telemetry.sqlite")
         do {
             let result = try await body(harness)
             try await client.shutdown()

@@ -1,0 +1,98 @@
+@testable import FleetClient
+import FleetModel
+import Synchronization
+import Testing
+
+@Suite struct TokenProviderTests {
+    final class Counter: Sendable {
+        let calls = Mutex(0)
+        let failing = Mutex(false)
+    }
+
+    @Test func concurrentCallersShareOneRequest() async throws {
+        let clock = ManualWallClock(start: start)
+        let counter = Counter()
+        let provider = TokenProvider(renewalMargin: .seconds(60), clock: clock) {
+            counter.calls.withLock { $0 += 1 }
+            try await Task.sleep(for: .milliseconds(20))
+            return AccessToken(value: Secret("t"), expiresAt: clock.now().adding(.seconds(300)))
+        }
+        try await withThrowingTaskGroup(of: AccessToken.self) { group in
+            for _ in 0..<50 { group.addTask { try await provider.token() } }
+            for try await token in group { #expect(token.value.value == "t") }
+        }
+        #expect(counter.calls.withLock { $0 } == 1)
+    }
+
+    /// A renewal that fails while the old token is valid keeps the old token and is retried with
+    /// backoff; once the token has expired the failure is reported.
+    @Test func failedRenewalBacksOffWhileTheOldTokenIsValid() async throws {
+        struct Refused: Error {}
+        let clock = ManualWallClock(start: start)
+        let counter = Counter()
+        let provider = TokenProvider(renewalMargin: .seconds(60), clock: clock) {
+            counter.calls.withLock { $0 += 1 }
+            if counter.failing.withLock({ $0 }) { throw Refused() }
+            return AccessToken(value: Secret("t\(counter.calls.withLock { $0 })"), expiresAt: clock.now().adding(.seconds(300)))
+        }
+        #expect(try await provider.token().value.value == "t1")
+        counter.failing.withLock { $0 = true }
+        clock.advance(by: .seconds(250))  // inside the renewal margin
+        #expect(try await provider.token().value.value == "t1")
+        #expect(counter.calls.withLock { $0 } == 2)
+        clock.advance(by: .milliseconds(500))
+        #expect(try await provider.token().value.value == "t1")
+        #expect(counter.calls.withLock { $0 } == 2, "no retry before the 1 s backoff")
+        clock.advance(by: .milliseconds(600))
+        #expect(try await provider.token().value.value == "t1")
+        #expect(counter.calls.withLock { $0 } == 3, "retried after the backoff")
+        clock.advance(by: .milliseconds(1500))
+        _ = try await provider.token()
+        #expect(counter.calls.withLock { $0 } == 3, "the backoff doubled to 2 s")
+        counter.failing.withLock { $0 = false }
+        clock.advance(by: .seconds(1))
+        #expect(try await provider.token().value.value == "t4")
+        counter.failing.withLock { $0 = true }
+        clock.advance(by: .seconds(301))
+        await #expect(throws: Refused.self) { try await provider.token() }
+    }
+}
+
+@Suite struct APIErrorTests {
+    @Test(arguments: [
+        (#"{"errors":[{"title":"Not Authorized","detail":"Invalid token","source":"Authorization"}],"request_id":"abc"}"#, "Not Authorized", "Invalid token", "abc"),
+        (#"{"error":"invalid_request","error_description":"client_secret is invalid"}"#, "invalid_request", "client_secret is invalid", nil),
+        (#"[{"title":"Forbidden","detail":"This service account is not associated with a fleet.","source":"Authorization"}]"#, "Forbidden", "This service account is not associated with a fleet.", nil),
+        ("<html><h1>502 Bad Gateway</h1></html>", nil, "non-JSON body: <html><h1>502 Bad Gateway</h1></html>", nil),
+        (#"{"errors":[{"title":"Too Ma"#, nil, #"non-JSON body: {"errors":[{"title":"Too Ma"#, nil),
+        ("", nil, "empty body", nil),
+    ] as [(String, String?, String, String?)])
+    func everyErrorShapeParses(body: String, title: String?, detail: String, requestID: String?) {
+        let error = APIError.fromResponse(status: 401, body: Array(body.utf8), endpoint: "GET /x", vin: nil, retryAfter: nil)
+        #expect(error.status == 401)
+        #expect(error.title == title)
+        #expect(error.detail == detail)
+        #expect(error.requestID == requestID)
+        #expect(error.description.hasPrefix("GET /x: HTTP 401"))
+    }
+
+    @Test func classification() {
+        let consent = APIError(kind: .http, endpoint: "GET /v1/vehicle-data/autoapi-13/X", status: 401, title: "Not Authorized", detail: "Consent is removed by OEM")
+        #expect(consent.isConsentRemoved && !consent.isInvalidToken && !consent.isCredentialsRejected)
+        let token = APIError(kind: .http, endpoint: "GET /x", status: 401, detail: "Invalid token")
+        #expect(token.isInvalidToken)
+        let credentials = APIError(kind: .http, endpoint: "POST /v1/access_tokens", status: 401, title: "invalid_client")
+        #expect(credentials.isCredentialsRejected)
+        #expect(APIError(kind: .http, endpoint: "POST /v1/access_token", status: 400).isCredentialsRejected)
+    }
+
+    @Test(arguments: [("120", Int64(120_000)), (" 5 ", 5000), ("Sat, 28 Nov 2026 09:02:00 GMT", 120_000), ("Sat, 28 Nov 2026 08:00:00 GMT", 0)] as [(String, Int64)])
+    func retryAfterParses(value: String, milliseconds: Int64) {
+        #expect(RetryAfter.parse(value, now: start)?.milliseconds == milliseconds)
+    }
+
+    @Test(arguments: ["abc", "-5", "", "1.5", "Sat, 28 Nov 2026 09:02:00 PST", "Xyz, 99 Foo 2026 09:02:00 GMT"])
+    func retryAfterRejects(value: String) {
+        #expect(RetryAfter.parse(value, now: start) == nil)
+    }
+}
