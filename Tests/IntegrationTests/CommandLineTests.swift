@@ -1,0 +1,115 @@
+import FleetClient
+import FleetEmulator
+import FleetModel
+import Foundation
+import Testing
+
+/// Runs the built `fleet-telemetry` binary (next to the test bundle) and collects its output.
+struct CLI {
+    let config: String
+
+    static var binary: URL {
+        let bundleDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        return bundleDirectory.appendingPathComponent("fleet-telemetry")
+    }
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    func run(_ arguments: [String], secret: String = EmulatorConfiguration.defaultClientSecret) throws -> Result {
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = arguments + ["--config", config]
+        process.environment = ["HM_SECRET": secret, "PATH": "/usr/bin:/bin"]
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+    }
+}
+
+@Suite(.serialized) struct CommandLineTests {
+    func makeConfig(port: Int, family: PathFamily, database: String) throws -> String {
+        let path = NSTemporaryDirectory() + "ft-cli-\(UUID().uuidString).yaml"
+        try """
+        api:
+          base_url: http://127.0.0.1:\(port)
+          client_id: \(EmulatorConfiguration.defaultClientID)
+          client_secret:
+            env: HM_SECRET
+          paths: \(family.rawValue)
+        database:
+          path: \(database)
+        """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// The whole clearance lifecycle as a user runs it: eligibility, add, list, show while
+    /// pending and once approved, a poll stored in the database, remove, remove again.
+    @Test(arguments: PathFamily.allCases)
+    func clearanceLifecycleThroughTheCLI(family: PathFamily) async throws {
+        #expect(FileManager.default.isExecutableFile(atPath: CLI.binary.path), "fleet-telemetry is built next to the tests")
+        try await withHarness(emulator: .init(vehicleCount: 1, approvalDelay: .seconds(10)), family: family) { h in
+            let cli = CLI(config: try makeConfig(port: h.port, family: family, database: h.databasePath))
+            defer { try? FileManager.default.removeItem(atPath: cli.config) }
+            let vin = newVIN.rawValue
+
+            let eligibility = try cli.run(["eligibility", vin, "--brand", "sandbox", "--json"])
+            #expect(eligibility.status == 0, "\(eligibility.stderr)")
+            #expect(eligibility.stdout.contains(#""eligible":true"#))
+
+            let add = try cli.run(["vehicles", "add", vin, "--brand", "sandbox", "--tag", "depot=north", "--license-plate", "B-HM 42"])
+            #expect(add.status == 0, "\(add.stderr)")
+            #expect(add.stdout.contains(vin) && add.stdout.contains("pending"))
+
+            let list = try cli.run(["vehicles", "list", "--json"])
+            #expect(list.status == 0)
+            #expect(list.stdout.contains(#""vin":"\#(vin)""#) && list.stdout.contains(#""status":"pending""#))
+
+            let pending = try cli.run(["poll", vin])
+            #expect(pending.status == 1)
+            #expect(pending.stderr.contains("HTTP 403") && pending.stderr.contains("No active consent"))
+
+            h.clock.advance(by: .seconds(10))
+            let show = try cli.run(["vehicles", "show", vin])
+            #expect(show.stdout.contains("approved"), "\(show.stdout)\(show.stderr)")
+
+            let poll = try cli.run(["poll", vin, "--store"])
+            #expect(poll.status == 0, "\(poll.stderr)")
+            #expect(poll.stdout.contains("doors.locks.lock_state") && poll.stdout.contains("front_left"))
+            #expect(poll.stderr.contains("stored"))
+            #expect(try await h.store.latestValues(vin: newVIN).count > 10, "--store wrote the samples")
+
+            let remove = try cli.run(["vehicles", "remove", vin, "--json"])
+            #expect(remove.status == 0, "\(remove.stderr)")
+            #expect(remove.stdout.contains(family == .platform ? "revoking" : "revoked"))
+            let again = try cli.run(["vehicles", "remove", vin])
+            #expect(again.status == 1)
+            #expect(again.stderr.contains("HTTP 409"))
+            #expect(again.stderr.split(separator: "\n").count == 1, "one line: \(again.stderr)")
+        }
+    }
+
+    @Test func badInputGivesOneLineAndNonZeroExit() async throws {
+        try await withHarness(emulator: .init(vehicleCount: 1)) { h in
+            let cli = CLI(config: try makeConfig(port: h.port, family: .platform, database: h.databasePath))
+            defer { try? FileManager.default.removeItem(atPath: cli.config) }
+            let badVIN = try cli.run(["vehicles", "show", "NOT-A-VIN"])
+            #expect(badVIN.status == 64)
+            #expect(badVIN.stderr.contains("invalid VIN"))
+            let wrongSecret = try cli.run(["vehicles", "list"], secret: "wrong-secret")
+            #expect(wrongSecret.status == 1)
+            #expect(wrongSecret.stderr.contains("HTTP 401") && !wrongSecret.stderr.contains("wrong-secret"))
+            let missing = try CLI(config: "/nonexistent.yaml").run(["vehicles", "list"])
+            #expect(missing.status == 78)
+            #expect(missing.stderr == "fleet-telemetry: /nonexistent.yaml: cannot read the config file (missing, unreadable or not UTF-8)\n")
+        }
+    }
+}
