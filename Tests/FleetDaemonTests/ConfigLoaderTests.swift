@@ -23,7 +23,11 @@ vehicles: [1HMFT000000000001]
         #expect(configuration.polling.interval == .seconds(300))
         #expect(configuration.polling.maxConcurrentRequests == 4)
         #expect(configuration.databasePath == "/var/lib/fleet-telemetry/telemetry.sqlite")
-        #expect(configuration.vehicles.map(\.rawValue) == ["1HMFT000000000001", "1HMFT000000000002"])
+        #expect(configuration.vehicles.isEmpty)
+        #expect(configuration.fleet.sync)
+        #expect(configuration.fleet.syncInterval == .seconds(3600))
+        #expect(configuration.api.pathFamily == .platform)
+        #expect(!configuration.api.insecureSkipTLSVerify)
     }
 
     @Test func defaultsApply() throws {
