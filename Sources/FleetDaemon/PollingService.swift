@@ -102,7 +102,7 @@ public actor PollingService: Service {
     }
 
     public func run() async throws {
-        logger.info("polling \(schedule.entries.count) vehicles every \(DurationParser.format(schedule.policy.interval))\(fleetSync == nil ? "" : ", fleet sync on")")
+        logger.info("polling \(schedule.entries.count) vehicle\(schedule.entries.count == 1 ? "" : "s") every \(DurationParser.format(schedule.policy.interval))\(fleetSync == nil ? "" : ", fleet sync on")")
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             let now = clock.now()
             if let nextSyncAt, nextSyncAt <= now {

@@ -25,8 +25,8 @@ struct DemoCommand: AsyncParsableCommand {
 
     @OptionGroup var simulation: SimulationOptions
 
-    @Option(name: .long, help: "Polling interval per VIN, in wall-clock time (e.g. 1s, 500ms).")
-    var interval: String = "1s"
+    @Option(name: .long, help: "Polling interval per VIN, in wall-clock time (e.g. 1s, 500ms); default 1s, or polling.interval of --config.")
+    var interval: String?
 
     @Option(name: .long, help: "A config file whose database.path, polling and log_level apply (its api section is replaced by the emulator).")
     var config: String?
@@ -39,14 +39,16 @@ struct DemoCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard duration > 0 else { throw ValidationError("--duration must be a positive number of seconds") }
-        guard let d = DurationParser.parse(interval), d >= .milliseconds(50) else {
-            throw ValidationError("--interval must be a duration of at least 50ms, such as 1s or 500ms")
+        if let interval {
+            guard let d = DurationParser.parse(interval), d >= .milliseconds(50) else {
+                throw ValidationError("--interval must be a duration of at least 50ms, such as 1s or 500ms")
+            }
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical") }
     }
 
     func run() async throws {
-        var polling = DaemonConfiguration.Polling(interval: DurationParser.parse(interval) ?? .seconds(1), maxBackoff: .seconds(30), maxConcurrentRequests: 8)
+        var polling = DaemonConfiguration.Polling(interval: .seconds(1), maxBackoff: .seconds(30), maxConcurrentRequests: 8)
         var databasePath = "fleet-telemetry-demo.sqlite"
         var level = logLevel
         if let config {
@@ -61,6 +63,13 @@ struct DemoCommand: AsyncParsableCommand {
             }
         }
         databasePath = database ?? databasePath
+        if let interval, let parsed = DurationParser.parse(interval) { polling.interval = parsed }
+        do {
+            try DemoDatabase.prepare(path: databasePath)
+        } catch {
+            printError("fleet-telemetry: \(error)")
+            throw ExitCode(74)
+        }
         bootstrapLogging(level: level)
         let logger = Logger(label: "fleet-telemetry")
 
@@ -90,7 +99,7 @@ struct DemoCommand: AsyncParsableCommand {
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
-        printError("fleet-telemetry demo: \(simulation.vehicles) simulated vehicles, \(simulation.timeScale)× simulated time, polling every \(interval), database \(databasePath), for \(duration) s (Ctrl-C stops)")
+        printError("fleet-telemetry demo: \(simulation.vehicles) simulated vehicles, \(simulation.timeScale)× simulated time, polling every \(DurationParser.format(polling.interval)), database \(databasePath), for \(duration) s (Ctrl-C stops)")
         try await group.run()
         let summary = try await store.summary(since: startedAt)
         printError("\nfleet-telemetry demo summary (\(databasePath))\n" + summary.text)
@@ -138,6 +147,38 @@ struct StopAfter: Service {
         let duration = self.duration
         try? await cancelWhenGracefulShutdown {
             try await Task.sleep(for: duration)
+        }
+    }
+}
+
+/// The demo's database: each run starts a fresh one, since the emulator's simulated time starts
+/// anew and observations of an earlier run would be "newer" than the new run's.
+enum DemoDatabase {
+    struct NotADemoDatabase: Error, CustomStringConvertible {
+        let path: String
+        let reason: String
+        var description: String {
+            "\(path) \(reason); the demo only replaces its own databases (choose another file with --database)"
+        }
+    }
+
+    /// Removes `path` (and its `-wal`/`-shm` files) when it is a database an earlier demo wrote:
+    /// one whose vehicles are all the emulator's (`1HMEMU…`).
+    ///
+    /// - Throws: ``NotADemoDatabase`` for any other existing file, which is left untouched.
+    static func prepare(path: String) throws {
+        guard FileManager.default.fileExists(atPath: path) else { return }
+        do {
+            let connection = try Connection(path: path)
+            let others = try connection.scalarInt("SELECT count(*) FROM vehicles WHERE vin NOT LIKE '1HMEMU%'") ?? 0
+            guard others == 0 else { throw NotADemoDatabase(path: path, reason: "holds data of \(others) vehicles that are not the emulator's") }
+        } catch let error as NotADemoDatabase {
+            throw error
+        } catch {
+            throw NotADemoDatabase(path: path, reason: "exists and is not a fleet-telemetry demo database (\(error))")
+        }
+        for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
+            try FileManager.default.removeItem(atPath: path + suffix)
         }
     }
 }

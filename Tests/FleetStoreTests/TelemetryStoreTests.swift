@@ -146,7 +146,7 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
 
     @Test func notADatabaseGivesAClearError() throws {
         let db = TemporaryDatabase()
-        FileManager.default.createFile(atPath: db.path, contents: Data(repeating: 0x41, count: 4096))
+        _ = FileManager.default.createFile(atPath: db.path, contents: Data(repeating: 0x41, count: 4096))
         #expect {
             try TelemetryStore(path: db.path)
         } throws: { error in
