@@ -112,4 +112,31 @@ struct CLI {
             #expect(missing.stderr == "fleet-telemetry: /nonexistent.yaml: cannot read the config file (missing, unreadable or not UTF-8)\n")
         }
     }
+
+    /// The demo replaces only its own databases: a daemon database is refused and left as it was.
+    @Test func demoNeverReplacesADaemonDatabase() async throws {
+        try await withHarness(emulator: .init(vehicleCount: 1)) { h in
+            try await h.store.setStatus("active", reason: nil, vin: newVIN, at: harnessStart)
+            let result = try CLI(config: "/nonexistent.yaml").runDemo(database: h.databasePath)
+            #expect(result.status == 74)
+            #expect(result.stderr.contains("holds data of 1 vehicles that are not the emulator's"))
+            #expect(FileManager.default.fileExists(atPath: h.databasePath))
+            #expect(try await h.store.vehicles().map(\.vin) == [newVIN])
+        }
+    }
+}
+
+extension CLI {
+    func runDemo(database: String) throws -> Result {
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = ["demo", "--duration", "1", "--database", database]
+        let err = Pipe()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = err
+        try process.run()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: "", stderr: String(decoding: stderr, as: UTF8.self))
+    }
 }
