@@ -58,6 +58,7 @@ public final class Emulator: Sendable {
         var faults: [VIN: [Fault]] = [:]
         var requests: [LoggedRequest] = []
         var tokenRequests = 0
+        var tokenPaths: [String] = []
         var requestCounter: UInt64 = 0
         var clearances: [VIN: Clearance] = [:]
     }
@@ -100,6 +101,9 @@ public final class Emulator: Sendable {
     /// How many token requests were answered (successfully or not).
     public var tokenRequestCount: Int { state.withLock { $0.tokenRequests } }
 
+    /// The path and body type of each token request, e.g. `POST /v1/access_tokens json`.
+    public var tokenRequestLog: [String] { state.withLock { $0.tokenPaths } }
+
     /// The snapshot of a simulated vehicle at the current simulated time.
     public func snapshot(vin: VIN) -> VehicleSimulation.Snapshot? {
         let now = simulatedNow()
@@ -109,8 +113,11 @@ public final class Emulator: Sendable {
     // MARK: - Endpoints
 
     /// `POST /v1/access_tokens` (JSON) and `POST /v1/access_token` (form): the client-credentials grant.
-    public func accessToken(grantType: String?, clientID: String?, clientSecret: String?) -> Reply {
-        state.withLock { $0.tokenRequests += 1 }
+    public func accessToken(grantType: String?, clientID: String?, clientSecret: String?, via route: String = "POST /v1/access_tokens json") -> Reply {
+        state.withLock {
+            $0.tokenRequests += 1
+            $0.tokenPaths.append(route)
+        }
         guard let grantType, let clientID, let clientSecret, !grantType.isEmpty, !clientID.isEmpty, !clientSecret.isEmpty else {
             return Self.oauthError(400, "invalid_request", "client_id can't be blank, client_secret can't be blank, grant_type can't be blank")
         }

@@ -32,17 +32,20 @@ public enum EmulatorServer {
             let body = try await request.body.collect(upTo: 64 * 1024)
             let json = try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView))
             let fields: [String: String]
+            let kind: String
             if let object = json?.objectValue {
                 fields = object.compactMapValues { $0.stringValue }
+                kind = "json"
             } else {
                 fields = formFields(String(buffer: body))
+                kind = "form"
             }
-            return response(emulator.accessToken(grantType: fields["grant_type"], clientID: fields["client_id"], clientSecret: fields["client_secret"]))
+            return response(emulator.accessToken(grantType: fields["grant_type"], clientID: fields["client_id"], clientSecret: fields["client_secret"], via: "POST /v1/access_tokens " + kind))
         }
         router.post("/v1/access_token") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 64 * 1024)
             let fields = formFields(String(buffer: body))
-            return response(emulator.accessToken(grantType: fields["grant_type"], clientID: fields["client_id"], clientSecret: fields["client_secret"]))
+            return response(emulator.accessToken(grantType: fields["grant_type"], clientID: fields["client_id"], clientSecret: fields["client_secret"], via: "POST /v1/access_token form"))
         }
         router.get("/v1/vehicle-data/autoapi-13/:vin") { request, context -> Response in
             let vin = context.parameters.get("vin") ?? ""

@@ -49,7 +49,7 @@ let newVIN = VIN("1HMFT000000000042")!
                 #expect(try await h.client.fleetVehicle(vin: newVIN).status == .revoked)
             }
             await #expect { _ = try await h.client.fleetVehicle(vin: VIN("1HMFT000000000099")!) } throws: { ($0 as? APIError)?.status == 404 }
-            #expect(h.emulator.tokenRequestCount == 1)
+            #expect(h.emulator.tokenRequestLog == [family == .platform ? "POST /v1/access_tokens json" : "POST /v1/access_token form"])
         }
     }
 
