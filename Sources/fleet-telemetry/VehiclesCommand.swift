@@ -16,11 +16,7 @@ struct VehiclesCommand: AsyncParsableCommand {
 
         func run() async throws {
             let vehicles = try await withClient(options) { _, client in try await client.fleetVehicles() }
-            if options.json {
-                printJSON(.array(vehicles.map(\.json)))
-            } else {
-                printTable(["VIN", "BRAND", "STATUS", "TAGS"], vehicles.map(\.row))
-            }
+            printVehicles(vehicles, json: options.json)
         }
     }
 
@@ -49,11 +45,7 @@ struct VehiclesCommand: AsyncParsableCommand {
             }
             let request = FleetVehicle(vin: vin, brand: brand, status: .pending, tags: tags, licensePlate: licensePlate)
             let answers = try await withClient(options) { _, client in try await client.register([request]) }
-            if options.json {
-                printJSON(.array(answers.map(\.json)))
-            } else {
-                printTable(["VIN", "BRAND", "STATUS", "TAGS"], answers.map(\.row))
-            }
+            printVehicles(answers, json: options.json)
             if answers.contains(where: { $0.status == .error }) {
                 printError("fleet-telemetry: registration of \(vin) failed: \(answers.first { $0.status == .error }?.description ?? "error")")
                 throw ExitCode(1)
@@ -71,11 +63,7 @@ struct VehiclesCommand: AsyncParsableCommand {
         func run() async throws {
             let vin = try parseVIN(vin)
             let vehicle = try await withClient(options) { _, client in try await client.fleetVehicle(vin: vin) }
-            if options.json {
-                printJSON(vehicle.json)
-            } else {
-                printTable(["VIN", "BRAND", "STATUS", "TAGS"], [vehicle.row])
-            }
+            printVehicles([vehicle], json: options.json, single: true)
         }
     }
 
@@ -89,12 +77,17 @@ struct VehiclesCommand: AsyncParsableCommand {
         func run() async throws {
             let vin = try parseVIN(vin)
             let vehicle = try await withClient(options) { _, client in try await client.remove(vin: vin) }
-            if options.json {
-                printJSON(vehicle.json)
-            } else {
-                printTable(["VIN", "BRAND", "STATUS", "TAGS"], [vehicle.row])
-            }
+            printVehicles([vehicle], json: options.json, single: true)
         }
+    }
+}
+
+/// Prints fleet vehicles as a table, or as JSON (an array, or one object when `single`).
+func printVehicles(_ vehicles: [FleetVehicle], json: Bool, single: Bool = false) {
+    if json {
+        printJSON(single && vehicles.count == 1 ? vehicles[0].json : .array(vehicles.map(\.json)))
+    } else {
+        printTable(["VIN", "BRAND", "STATUS", "TAGS"], vehicles.map(\.row))
     }
 }
 
