@@ -33,8 +33,22 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
     public var requestID: String?
     /// The VIN the request was about, when there is one.
     public var vin: VIN?
-    /// The server's `Retry-After`, as a delay from when the response arrived.
+    /// The server's `Retry-After`, as a delay from when the response arrived; `nil` when the
+    /// header was absent or unusable (see ``retryAfterHeader``).
     public var retryAfter: Duration?
+    /// The raw `Retry-After` header, when one was sent (also when it could not be parsed).
+    public var retryAfterHeader: String?
+
+    /// The wait the server asked for: `Retry-After`, else a `retry after 10s` in the error detail
+    /// (the fleet API's 429 body says so), else `nil`.
+    public var requestedWait: Duration? {
+        if let retryAfter { return retryAfter }
+        guard let detail = detail?.lowercased(), let range = detail.range(of: "retry after ") else { return nil }
+        let digits = detail[range.upperBound...].prefix { $0.isNumber }
+        guard let seconds = Int64(digits), seconds >= 0, seconds <= 86_400 * 7 else { return nil }
+        let unit = detail[range.upperBound...].dropFirst(digits.count).first
+        return unit == nil || unit == "s" || unit == " " ? .seconds(seconds) : nil
+    }
 
     public init(kind: Kind, endpoint: String, status: Int? = nil, title: String? = nil, detail: String? = nil, requestID: String? = nil, vin: VIN? = nil, retryAfter: Duration? = nil) {
         self.kind = kind
@@ -91,8 +105,9 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
     /// - Parameters:
     ///   - status: The HTTP status.
     ///   - body: The (possibly truncated, possibly non-JSON) body.
-    static func fromResponse(status: Int, body: [UInt8], endpoint: String, vin: VIN?, retryAfter: Duration?) -> APIError {
+    static func fromResponse(status: Int, body: [UInt8], endpoint: String, vin: VIN?, retryAfter: Duration?, retryAfterHeader: String? = nil) -> APIError {
         var error = APIError(kind: .http, endpoint: endpoint, status: status, vin: vin, retryAfter: retryAfter)
+        error.retryAfterHeader = retryAfterHeader.map { String($0.prefix(100)) }
         guard let json = try? JSONDecoder().decode(JSONValue.self, from: Data(body)) else {
             let text = String(decoding: body.prefix(120), as: UTF8.self)
                 .unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? " " : String($0) }.joined()

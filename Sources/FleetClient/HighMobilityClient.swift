@@ -243,8 +243,9 @@ public final class HighMobilityClient: Sendable {
             if (200..<300).contains(status) {
                 return Response(endpoint: endpoint, status: status, body: body, requestedAt: requestedAt, receivedAt: receivedAt, vin: vin)
             }
-            let retryAfter = headers.first(name: "Retry-After").flatMap { RetryAfter.parse($0, now: receivedAt) }
-            let error = APIError.fromResponse(status: status, body: body, endpoint: endpoint, vin: vin, retryAfter: retryAfter)
+            let header = headers.first(name: "Retry-After")
+            let retryAfter = header.flatMap { RetryAfter.parse($0, now: receivedAt) }
+            let error = APIError.fromResponse(status: status, body: body, endpoint: endpoint, vin: vin, retryAfter: retryAfter, retryAfterHeader: header)
             if error.isInvalidToken && !retried {
                 logger.info("access token rejected; renewing once", metadata: ["endpoint": "\(endpoint)"])
                 await tokens.invalidate(token)

@@ -28,6 +28,47 @@ public struct PollPipeline: Sendable {
         self.logger = logger
     }
 
+    /// How an API error affects the schedule.
+    static func outcome(of error: APIError) -> PollSchedule.Outcome {
+        if error.isCredentialsRejected { return .credentialsRejected }
+        if error.isConsentRemoved { return .stop }
+        if error.isRateLimited { return .rateLimited(retryAfter: error.requestedWait) }
+        let detail = (error.detail ?? "").lowercased()
+        switch error.status {
+        case 408: return .slow(.asleep)
+        case 422: return .slow(.pending)
+        case 403 where detail.contains("privacy"): return .slow(.privacy)
+        case 403: return .slow(.notCleared)
+        default: return .failed
+        }
+    }
+
+    /// What the vehicle was doing, from its samples: `driving` when the ignition is on or it
+    /// moves, `charging` when `charging.status` is a charging state, else `parked`; `nil` when
+    /// the response says nothing about it.
+    static func activity(of samples: [Sample]) -> PollSchedule.VehicleActivity? {
+        var known = false
+        var driving = false
+        var charging = false
+        for sample in samples {
+            switch sample.property {
+            case "ignition.state":
+                known = true
+                if sample.value.text == "on" || sample.value.text == "start" { driving = true }
+            case "diagnostics.speed":
+                known = true
+                if let speed = sample.value.number, speed > 0 { driving = true }
+            case "charging.status":
+                known = true
+                if let status = sample.value.text, EventRules.chargingStatuses.contains(status) { charging = true }
+            default:
+                continue
+            }
+        }
+        guard known else { return nil }
+        return driving ? .driving : charging ? .charging : .parked
+    }
+
     /// What one poll did.
     public struct Result: Sendable {
         public var vin: VIN
@@ -48,7 +89,7 @@ public struct PollPipeline: Sendable {
         let requestedAt = clock.now()
         var record = PollRecord(vin: vin, requestedAt: requestedAt, receivedAt: requestedAt, httpStatus: nil, latencyMilliseconds: 0)
         var samples: [Sample] = []
-        var outcome = PollSchedule.Outcome.success
+        var outcome = PollSchedule.Outcome.success(nil)
         do {
             let response = try await client.vehicleData(vin: vin)
             record.receivedAt = response.receivedAt
@@ -59,6 +100,10 @@ public struct PollPipeline: Sendable {
                 samples = payload.samples
                 record.requestID = payload.requestID
                 record.brand = payload.brand
+                outcome = .success(Self.activity(of: payload.samples))
+                if payload.failures.contains(where: { $0.reason == "rate_limit" }) {
+                    outcome = .slow(.rateLimited)
+                }
                 if !payload.failures.isEmpty {
                     logger.debug("property failures", metadata: ["vin": "\(vin)", "count": "\(payload.failures.count)", "first": "\(payload.failures[0].property): \(payload.failures[0].reason)"])
                 }
@@ -74,14 +119,9 @@ public struct PollPipeline: Sendable {
             record.latencyMilliseconds = max(0, now.millisecondsSince1970 - requestedAt.millisecondsSince1970)
             record.error = error.description
             record.requestID = error.requestID
-            if error.isCredentialsRejected {
-                outcome = .credentialsRejected
-            } else if error.isConsentRemoved {
-                outcome = .stop
-            } else if error.isRateLimited {
-                outcome = .rateLimited(retryAfter: error.retryAfter)
-            } else {
-                outcome = .failed
+            outcome = Self.outcome(of: error)
+            if error.isRateLimited, let header = error.retryAfterHeader, error.retryAfter == nil {
+                logger.warning("ignoring an unusable Retry-After \"\(header.prefix(40))\" for \(vin); backing off instead")
             }
             logger.warning("\(error.description)")
         }

@@ -1,4 +1,5 @@
 import FleetModel
+import FleetStore
 import Logging
 import ServiceLifecycle
 
@@ -17,6 +18,9 @@ public actor PollingService: Service {
     private let fleetSync: FleetSync?
     private let staticVINs: Set<VIN>
     private var nextSyncAt: Timestamp?
+    /// Polling states saved by an earlier run, used when a VIN joins the schedule.
+    private var saved: [VIN: PollSchedule.Entry] = [:]
+    private var restored = false
 
     /// - Parameters:
     ///   - vins: The VINs to poll.
@@ -43,11 +47,12 @@ public actor PollingService: Service {
     /// - Returns: The result of each poll, in completion order.
     @discardableResult
     public func tick(now: Timestamp) async -> [PollPipeline.Result] {
-        let due = schedule.due(at: now)
+        if !restored { await restore(now: now) }
+        let due = schedule.takeDue(at: now)
         guard !due.isEmpty else { return [] }
-        for vin in due { schedule.start(vin) }
         let pipeline = self.pipeline
         var results: [PollPipeline.Result] = []
+        var health: [VIN: (PollSchedule.Health, String?)] = [:]
         await withTaskGroup(of: PollPipeline.Result.self) { group in
             var pending = due.makeIterator()
             for _ in 0..<maxConcurrentRequests {
@@ -57,12 +62,57 @@ public actor PollingService: Service {
             for await result in group {
                 schedule.record(result.outcome, for: result.vin, at: clock.now())
                 results.append(result)
+                if result.outcome == .stop { health[result.vin] = (.consentRemoved, result.error) } else {
+                    health[result.vin] = (schedule.entries[result.vin]?.health ?? .ok, result.error)
+                }
                 if let vin = pending.next() {
                     group.addTask { await pipeline.poll(vin) }
                 }
             }
         }
+        await save(health, at: clock.now())
         return results
+    }
+
+    /// Writes the polling state of the VINs just polled to the `schedule` table.
+    private func save(_ health: [VIN: (PollSchedule.Health, String?)], at now: Timestamp) async {
+        let rows = health.map { vin, value -> ScheduleRow in
+            let entry = schedule.entries[vin] ?? PollSchedule.Entry(nextDue: .init(millisecondsSince1970: Int64.max / 2))
+            return ScheduleRow(
+                vin: vin, nextDueAt: entry.nextDue, health: value.0.rawValue, reason: value.0 == .ok ? nil : value.1,
+                consecutiveFailures: entry.consecutiveFailures, activity: entry.activity?.rawValue,
+                pollsToday: entry.pollsToday, day: entry.day, updatedAt: now)
+        }
+        do {
+            try await pipeline.store.saveSchedule(rows)
+        } catch {
+            logger.error("could not save the polling schedule: \(error)")
+        }
+    }
+
+    /// Loads the polling states of an earlier run: a long `Retry-After` or backoff survives a
+    /// restart, and due times already past are spread over one interval.
+    public func restore(now: Timestamp) async {
+        restored = true
+        do {
+            for (vin, row) in try await pipeline.store.loadSchedule() {
+                saved[vin] = PollSchedule.Entry(
+                    nextDue: row.nextDueAt, consecutiveFailures: row.consecutiveFailures,
+                    health: PollSchedule.Health(rawValue: row.health) ?? .ok,
+                    activity: row.activity.flatMap(PollSchedule.VehicleActivity.init), pollsToday: row.pollsToday, day: row.day)
+            }
+        } catch {
+            logger.error("could not load the saved polling schedule; starting afresh: \(error)")
+        }
+        for vin in schedule.entries.keys {
+            if let entry = saved[vin] {
+                guard entry.health != .consentRemoved else {
+                    schedule.remove(vin)
+                    continue
+                }
+                schedule.restore(vin, entry: entry, at: now)
+            }
+        }
     }
 
     /// Runs until graceful shutdown.
@@ -78,6 +128,7 @@ public actor PollingService: Service {
     @discardableResult
     public func syncFleet(now: Timestamp) async -> [Event] {
         guard let fleetSync else { return [] }
+        if !restored { await restore(now: now) }
         do {
             let fleet = try await fleetSync.list()
             let events = try await pipeline.store.recordClearance(fleet, at: now)
@@ -85,7 +136,11 @@ public actor PollingService: Service {
             let stopped = Set(try await pipeline.store.vehicles().filter { $0.status == "consent_removed" }.map(\.vin))
             for vehicle in fleet where !staticVINs.contains(vehicle.vin) {
                 if vehicle.status.isPollable && !stopped.contains(vehicle.vin) {
-                    schedule.add(vehicle.vin, at: now)
+                    if schedule.entries[vehicle.vin] == nil, let entry = saved[vehicle.vin] {
+                        schedule.restore(vehicle.vin, entry: entry, at: now)
+                    } else {
+                        schedule.add(vehicle.vin, at: now)
+                    }
                 } else {
                     schedule.remove(vehicle.vin)
                 }
@@ -109,8 +164,12 @@ public actor PollingService: Service {
                 await syncFleet(now: now)
                 continue
             }
-            if schedule.due(at: now).isEmpty {
-                let next = [schedule.nextDueTime, nextSyncAt].compactMap { $0 }.min()
+            let results = await tick(now: now)
+            if let rejected = results.first(where: { $0.outcome == .credentialsRejected }) {
+                throw DaemonError.credentialsRejected(rejected.error ?? "the token request was refused")
+            }
+            if results.isEmpty {
+                let next = [schedule.nextDueTime(), nextSyncAt].compactMap { $0 }.min()
                 let clock = self.clock
                 do {
                     try await cancelWhenGracefulShutdown {
@@ -123,11 +182,6 @@ public actor PollingService: Service {
                 } catch {
                     break
                 }
-                continue
-            }
-            let results = await tick(now: now)
-            if let rejected = results.first(where: { $0.outcome == .credentialsRejected }) {
-                throw DaemonError.credentialsRejected(rejected.error ?? "the token request was refused")
             }
         }
         logger.info("polling stopped")

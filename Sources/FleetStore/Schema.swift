@@ -74,6 +74,20 @@ enum Schema {
         ALTER TABLE vehicles ADD COLUMN status_reason TEXT;
         ALTER TABLE vehicles ADD COLUMN status_changed_at INTEGER;
         """,
+        // 3: the polling schedule, so that a restart keeps due times and backoff.
+        """
+        CREATE TABLE schedule (
+            vin TEXT PRIMARY KEY NOT NULL,
+            next_due_at INTEGER NOT NULL,
+            health TEXT NOT NULL,
+            reason TEXT,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            activity TEXT,
+            polls_today INTEGER NOT NULL DEFAULT 0,
+            day INTEGER NOT NULL DEFAULT 0,
+            updated_at INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        """,
     ]
 
     /// The schema version this build writes.

@@ -27,7 +27,7 @@ extension Timestamp {
         let first = schedule.entries[a]!.nextDue
         schedule.start(a)
         #expect(schedule.due(at: first).isEmpty, "a VIN in flight is not handed out again")
-        schedule.record(.success, for: a, at: first.plus(seconds: 2))
+        schedule.record(.success(nil), for: a, at: first.plus(seconds: 2))
         #expect(schedule.entries[a]!.nextDue == first.plus(seconds: 60))
     }
 
@@ -38,7 +38,7 @@ extension Timestamp {
         schedule.start(a)
         schedule.record(.rateLimited(retryAfter: .seconds(300)), for: a, at: dueA)
         schedule.start(b)
-        schedule.record(.success, for: b, at: dueB)
+        schedule.record(.success(nil), for: b, at: dueB)
         #expect(schedule.entries[a]!.nextDue == dueA.plus(seconds: 300))
         #expect(schedule.entries[b]!.nextDue == dueB.plus(seconds: 60))
         #expect(!schedule.due(at: dueA.plus(seconds: 299.999)).contains(a))
@@ -53,22 +53,28 @@ extension Timestamp {
         #expect(schedule.entries[a]!.nextDue == start.plus(seconds: 1), "a short Retry-After is the server's call")
     }
 
+    /// Full jitter: the n-th consecutive failure waits between the interval and
+    /// min(maxBackoff, interval × 2^(n-1)); on average the waits grow; a success resets.
     @Test func backoffGrowsIsNeverBelowTheIntervalAndIsCapped() {
-        var schedule = PollSchedule(vins: [a], policy: policy, start: start, seed: 3)
-        var delays: [Int64] = []
-        var now = start
-        for _ in 0..<8 {
-            schedule.record(.failed, for: a, at: now)
-            let next = schedule.entries[a]!.nextDue
-            delays.append(next.millisecondsSince1970 - now.millisecondsSince1970)
-            now = next
+        var sums = Array(repeating: Int64(0), count: 8)
+        for seed in 0..<200 {
+            var schedule = PollSchedule(vins: [a], policy: policy, start: start, seed: UInt64(seed))
+            var now = start
+            for failure in 1...8 {
+                schedule.record(.failed, for: a, at: now)
+                let next = schedule.entries[a]!.nextDue
+                let delay = next.millisecondsSince1970 - now.millisecondsSince1970
+                let ceiling = min(600_000, 60_000 << (failure - 1))
+                #expect(delay >= 60_000 && delay <= ceiling, "failure \(failure): \(delay) ms")
+                sums[failure - 1] += delay
+                now = next
+            }
+            schedule.record(.success(nil), for: a, at: now)
+            #expect(schedule.entries[a]!.consecutiveFailures == 0)
+            #expect(schedule.entries[a]!.nextDue == now.plus(seconds: 60))
         }
-        #expect(delays.allSatisfy { $0 >= 60_000 && $0 <= 600_000 })
-        #expect(delays[3] >= 240_000, "the 4th failure waits at least half of 8 × interval")
-        #expect(delays.last! >= 300_000, "capped backoff stays in the upper half of the cap")
-        schedule.record(.success, for: a, at: now)
-        #expect(schedule.entries[a]!.consecutiveFailures == 0)
-        #expect(schedule.entries[a]!.nextDue == now.plus(seconds: 60))
+        #expect(sums[0] == 200 * 60_000, "the first retry waits exactly one interval")
+        #expect(sums[1] < sums[2] && sums[2] < sums[3] && sums[3] < sums[4], "waits grow: \(sums)")
     }
 
     @Test func rateLimitWithoutRetryAfterBacksOff() {

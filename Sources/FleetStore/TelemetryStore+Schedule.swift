@@ -1,0 +1,79 @@
+import FleetModel
+
+/// One VIN's polling state: a row of the `schedule` table.
+public struct ScheduleRow: Sendable, Hashable {
+    public var vin: VIN
+    /// When the VIN is next due, UTC.
+    public var nextDueAt: Timestamp
+    /// `ok`, `backoff`, `rate_limited`, `asleep`, `pending`, `privacy`, `not_cleared`,
+    /// `consent_removed` or `error`.
+    public var health: String
+    /// The last error, when the health is not `ok`.
+    public var reason: String?
+    public var consecutiveFailures: Int
+    /// `driving`, `charging` or `parked` at the last successful poll.
+    public var activity: String?
+    /// Polls of this VIN during ``day``.
+    public var pollsToday: Int
+    /// The UTC day (days since 1970-01-01) ``pollsToday`` counts.
+    public var day: Int64
+    public var updatedAt: Timestamp
+
+    public init(vin: VIN, nextDueAt: Timestamp, health: String, reason: String?, consecutiveFailures: Int, activity: String?, pollsToday: Int, day: Int64, updatedAt: Timestamp) {
+        self.vin = vin
+        self.nextDueAt = nextDueAt
+        self.health = health
+        self.reason = reason
+        self.consecutiveFailures = consecutiveFailures
+        self.activity = activity
+        self.pollsToday = pollsToday
+        self.day = day
+        self.updatedAt = updatedAt
+    }
+}
+
+extension TelemetryStore {
+    /// Saves polling states, in one transaction.
+    public func saveSchedule(_ rows: [ScheduleRow]) throws {
+        guard !rows.isEmpty else { return }
+        try withConnection { connection in
+            try connection.transaction {
+                let statement = try connection.cachedStatement("""
+                    INSERT INTO schedule (vin, next_due_at, health, reason, consecutive_failures, activity, polls_today, day, updated_at)
+                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                    ON CONFLICT (vin) DO UPDATE SET next_due_at = excluded.next_due_at, health = excluded.health,
+                        reason = excluded.reason, consecutive_failures = excluded.consecutive_failures,
+                        activity = excluded.activity, polls_today = excluded.polls_today, day = excluded.day,
+                        updated_at = excluded.updated_at
+                    """)
+                for row in rows {
+                    try statement.run([
+                        .text(row.vin.rawValue), .integer(row.nextDueAt.millisecondsSince1970), .text(row.health),
+                        row.reason.map(SQLiteValue.text) ?? .null, .integer(Int64(row.consecutiveFailures)),
+                        row.activity.map(SQLiteValue.text) ?? .null, .integer(Int64(row.pollsToday)), .integer(row.day),
+                        .integer(row.updatedAt.millisecondsSince1970),
+                    ])
+                }
+            }
+        }
+    }
+
+    /// Every saved polling state, by VIN.
+    public func loadSchedule() throws -> [VIN: ScheduleRow] {
+        try withConnection { connection in
+            let statement = try connection.cachedStatement("""
+                SELECT vin, next_due_at, health, reason, consecutive_failures, activity, polls_today, day, updated_at FROM schedule
+                """)
+            try statement.bind([])
+            var rows: [VIN: ScheduleRow] = [:]
+            while try statement.step() {
+                guard let vin = statement.text(at: 0).flatMap(VIN.init) else { continue }
+                rows[vin] = ScheduleRow(
+                    vin: vin, nextDueAt: Timestamp(millisecondsSince1970: statement.int(at: 1)), health: statement.text(at: 2) ?? "ok",
+                    reason: statement.text(at: 3), consecutiveFailures: Int(statement.int(at: 4)), activity: statement.text(at: 5),
+                    pollsToday: Int(statement.int(at: 6)), day: statement.int(at: 7), updatedAt: Timestamp(millisecondsSince1970: statement.int(at: 8)))
+            }
+            return rows
+        }
+    }
+}
