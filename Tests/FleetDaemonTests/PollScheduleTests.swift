@@ -92,3 +92,109 @@ extension String {
         self = String(repeating: "0", count: Swift.max(0, 3 - digits.count)) + digits
     }
 }
+
+@Suite struct PollSchedulePolicyTests {
+    let vins = (1...10).map { VIN("1HMFT0000000000" + String(format: "%02d", $0))! }
+
+    /// Drives the schedule like the daemon: every `step`, take what is due and answer it.
+    func simulate(_ schedule: inout PollSchedule, from: Timestamp, for seconds: Int, step: Double = 1, answer: (VIN, Timestamp) -> PollSchedule.Outcome = { _, _ in .success(nil) }) -> [(VIN, Timestamp)] {
+        var polls: [(VIN, Timestamp)] = []
+        var now = from
+        let end = from.plus(seconds: Double(seconds))
+        while now < end {
+            for vin in schedule.takeDue(at: now) {
+                polls.append((vin, now))
+                schedule.record(answer(vin, now), for: vin, at: now)
+            }
+            now = now.plus(seconds: step)
+        }
+        return polls
+    }
+
+    @Test func rateLimitsOnManyVINsPauseTheWholeFleet() {
+        var schedule = PollSchedule(vins: vins, policy: .init(interval: .seconds(60)), start: start, seed: 1)
+        var limited = 0
+        let polls = simulate(&schedule, from: start, for: 600) { _, _ in
+            limited += 1
+            return limited <= 3 ? .rateLimited(retryAfter: .seconds(120)) : .success(nil)
+        }
+        let firstThree = polls.prefix(3)
+        let pauseEnd = firstThree.last!.1.plus(seconds: 120)
+        #expect(!polls.dropFirst(3).contains { $0.1 < pauseEnd }, "nobody is polled during the global pause")
+        #expect(polls.contains { $0.1 >= pauseEnd }, "polling resumes after it")
+    }
+
+    @Test func oneRateLimitedVINDoesNotPauseOthers() {
+        var schedule = PollSchedule(vins: vins, policy: .init(interval: .seconds(60)), start: start, seed: 1)
+        let polls = simulate(&schedule, from: start, for: 300) { vin, _ in vin == vins[0] ? .rateLimited(retryAfter: .seconds(1000)) : .success(nil) }
+        #expect(polls.filter { $0.0 == vins[0] }.count == 1)
+        #expect(polls.filter { $0.0 == vins[1] }.count == 5)
+    }
+
+    @Test(arguments: [(PollSchedule.Health.asleep, 360.0), (.pending, 360), (.notCleared, 360), (.privacy, 21_600)])
+    func slowAnswersMoveTheVINToASlowCadence(health: PollSchedule.Health, seconds: Double) {
+        var schedule = PollSchedule(vins: [a], policy: .init(interval: .seconds(60)), start: start, seed: 1)
+        schedule.record(.slow(health), for: a, at: start)
+        #expect(schedule.entries[a]!.nextDue == start.plus(seconds: seconds))
+        #expect(schedule.entries[a]!.health == health)
+    }
+
+    @Test func activityIntervalsApply() {
+        var schedule = PollSchedule(vins: [a], policy: .init(interval: .seconds(300), activityIntervals: [.driving: .seconds(60), .parked: .seconds(900)]), start: start, seed: 1)
+        let first = schedule.entries[a]!.nextDue
+        schedule.record(.success(.driving), for: a, at: first)
+        #expect(schedule.entries[a]!.nextDue == first.plus(seconds: 60))
+        schedule.record(.success(.parked), for: a, at: first.plus(seconds: 60))
+        #expect(schedule.entries[a]!.nextDue == first.plus(seconds: 960))
+        schedule.record(.success(nil), for: a, at: first.plus(seconds: 960))
+        #expect(schedule.entries[a]!.nextDue == first.plus(seconds: 1860), "the last known activity still applies")
+    }
+
+    /// A simulated day with a 10-second interval: the per-VIN budget (100) and the application
+    /// budget (600 for 10 VINs) are never exceeded, by stretched intervals rather than bursts.
+    @Test func dailyBudgetsAreNeverExceeded() {
+        let dayStart = Timestamp(millisecondsSince1970: PollSchedule.day(of: start) * 86_400_000)
+        var schedule = PollSchedule(vins: vins, policy: .init(interval: .seconds(10), dailyBudgetPerVIN: 100, dailyBudgetApplication: 600), start: dayStart, seed: 1)
+        let polls = simulate(&schedule, from: dayStart, for: 86_400, step: 5)
+        #expect(polls.count <= 600)
+        #expect(polls.count >= 550, "the budget is spent, not wasted: \(polls.count)")
+        for vin in vins { #expect(polls.filter { $0.0 == vin }.count <= 100) }
+        let gaps = zip(polls, polls.dropFirst()).filter { $0.0.0 == $0.1.0 }.map { $0.1.1.millisecondsSince1970 - $0.0.1.millisecondsSince1970 }
+        #expect(gaps.allSatisfy { $0 >= 10_000 })
+    }
+
+    @Test func tokenBucketCapsTheRequestRate() {
+        let many = (1...100).map { VIN("1HMFT000000000" + String(format: "%03d", $0))! }
+        var schedule = PollSchedule(vins: many, policy: .init(interval: .seconds(10), maxRequestsPerSecond: 5), start: start, seed: 1)
+        let polls = simulate(&schedule, from: start, for: 60, step: 0.1)
+        // A bucket of 5 tokens refilled at 5/s: any window of T seconds holds at most 5 + 5T requests.
+        let times = polls.map(\.1.millisecondsSince1970)
+        for (index, time) in times.enumerated() {
+            let inWindow = times[index...].prefix { $0 < time + 2000 }.count
+            #expect(inWindow <= 15, "\(inWindow) requests within 2 s")
+        }
+        #expect(polls.count >= 280 && polls.count <= 305)
+    }
+
+    @Test func restoredStateKeepsALongWaitAndSpreadsPastDueTimes() {
+        var schedule = PollSchedule(vins: [], policy: .init(interval: .seconds(60)), start: start, seed: 1)
+        let waiting = VIN("1HMFT000000000099")!
+        schedule.restore(waiting, entry: .init(nextDue: start.plus(seconds: 3600), consecutiveFailures: 1, health: .rateLimited), at: start)
+        for vin in vins { schedule.restore(vin, entry: .init(nextDue: start.plus(seconds: -500)), at: start) }
+        #expect(schedule.entries[waiting]!.nextDue == start.plus(seconds: 3600))
+        let offsets = vins.map { schedule.entries[$0]!.nextDue.millisecondsSince1970 - start.millisecondsSince1970 }
+        #expect(offsets.allSatisfy { (0..<60_000).contains($0) })
+        #expect(Set(offsets).count == vins.count)
+    }
+
+    @Test func heapHandsOutEachDueVINOnceInOrder() {
+        let many = (1...500).map { VIN("1HMFT000000000" + String(format: "%03d", $0))! }
+        var schedule = PollSchedule(vins: many, policy: .init(interval: .seconds(60)), start: start, seed: 9)
+        let expected = schedule.due(at: start.plus(seconds: 30))
+        let taken = schedule.takeDue(at: start.plus(seconds: 30))
+        #expect(taken == expected)
+        #expect(schedule.takeDue(at: start.plus(seconds: 30)).isEmpty, "in flight: not handed out twice")
+        for vin in taken { schedule.record(.success(nil), for: vin, at: start.plus(seconds: 30)) }
+        #expect(schedule.nextDueTime()! > start.plus(seconds: 30))
+    }
+}
