@@ -1,0 +1,126 @@
+import FleetClient
+import FleetDaemon
+import FleetEmulator
+import FleetModel
+import FleetStore
+import Logging
+import Testing
+
+/// The scheduler against the emulator's injected faults, on a manual clock.
+@Suite(.serialized) struct SchedulingTests {
+    func requests(_ h: Harness, _ vin: VIN) -> [Emulator.LoggedRequest] {
+        h.emulator.requestLog.filter { $0.vin == vin.rawValue }
+    }
+
+    func gapAfterFirst(_ h: Harness, _ vin: VIN) throws -> Int64 {
+        let log = requests(h, vin)
+        let first = try #require(log.first)
+        let second = try #require(log.dropFirst().first)
+        return second.at.millisecondsSince1970 - first.at.millisecondsSince1970
+    }
+
+    @Test(arguments: [
+        ("120", Int64(120_000)),
+        ("Sat, 28 Nov 2026 06:03:00 GMT", 180_000),  // harness clock: 06:00:00 + a first poll under 10 s
+    ])
+    func retryAfterIsHonoured(header: String, approximately milliseconds: Int64) async throws {
+        try await withHarness(emulator: .init(vehicleCount: 2), interval: .seconds(10)) { h in
+            let limited = EmulatorConfiguration.vin(index: 1)
+            h.emulator.inject(.init(status: 429, retryAfter: header), vin: limited)
+            for _ in 0..<300 { await h.step(by: .seconds(1)) }
+            let gap = try gapAfterFirst(h, limited)
+            if header.hasSuffix("GMT") {
+                let second = try #require(requests(h, limited).dropFirst().first)
+                #expect(second.at >= Timestamp(iso8601: "2026-11-28T06:03:00Z")!, "not before the HTTP-date")
+                #expect(gap <= milliseconds + 1000)
+            } else {
+                #expect(gap >= milliseconds && gap <= milliseconds + 1000, "gap \(gap) ms")
+            }
+            #expect(requests(h, EmulatorConfiguration.vin(index: 2)).count >= 29, "the other VIN keeps its cadence")
+        }
+    }
+
+    /// Garbage, negative or absent `Retry-After`: backoff (never faster than the interval), a
+    /// warning for the unusable header, never a crash or a tight loop.
+    @Test(arguments: ["abc", "-5", "99999999999999999999", nil] as [String?])
+    func unusableRetryAfterFallsBackToBackoff(header: String?) async throws {
+        let logs = LogCapture()
+        try await withHarness(emulator: .init(vehicleCount: 1), interval: .seconds(10), logs: logs) { h in
+            let vin = EmulatorConfiguration.vin(index: 1)
+            h.emulator.inject(.init(status: 429, retryAfter: header), vin: vin, count: 3)
+            for _ in 0..<200 { await h.step(by: .seconds(1)) }
+            let log = requests(h, vin)
+            let gaps = zip(log, log.dropFirst()).map { $1.at.millisecondsSince1970 - $0.at.millisecondsSince1970 }
+            #expect(gaps.allSatisfy { $0 >= 10_000 }, "never faster than the interval: \(gaps)")
+            #expect(log.prefix(3).allSatisfy { $0.status == 429 })
+            #expect(log.count >= 4 && log.count <= 20, "\(log.count) requests")
+        }
+        if let header, header != "99999999999999999999" {
+            #expect(logs.text.contains("ignoring an unusable Retry-After \"\(header)\""))
+        }
+    }
+
+    @Test func threeServerErrorsInARowGrowTheWait() async throws {
+        try await withHarness(emulator: .init(vehicleCount: 1), interval: .seconds(10)) { h in
+            let vin = EmulatorConfiguration.vin(index: 1)
+            h.emulator.inject(.init(status: 500), vin: vin, count: 3)
+            for _ in 0..<400 { await h.step(by: .seconds(1)) }
+            let log = requests(h, vin)
+            #expect(log.prefix(3).map(\.status) == [500, 500, 500])
+            #expect(log.dropFirst(3).first?.status == 200)
+            let gaps = zip(log, log.dropFirst()).map { $1.at.millisecondsSince1970 - $0.at.millisecondsSince1970 }
+            #expect(gaps[0] >= 10_000 && gaps[0] <= 11_000)
+            #expect(gaps[1] >= 10_000 && gaps[1] <= 21_000)
+            #expect(gaps[2] >= 10_000 && gaps[2] <= 41_000)
+            let rows = try await h.store.loadSchedule()
+            #expect(rows[vin]?.health == "ok", "a success resets the health")
+        }
+    }
+
+    @Test func asleepVehicleMovesToTheSlowCadence() async throws {
+        try await withHarness(emulator: .init(vehicleCount: 1), interval: .seconds(10)) { h in
+            let vin = EmulatorConfiguration.vin(index: 1)
+            h.emulator.inject(.init(status: 408), vin: vin)
+            for _ in 0..<30 { await h.step(by: .seconds(1)) }
+            #expect(requests(h, vin).count == 1, "asleep: next poll at the slow cadence (60 s)")
+            let row = try #require(try await h.store.loadSchedule()[vin])
+            #expect(row.health == "asleep")
+            #expect(row.reason?.contains("Vehicle is offline or asleep") == true)
+        }
+    }
+
+    /// A restart during a long `Retry-After` still honours it.
+    @Test func restartKeepsALongRetryAfter() async throws {
+        try await withHarness(emulator: .init(vehicleCount: 2), interval: .seconds(10)) { h in
+            let limited = EmulatorConfiguration.vin(index: 1)
+            h.emulator.inject(.rateLimited(retryAfterSeconds: 3600), vin: limited)
+            for _ in 0..<20 { await h.step(by: .seconds(1)) }
+            #expect(requests(h, limited).count == 1)
+            // A new daemon process on the same database.
+            var logger = Logger(label: "restart")
+            logger.logLevel = .critical
+            let pipeline = PollPipeline(client: h.client, store: h.store, sink: h.sink, clock: h.clock, logger: logger)
+            let restarted = PollingService(
+                vins: h.emulator.configuration.vins, policy: .init(interval: .seconds(10)), pipeline: pipeline,
+                clock: h.clock, maxConcurrentRequests: 4, seed: 99, logger: logger)
+            var now = h.clock.now()
+            for _ in 0..<600 {
+                h.clock.advance(by: .seconds(1))
+                now = h.clock.now()
+                await restarted.tick(now: now)
+            }
+            let log = requests(h, limited)
+            #expect(log.count == 1, "no request within the hour, across the restart")
+            #expect(requests(h, EmulatorConfiguration.vin(index: 2)).count >= 60)
+            for _ in 0..<3000 {
+                h.clock.advance(by: .seconds(1))
+                await restarted.tick(now: h.clock.now())
+            }
+            let after = requests(h, limited)
+            #expect(after.count >= 2)
+            if after.count >= 2 {
+                #expect(after[1].at.millisecondsSince1970 - after[0].at.millisecondsSince1970 >= 3_600_000)
+            }
+        }
+    }
+}
