@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     ],
     targets: [
         // The system SQLite, reached through its C API. Nothing but the module map and a header.
@@ -81,6 +82,7 @@ let package = Package(
                 "FleetModel", "FleetNormalizer", "FleetStore", "FleetEvents", "FleetClient",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings
@@ -126,6 +128,7 @@ let package = Package(
             dependencies: [
                 "FleetDaemon", "FleetEmulator", "FleetStore", "FleetModel", "FleetClient",
                 "FleetNormalizer", "FleetEvents",
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),

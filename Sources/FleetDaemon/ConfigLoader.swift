@@ -76,11 +76,30 @@ public enum ConfigLoader {
             }
         }
         if let pollingNode = top["polling"] {
-            let polling = try pollingNode.mapping(allowed: ["interval", "max_backoff", "max_retry_after", "max_concurrent_requests"])
+            let polling = try pollingNode.mapping(allowed: [
+                "interval", "max_backoff", "max_retry_after", "max_concurrent_requests", "slow_interval", "privacy_interval",
+                "intervals", "max_requests_per_second", "daily_budget_per_vehicle", "daily_budget", "global_rate_limit_threshold",
+            ])
             if let n = polling["interval"] { configuration.polling.interval = try n.duration(min: .seconds(1)) }
             if let n = polling["max_backoff"] { configuration.polling.maxBackoff = try n.duration(min: .seconds(1)) }
             if let n = polling["max_retry_after"] { configuration.polling.maxRetryAfter = try n.duration(min: .seconds(1)) }
             if let n = polling["max_concurrent_requests"] { configuration.polling.maxConcurrentRequests = try n.integer(in: 1...1024) }
+            if let n = polling["slow_interval"] { configuration.polling.slowInterval = try n.duration(min: .seconds(1)) }
+            if let n = polling["privacy_interval"] { configuration.polling.privacyInterval = try n.duration(min: .seconds(1)) }
+            if let n = polling["intervals"] {
+                let intervals = try n.mapping(allowed: Set(PollSchedule.VehicleActivity.allCases.map(\.rawValue)))
+                for (name, node) in intervals {
+                    configuration.polling.activityIntervals[PollSchedule.VehicleActivity(rawValue: name)!] = try node.duration(min: .seconds(1))
+                }
+            }
+            if let n = polling["max_requests_per_second"] {
+                let text = try n.string()
+                guard let rate = Double(text), rate > 0, rate <= 100_000 else { throw n.error("expected a number of requests per second above 0, got \"\(text)\"") }
+                configuration.polling.maxRequestsPerSecond = rate
+            }
+            if let n = polling["daily_budget_per_vehicle"] { configuration.polling.dailyBudgetPerVIN = try n.integer(in: 1...86_400_000) }
+            if let n = polling["daily_budget"] { configuration.polling.dailyBudgetApplication = try n.integer(in: 1...1_000_000_000) }
+            if let n = polling["global_rate_limit_threshold"] { configuration.polling.globalRateLimitThreshold = try n.integer(in: 1...100_000) }
         }
         if let fleetNode = top["fleet"] {
             let fleet = try fleetNode.mapping(allowed: ["sync", "sync_interval"])

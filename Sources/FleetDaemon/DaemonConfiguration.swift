@@ -45,6 +45,31 @@ public struct DaemonConfiguration: Sendable {
         public var maxRetryAfter: Duration = .seconds(86_400)
         /// `polling.max_concurrent_requests` (default 4).
         public var maxConcurrentRequests: Int = 4
+        /// `polling.slow_interval`: cadence of a vehicle asleep (408), without data yet (422) or
+        /// not cleared (403) (default 6 × interval).
+        public var slowInterval: Duration?
+        /// `polling.privacy_interval`: cadence of a vehicle in privacy mode (default 6h).
+        public var privacyInterval: Duration = .seconds(6 * 3600)
+        /// `polling.intervals.driving|charging|parked`: interval by the vehicle's last activity.
+        public var activityIntervals: [PollSchedule.VehicleActivity: Duration] = [:]
+        /// `polling.max_requests_per_second`: application-wide request rate cap (default none).
+        public var maxRequestsPerSecond: Double?
+        /// `polling.daily_budget_per_vehicle`: polls per VIN per UTC day (default none).
+        public var dailyBudgetPerVIN: Int?
+        /// `polling.daily_budget`: polls per UTC day for the whole application (default none).
+        public var dailyBudgetApplication: Int?
+        /// `polling.global_rate_limit_threshold`: 429s for this many VINs within a minute pause
+        /// the whole fleet (default 3).
+        public var globalRateLimitThreshold: Int = 3
+
+        /// The scheduler's policy for these settings.
+        public var policy: PollSchedule.Policy {
+            PollSchedule.Policy(
+                interval: interval, maxBackoff: maxBackoff, maxRetryAfter: maxRetryAfter, slowInterval: slowInterval,
+                privacyInterval: privacyInterval, activityIntervals: activityIntervals, maxRequestsPerSecond: maxRequestsPerSecond,
+                dailyBudgetPerVIN: dailyBudgetPerVIN, dailyBudgetApplication: dailyBudgetApplication,
+                globalRateLimitThreshold: globalRateLimitThreshold)
+        }
 
         public init(interval: Duration = .seconds(300), maxBackoff: Duration = .seconds(3600), maxRetryAfter: Duration = .seconds(86_400), maxConcurrentRequests: Int = 4) {
             self.interval = interval

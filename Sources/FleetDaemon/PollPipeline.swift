@@ -4,6 +4,7 @@ import FleetModel
 import FleetNormalizer
 import FleetStore
 import Logging
+import Metrics
 
 /// One poll, end to end: API client → normalizer → store (samples, latest, events, poll row) → sink.
 ///
@@ -17,8 +18,14 @@ public struct PollPipeline: Sendable {
     public let rules: EventRules
     public let clock: any WallClock
     public let logger: Logger
+    /// Where the counters go: the process-wide `MetricsSystem` unless a test injects its own.
+    public let metrics: any MetricsFactory
 
-    public init(client: HighMobilityClient, store: TelemetryStore, sink: any EventSink, clock: any WallClock, logger: Logger) {
+    /// Counters (swift-metrics): `fleet_telemetry_polls_total{status}` (HTTP status, or
+    /// `none`), `fleet_telemetry_samples_written_total`, `fleet_telemetry_events_total{type}`,
+    /// `fleet_telemetry_property_failures_total{reason}`; timer `fleet_telemetry_poll_latency`.
+    public init(client: HighMobilityClient, store: TelemetryStore, sink: any EventSink, clock: any WallClock, logger: Logger, metrics: (any MetricsFactory)? = nil) {
+        self.metrics = metrics ?? MetricsSystem.factory
         self.client = client
         self.store = store
         self.sink = sink
@@ -104,6 +111,9 @@ public struct PollPipeline: Sendable {
                 if payload.failures.contains(where: { $0.reason == "rate_limit" }) {
                     outcome = .slow(.rateLimited)
                 }
+                for failure in payload.failures {
+                    Counter(label: "fleet_telemetry_property_failures_total", dimensions: [("reason", failure.reason)], factory: metrics).increment()
+                }
                 if !payload.failures.isEmpty {
                     logger.debug("property failures", metadata: ["vin": "\(vin)", "count": "\(payload.failures.count)", "first": "\(payload.failures[0].property): \(payload.failures[0].reason)"])
                 }
@@ -125,8 +135,16 @@ public struct PollPipeline: Sendable {
             }
             logger.warning("\(error.description)")
         }
+        Counter(label: "fleet_telemetry_polls_total", dimensions: [("status", record.httpStatus.map(String.init) ?? "none")], factory: metrics).increment()
+        Metrics.Timer(label: "fleet_telemetry_poll_latency", factory: metrics).recordMilliseconds(record.latencyMilliseconds)
         do {
             let written = try await store.record(record, samples: samples, detector: rules)
+            if written.samplesWritten > 0 {
+                Counter(label: "fleet_telemetry_samples_written_total", factory: metrics).increment(by: written.samplesWritten)
+            }
+            for event in written.events {
+                Counter(label: "fleet_telemetry_events_total", dimensions: [("type", event.type.rawValue)], factory: metrics).increment()
+            }
             if outcome == .stop {
                 try await store.setStatus("consent_removed", reason: record.error, vin: vin, at: record.receivedAt)
                 logger.warning("\(vin) is no longer polled: consent removed by the OEM")

@@ -125,7 +125,7 @@ struct DemoDaemon: Service {
         // The VINs come from the emulator's fleet clearance list, as they would from the platform.
         let service = PollingService(
             vins: [],
-            policy: .init(interval: polling.interval, maxBackoff: polling.maxBackoff, maxRetryAfter: polling.maxRetryAfter),
+            policy: polling.policy,
             pipeline: pipeline, clock: clock, maxConcurrentRequests: polling.maxConcurrentRequests,
             fleetSync: FleetSync(interval: .seconds(30)) { try await client.fleetVehicles() },
             seed: emulator.configuration.seed, logger: logger)

@@ -45,7 +45,7 @@ struct RunCommand: AsyncParsableCommand {
         let pipeline = PollPipeline(client: client, store: store, sink: StdoutEventSink(), clock: clock, logger: logger)
         let polling = PollingService(
             vins: configuration.vehicles,
-            policy: .init(interval: configuration.polling.interval, maxBackoff: configuration.polling.maxBackoff, maxRetryAfter: configuration.polling.maxRetryAfter),
+            policy: configuration.polling.policy,
             pipeline: pipeline, clock: clock, maxConcurrentRequests: configuration.polling.maxConcurrentRequests,
             fleetSync: configuration.fleet.sync ? FleetSync(interval: configuration.fleet.syncInterval) { try await client.fleetVehicles() } : nil,
             logger: logger)

@@ -22,6 +22,10 @@ vehicles: [1HMFT000000000001]
         #expect(configuration.api.clientSecret == .credential("hm-client-secret"))
         #expect(configuration.polling.interval == .seconds(300))
         #expect(configuration.polling.maxConcurrentRequests == 4)
+        #expect(configuration.polling.activityIntervals == [.driving: .seconds(120), .charging: .seconds(300), .parked: .seconds(900)])
+        #expect(configuration.polling.policy.slowInterval == .seconds(1800))
+        #expect(configuration.polling.policy.privacyInterval == .seconds(6 * 3600))
+        #expect(configuration.polling.maxRequestsPerSecond == nil)
         #expect(configuration.databasePath == "/var/lib/fleet-telemetry/telemetry.sqlite")
         #expect(configuration.vehicles.isEmpty)
         #expect(configuration.fleet.sync)
@@ -43,6 +47,9 @@ vehicles: [1HMFT000000000001]
         (minimal + "\npolling:\n  interval: 5 minutes\n", "c.yaml:8: polling.interval: expected a duration such as 30s, 5m, 1h or 1h30m; got \"5 minutes\""),
         (minimal + "\npolling:\n  interval: 0s\n", "c.yaml:8: polling.interval: must be at least 1s, got 0s"),
         (minimal + "\npolling:\n  max_concurrent_requests: many\n", "c.yaml:8: polling.max_concurrent_requests: expected a whole number, got \"many\""),
+        (minimal + "\npolling:\n  intervals:\n    sleeping: 1h\n", "c.yaml:9: polling.intervals.sleeping: unknown key; allowed here: charging, driving, parked"),
+        (minimal + "\npolling:\n  max_requests_per_second: 0\n", "c.yaml:8: polling.max_requests_per_second: expected a number of requests per second above 0, got \"0\""),
+        (minimal + "\npolling:\n  daily_budget: -3\n", "c.yaml:8: polling.daily_budget: must be between 1 and 1000000000, got -3"),
         (minimal + "\nlog_level: loud\n", "c.yaml:7: log_level: expected one of trace, debug, info, notice, warning, error, critical; got \"loud\""),
         (minimal + "\ndatabse:\n  path: x\n", "c.yaml:7: databse: unknown key (did you mean `database`?); allowed here: api, database, fleet, log_level, polling, vehicles"),
         (minimal.replacingOccurrences(of: "[1HMFT000000000001]", with: "[1HMFT00000000000I]"), "c.yaml:6: vehicles[0]: invalid VIN \"1HMFT00000000000I\": character 17 ('I') is not in the ISO 3779 alphabet (0-9, A-Z without I, O, Q)"),

@@ -5,6 +5,7 @@ import FleetModel
 import FleetStore
 import Foundation
 import Logging
+import CoreMetrics
 import Synchronization
 
 /// Keeps every log line (message and metadata), so tests can check what was logged.
@@ -72,6 +73,7 @@ func withHarness<T: Sendable>(
     fleetSync: Bool = false,
     maxResponseBytes: Int = 4 * 1024 * 1024,
     logs: LogCapture? = nil,
+    metrics: (any MetricsFactory)? = nil,
     _ body: (Harness) async throws -> T
 ) async throws -> T {
     let clock = ManualWallClock(start: harnessStart)
@@ -98,7 +100,7 @@ func withHarness<T: Sendable>(
             configuration: .init(baseURL: "http://127.0.0.1:\(port)", clientID: configuration.clientID, clientSecret: Secret(clientSecret ?? configuration.clientSecret), maxResponseBytes: maxResponseBytes, pathFamily: family),
             clock: clock, logger: logger)
         let sink = CollectingSink()
-        let pipeline = PollPipeline(client: client, store: store, sink: sink, clock: clock, logger: logger)
+        let pipeline = PollPipeline(client: client, store: store, sink: sink, clock: clock, logger: logger, metrics: metrics)
         let service = PollingService(
             vins: fleetSync ? [] : configuration.vins, policy: .init(interval: interval, maxBackoff: interval * 8),
             pipeline: pipeline, clock: clock, maxConcurrentRequests: maxConcurrentRequests,

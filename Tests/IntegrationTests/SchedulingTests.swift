@@ -4,6 +4,7 @@ import FleetEmulator
 import FleetModel
 import FleetStore
 import Logging
+import MetricsTestKit
 import Testing
 
 /// The scheduler against the emulator's injected faults, on a manual clock.
@@ -121,6 +122,18 @@ import Testing
             if after.count >= 2 {
                 #expect(after[1].at.millisecondsSince1970 - after[0].at.millisecondsSince1970 >= 3_600_000)
             }
+        }
+    }
+
+    @Test func countersAreReported() async throws {
+        let metrics = TestMetrics()
+        try await withHarness(emulator: .init(vehicleCount: 2), interval: .seconds(10), metrics: metrics) { h in
+            h.emulator.inject(.rateLimited(retryAfterSeconds: 60), vin: EmulatorConfiguration.vin(index: 1))
+            for _ in 0..<25 { await h.step(by: .seconds(1)) }
+            #expect(try metrics.expectCounter("fleet_telemetry_polls_total", [("status", "429")]).totalValue == 1)
+            #expect(try metrics.expectCounter("fleet_telemetry_polls_total", [("status", "200")]).totalValue == 3)
+            let written = try await h.store.summary().samples
+            #expect(try metrics.expectCounter("fleet_telemetry_samples_written_total").totalValue == Int64(written))
         }
     }
 }
