@@ -160,7 +160,7 @@ struct ConfigNode {
             let name = scalar.string
             let childNode = child(name, valueNode)
             guard allowed.contains(name) else {
-                let suggestion = allowed.min { editDistance($0, name) < editDistance($1, name) }
+                let suggestion = allowed.sorted().min { editDistance($0, name) < editDistance($1, name) }
                 let hint = suggestion.map { editDistance($0, name) <= 3 ? " (did you mean `\($0)`?)" : "" } ?? ""
                 let keyLocation = ConfigNode(node: keyNode, key: childNode.key, file: file)
                 throw keyLocation.error("unknown key\(hint); allowed here: \(allowed.sorted().joined(separator: ", "))")

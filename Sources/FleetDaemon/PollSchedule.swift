@@ -252,6 +252,20 @@ public struct PollSchedule: Sendable {
         entries[vin] = entry
     }
 
+    /// Sets a VIN's poll count for the UTC day of `now` (restored from the database).
+    public mutating func setPollsToday(_ count: Int, for vin: VIN, at now: Timestamp) {
+        guard var entry = entries[vin] else { return }
+        entry.day = Self.day(of: now)
+        entry.pollsToday = count
+        entries[vin] = entry
+    }
+
+    /// Sets the application's poll count for the UTC day of `now` (restored from the database).
+    public mutating func setApplicationPollsToday(_ count: Int, at now: Timestamp) {
+        rollApplicationDay(now)
+        applicationPollsToday = count
+    }
+
     /// The earliest time something is due (respecting the global pause and the token bucket),
     /// or `nil` when nothing is scheduled.
     public mutating func nextDueTime() -> Timestamp? {

@@ -21,6 +21,11 @@ public actor PollingService: Service {
     /// Polling states saved by an earlier run, used when a VIN joins the schedule.
     private var saved: [VIN: PollSchedule.Entry] = [:]
     private var restored = false
+    private var lastManualPollID: Int64 = 0
+    /// Polls per VIN today at restore time, for VINs that join the schedule later.
+    private var pollsToday: [VIN: Int] = [:]
+    private var restoredAt: Timestamp?
+    private var manualPollsCheckedAt: Timestamp?
 
     /// - Parameters:
     ///   - vins: The VINs to poll.
@@ -48,6 +53,7 @@ public actor PollingService: Service {
     @discardableResult
     public func tick(now: Timestamp) async -> [PollPipeline.Result] {
         if !restored { await restore(now: now) }
+        await countManualPolls(now: now)
         let due = schedule.takeDue(at: now)
         guard !due.isEmpty else { return [] }
         let pipeline = self.pipeline
@@ -90,11 +96,31 @@ public actor PollingService: Service {
         }
     }
 
+    /// Counts polls made by hand (`poll --store`, another process) against the budgets; checked
+    /// at most every 10 s.
+    private func countManualPolls(now: Timestamp) async {
+        guard schedule.policy.dailyBudgetPerVIN != nil || schedule.policy.dailyBudgetApplication != nil else { return }
+        if let checked = manualPollsCheckedAt, now < checked.adding(.seconds(10)) { return }
+        manualPollsCheckedAt = now
+        do {
+            let (polls, last) = try await pipeline.store.manualPolls(afterID: lastManualPollID)
+            lastManualPollID = last
+            for (vin, at) in polls { schedule.countManualPoll(vin, at: at) }
+        } catch {
+            logger.warning("could not count manual polls: \(error)")
+        }
+    }
+
     /// Loads the polling states of an earlier run: a long `Retry-After` or backoff survives a
     /// restart, and due times already past are spread over one interval.
     public func restore(now: Timestamp) async {
         restored = true
+        restoredAt = now
         do {
+            lastManualPollID = try await pipeline.store.lastPollID()
+            let dayStart = Timestamp(millisecondsSince1970: PollSchedule.day(of: now) * 86_400_000)
+            schedule.setApplicationPollsToday(try await pipeline.store.pollCount(since: dayStart), at: now)
+            pollsToday = try await pipeline.store.pollCountsByVIN(since: dayStart)
             for (vin, row) in try await pipeline.store.loadSchedule() {
                 saved[vin] = PollSchedule.Entry(
                     nextDue: row.nextDueAt, consecutiveFailures: row.consecutiveFailures,
@@ -112,6 +138,7 @@ public actor PollingService: Service {
                 }
                 schedule.restore(vin, entry: entry, at: now)
             }
+            if let count = pollsToday[vin] { schedule.setPollsToday(count, for: vin, at: now) }
         }
     }
 
@@ -138,8 +165,11 @@ public actor PollingService: Service {
                 if vehicle.status.isPollable && !stopped.contains(vehicle.vin) {
                     if schedule.entries[vehicle.vin] == nil, let entry = saved[vehicle.vin] {
                         schedule.restore(vehicle.vin, entry: entry, at: now)
-                    } else {
+                    } else if schedule.entries[vehicle.vin] == nil {
                         schedule.add(vehicle.vin, at: now)
+                        if let count = pollsToday[vehicle.vin], PollSchedule.day(of: now) == PollSchedule.day(of: restoredAt ?? now) {
+                            schedule.setPollsToday(count, for: vehicle.vin, at: now)
+                        }
                     }
                 } else {
                     schedule.remove(vehicle.vin)

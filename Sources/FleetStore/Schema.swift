@@ -88,6 +88,11 @@ enum Schema {
             updated_at INTEGER NOT NULL
         ) WITHOUT ROWID;
         """,
+        // 4: polls made by hand (`fleet-telemetry poll --store`) count against the daily budgets.
+        """
+        ALTER TABLE polls ADD COLUMN manual INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX polls_by_time ON polls (requested_at);
+        """,
     ]
 
     /// The schema version this build writes.

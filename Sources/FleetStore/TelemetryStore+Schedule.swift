@@ -76,4 +76,46 @@ extension TelemetryStore {
             return rows
         }
     }
+
+    /// Polls requested at or after `since` (UTC), all VINs.
+    public func pollCount(since: Timestamp) throws -> Int {
+        try withConnection { connection in
+            Int(try connection.scalarInt("SELECT count(*) FROM polls WHERE requested_at >= ?1", [.integer(since.millisecondsSince1970)]) ?? 0)
+        }
+    }
+
+    /// Manual polls (`poll --store`) with a row id above `afterID`, oldest first; and the highest id seen.
+    public func manualPolls(afterID: Int64) throws -> (polls: [(VIN, Timestamp)], lastID: Int64) {
+        try withConnection { connection in
+            let statement = try connection.cachedStatement("SELECT id, vin, requested_at FROM polls WHERE id > ?1 AND manual = 1 ORDER BY id")
+            try statement.bind([.integer(afterID)])
+            var polls: [(VIN, Timestamp)] = []
+            var last = afterID
+            while try statement.step() {
+                last = statement.int(at: 0)
+                if let vin = statement.text(at: 1).flatMap(VIN.init) {
+                    polls.append((vin, Timestamp(millisecondsSince1970: statement.int(at: 2))))
+                }
+            }
+            return (polls, last)
+        }
+    }
+
+    /// The highest `polls.id`, or 0.
+    public func lastPollID() throws -> Int64 {
+        try withConnection { connection in try connection.scalarInt("SELECT max(id) FROM polls") ?? 0 }
+    }
+
+    /// Polls per VIN requested at or after `since` (UTC), scheduled and manual.
+    public func pollCountsByVIN(since: Timestamp) throws -> [VIN: Int] {
+        try withConnection { connection in
+            let statement = try connection.cachedStatement("SELECT vin, count(*) FROM polls WHERE requested_at >= ?1 GROUP BY vin")
+            try statement.bind([.integer(since.millisecondsSince1970)])
+            var counts: [VIN: Int] = [:]
+            while try statement.step() {
+                if let vin = statement.text(at: 0).flatMap(VIN.init) { counts[vin] = Int(statement.int(at: 1)) }
+            }
+            return counts
+        }
+    }
 }

@@ -54,14 +54,14 @@ public actor TelemetryStore {
             }
 
             try connection.cachedStatement("""
-                INSERT INTO polls (vin, requested_at, http_status, latency_ms, error, request_id, samples_written, events_emitted)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                INSERT INTO polls (vin, requested_at, http_status, latency_ms, error, request_id, samples_written, events_emitted, manual)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                 """).run([
                     vin, .integer(poll.requestedAt.millisecondsSince1970),
                     poll.httpStatus.map { .integer(Int64($0)) } ?? .null,
                     .integer(poll.latencyMilliseconds), poll.error.map(SQLiteValue.text) ?? .null,
                     poll.requestID.map(SQLiteValue.text) ?? .null,
-                    .integer(Int64(written)), .integer(Int64(stored.count)),
+                    .integer(Int64(written)), .integer(Int64(stored.count)), .integer(poll.manual ? 1 : 0),
                 ])
             return PollWriteResult(samplesWritten: written, events: stored)
         }
@@ -215,6 +215,8 @@ public struct PollRecord: Sendable, Hashable {
     public var requestID: String?
     /// The vehicle-data `brand` (any form; stored canonical), when the response named one.
     public var brand: String?
+    /// True for a poll made by hand (`fleet-telemetry poll --store`), outside the schedule.
+    public var manual = false
 
     public init(vin: VIN, requestedAt: Timestamp, receivedAt: Timestamp, httpStatus: Int?, latencyMilliseconds: Int64, error: String? = nil, requestID: String? = nil, brand: String? = nil) {
         self.brand = brand

@@ -39,7 +39,9 @@ struct PollCommand: AsyncParsableCommand {
         } catch {
             if let telemetryStore {
                 let now = SystemWallClock().now()
-                _ = try? await telemetryStore.record(PollRecord(vin: vin, requestedAt: now, receivedAt: now, httpStatus: error.status, latencyMilliseconds: 0, error: error.description, requestID: error.requestID), samples: [], detector: EventRules())
+                var record = PollRecord(vin: vin, requestedAt: now, receivedAt: now, httpStatus: error.status, latencyMilliseconds: 0, error: error.description, requestID: error.requestID)
+                record.manual = true
+                _ = try? await telemetryStore.record(record, samples: [], detector: EventRules())
             }
             try? await client.shutdown()
             printError("fleet-telemetry: \(error)")
@@ -55,7 +57,8 @@ struct PollCommand: AsyncParsableCommand {
         }
         var events: [Event] = []
         if let telemetryStore {
-            let record = PollRecord(vin: vin, requestedAt: response.requestedAt, receivedAt: response.receivedAt, httpStatus: 200, latencyMilliseconds: response.latencyMilliseconds, requestID: payload.requestID, brand: payload.brand)
+            var record = PollRecord(vin: vin, requestedAt: response.requestedAt, receivedAt: response.receivedAt, httpStatus: 200, latencyMilliseconds: response.latencyMilliseconds, requestID: payload.requestID, brand: payload.brand)
+            record.manual = true
             do {
                 events = try await telemetryStore.record(record, samples: payload.samples, detector: EventRules()).events
             } catch {

@@ -197,4 +197,14 @@ extension String {
         for vin in taken { schedule.record(.success(nil), for: vin, at: start.plus(seconds: 30)) }
         #expect(schedule.nextDueTime()! > start.plus(seconds: 30))
     }
+
+    @Test func manualPollsSpendTheBudget() {
+        var schedule = PollSchedule(vins: [a, b], policy: .init(interval: .seconds(10), dailyBudgetPerVIN: 2), start: start, seed: 1)
+        schedule.countManualPoll(a, at: start)
+        schedule.countManualPoll(a, at: start)
+        let taken = schedule.takeDue(at: start.plus(seconds: 10))
+        #expect(taken == [b])
+        #expect(schedule.entries[a]!.nextDue >= PollSchedule.startOfNextDay(start), "deferred to the next UTC day")
+        #expect(schedule.applicationPollsToday == 3)
+    }
 }

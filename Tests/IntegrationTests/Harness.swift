@@ -74,6 +74,7 @@ func withHarness<T: Sendable>(
     maxResponseBytes: Int = 4 * 1024 * 1024,
     logs: LogCapture? = nil,
     metrics: (any MetricsFactory)? = nil,
+    policy: PollSchedule.Policy? = nil,
     _ body: (Harness) async throws -> T
 ) async throws -> T {
     let clock = ManualWallClock(start: harnessStart)
@@ -102,7 +103,7 @@ func withHarness<T: Sendable>(
         let sink = CollectingSink()
         let pipeline = PollPipeline(client: client, store: store, sink: sink, clock: clock, logger: logger, metrics: metrics)
         let service = PollingService(
-            vins: fleetSync ? [] : configuration.vins, policy: .init(interval: interval, maxBackoff: interval * 8),
+            vins: fleetSync ? [] : configuration.vins, policy: policy ?? .init(interval: interval, maxBackoff: interval * 8),
             pipeline: pipeline, clock: clock, maxConcurrentRequests: maxConcurrentRequests,
             fleetSync: fleetSync ? FleetSync(interval: .seconds(60)) { try await client.fleetVehicles() } : nil,
             seed: 11, logger: logger)

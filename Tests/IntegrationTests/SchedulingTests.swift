@@ -2,6 +2,7 @@ import FleetClient
 import FleetDaemon
 import FleetEmulator
 import FleetModel
+import FleetEvents
 import FleetStore
 import Logging
 import MetricsTestKit
@@ -134,6 +135,21 @@ import Testing
             #expect(try metrics.expectCounter("fleet_telemetry_polls_total", [("status", "200")]).totalValue == 3)
             let written = try await h.store.summary().samples
             #expect(try metrics.expectCounter("fleet_telemetry_samples_written_total").totalValue == Int64(written))
+        }
+    }
+
+    /// Polls made by hand (`poll --store`, another process) count against the daily budget.
+    @Test func manualPollsCountAgainstTheBudget() async throws {
+        try await withHarness(emulator: .init(vehicleCount: 2), policy: .init(interval: .seconds(10), dailyBudgetPerVIN: 3)) { h in
+            let vin = EmulatorConfiguration.vin(index: 1)
+            for _ in 0..<3 {
+                var record = PollRecord(vin: vin, requestedAt: h.clock.now(), receivedAt: h.clock.now(), httpStatus: 200, latencyMilliseconds: 1)
+                record.manual = true
+                try await h.store.record(record, samples: [], detector: EventRules())
+            }
+            for _ in 0..<300 { await h.step(by: .seconds(1)) }
+            #expect(requests(h, vin).isEmpty, "the budget was spent by hand")
+            #expect(requests(h, EmulatorConfiguration.vin(index: 2)).count == 1, "the other VIN polls at its stretched interval")
         }
     }
 }
