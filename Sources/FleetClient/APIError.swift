@@ -89,7 +89,7 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
         var text = parts.joined(separator: " for ") + ": "
         switch kind {
         case .http: text += "HTTP \(status ?? 0)"
-        case .transport: text += "no response"
+        case .transport: text += status.map { "response interrupted after HTTP \($0)" } ?? "no response"
         case .responseTooLarge: text += "response too large"
         case .invalidResponse: text += "invalid response (HTTP \(status ?? 0))"
         }

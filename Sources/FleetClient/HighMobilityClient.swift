@@ -262,7 +262,7 @@ public final class HighMobilityClient: Sendable {
         do {
             response = try await http.execute(request, timeout: .milliseconds(timeout.milliseconds))
         } catch {
-            throw APIError(kind: .transport, endpoint: endpoint, detail: String(describing: error), vin: vin)
+            throw APIError(kind: .transport, endpoint: endpoint, detail: transportDetail(error, timeout: timeout), vin: vin)
         }
         let status = Int(response.status.code)
         if let length = response.headers.first(name: "Content-Length").flatMap(Int.init), length > maxBytes {
@@ -274,7 +274,7 @@ public final class HighMobilityClient: Sendable {
         } catch is NIOTooManyBytesError {
             throw APIError(kind: .responseTooLarge, endpoint: endpoint, status: status, detail: "body exceeds the limit of \(maxBytes) bytes", vin: vin)
         } catch {
-            throw APIError(kind: .transport, endpoint: endpoint, status: status, detail: "body not received: \(error)", vin: vin)
+            throw APIError(kind: .transport, endpoint: endpoint, status: status, detail: "body not received: " + transportDetail(error, timeout: timeout), vin: vin)
         }
     }
 
@@ -313,6 +313,30 @@ public final class HighMobilityClient: Sendable {
         }
         let expiresIn = json["expires_in"]?.numberValue.map { max(1, min($0, 86_400 * 30)) } ?? 300
         return AccessToken(value: Secret(token), expiresAt: receivedAt.adding(milliseconds: Int64(expiresIn * 1000)))
+    }
+
+    /// A readable line for a transport failure (NIO's descriptions are long and nested).
+    static func transportDetail(_ error: any Error, timeout: Duration) -> String {
+        if let error = error as? HTTPClientError {
+            switch error {
+            case .deadlineExceeded, .readTimeout: return "no answer within \(readable(timeout))"
+            case .connectTimeout: return "could not connect in time"
+            case .remoteConnectionClosed: return "the server closed the connection"
+            default: break
+            }
+        }
+        let text = String(describing: error)
+        for (needle, readable) in [("Connection refused", "connection refused"), ("No route to host", "no route to host"),
+                                   ("Network is unreachable", "network unreachable"), ("Connection reset", "connection reset by peer"),
+                                   ("certificate", "TLS certificate rejected"), ("NXDOMAIN", "host not found")] where text.contains(needle) {
+            return readable
+        }
+        return String(text.prefix(200))
+    }
+
+    static func readable(_ duration: Duration) -> String {
+        let ms = duration.milliseconds
+        return ms % 1000 == 0 ? "\(ms / 1000)s" : "\(ms)ms"
     }
 
     static func encode(_ value: JSONValue) -> String {

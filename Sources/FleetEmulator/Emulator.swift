@@ -22,11 +22,17 @@ public final class Emulator: Sendable {
         public var retryAfter: String?
         /// The body, sent as given; `nil` serves the platform's error body for the status.
         public var body: String?
+        /// Wait this long (wall-clock) before answering, e.g. to trigger the client's read timeout.
+        public var delay: Duration?
+        /// Close the connection without an answer.
+        public var drop: Bool
 
-        public init(status: Int, retryAfter: String? = nil, body: String? = nil) {
+        public init(status: Int, retryAfter: String? = nil, body: String? = nil, delay: Duration? = nil, drop: Bool = false) {
             self.status = status
             self.retryAfter = retryAfter
             self.body = body
+            self.delay = delay
+            self.drop = drop
         }
 
         /// HTTP 429 with `Retry-After: <seconds>`.
@@ -50,6 +56,18 @@ public final class Emulator: Sendable {
         public var status: Int
         public var headers: [(String, String)]
         public var body: String
+        /// Wait this long before answering.
+        public var delay: Duration? = nil
+        /// Close the connection instead of answering.
+        public var drop = false
+
+        public init(status: Int, headers: [(String, String)], body: String, delay: Duration? = nil, drop: Bool = false) {
+            self.status = status
+            self.headers = headers
+            self.body = body
+            self.delay = delay
+            self.drop = drop
+        }
     }
 
     struct State {
@@ -61,6 +79,8 @@ public final class Emulator: Sendable {
         var tokenPaths: [String] = []
         var requestCounter: UInt64 = 0
         var clearances: [VIN: Clearance] = [:]
+        var windowStart: Timestamp?
+        var windowCount = 0
     }
 
     /// Creates the fleet of ``EmulatorConfiguration/vehicleCount`` vehicles, parked at the
@@ -90,9 +110,30 @@ public final class Emulator: Sendable {
         return wallStart.adding(milliseconds: Int64(elapsed * configuration.timeScale))
     }
 
-    /// Queues `fault` to be served for the next `count` vehicle-data requests of `vin`.
-    public func inject(_ fault: Fault, vin: VIN, count: Int = 1) {
-        state.withLock { $0.faults[vin, default: []].append(contentsOf: Array(repeating: fault, count: max(0, count))) }
+    /// Queues `fault` to be served for the next `count` vehicle-data requests of `vin`, or of
+    /// any vehicle when `vin` is `nil` (faults for one VIN are served first).
+    public func inject(_ fault: Fault, vin: VIN?, count: Int = 1) {
+        state.withLock { $0.faults[vin ?? Self.allVehicles, default: []].append(contentsOf: Array(repeating: fault, count: max(0, count))) }
+    }
+
+    /// The key of faults that apply to every vehicle (not a VIN the emulator ever serves).
+    static let allVehicles = VIN("00000000000000000")!
+
+    /// Counts a vehicle-data request against the application-wide limit; returns how long to
+    /// wait when it is exceeded (a fixed window of `limit.per`).
+    private func admitRequest(now: Timestamp, limit: EmulatorConfiguration.RateLimit) -> Duration? {
+        state.withLock { state in
+            if let start = state.windowStart, now < start.adding(limit.per) {
+                if state.windowCount >= limit.requests {
+                    return start.adding(limit.per).duration(since: now)
+                }
+                state.windowCount += 1
+                return nil
+            }
+            state.windowStart = now
+            state.windowCount = 1
+            return nil
+        }
     }
 
     /// Every vehicle-data request answered so far, oldest first.
@@ -173,16 +214,25 @@ public final class Emulator: Sendable {
         }) else {
             return Self.apiError(403, "Forbidden", "No active consent for this vehicle", requestID: requestID)
         }
+        if let limit = configuration.rateLimit, let wait = admitRequest(now: now, limit: limit) {
+            let seconds = max(1, Int(wait.seconds.rounded(.up)))
+            var reply = Self.apiError(429, "Too Many Requests", "Rate limit exceeded", requestID: requestID)
+            reply.headers.append(("Retry-After", String(seconds)))
+            return reply
+        }
         if let fault = state.withLock({ state -> Fault? in
-            guard var queue = state.faults[vin], !queue.isEmpty else { return nil }
-            let fault = queue.removeFirst()
-            state.faults[vin] = queue
-            return fault
+            for key in [vin, Self.allVehicles] {
+                guard var queue = state.faults[key], !queue.isEmpty else { continue }
+                let fault = queue.removeFirst()
+                state.faults[key] = queue
+                return fault
+            }
+            return nil
         }) {
             var headers = [("Content-Type", "application/json")]
             if let retryAfter = fault.retryAfter { headers.append(("Retry-After", retryAfter)) }
             let body = fault.body ?? Self.encode(Self.errorBody(fault.status, requestID: requestID))
-            return Reply(status: fault.status, headers: headers, body: body)
+            return Reply(status: fault.status, headers: headers, body: body, delay: fault.delay, drop: fault.drop)
         }
         let simulated = simulatedNow()
         guard let snapshot = state.withLock({ $0.vehicles[vin]?.snapshot(at: simulated) }) else {

@@ -20,6 +20,18 @@ public struct EmulatorConfiguration: Sendable {
     public var approvalDelay: Duration
     /// How long `revoking` and `canceling` last before `revoked` and `canceled` (wall-clock time).
     public var removalDelay: Duration
+    /// An application-wide limit on vehicle-data requests, answered with 429 and `Retry-After`.
+    public var rateLimit: RateLimit?
+
+    /// At most `requests` vehicle-data requests per `per` (a fixed window, wall-clock).
+    public struct RateLimit: Sendable, Hashable {
+        public var requests: Int
+        public var per: Duration
+        public init(requests: Int, per: Duration) {
+            self.requests = requests
+            self.per = per
+        }
+    }
 
     public init(
         vehicleCount: Int = 5,
@@ -30,8 +42,10 @@ public struct EmulatorConfiguration: Sendable {
         tokenLifetime: Duration = .seconds(300),
         shape: VehicleDataRenderer.Shape = .autoAPI,
         approvalDelay: Duration = .seconds(5),
-        removalDelay: Duration = .seconds(5)
+        removalDelay: Duration = .seconds(5),
+        rateLimit: RateLimit? = nil
     ) {
+        self.rateLimit = rateLimit
         self.approvalDelay = approvalDelay
         self.removalDelay = removalDelay
         self.vehicleCount = vehicleCount

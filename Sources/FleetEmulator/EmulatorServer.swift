@@ -3,6 +3,9 @@ import Foundation
 import Hummingbird
 import Logging
 
+/// Thrown by a response body to drop the connection (fault injection).
+struct DroppedConnection: Error {}
+
 /// Serves an ``Emulator`` over HTTP with Hummingbird.
 ///
 /// Routes:
@@ -49,7 +52,13 @@ public enum EmulatorServer {
         }
         router.get("/v1/vehicle-data/autoapi-13/:vin") { request, context -> Response in
             let vin = context.parameters.get("vin") ?? ""
-            return response(emulator.vehicleData(vinText: vin, authorization: request.headers[.authorization]))
+            let reply = emulator.vehicleData(vinText: vin, authorization: request.headers[.authorization])
+            if let delay = reply.delay { try await Task.sleep(for: delay) }
+            if reply.drop {
+                // A body that fails mid-stream makes the server close the connection unanswered.
+                return Response(status: .ok, headers: [:], body: ResponseBody { _ in throw DroppedConnection() })
+            }
+            return response(reply)
         }
         router.post("/v1/eligibility") { request, _ -> Response in
             let json = try await jsonBody(request)
@@ -85,14 +94,19 @@ public enum EmulatorServer {
         }
         router.post("/emulator/faults") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 64 * 1024)
+            let usage = "expected {\"vin\": VIN or \"all\", \"status\": 100-599, \"retry_after\"?: string, \"body\"?: string, \"delay_ms\"?: int, \"drop\"?: bool, \"count\"?: int}"
             guard let json = try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView)),
-                  let vin = json["vin"]?.stringValue.flatMap(VIN.init), let status = json["status"]?.numberValue,
-                  (100...599).contains(status)
+                  let vinText = json["vin"]?.stringValue, vinText == "all" || VIN(vinText) != nil,
+                  let status = json["status"]?.numberValue, (100...599).contains(status)
             else {
-                return response(Emulator.apiError(400, "Bad Request", "expected {\"vin\": VIN, \"status\": 100-599, \"retry_after\"?: string, \"body\"?: string, \"count\"?: int}", requestID: "emulator"))
+                return response(Emulator.apiError(400, "Bad Request", usage, requestID: "emulator"))
             }
             let count = Int(json["count"]?.numberValue ?? 1)
-            emulator.inject(.init(status: Int(status), retryAfter: json["retry_after"]?.stringValue, body: json["body"]?.stringValue), vin: vin, count: min(max(count, 0), 10_000))
+            let delay = json["delay_ms"]?.numberValue.map { Duration.milliseconds(Int64(min(max($0, 0), 600_000))) }
+            var drop = false
+            if case .bool(true)? = json["drop"] { drop = true }
+            let fault = Emulator.Fault(status: Int(status), retryAfter: json["retry_after"]?.stringValue, body: json["body"]?.stringValue, delay: delay, drop: drop)
+            emulator.inject(fault, vin: VIN(vinText), count: min(max(count, 0), 10_000))
             return response(.init(status: 204, headers: [], body: ""))
         }
         router.get("/emulator/vehicles") { _, _ -> Response in

@@ -75,6 +75,7 @@ func withHarness<T: Sendable>(
     logs: LogCapture? = nil,
     metrics: (any MetricsFactory)? = nil,
     policy: PollSchedule.Policy? = nil,
+    requestTimeout: Duration = .seconds(30),
     _ body: (Harness) async throws -> T
 ) async throws -> T {
     let clock = ManualWallClock(start: harnessStart)
@@ -98,7 +99,7 @@ func withHarness<T: Sendable>(
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw CancellationError() }
         let client = HighMobilityClient(
-            configuration: .init(baseURL: "http://127.0.0.1:\(port)", clientID: configuration.clientID, clientSecret: Secret(clientSecret ?? configuration.clientSecret), maxResponseBytes: maxResponseBytes, pathFamily: family),
+            configuration: .init(baseURL: "http://127.0.0.1:\(port)", clientID: configuration.clientID, clientSecret: Secret(clientSecret ?? configuration.clientSecret), requestTimeout: requestTimeout, maxResponseBytes: maxResponseBytes, pathFamily: family),
             clock: clock, logger: logger)
         let sink = CollectingSink()
         let pipeline = PollPipeline(client: client, store: store, sink: sink, clock: clock, logger: logger, metrics: metrics)

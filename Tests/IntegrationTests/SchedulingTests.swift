@@ -152,4 +152,52 @@ import Testing
             #expect(requests(h, EmulatorConfiguration.vin(index: 2)).count == 1, "the other VIN polls at its stretched interval")
         }
     }
+
+    /// A dropped connection and an answer slower than the read timeout are recorded as polls
+    /// without a status, and the VIN backs off.
+    @Test func droppedConnectionsAndTimeoutsAreFaults() async throws {
+        try await withHarness(emulator: .init(vehicleCount: 2), interval: .seconds(10), requestTimeout: .milliseconds(500)) { h in
+            let dropped = EmulatorConfiguration.vin(index: 1)
+            let slow = EmulatorConfiguration.vin(index: 2)
+            h.emulator.inject(.init(status: 200, drop: true), vin: dropped)
+            h.emulator.inject(.init(status: 200, delay: .seconds(2)), vin: slow)
+            let results = await h.step(by: .seconds(10))
+            #expect(results.count == 2)
+            #expect(results.allSatisfy { $0.outcome == .failed })
+            let droppedResult = try #require(results.first { $0.vin == dropped })
+            #expect(droppedResult.error?.contains("response interrupted after HTTP 200") == true, "\(droppedResult.error ?? "")")
+            let slowResult = try #require(results.first { $0.vin == slow })
+            #expect(slowResult.httpStatus == nil)
+            #expect(slowResult.error?.contains("no answer within 500ms") == true, "\(slowResult.error ?? "")")
+            let rows = try await h.store.loadSchedule()
+            #expect(rows[dropped]?.health == "backoff" && rows[slow]?.health == "backoff")
+        }
+    }
+
+    /// The emulator's application-wide rate limit answers 429 for every VIN: the daemon pauses
+    /// the whole fleet instead of retrying each VIN.
+    @Test func applicationRateLimitSlowsTheWholeFleet() async throws {
+        let emulator = EmulatorConfiguration(vehicleCount: 10, rateLimit: .init(requests: 5, per: .seconds(60)))
+        try await withHarness(emulator: emulator, interval: .seconds(10)) { h in
+            for _ in 0..<120 { await h.step(by: .seconds(1)) }
+            let log = h.emulator.requestLog
+            let limited = log.filter { $0.status == 429 }
+            #expect(limited.count >= 3)
+            // The third 429 (three different VINs within a minute) pauses everyone.
+            let third429 = limited[2].at
+            let windowEnd = try #require(log.first).at.adding(.seconds(60))
+            let duringPause = log.filter { $0.at > third429 && $0.at < windowEnd }
+            #expect(duringPause.isEmpty, "nobody is polled while the quota is spent: \(duringPause.count) requests")
+            #expect(log.contains { $0.at >= windowEnd && $0.status == 200 }, "polling resumes when the window resets")
+            #expect(limited.count <= 2 * 10, "at most one 429 per VIN per window: \(limited.count)")
+        }
+    }
+
+    @Test func faultsForAllVehicles() async throws {
+        try await withHarness(emulator: .init(vehicleCount: 3), interval: .seconds(10)) { h in
+            h.emulator.inject(.init(status: 503), vin: nil, count: 3)
+            let results = await h.step(by: .seconds(10))
+            #expect(results.map(\.httpStatus) == [503, 503, 503])
+        }
+    }
 }
