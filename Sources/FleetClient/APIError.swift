@@ -61,6 +61,17 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
         self.retryAfter = retryAfter
     }
 
+    /// This error with every occurrence of `secrets` (client secret, access token) in its
+    /// title and detail replaced by `<redacted>`: error bodies can echo what was sent.
+    public func redacting(_ secrets: [String]) -> APIError {
+        var copy = self
+        for secret in secrets where secret.count >= 4 {
+            copy.title = copy.title?.replacingOccurrences(of: secret, with: "<redacted>")
+            copy.detail = copy.detail?.replacingOccurrences(of: secret, with: "<redacted>")
+        }
+        return copy
+    }
+
     /// True when the token endpoint refused the client id or secret (HTTP 400/401 from
     /// `POST /v1/access_tokens`): retrying cannot help until the config is fixed.
     public var isCredentialsRejected: Bool {
@@ -95,7 +106,7 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
         }
         let message = [title, detail].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
         if !message.isEmpty { text += " \(message)" }
-        if let retryAfter { text += " (Retry-After \(Int(retryAfter.seconds.rounded(.up))) s)" }
+        if let retryAfter { text += " (Retry-After \(retryAfter.milliseconds / 1000) s)" }
         if let requestID { text += " [request_id \(requestID)]" }
         return text
     }

@@ -6,9 +6,21 @@ public struct AccessToken: Sendable, Hashable {
     public var value: Secret
     /// When it stops being accepted, UTC: the response time plus `expires_in` seconds (300 on the platform).
     public var expiresAt: Timestamp
+    /// When it was received, UTC.
+    public var issuedAt: Timestamp?
 
-    public init(value: Secret, expiresAt: Timestamp) {
+    public init(value: Secret, expiresAt: Timestamp, issuedAt: Timestamp? = nil) {
         self.value = value
         self.expiresAt = expiresAt
+        self.issuedAt = issuedAt
+    }
+
+    /// True while more than `margin` (or half of the token's life, when that is shorter) remains.
+    func isFresh(at now: Timestamp, margin: Duration) -> Bool {
+        var margin = margin
+        if let issuedAt {
+            margin = min(margin, expiresAt.duration(since: issuedAt) / 2)
+        }
+        return now.adding(margin) < expiresAt
     }
 }

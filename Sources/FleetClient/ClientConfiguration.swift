@@ -14,6 +14,8 @@ public struct ClientConfiguration: Sendable {
     public var requestTimeout: Duration
     /// Responses larger than this many bytes are refused without being buffered whole.
     public var maxResponseBytes: Int
+    /// The same limit for the fleet list, which grows with the fleet (~200 bytes per vehicle).
+    public var maxFleetListBytes: Int = 64 * 1024 * 1024
     /// Renew the access token this long before it expires.
     public var tokenRenewalMargin: Duration
     /// Which paths and bodies to use: the live platform's or the OpenAPI document's.

@@ -103,7 +103,7 @@ public final class HighMobilityClient: Sendable {
     /// Entries whose VIN is invalid or whose status is unknown are skipped with a warning, never
     /// passed on.
     public func fleetVehicles() async throws(APIError) -> [FleetVehicle] {
-        let response = try await send(.GET, configuration.pathFamily.fleetPath, vin: nil)
+        let response = try await send(.GET, configuration.pathFamily.fleetPath, vin: nil, maxBytes: max(configuration.maxResponseBytes, configuration.maxFleetListBytes))
         let json = try response.json()
         let items = json.arrayValue ?? json["vehicles"]?.arrayValue
         guard let items else { throw response.invalid("the fleet list is not an array") }
@@ -217,7 +217,7 @@ public final class HighMobilityClient: Sendable {
     /// request retried once.
     ///
     /// - Throws: ``APIError`` for a non-2xx status, a transport failure or an oversized body.
-    func send(_ method: HTTPMethod, _ path: String, json: JSONValue? = nil, vin: VIN?) async throws(APIError) -> Response {
+    func send(_ method: HTTPMethod, _ path: String, json: JSONValue? = nil, vin: VIN?, maxBytes: Int? = nil) async throws(APIError) -> Response {
         let endpoint = "\(method.rawValue) \(path)"
         var retried = false
         while true {
@@ -238,7 +238,7 @@ public final class HighMobilityClient: Sendable {
                 request.body = .bytes(ByteBuffer(string: Self.encode(json)))
             }
             let requestedAt = clock.now()
-            let (status, headers, body) = try await Self.send(request, http: http, endpoint: endpoint, vin: vin, maxBytes: configuration.maxResponseBytes, timeout: configuration.requestTimeout)
+            let (status, headers, body) = try await Self.send(request, http: http, endpoint: endpoint, vin: vin, maxBytes: maxBytes ?? configuration.maxResponseBytes, timeout: configuration.requestTimeout)
             let receivedAt = clock.now()
             if (200..<300).contains(status) {
                 return Response(endpoint: endpoint, status: status, body: body, requestedAt: requestedAt, receivedAt: receivedAt, vin: vin)
@@ -246,6 +246,7 @@ public final class HighMobilityClient: Sendable {
             let header = headers.first(name: "Retry-After")
             let retryAfter = header.flatMap { RetryAfter.parse($0, now: receivedAt) }
             let error = APIError.fromResponse(status: status, body: body, endpoint: endpoint, vin: vin, retryAfter: retryAfter, retryAfterHeader: header)
+                .redacting([configuration.clientSecret.value, token.value.value])
             if error.isInvalidToken && !retried {
                 logger.info("access token rejected; renewing once", metadata: ["endpoint": "\(endpoint)"])
                 await tokens.invalidate(token)
@@ -256,8 +257,30 @@ public final class HighMobilityClient: Sendable {
         }
     }
 
-    /// Sends a request and reads at most `maxBytes` of its body.
+    /// Sends a request and reads at most `maxBytes` of its body, all within `timeout`: a server
+    /// that trickles its body cannot hold a poll (and a shutdown) longer than that.
     static func send(_ request: HTTPClientRequest, http: HTTPClient, endpoint: String, vin: VIN?, maxBytes: Int, timeout: Duration) async throws(APIError) -> (Int, HTTPHeaders, [UInt8]) {
+        do {
+            return try await withThrowingTaskGroup(of: (Int, HTTPHeaders, [UInt8])?.self) { group in
+                group.addTask { try await sendUnbounded(request, http: http, endpoint: endpoint, vin: vin, maxBytes: maxBytes, timeout: timeout) }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let answer = first else {
+                    throw APIError(kind: .transport, endpoint: endpoint, detail: "no complete answer within \(readable(timeout))", vin: vin)
+                }
+                return answer
+            }
+        } catch let error as APIError {
+            throw error
+        } catch {
+            throw APIError(kind: .transport, endpoint: endpoint, detail: transportDetail(error, timeout: timeout), vin: vin)
+        }
+    }
+
+    private static func sendUnbounded(_ request: HTTPClientRequest, http: HTTPClient, endpoint: String, vin: VIN?, maxBytes: Int, timeout: Duration) async throws(APIError) -> (Int, HTTPHeaders, [UInt8]) {
         let response: HTTPClientResponse
         do {
             response = try await http.execute(request, timeout: .milliseconds(timeout.milliseconds))
@@ -305,14 +328,19 @@ public final class HighMobilityClient: Sendable {
         guard status == 200 || status == 201 else {
             let retryAfter = headers.first(name: "Retry-After").flatMap { RetryAfter.parse($0, now: receivedAt) }
             throw APIError.fromResponse(status: status, body: bytes, endpoint: endpoint, vin: nil, retryAfter: retryAfter)
+                .redacting([configuration.clientSecret.value])
         }
         guard let json = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes)),
               let token = json["access_token"]?.stringValue, !token.isEmpty
         else {
             throw APIError(kind: .invalidResponse, endpoint: endpoint, status: status, detail: "no access_token in the response")
         }
+        // The token goes into a header: anything but visible ASCII would be a header injection.
+        guard token.utf8.count <= 16 * 1024, token.utf8.allSatisfy({ $0 >= 0x21 && $0 <= 0x7E }) else {
+            throw APIError(kind: .invalidResponse, endpoint: endpoint, status: status, detail: "the access_token contains characters not allowed in an HTTP header")
+        }
         let expiresIn = json["expires_in"]?.numberValue.map { max(1, min($0, 86_400 * 30)) } ?? 300
-        return AccessToken(value: Secret(token), expiresAt: receivedAt.adding(milliseconds: Int64(expiresIn * 1000)))
+        return AccessToken(value: Secret(token), expiresAt: receivedAt.adding(milliseconds: Int64(expiresIn * 1000)), issuedAt: receivedAt)
     }
 
     /// A readable line for a transport failure (NIO's descriptions are long and nested).

@@ -5,17 +5,21 @@ public enum RetryAfter {
     /// The delay a `Retry-After` value asks for, measured from `now`.
     ///
     /// Accepts delta-seconds (`120`) and an HTTP-date (`Sun, 29 Nov 2026 15:04:05 GMT`). A date in
-    /// the past gives zero. A malformed or negative value gives `nil`, so that the caller falls
-    /// back to its own backoff.
+    /// the past gives zero. A malformed, negative or absurd value (more than ``maximum``) gives
+    /// `nil`, so that the caller falls back to its own backoff.
     public static func parse(_ value: String, now: Timestamp) -> Duration? {
         let trimmed = value.trimmingSpaces
-        if let seconds = Int64(trimmed) {
-            return seconds >= 0 ? .seconds(seconds) : nil
+        if trimmed.allSatisfy(\.isASCII), let seconds = Int64(trimmed) {
+            return seconds >= 0 && seconds <= maximum.components.seconds ? .seconds(seconds) : nil
         }
         guard let date = parseHTTPDate(trimmed) else { return nil }
         let delay = date.duration(since: now)
+        guard delay <= maximum else { return nil }
         return delay > .zero ? delay : .zero
     }
+
+    /// The longest wait taken seriously: 7 days. Longer values are treated as malformed.
+    public static let maximum: Duration = .seconds(7 * 86_400)
 
     private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 

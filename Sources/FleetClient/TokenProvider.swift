@@ -20,7 +20,8 @@ public actor TokenProvider {
     private var nextRenewalAttempt: Timestamp?
 
     /// - Parameters:
-    ///   - renewalMargin: A token is renewed once less than this remains of its life.
+    ///   - renewalMargin: A token is renewed once less than this (or half of its life, for a
+    ///     short-lived token) remains.
     ///   - clock: The wall clock that expiry is measured against.
     ///   - fetch: Requests a new token.
     public init(renewalMargin: Duration, clock: any WallClock, fetch: @escaping Fetch) {
@@ -35,7 +36,7 @@ public actor TokenProvider {
     ///   a transport error, when no valid token is left.
     public func token() async throws -> AccessToken {
         let now = clock.now()
-        if let cached, now.adding(renewalMargin) < cached.expiresAt {
+        if let cached, cached.isFresh(at: now, margin: renewalMargin) {
             return cached
         }
         let stillValid = cached.flatMap { now < $0.expiresAt ? $0 : nil }

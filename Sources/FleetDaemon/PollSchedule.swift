@@ -12,7 +12,8 @@ import FleetModel
 /// - Daily budgets stretch the interval, never cause bursts: with a per-VIN budget B the interval
 ///   is at least 24 h / B; with an application budget A for N VINs, at least 24 h × N / A.
 /// - A 429 delays that VIN for its `Retry-After` (clamped above by ``Policy/maxRetryAfter``, never
-///   below what the server asked); without one, an exponential backoff with full jitter. 429s for
+///   below what the server asked, and never below the interval); without one, an exponential
+///   backoff with full jitter. 429s for
 ///   ``Policy/globalRateLimitThreshold`` different VINs within a minute mean the application's
 ///   quota is spent: the whole fleet pauses.
 /// - Faults back off exponentially with full jitter between the interval and
@@ -311,7 +312,9 @@ public struct PollSchedule: Sendable {
         case .rateLimited(let retryAfter?):
             entry.consecutiveFailures += 1
             entry.health = .rateLimited
-            entry.nextDue = now.adding(max(min(retryAfter, policy.maxRetryAfter), .zero))
+            // Never sooner than the interval: a `Retry-After: 0` or a date in the past must not
+            // turn the error path into a tight loop. Never later than the clamp.
+            entry.nextDue = now.adding(max(min(retryAfter, policy.maxRetryAfter), policy.interval))
             noteRateLimit(vin, at: now, until: entry.nextDue)
         case .rateLimited(nil):
             entry.consecutiveFailures += 1

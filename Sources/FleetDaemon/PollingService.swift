@@ -186,33 +186,65 @@ public actor PollingService: Service {
         }
     }
 
+    /// What a child task of the polling loop reports.
+    private enum LoopEvent: Sendable {
+        case polled(PollPipeline.Result)
+        case wake
+    }
+
+    /// Polls each VIN as it falls due, independently: a slow VIN holds one of the
+    /// `maxConcurrentRequests` slots, never the others' cadence. On graceful shutdown no new poll
+    /// starts, and the polls in flight (bounded by the request timeout) are stored before return.
     public func run() async throws {
         logger.info("polling \(schedule.entries.count) vehicle\(schedule.entries.count == 1 ? "" : "s") every \(DurationParser.format(schedule.policy.interval))\(fleetSync == nil ? "" : ", fleet sync on")")
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            let now = clock.now()
-            if let nextSyncAt, nextSyncAt <= now {
-                await syncFleet(now: now)
-                continue
-            }
-            let results = await tick(now: now)
-            if let rejected = results.first(where: { $0.outcome == .credentialsRejected }) {
-                throw DaemonError.credentialsRejected(rejected.error ?? "the token request was refused")
-            }
-            if results.isEmpty {
-                let next = [schedule.nextDueTime(), nextSyncAt].compactMap { $0 }.min()
-                let clock = self.clock
-                do {
-                    try await cancelWhenGracefulShutdown {
-                        if let next {
-                            try await clock.sleep(until: next)
-                        } else {
-                            try await gracefulShutdown()
-                        }
+        let pipeline = self.pipeline
+        let clock = self.clock
+        try await withThrowingTaskGroup(of: LoopEvent.self) { group in
+            var inFlight = 0
+            var wakePending = false
+            while !Task.isCancelled {
+                let stopping = Task.isShuttingDownGracefully
+                let now = clock.now()
+                if !restored { await restore(now: now) }
+                if !stopping, let nextSyncAt, nextSyncAt <= now {
+                    await syncFleet(now: now)
+                    continue
+                }
+                if !stopping {
+                    await countManualPolls(now: now)
+                    for vin in schedule.takeDue(at: now, limit: maxConcurrentRequests - inFlight) {
+                        inFlight += 1
+                        group.addTask { .polled(await pipeline.poll(vin)) }
                     }
-                } catch {
-                    break
+                }
+                if stopping && inFlight == 0 { break }
+                if !wakePending && !stopping {
+                    // Wake at the next due time, at the latest in a second (VINs added meanwhile).
+                    var wakeAt = now.adding(.seconds(1))
+                    if let next = [schedule.nextDueTime(), nextSyncAt].compactMap({ $0 }).min(), next < wakeAt { wakeAt = max(next, now) }
+                    wakePending = true
+                    let deadline = wakeAt
+                    group.addTask {
+                        try? await cancelWhenGracefulShutdown { try await clock.sleep(until: deadline) }
+                        return .wake
+                    }
+                }
+                guard let event = try await group.next() else { break }
+                switch event {
+                case .wake:
+                    wakePending = false
+                case .polled(let result):
+                    inFlight -= 1
+                    schedule.record(result.outcome, for: result.vin, at: clock.now())
+                    let health: PollSchedule.Health = result.outcome == .stop ? .consentRemoved : schedule.entries[result.vin]?.health ?? .ok
+                    await save([result.vin: (health, result.error)], at: clock.now())
+                    if result.outcome == .credentialsRejected {
+                        group.cancelAll()
+                        throw DaemonError.credentialsRejected(result.error ?? "the token request was refused")
+                    }
                 }
             }
+            group.cancelAll()
         }
         logger.info("polling stopped")
     }

@@ -26,8 +26,11 @@ public final class Emulator: Sendable {
         public var delay: Duration?
         /// Close the connection without an answer.
         public var drop: Bool
+        /// Send the body one byte at a time, this long apart (a server that trickles).
+        public var drip: Duration?
 
-        public init(status: Int, retryAfter: String? = nil, body: String? = nil, delay: Duration? = nil, drop: Bool = false) {
+        public init(status: Int, retryAfter: String? = nil, body: String? = nil, delay: Duration? = nil, drop: Bool = false, drip: Duration? = nil) {
+            self.drip = drip
             self.status = status
             self.retryAfter = retryAfter
             self.body = body
@@ -60,8 +63,11 @@ public final class Emulator: Sendable {
         public var delay: Duration? = nil
         /// Close the connection instead of answering.
         public var drop = false
+        /// Send the body one byte at a time, this long apart.
+        public var drip: Duration? = nil
 
-        public init(status: Int, headers: [(String, String)], body: String, delay: Duration? = nil, drop: Bool = false) {
+        public init(status: Int, headers: [(String, String)], body: String, delay: Duration? = nil, drop: Bool = false, drip: Duration? = nil) {
+            self.drip = drip
             self.status = status
             self.headers = headers
             self.body = body
@@ -232,7 +238,7 @@ public final class Emulator: Sendable {
             var headers = [("Content-Type", "application/json")]
             if let retryAfter = fault.retryAfter { headers.append(("Retry-After", retryAfter)) }
             let body = fault.body ?? Self.encode(Self.errorBody(fault.status, requestID: requestID))
-            return Reply(status: fault.status, headers: headers, body: body, delay: fault.delay, drop: fault.drop)
+            return Reply(status: fault.status, headers: headers, body: body, delay: fault.delay, drop: fault.drop, drip: fault.drip)
         }
         let simulated = simulatedNow()
         guard let snapshot = state.withLock({ $0.vehicles[vin]?.snapshot(at: simulated) }) else {
@@ -267,7 +273,10 @@ public final class Emulator: Sendable {
     static func errorBody(_ status: Int, requestID: String) -> JSONValue {
         let (title, detail): (String, String)
         switch status {
+        case 400: (title, detail) = ("Bad Request", "The request is invalid")
         case 401: (title, detail) = ("Not Authorized", "Invalid token")
+        case 404: (title, detail) = ("Not found", "Not found")
+        case 409: (title, detail) = ("Conflict", "Conflict")
         case 403: (title, detail) = ("Forbidden", "No active consent for this vehicle")
         case 408: (title, detail) = ("Request Timeout", "Vehicle is offline or asleep")
         case 422: (title, detail) = ("Pending", "Vehicle data is not available yet")

@@ -58,6 +58,16 @@ public enum EmulatorServer {
                 // A body that fails mid-stream makes the server close the connection unanswered.
                 return Response(status: .ok, headers: [:], body: ResponseBody { _ in throw DroppedConnection() })
             }
+            if let drip = reply.drip {
+                let bytes = Array(reply.body.utf8)
+                return Response(status: .init(code: reply.status), headers: [.contentType: "application/json"], body: ResponseBody { writer in
+                    for byte in bytes {
+                        try await writer.write(ByteBuffer(bytes: [byte]))
+                        try await Task.sleep(for: drip)
+                    }
+                    try await writer.finish(nil)
+                })
+            }
             return response(reply)
         }
         router.post("/v1/eligibility") { request, _ -> Response in
@@ -94,19 +104,20 @@ public enum EmulatorServer {
         }
         router.post("/emulator/faults") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 64 * 1024)
-            let usage = "expected {\"vin\": VIN or \"all\", \"status\": 100-599, \"retry_after\"?: string, \"body\"?: string, \"delay_ms\"?: int, \"drop\"?: bool, \"count\"?: int}"
+            let usage = "expected {\"vin\": VIN or \"all\", \"status\": 100-599, \"retry_after\"?: string, \"body\"?: string, \"delay_ms\"?: int, \"drop\"?: bool, \"drip_ms\"?: int, \"count\"?: int}"
             guard let json = try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView)),
                   let vinText = json["vin"]?.stringValue, vinText == "all" || VIN(vinText) != nil,
                   let status = json["status"]?.numberValue, (100...599).contains(status)
             else {
                 return response(Emulator.apiError(400, "Bad Request", usage, requestID: "emulator"))
             }
-            let count = Int(json["count"]?.numberValue ?? 1)
+            let count = Int(min(max(json["count"]?.numberValue ?? 1, 0), 10_000))
             let delay = json["delay_ms"]?.numberValue.map { Duration.milliseconds(Int64(min(max($0, 0), 600_000))) }
             var drop = false
             if case .bool(true)? = json["drop"] { drop = true }
-            let fault = Emulator.Fault(status: Int(status), retryAfter: json["retry_after"]?.stringValue, body: json["body"]?.stringValue, delay: delay, drop: drop)
-            emulator.inject(fault, vin: VIN(vinText), count: min(max(count, 0), 10_000))
+            let drip = json["drip_ms"]?.numberValue.map { Duration.milliseconds(Int64(min(max($0, 1), 60_000))) }
+            let fault = Emulator.Fault(status: Int(status), retryAfter: json["retry_after"]?.stringValue, body: json["body"]?.stringValue, delay: delay, drop: drop, drip: drip)
+            emulator.inject(fault, vin: VIN(vinText), count: count)
             return response(.init(status: 204, headers: [], body: ""))
         }
         router.get("/emulator/vehicles") { _, _ -> Response in

@@ -17,7 +17,9 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
 
     /// This instant moved by `milliseconds` (negative moves back).
     public func adding(milliseconds: Int64) -> Timestamp {
-        Timestamp(millisecondsSince1970: millisecondsSince1970 &+ milliseconds)
+        let (sum, overflow) = millisecondsSince1970.addingReportingOverflow(milliseconds)
+        if overflow { return Timestamp(millisecondsSince1970: milliseconds < 0 ? Int64.min / 2 : Int64.max / 2) }
+        return Timestamp(millisecondsSince1970: sum)
     }
 
     /// This instant moved by a `Duration` (sub-millisecond parts are truncated).
@@ -110,10 +112,13 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
 }
 
 extension Duration {
-    /// Whole milliseconds in this duration, truncated toward zero.
+    /// Whole milliseconds in this duration, truncated toward zero; saturates at about ±292
+    /// million years instead of overflowing.
     public var milliseconds: Int64 {
         let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+        let (ms, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+        if overflow { return seconds < 0 ? Int64.min / 2 : Int64.max / 2 }
+        return ms + attoseconds / 1_000_000_000_000_000
     }
 
     /// This duration in seconds as a floating-point number.

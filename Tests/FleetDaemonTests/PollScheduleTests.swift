@@ -50,7 +50,9 @@ extension Timestamp {
         schedule.record(.rateLimited(retryAfter: .seconds(86_400 * 30)), for: a, at: start)
         #expect(schedule.entries[a]!.nextDue == start.plus(seconds: 3600))
         schedule.record(.rateLimited(retryAfter: .seconds(1)), for: a, at: start)
-        #expect(schedule.entries[a]!.nextDue == start.plus(seconds: 1), "a short Retry-After is the server's call")
+        #expect(schedule.entries[a]!.nextDue == start.plus(seconds: 60), "never sooner than the interval")
+        schedule.record(.rateLimited(retryAfter: .zero), for: a, at: start)
+        #expect(schedule.entries[a]!.nextDue == start.plus(seconds: 60), "Retry-After: 0 is no tight loop")
     }
 
     /// Full jitter: the n-th consecutive failure waits between the interval and

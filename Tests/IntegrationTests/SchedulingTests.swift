@@ -168,9 +168,22 @@ import Testing
             #expect(droppedResult.error?.contains("response interrupted after HTTP 200") == true, "\(droppedResult.error ?? "")")
             let slowResult = try #require(results.first { $0.vin == slow })
             #expect(slowResult.httpStatus == nil)
-            #expect(slowResult.error?.contains("no answer within 500ms") == true, "\(slowResult.error ?? "")")
+            #expect(slowResult.error?.contains("answer within 500ms") == true, "\(slowResult.error ?? "")")
             let rows = try await h.store.loadSchedule()
             #expect(rows[dropped]?.health == "backoff" && rows[slow]?.health == "backoff")
+        }
+    }
+
+    /// A server that trickles its body cannot hold a poll longer than the request timeout.
+    @Test func tricklingBodyIsCutAtTheRequestTimeout() async throws {
+        try await withHarness(emulator: .init(vehicleCount: 1), interval: .seconds(10), requestTimeout: .milliseconds(500)) { h in
+            let vin = EmulatorConfiguration.vin(index: 1)
+            h.emulator.inject(.init(status: 200, body: String(repeating: " ", count: 200), drip: .milliseconds(50)), vin: vin)
+            let started = ContinuousClock.now
+            let results = await h.step(by: .seconds(10))
+            let elapsed = ContinuousClock.now - started
+            #expect(results.first?.error?.contains("within 500ms") == true, "\(results.first?.error ?? "")")
+            #expect(elapsed < .seconds(5), "cut after the timeout, not after the 10 s body")
         }
     }
 
