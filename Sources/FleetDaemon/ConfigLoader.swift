@@ -21,6 +21,8 @@ public enum ConfigLoader {
         let node: Node?
         do {
             node = try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            throw Self.describe(error, file: file)
         } catch {
             throw ConfigError(file: file, key: nil, message: "not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
         }
@@ -32,8 +34,13 @@ public enum ConfigLoader {
         let api = try apiNode.mapping(allowed: ["base_url", "client_id", "client_secret", "connect_timeout", "request_timeout", "max_response_bytes", "paths", "proxy", "insecure_skip_tls_verify"])
         guard let baseURLNode = api["base_url"] else { throw apiNode.error("missing key `base_url`") }
         let baseURL = try baseURLNode.string()
-        guard baseURL.hasPrefix("https://") || baseURL.hasPrefix("http://"), baseURL.count > 8, !baseURL.contains(" ") else {
+        guard baseURL.hasPrefix("https://") || baseURL.hasPrefix("http://"), baseURL.count > 8, !baseURL.contains(" "),
+              let url = URL(string: baseURL), let host = url.host, !host.isEmpty, url.query == nil, url.fragment == nil
+        else {
             throw baseURLNode.error("expected an http:// or https:// URL, got \"\(baseURL)\"")
+        }
+        if let port = url.port, !(1...65535).contains(port) {
+            throw baseURLNode.error("the port must be between 1 and 65535, got \(port)")
         }
         guard let clientIDNode = api["client_id"] else { throw apiNode.error("missing key `client_id`") }
         let clientID = try clientIDNode.string()
@@ -45,6 +52,9 @@ public enum ConfigLoader {
         }
         let secretValue = try valueNode.string()
         guard !secretValue.isEmpty else { throw valueNode.error("must not be empty") }
+        if kind == "credential", secretValue.contains("/") || secretValue == "." || secretValue == ".." {
+            throw valueNode.error("a credential name is a file name in $CREDENTIALS_DIRECTORY, without '/'")
+        }
         let secret: SecretSource = kind == "file" ? .file(secretValue) : kind == "env" ? .environment(secretValue) : .credential(secretValue)
 
         var configuration = DaemonConfiguration(api: .init(baseURL: baseURL, clientID: clientID, clientSecret: secret))
@@ -137,6 +147,21 @@ public enum ConfigLoader {
     }
 }
 
+extension ConfigLoader {
+    /// A YAML syntax error as one line with the line number and the parser's own reason.
+    static func describe(_ error: YamlError, file: String) -> ConfigError {
+        switch error {
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _), .composer(let context, let problem, let mark, _):
+            let reason = [context?.text, problem].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
+            return ConfigError(file: file, key: nil, line: mark.line, message: "not valid YAML: \(reason)")
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return ConfigError(file: file, key: nil, line: context.mark.line, message: "key given twice: \(duplicates.joined(separator: ", "))")
+        default:
+            return ConfigError(file: file, key: nil, message: "not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
+        }
+    }
+}
+
 /// A YAML node with the dotted key that led to it, for precise errors.
 struct ConfigNode {
     let node: Node
@@ -199,8 +224,11 @@ struct ConfigNode {
 
     func duration(min: Duration) throws(ConfigError) -> Duration {
         let text = try string()
-        guard let value = DurationParser.parse(text) else {
-            throw error("expected a duration such as 30s, 5m, 1h or 1h30m; got \"\(text)\"")
+        let value: Duration
+        switch DurationParser.check(text) {
+        case .valid(let duration): value = duration
+        case .tooLong: throw error("must be at most 3650d (10 years), got \(text)")
+        case .malformed: throw error("expected a duration such as 30s, 5m, 1h or 1h30m; got \"\(text)\"")
         }
         guard value >= min else { throw error("must be at least \(DurationParser.format(min)), got \(text)") }
         return value

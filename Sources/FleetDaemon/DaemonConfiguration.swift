@@ -159,6 +159,7 @@ public enum SecretSource: Sendable, Hashable {
         }
         let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !trimmed.isEmpty else { throw fail("the client secret is empty") }
+        guard !trimmed.contains(where: { $0.isNewline }) else { throw fail("the client secret spans several lines; the file must hold the secret alone") }
         return Secret(trimmed)
     }
 }

@@ -3,8 +3,22 @@ import FleetModel
 /// Parses the durations written in the config file: `30s`, `5m`, `1h`, `1h30m`, `250ms`, `2d`.
 public enum DurationParser {
     /// The duration `text` describes, or `nil` when it is not a sequence of `<integer><unit>`
-    /// with units `ms`, `s`, `m`, `h`, `d`.
+    /// with units `ms`, `s`, `m`, `h`, `d`, or exceeds ``maximum`` (10 years).
     public static func parse(_ text: String) -> Duration? {
+        if case .valid(let duration) = check(text) { return duration }
+        return nil
+    }
+
+    /// The outcome of reading a duration.
+    public enum Check: Sendable, Hashable {
+        case valid(Duration)
+        /// Well formed, but longer than ``DurationParser/maximum``.
+        case tooLong
+        case malformed
+    }
+
+    /// Reads `text`, telling a malformed value from one that is too long.
+    public static func check(_ text: String) -> Check {
         var total = Duration.zero
         var number: Int64?
         var unit = ""
@@ -28,19 +42,22 @@ public enum DurationParser {
         }
         for c in text {
             if let digit = c.wholeNumberValue, c.isASCII {
-                if !unit.isEmpty { guard flush() else { return nil } }
+                if !unit.isEmpty { guard flush() else { return .malformed } }
                 let (partial, overflow) = (number ?? 0).multipliedReportingOverflow(by: 10)
-                guard !overflow, partial <= 10_000_000_000 else { return nil }
+                guard !overflow, partial <= 1_000_000_000_000 else { return .tooLong }
                 number = partial + Int64(digit)
             } else if c.isLetter, c.isASCII, number != nil {
                 unit.append(c)
             } else {
-                return nil
+                return .malformed
             }
         }
-        guard flush(), sawAny else { return nil }
-        return total
+        guard flush(), sawAny else { return .malformed }
+        return total <= maximum ? .valid(total) : .tooLong
     }
+
+    /// The longest duration a config value may give.
+    public static let maximum: Duration = .seconds(3650 * 86_400)
 
     /// `duration` written the way the config takes it (`90s` → `1m30s`).
     public static func format(_ duration: Duration) -> String {

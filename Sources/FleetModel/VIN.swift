@@ -11,7 +11,8 @@ public struct VIN: Hashable, Sendable, Comparable, CustomStringConvertible, Coda
     ///
     /// - Throws: ``VINError`` naming the offending character or the wrong length.
     public init(validating string: String) throws(VINError) {
-        let upper = string.uppercased()
+        // Upper-case ASCII only: `ſ`.uppercased() is `S`, which must not make a VIN valid.
+        let upper = String(String.UnicodeScalarView(string.unicodeScalars.map { ("a"..."z").contains($0) ? Unicode.Scalar($0.value - 32)! : $0 }))
         let scalars = Array(upper.unicodeScalars)
         guard scalars.count == 17 else {
             throw VINError(input: string, reason: "must be 17 characters, got \(scalars.count)")

@@ -1,4 +1,5 @@
 import CSQLite
+import Foundation
 
 /// `SQLITE_TRANSIENT`: Swift does not import the macro, so it is rebuilt from its value (-1).
 let SQLITE_TRANSIENT = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
@@ -29,7 +30,15 @@ public final class Connection {
         guard code == SQLITE_OK, let db else {
             let error = SQLiteError(connection: db, code: code, sql: nil)
             sqlite3_close_v2(db)
-            throw SQLiteError(extendedResultCode: error.extendedResultCode, message: "cannot open database at \(path): \(error.message)")
+            var hint = ""
+            let folder = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+            var isDirectory: ObjCBool = false
+            if !folder.isEmpty, !FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) {
+                hint = " (the folder \(folder) does not exist)"
+            } else if !folder.isEmpty, !FileManager.default.isWritableFile(atPath: folder) {
+                hint = " (the folder \(folder) is not writable)"
+            }
+            throw SQLiteError(extendedResultCode: error.extendedResultCode, message: "cannot open database at \(path): \(error.message)\(hint)")
         }
         self.handle = db
         self.path = path

@@ -29,7 +29,10 @@ public struct SQLiteError: Error, Sendable, Hashable, CustomStringConvertible {
 
     public var description: String {
         var text = "SQLite error \(extendedResultCode) (\(String(cString: sqlite3_errstr(resultCode)))): \(message)"
-        if let sql { text += " — while executing `\(sql.split(whereSeparator: \.isNewline).map { $0.trimmingWhitespace }.joined(separator: " "))`" }
+        if let sql {
+            let oneLine = sql.split(whereSeparator: \.isNewline).map { $0.trimmingWhitespace }.joined(separator: " ")
+            text += " — while executing `\(oneLine.count > 160 ? oneLine.prefix(160) + "…" : Substring(oneLine))`"
+        }
         return text
     }
 }

@@ -38,7 +38,7 @@ struct DemoCommand: AsyncParsableCommand {
     var logLevel: String = "warning"
 
     func validate() throws {
-        guard duration > 0 else { throw ValidationError("--duration must be a positive number of seconds") }
+        guard duration > 0, duration <= 31_536_000 else { throw ValidationError("--duration must be between 1 and 31536000 seconds (a year)") }
         if let interval {
             guard let d = DurationParser.parse(interval), d >= .milliseconds(50) else {
                 throw ValidationError("--interval must be a duration of at least 50ms, such as 1s or 500ms")
@@ -64,7 +64,10 @@ struct DemoCommand: AsyncParsableCommand {
         }
         databasePath = database ?? databasePath
         if let interval, let parsed = DurationParser.parse(interval) { polling.interval = parsed }
+        let lock: DatabaseLock
         do {
+            try validateDatabasePath(databasePath)
+            lock = try DatabaseLock(databasePath: databasePath)
             try DemoDatabase.prepare(path: databasePath)
         } catch {
             printError("fleet-telemetry: \(error)")
@@ -103,6 +106,7 @@ struct DemoCommand: AsyncParsableCommand {
         try await group.run()
         let summary = try await store.summary(since: startedAt)
         printError("\nfleet-telemetry demo summary (\(databasePath))\n" + summary.text)
+        withExtendedLifetime(lock) {}
     }
 }
 

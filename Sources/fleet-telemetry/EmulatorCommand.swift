@@ -31,6 +31,7 @@ struct EmulatorCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        guard !clientID.isEmpty else { throw ValidationError("--client-id must not be empty") }
         guard VehicleDataRenderer.Shape(rawValue: shape) != nil else { throw ValidationError("--shape must be auto_api or simplified") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical") }
     }
@@ -50,6 +51,14 @@ struct EmulatorCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data((text + "\n").utf8))
         }
         let group = ServiceGroup(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            if String(describing: error).contains("Address already in use") {
+                printError("fleet-telemetry: cannot listen on \(host):\(port): the port is already in use")
+                throw ExitCode(1)
+            }
+            throw error
+        }
     }
 }

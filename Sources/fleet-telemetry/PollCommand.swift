@@ -26,6 +26,7 @@ struct PollCommand: AsyncParsableCommand {
         var telemetryStore: TelemetryStore?
         if store {
             do {
+                try validateDatabasePath(database ?? configuration.databasePath)
                 telemetryStore = try TelemetryStore(path: database ?? configuration.databasePath)
             } catch {
                 try? await client.shutdown()

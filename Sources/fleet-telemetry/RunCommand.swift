@@ -34,7 +34,10 @@ struct RunCommand: AsyncParsableCommand {
         let logger = Logger(label: "fleet-telemetry")
         let databasePath = database ?? configuration.databasePath
         let store: TelemetryStore
+        let lock: DatabaseLock
         do {
+            try validateDatabasePath(databasePath)
+            lock = try DatabaseLock(databasePath: databasePath)
             store = try TelemetryStore(path: databasePath)
         } catch {
             printError("fleet-telemetry: \(error)")
@@ -62,5 +65,15 @@ struct RunCommand: AsyncParsableCommand {
             throw error
         }
         try await client.shutdown()
+        withExtendedLifetime(lock) {}
+    }
+}
+
+/// Refuses database paths that would silently lose data.
+func validateDatabasePath(_ path: String) throws {
+    struct BadPath: Error, CustomStringConvertible { let description: String }
+    if path.isEmpty { throw BadPath(description: "the database path is empty") }
+    if path == ":memory:" || path.hasPrefix("file::memory:") {
+        throw BadPath(description: "\(path) is an in-memory database: everything would be lost on exit; give a file path")
     }
 }

@@ -9,6 +9,24 @@ import Testing
         let failing = Mutex(false)
     }
 
+    /// A token living 10 s is renewed at half its life, not on every call.
+    @Test func shortLivedTokensAreRenewedAtHalfTheirLife() async throws {
+        let clock = ManualWallClock(start: start)
+        let counter = Counter()
+        let provider = TokenProvider(renewalMargin: .seconds(60), clock: clock) {
+            counter.calls.withLock { $0 += 1 }
+            return AccessToken(value: Secret("t"), expiresAt: clock.now().adding(.seconds(10)), issuedAt: clock.now())
+        }
+        for _ in 0..<4 {
+            _ = try await provider.token()
+            clock.advance(by: .seconds(1))
+        }
+        #expect(counter.calls.withLock { $0 } == 1)
+        clock.advance(by: .seconds(2))
+        _ = try await provider.token()
+        #expect(counter.calls.withLock { $0 } == 2)
+    }
+
     @Test func concurrentCallersShareOneRequest() async throws {
         let clock = ManualWallClock(start: start)
         let counter = Counter()
@@ -76,6 +94,18 @@ import Testing
         #expect(error.description.hasPrefix("GET /x: HTTP 401"))
     }
 
+    @Test func hugeRetryAfterNeverCrashesTheDescription() {
+        let error = APIError(kind: .http, endpoint: "GET /x", status: 429, retryAfter: .seconds(Int64.max))
+        #expect(error.description.contains("Retry-After"))
+    }
+
+    @Test func redactionRemovesEchoedSecrets() {
+        let echoed = APIError.fromResponse(status: 400, body: Array(#"{"error":"invalid_request","error_description":"client_secret S3cr3tFAKE is malformed"}"#.utf8), endpoint: "POST /v1/access_tokens", vin: nil, retryAfter: nil)
+        let redacted = echoed.redacting(["S3cr3tFAKE"])
+        #expect(redacted.description.contains("client_secret <redacted> is malformed"))
+        #expect(!redacted.description.contains("S3cr3tFAKE"))
+    }
+
     @Test func classification() {
         let consent = APIError(kind: .http, endpoint: "GET /v1/vehicle-data/autoapi-13/X", status: 401, title: "Not Authorized", detail: "Consent is removed by OEM")
         #expect(consent.isConsentRemoved && !consent.isInvalidToken && !consent.isCredentialsRejected)
@@ -91,7 +121,7 @@ import Testing
         #expect(RetryAfter.parse(value, now: start)?.milliseconds == milliseconds)
     }
 
-    @Test(arguments: ["abc", "-5", "", "1.5", "Sat, 28 Nov 2026 09:02:00 PST", "Xyz, 99 Foo 2026 09:02:00 GMT"])
+    @Test(arguments: ["abc", "-5", "", "1.5", "Sat, 28 Nov 2026 09:02:00 PST", "Xyz, 99 Foo 2026 09:02:00 GMT", "9223372036854775807", "604801", "Sat, 28 Nov 2099 09:02:00 GMT", "１２"])
     func retryAfterRejects(value: String) {
         #expect(RetryAfter.parse(value, now: start) == nil)
     }

@@ -50,6 +50,11 @@ vehicles: [1HMFT000000000001]
         (minimal + "\npolling:\n  intervals:\n    sleeping: 1h\n", "c.yaml:9: polling.intervals.sleeping: unknown key; allowed here: charging, driving, parked"),
         (minimal + "\npolling:\n  max_requests_per_second: 0\n", "c.yaml:8: polling.max_requests_per_second: expected a number of requests per second above 0, got \"0\""),
         (minimal + "\npolling:\n  daily_budget: -3\n", "c.yaml:8: polling.daily_budget: must be between 1 and 1000000000, got -3"),
+        (minimal + "\npolling:\n  interval: 10000000000d\n", "c.yaml:8: polling.interval: must be at most 3650d (10 years), got 10000000000d"),
+        (minimal.replacingOccurrences(of: "127.0.0.1:8080", with: "127.0.0.1:99999"), "c.yaml:2: api.base_url: the port must be between 1 and 65535, got 99999"),
+        (minimal.replacingOccurrences(of: "env: HM_SECRET", with: "credential: ../etc/shadow"), "c.yaml:5: api.client_secret.credential: a credential name is a file name in $CREDENTIALS_DIRECTORY, without '/'"),
+        (minimal + "\n\tpolling: 1\n", "c.yaml:7: not valid YAML: while scanning for the next token: found character that cannot start any token"),
+        (minimal + "\nvehicles: [1HMFT000000000002]\n", "c.yaml:6: key given twice: vehicles"),
         (minimal + "\nlog_level: loud\n", "c.yaml:7: log_level: expected one of trace, debug, info, notice, warning, error, critical; got \"loud\""),
         (minimal + "\ndatabse:\n  path: x\n", "c.yaml:7: databse: unknown key (did you mean `database`?); allowed here: api, database, fleet, log_level, polling, vehicles"),
         (minimal.replacingOccurrences(of: "[1HMFT000000000001]", with: "[1HMFT00000000000I]"), "c.yaml:6: vehicles[0]: invalid VIN \"1HMFT00000000000I\": character 17 ('I') is not in the ISO 3779 alphabet (0-9, A-Z without I, O, Q)"),
@@ -57,7 +62,7 @@ vehicles: [1HMFT000000000001]
         (minimal.replacingOccurrences(of: "    env: HM_SECRET", with: "    env: A\n    file: /x"), "c.yaml:5: api.client_secret: give exactly one of `file`, `env` or `credential`"),
         (minimal.replacingOccurrences(of: "http://127.0.0.1:8080", with: "ftp://x"), "c.yaml:2: api.base_url: expected an http:// or https:// URL, got \"ftp://x\""),
         ("vehicles: []\n", "c.yaml:1: missing key `api`"),
-        ("api: [1, 2\n", "c.yaml: not valid YAML"),
+        ("api: [1, 2\n", "c.yaml:2: not valid YAML: while parsing a flow sequence: did not find expected ',' or ']'"),
         ("", "c.yaml: the file is empty"),
     ])
     func badInputNamesFileKeyAndLine(text: String, message: String) {
@@ -138,6 +143,7 @@ vehicles: [1HMFT000000000001]
             (error as? ConfigError)?.description == "c.yaml: api.client_secret: environment variable HM is not set"
         }
         #expect(throws: ConfigError.self) { try SecretSource.environment("HM").resolve(file: "c.yaml", environment: ["HM": "  \n"]) }
+        #expect(throws: ConfigError.self) { try SecretSource.environment("HM").resolve(file: "c.yaml", environment: ["HM": "line1\nline2"]) }
         #expect(throws: ConfigError.self) { try SecretSource.credential("hm").resolve(file: "c.yaml", environment: [:]) }
     }
 
@@ -154,7 +160,7 @@ vehicles: [1HMFT000000000001]
         #expect(DurationParser.parse(text)?.milliseconds == milliseconds)
     }
 
-    @Test(arguments: ["", "5", "m", "5 m", "-5s", "5x", "1.5h", "99999999999999s"])
+    @Test(arguments: ["", "5", "m", "5 m", "-5s", "5x", "1.5h", "99999999999999s", "3651d"])
     func rejects(text: String) {
         #expect(DurationParser.parse(text) == nil)
     }

@@ -157,7 +157,7 @@ import Testing
         #expect(try VIN(validating: "1hmft000000000001").rawValue == "1HMFT000000000001")
     }
 
-    @Test(arguments: ["", "1HMFT00000000001", "1HMFT0000000000012", "1HMFT00000000000I", "1HMFT0000000000/1", "1HMFT00000000000\n"])
+    @Test(arguments: ["", "1HMFT00000000001", "1HMFT0000000000012", "1HMFT00000000000I", "1HMFT0000000000/1", "1HMFT00000000000\n", "1HMEMU0000000000ſ", "1HMEMU000000000ﬀ", "1HMEMU0000000000ß"])
     func rejects(text: String) {
         #expect(throws: VINError.self) { try VIN(validating: text) }
     }

@@ -182,4 +182,26 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
         try connection.transaction { try connection.execute("INSERT INTO t VALUES (2)") }
         #expect(try connection.scalarInt("SELECT count(*) FROM t") == 1)
     }
+
+    @Test func secondProcessCannotTakeTheDatabaseLock() throws {
+        let db = TemporaryDatabase()
+        do {
+            let first = try DatabaseLock(databasePath: db.path)
+            #expect {
+                try DatabaseLock(databasePath: db.path)
+            } throws: { error in
+                (error as? LockError)?.description == db.path + ".lock: another fleet-telemetry process is using this database"
+            }
+            withExtendedLifetime(first) {}
+        }
+        _ = try DatabaseLock(databasePath: db.path)
+    }
+
+    @Test func missingFolderIsNamed() {
+        #expect {
+            try TelemetryStore(path: "/nonexistent-folder/telemetry.sqlite")
+        } throws: { error in
+            String(describing: error).contains("the folder /nonexistent-folder does not exist")
+        }
+    }
 }

@@ -1,0 +1,49 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An exclusive, advisory lock on `<database>.lock`, held for the life of the process, so that two
+/// daemons never poll into the same database (and never spend the API budget twice).
+///
+/// The operating system releases it when the process ends, however it ends (even `kill -9`).
+public final class DatabaseLock: Sendable {
+    private let descriptor: Int32
+    /// The lock file's path.
+    public let path: String
+
+    /// Takes the lock of the database at `databasePath`.
+    ///
+    /// - Throws: ``LockError`` when another process holds it, or the lock file cannot be created.
+    public init(databasePath: String) throws(LockError) {
+        let path = databasePath + ".lock"
+        let descriptor = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o640)
+        guard descriptor >= 0 else {
+            throw LockError(path: path, message: "cannot create the lock file: \(String(cString: strerror(errno)))")
+        }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            let busy = errno == EWOULDBLOCK
+            close(descriptor)
+            throw LockError(path: path, message: busy
+                ? "another fleet-telemetry process is using this database"
+                : "cannot lock: \(String(cString: strerror(errno)))")
+        }
+        self.descriptor = descriptor
+        self.path = path
+    }
+
+    deinit {
+        flock(descriptor, LOCK_UN)
+        close(descriptor)
+    }
+}
+
+/// The database lock could not be taken.
+public struct LockError: Error, Sendable, CustomStringConvertible {
+    public var path: String
+    public var message: String
+    public var description: String { "\(path): \(message)" }
+}
