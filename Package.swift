@@ -97,6 +97,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Benchmarks print figures; they assert nothing (see docs/benchmarks.md).
+        .executableTarget(
+            name: "scheduler-benchmark",
+            dependencies: ["FleetDaemon", "FleetModel"],
+            path: "Benchmarks/SchedulerBenchmark",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "FleetNormalizerTests",
             dependencies: ["FleetNormalizer", "FleetModel"],
