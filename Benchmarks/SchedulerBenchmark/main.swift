@@ -50,10 +50,11 @@ func run(_ scenario: Scenario, seconds: Double) async throws {
     let clock = SystemWallClock()
     let fleet = vins(scenario.vehicles)
     let rssBefore = rssMiB()
-    // Start a second from now, so that building the schedule does not count as lateness.
-    var schedule = PollSchedule(vins: fleet, policy: .init(interval: scenario.interval), start: clock.now().adding(.seconds(1)), seed: 1)
+    // Start two seconds from now, so that building the schedule does not count as lateness.
+    let origin = clock.now().adding(.seconds(2))
+    var schedule = PollSchedule(vins: fleet, policy: .init(interval: scenario.interval), start: origin, seed: 1)
     let rssAfter = rssMiB()
-    try await clock.sleep(until: clock.now().adding(.seconds(1)))
+    try await clock.sleep(until: origin)
     var lateness: [Int64] = []
     var handedOut = 0
     let cpuStart = cpuSeconds()
@@ -65,7 +66,7 @@ func run(_ scenario: Scenario, seconds: Double) async throws {
         let due = schedule.takeDue(at: now)
         for vin in due {
             // The entry's nextDue still holds the slot being served.
-            let slot = schedule.entries[vin]!.nextDue
+            let slot = schedule.entry(vin)!.nextDue
             lateness.append(now.millisecondsSince1970 - slot.millisecondsSince1970)
             schedule.record(.success(nil), for: vin, at: now)
         }

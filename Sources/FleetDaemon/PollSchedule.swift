@@ -145,6 +145,15 @@ public struct PollSchedule: Sendable {
         for vin in vins { add(vin, at: start) }
     }
 
+    /// The entry of `vin`. Prefer this to `entries[vin]` in a loop: reading `entries` from outside
+    /// hands out the whole dictionary, and a later mutation while that copy is alive would copy it.
+    public func entry(_ vin: VIN) -> Entry? {
+        entries[vin]
+    }
+
+    /// Number of scheduled VINs.
+    public var count: Int { entries.count }
+
     // MARK: - Membership
 
     /// Adds `vin` (if not scheduled yet), first due at a random offset within one interval of `now`.

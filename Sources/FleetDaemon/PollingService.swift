@@ -69,7 +69,7 @@ public actor PollingService: Service {
                 schedule.record(result.outcome, for: result.vin, at: clock.now())
                 results.append(result)
                 if result.outcome == .stop { health[result.vin] = (.consentRemoved, result.error) } else {
-                    health[result.vin] = (schedule.entries[result.vin]?.health ?? .ok, result.error)
+                    health[result.vin] = (schedule.entry(result.vin)?.health ?? .ok, result.error)
                 }
                 if let vin = pending.next() {
                     group.addTask { await pipeline.poll(vin) }
@@ -83,7 +83,7 @@ public actor PollingService: Service {
     /// Writes the polling state of the VINs just polled to the `schedule` table.
     private func save(_ health: [VIN: (PollSchedule.Health, String?)], at now: Timestamp) async {
         let rows = health.map { vin, value -> ScheduleRow in
-            let entry = schedule.entries[vin] ?? PollSchedule.Entry(nextDue: .init(millisecondsSince1970: Int64.max / 2))
+            let entry = schedule.entry(vin) ?? PollSchedule.Entry(nextDue: .init(millisecondsSince1970: Int64.max / 2))
             return ScheduleRow(
                 vin: vin, nextDueAt: entry.nextDue, health: value.0.rawValue, reason: value.0 == .ok ? nil : value.1,
                 consecutiveFailures: entry.consecutiveFailures, activity: entry.activity?.rawValue,
@@ -163,9 +163,9 @@ public actor PollingService: Service {
             let stopped = Set(try await pipeline.store.vehicles().filter { $0.status == "consent_removed" }.map(\.vin))
             for vehicle in fleet where !staticVINs.contains(vehicle.vin) {
                 if vehicle.status.isPollable && !stopped.contains(vehicle.vin) {
-                    if schedule.entries[vehicle.vin] == nil, let entry = saved[vehicle.vin] {
+                    if schedule.entry(vehicle.vin) == nil, let entry = saved[vehicle.vin] {
                         schedule.restore(vehicle.vin, entry: entry, at: now)
-                    } else if schedule.entries[vehicle.vin] == nil {
+                    } else if schedule.entry(vehicle.vin) == nil {
                         schedule.add(vehicle.vin, at: now)
                         if let count = pollsToday[vehicle.vin], PollSchedule.day(of: now) == PollSchedule.day(of: restoredAt ?? now) {
                             schedule.setPollsToday(count, for: vehicle.vin, at: now)
@@ -196,7 +196,7 @@ public actor PollingService: Service {
     /// `maxConcurrentRequests` slots, never the others' cadence. On graceful shutdown no new poll
     /// starts, and the polls in flight (bounded by the request timeout) are stored before return.
     public func run() async throws {
-        logger.info("polling \(schedule.entries.count) vehicle\(schedule.entries.count == 1 ? "" : "s") every \(DurationParser.format(schedule.policy.interval))\(fleetSync == nil ? "" : ", fleet sync on")")
+        logger.info("polling \(schedule.count) vehicle\(schedule.count == 1 ? "" : "s") every \(DurationParser.format(schedule.policy.interval))\(fleetSync == nil ? "" : ", fleet sync on")")
         let pipeline = self.pipeline
         let clock = self.clock
         try await withThrowingTaskGroup(of: LoopEvent.self) { group in
@@ -236,7 +236,7 @@ public actor PollingService: Service {
                 case .polled(let result):
                     inFlight -= 1
                     schedule.record(result.outcome, for: result.vin, at: clock.now())
-                    let health: PollSchedule.Health = result.outcome == .stop ? .consentRemoved : schedule.entries[result.vin]?.health ?? .ok
+                    let health: PollSchedule.Health = result.outcome == .stop ? .consentRemoved : schedule.entry(result.vin)?.health ?? .ok
                     await save([result.vin: (health, result.error)], at: clock.now())
                     if result.outcome == .credentialsRejected {
                         group.cancelAll()
