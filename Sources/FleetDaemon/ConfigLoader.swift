@@ -162,13 +162,38 @@ extension ConfigLoader {
     }
 }
 
-/// A YAML node with the dotted key that led to it, for precise errors.
-struct ConfigNode {
+/// A YAML node with the dotted key that led to it, for precise errors: the strict reader every
+/// fleet-telemetry config file goes through.
+public struct ConfigNode {
     let node: Node
-    let key: String?
+    /// The dotted key of this node (`polling.interval`, `faults[2].status`), `nil` at the root.
+    public let key: String?
     let file: String
 
-    func error(_ message: String) -> ConfigError {
+    init(node: Node, key: String?, file: String) {
+        self.node = node
+        self.key = key
+        self.file = file
+    }
+
+    /// Parses a whole file's text.
+    ///
+    /// - Throws: ``ConfigError`` for a YAML syntax error or an empty file.
+    public static func parse(_ text: String, file: String) throws(ConfigError) -> ConfigNode {
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            throw ConfigLoader.describe(error, file: file)
+        } catch {
+            throw ConfigError(file: file, key: nil, message: "not valid YAML")
+        }
+        guard let node else { throw ConfigError(file: file, key: nil, message: "the file is empty") }
+        return ConfigNode(node: node, key: nil, file: file)
+    }
+
+    /// An error located at this node.
+    public func error(_ message: String) -> ConfigError {
         ConfigError(file: file, key: key, line: node.mark.map { $0.line }, message: message)
     }
 
@@ -177,7 +202,7 @@ struct ConfigNode {
     }
 
     /// The mapping's values by key; any key outside `allowed` is an error.
-    func mapping(allowed: Set<String>) throws(ConfigError) -> [String: ConfigNode] {
+    public func mapping(allowed: Set<String>) throws(ConfigError) -> [String: ConfigNode] {
         guard case .mapping(let mapping) = node else { throw error("expected a mapping of keys") }
         var result: [String: ConfigNode] = [:]
         for (keyNode, valueNode) in mapping {
@@ -196,17 +221,17 @@ struct ConfigNode {
         return result
     }
 
-    func sequence() throws(ConfigError) -> [ConfigNode] {
+    public func sequence() throws(ConfigError) -> [ConfigNode] {
         guard case .sequence(let sequence) = node else { throw error("expected a list") }
         return sequence.enumerated().map { ConfigNode(node: $0.element, key: "\(key ?? "")[\($0.offset)]", file: file) }
     }
 
-    func string() throws(ConfigError) -> String {
+    public func string() throws(ConfigError) -> String {
         guard case .scalar(let scalar) = node else { throw error("expected a single value") }
         return scalar.string
     }
 
-    func boolean() throws(ConfigError) -> Bool {
+    public func boolean() throws(ConfigError) -> Bool {
         let text = try string()
         switch text {
         case "true", "yes", "on": return true
@@ -215,14 +240,14 @@ struct ConfigNode {
         }
     }
 
-    func integer(in range: ClosedRange<Int>) throws(ConfigError) -> Int {
+    public func integer(in range: ClosedRange<Int>) throws(ConfigError) -> Int {
         let text = try string()
         guard let value = Int(text) else { throw error("expected a whole number, got \"\(text)\"") }
         guard range.contains(value) else { throw error("must be between \(range.lowerBound) and \(range.upperBound), got \(value)") }
         return value
     }
 
-    func duration(min: Duration) throws(ConfigError) -> Duration {
+    public func duration(min: Duration) throws(ConfigError) -> Duration {
         let text = try string()
         let value: Duration
         switch DurationParser.check(text) {

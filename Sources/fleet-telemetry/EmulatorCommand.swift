@@ -29,6 +29,9 @@ struct EmulatorCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Log level on standard error.")
     var logLevel: String = "info"
 
+    @Option(name: .long, help: "An emulator config file (fleet, delays, rate limit, faults); replaces --vehicles, --seed, --time-scale, --shape and --client-id.")
+    var config: String?
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard !clientID.isEmpty else { throw ValidationError("--client-id must not be empty") }
@@ -39,13 +42,27 @@ struct EmulatorCommand: AsyncParsableCommand {
     func run() async throws {
         bootstrapLogging(level: logLevel)
         let logger = Logger(label: "fleet-telemetry.emulator")
-        let configuration = simulation.emulatorConfiguration(clientID: clientID, shape: VehicleDataRenderer.Shape(rawValue: shape) ?? .autoAPI)
+        var configuration = simulation.emulatorConfiguration(clientID: clientID, shape: VehicleDataRenderer.Shape(rawValue: shape) ?? .autoAPI)
+        var faults: [(vin: VIN?, fault: Emulator.Fault, count: Int)] = []
+        if let config {
+            do {
+                let loaded = try EmulatorConfigFile.load(path: config)
+                configuration = loaded.configuration
+                faults = loaded.faults
+            } catch {
+                printError("fleet-telemetry: \(error)")
+                throw ExitCode(78)
+            }
+        }
         let emulator = Emulator(configuration: configuration)
-        let vins = configuration.vins
+        let clientID = configuration.clientID
+        let clientSecret = configuration.clientSecret
+        for item in faults { emulator.inject(item.fault, vin: item.vin, count: item.count) }
+        let vins = emulator.configuration.vins
         let host = self.host
         let app = EmulatorServer.application(emulator: emulator, host: host, port: port, logger: logger) { bound in
             var text = "High Mobility API emulator on http://\(host):\(bound)\n"
-            text += "client_id: \(configuration.clientID)   client secret: \(configuration.clientSecret)\n"
+            text += "client_id: \(clientID)   client secret: \(clientSecret)\n"
             text += "vehicles:\n" + vins.prefix(20).map { "  - \($0.rawValue)" }.joined(separator: "\n")
             if vins.count > 20 { text += "\n  … \(vins.count - 20) more (GET /emulator/vehicles)" }
             FileHandle.standardError.write(Data((text + "\n").utf8))

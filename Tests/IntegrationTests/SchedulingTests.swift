@@ -213,4 +213,18 @@ import Testing
             #expect(results.map(\.httpStatus) == [503, 503, 503])
         }
     }
+
+    /// A property-level `failure.reason = rate_limit` inside a 200 slows that VIN down.
+    @Test func propertyLevelRateLimitSlowsTheVIN() async throws {
+        try await withHarness(emulator: .init(vehicleCount: 2), interval: .seconds(10)) { h in
+            let vin = EmulatorConfiguration.vin(index: 1)
+            let body = #"{"vin":"\#(vin)","diagnostics":{"odometer":{"failure":{"reason":"rate_limit","description":"Too many requests for this property"}}}}"#
+            h.emulator.inject(.init(status: 200, body: body), vin: vin)
+            for _ in 0..<40 { await h.step(by: .seconds(1)) }
+            #expect(requests(h, vin).count == 1, "slow cadence (60 s) after a property rate limit")
+            #expect(requests(h, EmulatorConfiguration.vin(index: 2)).count == 4)
+            let health = try await h.store.loadSchedule()[vin]?.health
+            #expect(health == "rate_limited")
+        }
+    }
 }

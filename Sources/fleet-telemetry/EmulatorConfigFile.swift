@@ -1,0 +1,97 @@
+import FleetDaemon
+import FleetEmulator
+import FleetModel
+
+/// The emulator's config file (`fleet-telemetry emulator --config FILE`), read as strictly as the
+/// daemon's: an unknown key or a bad value names the file, the key and the line.
+///
+/// ```yaml
+/// vehicles: 5              # simulated vehicles
+/// seed: 1
+/// time_scale: 1440         # simulated seconds per wall-clock second
+/// shape: auto_api          # or simplified
+/// client_id: emulator-client
+/// approval_delay: 5s       # pending → approved
+/// removal_delay: 5s        # revoking → revoked, canceling → canceled
+/// rate_limit:              # application-wide, on vehicle data: 429 with Retry-After
+///   requests: 100
+///   per: 1m
+/// faults:                  # served before real data, in order
+///   - vin: all             # or one VIN
+///     status: 503
+///     retry_after: "30"    # sent as given: delta-seconds or an HTTP-date
+///     body: "..."          # sent as given; default the platform's error body
+///     delay: 2s            # before answering
+///     drip: 50ms           # send the body byte by byte
+///     drop: false          # close the connection instead
+///     count: 3
+/// ```
+enum EmulatorConfigFile {
+    struct Loaded {
+        var configuration: EmulatorConfiguration
+        var faults: [(vin: VIN?, fault: Emulator.Fault, count: Int)]
+    }
+
+    static func load(path: String) throws(ConfigError) -> Loaded {
+        guard let text = readFile(path) else {
+            throw ConfigError(file: path, key: nil, message: "cannot read the config file (missing, unreadable or not UTF-8)")
+        }
+        let root = try ConfigNode.parse(text, file: path)
+        let top = try root.mapping(allowed: ["vehicles", "seed", "time_scale", "shape", "client_id", "approval_delay", "removal_delay", "rate_limit", "faults"])
+        var configuration = EmulatorConfiguration()
+        if let n = top["vehicles"] { configuration.vehicleCount = try n.integer(in: 1...100_000) }
+        if let n = top["seed"] { configuration.seed = UInt64(try n.integer(in: 0...Int.max)) }
+        if let n = top["time_scale"] {
+            let text = try n.string()
+            guard let scale = Double(text), scale > 0, scale <= 1_000_000 else { throw n.error("expected a number above 0 and at most 1000000, got \"\(text)\"") }
+            configuration.timeScale = scale
+        }
+        if let n = top["shape"] {
+            let text = try n.string()
+            guard let shape = VehicleDataRenderer.Shape(rawValue: text) else { throw n.error("expected auto_api or simplified, got \"\(text)\"") }
+            configuration.shape = shape
+        }
+        if let n = top["client_id"] {
+            configuration.clientID = try n.string()
+            guard !configuration.clientID.isEmpty else { throw n.error("must not be empty") }
+        }
+        if let n = top["approval_delay"] { configuration.approvalDelay = try n.duration(min: .zero) }
+        if let n = top["removal_delay"] { configuration.removalDelay = try n.duration(min: .zero) }
+        if let n = top["rate_limit"] {
+            let limit = try n.mapping(allowed: ["requests", "per"])
+            guard let requests = limit["requests"], let per = limit["per"] else { throw n.error("give both `requests` and `per`") }
+            configuration.rateLimit = .init(requests: try requests.integer(in: 1...1_000_000), per: try per.duration(min: .milliseconds(1)))
+        }
+        var faults: [(vin: VIN?, fault: Emulator.Fault, count: Int)] = []
+        if let n = top["faults"] {
+            for item in try n.sequence() {
+                let fields = try item.mapping(allowed: ["vin", "status", "retry_after", "body", "delay", "drip", "drop", "count"])
+                guard let vinNode = fields["vin"], let statusNode = fields["status"] else { throw item.error("a fault needs `vin` (a VIN or all) and `status`") }
+                let vinText = try vinNode.string()
+                var vin: VIN?
+                if vinText != "all" {
+                    do {
+                        vin = try VIN(validating: vinText)
+                    } catch {
+                        throw vinNode.error(error.description)
+                    }
+                }
+                var fault = Emulator.Fault(status: try statusNode.integer(in: 100...599))
+                fault.retryAfter = try fields["retry_after"]?.string()
+                fault.body = try fields["body"]?.string()
+                fault.delay = try fields["delay"]?.duration(min: .zero)
+                fault.drip = try fields["drip"]?.duration(min: .milliseconds(1))
+                fault.drop = try fields["drop"]?.boolean() ?? false
+                faults.append((vin, fault, try fields["count"]?.integer(in: 1...1_000_000) ?? 1))
+            }
+        }
+        return Loaded(configuration: configuration, faults: faults)
+    }
+
+    private static func readFile(_ path: String) -> String? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        return String(data: data, encoding: .utf8)
+    }
+}
+
+import Foundation
