@@ -204,4 +204,25 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
             String(describing: error).contains("the folder /nonexistent-folder does not exist")
         }
     }
+
+    /// A database of every earlier schema version migrates to the current one and keeps its rows.
+    @Test(arguments: 1..<Schema.migrations.count)
+    func migratesFromEveryEarlierVersion(version: Int) async throws {
+        let db = TemporaryDatabase()
+        do {
+            let connection = try Connection(path: db.path)
+            for index in 0..<version { try connection.execute(Schema.migrations[index]) }
+            try connection.execute("PRAGMA user_version = \(version)")
+            try connection.execute("INSERT INTO vehicles (vin, first_seen_at) VALUES ('1HMFT000000000001', 1)")
+            try connection.execute("INSERT INTO samples (vin, property, instance, observed_at, value_num, unit, received_at) VALUES ('1HMFT000000000001', 'charging.battery_level', '', 5, 64, 'percent', 6)")
+            try connection.execute("INSERT INTO polls (vin, requested_at, http_status, latency_ms) VALUES ('1HMFT000000000001', 5, 200, 3)")
+        }
+        let store = try TelemetryStore(path: db.path)
+        #expect(try await store.samples(vin: vin, property: "charging.battery_level").map(\.value) == [.number(64)])
+        #expect(try await store.summary().pollsByStatus == [200: 1])
+        #expect(try await store.vehicles().first?.status == "active")
+        let connection = try Connection(path: db.path)
+        #expect(try connection.scalarInt("PRAGMA user_version") == Schema.currentVersion)
+        #expect(try connection.scalarText("PRAGMA integrity_check") == "ok")
+    }
 }
