@@ -18,16 +18,7 @@ public enum ConfigLoader {
 
     /// Parses config text; `file` is only used in errors.
     public static func parse(_ text: String, file: String) throws(ConfigError) -> DaemonConfiguration {
-        let node: Node?
-        do {
-            node = try Yams.compose(yaml: text)
-        } catch let error as YamlError {
-            throw Self.describe(error, file: file)
-        } catch {
-            throw ConfigError(file: file, key: nil, message: "not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
-        }
-        guard let node else { throw ConfigError(file: file, key: nil, message: "the file is empty") }
-        let root = ConfigNode(node: node, key: nil, file: file)
+        let root = try ConfigNode.parse(text, file: file)
         let top = try root.mapping(allowed: ["api", "database", "polling", "fleet", "vehicles", "log_level"])
 
         guard let apiNode = top["api"] else { throw root.error("missing key `api`") }
@@ -186,7 +177,7 @@ public struct ConfigNode {
         } catch let error as YamlError {
             throw ConfigLoader.describe(error, file: file)
         } catch {
-            throw ConfigError(file: file, key: nil, message: "not valid YAML")
+            throw ConfigError(file: file, key: nil, message: "not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
         }
         guard let node else { throw ConfigError(file: file, key: nil, message: "the file is empty") }
         return ConfigNode(node: node, key: nil, file: file)
