@@ -119,7 +119,7 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
     static func fromResponse(status: Int, body: [UInt8], endpoint: String, vin: VIN?, retryAfter: Duration?, retryAfterHeader: String? = nil) -> APIError {
         var error = APIError(kind: .http, endpoint: endpoint, status: status, vin: vin, retryAfter: retryAfter)
         error.retryAfterHeader = retryAfterHeader.map { String($0.prefix(100)) }
-        guard let json = try? JSONDecoder().decode(JSONValue.self, from: Data(body)) else {
+        guard let json = try? JSONParser.parse(body) else {
             let text = String(decoding: body.prefix(120), as: UTF8.self)
                 .unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? " " : String($0) }.joined()
                 .trimmingCharacters(in: .whitespaces)

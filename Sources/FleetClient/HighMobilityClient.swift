@@ -202,7 +202,7 @@ public final class HighMobilityClient: Sendable {
         var vin: VIN?
 
         func json() throws(APIError) -> JSONValue {
-            guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(body)) else {
+            guard let value = try? JSONParser.parse(body) else {
                 throw invalid("the body is not JSON")
             }
             return value
@@ -330,7 +330,7 @@ public final class HighMobilityClient: Sendable {
             throw APIError.fromResponse(status: status, body: bytes, endpoint: endpoint, vin: nil, retryAfter: retryAfter)
                 .redacting([configuration.clientSecret.value])
         }
-        guard let json = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes)),
+        guard let json = try? JSONParser.parse(bytes),
               let token = json["access_token"]?.stringValue, !token.isEmpty
         else {
             throw APIError(kind: .invalidResponse, endpoint: endpoint, status: status, detail: "no access_token in the response")

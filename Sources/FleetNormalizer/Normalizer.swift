@@ -28,9 +28,11 @@ public struct Normalizer: Sendable {
     public func normalize(body: some Collection<UInt8>, vin: VIN, receivedAt: Timestamp) throws(NormalizationError) -> NormalizedPayload {
         let json: JSONValue
         do {
-            json = try JSONDecoder().decode(JSONValue.self, from: Data(body))
+            json = try JSONParser.parse(body)
         } catch {
-            throw NormalizationError(vin: vin, path: nil, reason: "the body is not valid JSON (\(body.count) bytes)")
+            let snippet = String(decoding: body.prefix(60), as: UTF8.self).unicodeScalars
+                .map { $0.value < 0x20 || $0.value == 0x7F ? " " : String($0) }.joined()
+            throw NormalizationError(vin: vin, path: nil, reason: "the body is not valid JSON (\(error), \(body.count) bytes: \"\(snippet)\(body.count > 60 ? "…" : "")\")")
         }
         return try normalize(json: json, vin: vin, receivedAt: receivedAt)
     }
