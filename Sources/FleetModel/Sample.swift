@@ -70,9 +70,13 @@ public struct Sample: Hashable, Sendable {
     /// sample only if its value differs from the stored latest one, so that polling an unchanged
     /// car adds no rows.
     public var timeSource: ObservationTimeSource
+    /// The unit the API sent (`miles`, `bars`, …) before conversion, when it differs from ``unit``
+    /// or the value was a 0.0–1.0 fraction; `nil` otherwise.
+    public var sourceUnit: String?
 
-    public init(vin: VIN, property: String, instance: String = "", value: SampleValue, unit: String? = nil, observedAt: Timestamp, timeSource: ObservationTimeSource = .property) {
+    public init(vin: VIN, property: String, instance: String = "", value: SampleValue, unit: String? = nil, observedAt: Timestamp, timeSource: ObservationTimeSource = .property, sourceUnit: String? = nil) {
         self.timeSource = timeSource
+        self.sourceUnit = sourceUnit
         self.vin = vin
         self.property = property
         self.instance = instance

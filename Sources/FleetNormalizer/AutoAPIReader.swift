@@ -1,4 +1,5 @@
 import FleetModel
+import Foundation
 
 /// Reads the live platform's Auto API envelope into samples.
 ///
@@ -30,9 +31,12 @@ struct AutoAPIReader {
                 case .object(let entry):
                     readEntry(entry, path: path, index: nil, into: &payload)
                 case .array(let entries):
+                    // In the push shape every property is an array; only `multiple` properties
+                    // (or entries that name themselves) have instances.
+                    let multiple = Self.multipleProperties.contains(path) || entries.count > 1
                     for (index, entry) in entries.enumerated() {
                         if case .object(let object) = entry {
-                            readEntry(object, path: path, index: index, into: &payload)
+                            readEntry(object, path: path, index: multiple ? index : nil, keyedOnly: !multiple, into: &payload)
                         } else {
                             payload.failures.append(PropertyFailure(property: path, reason: "unreadable", description: "array entry \(index) is not an object"))
                         }
@@ -44,30 +48,50 @@ struct AutoAPIReader {
         }
     }
 
-    private func readEntry(_ entry: [String: JSONValue], path: String, index: Int?, into payload: inout NormalizedPayload) {
+    private func readEntry(_ entry: [String: JSONValue], path: String, index: Int?, keyedOnly: Bool = false, into payload: inout NormalizedPayload) {
+        let timestamp = entry["timestamp"]?.stringValue.flatMap { Timestamp(iso8601: $0) }
         if let failure = entry["failure"] {
             payload.failures.append(PropertyFailure(
                 property: path,
-                reason: failure["reason"]?.stringValue ?? "unknown",
-                description: failure["description"]?.stringValue
+                instance: index.map { String($0) } ?? "",
+                reason: String((failure["reason"]?.stringValue ?? "unknown").prefix(64)),
+                description: failure["description"]?.stringValue.map { String($0.prefix(500)) },
+                observedAt: timestamp
             ))
             return
         }
-        guard let data = entry["data"], data != .null else { return }
-        var observedAt = receivedAt
-        var source = ObservationTimeSource.received
-        if let text = entry["timestamp"]?.stringValue, let parsed = Timestamp(iso8601: text) {
-            observedAt = parsed
-            source = .property
+        guard let data = entry["data"] else { return }
+        if data == .null {
+            payload.failures.append(PropertyFailure(property: path, reason: "invalid_value", description: "data is null", observedAt: timestamp))
+            return
         }
+        let observedAt = timestamp ?? receivedAt
+        let source: ObservationTimeSource = timestamp == nil ? .received : .property
         var instance = ""
         var keyField: String?
         if let index {
             (instance, keyField) = Self.instance(of: data, index: index)
+        } else if keyedOnly {
+            let (named, field) = Self.instance(of: data, index: 0)
+            if field != nil { (instance, keyField) = (named, field) }
         }
         let emitter = SampleEmitter(vin: vin, instance: instance, observedAt: observedAt, timeSource: source)
         emitter.emit(data, path: path, skipping: keyField, into: &payload)
     }
+
+    /// Auto API properties flagged `multiple`: arrays of entries told apart by an instance.
+    static let multipleProperties: Set<String> = [
+        "doors.inside_locks", "doors.locks", "doors.positions",
+        "charging.departure_times", "charging.reduction_times", "charging.timers",
+        "diagnostics.check_control_messages", "diagnostics.tire_pressures", "diagnostics.tire_temperatures",
+        "diagnostics.wheel_rpms", "diagnostics.trouble_codes", "diagnostics.tire_pressure_statuses",
+        "diagnostics.oem_trouble_code_values", "diagnostics.confirmed_trouble_codes",
+        "diagnostics.diesel_exhaust_filter_status", "diagnostics.tire_pressures_targets", "diagnostics.tire_pressures_differences",
+        "climate.hvac_weekday_starting_times", "dashboard_lights.dashboard_lights", "dashboard_lights.bulb_failures",
+        "dashboard_lights.dynamic_warnings", "usage.trip_meters", "usage.acceleration_durations",
+        "windows.open_percentages", "windows.positions", "lights.fog_lights", "lights.reading_lamps", "lights.interior_lights",
+        "seats.persons_detected", "seats.seatbelts_state", "trunk.lock", "parking_brake.status",
+    ]
 
     /// The instance of an array entry: its `location`, else `name`, else `id`, else the index;
     /// and the field that supplied it (not stored again as a sample).
@@ -99,17 +123,37 @@ struct SampleEmitter {
         case .bool(let b):
             append(.text(b ? "true" : "false"), unit: nil, path: path, into: &payload)
         case .string(let s):
-            append(.text(s), unit: nil, path: path, into: &payload)
+            if UnitConversion.percentageProperties.contains(path) {
+                // A number sent as text where a number is expected: parse it when unambiguous.
+                switch Self.number(from: value) {
+                case .number(let n): append(.number(UnitConversion.percent(fromFraction: n)), unit: "percent", sourceUnit: "fraction", path: path, into: &payload)
+                case .invalid(let raw): fail(path, "invalid_value", "not a number: \"\(raw)\"", into: &payload)
+                case .notNumeric: append(.text(s), unit: nil, path: path, into: &payload)
+                }
+            } else if Self.isOutOfRangeNumber(s) {
+                fail(path, "invalid_value", "number out of range: \(s.prefix(60))", into: &payload)
+            } else {
+                append(.text(s), unit: nil, path: path, into: &payload)
+            }
         case .number(let n):
             if UnitConversion.percentageProperties.contains(path) {
-                append(.number(UnitConversion.percent(fromFraction: n)), unit: "percent", path: path, into: &payload)
+                append(.number(UnitConversion.percent(fromFraction: n)), unit: "percent", sourceUnit: "fraction", path: path, into: &payload)
             } else {
                 append(.number(n), unit: nil, path: path, into: &payload)
             }
         case .object(let fields):
-            if fields.count == 2, let number = fields["value"]?.numberValue, let unit = fields["unit"]?.stringValue {
-                let (converted, canonicalUnit) = UnitConversion.canonical(number, unit: unit)
-                append(.number(converted), unit: canonicalUnit, path: path, into: &payload)
+            if fields.count == 2, let valueField = fields["value"], let unit = fields["unit"]?.stringValue {
+                switch Self.number(from: valueField) {
+                case .number(let number):
+                    do {
+                        let (converted, canonicalUnit) = try UnitConversion.convert(number, unit: unit)
+                        append(.number(converted), unit: canonicalUnit, sourceUnit: canonicalUnit == unit ? nil : String(unit.prefix(64)), path: path, into: &payload)
+                    } catch {
+                        fail(path, "invalid_value", error.reason, into: &payload)
+                    }
+                case .invalid(let raw), .notNumeric(let raw):
+                    fail(path, "invalid_value", "not a number: \"\(raw.prefix(60))\" \(unit.prefix(40))", into: &payload)
+                }
                 return
             }
             for (field, fieldValue) in fields where field != keyField {
@@ -125,9 +169,54 @@ struct SampleEmitter {
         }
     }
 
-    private func append(_ value: SampleValue, unit: String?, path: String, into payload: inout NormalizedPayload) {
-        if case .number(let n) = value, !n.isFinite { return }
-        payload.samples.append(Sample(vin: vin, property: path, instance: instance, value: value, unit: unit, observedAt: observedAt, timeSource: timeSource))
+    private func append(_ value: SampleValue, unit: String?, sourceUnit: String? = nil, path: String, into payload: inout NormalizedPayload) {
+        if case .number(let n) = value, !n.isFinite {
+            fail(path, "invalid_value", "not a finite number", into: &payload)
+            return
+        }
+        payload.samples.append(Sample(vin: vin, property: path, instance: instance, value: value, unit: unit, observedAt: observedAt, timeSource: timeSource, sourceUnit: sourceUnit))
+    }
+
+    private func fail(_ path: String, _ reason: String, _ description: String, into payload: inout NormalizedPayload) {
+        payload.failures.append(PropertyFailure(property: path, instance: instance, reason: reason, description: description, observedAt: timeSource == .property ? observedAt : nil))
+    }
+
+    /// How a JSON value reads as a number.
+    enum NumberReading {
+        case number(Double)
+        /// Looks like a number but is not a finite one (`"NaN"`, `1e999`).
+        case invalid(String)
+        /// Not a number at all; the text, for messages.
+        case notNumeric(String)
+    }
+
+    /// A JSON number, or a string holding exactly a decimal number (`"12.3"`); `NaN`, infinities
+    /// and out-of-range literals are invalid.
+    static func number(from value: JSONValue) -> NumberReading {
+        switch value {
+        case .number(let n):
+            return n.isFinite ? .number(n) : .invalid(String(n))
+        case .string(let s):
+            let trimmed = s.trimmingCharacters(in: .whitespaces)
+            let lowered = trimmed.lowercased()
+            if ["nan", "inf", "-inf", "infinity", "-infinity", "+inf"].contains(lowered) { return .invalid(String(s.prefix(60))) }
+            guard !trimmed.isEmpty, trimmed.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || $0 == 46 || $0 == 45 || $0 == 43 || $0 == 101 || $0 == 69 }),
+                  let n = Double(trimmed)
+            else { return .notNumeric(String(s.prefix(60))) }
+            return n.isFinite ? .number(n) : .invalid(String(s.prefix(60)))
+        case .null:
+            return .notNumeric("null")
+        default:
+            return .notNumeric(String(SampleEmitter.jsonText(value).prefix(60)))
+        }
+    }
+
+    /// True for the literal of a JSON number too large for `Double` (kept as text by the parser).
+    static func isOutOfRangeNumber(_ text: String) -> Bool {
+        guard let first = text.utf8.first, first == 45 || (first >= 48 && first <= 57),
+              text.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || $0 == 46 || $0 == 45 || $0 == 43 || $0 == 101 || $0 == 69 })
+        else { return false }
+        return Double(text).map { !$0.isFinite } ?? false
     }
 
     static func jsonText(_ value: JSONValue) -> String {

@@ -52,7 +52,13 @@ public struct Normalizer: Sendable {
         }
         var payload = NormalizedPayload(vin: vin, shape: .autoAPI, requestID: root["request_id"]?.stringValue)
         payload.brand = root["brand"]?.stringValue.flatMap { Brand.isValid($0) ? Brand.canonical($0) : nil }
-        let capabilities = root.filter { !Self.envelopeKeys.contains($0.key) }
+        var capabilities = root.filter { !Self.envelopeKeys.contains($0.key) }
+        // A push message (MQTT v1/v2, Kinesis): {version, message_id, vin, data: {capability: …}}.
+        if case .object(let data)? = root["data"], root["message_id"] != nil || root["version"] != nil {
+            payload.messageID = root["message_id"].flatMap { $0.stringValue ?? $0.numberValue.map { SampleValue.number($0).description } }
+            capabilities = data
+        }
+        capabilities = Self.resolvingDeprecatedAliases(capabilities)
         if Self.looksSimplified(capabilities) {
             payload.shape = .simplified
             var reader = SimplifiedShapeReader(vin: vin, receivedAt: receivedAt, root: root)
@@ -66,7 +72,35 @@ public struct Normalizer: Sendable {
     }
 
     /// Top-level keys that are part of the envelope, not capabilities.
-    static let envelopeKeys: Set<String> = ["request_id", "vin", "brand", "timestamp"]
+    static let envelopeKeys: Set<String> = ["request_id", "vin", "brand", "timestamp", "message_id", "version", "application_id", "data"]
+
+    /// Deprecated Auto API property names and their current names (per capability).
+    static let deprecatedAliases: [String: [String: String]] = [
+        "diagnostics": ["mileage": "odometer", "mileage_meters": "odometer", "engine_total_operating_hours": "engine_total_operating_time"],
+        "charging": [
+            "charging_rate_kw": "charging_rate", "battery_current_ac": "battery_current", "battery_current_dc": "battery_current",
+            "charger_voltage_ac": "charger_voltage", "charger_voltage_dc": "charger_voltage",
+            "battery_tempretature_extremes": "battery_temperature_extremes",
+        ],
+        "ignition": ["status": "state", "accessories_status": "state"],
+    ]
+
+    /// Renames deprecated properties to their current names; when both arrive, the current one wins.
+    static func resolvingDeprecatedAliases(_ capabilities: [String: JSONValue]) -> [String: JSONValue] {
+        var result = capabilities
+        for (capability, aliases) in deprecatedAliases {
+            guard case .object(var properties)? = result[capability] else { continue }
+            var changed = false
+            for (old, new) in aliases.sorted(by: { $0.key < $1.key }) {
+                guard let value = properties[old] else { continue }
+                properties[old] = nil
+                changed = true
+                if properties[new] == nil { properties[new] = value }
+            }
+            if changed { result[capability] = .object(properties) }
+        }
+        return result
+    }
 
     /// True when no property has the Auto API form (`{data|failure|timestamp}` or an array of
     /// them) but some property exists: the OpenAPI document's simplified shape.
@@ -116,6 +150,8 @@ public struct NormalizedPayload: Sendable, Hashable {
     public var shape: Shape
     /// The API's `request_id`, when the response carried one.
     public var requestID: String?
+    /// The push message's `message_id` (MQTT/Kinesis shape), when the body was one.
+    public var messageID: String?
     /// The vehicle-data `brand`, canonical (`mercedes_benz`), when the response carried a valid one.
     public var brand: String?
     /// Samples sorted by property path, then instance; values in canonical units.
@@ -137,14 +173,20 @@ public struct NormalizedPayload: Sendable, Hashable {
 public struct PropertyFailure: Sendable, Hashable {
     /// Property path, e.g. `vehicle_location.coordinates`.
     public var property: String
+    /// The array entry's instance, when known; `""` otherwise.
+    public var instance: String = ""
+    /// The property's own timestamp, when the failure carried one.
+    public var observedAt: Timestamp?
     /// The Auto API `failure.reason` (`rate_limit`, `oem_error`, `pending`, `privacy_mode_active`,
     /// `unauthorised`, …) or `unreadable` when the value had a shape the normalizer cannot read.
     public var reason: String
     /// The API's free-text `failure.description`, or what was wrong with the value.
     public var description: String?
 
-    public init(property: String, reason: String, description: String?) {
+    public init(property: String, instance: String = "", reason: String, description: String?, observedAt: Timestamp? = nil) {
         self.property = property
+        self.instance = instance
+        self.observedAt = observedAt
         self.reason = reason
         self.description = description
     }

@@ -125,11 +125,15 @@ struct SimplifiedShapeReader {
 extension SampleEmitter {
     /// Emits a value of the simplified shape: numbers carry `unit` as they are (no 0–1 scaling).
     func emit(_ value: JSONValue, path: String, into payload: inout NormalizedPayload, unitFor unit: String?) {
-        if case .number(let n) = value {
-            guard n.isFinite else { return }
-            payload.samples.append(Sample(vin: vin, property: path, instance: instance, value: .number(n), unit: unit, observedAt: observedAt, timeSource: timeSource))
-        } else {
+        guard unit != nil else {
             emit(value, path: path, into: &payload)
+            return
+        }
+        switch Self.number(from: value) {
+        case .number(let n):
+            payload.samples.append(Sample(vin: vin, property: path, instance: instance, value: .number(n), unit: unit, observedAt: observedAt, timeSource: timeSource))
+        case .invalid(let raw), .notNumeric(let raw):
+            payload.failures.append(PropertyFailure(property: path, instance: instance, reason: "invalid_value", description: "not a number: \"\(raw)\""))
         }
     }
 }

@@ -91,7 +91,7 @@ import Testing
         #expect(payload.samples.map(E.init) == [
             E("charging.battery_level", "", .number(50), "percent", "2026-11-28T09:00:00.000Z"),
             E("charging.estimated_range", "", .number(16.09344), "kilometers", "2026-11-28T10:00:00.000Z"),
-            E("diagnostics.tire_pressures.pressure", "front_left", .number(248.211252), "kilopascals", "2026-11-28T08:00:00.000Z"),
+            E("diagnostics.tire_pressures.pressure", "front_left", .number(248.21136), "kilopascals", "2026-11-28T08:00:00.000Z"),
         ])
         #expect(payload.samples[1].timeSource == .received)
         #expect(Set(payload.failures.map(\.reason)) == ["unreadable"])
