@@ -96,6 +96,7 @@ public struct PollPipeline: Sendable {
         let requestedAt = clock.now()
         var record = PollRecord(vin: vin, requestedAt: requestedAt, receivedAt: requestedAt, httpStatus: nil, latencyMilliseconds: 0)
         var samples: [Sample] = []
+        var failures: [FailedProperty] = []
         var outcome = PollSchedule.Outcome.success(nil)
         do {
             let response = try await client.vehicleData(vin: vin)
@@ -105,6 +106,7 @@ public struct PollPipeline: Sendable {
             do {
                 let payload = try normalizer.normalize(body: response.body, vin: vin, receivedAt: response.receivedAt)
                 samples = payload.samples
+                failures = payload.failures.map { FailedProperty(property: $0.property, instance: $0.instance, reason: $0.reason, description: $0.description, observedAt: $0.observedAt) }
                 record.requestID = payload.requestID
                 record.brand = payload.brand
                 outcome = .success(Self.activity(of: payload.samples))
@@ -138,7 +140,7 @@ public struct PollPipeline: Sendable {
         Counter(label: "fleet_telemetry_polls_total", dimensions: [("status", record.httpStatus.map(String.init) ?? "none")], factory: metrics).increment()
         Metrics.Timer(label: "fleet_telemetry_poll_latency", factory: metrics).recordMilliseconds(record.latencyMilliseconds)
         do {
-            let written = try await store.record(record, samples: samples, detector: rules)
+            let written = try await store.record(record, samples: samples, failures: failures, detector: rules)
             if written.samplesWritten > 0 {
                 Counter(label: "fleet_telemetry_samples_written_total", factory: metrics).increment(by: written.samplesWritten)
             }

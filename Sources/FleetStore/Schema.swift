@@ -93,6 +93,26 @@ enum Schema {
         ALTER TABLE polls ADD COLUMN manual INTEGER NOT NULL DEFAULT 0;
         CREATE INDEX polls_by_time ON polls (requested_at);
         """,
+        // 5: the unit the API sent, and property failures as observations.
+        """
+        ALTER TABLE samples ADD COLUMN source_unit TEXT;
+        ALTER TABLE latest ADD COLUMN source_unit TEXT;
+        CREATE TABLE property_failures (
+            vin TEXT NOT NULL,
+            property TEXT NOT NULL,
+            instance TEXT NOT NULL DEFAULT '',
+            observed_at INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            description TEXT,
+            received_at INTEGER NOT NULL,
+            PRIMARY KEY (vin, property, instance, observed_at)
+        ) WITHOUT ROWID;
+        CREATE TABLE imported_messages (
+            message_id TEXT PRIMARY KEY NOT NULL,
+            vin TEXT NOT NULL,
+            imported_at INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        """,
     ]
 
     /// The schema version this build writes.

@@ -33,9 +33,15 @@ public actor TelemetryStore {
     /// - Returns: How many sample rows were written and the events stored, with their ids.
     /// - Throws: ``SQLiteError``; the transaction is then rolled back and nothing of this poll is kept.
     @discardableResult
-    public func record(_ poll: PollRecord, samples: [Sample], detector: some ChangeDetecting) throws -> PollWriteResult {
+    public func record(_ poll: PollRecord, samples: [Sample], failures: [FailedProperty] = [], detector: some ChangeDetecting) throws -> PollWriteResult {
         try connection.transaction {
             let vin = SQLiteValue.text(poll.vin.rawValue)
+            if poll.imported {
+                try connection.cachedStatement("""
+                    INSERT INTO vehicles (vin, first_seen_at, brand) VALUES (?1, ?2, ?3)
+                    ON CONFLICT (vin) DO UPDATE SET brand = coalesce(excluded.brand, vehicles.brand)
+                    """).run([vin, .integer(poll.receivedAt.millisecondsSince1970), poll.brand.map { .text(Brand.canonical($0)) } ?? .null])
+            } else {
             try connection.cachedStatement("""
                 INSERT INTO vehicles (vin, first_seen_at, last_polled_at, last_http_status, last_error, brand)
                 VALUES (?1, ?2, ?2, ?3, ?4, ?5)
@@ -43,6 +49,7 @@ public actor TelemetryStore {
                     last_http_status = excluded.last_http_status, last_error = excluded.last_error,
                     brand = coalesce(excluded.brand, vehicles.brand)
                 """).run([vin, .integer(poll.requestedAt.millisecondsSince1970), poll.httpStatus.map { .integer(Int64($0)) } ?? .null, poll.error.map(SQLiteValue.text) ?? .null, poll.brand.map { .text(Brand.canonical($0)) } ?? .null])
+            }
 
             var written = 0
             var stored: [Event] = []
@@ -52,7 +59,11 @@ public actor TelemetryStore {
                 written = try write(samples, previous: previous, receivedAt: poll.receivedAt)
                 stored = try insert(events, connection: connection)
             }
+            if !failures.isEmpty {
+                try write(failures, vin: poll.vin, receivedAt: poll.receivedAt)
+            }
 
+            if !poll.imported {
             try connection.cachedStatement("""
                 INSERT INTO polls (vin, requested_at, http_status, latency_ms, error, request_id, samples_written, events_emitted, manual)
                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
@@ -63,21 +74,23 @@ public actor TelemetryStore {
                     poll.requestID.map(SQLiteValue.text) ?? .null,
                     .integer(Int64(written)), .integer(Int64(stored.count)), .integer(poll.manual ? 1 : 0),
                 ])
+            }
             return PollWriteResult(samplesWritten: written, events: stored)
         }
     }
 
     private func write(_ samples: [Sample], previous: [SeriesKey: LatestValue], receivedAt: Timestamp) throws -> Int {
         let insertSample = try connection.cachedStatement("""
-            INSERT OR IGNORE INTO samples (vin, property, instance, observed_at, value_num, value_text, unit, received_at)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            INSERT OR IGNORE INTO samples (vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
             """)
         let upsertLatest = try connection.cachedStatement("""
-            INSERT INTO latest (vin, property, instance, observed_at, value_num, value_text, unit, received_at)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            INSERT INTO latest (vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
             ON CONFLICT (vin, property, instance) DO UPDATE SET
                 observed_at = excluded.observed_at, value_num = excluded.value_num,
-                value_text = excluded.value_text, unit = excluded.unit, received_at = excluded.received_at
+                value_text = excluded.value_text, unit = excluded.unit, received_at = excluded.received_at,
+                source_unit = excluded.source_unit
             WHERE excluded.observed_at >= latest.observed_at
             """)
         var written = 0
@@ -92,12 +105,63 @@ public actor TelemetryStore {
                 sample.value.text.map(SQLiteValue.text) ?? .null,
                 sample.unit.map(SQLiteValue.text) ?? .null,
                 .integer(receivedAt.millisecondsSince1970),
+                sample.sourceUnit.map(SQLiteValue.text) ?? .null,
             ]
             try insertSample.run(row)
             written += connection.changes
             try upsertLatest.run(row)
         }
         return written
+    }
+
+    /// True when push message `messageID` was imported before.
+    public func isImported(messageID: String) throws -> Bool {
+        let statement = try connection.cachedStatement("SELECT 1 FROM imported_messages WHERE message_id = ?1")
+        try statement.bind([.text(messageID)])
+        return try statement.step()
+    }
+
+    /// Records that push message `messageID` was imported; `false` when it already was.
+    public func markImported(messageID: String, vin: VIN, at now: Timestamp) throws -> Bool {
+        try connection.cachedStatement("INSERT OR IGNORE INTO imported_messages (message_id, vin, imported_at) VALUES (?1, ?2, ?3)")
+            .run([.text(messageID), .text(vin.rawValue), .integer(now.millisecondsSince1970)])
+        return connection.changes == 1
+    }
+
+    /// Stores property failures: a row only when the reason differs from the series' last failure.
+    private func write(_ failures: [FailedProperty], vin: VIN, receivedAt: Timestamp) throws {
+        let last = try connection.cachedStatement("""
+            SELECT reason FROM property_failures WHERE vin = ?1 AND property = ?2 AND instance = ?3
+            ORDER BY observed_at DESC LIMIT 1
+            """)
+        let insert = try connection.cachedStatement("""
+            INSERT OR IGNORE INTO property_failures (vin, property, instance, observed_at, reason, description, received_at)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            """)
+        for failure in failures {
+            try last.bind([.text(vin.rawValue), .text(failure.property), .text(failure.instance)])
+            let previous = try last.step() ? last.text(at: 0) : nil
+            guard previous != failure.reason else { continue }
+            try insert.run([
+                .text(vin.rawValue), .text(failure.property), .text(failure.instance),
+                .integer((failure.observedAt ?? receivedAt).millisecondsSince1970), .text(failure.reason),
+                failure.description.map(SQLiteValue.text) ?? .null, .integer(receivedAt.millisecondsSince1970),
+            ])
+        }
+    }
+
+    /// The stored failures of one series, oldest first.
+    public func failures(vin: VIN, property: String, instance: String = "") throws -> [FailedProperty] {
+        let statement = try connection.cachedStatement("""
+            SELECT observed_at, reason, description FROM property_failures
+            WHERE vin = ?1 AND property = ?2 AND instance = ?3 ORDER BY observed_at
+            """)
+        try statement.bind([.text(vin.rawValue), .text(property), .text(instance)])
+        var result: [FailedProperty] = []
+        while try statement.step() {
+            result.append(FailedProperty(property: property, instance: instance, reason: statement.text(at: 1) ?? "", description: statement.text(at: 2), observedAt: Timestamp(millisecondsSince1970: statement.int(at: 0))))
+        }
+        return result
     }
 
     /// Runs `body` with the connection (for extensions of the store in other files).
@@ -215,6 +279,9 @@ public struct PollRecord: Sendable, Hashable {
     public var requestID: String?
     /// The vehicle-data `brand` (any form; stored canonical), when the response named one.
     public var brand: String?
+    /// True for data read from a file by `fleet-telemetry import`: no request was made, so no
+    /// `polls` row is written.
+    public var imported = false
     /// True for a poll made by hand (`fleet-telemetry poll --store`), outside the schedule.
     public var manual = false
 
@@ -230,7 +297,29 @@ public struct PollRecord: Sendable, Hashable {
     }
 }
 
-/// What ``TelemetryStore/record(_:samples:detector:)`` wrote.
+/// A property the API reported as failed (`{"failure": {reason, description}}`) or whose value
+/// could not be read: a row of the `property_failures` table.
+public struct FailedProperty: Sendable, Hashable {
+    /// Property path.
+    public var property: String
+    public var instance: String
+    /// `rate_limit`, `pending`, `privacy_mode_active`, `oem_error`, `unauthorised`, …, or
+    /// `invalid_value` / `unreadable` for values the normalizer could not read.
+    public var reason: String
+    public var description: String?
+    /// The property's timestamp when it carried one; else the poll's receive time is stored.
+    public var observedAt: Timestamp?
+
+    public init(property: String, instance: String = "", reason: String, description: String?, observedAt: Timestamp?) {
+        self.property = property
+        self.instance = instance
+        self.reason = reason
+        self.description = description
+        self.observedAt = observedAt
+    }
+}
+
+/// What ``TelemetryStore/record(_:samples:failures:detector:)`` wrote.
 public struct PollWriteResult: Sendable, Hashable {
     /// New rows in `samples`.
     public var samplesWritten: Int

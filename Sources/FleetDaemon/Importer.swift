@@ -1,0 +1,126 @@
+import FleetEvents
+import FleetModel
+import FleetNormalizer
+import FleetStore
+
+/// Ingests captured vehicle data (`fleet-telemetry import`) through the same normalizer, store
+/// and event rules as polling.
+///
+/// Each document is a REST vehicle-data body (`{vin, capability: …}`, either shape) or a push
+/// message (`{version, message_id, vin, data: {capability: …}}`). Push messages are imported once
+/// per `message_id`. A bad document is reported with its line number and never stops the rest.
+public struct Importer: Sendable {
+    public let store: TelemetryStore
+    public let sink: any EventSink
+    public let clock: any WallClock
+    private let normalizer = Normalizer()
+    private let rules = EventRules()
+
+    public init(store: TelemetryStore, sink: any EventSink, clock: any WallClock = SystemWallClock()) {
+        self.store = store
+        self.sink = sink
+        self.clock = clock
+    }
+
+    /// What an import did.
+    public struct Summary: Sendable, Hashable {
+        /// Documents stored.
+        public var responses = 0
+        /// Push messages skipped because their `message_id` was imported before.
+        public var duplicates = 0
+        public var samples = 0
+        public var events = 0
+        /// Documents refused: where (`file:line`) and why.
+        public var rejected: [Rejection] = []
+
+        public init() {}
+    }
+
+    /// A document that could not be imported.
+    public struct Rejection: Sendable, Hashable, CustomStringConvertible {
+        public var file: String
+        /// 1-based line of a JSON-lines file; 0 for a whole `.json` file.
+        public var line: Int
+        public var reason: String
+        public var description: String { line > 0 ? "\(file):\(line): \(reason)" : "\(file): \(reason)" }
+
+        public init(file: String, line: Int, reason: String) {
+            self.file = file
+            self.line = line
+            self.reason = reason
+        }
+    }
+
+    /// Imports the documents of one file's content: JSON lines, or one JSON document (`.json`,
+    /// which may also be an array of documents).
+    ///
+    /// - Parameter progress: Called after each document with the running summary.
+    public func importFile(named file: String, content: [UInt8], wholeDocument: Bool, into summary: inout Summary, progress: (Summary) -> Void = { _ in }) async throws {
+        if wholeDocument {
+            do {
+                let json = try JSONParser.parse(content)
+                let documents = json.arrayValue ?? [json]
+                for document in documents {
+                    try await importDocument(document, file: file, line: 0, into: &summary)
+                    progress(summary)
+                }
+            } catch let error as JSONParser.SyntaxError {
+                summary.rejected.append(Rejection(file: file, line: 0, reason: "not valid JSON (\(error))"))
+            }
+            return
+        }
+        var lineNumber = 0
+        var start = content.startIndex
+        while start < content.endIndex {
+            let end = content[start...].firstIndex(of: 0x0A) ?? content.endIndex
+            lineNumber += 1
+            let line = content[start..<end]
+            start = end < content.endIndex ? content.index(after: end) : end
+            guard line.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D }) else { continue }
+            do {
+                let json = try JSONParser.parse(line)
+                try await importDocument(json, file: file, line: lineNumber, into: &summary)
+            } catch let error as JSONParser.SyntaxError {
+                summary.rejected.append(Rejection(file: file, line: lineNumber, reason: "not valid JSON (\(error))"))
+            }
+            progress(summary)
+        }
+    }
+
+    /// Imports one parsed document.
+    ///
+    /// - Throws: Only ``SQLiteError`` (the database itself failed); bad documents become rejections.
+    func importDocument(_ json: JSONValue, file: String, line: Int, into summary: inout Summary) async throws {
+        func reject(_ reason: String) { summary.rejected.append(Rejection(file: file, line: line, reason: reason)) }
+        guard case .object(let root) = json else { return reject("not a JSON object") }
+        guard let vinText = root["vin"]?.stringValue else { return reject("no \"vin\"") }
+        let vin: VIN
+        do {
+            vin = try VIN(validating: vinText)
+        } catch {
+            return reject(error.description)
+        }
+        let now = clock.now()
+        let payload: NormalizedPayload
+        do {
+            payload = try normalizer.normalize(json: json, vin: vin, receivedAt: now)
+        } catch {
+            return reject(error.description)
+        }
+        if let messageID = payload.messageID, try await store.isImported(messageID: messageID) {
+            summary.duplicates += 1
+            return
+        }
+        var record = PollRecord(vin: vin, requestedAt: now, receivedAt: now, httpStatus: nil, latencyMilliseconds: 0, requestID: payload.requestID, brand: payload.brand)
+        record.imported = true
+        let failures = payload.failures.map { FailedProperty(property: $0.property, instance: $0.instance, reason: $0.reason, description: $0.description, observedAt: $0.observedAt) }
+        let written = try await store.record(record, samples: payload.samples, failures: failures, detector: rules)
+        if let messageID = payload.messageID {
+            _ = try await store.markImported(messageID: messageID, vin: vin, at: now)
+        }
+        await sink.deliver(written.events)
+        summary.responses += 1
+        summary.samples += written.samplesWritten
+        summary.events += written.events.count
+    }
+}

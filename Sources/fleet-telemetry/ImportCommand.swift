@@ -1,0 +1,80 @@
+import ArgumentParser
+import FleetDaemon
+import FleetModel
+import FleetStore
+import Foundation
+
+/// `fleet-telemetry import FILE...`: captured vehicle data into the database.
+struct ImportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Import captured vehicle data (REST bodies or push messages) into the database.",
+        discussion: """
+            Each FILE is JSON lines (one document per line), or a .json file holding one document \
+            or an array of them. A document is a vehicle-data response body or a push message \
+            ({version, message_id, vin, data}); push messages are imported once per message_id. \
+            Events are printed as JSON lines on standard output; progress and the summary go to \
+            standard error. A bad line is reported with its number and never stops the rest.
+            """
+    )
+
+    @Argument(help: "Files to import.")
+    var files: [String]
+
+    @Option(name: .long, help: "The config file (for database.path).")
+    var config: String?
+
+    @Option(name: .long, help: "The SQLite database file (overrides database.path).")
+    var database: String?
+
+    func validate() throws {
+        guard !files.isEmpty else { throw ValidationError("give at least one file to import") }
+        if config == nil && database == nil { throw ValidationError("give --database PATH (or --config with database.path)") }
+    }
+
+    func run() async throws {
+        var databasePath = database
+        if databasePath == nil, let config {
+            do {
+                databasePath = try ConfigLoader.load(path: config).databasePath
+            } catch {
+                printError("fleet-telemetry: \(error)")
+                throw ExitCode(78)
+            }
+        }
+        let store: TelemetryStore
+        do {
+            try validateDatabasePath(databasePath ?? "")
+            store = try TelemetryStore(path: databasePath ?? "")
+        } catch {
+            printError("fleet-telemetry: \(error)")
+            throw ExitCode(74)
+        }
+        let importer = Importer(store: store, sink: StdoutEventSink())
+        var summary = Importer.Summary()
+        let interactive = isatty(STDERR_FILENO) == 1
+        var lastShown = ContinuousClock.now
+        for file in files {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                summary.rejected.append(.init(file: file, line: 0, reason: "cannot read the file"))
+                continue
+            }
+            do {
+                try await importer.importFile(named: file, content: Array(data), wholeDocument: file.hasSuffix(".json"), into: &summary) { running in
+                    guard interactive, ContinuousClock.now - lastShown > .milliseconds(200) else { return }
+                    lastShown = ContinuousClock.now
+                    FileHandle.standardError.write(Data("\r\(file): \(running.responses) imported, \(running.rejected.count) rejected".utf8))
+                }
+            } catch {
+                printError("\nfleet-telemetry: could not write to the database: \(error)")
+                throw ExitCode(74)
+            }
+        }
+        if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        var text = "imported \(summary.responses) documents (\(summary.duplicates) duplicate push messages skipped), \(summary.samples) samples, \(summary.events) events, \(summary.rejected.count) rejected"
+        for rejection in summary.rejected.prefix(50) { text += "\n  rejected \(rejection)" }
+        if summary.rejected.count > 50 { text += "\n  … \(summary.rejected.count - 50) more" }
+        printError(text)
+        if summary.responses == 0 && !summary.rejected.isEmpty { throw ExitCode(1) }
+    }
+}
