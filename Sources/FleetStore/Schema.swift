@@ -105,8 +105,8 @@ enum Schema {
             reason TEXT NOT NULL,
             description TEXT,
             received_at INTEGER NOT NULL,
-            PRIMARY KEY (vin, property, instance, observed_at)
-        ) WITHOUT ROWID;
+            UNIQUE (vin, property, instance, observed_at, reason)
+        );
         CREATE TABLE imported_messages (
             message_id TEXT PRIMARY KEY NOT NULL,
             vin TEXT NOT NULL,

@@ -132,7 +132,7 @@ public actor TelemetryStore {
     private func write(_ failures: [FailedProperty], vin: VIN, receivedAt: Timestamp) throws {
         let last = try connection.cachedStatement("""
             SELECT reason FROM property_failures WHERE vin = ?1 AND property = ?2 AND instance = ?3
-            ORDER BY observed_at DESC LIMIT 1
+            ORDER BY observed_at DESC, rowid DESC LIMIT 1
             """)
         let insert = try connection.cachedStatement("""
             INSERT OR IGNORE INTO property_failures (vin, property, instance, observed_at, reason, description, received_at)
@@ -154,7 +154,7 @@ public actor TelemetryStore {
     public func failures(vin: VIN, property: String, instance: String = "") throws -> [FailedProperty] {
         let statement = try connection.cachedStatement("""
             SELECT observed_at, reason, description FROM property_failures
-            WHERE vin = ?1 AND property = ?2 AND instance = ?3 ORDER BY observed_at
+            WHERE vin = ?1 AND property = ?2 AND instance = ?3 ORDER BY observed_at, rowid
             """)
         try statement.bind([.text(vin.rawValue), .text(property), .text(instance)])
         var result: [FailedProperty] = []

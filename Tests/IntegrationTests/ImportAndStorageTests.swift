@@ -1,0 +1,109 @@
+import FleetDaemon
+import FleetEvents
+import FleetModel
+import FleetNormalizer
+import FleetStore
+import Foundation
+import Testing
+
+/// A store in a temporary folder and an importer writing to it on a manual clock.
+func withImporter<T>(_ body: (Importer, TelemetryStore, CollectingSink) async throws -> T) async throws -> T {
+    let directory = NSTemporaryDirectory() + "fleet-telemetry-import-" + UUID().uuidString
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let store = try TelemetryStore(path: directory + "/t.sqlite")
+    let sink = CollectingSink()
+    let importer = Importer(store: store, sink: sink, clock: ManualWallClock(start: harnessStart))
+    return try await body(importer, store, sink)
+}
+
+func fixtureText(_ name: String) throws -> String {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    let data = try Data(contentsOf: root.appendingPathComponent("Fixtures/high-mobility/\(name)"))
+    // One line: re-serialize through the parser and the JSON encoder.
+    let json = try JSONParser.parse(Array(data))
+    return String(decoding: try JSONEncoder().encode(json), as: UTF8.self)
+}
+
+let fullVIN = VIN("1HMFT000000000001")!
+
+@Suite(.serialized) struct ImportAndStorageTests {
+    @Test func importsGoodLinesAndReportsBadOnes() async throws {
+        try await withImporter { importer, store, _ in
+            let push = #"{"version":2,"message_id":"m-1","vin":"1HMFT000000000002","data":{"diagnostics":{"odometer":[{"data":{"value":10600,"unit":"kilometers"},"timestamp":"2026-11-28T08:00:00.000Z"}]}}}"#
+            let lines = [try fixtureText("vehicle_data_autoapi13_full.json"), "not json", try fixtureText("vehicle_data_autoapi13_minimal.json"),
+                         #"{"vin":"BAD"}"#, push, push, "", "[1]", try fixtureText("vehicle_data_autoapi13_with_property_failures.json")]
+            var summary = Importer.Summary()
+            try await importer.importFile(named: "capture.jsonl", content: Array(lines.joined(separator: "\n").utf8), wholeDocument: false, into: &summary)
+            #expect(summary.responses == 4)
+            #expect(summary.duplicates == 1)
+            #expect(summary.rejected.map(\.description) == [
+                "capture.jsonl:2: not valid JSON (invalid literal at byte 0)",
+                "capture.jsonl:4: invalid VIN \"BAD\": must be 17 characters, got 3",
+                "capture.jsonl:8: not a JSON object",
+            ])
+            #expect(summary.samples == 54 + 3 + 1 + 2)
+            let odometer = try await store.samples(vin: VIN("1HMFT000000000002")!, property: "diagnostics.odometer")
+            #expect(odometer.map(\.value) == [.number(10532), .number(10600)])
+            #expect(try await store.summary().pollsByStatus.isEmpty, "an import makes no request, so no polls rows")
+        }
+    }
+
+    /// Failures are stored as observations, once per reason, and never touch `latest`.
+    @Test func failureObservationsLeaveLatestUntouched() async throws {
+        try await withImporter { importer, store, _ in
+            let vin = VIN("1HMFT000000000003")!
+            func body(_ status: String, at time: String) -> String {
+                #"{"vin":"1HMFT000000000003","charging":{"status":\#(status)},"diagnostics":{"odometer":{"data":{"value":1,"unit":"kilometers"},"timestamp":"\#(time)"}}}"#
+            }
+            let good = #"{"data":"charging","timestamp":"2026-11-28T06:00:00Z"}"#
+            let failed = #"{"failure":{"reason":"rate_limit","description":"slow down"}}"#
+            let other = #"{"failure":{"reason":"oem_error","description":"oops"}}"#
+            var summary = Importer.Summary()
+            let text = [body(good, at: "2026-11-28T06:00:00Z"), body(failed, at: "2026-11-28T06:01:00Z"), body(failed, at: "2026-11-28T06:02:00Z"), body(other, at: "2026-11-28T06:03:00Z")].joined(separator: "\n")
+            try await importer.importFile(named: "f", content: Array(text.utf8), wholeDocument: false, into: &summary)
+            let latest = try await store.latestValues(vin: vin)
+            #expect(latest[SeriesKey(vin: vin, property: "charging.status", instance: "")]?.value == .text("charging"))
+            let failures = try await store.failures(vin: vin, property: "charging.status")
+            #expect(failures.map(\.reason) == ["rate_limit", "oem_error"], "a row only when the reason changes")
+        }
+    }
+
+    /// The same payload a hundred times: one row per property.
+    @Test func identicalPayloadsAddNoRows() async throws {
+        try await withImporter { importer, store, _ in
+            let line = try fixtureText("vehicle_data_autoapi13_full.json")
+            var summary = Importer.Summary()
+            try await importer.importFile(named: "f", content: Array(Array(repeating: line, count: 100).joined(separator: "\n").utf8), wholeDocument: false, into: &summary)
+            #expect(summary.responses == 100)
+            #expect(summary.samples == 54)
+            #expect(try await store.summary().samples == 54)
+            #expect(summary.events == 0)
+        }
+    }
+
+    /// A partial response keeps the values it does not mention; a unit switch is no change.
+    @Test func partialResponsesAndUnitSwitches() async throws {
+        try await withImporter { importer, store, sink in
+            let first = #"{"vin":"1HMFT000000000001","diagnostics":{"odometer":{"data":{"value":100,"unit":"miles"},"timestamp":"2026-11-28T06:00:00Z"}},"charging":{"battery_level":{"data":0.5,"timestamp":"2026-11-28T06:00:00Z"}}}"#
+            let partial = #"{"vin":"1HMFT000000000001","diagnostics":{"odometer":{"data":{"value":160.9344,"unit":"kilometers"},"timestamp":"2026-11-28T06:05:00Z"}}}"#
+            var summary = Importer.Summary()
+            try await importer.importFile(named: "f", content: Array([first, partial].joined(separator: "\n").utf8), wholeDocument: false, into: &summary)
+            let latest = try await store.latestValues(vin: fullVIN)
+            #expect(latest[SeriesKey(vin: fullVIN, property: "charging.battery_level", instance: "")]?.value == .number(50), "kept")
+            let odometer = try await store.samples(vin: fullVIN, property: "diagnostics.odometer")
+            #expect(odometer.map(\.value) == [.number(160.9344), .number(160.9344)], "the same distance in another unit")
+            #expect(await sink.events.isEmpty)
+        }
+    }
+
+    @Test func wholeJSONFileWithAnArrayOfDocuments() async throws {
+        try await withImporter { importer, store, _ in
+            let text = "[" + [try fixtureText("vehicle_data_autoapi13_minimal.json"), try fixtureText("vehicle_data_seed_simplified_schema.json")].joined(separator: ",") + "]"
+            var summary = Importer.Summary()
+            try await importer.importFile(named: "capture.json", content: Array(text.utf8), wholeDocument: true, into: &summary)
+            #expect(summary.responses == 2 && summary.rejected.isEmpty)
+            #expect(try await store.summary().vehiclesWithSamples == 2)
+        }
+    }
+}
