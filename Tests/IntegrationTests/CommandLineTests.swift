@@ -126,6 +126,29 @@ struct CLI {
     }
 }
 
+@Suite struct ImportCommandTests {
+    @Test func importAsAUserRunsIt() throws {
+        let directory = NSTemporaryDirectory() + "ft-import-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let file = directory + "/capture.jsonl"
+        try [try fixtureText("vehicle_data_autoapi13_full.json"), "{broken", try fixtureText("vehicle_data_autoapi13_minimal.json")]
+            .joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = CLI.binary
+        process.arguments = ["import", file, "--database", directory + "/t.sqlite"]
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(stderr.hasPrefix("imported 2 documents (0 duplicate push messages skipped), 57 samples, 0 events, 1 rejected"), "\(stderr)")
+        #expect(stderr.contains("rejected \(file):2: not valid JSON"))
+    }
+}
+
 extension CLI {
     func runDemo(database: String) throws -> Result {
         let process = Process()
