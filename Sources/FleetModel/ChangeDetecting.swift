@@ -12,4 +12,17 @@ public protocol ChangeDetecting: Sendable {
     ///   - detectedAt: When the poll's response arrived, UTC.
     /// - Returns: Events without ids; the store assigns them.
     func events(previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp) -> [Event]
+
+    /// Like ``events(previous:observed:detectedAt:)`` for rules that keep state between polls
+    /// (a hysteresis that is armed or not, the position a vehicle was last seen moving from).
+    ///
+    /// - Parameter state: The VIN's rule state (`rule_state` table) by key; changes are stored
+    ///   in the same transaction as the events.
+    func events(previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp, state: inout [String: String]) -> [Event]
+}
+
+extension ChangeDetecting {
+    public func events(previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp, state: inout [String: String]) -> [Event] {
+        events(previous: previous, observed: observed, detectedAt: detectedAt)
+    }
 }

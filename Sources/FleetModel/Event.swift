@@ -9,6 +9,40 @@ public enum EventType: String, Sendable, Hashable, CaseIterable, Codable {
     case chargingStarted = "charging_started"
     /// `charging.status` became `charging_complete`.
     case chargingCompleted = "charging_completed"
+    /// `doors.locks_state` (the whole vehicle) went from `unlocked` to `locked`.
+    case vehicleLocked = "vehicle_locked"
+    /// `doors.locks_state` went from `locked` to `unlocked`.
+    case vehicleUnlocked = "vehicle_unlocked"
+    /// `doors.positions.position` of a door went from `closed` to `open` (instance = location).
+    case doorOpened = "door_opened"
+    /// `doors.positions.position` of a door went from `open` to `closed` (instance = location).
+    case doorClosed = "door_closed"
+    /// `trunk.position` went from `closed` to `open`.
+    case trunkOpened = "trunk_opened"
+    /// `trunk.position` went from `open` to `closed`.
+    case trunkClosed = "trunk_closed"
+    /// `charging.status` left a charging state for another one that is neither complete nor an error.
+    case chargingInterrupted = "charging_interrupted"
+    /// `charging.status` became `charging_error`.
+    case chargingError = "charging_error"
+    /// `charging.plugged_in` went from `disconnected` to plugged in.
+    case pluggedIn = "plugged_in"
+    /// `charging.plugged_in` became `disconnected`.
+    case unplugged
+    /// `ignition.state` went to `on` or `start` from `off`, `lock` or `accessory`.
+    case ignitionOn = "ignition_on"
+    /// `ignition.state` went from `on`/`start` to `off`, `lock` or `accessory`.
+    case ignitionOff = "ignition_off"
+    /// `charging.battery_level` fell below the threshold (re-armed above a higher level).
+    case batteryLow = "battery_low"
+    /// `diagnostics.fuel_level` fell below the threshold (re-armed above a higher level).
+    case fuelLow = "fuel_low"
+    /// The vehicle moved farther than the distance threshold from where it last moved.
+    case vehicleMoved = "vehicle_moved"
+    /// The vehicle entered a configured geofence (instance = its name).
+    case geofenceEntered = "geofence_entered"
+    /// The vehicle left a configured geofence (instance = its name).
+    case geofenceExited = "geofence_exited"
     /// The vehicle's fleet clearance status changed (`pending` → `approved`, …); previous and new
     /// values are the statuses. Detected by the daemon's fleet sync.
     case clearanceChanged = "clearance_changed"

@@ -107,6 +107,13 @@ enum Schema {
             received_at INTEGER NOT NULL,
             UNIQUE (vin, property, instance, observed_at, reason)
         );
+        CREATE TABLE rule_state (
+            vin TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (vin, key)
+        ) WITHOUT ROWID;
         CREATE TABLE imported_messages (
             message_id TEXT PRIMARY KEY NOT NULL,
             vin TEXT NOT NULL,

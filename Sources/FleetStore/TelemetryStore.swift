@@ -55,7 +55,10 @@ public actor TelemetryStore {
             var stored: [Event] = []
             if !samples.isEmpty {
                 let previous = try latestValues(vin: poll.vin)
-                let events = detector.events(previous: previous, observed: samples, detectedAt: poll.receivedAt)
+                var state = try ruleState(vin: poll.vin)
+                let before = state
+                let events = detector.events(previous: previous, observed: samples, detectedAt: poll.receivedAt, state: &state)
+                if state != before { try saveRuleState(state, replacing: before, vin: poll.vin, at: poll.receivedAt) }
                 written = try write(samples, previous: previous, receivedAt: poll.receivedAt)
                 stored = try insert(events, connection: connection)
             }
@@ -112,6 +115,29 @@ public actor TelemetryStore {
             try upsertLatest.run(row)
         }
         return written
+    }
+
+    /// The rule state of `vin` (see ``ChangeDetecting``), by key.
+    public func ruleState(vin: VIN) throws -> [String: String] {
+        let statement = try connection.cachedStatement("SELECT key, value FROM rule_state WHERE vin = ?1")
+        try statement.bind([.text(vin.rawValue)])
+        var state: [String: String] = [:]
+        while try statement.step() { state[statement.text(at: 0) ?? ""] = statement.text(at: 1) ?? "" }
+        return state
+    }
+
+    private func saveRuleState(_ state: [String: String], replacing old: [String: String], vin: VIN, at now: Timestamp) throws {
+        let upsert = try connection.cachedStatement("""
+            INSERT INTO rule_state (vin, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+            ON CONFLICT (vin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
+            """)
+        let delete = try connection.cachedStatement("DELETE FROM rule_state WHERE vin = ?1 AND key = ?2")
+        for (key, value) in state where old[key] != value {
+            try upsert.run([.text(vin.rawValue), .text(key), .text(value), .integer(now.millisecondsSince1970)])
+        }
+        for key in old.keys where state[key] == nil {
+            try delete.run([.text(vin.rawValue), .text(key)])
+        }
     }
 
     /// True when push message `messageID` was imported before.
