@@ -90,7 +90,7 @@ let package = Package(
         .executableTarget(
             name: "fleet-telemetry",
             dependencies: [
-                "FleetDaemon", "FleetEmulator", "FleetStore", "FleetModel",
+                "FleetDaemon", "FleetEmulator", "FleetStore", "FleetModel", "FleetEvents", "FleetNormalizer", "FleetClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -121,7 +121,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FleetDaemonTests",
-            dependencies: ["FleetDaemon", "FleetModel", "FleetClient"],
+            dependencies: ["FleetDaemon", "FleetModel", "FleetClient", "FleetEvents"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,4 +1,5 @@
 import FleetClient
+import FleetEvents
 import FleetModel
 import Foundation
 import Yams
@@ -19,7 +20,7 @@ public enum ConfigLoader {
     /// Parses config text; `file` is only used in errors.
     public static func parse(_ text: String, file: String) throws(ConfigError) -> DaemonConfiguration {
         let root = try ConfigNode.parse(text, file: file)
-        let top = try root.mapping(allowed: ["api", "database", "polling", "fleet", "vehicles", "log_level"])
+        let top = try root.mapping(allowed: ["api", "database", "polling", "fleet", "events", "vehicles", "log_level"])
 
         guard let apiNode = top["api"] else { throw root.error("missing key `api`") }
         let api = try apiNode.mapping(allowed: ["base_url", "client_id", "client_secret", "connect_timeout", "request_timeout", "max_response_bytes", "paths", "proxy", "insecure_skip_tls_verify"])
@@ -107,6 +108,9 @@ public enum ConfigLoader {
             if let n = fleet["sync"] { configuration.fleet.sync = try n.boolean() }
             if let n = fleet["sync_interval"] { configuration.fleet.syncInterval = try n.duration(min: .seconds(10)) }
         }
+        if let eventsNode = top["events"] {
+            configuration.events = try readEvents(eventsNode)
+        }
         if let vehiclesNode = top["vehicles"] {
             var seen = Set<VIN>()
             for item in try vehiclesNode.sequence() {
@@ -139,6 +143,45 @@ public enum ConfigLoader {
 }
 
 extension ConfigLoader {
+    /// The `events` section.
+    static func readEvents(_ node: ConfigNode) throws(ConfigError) -> EventRulesConfiguration {
+        var events = EventRulesConfiguration()
+        let fields = try node.mapping(allowed: ["disabled", "battery_low", "fuel_low", "vehicle_moved_km", "geofences"])
+        if let n = fields["disabled"] {
+            for item in try n.sequence() {
+                let name = try item.string()
+                guard let type = EventType(rawValue: name) else {
+                    throw item.error("unknown event type \"\(name)\"; known: \(EventType.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                events.disabled.insert(type)
+            }
+        }
+        func threshold(_ node: ConfigNode) throws(ConfigError) -> EventRulesConfiguration.Threshold {
+            let fields = try node.mapping(allowed: ["below", "rearm_above"])
+            guard let below = fields["below"], let rearm = fields["rearm_above"] else { throw node.error("give `below` and `rearm_above` (percent)") }
+            let low = try below.number(in: 0...100)
+            let high = try rearm.number(in: 0...100)
+            guard high >= low else { throw rearm.error("must be at least `below` (\(low))") }
+            return .init(below: low, rearmAbove: high)
+        }
+        if let n = fields["battery_low"] { events.batteryLow = try threshold(n) }
+        if let n = fields["fuel_low"] { events.fuelLow = try threshold(n) }
+        if let n = fields["vehicle_moved_km"] { events.movedDistanceKm = try n.number(in: 0.01...100_000) }
+        if let n = fields["geofences"] {
+            var names = Set<String>()
+            for item in try n.sequence() {
+                let fence = try item.mapping(allowed: ["name", "latitude", "longitude", "radius_m"])
+                guard let name = fence["name"], let lat = fence["latitude"], let lon = fence["longitude"], let radius = fence["radius_m"] else {
+                    throw item.error("a geofence needs name, latitude, longitude and radius_m")
+                }
+                let text = try name.string()
+                guard !text.isEmpty, names.insert(text).inserted else { throw name.error("geofence names must be non-empty and unique") }
+                events.geofences.append(.init(name: text, latitude: try lat.number(in: -90...90), longitude: try lon.number(in: -180...180), radiusMeters: try radius.number(in: 1...10_000_000)))
+            }
+        }
+        return events
+    }
+
     /// A YAML syntax error as one line with the line number and the parser's own reason.
     static func describe(_ error: YamlError, file: String) -> ConfigError {
         switch error {
@@ -229,6 +272,13 @@ public struct ConfigNode {
         case "false", "no", "off": return false
         default: throw error("expected true or false, got \"\(text)\"")
         }
+    }
+
+    public func number(in range: ClosedRange<Double>) throws(ConfigError) -> Double {
+        let text = try string()
+        guard let value = Double(text), value.isFinite else { throw error("expected a number, got \"\(text)\"") }
+        guard range.contains(value) else { throw error("must be between \(range.lowerBound) and \(range.upperBound), got \(text)") }
+        return value
     }
 
     public func integer(in range: ClosedRange<Int>) throws(ConfigError) -> Int {

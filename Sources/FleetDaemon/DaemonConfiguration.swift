@@ -1,4 +1,5 @@
 import FleetClient
+import FleetEvents
 import FleetModel
 
 /// Everything the daemon is configured with: the parsed `config.yaml`.
@@ -85,6 +86,8 @@ public struct DaemonConfiguration: Sendable {
     public var polling = Polling()
     /// `fleet`: the clearance sync.
     public var fleet = Fleet(sync: true)
+    /// `events`: which rules fire, and their thresholds.
+    public var events = EventRulesConfiguration()
     /// `vehicles`: VINs always polled, whatever the fleet sync says (e.g. for an API without clearance).
     public var vehicles: [VIN] = []
     /// `log_level`: `trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical` (default `info`).

@@ -24,13 +24,13 @@ public struct PollPipeline: Sendable {
     /// Counters (swift-metrics): `fleet_telemetry_polls_total{status}` (HTTP status, or
     /// `none`), `fleet_telemetry_samples_written_total`, `fleet_telemetry_events_total{type}`,
     /// `fleet_telemetry_property_failures_total{reason}`; timer `fleet_telemetry_poll_latency`.
-    public init(client: HighMobilityClient, store: TelemetryStore, sink: any EventSink, clock: any WallClock, logger: Logger, metrics: (any MetricsFactory)? = nil) {
+    public init(client: HighMobilityClient, store: TelemetryStore, sink: any EventSink, clock: any WallClock, logger: Logger, metrics: (any MetricsFactory)? = nil, rules: EventRules = EventRules()) {
         self.metrics = metrics ?? MetricsSystem.factory
         self.client = client
         self.store = store
         self.sink = sink
         self.normalizer = Normalizer()
-        self.rules = EventRules()
+        self.rules = rules
         self.clock = clock
         self.logger = logger
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FleetClient
 import FleetDaemon
+import FleetEvents
 import FleetEmulator
 import FleetModel
 import FleetStore
@@ -125,7 +126,10 @@ struct DemoDaemon: Service {
         let client = HighMobilityClient(
             configuration: .init(baseURL: "http://127.0.0.1:\(port)", clientID: emulator.configuration.clientID, clientSecret: Secret(emulator.configuration.clientSecret)),
             clock: clock, logger: logger)
-        let pipeline = PollPipeline(client: client, store: store, sink: StdoutEventSink(), clock: clock, logger: logger)
+        // A geofence around the simulated vehicles' home area, so trips show geofence events.
+        var rules = EventRulesConfiguration()
+        rules.geofences = [.init(name: "home", latitude: 52.52, longitude: 13.40, radiusMeters: 8000)]
+        let pipeline = PollPipeline(client: client, store: store, sink: StdoutEventSink(), clock: clock, logger: logger, rules: EventRules(configuration: rules))
         // The VINs come from the emulator's fleet clearance list, as they would from the platform.
         let service = PollingService(
             vins: [],

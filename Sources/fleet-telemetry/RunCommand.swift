@@ -1,6 +1,7 @@
 import ArgumentParser
 import FleetClient
 import FleetDaemon
+import FleetEvents
 import FleetModel
 import FleetStore
 import Foundation
@@ -45,7 +46,7 @@ struct RunCommand: AsyncParsableCommand {
         }
         let clock = SystemWallClock()
         let client = HighMobilityClient(configuration: clientConfiguration, clock: clock, logger: logger)
-        let pipeline = PollPipeline(client: client, store: store, sink: StdoutEventSink(), clock: clock, logger: logger)
+        let pipeline = PollPipeline(client: client, store: store, sink: StdoutEventSink(), clock: clock, logger: logger, rules: EventRules(configuration: configuration.events))
         let polling = PollingService(
             vins: configuration.vehicles,
             policy: configuration.polling.policy,

@@ -1,5 +1,6 @@
 import FleetClient
 @testable import FleetDaemon
+import FleetEvents
 import FleetModel
 import Foundation
 import Testing
@@ -55,8 +56,11 @@ vehicles: [1HMFT000000000001]
         (minimal.replacingOccurrences(of: "env: HM_SECRET", with: "credential: ../etc/shadow"), "c.yaml:5: api.client_secret.credential: a credential name is a file name in $CREDENTIALS_DIRECTORY, without '/'"),
         (minimal + "\n\tpolling: 1\n", "c.yaml:7: not valid YAML: while scanning for the next token: found character that cannot start any token"),
         (minimal + "\nvehicles: [1HMFT000000000002]\n", "c.yaml:6: key given twice: vehicles"),
+        (minimal + "\nevents:\n  disabled: [door_exploded]\n", "c.yaml:8: events.disabled[0]: unknown event type \"door_exploded\""),
+        (minimal + "\nevents:\n  battery_low: {below: 30, rearm_above: 20}\n", "c.yaml:8: events.battery_low.rearm_above: must be at least `below` (30.0)"),
+        (minimal + "\nevents:\n  geofences:\n    - {name: depot, latitude: 95, longitude: 13, radius_m: 100}\n", "c.yaml:9: events.geofences[0].latitude: must be between -90.0 and 90.0, got 95"),
         (minimal + "\nlog_level: loud\n", "c.yaml:7: log_level: expected one of trace, debug, info, notice, warning, error, critical; got \"loud\""),
-        (minimal + "\ndatabse:\n  path: x\n", "c.yaml:7: databse: unknown key (did you mean `database`?); allowed here: api, database, fleet, log_level, polling, vehicles"),
+        (minimal + "\ndatabse:\n  path: x\n", "c.yaml:7: databse: unknown key (did you mean `database`?); allowed here: api, database, events, fleet, log_level, polling, vehicles"),
         (minimal.replacingOccurrences(of: "[1HMFT000000000001]", with: "[1HMFT00000000000I]"), "c.yaml:6: vehicles[0]: invalid VIN \"1HMFT00000000000I\": character 17 ('I') is not in the ISO 3779 alphabet (0-9, A-Z without I, O, Q)"),
         (minimal.replacingOccurrences(of: "[1HMFT000000000001]", with: "[1HMFT000000000001, 1hmft000000000001]"), "c.yaml:6: vehicles[1]: VIN 1HMFT000000000001 is listed twice"),
         (minimal.replacingOccurrences(of: "    env: HM_SECRET", with: "    env: A\n    file: /x"), "c.yaml:5: api.client_secret: give exactly one of `file`, `env` or `credential`"),
@@ -119,6 +123,22 @@ vehicles: [1HMFT000000000001]
         #expect(ClientConfiguration.Proxy.fromEnvironment(["HTTP_PROXY": "http://p.example:8080"], baseURL: base) == nil, "HTTP_PROXY is not for https")
         #expect(ClientConfiguration.isLoopback("http://127.0.0.1:8080") && ClientConfiguration.isLoopback("https://localhost") && ClientConfiguration.isLoopback("http://[::1]:80"))
         #expect(!ClientConfiguration.isLoopback("https://127.evil.example"))
+    }
+
+    @Test func eventsSection() throws {
+        let configuration = try ConfigLoader.parse(minimal + """
+
+        events:
+          disabled: [door_opened, door_closed]
+          battery_low: {below: 15, rearm_above: 30}
+          vehicle_moved_km: 2.5
+          geofences:
+            - {name: depot, latitude: 52.5, longitude: 13.4, radius_m: 300}
+        """, file: "c.yaml")
+        #expect(configuration.events.disabled == [.doorOpened, .doorClosed])
+        #expect(configuration.events.batteryLow == .init(below: 15, rearmAbove: 30))
+        #expect(configuration.events.movedDistanceKm == 2.5)
+        #expect(configuration.events.geofences == [.init(name: "depot", latitude: 52.5, longitude: 13.4, radiusMeters: 300)])
     }
 
     @Test func missingFileIsAClearError() {

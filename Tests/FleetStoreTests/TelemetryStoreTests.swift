@@ -225,4 +225,22 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
         #expect(try connection.scalarInt("PRAGMA user_version") == Schema.currentVersion)
         #expect(try connection.scalarText("PRAGMA integrity_check") == "ok")
     }
+
+    /// Rule state (a fired battery_low) survives a restart: no duplicate after reopening.
+    @Test func ruleStateSurvivesARestart() async throws {
+        let db = TemporaryDatabase()
+        func battery(_ level: Double, minute: Int64) -> [Sample] {
+            [Sample(vin: vin, property: "charging.battery_level", value: .number(level), unit: "percent", observedAt: t0.adding(milliseconds: minute * 60_000))]
+        }
+        do {
+            let store = try TelemetryStore(path: db.path)
+            try await store.record(poll(at: t0), samples: battery(30, minute: 1), detector: EventRules())
+            let low = try await store.record(poll(at: t0), samples: battery(15, minute: 2), detector: EventRules())
+            #expect(low.events.map(\.type) == [.batteryLow])
+        }
+        let reopened = try TelemetryStore(path: db.path)
+        let again = try await reopened.record(poll(at: t0), samples: battery(14, minute: 3), detector: EventRules())
+        #expect(again.events.isEmpty, "still fired: no second battery_low")
+        #expect(try await reopened.ruleState(vin: vin) == ["battery_low|": "fired"])
+    }
 }
