@@ -146,7 +146,9 @@ extension ConfigLoader {
     /// The `events` section.
     static func readEvents(_ node: ConfigNode) throws(ConfigError) -> EventRulesConfiguration {
         var events = EventRulesConfiguration()
-        let fields = try node.mapping(allowed: ["disabled", "battery_low", "fuel_low", "vehicle_moved_km", "geofences"])
+        let fields = try node.mapping(allowed: ["disabled", "battery_low", "fuel_low", "vehicle_moved_km", "geofences", "vehicle_silent_after", "charging_session_timeout"])
+        if let n = fields["vehicle_silent_after"] { events.silentAfter = try n.duration(min: .seconds(60)) }
+        if let n = fields["charging_session_timeout"] { events.chargingSessionTimeout = try n.duration(min: .seconds(60)) }
         if let n = fields["disabled"] {
             for item in try n.sequence() {
                 let name = try item.string()

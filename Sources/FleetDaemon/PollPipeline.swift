@@ -35,6 +35,20 @@ public struct PollPipeline: Sendable {
         self.logger = logger
     }
 
+    /// Periodic rules that no poll triggers: `vehicle_silent`, and closing charging sessions whose
+    /// end was never observed.
+    public func maintenance(now: Timestamp) async {
+        do {
+            if let after = rules.configuration.silentAfter, !rules.configuration.disabled.contains(.vehicleSilent) {
+                let events = try await store.detectSilentVehicles(now: now, after: after)
+                await sink.deliver(events)
+            }
+            try await store.closeStaleChargingSessions(now: now, timeout: rules.configuration.chargingSessionTimeout)
+        } catch {
+            logger.error("periodic event checks failed: \(error)")
+        }
+    }
+
     /// How an API error affects the schedule.
     static func outcome(of error: APIError) -> PollSchedule.Outcome {
         if error.isCredentialsRejected { return .credentialsRejected }
@@ -147,12 +161,17 @@ public struct PollPipeline: Sendable {
             for event in written.events {
                 Counter(label: "fleet_telemetry_events_total", dimensions: [("type", event.type.rawValue)], factory: metrics).increment()
             }
+            var events = written.events
+            let privacy = outcome == .slow(.privacy) || failures.contains { $0.reason == "privacy_mode_active" }
+            if privacy || !samples.isEmpty, !rules.configuration.disabled.contains(privacy ? .privacyModeEntered : .privacyModeLeft) {
+                events += try await store.setPrivacyMode(privacy, vin: vin, at: record.receivedAt)
+            }
             if outcome == .stop {
                 try await store.setStatus("consent_removed", reason: record.error, vin: vin, at: record.receivedAt)
                 logger.warning("\(vin) is no longer polled: consent removed by the OEM")
             }
-            await sink.deliver(written.events)
-            return Result(vin: vin, outcome: outcome, httpStatus: record.httpStatus, samplesWritten: written.samplesWritten, events: written.events, error: record.error)
+            await sink.deliver(events)
+            return Result(vin: vin, outcome: outcome, httpStatus: record.httpStatus, samplesWritten: written.samplesWritten, events: events, error: record.error)
         } catch {
             logger.error("could not store the poll of \(vin): \(error)")
             return Result(vin: vin, outcome: .failed, httpStatus: record.httpStatus, samplesWritten: 0, events: [], error: "\(error)")

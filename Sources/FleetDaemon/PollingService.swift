@@ -22,6 +22,7 @@ public actor PollingService: Service {
     private var saved: [VIN: PollSchedule.Entry] = [:]
     private var restored = false
     private var lastManualPollID: Int64 = 0
+    private var maintenanceAt: Timestamp?
     /// Polls per VIN today at restore time, for VINs that join the schedule later.
     private var pollsToday: [VIN: Int] = [:]
     private var restoredAt: Timestamp?
@@ -54,6 +55,7 @@ public actor PollingService: Service {
     public func tick(now: Timestamp) async -> [PollPipeline.Result] {
         if !restored { await restore(now: now) }
         await countManualPolls(now: now)
+        await maintain(now: now)
         let due = schedule.takeDue(at: now)
         guard !due.isEmpty else { return [] }
         let pipeline = self.pipeline
@@ -94,6 +96,13 @@ public actor PollingService: Service {
         } catch {
             logger.error("could not save the polling schedule: \(error)")
         }
+    }
+
+    /// Runs the pipeline's periodic rules at most once a minute.
+    private func maintain(now: Timestamp) async {
+        if let last = maintenanceAt, now < last.adding(.seconds(60)) { return }
+        maintenanceAt = now
+        await pipeline.maintenance(now: now)
     }
 
     /// Counts polls made by hand (`poll --store`, another process) against the budgets; checked
@@ -212,6 +221,7 @@ public actor PollingService: Service {
                 }
                 if !stopping {
                     await countManualPolls(now: now)
+                    await maintain(now: now)
                     for vin in schedule.takeDue(at: now, limit: maxConcurrentRequests - inFlight) {
                         inFlight += 1
                         group.addTask { .polled(await pipeline.poll(vin)) }

@@ -62,6 +62,12 @@ public struct EventRules: ChangeDetecting {
             }
         }
         positionEvents(previous: previous, observed: observed, state: &state, emit)
+        // A silent vehicle that reports again.
+        if let silentSince = state["silent"].flatMap(Int64.init), let newest = observed.max(by: { $0.observedAt < $1.observedAt }),
+           newest.observedAt.millisecondsSince1970 > silentSince {
+            state["silent"] = nil
+            emit(.vehicleReporting, newest, instance: "", from: "silent", to: "reporting")
+        }
         return events
     }
 
@@ -203,6 +209,12 @@ public struct EventRulesConfiguration: Sendable, Hashable {
     public var movedDistanceKm: Double? = 1
     /// `events.geofences`.
     public var geofences: [Geofence] = []
+    /// `events.vehicle_silent_after`: no new observation for this long is `vehicle_silent`
+    /// (default 6h; `nil` turns it off).
+    public var silentAfter: Duration? = .seconds(6 * 3600)
+    /// `events.charging_session_timeout`: a charging session whose end is never observed is
+    /// closed after this long with `end_reason = timeout` (default 24h).
+    public var chargingSessionTimeout: Duration = .seconds(24 * 3600)
 
     public init() {}
 }

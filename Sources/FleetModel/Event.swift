@@ -43,6 +43,15 @@ public enum EventType: String, Sendable, Hashable, CaseIterable, Codable {
     case geofenceEntered = "geofence_entered"
     /// The vehicle left a configured geofence (instance = its name).
     case geofenceExited = "geofence_exited"
+    /// No new observation of the vehicle for the configured time (`events.vehicle_silent_after`).
+    case vehicleSilent = "vehicle_silent"
+    /// A silent vehicle sent a new observation.
+    case vehicleReporting = "vehicle_reporting"
+    /// The API said privacy mode is on (HTTP 403 `Privacy mode is active`, or a property failure
+    /// `privacy_mode_active`).
+    case privacyModeEntered = "privacy_mode_entered"
+    /// Data arrived again after privacy mode.
+    case privacyModeLeft = "privacy_mode_left"
     /// The vehicle's fleet clearance status changed (`pending` → `approved`, …); previous and new
     /// values are the statuses. Detected by the daemon's fleet sync.
     case clearanceChanged = "clearance_changed"

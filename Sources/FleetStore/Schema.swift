@@ -114,6 +114,17 @@ enum Schema {
             updated_at INTEGER NOT NULL,
             PRIMARY KEY (vin, key)
         ) WITHOUT ROWID;
+        CREATE TABLE charging_sessions (
+            id INTEGER PRIMARY KEY,
+            vin TEXT NOT NULL,
+            started_at INTEGER NOT NULL,
+            ended_at INTEGER,
+            start_level REAL,
+            end_level REAL,
+            end_reason TEXT,
+            UNIQUE (vin, started_at)
+        );
+        CREATE INDEX charging_sessions_open ON charging_sessions (vin, ended_at);
         CREATE TABLE imported_messages (
             message_id TEXT PRIMARY KEY NOT NULL,
             vin TEXT NOT NULL,

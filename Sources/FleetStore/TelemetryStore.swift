@@ -61,6 +61,11 @@ public actor TelemetryStore {
                 if state != before { try saveRuleState(state, replacing: before, vin: poll.vin, at: poll.receivedAt) }
                 written = try write(samples, previous: previous, receivedAt: poll.receivedAt)
                 stored = try insert(events, connection: connection)
+                if stored.contains(where: { [.chargingStarted, .chargingCompleted, .chargingInterrupted, .chargingError].contains($0.type) }) {
+                    let level = samples.first { $0.property == "charging.battery_level" }?.value.number
+                        ?? previous[SeriesKey(vin: poll.vin, property: "charging.battery_level", instance: "")]?.value.number
+                    try updateChargingSessions(for: stored, levels: level.map { [poll.vin: $0] } ?? [:], connection: connection)
+                }
             }
             if !failures.isEmpty {
                 try write(failures, vin: poll.vin, receivedAt: poll.receivedAt)

@@ -227,4 +227,15 @@ import Testing
             #expect(health == "rate_limited")
         }
     }
+
+    @Test func privacyModeBecomesEvents() async throws {
+        try await withHarness(emulator: .init(vehicleCount: 1), interval: .seconds(10), policy: .init(interval: .seconds(10), privacyInterval: .seconds(30))) { h in
+            let vin = EmulatorConfiguration.vin(index: 1)
+            for _ in 0..<12 { await h.step(by: .seconds(1)) }
+            h.emulator.inject(.init(status: 403, body: #"{"errors":[{"title":"Forbidden","detail":"Privacy mode is active"}]}"#), vin: vin)
+            for _ in 0..<60 { await h.step(by: .seconds(1)) }
+            let types = await h.sink.events.map(\.type).filter { $0 == .privacyModeEntered || $0 == .privacyModeLeft }
+            #expect(types == [.privacyModeEntered, .privacyModeLeft])
+        }
+    }
 }

@@ -1,0 +1,67 @@
+import FleetEvents
+import FleetModel
+@testable import FleetStore
+import Testing
+
+func at(_ minute: Int64) -> Timestamp { t0.adding(milliseconds: minute * 60_000) }
+
+func charging(_ status: String, battery: Double, minute: Int64) -> [Sample] {
+    [
+        Sample(vin: vin, property: "charging.status", value: .text(status), observedAt: at(minute)),
+        Sample(vin: vin, property: "charging.battery_level", value: .number(battery), unit: "percent", observedAt: at(minute)),
+    ]
+}
+
+@Suite struct LifecycleEventTests {
+    /// A charging session survives a restart in its middle: one session, no duplicate, no miss.
+    @Test func chargingSessionAcrossARestart() async throws {
+        let db = TemporaryDatabase()
+        do {
+            let store = try TelemetryStore(path: db.path)
+            try await store.record(poll(at: at(0)), samples: charging("not_charging", battery: 40, minute: 0), detector: EventRules())
+            let started = try await store.record(poll(at: at(1)), samples: charging("charging", battery: 41, minute: 1), detector: EventRules())
+            #expect(started.events.map(\.type) == [.chargingStarted])
+        }
+        let store = try TelemetryStore(path: db.path)
+        let again = try await store.record(poll(at: at(1)), samples: charging("charging", battery: 41, minute: 1), detector: EventRules())
+        #expect(again.events.isEmpty, "the same observation after a restart is no new event")
+        let done = try await store.record(poll(at: at(90)), samples: charging("charging_complete", battery: 80, minute: 90), detector: EventRules())
+        #expect(done.events.map(\.type) == [.chargingCompleted])
+        let sessions = try await store.chargingSessions()
+        #expect(sessions == [ChargingSession(vin: vin, startedAt: at(1), endedAt: at(90), startLevel: 41, endLevel: 80, endReason: "completed")])
+    }
+
+    @Test func unobservedEndClosesTheSessionAtTheTimeout() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        try await store.record(poll(at: at(0)), samples: charging("not_charging", battery: 40, minute: 0), detector: EventRules())
+        try await store.record(poll(at: at(1)), samples: charging("charging", battery: 41, minute: 1), detector: EventRules())
+        #expect(try await store.closeStaleChargingSessions(now: at(60), timeout: .seconds(3600)) == 0)
+        #expect(try await store.closeStaleChargingSessions(now: at(61), timeout: .seconds(3600)) == 1)
+        let session = try #require(try await store.chargingSessions().first)
+        #expect(session.endReason == "timeout" && session.endedAt == at(61))
+    }
+
+    @Test func silentThenReporting() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        try await store.record(poll(at: at(0)), samples: charging("not_charging", battery: 40, minute: 0), detector: EventRules())
+        #expect(try await store.detectSilentVehicles(now: at(359), after: .seconds(6 * 3600)).isEmpty)
+        let silent = try await store.detectSilentVehicles(now: at(400), after: .seconds(6 * 3600))
+        #expect(silent.map(\.type) == [.vehicleSilent])
+        #expect(silent.first?.occurredAt == at(360), "when the silence began to count")
+        #expect(try await store.detectSilentVehicles(now: at(500), after: .seconds(6 * 3600)).isEmpty, "once")
+        let back = try await store.record(poll(at: at(510)), samples: charging("not_charging", battery: 40, minute: 510), detector: EventRules())
+        #expect(back.events.map(\.type) == [.vehicleReporting])
+        #expect(try await store.ruleState(vin: vin)["silent"] == nil)
+    }
+
+    @Test func privacyModeEnteredAndLeftOnce() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        #expect(try await store.setPrivacyMode(false, vin: vin, at: at(0)).isEmpty, "not in privacy mode: nothing to leave")
+        #expect(try await store.setPrivacyMode(true, vin: vin, at: at(1)).map(\.type) == [.privacyModeEntered])
+        #expect(try await store.setPrivacyMode(true, vin: vin, at: at(2)).isEmpty)
+        #expect(try await store.setPrivacyMode(false, vin: vin, at: at(3)).map(\.type) == [.privacyModeLeft])
+    }
+}
