@@ -87,6 +87,7 @@ public final class Emulator: Sendable {
         var clearances: [VIN: Clearance] = [:]
         var windowStart: Timestamp?
         var windowCount = 0
+        var scripts: [VIN: [[String: [String: JSONValue]]]] = [:]
     }
 
     /// Creates the fleet of ``EmulatorConfiguration/vehicleCount`` vehicles, parked at the
@@ -98,10 +99,10 @@ public final class Emulator: Sendable {
         self.wallStart = start
         var vehicles: [VIN: VehicleSimulation] = [:]
         for (offset, vin) in configuration.vins.enumerated() {
-            // The first vehicle starts low enough to charge after its first trip, so every run
-            // shows a charge.
             let seed = configuration.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(offset + 1)
-            vehicles[vin] = VehicleSimulation(vin: vin, seed: seed, start: start, initialBatteryPercent: offset == 0 ? 52 : nil)
+            // The first vehicle starts low enough to charge after its first trip and the second
+            // to run low (battery_low) on its first trip, so every run shows both.
+            vehicles[vin] = VehicleSimulation(vin: vin, seed: seed, start: start, initialBatteryPercent: offset == 0 ? 52 : offset == 1 ? 24 : nil)
         }
         var initial = State(vehicles: vehicles)
         for vin in vehicles.keys {
@@ -140,6 +141,16 @@ public final class Emulator: Sendable {
             state.windowCount = 1
             return nil
         }
+    }
+
+    /// Drives `vin` through an exact sequence of states: each vehicle-data request for it takes the
+    /// next step and serves the simulated data with the step's properties replaced.
+    ///
+    /// - Parameter steps: Per step, `capability → property → data` (the Auto API `data` value;
+    ///   an array for `multiple` properties' entries). Each replaced property is stamped with the
+    ///   simulated time of the request.
+    public func script(_ vin: VIN, steps: [[String: [String: JSONValue]]]) {
+        state.withLock { $0.scripts[vin, default: []].append(contentsOf: steps) }
     }
 
     /// Every vehicle-data request answered so far, oldest first.
@@ -244,7 +255,28 @@ public final class Emulator: Sendable {
         guard let snapshot = state.withLock({ $0.vehicles[vin]?.snapshot(at: simulated) }) else {
             return Self.apiError(403, "Forbidden", "No active consent for this vehicle", requestID: requestID)
         }
-        let body = VehicleDataRenderer.render(snapshot, shape: configuration.shape, requestID: requestID)
+        var body = VehicleDataRenderer.render(snapshot, shape: configuration.shape, requestID: requestID)
+        let step = state.withLock { state -> [String: [String: JSONValue]]? in
+            guard var steps = state.scripts[vin], !steps.isEmpty else { return nil }
+            let step = steps.removeFirst()
+            state.scripts[vin] = steps
+            return step
+        }
+        if let step, case .object(var root) = body {
+            let stamp = JSONValue.string(simulated.iso8601)
+            for (capability, properties) in step {
+                var fields = root[capability]?.objectValue ?? [:]
+                for (property, data) in properties {
+                    if case .array(let entries) = data {
+                        fields[property] = .array(entries.map { .object(["data": $0, "timestamp": stamp]) })
+                    } else {
+                        fields[property] = .object(["data": data, "timestamp": stamp])
+                    }
+                }
+                root[capability] = .object(fields)
+            }
+            body = .object(root)
+        }
         return Reply(status: 200, headers: [("Content-Type", "application/json")], body: Self.encode(body))
     }
 

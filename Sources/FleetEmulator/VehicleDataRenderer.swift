@@ -31,7 +31,9 @@ public enum VehicleDataRenderer {
     static func autoAPI(_ s: VehicleSimulation.Snapshot, requestID: String) -> JSONValue {
         let motion = s.motionChangedAt
         let locks = doors.map { property(.object(["location": .string($0), "lock_state": .string(s.lockState)]), s.lockChangedAt) }
-        let positions = doors.map { property(.object(["location": .string($0), "position": .string("closed")]), s.lockChangedAt) }
+        let positions = doors.map { door in
+            property(.object(["location": .string(door), "position": .string(door == "front_left" ? s.driverDoor : "closed")]), door == "front_left" ? s.doorsChangedAt : s.lockChangedAt)
+        }
         return .object([
             "request_id": .string(requestID),
             "vin": .string(s.vin.rawValue),
@@ -59,6 +61,10 @@ public enum VehicleDataRenderer {
             ]),
             "ignition": .object([
                 "state": property(.string(s.ignition), motion),
+            ]),
+            "trunk": .object([
+                "position": property(.string(s.trunk), s.doorsChangedAt),
+                "lock": property(.string(s.lockState), s.lockChangedAt),
             ]),
         ])
     }

@@ -44,6 +44,12 @@ public struct VehicleSimulation: Sendable {
         public var chargingPowerKW: Double
         /// Auto API `ignition.state`: `on` or `off`.
         public var ignition: String
+        /// The driver's door (`front_left`): `open` for the first 10 minutes after arriving.
+        public var driverDoor: String = "closed"
+        /// `trunk.position`: `open` for the first 15 minutes of some arrivals (unloading).
+        public var trunk: String = "closed"
+        /// When the driver's door or the trunk last opened or closed.
+        public var doorsChangedAt: Timestamp = Timestamp(millisecondsSince1970: 0)
         /// When the doors last locked or unlocked.
         public var lockChangedAt: Timestamp
         /// When `charging.status` or `plugged_in` last changed.
@@ -80,6 +86,9 @@ public struct VehicleSimulation: Sendable {
     private var lockChangedAt: Timestamp
     private var chargingChangedAt: Timestamp
     private var outbound = true
+    private var doorsChangedAt: Timestamp
+    private var unloading = false
+    private var interruptCharge = false
 
     /// - Parameters:
     ///   - vin: The vehicle's VIN.
@@ -100,6 +109,7 @@ public struct VehicleSimulation: Sendable {
         configuredAt = start
         lockChangedAt = start
         chargingChangedAt = start
+        doorsChangedAt = start
     }
 
     /// The vehicle's readings at simulated time `time`, advancing its state machine as needed.
@@ -118,6 +128,14 @@ public struct VehicleSimulation: Sendable {
             chargingPowerKW: phase == .charging ? Self.chargingPowerKW : 0,
             ignition: phase == .driving ? "on" : "off", lockChangedAt: lockChangedAt,
             chargingChangedAt: chargingChangedAt, motionChangedAt: phaseStart, configuredAt: configuredAt)
+        snapshot.doorsChangedAt = doorsChangedAt
+        if phase == .arriving {
+            let minutes = Double(at.millisecondsSince1970 - phaseStart.millisecondsSince1970) / 60_000
+            snapshot.driverDoor = minutes < 10 ? "open" : "closed"
+            snapshot.trunk = unloading && minutes < 15 ? "open" : "closed"
+            snapshot.doorsChangedAt = minutes < 10 ? phaseStart : phaseStart.adding(milliseconds: unloading && minutes >= 15 ? 15 * 60_000 : minutes >= 10 ? 10 * 60_000 : 0)
+            if unloading && minutes >= 10 && minutes < 15 { snapshot.doorsChangedAt = phaseStart.adding(milliseconds: 10 * 60_000) }
+        }
         switch phase {
         case .driving:
             let distance = speedKmh * hours
@@ -167,24 +185,34 @@ public struct VehicleSimulation: Sendable {
             (latitude, longitude) = Self.move(latitude, longitude, heading: heading, km: distance)
             speedKmh = 0
             phase = .arriving
+            unloading = rng.uniform(0...1) < 0.5
             phaseEnd = end.adding(milliseconds: rng.minutes(20...40))
         case .arriving:
             lockState = "locked"
             lockChangedAt = end
+            doorsChangedAt = phaseStart.adding(milliseconds: unloading ? 15 * 60_000 : 10 * 60_000)
             if batteryPercent < Self.chargeThresholdPercent {
                 phase = .charging
                 chargingStatus = "charging"
                 pluggedIn = "plugged_in"
                 chargingChangedAt = end
                 let hoursToFull = (chargeLimitPercent - batteryPercent) / 100 * Self.batteryCapacityKWh / Self.chargingPowerKW
-                phaseEnd = end.adding(milliseconds: Int64(hoursToFull * 3_600_000) + 1)
+                // Now and then the driver leaves before the charge is done.
+                interruptCharge = rng.uniform(0...1) < 0.3
+                let share = interruptCharge ? rng.uniform(0.4...0.8) : 1
+                phaseEnd = end.adding(milliseconds: Int64(hoursToFull * share * 3_600_000) + 1)
             } else {
                 phase = .parked
                 phaseEnd = end.adding(milliseconds: rng.minutes(60...240))
             }
         case .charging:
-            batteryPercent = chargeLimitPercent
-            chargingStatus = "charging_complete"
+            if interruptCharge {
+                batteryPercent = min(chargeLimitPercent, batteryPercent + Self.chargingPowerKW * hours / Self.batteryCapacityKWh * 100)
+                chargingStatus = "not_charging"
+            } else {
+                batteryPercent = chargeLimitPercent
+                chargingStatus = "charging_complete"
+            }
             chargingChangedAt = end
             phase = .parked
             phaseEnd = end.adding(milliseconds: rng.minutes(60...240))

@@ -50,6 +50,8 @@ struct DemoCommand: AsyncParsableCommand {
 
     func run() async throws {
         var polling = DaemonConfiguration.Polling(interval: .seconds(1), maxBackoff: .seconds(30), maxConcurrentRequests: 8)
+        polling.slowInterval = .seconds(5)
+        polling.privacyInterval = .seconds(5)
         var databasePath = "fleet-telemetry-demo.sqlite"
         var level = logLevel
         if let config {
@@ -87,6 +89,9 @@ struct DemoCommand: AsyncParsableCommand {
         let clock = SystemWallClock()
         let startedAt = clock.now()
         let emulator = Emulator(configuration: simulation.emulatorConfiguration(), wallClock: clock)
+        // One vehicle starts in privacy mode, so the demo shows privacy_mode_entered and _left.
+        emulator.inject(.init(status: 403, body: #"{"errors":[{"title":"Forbidden","detail":"Privacy mode is active"}]}"#),
+                        vin: EmulatorConfiguration.vin(index: min(3, simulation.vehicles)), count: 1)
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let server = EmulatorServer.application(emulator: emulator, port: 0, logger: logger) { port in
             portContinuation.yield(port)
