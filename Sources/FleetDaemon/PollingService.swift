@@ -100,7 +100,8 @@ public actor PollingService: Service {
 
     /// Runs the pipeline's periodic rules at most once a minute.
     private func maintain(now: Timestamp) async {
-        if let last = maintenanceAt, now < last.adding(.seconds(60)) { return }
+        let every = min(.seconds(60), (pipeline.rules.configuration.silentAfter ?? .seconds(240)) / 4)
+        if let last = maintenanceAt, now < last.adding(every) { return }
         maintenanceAt = now
         await pipeline.maintenance(now: now)
     }

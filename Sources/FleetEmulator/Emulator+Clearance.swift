@@ -49,6 +49,12 @@ extension Emulator {
         }
     }
 
+    /// Registers `vin` for clearance as a user would: `pending`, approved after
+    /// ``EmulatorConfiguration/approvalDelay``.
+    public func enroll(_ vin: VIN, brand: String = "sandbox") {
+        _ = register(vin: vin, brand: brand, tags: [:], licensePlate: nil, now: now)
+    }
+
     /// Forces `vin`'s clearance to `status` now (registering it with brand `sandbox` if unknown).
     public func setClearance(_ status: ClearanceStatus, vin: VIN) {
         let now = self.now

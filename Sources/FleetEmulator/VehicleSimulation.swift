@@ -89,6 +89,7 @@ public struct VehicleSimulation: Sendable {
     private var doorsChangedAt: Timestamp
     private var unloading = false
     private var interruptCharge = false
+    private var chargeError = false
 
     /// - Parameters:
     ///   - vin: The vehicle's VIN.
@@ -198,15 +199,20 @@ public struct VehicleSimulation: Sendable {
                 chargingChangedAt = end
                 let hoursToFull = (chargeLimitPercent - batteryPercent) / 100 * Self.batteryCapacityKWh / Self.chargingPowerKW
                 // Now and then the driver leaves before the charge is done.
-                interruptCharge = rng.uniform(0...1) < 0.3
-                let share = interruptCharge ? rng.uniform(0.4...0.8) : 1
+                let draw = rng.uniform(0...1)
+                interruptCharge = draw < 0.3
+                chargeError = draw >= 0.3 && draw < 0.4
+                let share = interruptCharge || chargeError ? rng.uniform(0.4...0.8) : 1
                 phaseEnd = end.adding(milliseconds: Int64(hoursToFull * share * 3_600_000) + 1)
             } else {
                 phase = .parked
                 phaseEnd = end.adding(milliseconds: rng.minutes(60...240))
             }
         case .charging:
-            if interruptCharge {
+            if chargeError {
+                batteryPercent = min(chargeLimitPercent, batteryPercent + Self.chargingPowerKW * hours / Self.batteryCapacityKWh * 100)
+                chargingStatus = "charging_error"
+            } else if interruptCharge {
                 batteryPercent = min(chargeLimitPercent, batteryPercent + Self.chargingPowerKW * hours / Self.batteryCapacityKWh * 100)
                 chargingStatus = "not_charging"
             } else {

@@ -63,8 +63,8 @@ public struct EventRules: ChangeDetecting {
         }
         positionEvents(previous: previous, observed: observed, state: &state, emit)
         // A silent vehicle that reports again.
-        if let silentSince = state["silent"].flatMap(Int64.init), let newest = observed.max(by: { $0.observedAt < $1.observedAt }),
-           newest.observedAt.millisecondsSince1970 > silentSince {
+        if state["silent"] != nil, let newest = observed.filter({ sample in previous[sample.key].map { sample.observedAt > $0.observedAt } ?? true })
+            .max(by: { $0.observedAt < $1.observedAt }) {
             state["silent"] = nil
             emit(.vehicleReporting, newest, instance: "", from: "silent", to: "reporting")
         }

@@ -71,15 +71,17 @@ extension TelemetryStore {
         }
     }
 
-    /// Emits `vehicle_silent` for every vehicle whose newest observation is older than `after`
-    /// and that is not silent already; `occurred_at` is the newest observation + `after`.
+    /// Emits `vehicle_silent` for every vehicle that has sent no new observation for `after`
+    /// (measured on the daemon's clock: the newest `latest.received_at`, so that a vehicle clock
+    /// that is off does not matter) and that is not silent already; `occurred_at` is that
+    /// receive time + `after`.
     ///
     /// - Returns: The events stored, with ids.
     public func detectSilentVehicles(now: Timestamp, after: Duration) throws -> [Event] {
         try withConnection { connection in
             try connection.transaction {
                 let statement = try connection.cachedStatement("""
-                    SELECT l.vin, max(l.observed_at) AS newest FROM latest l
+                    SELECT l.vin, max(l.received_at) AS newest FROM latest l
                     WHERE NOT EXISTS (SELECT 1 FROM rule_state r WHERE r.vin = l.vin AND r.key = 'silent')
                     GROUP BY l.vin HAVING newest + ?2 <= ?1
                     """)

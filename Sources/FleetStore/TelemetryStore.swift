@@ -99,7 +99,9 @@ public actor TelemetryStore {
                 observed_at = excluded.observed_at, value_num = excluded.value_num,
                 value_text = excluded.value_text, unit = excluded.unit, received_at = excluded.received_at,
                 source_unit = excluded.source_unit
-            WHERE excluded.observed_at >= latest.observed_at
+            WHERE excluded.observed_at > latest.observed_at
+               OR (excluded.observed_at = latest.observed_at
+                   AND (excluded.value_num IS NOT latest.value_num OR excluded.value_text IS NOT latest.value_text))
             """)
         var written = 0
         for sample in samples {

@@ -89,6 +89,9 @@ struct DemoCommand: AsyncParsableCommand {
         let clock = SystemWallClock()
         let startedAt = clock.now()
         let emulator = Emulator(configuration: simulation.emulatorConfiguration(), wallClock: clock)
+        // One more vehicle is enrolled at the start: its clearance turns approved a few seconds in
+        // (clearance_changed) and it joins the polling at the next fleet sync.
+        emulator.enroll(EmulatorConfiguration.vin(index: simulation.vehicles + 1))
         // One vehicle starts in privacy mode, so the demo shows privacy_mode_entered and _left.
         emulator.inject(.init(status: 403, body: #"{"errors":[{"title":"Forbidden","detail":"Privacy mode is active"}]}"#),
                         vin: EmulatorConfiguration.vin(index: min(3, simulation.vehicles)), count: 1)
@@ -134,13 +137,15 @@ struct DemoDaemon: Service {
         // A geofence around the simulated vehicles' home area, so trips show geofence events.
         var rules = EventRulesConfiguration()
         rules.geofences = [.init(name: "home", latitude: 52.52, longitude: 13.40, radiusMeters: 8000)]
+        // A parked vehicle sends nothing new for hours of simulated time: silent after 8 s.
+        rules.silentAfter = .seconds(8)
         let pipeline = PollPipeline(client: client, store: store, sink: StdoutEventSink(), clock: clock, logger: logger, rules: EventRules(configuration: rules))
         // The VINs come from the emulator's fleet clearance list, as they would from the platform.
         let service = PollingService(
             vins: [],
             policy: polling.policy,
             pipeline: pipeline, clock: clock, maxConcurrentRequests: polling.maxConcurrentRequests,
-            fleetSync: FleetSync(interval: .seconds(30)) { try await client.fleetVehicles() },
+            fleetSync: FleetSync(interval: .seconds(20)) { try await client.fleetVehicles() },
             seed: emulator.configuration.seed, logger: logger)
         do {
             try await service.run()
