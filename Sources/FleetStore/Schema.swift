@@ -122,6 +122,7 @@ enum Schema {
             start_level REAL,
             end_level REAL,
             end_reason TEXT,
+            energy_kwh REAL,
             UNIQUE (vin, started_at)
         );
         CREATE INDEX charging_sessions_open ON charging_sessions (vin, ended_at);

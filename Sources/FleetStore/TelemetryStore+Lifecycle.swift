@@ -12,6 +12,9 @@ public struct ChargingSession: Sendable, Hashable {
     public var endLevel: Double?
     /// `completed`, `interrupted`, `error` or `timeout`; `nil` while open.
     public var endReason: String?
+    /// Energy charged, in kWh: `charging.charging_rate` (kW) integrated over the session's
+    /// observations (each rate holds until the next one); `nil` when no rate was observed.
+    public var energyKWh: Double? = nil
 }
 
 extension TelemetryStore {
@@ -25,14 +28,40 @@ extension TelemetryStore {
                     """).run([.text(event.vin.rawValue), .integer(event.occurredAt.millisecondsSince1970), levels[event.vin].map(SQLiteValue.real) ?? .null])
             case .chargingCompleted, .chargingInterrupted, .chargingError:
                 let reason = event.type == .chargingCompleted ? "completed" : event.type == .chargingError ? "error" : "interrupted"
+                let open = try connection.cachedStatement("SELECT started_at FROM charging_sessions WHERE vin = ?1 AND ended_at IS NULL AND started_at <= ?2")
+                try open.bind([.text(event.vin.rawValue), .integer(event.occurredAt.millisecondsSince1970)])
+                var energy: Double?
+                if try open.step() {
+                    energy = try chargedEnergy(vin: event.vin, from: open.int(at: 0), to: event.occurredAt.millisecondsSince1970, connection: connection)
+                }
                 try connection.cachedStatement("""
-                    UPDATE charging_sessions SET ended_at = ?2, end_level = ?3, end_reason = ?4
+                    UPDATE charging_sessions SET ended_at = ?2, end_level = ?3, end_reason = ?4, energy_kwh = ?5
                     WHERE vin = ?1 AND ended_at IS NULL AND started_at <= ?2
-                    """).run([.text(event.vin.rawValue), .integer(event.occurredAt.millisecondsSince1970), levels[event.vin].map(SQLiteValue.real) ?? .null, .text(reason)])
+                    """).run([.text(event.vin.rawValue), .integer(event.occurredAt.millisecondsSince1970), levels[event.vin].map(SQLiteValue.real) ?? .null, .text(reason), energy.map(SQLiteValue.real) ?? .null])
             default:
                 continue
             }
         }
+    }
+
+    /// `charging.charging_rate` (kW) integrated from `start` to `end` (ms): each observed rate holds
+    /// until the next observation.
+    func chargedEnergy(vin: VIN, from start: Int64, to end: Int64, connection: Connection) throws -> Double? {
+        let statement = try connection.cachedStatement("""
+            SELECT observed_at, value_num FROM samples
+            WHERE vin = ?1 AND property = 'charging.charging_rate' AND instance = '' AND observed_at >= ?2 AND observed_at <= ?3
+              AND unit = 'kilowatts' ORDER BY observed_at
+            """)
+        try statement.bind([.text(vin.rawValue), .integer(start), .integer(end)])
+        var points: [(Int64, Double)] = []
+        while try statement.step() { points.append((statement.int(at: 0), statement.double(at: 1))) }
+        guard !points.isEmpty else { return nil }
+        var kWh = 0.0
+        for (index, point) in points.enumerated() {
+            let until = index + 1 < points.count ? points[index + 1].0 : end
+            kWh += point.1 * Double(until - point.0) / 3_600_000
+        }
+        return (kWh * 1000).rounded() / 1000
     }
 
     /// Closes charging sessions open longer than `timeout` (their end was never observed) with
@@ -54,7 +83,7 @@ extension TelemetryStore {
     public func chargingSessions(vin: VIN? = nil) throws -> [ChargingSession] {
         try withConnection { connection in
             let statement = try connection.cachedStatement("""
-                SELECT vin, started_at, ended_at, start_level, end_level, end_reason FROM charging_sessions
+                SELECT vin, started_at, ended_at, start_level, end_level, end_reason, energy_kwh FROM charging_sessions
                 WHERE ?1 IS NULL OR vin = ?1 ORDER BY started_at, id
                 """)
             try statement.bind([vin.map { .text($0.rawValue) } ?? .null])
@@ -65,7 +94,8 @@ extension TelemetryStore {
                     vin: vin, startedAt: Timestamp(millisecondsSince1970: statement.int(at: 1)),
                     endedAt: statement.isNull(at: 2) ? nil : Timestamp(millisecondsSince1970: statement.int(at: 2)),
                     startLevel: statement.isNull(at: 3) ? nil : statement.double(at: 3),
-                    endLevel: statement.isNull(at: 4) ? nil : statement.double(at: 4), endReason: statement.text(at: 5)))
+                    endLevel: statement.isNull(at: 4) ? nil : statement.double(at: 4), endReason: statement.text(at: 5),
+                    energyKWh: statement.isNull(at: 6) ? nil : statement.double(at: 6)))
             }
             return sessions
         }

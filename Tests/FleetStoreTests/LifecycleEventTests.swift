@@ -5,11 +5,13 @@ import Testing
 
 func at(_ minute: Int64) -> Timestamp { t0.adding(milliseconds: minute * 60_000) }
 
-func charging(_ status: String, battery: Double, minute: Int64) -> [Sample] {
-    [
+func charging(_ status: String, battery: Double, minute: Int64, rate: Double? = nil) -> [Sample] {
+    var samples = [
         Sample(vin: vin, property: "charging.status", value: .text(status), observedAt: at(minute)),
         Sample(vin: vin, property: "charging.battery_level", value: .number(battery), unit: "percent", observedAt: at(minute)),
     ]
+    if let rate { samples.append(Sample(vin: vin, property: "charging.charging_rate", value: .number(rate), unit: "kilowatts", observedAt: at(minute))) }
+    return samples
 }
 
 @Suite struct LifecycleEventTests {
@@ -19,16 +21,18 @@ func charging(_ status: String, battery: Double, minute: Int64) -> [Sample] {
         do {
             let store = try TelemetryStore(path: db.path)
             try await store.record(poll(at: at(0)), samples: charging("not_charging", battery: 40, minute: 0), detector: EventRules())
-            let started = try await store.record(poll(at: at(1)), samples: charging("charging", battery: 41, minute: 1), detector: EventRules())
+            let started = try await store.record(poll(at: at(1)), samples: charging("charging", battery: 41, minute: 1, rate: 11), detector: EventRules())
             #expect(started.events.map(\.type) == [.chargingStarted])
         }
         let store = try TelemetryStore(path: db.path)
-        let again = try await store.record(poll(at: at(1)), samples: charging("charging", battery: 41, minute: 1), detector: EventRules())
+        let again = try await store.record(poll(at: at(1)), samples: charging("charging", battery: 41, minute: 1, rate: 11), detector: EventRules())
+        try await store.record(poll(at: at(31)), samples: charging("charging", battery: 50, minute: 31, rate: 7), detector: EventRules())
         #expect(again.events.isEmpty, "the same observation after a restart is no new event")
-        let done = try await store.record(poll(at: at(90)), samples: charging("charging_complete", battery: 80, minute: 90), detector: EventRules())
+        let done = try await store.record(poll(at: at(90)), samples: charging("charging_complete", battery: 80, minute: 90, rate: 0), detector: EventRules())
         #expect(done.events.map(\.type) == [.chargingCompleted])
         let sessions = try await store.chargingSessions()
-        #expect(sessions == [ChargingSession(vin: vin, startedAt: at(1), endedAt: at(90), startLevel: 41, endLevel: 80, endReason: "completed")])
+        // 11 kW for 30 min, then 7 kW for 59 min.
+        #expect(sessions == [ChargingSession(vin: vin, startedAt: at(1), endedAt: at(90), startLevel: 41, endLevel: 80, endReason: "completed", energyKWh: 12.383)])
     }
 
     @Test func unobservedEndClosesTheSessionAtTheTimeout() async throws {
