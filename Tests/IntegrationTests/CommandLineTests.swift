@@ -20,10 +20,15 @@ struct CLI {
     }
 
     func run(_ arguments: [String], secret: String = EmulatorConfiguration.defaultClientSecret) throws -> Result {
+        try Self.execute(arguments + ["--config", config], environment: ["HM_SECRET": secret, "PATH": "/usr/bin:/bin"])
+    }
+
+    /// Runs the binary with `arguments` and waits for it.
+    static func execute(_ arguments: [String], environment: [String: String]? = nil) throws -> Result {
         let process = Process()
-        process.executableURL = Self.binary
-        process.arguments = arguments + ["--config", config]
-        process.environment = ["HM_SECRET": secret, "PATH": "/usr/bin:/bin"]
+        process.executableURL = binary
+        process.arguments = arguments
+        if let environment { process.environment = environment }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -134,16 +139,9 @@ struct CLI {
         let file = directory + "/capture.jsonl"
         try [try fixtureText("vehicle_data_autoapi13_full.json"), "{broken", try fixtureText("vehicle_data_autoapi13_minimal.json")]
             .joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = CLI.binary
-        process.arguments = ["import", file, "--database", directory + "/t.sqlite"]
-        let err = Pipe()
-        process.standardError = err
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
+        let result = try CLI.execute(["import", file, "--database", directory + "/t.sqlite"])
+        let stderr = result.stderr
+        #expect(result.status == 0)
         #expect(stderr.hasPrefix("imported 2 documents (0 duplicate push messages skipped), 57 samples, 0 events, 1 rejected"), "\(stderr)")
         #expect(stderr.contains("rejected \(file):2: not valid JSON"))
     }
@@ -151,15 +149,6 @@ struct CLI {
 
 extension CLI {
     func runDemo(database: String) throws -> Result {
-        let process = Process()
-        process.executableURL = Self.binary
-        process.arguments = ["demo", "--duration", "1", "--database", database]
-        let err = Pipe()
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = err
-        try process.run()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: "", stderr: String(decoding: stderr, as: UTF8.self))
+        try Self.execute(["demo", "--duration", "1", "--database", database])
     }
 }

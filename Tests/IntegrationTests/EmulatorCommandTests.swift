@@ -15,17 +15,9 @@ import Testing
     @Test func badEmulatorConfigNamesTheKey() throws {
         let path = try write("vehicles: 2\nfaults:\n  - vin: all\n    status: 700\n")
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let process = Process()
-        process.executableURL = CLI.binary
-        process.arguments = ["emulator", "--port", "0", "--config", path]
-        let err = Pipe()
-        process.standardError = err
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 78)
-        #expect(stderr == "fleet-telemetry: \(path):4: faults[0].status: must be between 100 and 599, got 700\n")
+        let result = try CLI.execute(["emulator", "--port", "0", "--config", path])
+        #expect(result.status == 78)
+        #expect(result.stderr == "fleet-telemetry: \(path):4: faults[0].status: must be between 100 and 599, got 700\n")
     }
 
     /// Faults and the rate limit from the config file are served by the running emulator.
