@@ -104,6 +104,12 @@ let package = Package(
             path: "Benchmarks/SchedulerBenchmark",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "ingest-benchmark",
+            dependencies: ["FleetEmulator", "FleetEvents", "FleetModel", "FleetNormalizer", "FleetStore"],
+            path: "Benchmarks/IngestBenchmark",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "FleetNormalizerTests",
             dependencies: ["FleetNormalizer", "FleetModel"],
