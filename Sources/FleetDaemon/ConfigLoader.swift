@@ -51,7 +51,10 @@ public enum ConfigLoader {
 
         var configuration = DaemonConfiguration(api: .init(baseURL: baseURL, clientID: clientID, clientSecret: secret))
         if let n = api["connect_timeout"] { configuration.api.connectTimeout = try n.duration(min: .milliseconds(100)) }
-        if let n = api["request_timeout"] { configuration.api.requestTimeout = try n.duration(min: .seconds(1)) }
+        if let n = api["request_timeout"] {
+            configuration.api.requestTimeout = try n.duration(min: .seconds(1))
+            guard configuration.api.requestTimeout <= .seconds(600) else { throw n.error("must be at most 10m, got \(try n.string())") }
+        }
         if let n = api["max_response_bytes"] { configuration.api.maxResponseBytes = try n.integer(in: 1024...1_073_741_824) }
         if let n = api["paths"] {
             let text = try n.string()
@@ -96,7 +99,9 @@ public enum ConfigLoader {
             }
             if let n = polling["max_requests_per_second"] {
                 let text = try n.string()
-                guard let rate = Double(text), rate > 0, rate <= 100_000 else { throw n.error("expected a number of requests per second above 0, got \"\(text)\"") }
+                guard let rate = Double(text), rate >= 0.001, rate <= 100_000, text.allSatisfy({ $0.isNumber || $0 == "." }) else {
+                    throw n.error("expected a number of requests per second between 0.001 and 100000, got \"\(text)\"")
+                }
                 configuration.polling.maxRequestsPerSecond = rate
             }
             if let n = polling["daily_budget_per_vehicle"] { configuration.polling.dailyBudgetPerVIN = try n.integer(in: 1...86_400_000) }

@@ -57,7 +57,7 @@ public struct PollSchedule: Sendable {
             self.slowInterval = max(slowInterval ?? interval * 6, interval)
             self.privacyInterval = max(privacyInterval, interval)
             self.activityIntervals = activityIntervals
-            self.maxRequestsPerSecond = maxRequestsPerSecond.flatMap { $0 > 0 ? $0 : nil }
+            self.maxRequestsPerSecond = maxRequestsPerSecond.flatMap { $0 > 0 ? max($0, 0.001) : nil }
             self.dailyBudgetPerVIN = dailyBudgetPerVIN
             self.dailyBudgetApplication = dailyBudgetApplication
             self.globalRateLimitThreshold = max(1, globalRateLimitThreshold)
@@ -169,6 +169,10 @@ public struct PollSchedule: Sendable {
     public mutating func restore(_ vin: VIN, entry: Entry, at now: Timestamp) {
         var entry = entry
         entry.inFlight = false
+        // A healthy VIN waits at most one current interval, whatever an earlier config said.
+        if entry.health == .ok, entry.nextDue > now.adding(effectiveInterval(for: entry)) {
+            entry.nextDue = now
+        }
         if entry.nextDue <= now {
             entry.nextDue = now.adding(milliseconds: Int64(random.next() % UInt64(max(1, policy.interval.milliseconds))))
         }
@@ -286,7 +290,8 @@ public struct PollSchedule: Sendable {
         guard var next = heap.peek?.due else { return nil }
         if let pause = globalPauseUntil, pause > next { next = pause }
         if let rate = policy.maxRequestsPerSecond, bucketTokens < 1, let updated = bucketUpdatedAt {
-            let refill = updated.adding(milliseconds: Int64(((1 - bucketTokens) / rate * 1000).rounded(.up)))
+            let wait = min(((1 - bucketTokens) / rate * 1000).rounded(.up), 86_400_000)
+            let refill = updated.adding(milliseconds: Int64(wait))
             if refill > next { next = refill }
         }
         return next

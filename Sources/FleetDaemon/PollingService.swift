@@ -85,7 +85,7 @@ public actor PollingService: Service {
     /// Writes the polling state of the VINs just polled to the `schedule` table.
     private func save(_ health: [VIN: (PollSchedule.Health, String?)], at now: Timestamp) async {
         let rows = health.map { vin, value -> ScheduleRow in
-            let entry = schedule.entry(vin) ?? PollSchedule.Entry(nextDue: .init(millisecondsSince1970: Int64.max / 2))
+            let entry = schedule.entry(vin) ?? PollSchedule.Entry(nextDue: now)
             return ScheduleRow(
                 vin: vin, nextDueAt: entry.nextDue, health: value.0.rawValue, reason: value.0 == .ok ? nil : value.1,
                 consecutiveFailures: entry.consecutiveFailures, activity: entry.activity?.rawValue,

@@ -26,6 +26,8 @@ public struct JSONParser {
     /// Parses one JSON document (surrounding whitespace allowed).
     public static func parse(_ bytes: some Collection<UInt8>) throws(SyntaxError) -> JSONValue {
         var parser = JSONParser(Array(bytes))
+        // A UTF-8 byte-order mark, as some editors write, is not part of the document.
+        if parser.bytes.starts(with: [0xEF, 0xBB, 0xBF]) { parser.index = 3 }
         parser.skipWhitespace()
         let value = try parser.parseValue()
         parser.skipWhitespace()

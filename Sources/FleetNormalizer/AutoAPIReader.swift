@@ -33,7 +33,7 @@ struct AutoAPIReader {
                 case .array(let entries):
                     // In the push shape every property is an array; only `multiple` properties
                     // (or entries that name themselves) have instances.
-                    let multiple = Self.multipleProperties.contains(path) || entries.count > 1
+                    let multiple = Self.isMultiple(path, entries)
                     for (index, entry) in entries.enumerated() {
                         if case .object(let object) = entry {
                             readEntry(object, path: path, index: multiple ? index : nil, keyedOnly: !multiple, into: &payload)
@@ -61,6 +61,11 @@ struct AutoAPIReader {
             return
         }
         guard let data = entry["data"] else { return }
+        if let raw = entry["timestamp"], timestamp == nil {
+            let text = raw.stringValue ?? SampleEmitter.jsonText(raw)
+            payload.failures.append(PropertyFailure(property: path, reason: "invalid_value", description: "unreadable timestamp \"\(text.prefix(60))\""))
+            return
+        }
         if data == .null {
             payload.failures.append(PropertyFailure(property: path, reason: "invalid_value", description: "data is null", observedAt: timestamp))
             return
@@ -71,12 +76,18 @@ struct AutoAPIReader {
         var keyField: String?
         if let index {
             (instance, keyField) = Self.instance(of: data, index: index)
-        } else if keyedOnly {
-            let (named, field) = Self.instance(of: data, index: 0)
-            if field != nil { (instance, keyField) = (named, field) }
         }
         let emitter = SampleEmitter(vin: vin, instance: instance, observedAt: observedAt, timeSource: source)
         emitter.emit(data, path: path, skipping: keyField, into: &payload)
+    }
+
+    /// Whether an array holds the instances of a `multiple` property (known as such, or several
+    /// entries observed at one time) rather than readings of one series over time (the push shape).
+    static func isMultiple(_ path: String, _ entries: [JSONValue]) -> Bool {
+        if multipleProperties.contains(path) { return true }
+        guard entries.count > 1 else { return false }
+        let stamps = Set(entries.compactMap { $0["timestamp"]?.stringValue })
+        return stamps.count <= 1
     }
 
     /// Auto API properties flagged `multiple`: arrays of entries told apart by an instance.
@@ -121,14 +132,17 @@ struct SampleEmitter {
         case .null:
             return
         case .bool(let b):
-            append(.text(b ? "true" : "false"), unit: nil, path: path, into: &payload)
+            if UnitConversion.percentageProperties.contains(path) {
+                fail(path, "invalid_value", "not a number: \(b)", into: &payload)
+            } else {
+                append(.text(b ? "true" : "false"), unit: nil, path: path, into: &payload)
+            }
         case .string(let s):
             if UnitConversion.percentageProperties.contains(path) {
                 // A number sent as text where a number is expected: parse it when unambiguous.
                 switch Self.number(from: value) {
-                case .number(let n): append(.number(UnitConversion.percent(fromFraction: n)), unit: "percent", sourceUnit: "fraction", path: path, into: &payload)
-                case .invalid(let raw): fail(path, "invalid_value", "not a number: \"\(raw)\"", into: &payload)
-                case .notNumeric: append(.text(s), unit: nil, path: path, into: &payload)
+                case .number(let n): appendPercentage(n, path: path, into: &payload)
+                case .invalid(let raw), .notNumeric(let raw): fail(path, "invalid_value", "not a number: \"\(raw)\"", into: &payload)
                 }
             } else if Self.isOutOfRangeNumber(s) {
                 fail(path, "invalid_value", "number out of range: \(s.prefix(60))", into: &payload)
@@ -137,17 +151,26 @@ struct SampleEmitter {
             }
         case .number(let n):
             if UnitConversion.percentageProperties.contains(path) {
-                append(.number(UnitConversion.percent(fromFraction: n)), unit: "percent", sourceUnit: "fraction", path: path, into: &payload)
+                appendPercentage(n, path: path, into: &payload)
             } else {
                 append(.number(n), unit: nil, path: path, into: &payload)
             }
         case .object(let fields):
-            if fields.count == 2, let valueField = fields["value"], let unit = fields["unit"]?.stringValue {
+            if let valueField = fields["value"], let unitField = fields["unit"] {
+                guard let rawUnit = unitField.stringValue else {
+                    fail(path, "invalid_value", "the unit is not text: \(SampleEmitter.jsonText(unitField).prefix(40))", into: &payload)
+                    return
+                }
+                // Units compare without case or surrounding spaces; the source keeps what was sent.
+                let unit = rawUnit.trimmingCharacters(in: .whitespaces).lowercased()
+                for (field, extra) in fields where field != "value" && field != "unit" && Normalizer.isValidName(field) {
+                    emit(extra, path: path + "." + field, into: &payload)
+                }
                 switch Self.number(from: valueField) {
                 case .number(let number):
                     do {
                         let (converted, canonicalUnit) = try UnitConversion.convert(number, unit: unit)
-                        append(.number(converted), unit: canonicalUnit, sourceUnit: canonicalUnit == unit ? nil : String(unit.prefix(64)), path: path, into: &payload)
+                        append(.number(converted), unit: canonicalUnit, sourceUnit: canonicalUnit == rawUnit ? nil : String(rawUnit.prefix(64)), path: path, into: &payload)
                     } catch {
                         fail(path, "invalid_value", error.reason, into: &payload)
                     }
@@ -175,6 +198,16 @@ struct SampleEmitter {
             return
         }
         payload.samples.append(Sample(vin: vin, property: path, instance: instance, value: value, unit: unit, observedAt: observedAt, timeSource: timeSource, sourceUnit: sourceUnit))
+    }
+
+    /// A 0.0–1.0 fraction as percent; outside 0…1 (0…2 for `state_of_health`) it is a failure.
+    private func appendPercentage(_ fraction: Double, path: String, into payload: inout NormalizedPayload) {
+        let upper = path.hasSuffix("state_of_health") ? 2.0 : 1.0
+        guard fraction >= 0, fraction <= upper else {
+            fail(path, "invalid_value", "percentage fraction \(SampleValue.number(fraction)) is outside 0…\(SampleValue.number(upper))", into: &payload)
+            return
+        }
+        append(.number(UnitConversion.percent(fromFraction: fraction)), unit: "percent", sourceUnit: "fraction", path: path, into: &payload)
     }
 
     private func fail(_ path: String, _ reason: String, _ description: String, into payload: inout NormalizedPayload) {

@@ -102,15 +102,16 @@ struct DemoCommand: AsyncParsableCommand {
         }
         let daemon = DemoDaemon(ports: ports, emulator: emulator, store: store, polling: polling, clock: clock, logger: logger)
         let timer = StopAfter(duration: .seconds(duration))
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [
-                    .init(service: server),
-                    .init(service: daemon, successTerminationBehavior: .gracefullyShutdownGroup),
-                    .init(service: timer, successTerminationBehavior: .gracefullyShutdownGroup),
-                ],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [
+                .init(service: server),
+                .init(service: daemon, successTerminationBehavior: .gracefullyShutdownGroup),
+                .init(service: timer, successTerminationBehavior: .gracefullyShutdownGroup),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(10)
+        let group = ServiceGroup(configuration: groupConfiguration)
         printError("fleet-telemetry demo: \(simulation.vehicles) simulated vehicles, \(simulation.timeScale)× simulated time, polling every \(DurationParser.format(polling.interval)), database \(databasePath), for \(duration) s (Ctrl-C stops)")
         try await group.run()
         let summary = try await store.summary(since: startedAt)

@@ -54,7 +54,10 @@ struct RunCommand: AsyncParsableCommand {
             fleetSync: configuration.fleet.sync ? FleetSync(interval: configuration.fleet.syncInterval) { try await client.fleetVehicles() } : nil,
             logger: logger)
         logger.info("database \(databasePath), API \(clientConfiguration.baseURL) (\(clientConfiguration.pathFamily.rawValue) paths)")
-        let group = ServiceGroup(services: [polling], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // Polls in flight get 10 s to finish and be stored; then they are cancelled.
+        var groupConfiguration = ServiceGroupConfiguration(services: [polling], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(10)
+        let group = ServiceGroup(configuration: groupConfiguration)
         do {
             try await group.run()
         } catch let error as DaemonError {

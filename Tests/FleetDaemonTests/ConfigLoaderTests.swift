@@ -49,7 +49,7 @@ vehicles: [1HMFT000000000001]
         (minimal + "\npolling:\n  interval: 0s\n", "c.yaml:8: polling.interval: must be at least 1s, got 0s"),
         (minimal + "\npolling:\n  max_concurrent_requests: many\n", "c.yaml:8: polling.max_concurrent_requests: expected a whole number, got \"many\""),
         (minimal + "\npolling:\n  intervals:\n    sleeping: 1h\n", "c.yaml:9: polling.intervals.sleeping: unknown key; allowed here: charging, driving, parked"),
-        (minimal + "\npolling:\n  max_requests_per_second: 0\n", "c.yaml:8: polling.max_requests_per_second: expected a number of requests per second above 0, got \"0\""),
+        (minimal + "\npolling:\n  max_requests_per_second: 0\n", "c.yaml:8: polling.max_requests_per_second: expected a number of requests per second between 0.001 and 100000, got \"0\""),
         (minimal + "\npolling:\n  daily_budget: -3\n", "c.yaml:8: polling.daily_budget: must be between 1 and 1000000000, got -3"),
         (minimal + "\npolling:\n  interval: 10000000000d\n", "c.yaml:8: polling.interval: must be at most 3650d (10 years), got 10000000000d"),
         (minimal.replacingOccurrences(of: "127.0.0.1:8080", with: "127.0.0.1:99999"), "c.yaml:2: api.base_url: the port must be between 1 and 65535, got 99999"),
