@@ -100,12 +100,12 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
         var text = parts.joined(separator: " for ") + ": "
         switch kind {
         case .http: text += "HTTP \(status ?? 0)"
-        case .transport: text += status.map { "response interrupted after HTTP \($0)" } ?? "no response"
+        case .transport: text += status.map { "response interrupted after HTTP \($0)" } ?? (detail == nil ? "no response" : "")
         case .responseTooLarge: text += "response too large"
         case .invalidResponse: text += "invalid response (HTTP \(status ?? 0))"
         }
         let message = [title, detail].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
-        if !message.isEmpty { text += " \(message)" }
+        if !message.isEmpty { text += text.hasSuffix(": ") ? message : " \(message)" }
         if let retryAfter { text += " (Retry-After \(retryAfter.milliseconds / 1000) s)" }
         if let requestID { text += " [request_id \(requestID)]" }
         return text

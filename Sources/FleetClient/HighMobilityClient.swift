@@ -63,7 +63,7 @@ public final class HighMobilityClient: Sendable {
     ///   failure or timeout, or a body over ``ClientConfiguration/maxResponseBytes``.
     public func vehicleData(vin: VIN) async throws(APIError) -> VehicleDataResponse {
         let response = try await send(.GET, PathFamily.vehicleDataPath(vin.rawValue), vin: vin)
-        return VehicleDataResponse(vin: vin, body: response.body, requestedAt: response.requestedAt, receivedAt: response.receivedAt)
+        return VehicleDataResponse(vin: vin, status: response.status, body: response.body, requestedAt: response.requestedAt, receivedAt: response.receivedAt)
     }
 
     // MARK: - Eligibility
@@ -381,6 +381,8 @@ public final class HighMobilityClient: Sendable {
 /// A 200 response of `GET /v1/vehicle-data/autoapi-13/{vin}`.
 public struct VehicleDataResponse: Sendable {
     public var vin: VIN
+    /// The HTTP status: 200, or another 2xx the API chose.
+    public var status: Int
     /// The raw JSON body, at most ``ClientConfiguration/maxResponseBytes``.
     public var body: [UInt8]
     /// When the request was sent, UTC.

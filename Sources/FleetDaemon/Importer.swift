@@ -2,6 +2,7 @@ import FleetEvents
 import FleetModel
 import FleetNormalizer
 import FleetStore
+import Foundation
 
 /// Ingests captured vehicle data (`fleet-telemetry import`) through the same normalizer, store
 /// and event rules as polling.
@@ -15,6 +16,20 @@ public struct Importer: Sendable {
     public let clock: any WallClock
     private let normalizer = Normalizer()
     private let rules = EventRules()
+    private let lastReceived = LastReceived()
+
+    /// Import times strictly increase, so that documents without timestamps of their own (the
+    /// flat shape) never share an observation time and none is dropped.
+    final class LastReceived: @unchecked Sendable {
+        private var value = Int64.min
+        private let lock = NSLock()
+        func next(after now: Timestamp) -> Timestamp {
+            lock.lock()
+            defer { lock.unlock() }
+            value = max(value + 1, now.millisecondsSince1970)
+            return Timestamp(millisecondsSince1970: value)
+        }
+    }
 
     public init(store: TelemetryStore, sink: any EventSink, clock: any WallClock = SystemWallClock()) {
         self.store = store
@@ -93,21 +108,25 @@ public struct Importer: Sendable {
     func importDocument(_ json: JSONValue, file: String, line: Int, into summary: inout Summary) async throws {
         func reject(_ reason: String) { summary.rejected.append(Rejection(file: file, line: line, reason: reason)) }
         guard case .object(let root) = json else { return reject("not a JSON object") }
-        guard let vinText = root["vin"]?.stringValue else { return reject("no \"vin\"") }
+        guard let vinField = root["vin"] else { return reject("no \"vin\"") }
+        guard let vinText = vinField.stringValue else { return reject("\"vin\" is not a string") }
+        if root["message_id"] != nil || root["version"] != nil, root["data"]?.objectValue == nil {
+            return reject("a push message without a \"data\" object")
+        }
         let vin: VIN
         do {
             vin = try VIN(validating: vinText)
         } catch {
             return reject(error.description)
         }
-        let now = clock.now()
+        let now = lastReceived.next(after: clock.now())
         let payload: NormalizedPayload
         do {
             payload = try normalizer.normalize(json: json, vin: vin, receivedAt: now)
         } catch {
             return reject(error.description)
         }
-        if let messageID = payload.messageID, try await store.isImported(messageID: messageID) {
+        if let messageID = payload.messageID, try await store.isImported(messageID: messageID, vin: vin) {
             summary.duplicates += 1
             return
         }

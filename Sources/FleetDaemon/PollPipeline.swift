@@ -115,7 +115,7 @@ public struct PollPipeline: Sendable {
         do {
             let response = try await client.vehicleData(vin: vin)
             record.receivedAt = response.receivedAt
-            record.httpStatus = 200
+            record.httpStatus = response.status
             record.latencyMilliseconds = max(0, response.latencyMilliseconds)
             do {
                 let payload = try normalizer.normalize(body: response.body, vin: vin, receivedAt: response.receivedAt)
@@ -141,7 +141,8 @@ public struct PollPipeline: Sendable {
         } catch {
             let now = clock.now()
             record.receivedAt = now
-            record.httpStatus = error.status
+            // A response cut short is no answer: its status line alone says nothing.
+            record.httpStatus = error.kind == .transport ? nil : error.status
             record.latencyMilliseconds = max(0, now.millisecondsSince1970 - requestedAt.millisecondsSince1970)
             record.error = error.description
             record.requestID = error.requestID

@@ -45,10 +45,13 @@ public struct EventRules: ChangeDetecting {
             guard !configuration.disabled.contains(type) else { return }
             events.append(Event(vin: sample.vin, type: type, instance: instance ?? sample.instance, occurredAt: sample.observedAt, detectedAt: detectedAt, previousValue: old, newValue: new))
         }
-        for sample in observed {
-            let old = previous[sample.key]
+        // Several observations of one series in one response are compared in time order.
+        var current = previous
+        for sample in observed.sorted(by: { $0.observedAt < $1.observedAt }) {
+            let old = current[sample.key]
             // Only an observation newer than the stored one is a change.
             if let old, sample.observedAt <= old.observedAt { continue }
+            current[sample.key] = LatestValue(value: sample.value, unit: sample.unit, observedAt: sample.observedAt)
             switch sample.property {
             case "charging.battery_level":
                 if let threshold = configuration.batteryLow { hysteresis(.batteryLow, "battery_low", threshold, sample, old, &state, emit) }

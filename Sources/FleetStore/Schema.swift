@@ -127,9 +127,10 @@ enum Schema {
         );
         CREATE INDEX charging_sessions_open ON charging_sessions (vin, ended_at);
         CREATE TABLE imported_messages (
-            message_id TEXT PRIMARY KEY NOT NULL,
             vin TEXT NOT NULL,
-            imported_at INTEGER NOT NULL
+            message_id TEXT NOT NULL,
+            imported_at INTEGER NOT NULL,
+            PRIMARY KEY (vin, message_id)
         ) WITHOUT ROWID;
         """,
     ]

@@ -100,8 +100,6 @@ public actor TelemetryStore {
                 value_text = excluded.value_text, unit = excluded.unit, received_at = excluded.received_at,
                 source_unit = excluded.source_unit
             WHERE excluded.observed_at > latest.observed_at
-               OR (excluded.observed_at = latest.observed_at
-                   AND (excluded.value_num IS NOT latest.value_num OR excluded.value_text IS NOT latest.value_text))
             """)
         var written = 0
         for sample in samples {
@@ -148,15 +146,15 @@ public actor TelemetryStore {
     }
 
     /// True when push message `messageID` was imported before.
-    public func isImported(messageID: String) throws -> Bool {
-        let statement = try connection.cachedStatement("SELECT 1 FROM imported_messages WHERE message_id = ?1")
-        try statement.bind([.text(messageID)])
+    public func isImported(messageID: String, vin: VIN) throws -> Bool {
+        let statement = try connection.cachedStatement("SELECT 1 FROM imported_messages WHERE vin = ?2 AND message_id = ?1")
+        try statement.bind([.text(messageID), .text(vin.rawValue)])
         return try statement.step()
     }
 
     /// Records that push message `messageID` was imported; `false` when it already was.
     public func markImported(messageID: String, vin: VIN, at now: Timestamp) throws -> Bool {
-        try connection.cachedStatement("INSERT OR IGNORE INTO imported_messages (message_id, vin, imported_at) VALUES (?1, ?2, ?3)")
+        try connection.cachedStatement("INSERT OR IGNORE INTO imported_messages (vin, message_id, imported_at) VALUES (?2, ?1, ?3)")
             .run([.text(messageID), .text(vin.rawValue), .integer(now.millisecondsSince1970)])
         return connection.changes == 1
     }
@@ -164,17 +162,21 @@ public actor TelemetryStore {
     /// Stores property failures: a row only when the reason differs from the series' last failure.
     private func write(_ failures: [FailedProperty], vin: VIN, receivedAt: Timestamp) throws {
         let last = try connection.cachedStatement("""
-            SELECT reason FROM property_failures WHERE vin = ?1 AND property = ?2 AND instance = ?3
+            SELECT reason, observed_at, received_at FROM property_failures WHERE vin = ?1 AND property = ?2 AND instance = ?3
             ORDER BY observed_at DESC, rowid DESC LIMIT 1
             """)
+        let good = try connection.cachedStatement("SELECT received_at FROM latest WHERE vin = ?1 AND property = ?2 AND instance = ?3")
         let insert = try connection.cachedStatement("""
             INSERT OR IGNORE INTO property_failures (vin, property, instance, observed_at, reason, description, received_at)
             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
             """)
         for failure in failures {
             try last.bind([.text(vin.rawValue), .text(failure.property), .text(failure.instance)])
-            let previous = try last.step() ? last.text(at: 0) : nil
-            guard previous != failure.reason else { continue }
+            let previous = try last.step() ? (last.text(at: 0), last.int(at: 2)) : nil
+            try good.bind([.text(vin.rawValue), .text(failure.property), .text(failure.instance)])
+            let goodSince = try good.step() ? good.int(at: 0) : nil
+            // Same reason as the last failure, with no good value since: nothing new to record.
+            if let previous, previous.0 == failure.reason, (goodSince ?? .min) <= previous.1 { continue }
             try insert.run([
                 .text(vin.rawValue), .text(failure.property), .text(failure.instance),
                 .integer((failure.observedAt ?? receivedAt).millisecondsSince1970), .text(failure.reason),

@@ -60,7 +60,7 @@ struct ImportCommand: AsyncParsableCommand {
                 continue
             }
             do {
-                try await importer.importFile(named: file, content: Array(data), wholeDocument: file.hasSuffix(".json"), into: &summary) { running in
+                try await importer.importFile(named: file, content: Array(data), wholeDocument: file.lowercased().hasSuffix(".json"), into: &summary) { running in
                     guard interactive, ContinuousClock.now - lastShown > .milliseconds(200) else { return }
                     lastShown = ContinuousClock.now
                     FileHandle.standardError.write(Data("\r\(file): \(running.responses) imported, \(running.rejected.count) rejected".utf8))
