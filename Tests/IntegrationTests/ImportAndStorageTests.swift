@@ -107,3 +107,56 @@ let fullVIN = VIN("1HMFT000000000001")!
         }
     }
 }
+
+@Suite(.serialized) struct ImportEdgeCaseTests {
+    /// Flat-shape documents carry no time of their own: every distinct reading is kept.
+    @Test func flatDocumentsInOneMillisecondAreAllKept() async throws {
+        try await withImporter { importer, store, _ in
+            let lines = (0..<50).map { #"{"vin":"1HMFT000000000006","diagnostics":{"mileage":\#(1000 + $0)}}"# }
+            var summary = Importer.Summary()
+            try await importer.importFile(named: "f", content: Array(lines.joined(separator: "\n").utf8), wholeDocument: false, into: &summary)
+            let history = try await store.samples(vin: VIN("1HMFT000000000006")!, property: "diagnostics.odometer")
+            #expect(history.count == 50)
+            #expect(history.last?.value == .number(1049))
+        }
+    }
+
+    /// Two readings of one series in one push message: a time series, and both transitions.
+    @Test func severalReadingsInOneDocument() async throws {
+        try await withImporter { importer, store, sink in
+            let first = #"{"vin":"1HMFT000000000001","doors":{"locks":[{"data":{"location":"front_left","lock_state":"locked"},"timestamp":"2026-11-28T00:00:00Z"}]},"diagnostics":{"odometer":[{"data":{"value":10,"unit":"kilometers"},"timestamp":"2026-11-28T00:00:00Z"}]}}"#
+            let second = #"{"version":2,"message_id":"m2","vin":"1HMFT000000000001","data":{"doors":{"locks":[{"data":{"location":"front_left","lock_state":"unlocked"},"timestamp":"2026-11-28T00:01:00Z"},{"data":{"location":"front_left","lock_state":"locked"},"timestamp":"2026-11-28T00:02:00Z"}]},"diagnostics":{"odometer":[{"data":{"value":30,"unit":"kilometers"},"timestamp":"2026-11-28T00:02:00Z"},{"data":{"value":31,"unit":"kilometers"},"timestamp":"2026-11-28T00:03:00Z"}]}}}"#
+            var summary = Importer.Summary()
+            try await importer.importFile(named: "f", content: Array([first, second].joined(separator: "\n").utf8), wholeDocument: false, into: &summary)
+            #expect(await sink.events.map(\.type) == [.doorUnlocked, .doorLocked])
+            let odometer = try await store.samples(vin: fullVIN, property: "diagnostics.odometer")
+            #expect(odometer.map(\.value) == [.number(10), .number(30), .number(31)], "one series over time, instance ''")
+        }
+    }
+
+    /// A failure, a good value, then the same failure again: both failures are recorded.
+    @Test func repeatedFailureAfterRecoveryIsRecorded() async throws {
+        try await withImporter { importer, store, _ in
+            func line(_ data: String, _ minute: Int) -> String {
+                #"{"vin":"1HMFT000000000001","diagnostics":{"odometer":{"data":\#(data),"timestamp":"2026-11-28T00:0\#(minute):00Z"}}}"#
+            }
+            let text = [line(#"{"value":1,"unit":"kilometers"}"#, 1), line("null", 2), line(#"{"value":2,"unit":"kilometers"}"#, 3), line("null", 4)].joined(separator: "\n")
+            var summary = Importer.Summary()
+            try await importer.importFile(named: "f", content: Array(text.utf8), wholeDocument: false, into: &summary)
+            #expect(try await store.failures(vin: fullVIN, property: "diagnostics.odometer").count == 2)
+        }
+    }
+
+    @Test func pushMessageIdsAreScopedToTheirVehicle() async throws {
+        try await withImporter { importer, store, _ in
+            let a = #"{"version":2,"message_id":"m1","vin":"1HMFT000000000001","data":{"diagnostics":{"odometer":[{"data":{"value":1,"unit":"kilometers"},"timestamp":"2026-11-28T00:00:00Z"}]}}}"#
+            let b = #"{"version":2,"message_id":"m1","vin":"1HMFT000000000002","data":{"diagnostics":{"odometer":[{"data":{"value":2,"unit":"kilometers"},"timestamp":"2026-11-28T00:00:00Z"}]}}}"#
+            let noData = #"{"version":2,"message_id":"m3","vin":"1HMFT000000000002","data":null}"#
+            var summary = Importer.Summary()
+            try await importer.importFile(named: "f", content: Array([a, b, noData].joined(separator: "\n").utf8), wholeDocument: false, into: &summary)
+            #expect(summary.responses == 2 && summary.duplicates == 0)
+            #expect(summary.rejected.map(\.reason) == ["a push message without a \"data\" object"])
+            #expect(try await store.summary().vehiclesWithSamples == 2)
+        }
+    }
+}
