@@ -79,7 +79,8 @@ public final class Emulator: Sendable {
     struct State {
         var vehicles: [VIN: VehicleSimulation]
         var tokens: [String: Timestamp] = [:]
-        var faults: [VIN: [Fault]] = [:]
+        /// Queued faults per VIN, each with how many requests it still answers.
+        var faults: [VIN: [(fault: Fault, remaining: Int)]] = [:]
         var requests: [LoggedRequest] = []
         var tokenRequests = 0
         var tokenPaths: [String] = []
@@ -120,7 +121,8 @@ public final class Emulator: Sendable {
     /// Queues `fault` to be served for the next `count` vehicle-data requests of `vin`, or of
     /// any vehicle when `vin` is `nil` (faults for one VIN are served first).
     public func inject(_ fault: Fault, vin: VIN?, count: Int = 1) {
-        state.withLock { $0.faults[vin ?? Self.allVehicles, default: []].append(contentsOf: Array(repeating: fault, count: max(0, count))) }
+        guard count > 0 else { return }
+        state.withLock { $0.faults[vin ?? Self.allVehicles, default: []].append((fault, count)) }
     }
 
     /// The key of faults that apply to every vehicle (not a VIN the emulator ever serves).
@@ -240,8 +242,10 @@ public final class Emulator: Sendable {
         if let fault = state.withLock({ state -> Fault? in
             for key in [vin, Self.allVehicles] {
                 guard var queue = state.faults[key], !queue.isEmpty else { continue }
-                let fault = queue.removeFirst()
-                state.faults[key] = queue
+                let fault = queue[0].fault
+                queue[0].remaining -= 1
+                if queue[0].remaining == 0 { queue.removeFirst() }
+                state.faults[key] = queue.isEmpty ? nil : queue
                 return fault
             }
             return nil

@@ -111,12 +111,13 @@ public enum EmulatorServer {
             else {
                 return response(Emulator.apiError(400, "Bad Request", usage, requestID: "emulator"))
             }
-            let count = Int(min(max(json["count"]?.numberValue ?? 1, 0), 10_000))
+            let count = Int(min(max(json["count"]?.numberValue ?? 1, 0), 1_000_000))
             let delay = json["delay_ms"]?.numberValue.map { Duration.milliseconds(Int64(min(max($0, 0), 600_000))) }
             var drop = false
             if case .bool(true)? = json["drop"] { drop = true }
             let drip = json["drip_ms"]?.numberValue.map { Duration.milliseconds(Int64(min(max($0, 1), 60_000))) }
-            let fault = Emulator.Fault(status: Int(status), retryAfter: json["retry_after"]?.stringValue, body: json["body"]?.stringValue, delay: delay, drop: drop, drip: drip)
+            let retryAfter = json["retry_after"].flatMap { $0.stringValue ?? $0.numberValue.map { SampleValue.number($0).description } }
+            let fault = Emulator.Fault(status: Int(status), retryAfter: retryAfter, body: json["body"]?.stringValue, delay: delay, drop: drop, drip: drip)
             emulator.inject(fault, vin: VIN(vinText), count: count)
             return response(.init(status: 204, headers: [], body: ""))
         }
