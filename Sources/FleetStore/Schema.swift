@@ -133,6 +133,36 @@ enum Schema {
             PRIMARY KEY (vin, message_id)
         ) WITHOUT ROWID;
         """,
+        // 6: views for people: times as RFC 3339 text, the age of each value.
+        """
+        CREATE VIEW latest_view AS
+            SELECT vin, property, instance, coalesce(value_num, value_text) AS value, unit,
+                   strftime('%Y-%m-%dT%H:%M:%fZ', observed_at / 1000.0, 'unixepoch') AS observed_at,
+                   (CAST(strftime('%s', 'now') AS INTEGER) * 1000 - observed_at) / 1000 AS age_seconds
+            FROM latest;
+        CREATE VIEW events_view AS
+            SELECT id, vin, type, instance,
+                   strftime('%Y-%m-%dT%H:%M:%fZ', occurred_at / 1000.0, 'unixepoch') AS occurred_at,
+                   strftime('%Y-%m-%dT%H:%M:%fZ', detected_at / 1000.0, 'unixepoch') AS detected_at,
+                   previous_value, new_value
+            FROM events;
+        CREATE VIEW position_track AS
+            SELECT lat.vin, strftime('%Y-%m-%dT%H:%M:%fZ', lat.observed_at / 1000.0, 'unixepoch') AS observed_at,
+                   lat.observed_at AS observed_at_ms, lat.value_num AS latitude, lon.value_num AS longitude
+            FROM samples lat JOIN samples lon
+              ON lon.vin = lat.vin AND lon.observed_at = lat.observed_at AND lon.instance = ''
+             AND lon.property = 'vehicle_location.coordinates.longitude'
+            WHERE lat.property = 'vehicle_location.coordinates.latitude' AND lat.instance = '';
+        CREATE VIEW battery_history AS
+            SELECT vin, strftime('%Y-%m-%dT%H:%M:%fZ', observed_at / 1000.0, 'unixepoch') AS observed_at,
+                   observed_at AS observed_at_ms, value_num AS battery_percent
+            FROM samples WHERE property = 'charging.battery_level' AND instance = '';
+        CREATE VIEW charging_sessions_view AS
+            SELECT id, vin, strftime('%Y-%m-%dT%H:%M:%fZ', started_at / 1000.0, 'unixepoch') AS started_at,
+                   strftime('%Y-%m-%dT%H:%M:%fZ', ended_at / 1000.0, 'unixepoch') AS ended_at,
+                   (ended_at - started_at) / 60000 AS minutes, start_level, end_level, energy_kwh, end_reason
+            FROM charging_sessions;
+        """,
     ]
 
     /// The schema version this build writes.
