@@ -113,10 +113,11 @@ public final class Connection {
     ///
     /// - Throws: What `body` throws, or ``SQLiteError`` from BEGIN/COMMIT (e.g. `SQLITE_FULL`).
     public func transaction<T>(_ body: () throws -> T) throws -> T {
-        try execute("BEGIN IMMEDIATE")
+        // BEGIN and COMMIT are prepared once: a poll is a short transaction, run very often.
+        try cachedStatement("BEGIN IMMEDIATE").run([])
         do {
             let result = try body()
-            try execute("COMMIT")
+            try cachedStatement("COMMIT").run([])
             return result
         } catch {
             if sqlite3_get_autocommit(handle) == 0 {

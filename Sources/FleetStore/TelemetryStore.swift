@@ -103,9 +103,13 @@ public actor TelemetryStore {
             """)
         var written = 0
         for sample in samples {
-            if sample.timeSource != .property, let old = previous[sample.key], old.value == sample.value, old.unit == sample.unit {
+            let old = previous[sample.key]
+            if sample.timeSource != .property, let old, old.value == sample.value, old.unit == sample.unit {
                 continue
             }
+            // The stored latest observation has its samples row already: an unchanged re-poll
+            // costs no statement at all.
+            if let old, sample.observedAt == old.observedAt { continue }
             let row: [SQLiteValue] = [
                 .text(sample.vin.rawValue), .text(sample.property), .text(sample.instance),
                 .integer(sample.observedAt.millisecondsSince1970),
@@ -117,7 +121,9 @@ public actor TelemetryStore {
             ]
             try insertSample.run(row)
             written += connection.changes
-            try upsertLatest.run(row)
+            if old.map({ sample.observedAt > $0.observedAt }) ?? true {
+                try upsertLatest.run(row)
+            }
         }
         return written
     }
