@@ -1,3 +1,4 @@
+import FleetClient
 import FleetModel
 import FleetStore
 import Logging
@@ -23,6 +24,8 @@ public actor PollingService: Service {
     private var restored = false
     private var lastManualPollID: Int64 = 0
     private var maintenanceAt: Timestamp?
+    /// Set when the fleet sync learns that the API refuses the client credentials.
+    private var fatal: DaemonError?
     /// Polls per VIN today at restore time, for VINs that join the schedule later.
     private var pollsToday: [VIN: Int] = [:]
     private var restoredAt: Timestamp?
@@ -189,6 +192,10 @@ public actor PollingService: Service {
             logger.info("fleet sync: \(fleet.count) vehicles, \(fleet.filter { $0.status.isPollable }.count) approved, \(events.count) changes")
             return events
         } catch {
+            if let error = error as? APIError, error.isCredentialsRejected {
+                fatal = .credentialsRejected(error.description)
+                return []
+            }
             let retry = min(fleetSync.interval / 5, .seconds(300))
             nextSyncAt = now.adding(retry)
             logger.warning("fleet sync failed, retrying in \(DurationParser.format(retry)): \(error)")
@@ -218,6 +225,10 @@ public actor PollingService: Service {
                 if !restored { await restore(now: now) }
                 if !stopping, let nextSyncAt, nextSyncAt <= now {
                     await syncFleet(now: now)
+                    if let fatal {
+                        group.cancelAll()
+                        throw fatal
+                    }
                     continue
                 }
                 if !stopping {

@@ -184,7 +184,10 @@ public final class Emulator: Sendable {
         guard grantType == "client_credentials" else {
             return Self.oauthError(400, "unsupported_grant_type", "only client_credentials is emulated")
         }
-        guard clientID == configuration.clientID, clientSecret == configuration.clientSecret else {
+        guard clientID == configuration.clientID else {
+            return Self.oauthError(401, "invalid_client", "client_id is invalid")
+        }
+        guard clientSecret == configuration.clientSecret else {
             return Self.oauthError(401, "invalid_client", "client_secret is invalid")
         }
         let token = "emu." + UUID().uuidString.lowercased()

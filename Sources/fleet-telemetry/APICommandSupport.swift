@@ -38,6 +38,10 @@ func withClient<T>(_ options: APIOptions, _ body: (DaemonConfiguration, HighMobi
         return result
     } catch let error as APIError {
         try? await client.shutdown()
+        if error.isCredentialsRejected {
+            printError("fleet-telemetry: \(DaemonError.credentialsRejected(error.description))")
+            throw ExitCode(78)
+        }
         printError("fleet-telemetry: \(error)")
         throw ExitCode(1)
     } catch {

@@ -190,7 +190,7 @@ enum DemoDatabase {
         do {
             let connection = try Connection(path: path)
             let others = try connection.scalarInt("SELECT count(*) FROM vehicles WHERE vin NOT LIKE '1HMEMU%'") ?? 0
-            guard others == 0 else { throw NotADemoDatabase(path: path, reason: "holds data of \(others) vehicles that are not the emulator's") }
+            guard others == 0 else { throw NotADemoDatabase(path: path, reason: "holds data of \(others) vehicle\(others == 1 ? "" : "s") that \(others == 1 ? "is" : "are") not the emulator's") }
         } catch let error as NotADemoDatabase {
             throw error
         } catch {

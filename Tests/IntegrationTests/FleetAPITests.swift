@@ -172,4 +172,16 @@ let newVIN = VIN("1HMFT000000000042")!
         #expect(logs.text.contains("client_secret is invalid"), "the refusal is logged")
         #expect(!logs.text.contains(secret))
     }
+
+    /// With the fleet sync (the default), refused credentials stop the daemon too.
+    @Test func fleetSyncWithRefusedCredentialsStopsTheDaemon() async throws {
+        try await withHarness(emulator: .init(vehicleCount: 1), clientSecret: "wrong", fleetSync: true) { h in
+            await #expect {
+                try await h.service.run()
+            } throws: { error in
+                guard let error = error as? DaemonError else { return false }
+                return error.description.contains("api.client_secret") && error.description.contains("HTTP 401")
+            }
+        }
+    }
 }
