@@ -175,7 +175,7 @@ let newVIN = VIN("1HMFT000000000042")!
 
     /// With the fleet sync (the default), refused credentials stop the daemon too.
     @Test func fleetSyncWithRefusedCredentialsStopsTheDaemon() async throws {
-        try await withHarness(emulator: .init(vehicleCount: 1), clientSecret: "wrong", fleetSync: true) { h in
+        _ = try await withHarness(emulator: .init(vehicleCount: 1), clientSecret: "wrong", fleetSync: true) { h in
             await #expect {
                 try await h.service.run()
             } throws: { error in
