@@ -20,7 +20,7 @@ public enum ConfigLoader {
     /// Parses config text; `file` is only used in errors.
     public static func parse(_ text: String, file: String) throws(ConfigError) -> DaemonConfiguration {
         let root = try ConfigNode.parse(text, file: file)
-        let top = try root.mapping(allowed: ["api", "database", "polling", "fleet", "events", "vehicles", "log_level"])
+        let top = try root.mapping(allowed: ["api", "database", "polling", "fleet", "events", "retention", "vehicles", "log_level"])
 
         guard let apiNode = top["api"] else { throw root.error("missing key `api`") }
         let api = try apiNode.mapping(allowed: ["base_url", "client_id", "client_secret", "connect_timeout", "request_timeout", "max_response_bytes", "paths", "proxy", "insecure_skip_tls_verify"])
@@ -112,6 +112,11 @@ public enum ConfigLoader {
             let fleet = try fleetNode.mapping(allowed: ["sync", "sync_interval"])
             if let n = fleet["sync"] { configuration.fleet.sync = try n.boolean() }
             if let n = fleet["sync_interval"] { configuration.fleet.syncInterval = try n.duration(min: .seconds(10)) }
+        }
+        if let retentionNode = top["retention"] {
+            let retention = try retentionNode.mapping(allowed: ["samples_days", "polls_days"])
+            if let n = retention["samples_days"] { configuration.retention.samples = .seconds(Int64(try n.integer(in: 1...36_500)) * 86_400) }
+            if let n = retention["polls_days"] { configuration.retention.polls = .seconds(Int64(try n.integer(in: 1...36_500)) * 86_400) }
         }
         if let eventsNode = top["events"] {
             configuration.events = try readEvents(eventsNode)

@@ -88,6 +88,20 @@ public struct DaemonConfiguration: Sendable {
     public var fleet = Fleet(sync: true)
     /// `events`: which rules fire, and their thresholds.
     public var events = EventRulesConfiguration()
+    /// `retention`: how long history is kept.
+    public var retention = Retention()
+
+    /// `retention`: rows older than these are pruned once a minute, in small batches.
+    public struct Retention: Sendable, Hashable {
+        /// `retention.samples_days`: samples observed longer ago are deleted (default: kept).
+        public var samples: Duration?
+        /// `retention.polls_days`: polls requested longer ago are deleted (default: kept).
+        public var polls: Duration?
+        public init(samples: Duration? = nil, polls: Duration? = nil) {
+            self.samples = samples
+            self.polls = polls
+        }
+    }
     /// `vehicles`: VINs always polled, whatever the fleet sync says (e.g. for an API without clearance).
     public var vehicles: [VIN] = []
     /// `log_level`: `trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical` (default `info`).

@@ -20,6 +20,8 @@ public struct PollPipeline: Sendable {
     public let logger: Logger
     /// Where the counters go: the process-wide `MetricsSystem` unless a test injects its own.
     public let metrics: any MetricsFactory
+    /// How long history is kept; pruned by ``maintenance(now:)``.
+    public var retention = DaemonConfiguration.Retention()
 
     /// Counters (swift-metrics): `fleet_telemetry_polls_total{status}` (HTTP status, or
     /// `none`), `fleet_telemetry_samples_written_total`, `fleet_telemetry_events_total{type}`,
@@ -35,8 +37,8 @@ public struct PollPipeline: Sendable {
         self.logger = logger
     }
 
-    /// Periodic rules that no poll triggers: `vehicle_silent`, and closing charging sessions whose
-    /// end was never observed.
+    /// Periodic work that no poll triggers: `vehicle_silent`, closing charging sessions whose end
+    /// was never observed, and retention.
     public func maintenance(now: Timestamp) async {
         do {
             if let after = rules.configuration.silentAfter, !rules.configuration.disabled.contains(.vehicleSilent) {
@@ -44,6 +46,12 @@ public struct PollPipeline: Sendable {
                 await sink.deliver(events)
             }
             try await store.closeStaleChargingSessions(now: now, timeout: rules.configuration.chargingSessionTimeout)
+            if retention.samples != nil || retention.polls != nil {
+                let pruned = try await store.prune(
+                    samplesBefore: retention.samples.map { now.adding(milliseconds: -$0.milliseconds) },
+                    pollsBefore: retention.polls.map { now.adding(milliseconds: -$0.milliseconds) })
+                if pruned > 0 { logger.info("retention: pruned \(pruned) rows") }
+            }
         } catch {
             logger.error("periodic event checks failed: \(error)")
         }

@@ -46,7 +46,8 @@ struct RunCommand: AsyncParsableCommand {
         }
         let clock = SystemWallClock()
         let client = HighMobilityClient(configuration: clientConfiguration, clock: clock, logger: logger)
-        let pipeline = PollPipeline(client: client, store: store, sink: StdoutEventSink(), clock: clock, logger: logger, rules: EventRules(configuration: configuration.events))
+        var pipeline = PollPipeline(client: client, store: store, sink: StdoutEventSink(), clock: clock, logger: logger, rules: EventRules(configuration: configuration.events))
+        pipeline.retention = configuration.retention
         let polling = PollingService(
             vins: configuration.vehicles,
             policy: configuration.polling.policy,

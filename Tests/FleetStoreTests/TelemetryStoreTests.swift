@@ -243,4 +243,18 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
         #expect(again.events.isEmpty, "still fired: no second battery_low")
         #expect(try await reopened.ruleState(vin: vin) == ["battery_low|": "fired"])
     }
+
+    @Test func retentionPrunesOldRowsInBatchesAndKeepsLatest() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        for minute in 0..<25 {
+            let time = t0.adding(milliseconds: Int64(minute) * 60_000)
+            try await store.record(poll(at: time), samples: [Sample(vin: vin, property: "charging.battery_level", value: .number(Double(minute)), unit: "percent", observedAt: time)], detector: EventRules())
+        }
+        let deleted = try await store.prune(samplesBefore: t0.adding(milliseconds: 20 * 60_000), pollsBefore: t0.adding(milliseconds: 10 * 60_000), batch: 3)
+        #expect(deleted == 20 + 10)
+        #expect(try await store.samples(vin: vin, property: "charging.battery_level").map(\.value) == (20..<25).map { .number(Double($0)) })
+        #expect(try await store.summary().pollsByStatus == [200: 15])
+        #expect(try await store.latestValues(vin: vin)[SeriesKey(vin: vin, property: "charging.battery_level", instance: "")]?.value == .number(24))
+    }
 }
