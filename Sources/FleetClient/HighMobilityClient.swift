@@ -368,7 +368,7 @@ public final class HighMobilityClient: Sendable {
     }
 
     static func encode(_ value: JSONValue) -> String {
-        (try? String(decoding: JSONEncoder().encode(value), as: UTF8.self)) ?? "{}"
+        value.serialized
     }
 
     static func formEncode(_ text: String) -> String {

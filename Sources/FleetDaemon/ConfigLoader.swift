@@ -267,16 +267,25 @@ public struct ConfigNode {
         return result
     }
 
+    /// The items of a YAML list, keyed `key[index]`.
+    ///
+    /// - Throws: ``ConfigError`` when the node is not a list.
     public func sequence() throws(ConfigError) -> [ConfigNode] {
         guard case .sequence(let sequence) = node else { throw error("expected a list") }
         return sequence.enumerated().map { ConfigNode(node: $0.element, key: "\(key ?? "")[\($0.offset)]", file: file) }
     }
 
+    /// The scalar as written (numbers and booleans as their text).
+    ///
+    /// - Throws: ``ConfigError`` when the node is a list or a mapping.
     public func string() throws(ConfigError) -> String {
         guard case .scalar(let scalar) = node else { throw error("expected a single value") }
         return scalar.string
     }
 
+    /// `true`/`yes`/`on` or `false`/`no`/`off`.
+    ///
+    /// - Throws: ``ConfigError`` for anything else.
     public func boolean() throws(ConfigError) -> Bool {
         let text = try string()
         switch text {
@@ -286,6 +295,9 @@ public struct ConfigNode {
         }
     }
 
+    /// A finite decimal number within `range`.
+    ///
+    /// - Throws: ``ConfigError`` naming the range or the bad text.
     public func number(in range: ClosedRange<Double>) throws(ConfigError) -> Double {
         let text = try string()
         guard let value = Double(text), value.isFinite else { throw error("expected a number, got \"\(text)\"") }
@@ -293,6 +305,9 @@ public struct ConfigNode {
         return value
     }
 
+    /// A whole number within `range`.
+    ///
+    /// - Throws: ``ConfigError`` naming the range or the bad text.
     public func integer(in range: ClosedRange<Int>) throws(ConfigError) -> Int {
         let text = try string()
         guard let value = Int(text) else { throw error("expected a whole number, got \"\(text)\"") }
@@ -300,6 +315,9 @@ public struct ConfigNode {
         return value
     }
 
+    /// A duration (`250ms`, `30s`, `5m`, `1h`, `2d`, `1h30m`) of at least `min` and at most 10 years.
+    ///
+    /// - Throws: ``ConfigError`` for a malformed, too short or too long value.
     public func duration(min: Duration) throws(ConfigError) -> Duration {
         let text = try string()
         let value: Duration

@@ -11,6 +11,7 @@ public protocol EventSink: Sendable {
 public struct StdoutEventSink: EventSink {
     public init() {}
 
+    /// Writes each event as one line, in the order given.
     public func deliver(_ events: [Event]) async {
         guard !events.isEmpty else { return }
         let text = events.map { $0.jsonLine + "\n" }.joined()

@@ -31,6 +31,10 @@ public struct Importer: Sendable {
         }
     }
 
+    /// - Parameters:
+    ///   - store: Where the documents go.
+    ///   - sink: Receives the events the documents cause (standard output for the command).
+    ///   - clock: The import time, stored as `received_at` and used for documents without timestamps.
     public init(store: TelemetryStore, sink: any EventSink, clock: any WallClock = SystemWallClock()) {
         self.store = store
         self.sink = sink

@@ -45,6 +45,9 @@ public struct PollSchedule: Sendable {
         /// 429s for this many different VINs within a minute pause the whole fleet.
         public var globalRateLimitThreshold: Int
 
+        /// Defaults: backoff up to 1h, `Retry-After` up to 24h, slow cadence 6 × interval,
+        /// privacy 6h, no rate cap, no budgets, a global pause after 429s for 3 VINs in a minute.
+        /// Intervals shorter than `interval` are raised to it.
         public init(
             interval: Duration, maxBackoff: Duration = .seconds(3600), maxRetryAfter: Duration = .seconds(86_400),
             slowInterval: Duration? = nil, privacyInterval: Duration = .seconds(6 * 3600),
@@ -295,11 +298,6 @@ public struct PollSchedule: Sendable {
             if refill > next { next = refill }
         }
         return next
-    }
-
-    /// The earliest due time (for inspection), ignoring pauses.
-    public var nextDueTimeIgnoringLimits: Timestamp? {
-        entries.values.filter { !$0.inFlight }.map(\.nextDue).min()
     }
 
     // MARK: - Outcomes

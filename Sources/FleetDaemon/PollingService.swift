@@ -48,9 +48,6 @@ public actor PollingService: Service {
         self.logger = logger
     }
 
-    /// The current schedule (for tests and status output).
-    public var currentSchedule: PollSchedule { schedule }
-
     /// Polls every VIN due at `now`, waits for all of them, and records their outcomes.
     ///
     /// - Returns: The result of each poll, in completion order.

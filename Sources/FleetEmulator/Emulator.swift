@@ -337,8 +337,6 @@ public final class Emulator: Sendable {
     }
 
     static func encode(_ value: JSONValue) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? String(decoding: encoder.encode(value), as: UTF8.self)) ?? "{}"
+        value.serialized
     }
 }

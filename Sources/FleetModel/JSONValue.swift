@@ -44,24 +44,44 @@ public enum JSONValue: Hashable, Sendable, Codable {
         return nil
     }
 
+    /// The members of an object, or `nil`.
     public var objectValue: [String: JSONValue]? {
         if case .object(let o) = self { return o }
         return nil
     }
 
+    /// The items of an array, or `nil`.
     public var arrayValue: [JSONValue]? {
         if case .array(let a) = self { return a }
         return nil
     }
 
+    /// The text of a string, or `nil`.
     public var stringValue: String? {
         if case .string(let s) = self { return s }
         return nil
     }
 
+    /// The value of a number, or `nil` (a number given as text is not converted).
     public var numberValue: Double? {
         if case .number(let n) = self { return n }
         return nil
+    }
+
+    /// This value as compact JSON text with object keys sorted, so that the same value always
+    /// serializes the same way. Whole numbers print without a fraction (`12`, not `12.0`); a
+    /// number that is not finite (never produced by ``JSONParser``) prints as `null`.
+    public var serialized: String {
+        switch self {
+        case .null: return "null"
+        case .bool(let b): return b ? "true" : "false"
+        case .number(let n):
+            guard n.isFinite else { return "null" }
+            return n.rounded() == n && abs(n) < 1e15 ? String(Int64(n)) : String(n)
+        case .string(let s): return JSONValue.quoted(s)
+        case .array(let a): return "[" + a.map(\.serialized).joined(separator: ",") + "]"
+        case .object(let o): return "{" + o.keys.sorted().map { JSONValue.quoted($0) + ":" + o[$0]!.serialized }.joined(separator: ",") + "}"
+        }
     }
 
     /// `string` as a JSON string literal, with quotes, backslashes and control characters escaped.

@@ -62,7 +62,7 @@ struct AutoAPIReader {
         }
         guard let data = entry["data"] else { return }
         if let raw = entry["timestamp"], timestamp == nil {
-            let text = raw.stringValue ?? SampleEmitter.jsonText(raw)
+            let text = raw.stringValue ?? raw.serialized
             payload.failures.append(PropertyFailure(property: path, reason: "invalid_value", description: "unreadable timestamp \"\(text.prefix(60))\""))
             return
         }
@@ -158,7 +158,7 @@ struct SampleEmitter {
         case .object(let fields):
             if let valueField = fields["value"], let unitField = fields["unit"] {
                 guard let rawUnit = unitField.stringValue else {
-                    fail(path, "invalid_value", "the unit is not text: \(SampleEmitter.jsonText(unitField).prefix(40))", into: &payload)
+                    fail(path, "invalid_value", "the unit is not text: \(unitField.serialized.prefix(40))", into: &payload)
                     return
                 }
                 // Units compare without case or surrounding spaces; the source keeps what was sent.
@@ -188,7 +188,7 @@ struct SampleEmitter {
             }
         case .array(let items):
             // Nested arrays are rare (schedules, weekday lists); keep them whole as JSON text.
-            append(.text(Self.jsonText(.array(items))), unit: nil, path: path, into: &payload)
+            append(.text(JSONValue.array(items).serialized), unit: nil, path: path, into: &payload)
         }
     }
 
@@ -240,7 +240,7 @@ struct SampleEmitter {
         case .null:
             return .notNumeric("null")
         default:
-            return .notNumeric(String(SampleEmitter.jsonText(value).prefix(60)))
+            return .notNumeric(String(value.serialized.prefix(60)))
         }
     }
 
@@ -250,16 +250,5 @@ struct SampleEmitter {
               text.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || $0 == 46 || $0 == 45 || $0 == 43 || $0 == 101 || $0 == 69 })
         else { return false }
         return Double(text).map { !$0.isFinite } ?? false
-    }
-
-    static func jsonText(_ value: JSONValue) -> String {
-        switch value {
-        case .null: return "null"
-        case .bool(let b): return b ? "true" : "false"
-        case .number(let n): return SampleValue.number(n).description
-        case .string(let s): return JSONValue.quoted(s)
-        case .array(let a): return "[" + a.map(jsonText).joined(separator: ",") + "]"
-        case .object(let o): return "{" + o.keys.sorted().map { JSONValue.quoted($0) + ":" + jsonText(o[$0]!) }.joined(separator: ",") + "}"
-        }
     }
 }

@@ -14,6 +14,7 @@ import Foundation
 /// The shape is detected per response. The normalizer is a pure function of its input: it never
 /// touches the network, the database or the clock.
 public struct Normalizer: Sendable {
+    /// The normalizer has no state; one can be shared.
     public init() {}
 
     /// Parses and normalizes a response body.

@@ -66,14 +66,6 @@ public enum UnitConversion {
         (try? convert(value, unit: unit)) ?? (value, unit)
     }
 
-    /// The canonical unit for `unit`, or `unit` itself when the table does not know it.
-    public static func canonicalUnit(of unit: String) -> String {
-        switch rules[unit] {
-        case .linear(_, let target)?, .affine(_, _, let target)?, .reciprocal(_, let target)?: return target
-        case nil: return unit
-        }
-    }
-
     /// A 0.0–1.0 Auto API percentage as percent 0–100.
     public static func percent(fromFraction value: Double) -> Double {
         tidy(value * 100)

@@ -59,6 +59,12 @@ public final class Statement {
         }
     }
 
+    /// Ends the current execution: a statement left on a row keeps its read snapshot open, which
+    /// would stop the WAL from being checkpointed. Call it after reading a single row.
+    public func reset() {
+        sqlite3_reset(handle)
+    }
+
     /// Advances to the next row.
     ///
     /// - Returns: `true` when a row is available, `false` when the statement is done.

@@ -50,6 +50,7 @@ extension TelemetryStore {
                 for vehicle in vehicles {
                     try select.bind([.text(vehicle.vin.rawValue)])
                     let previous = try select.step() ? select.text(at: 0) : nil
+                    select.reset()
                     try upsert.run([
                         .text(vehicle.vin.rawValue), .integer(now.millisecondsSince1970),
                         vehicle.brand.map(SQLiteValue.text) ?? .null, .text(vehicle.status.rawValue),

@@ -32,7 +32,9 @@ extension TelemetryStore {
                 try open.bind([.text(event.vin.rawValue), .integer(event.occurredAt.millisecondsSince1970)])
                 var energy: Double?
                 if try open.step() {
-                    energy = try chargedEnergy(vin: event.vin, from: open.int(at: 0), to: event.occurredAt.millisecondsSince1970, connection: connection)
+                    let startedAt = open.int(at: 0)
+                    open.reset()
+                    energy = try chargedEnergy(vin: event.vin, from: startedAt, to: event.occurredAt.millisecondsSince1970, connection: connection)
                 }
                 try connection.cachedStatement("""
                     UPDATE charging_sessions SET ended_at = ?2, end_level = ?3, end_reason = ?4, energy_kwh = ?5
@@ -140,11 +142,14 @@ extension TelemetryStore {
     /// - Returns: The event stored, if any.
     public func setPrivacyMode(_ active: Bool, vin: VIN, at time: Timestamp) throws -> [Event] {
         try withConnection { connection in
-            try connection.transaction {
-                let read = try connection.cachedStatement("SELECT 1 FROM rule_state WHERE vin = ?1 AND key = 'privacy'")
-                try read.bind([.text(vin.rawValue)])
-                let wasActive = try read.step()
-                guard wasActive != active else { return [] }
+            // Called after every poll: a read decides, and only a change opens a transaction
+            // (the store is the connection's only writer, so the state cannot change between).
+            let read = try connection.cachedStatement("SELECT 1 FROM rule_state WHERE vin = ?1 AND key = 'privacy'")
+            try read.bind([.text(vin.rawValue)])
+            let wasActive = try read.step()
+            read.reset()
+            guard wasActive != active else { return [] }
+            return try connection.transaction {
                 if active {
                     try connection.cachedStatement("""
                         INSERT INTO rule_state (vin, key, value, updated_at) VALUES (?1, 'privacy', 'on', ?2)

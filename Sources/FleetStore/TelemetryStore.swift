@@ -155,6 +155,7 @@ public actor TelemetryStore {
     public func isImported(messageID: String, vin: VIN) throws -> Bool {
         let statement = try connection.cachedStatement("SELECT 1 FROM imported_messages WHERE vin = ?2 AND message_id = ?1")
         try statement.bind([.text(messageID), .text(vin.rawValue)])
+        defer { statement.reset() }
         return try statement.step()
     }
 
@@ -179,8 +180,10 @@ public actor TelemetryStore {
         for failure in failures {
             try last.bind([.text(vin.rawValue), .text(failure.property), .text(failure.instance)])
             let previous = try last.step() ? (last.text(at: 0), last.int(at: 2)) : nil
+            last.reset()
             try good.bind([.text(vin.rawValue), .text(failure.property), .text(failure.instance)])
             let goodSince = try good.step() ? good.int(at: 0) : nil
+            good.reset()
             // Same reason as the last failure, with no good value since: nothing new to record.
             if let previous, previous.0 == failure.reason, (goodSince ?? .min) <= previous.1 { continue }
             try insert.run([

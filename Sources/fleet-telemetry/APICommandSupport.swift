@@ -76,9 +76,7 @@ func printTable(_ header: [String], _ rows: [[String]]) {
 
 /// Prints a JSON value on one line.
 func printJSON(_ value: JSONValue) {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    if let data = try? encoder.encode(value) { print(String(decoding: data, as: UTF8.self)) }
+    print(value.serialized)
 }
 
 extension FleetVehicle {

@@ -179,11 +179,10 @@ import Testing
         try await withHarness(emulator: .init(vehicleCount: 1), interval: .seconds(10), requestTimeout: .milliseconds(500)) { h in
             let vin = EmulatorConfiguration.vin(index: 1)
             h.emulator.inject(.init(status: 200, body: String(repeating: " ", count: 200), drip: .milliseconds(50)), vin: vin)
-            let started = ContinuousClock.now
             let results = await h.step(by: .seconds(10))
-            let elapsed = ContinuousClock.now - started
-            #expect(results.first?.error?.contains("within 500ms") == true, "\(results.first?.error ?? "")")
-            #expect(elapsed < .seconds(5), "cut after the timeout, not after the 10 s body")
+            // The whole-response deadline cut it (a read timeout alone resets on every byte).
+            #expect(results.first?.error?.contains("no complete answer within 500ms") == true, "\(results.first?.error ?? "")")
+            #expect(results.first?.httpStatus == nil)
         }
     }
 
