@@ -64,6 +64,36 @@ let normalized = try bodies.map { try normalizer.normalize(body: $0.1, vin: $0.0
 let sampleCount = normalized.reduce(0) { $0 + $1.samples.count }
 print("average response \(averageBytes) bytes, \(sampleCount / count) samples")
 
+if ProcessInfo.processInfo.environment["INGEST_ONLY_STORE"] != nil {
+    let onlyStore = try TelemetryStore(path: directory + "/only.sqlite")
+    let items = bodies.enumerated().map { ($0.element.0, normalized[$0.offset].samples) }
+    _ = try await measure("store only, no actor hop", payloads: count, samples: sampleCount) {
+        try await onlyStore.recordAll(items, at: received, rules: EventRules())
+    }
+    exit(0)
+}
+if ProcessInfo.processInfo.environment["INGEST_ONLY_CEILING"] != nil {
+    let c = try Connection(path: directory + "/c.sqlite")
+    do { _ = try TelemetryStore(path: directory + "/c.sqlite") }
+    let insert = try c.cachedStatement("""
+        INSERT OR IGNORE INTO samples (vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+        """)
+    _ = try await measure("ceiling", payloads: count, samples: sampleCount) {
+        for payload in normalized {
+            try c.transaction {
+                for sample in payload.samples {
+                    try insert.run([
+                        .text(sample.vin.rawValue), .text(sample.property), .text(sample.instance), .integer(sample.observedAt.millisecondsSince1970),
+                        sample.value.number.map(SQLiteValue.real) ?? .null, sample.value.text.map(SQLiteValue.text) ?? .null,
+                        sample.unit.map(SQLiteValue.text) ?? .null, .integer(received.millisecondsSince1970), sample.sourceUnit.map(SQLiteValue.text) ?? .null,
+                    ])
+                }
+            }
+        }
+    }
+    exit(0)
+}
 // 1. Ours.
 let store = try TelemetryStore(path: directory + "/ours.sqlite")
 let rules = EventRules()
@@ -73,6 +103,12 @@ let ours = try await measure("ours (parse+normalize+store)", payloads: count, sa
         let payload = try normalizer.normalize(body: body, vin: vin, receivedAt: received)
         let result = try await store.record(PollRecord(vin: vin, requestedAt: received, receivedAt: received, httpStatus: 200, latencyMilliseconds: 1), samples: payload.samples, detector: rules)
         stored += result.samplesWritten
+    }
+}
+let store2 = try TelemetryStore(path: directory + "/ours2.sqlite")
+_ = try await measure("  store only (pre-normalized)", payloads: count, samples: sampleCount) {
+    for (index, (vin, _)) in bodies.enumerated() {
+        try await store2.record(PollRecord(vin: vin, requestedAt: received, receivedAt: received, httpStatus: 200, latencyMilliseconds: 1), samples: normalized[index].samples, detector: rules)
     }
 }
 _ = try await measure("  of which parse+normalize", payloads: count, samples: sampleCount) {
@@ -108,3 +144,16 @@ _ = try await measure("unchanged re-poll (dedup)", payloads: count, samples: sam
     }
 }
 print(String(format: "ours / ceiling: %.0f %% (%d new sample rows stored)", ours / ceiling * 100, stored))
+
+extension TelemetryStore {
+    func recordAll(_ items: [(VIN, [Sample])], at received: Timestamp, rules: EventRules) throws {
+        for (vin, samples) in items {
+            try record(PollRecord(vin: vin, requestedAt: received, receivedAt: received, httpStatus: 200, latencyMilliseconds: 1), samples: samples, detector: rules)
+        }
+    }
+}
+let store3 = try TelemetryStore(path: directory + "/ours3.sqlite")
+let items = bodies.enumerated().map { ($0.element.0, normalized[$0.offset].samples) }
+_ = try await measure("store only, no actor hop", payloads: count, samples: sampleCount) {
+    try await store3.recordAll(items, at: received, rules: rules)
+}

@@ -70,22 +70,36 @@ public struct Importer: Sendable {
         }
     }
 
+    /// Documents written per transaction: one commit per document would cost more than the
+    /// document itself (see `docs/benchmarks.md`).
+    public static let batchSize = 256
+
     /// Imports the documents of one file's content: JSON lines, or one JSON document (`.json`,
     /// which may also be an array of documents).
     ///
-    /// - Parameter progress: Called after each document with the running summary.
+    /// Documents are written in transactions of up to ``batchSize``; events are delivered to the
+    /// sink once their transaction has committed.
+    ///
+    /// - Parameter progress: Called after each committed batch with the running summary.
+    /// - Throws: ``SQLiteError`` when the database itself fails; the batches committed before stay.
     public func importFile(named file: String, content: [UInt8], wholeDocument: Bool, into summary: inout Summary, progress: (Summary) -> Void = { _ in }) async throws {
+        var batch: [(write: PollWrite, line: Int)] = []
         if wholeDocument {
             do {
                 let json = try JSONParser.parse(content)
                 let documents = json.arrayValue ?? [json]
                 for document in documents {
-                    try await importDocument(document, file: file, line: 0, into: &summary)
-                    progress(summary)
+                    if let write = prepare(document, file: file, line: 0, into: &summary) { batch.append((write, 0)) }
+                    if batch.count >= Self.batchSize {
+                        try await flush(&batch, file: file, into: &summary)
+                        progress(summary)
+                    }
                 }
             } catch let error as JSONParser.SyntaxError {
                 summary.rejected.append(Rejection(file: file, line: 0, reason: "not valid JSON (\(error))"))
             }
+            try await flush(&batch, file: file, into: &summary)
+            progress(summary)
             return
         }
         var lineNumber = 0
@@ -96,21 +110,49 @@ public struct Importer: Sendable {
             let line = content[start..<end]
             start = end < content.endIndex ? content.index(after: end) : end
             guard line.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D }) else { continue }
-            do {
+            do throws(JSONParser.SyntaxError) {
                 let json = try JSONParser.parse(line)
-                try await importDocument(json, file: file, line: lineNumber, into: &summary)
-            } catch let error as JSONParser.SyntaxError {
+                if let write = prepare(json, file: file, line: lineNumber, into: &summary) { batch.append((write, lineNumber)) }
+            } catch {
                 summary.rejected.append(Rejection(file: file, line: lineNumber, reason: "not valid JSON (\(error))"))
             }
-            progress(summary)
+            if batch.count >= Self.batchSize {
+                try await flush(&batch, file: file, into: &summary)
+                progress(summary)
+            }
         }
+        try await flush(&batch, file: file, into: &summary)
+        progress(summary)
     }
 
-    /// Imports one parsed document.
-    ///
-    /// - Throws: Only ``SQLiteError`` (the database itself failed); bad documents become rejections.
-    func importDocument(_ json: JSONValue, file: String, line: Int, into summary: inout Summary) async throws {
-        func reject(_ reason: String) { summary.rejected.append(Rejection(file: file, line: line, reason: reason)) }
+    /// Writes one batch and counts its outcome.
+    private func flush(_ batch: inout [(write: PollWrite, line: Int)], file: String, into summary: inout Summary) async throws {
+        guard !batch.isEmpty else { return }
+        defer { batch.removeAll(keepingCapacity: true) }
+        let outcomes = try await store.record(batch: batch.map(\.write), detector: rules)
+        var events: [Event] = []
+        for (entry, outcome) in zip(batch, outcomes) {
+            switch outcome {
+            case .written(let written):
+                summary.responses += 1
+                summary.samples += written.samplesWritten
+                summary.events += written.events.count
+                events += written.events
+            case .duplicate:
+                summary.duplicates += 1
+            case .failed(let error):
+                summary.rejected.append(Rejection(file: file, line: entry.line, reason: "not stored: \(error)"))
+            }
+        }
+        await sink.deliver(events)
+    }
+
+    /// Checks and normalizes one parsed document; `nil` (and a rejection) for a bad one.
+    func prepare(_ json: JSONValue, file: String, line: Int, into summary: inout Summary) -> PollWrite? {
+        func reject(_ reason: String) -> PollWrite? {
+            summary.rejected.append(Rejection(file: file, line: line, reason: reason))
+            return nil
+        }
         guard case .object(let root) = json else { return reject("not a JSON object") }
         guard let vinField = root["vin"] else { return reject("no \"vin\"") }
         guard let vinText = vinField.stringValue else { return reject("\"vin\" is not a string") }
@@ -130,20 +172,9 @@ public struct Importer: Sendable {
         } catch {
             return reject(error.description)
         }
-        if let messageID = payload.messageID, try await store.isImported(messageID: messageID, vin: vin) {
-            summary.duplicates += 1
-            return
-        }
         var record = PollRecord(vin: vin, requestedAt: now, receivedAt: now, httpStatus: nil, latencyMilliseconds: 0, requestID: payload.requestID, brand: payload.brand)
         record.imported = true
         let failures = payload.failures.map { FailedProperty(property: $0.property, instance: $0.instance, reason: $0.reason, description: $0.description, observedAt: $0.observedAt) }
-        let written = try await store.record(record, samples: payload.samples, failures: failures, detector: rules)
-        if let messageID = payload.messageID {
-            _ = try await store.markImported(messageID: messageID, vin: vin, at: now)
-        }
-        await sink.deliver(written.events)
-        summary.responses += 1
-        summary.samples += written.samplesWritten
-        summary.events += written.events.count
+        return PollWrite(poll: record, samples: payload.samples, failures: failures, messageID: payload.messageID)
     }
 }

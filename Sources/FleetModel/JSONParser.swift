@@ -146,18 +146,33 @@ public struct JSONParser {
         } else {
             throw error("invalid number")
         }
+        var fractionOrExponent = false
         if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+            fractionOrExponent = true
             index += 1
             let digits = index
             while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) { index += 1 }
             guard index > digits else { throw error("invalid number") }
         }
         if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
+            fractionOrExponent = true
             index += 1
             if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
             let digits = index
             while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) { index += 1 }
             guard index > digits else { throw error("invalid number") }
+        }
+        if !fractionOrExponent, index - start <= 15 {
+            // An integer of at most 15 digits is exact in a Double: no text conversion needed.
+            var value: Int64 = 0
+            var position = start
+            let negative = bytes[position] == UInt8(ascii: "-")
+            if negative { position += 1 }
+            while position < index {
+                value = value * 10 + Int64(bytes[position] - UInt8(ascii: "0"))
+                position += 1
+            }
+            return .number(negative ? (value == 0 ? -0.0 : -Double(value)) : Double(value))
         }
         let literal = String(decoding: bytes[start..<index], as: UTF8.self)
         guard let value = Double(literal), value.isFinite else {
@@ -168,40 +183,53 @@ public struct JSONParser {
 
     private mutating func parseString() throws(SyntaxError) -> String {
         index += 1
-        var scalars = String.UnicodeScalarView()
-        var runStart = index
-        func flushRun() {
-            if runStart < index {
-                scalars.append(contentsOf: String(decoding: bytes[runStart..<index], as: UTF8.self).unicodeScalars)
+        let start = index
+        // Fast path: most strings (keys, units, enum values, timestamps) have no escape, and are
+        // decoded straight from the input bytes.
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                index += 1
+                return String(decoding: bytes[start..<(index - 1)], as: UTF8.self)
             }
+            if byte == UInt8(ascii: "\\") { break }
+            if byte < 0x20 { throw error("control character in a string") }
+            index += 1
         }
+        guard index < bytes.count else { throw error("unterminated string") }
+        return try parseEscapedString(from: start)
+    }
+
+    /// The slow path of ``parseString()``: `index` is on the first backslash; the bytes from
+    /// `start` up to it are plain.
+    private mutating func parseEscapedString(from start: Int) throws(SyntaxError) -> String {
+        var utf8 = Array(bytes[start..<index])
         while true {
             guard index < bytes.count else { throw error("unterminated string") }
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
-                flushRun()
                 index += 1
-                return String(scalars)
+                return String(decoding: utf8, as: UTF8.self)
             }
             if byte < 0x20 { throw error("control character in a string") }
+            index += 1
             if byte != UInt8(ascii: "\\") {
-                index += 1
+                utf8.append(byte)
                 continue
             }
-            flushRun()
-            index += 1
             guard index < bytes.count else { throw error("unterminated string") }
             let escape = bytes[index]
             index += 1
+            let scalar: Unicode.Scalar
             switch escape {
-            case UInt8(ascii: "\""): scalars.append("\"")
-            case UInt8(ascii: "\\"): scalars.append("\\")
-            case UInt8(ascii: "/"): scalars.append("/")
-            case UInt8(ascii: "b"): scalars.append("\u{08}")
-            case UInt8(ascii: "f"): scalars.append("\u{0C}")
-            case UInt8(ascii: "n"): scalars.append("\n")
-            case UInt8(ascii: "r"): scalars.append("\r")
-            case UInt8(ascii: "t"): scalars.append("\t")
+            case UInt8(ascii: "\""): scalar = "\""
+            case UInt8(ascii: "\\"): scalar = "\\"
+            case UInt8(ascii: "/"): scalar = "/"
+            case UInt8(ascii: "b"): scalar = "\u{08}"
+            case UInt8(ascii: "f"): scalar = "\u{0C}"
+            case UInt8(ascii: "n"): scalar = "\n"
+            case UInt8(ascii: "r"): scalar = "\r"
+            case UInt8(ascii: "t"): scalar = "\t"
             case UInt8(ascii: "u"):
                 var code = try parseHex4()
                 if (0xD800...0xDBFF).contains(code) {
@@ -215,12 +243,12 @@ public struct JSONParser {
                 } else if (0xDC00...0xDFFF).contains(code) {
                     throw error("unpaired surrogate")
                 }
-                guard let scalar = Unicode.Scalar(code) else { throw error("invalid escape") }
-                scalars.append(scalar)
+                guard let decoded = Unicode.Scalar(code) else { throw error("invalid escape") }
+                scalar = decoded
             default:
                 throw error("invalid escape")
             }
-            runStart = index
+            utf8.append(contentsOf: String(scalar).utf8)
         }
     }
 

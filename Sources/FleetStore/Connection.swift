@@ -50,7 +50,7 @@ public final class Connection {
                 throw SQLiteError(extendedResultCode: SQLITE_ERROR, message: "could not switch \(path) to WAL (journal_mode is \(mode ?? "unknown"))")
             }
         }
-        try execute("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+        try execute("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 4000; PRAGMA journal_size_limit = 67108864;")
     }
 
     deinit {

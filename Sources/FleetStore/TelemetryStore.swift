@@ -35,13 +35,54 @@ public actor TelemetryStore {
     @discardableResult
     public func record(_ poll: PollRecord, samples: [Sample], failures: [FailedProperty] = [], detector: some ChangeDetecting) throws -> PollWriteResult {
         try connection.transaction {
-            let vin = SQLiteValue.text(poll.vin.rawValue)
-            if poll.imported {
-                try connection.cachedStatement("""
-                    INSERT INTO vehicles (vin, first_seen_at, brand) VALUES (?1, ?2, ?3)
-                    ON CONFLICT (vin) DO UPDATE SET brand = coalesce(excluded.brand, vehicles.brand)
-                    """).run([vin, .integer(poll.receivedAt.millisecondsSince1970), poll.brand.map { .text(Brand.canonical($0)) } ?? .null])
-            } else {
+            try write(poll, samples: samples, failures: failures, detector: detector)
+        }
+    }
+
+    /// Writes many polls (or imported documents) in one transaction: the group commit of
+    /// `fleet-telemetry import`, where one commit per document would cost more than the document.
+    ///
+    /// Each entry is written as ``record(_:samples:failures:detector:)`` would, inside a savepoint
+    /// of its own: an entry whose write fails is rolled back alone and reported in its place,
+    /// the others are kept. An entry with a `messageID` imported before is skipped
+    /// (``BatchOutcome/duplicate``). Events are stored exactly as by single writes.
+    ///
+    /// - Returns: One outcome per entry, in order.
+    /// - Throws: ``SQLiteError`` when the transaction itself cannot begin or commit (`SQLITE_FULL`,
+    ///   a read-only file); nothing of the batch is then kept.
+    public func record(batch: [PollWrite], detector: some ChangeDetecting) throws -> [BatchOutcome] {
+        try connection.transaction {
+            let savepoint = try connection.cachedStatement("SAVEPOINT poll")
+            let release = try connection.cachedStatement("RELEASE poll")
+            let rollback = try connection.cachedStatement("ROLLBACK TO poll")
+            return try batch.map { entry in
+                try savepoint.run([])
+                do {
+                    if let messageID = entry.messageID,
+                       !(try markImported(messageID: messageID, vin: entry.poll.vin, at: entry.poll.receivedAt)) {
+                        try release.run([])
+                        return .duplicate
+                    }
+                    let result = try write(entry.poll, samples: entry.samples, failures: entry.failures, detector: detector)
+                    try release.run([])
+                    return .written(result)
+                } catch let error as SQLiteError {
+                    try rollback.run([])
+                    try release.run([])
+                    return .failed(error)
+                }
+            }
+        }
+    }
+
+    private func write(_ poll: PollRecord, samples: [Sample], failures: [FailedProperty], detector: some ChangeDetecting) throws -> PollWriteResult {
+        let vin = SQLiteValue.text(poll.vin.rawValue)
+        if poll.imported {
+            try connection.cachedStatement("""
+                INSERT INTO vehicles (vin, first_seen_at, brand) VALUES (?1, ?2, ?3)
+                ON CONFLICT (vin) DO UPDATE SET brand = coalesce(excluded.brand, vehicles.brand)
+                """).run([vin, .integer(poll.receivedAt.millisecondsSince1970), poll.brand.map { .text(Brand.canonical($0)) } ?? .null])
+        } else {
             try connection.cachedStatement("""
                 INSERT INTO vehicles (vin, first_seen_at, last_polled_at, last_http_status, last_error, brand)
                 VALUES (?1, ?2, ?2, ?3, ?4, ?5)
@@ -49,29 +90,29 @@ public actor TelemetryStore {
                     last_http_status = excluded.last_http_status, last_error = excluded.last_error,
                     brand = coalesce(excluded.brand, vehicles.brand)
                 """).run([vin, .integer(poll.requestedAt.millisecondsSince1970), poll.httpStatus.map { .integer(Int64($0)) } ?? .null, poll.error.map(SQLiteValue.text) ?? .null, poll.brand.map { .text(Brand.canonical($0)) } ?? .null])
-            }
+        }
 
-            var written = 0
-            var stored: [Event] = []
-            if !samples.isEmpty {
-                let previous = try latestValues(vin: poll.vin)
-                var state = try ruleState(vin: poll.vin)
-                let before = state
-                let events = detector.events(previous: previous, observed: samples, detectedAt: poll.receivedAt, state: &state)
-                if state != before { try saveRuleState(state, replacing: before, vin: poll.vin, at: poll.receivedAt) }
-                written = try write(samples, previous: previous, receivedAt: poll.receivedAt)
-                stored = try insert(events, connection: connection)
-                if stored.contains(where: { [.chargingStarted, .chargingCompleted, .chargingInterrupted, .chargingError].contains($0.type) }) {
-                    let level = samples.first { $0.property == "charging.battery_level" }?.value.number
-                        ?? previous[SeriesKey(vin: poll.vin, property: "charging.battery_level", instance: "")]?.value.number
-                    try updateChargingSessions(for: stored, levels: level.map { [poll.vin: $0] } ?? [:], connection: connection)
-                }
+        var written = 0
+        var stored: [Event] = []
+        if !samples.isEmpty {
+            let previous = try latestValues(vin: poll.vin)
+            var state = try ruleState(vin: poll.vin)
+            let before = state
+            let events = detector.events(previous: previous, observed: samples, detectedAt: poll.receivedAt, state: &state)
+            if state != before { try saveRuleState(state, replacing: before, vin: poll.vin, at: poll.receivedAt) }
+            written = try write(samples, previous: previous, receivedAt: poll.receivedAt)
+            stored = try insert(events, connection: connection)
+            if stored.contains(where: { [.chargingStarted, .chargingCompleted, .chargingInterrupted, .chargingError].contains($0.type) }) {
+                let level = samples.first { $0.property == "charging.battery_level" }?.value.number
+                    ?? previous[SeriesKey(vin: poll.vin, property: "charging.battery_level", instance: "")]?.value.number
+                try updateChargingSessions(for: stored, levels: level.map { [poll.vin: $0] } ?? [:], connection: connection)
             }
-            if !failures.isEmpty {
-                try write(failures, vin: poll.vin, receivedAt: poll.receivedAt)
-            }
+        }
+        if !failures.isEmpty {
+            try write(failures, vin: poll.vin, receivedAt: poll.receivedAt)
+        }
 
-            if !poll.imported {
+        if !poll.imported {
             try connection.cachedStatement("""
                 INSERT INTO polls (vin, requested_at, http_status, latency_ms, error, request_id, samples_written, events_emitted, manual)
                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
@@ -82,9 +123,8 @@ public actor TelemetryStore {
                     poll.requestID.map(SQLiteValue.text) ?? .null,
                     .integer(Int64(written)), .integer(Int64(stored.count)), .integer(poll.manual ? 1 : 0),
                 ])
-            }
-            return PollWriteResult(samplesWritten: written, events: stored)
         }
+        return PollWriteResult(samplesWritten: written, events: stored)
     }
 
     private func write(_ samples: [Sample], previous: [SeriesKey: LatestValue], receivedAt: Timestamp) throws -> Int {
@@ -361,6 +401,32 @@ public struct FailedProperty: Sendable, Hashable {
         self.description = description
         self.observedAt = observedAt
     }
+}
+
+/// One entry of ``TelemetryStore/record(batch:detector:)``: a poll or an imported document.
+public struct PollWrite: Sendable {
+    public var poll: PollRecord
+    /// Normalized samples, all of `poll.vin`.
+    public var samples: [Sample]
+    public var failures: [FailedProperty]
+    /// The push message's `message_id`: the entry is stored at most once per VIN and id.
+    public var messageID: String?
+
+    public init(poll: PollRecord, samples: [Sample], failures: [FailedProperty] = [], messageID: String? = nil) {
+        self.poll = poll
+        self.samples = samples
+        self.failures = failures
+        self.messageID = messageID
+    }
+}
+
+/// What happened to one entry of a batch write.
+public enum BatchOutcome: Sendable {
+    case written(PollWriteResult)
+    /// Its `message_id` was imported before; nothing written.
+    case duplicate
+    /// Its write failed and was rolled back alone.
+    case failed(SQLiteError)
 }
 
 /// What ``TelemetryStore/record(_:samples:failures:detector:)`` wrote.
