@@ -20,7 +20,7 @@ public enum ConfigLoader {
     /// Parses config text; `file` is only used in errors.
     public static func parse(_ text: String, file: String) throws(ConfigError) -> DaemonConfiguration {
         let root = try ConfigNode.parse(text, file: file)
-        let top = try root.mapping(allowed: ["api", "database", "polling", "fleet", "events", "retention", "vehicles", "log_level"])
+        let top = try root.mapping(allowed: ["api", "database", "polling", "fleet", "events", "retention", "archive", "vehicles", "log_level"])
 
         guard let apiNode = top["api"] else { throw root.error("missing key `api`") }
         let api = try apiNode.mapping(allowed: ["base_url", "client_id", "client_secret", "connect_timeout", "request_timeout", "max_response_bytes", "paths", "proxy", "insecure_skip_tls_verify"])
@@ -74,7 +74,8 @@ public enum ConfigLoader {
         }
 
         if let databaseNode = top["database"] {
-            let database = try databaseNode.mapping(allowed: ["path"])
+            let database = try databaseNode.mapping(allowed: ["path", "stale_after"])
+            if let n = database["stale_after"] { configuration.staleAfter = try n.duration(min: .seconds(1)) }
             if let n = database["path"] {
                 configuration.databasePath = try n.string()
                 guard !configuration.databasePath.isEmpty else { throw n.error("must not be empty") }
@@ -114,9 +115,14 @@ public enum ConfigLoader {
             if let n = fleet["sync_interval"] { configuration.fleet.syncInterval = try n.duration(min: .seconds(10)) }
         }
         if let retentionNode = top["retention"] {
-            let retention = try retentionNode.mapping(allowed: ["samples_days", "polls_days"])
+            let retention = try retentionNode.mapping(allowed: ["samples_days", "polls_days", "purge_revoked_days"])
+            if let n = retention["purge_revoked_days"] { configuration.retention.purgeRevoked = .seconds(Int64(try n.integer(in: 0...36_500)) * 86_400) }
             if let n = retention["samples_days"] { configuration.retention.samples = .seconds(Int64(try n.integer(in: 1...36_500)) * 86_400) }
             if let n = retention["polls_days"] { configuration.retention.polls = .seconds(Int64(try n.integer(in: 1...36_500)) * 86_400) }
+        }
+        if let archiveNode = top["archive"] {
+            let archive = try archiveNode.mapping(allowed: ["raw_days"])
+            if let n = archive["raw_days"] { configuration.archiveRawDays = try n.integer(in: 0...3650) }
         }
         if let eventsNode = top["events"] {
             configuration.events = try readEvents(eventsNode)

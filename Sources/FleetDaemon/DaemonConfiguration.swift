@@ -97,11 +97,21 @@ public struct DaemonConfiguration: Sendable {
         public var samples: Duration?
         /// `retention.polls_days`: polls requested longer ago are deleted (default: kept).
         public var polls: Duration?
+        /// `retention.purge_revoked_days`: a vehicle whose clearance ended (`revoked`, `rejected`,
+        /// `canceled`) this long ago has all its rows purged, as `fleet-telemetry purge` does
+        /// (default: kept; 0 purges at the next maintenance run).
+        public var purgeRevoked: Duration?
         public init(samples: Duration? = nil, polls: Duration? = nil) {
             self.samples = samples
             self.polls = polls
         }
     }
+    /// `archive.raw_days`: days each raw vehicle-data response is kept in `raw_responses`, for
+    /// `fleet-telemetry reprocess` (default 7; 0 keeps none).
+    public var archiveRawDays = 7
+    /// `database.stale_after`: a `latest` value observed longer ago is shown `stale` in
+    /// `latest_view` and `status` (default 1 h).
+    public var staleAfter: Duration = .seconds(3600)
     /// `vehicles`: VINs always polled, whatever the fleet sync says (e.g. for an API without clearance).
     public var vehicles: [VIN] = []
     /// `log_level`: `trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical` (default `info`).

@@ -22,6 +22,10 @@ public struct PollPipeline: Sendable {
     public let metrics: any MetricsFactory
     /// How long history is kept; pruned by ``maintenance(now:)``.
     public var retention = DaemonConfiguration.Retention()
+    /// `archive.raw_days`: days raw responses are kept for `fleet-telemetry reprocess`; 0 keeps none.
+    public var archiveRawDays = 7
+    /// The `-wal` file size above which ``maintenance(now:)`` checkpoints and truncates it.
+    public var walCheckpointBytes: Int64 = 64 << 20
 
     /// Counters (swift-metrics): `fleet_telemetry_polls_total{status}` (HTTP status, or
     /// `none`), `fleet_telemetry_samples_written_total`, `fleet_telemetry_events_total{type}`,
@@ -38,7 +42,8 @@ public struct PollPipeline: Sendable {
     }
 
     /// Periodic work that no poll triggers: `vehicle_silent`, closing charging sessions whose end
-    /// was never observed, and retention.
+    /// was never observed, retention (samples, polls, the raw archive, vehicles whose clearance
+    /// ended) and keeping the WAL bounded.
     public func maintenance(now: Timestamp) async {
         do {
             if let after = rules.configuration.silentAfter, !rules.configuration.disabled.contains(.vehicleSilent) {
@@ -46,14 +51,37 @@ public struct PollPipeline: Sendable {
                 await sink.deliver(events)
             }
             try await store.closeStaleChargingSessions(now: now, timeout: rules.configuration.chargingSessionTimeout)
-            if retention.samples != nil || retention.polls != nil {
-                let pruned = try await store.prune(
-                    samplesBefore: retention.samples.map { now.adding(milliseconds: -$0.milliseconds) },
-                    pollsBefore: retention.polls.map { now.adding(milliseconds: -$0.milliseconds) })
-                if pruned > 0 { logger.info("retention: pruned \(pruned) rows") }
+            let pruned = try await store.prune(
+                samplesBefore: retention.samples.map { now.adding(milliseconds: -$0.milliseconds) },
+                pollsBefore: retention.polls.map { now.adding(milliseconds: -$0.milliseconds) },
+                rawBefore: now.adding(milliseconds: -Int64(archiveRawDays) * 86_400_000))
+            if pruned > 0 { logger.info("retention: pruned \(pruned) rows") }
+            if let after = retention.purgeRevoked {
+                for vin in try await store.vehiclesRevoked(before: now.adding(milliseconds: -after.milliseconds)) {
+                    let rows = try await store.purge(vin: vin)
+                    logger.notice("purged \(vin): its clearance ended more than \(after.milliseconds / 86_400_000) days ago (\(rows) rows)")
+                }
             }
         } catch {
-            logger.error("periodic event checks failed: \(error)")
+            logger.error("maintenance failed: \(error)")
+        }
+        await checkpointIfLarge()
+    }
+
+    /// Truncates the WAL when it has grown past ``walCheckpointBytes`` (a long reader kept SQLite's
+    /// own checkpoints from reusing it); warns while a reader still holds it.
+    func checkpointIfLarge() async {
+        let size = await store.walSize()
+        guard size > walCheckpointBytes else { return }
+        do {
+            let result = try await store.checkpoint()
+            if result.busy {
+                logger.warning("the WAL is \(size >> 20) MiB: a reader (Grafana, a sqlite3 shell) holds a long transaction; it is truncated once that reader finishes")
+            } else {
+                logger.info("WAL checkpointed and truncated (was \(size >> 20) MiB)")
+            }
+        } catch {
+            logger.error("WAL checkpoint failed: \(error)")
         }
     }
 
@@ -125,6 +153,7 @@ public struct PollPipeline: Sendable {
             record.receivedAt = response.receivedAt
             record.httpStatus = response.status
             record.latencyMilliseconds = max(0, response.latencyMilliseconds)
+            if archiveRawDays > 0 { record.rawBody = response.body }
             do {
                 let payload = try normalizer.normalize(body: response.body, vin: vin, receivedAt: response.receivedAt)
                 samples = payload.samples

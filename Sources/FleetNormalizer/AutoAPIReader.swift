@@ -162,7 +162,7 @@ struct SampleEmitter {
                     return
                 }
                 // Units compare without case or surrounding spaces; the source keeps what was sent.
-                let unit = rawUnit.trimmingCharacters(in: .whitespaces).lowercased()
+                let unit = Self.comparableUnit(rawUnit)
                 for (field, extra) in fields where field != "value" && field != "unit" && Normalizer.isValidName(field) {
                     emit(extra, path: path + "." + field, into: &payload)
                 }
@@ -190,6 +190,13 @@ struct SampleEmitter {
             // Nested arrays are rare (schedules, weekday lists); keep them whole as JSON text.
             append(.text(JSONValue.array(items).serialized), unit: nil, path: path, into: &payload)
         }
+    }
+
+    /// `unit` without surrounding spaces, in lower case; the common case (already plain lower-case
+    /// ASCII) costs no copy.
+    static func comparableUnit(_ unit: String) -> String {
+        if unit.utf8.allSatisfy({ ($0 >= 97 && $0 <= 122) || $0 == 95 }) { return unit }
+        return unit.trimmingCharacters(in: .whitespaces).lowercased()
     }
 
     private func append(_ value: SampleValue, unit: String?, sourceUnit: String? = nil, path: String, into payload: inout NormalizedPayload) {

@@ -86,13 +86,17 @@ public struct Normalizer: Sendable {
         "ignition": ["status": "state", "accessories_status": "state"],
     ]
 
+    /// ``deprecatedAliases`` in a fixed order, so that renaming is deterministic.
+    private static let sortedAliases: [(String, [(String, String)])] = deprecatedAliases.sorted { $0.key < $1.key }
+        .map { ($0.key, $0.value.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }) }
+
     /// Renames deprecated properties to their current names; when both arrive, the current one wins.
     static func resolvingDeprecatedAliases(_ capabilities: [String: JSONValue]) -> [String: JSONValue] {
         var result = capabilities
-        for (capability, aliases) in deprecatedAliases {
+        for (capability, aliases) in sortedAliases {
             guard case .object(var properties)? = result[capability] else { continue }
             var changed = false
-            for (old, new) in aliases.sorted(by: { $0.key < $1.key }) {
+            for (old, new) in aliases {
                 guard let value = properties[old] else { continue }
                 properties[old] = nil
                 changed = true

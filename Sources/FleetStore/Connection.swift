@@ -14,6 +14,8 @@ public final class Connection {
     /// The file path given to ``init(path:busyTimeout:)``.
     public let path: String
     private var statementCache: [String: Statement] = [:]
+    /// The busy timeout given at opening, in milliseconds.
+    let busyTimeoutMilliseconds: Int32
 
     /// Opens (creating if needed) the database at `path`, in WAL mode with `synchronous=NORMAL`,
     /// foreign keys on and a busy timeout.
@@ -43,7 +45,8 @@ public final class Connection {
         self.handle = db
         self.path = path
         sqlite3_extended_result_codes(db, 1)
-        sqlite3_busy_timeout(db, Int32(clamping: busyTimeout.components.seconds * 1000 + busyTimeout.components.attoseconds / 1_000_000_000_000_000))
+        busyTimeoutMilliseconds = Int32(clamping: busyTimeout.components.seconds * 1000 + busyTimeout.components.attoseconds / 1_000_000_000_000_000)
+        sqlite3_busy_timeout(db, busyTimeoutMilliseconds)
         if path != ":memory:" {
             let mode = try scalarText("PRAGMA journal_mode = WAL")
             guard mode?.lowercased() == "wal" else {
@@ -56,6 +59,14 @@ public final class Connection {
     deinit {
         statementCache.removeAll()
         sqlite3_close_v2(handle)
+    }
+
+    /// Runs `body` with a shorter busy timeout, for work that should give up rather than wait
+    /// (a checkpoint while a reader holds the WAL).
+    public func withBusyTimeout<T>(milliseconds: Int32, _ body: () throws -> T) rethrows -> T {
+        sqlite3_busy_timeout(handle, milliseconds)
+        defer { sqlite3_busy_timeout(handle, busyTimeoutMilliseconds) }
+        return try body()
     }
 
     /// Runs one or more SQL statements that return no rows of interest.

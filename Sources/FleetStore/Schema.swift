@@ -163,6 +163,67 @@ enum Schema {
                    (ended_at - started_at) / 60000 AS minutes, start_level, end_level, energy_kwh, end_reason
             FROM charging_sessions;
         """,
+        // 7: samples clustered by time within a vehicle, so that a poll appends to one place
+        //    instead of touching one page per property; staleness in `latest`; the raw-response
+        //    archive; settings the views read.
+        """
+        DROP VIEW position_track;
+        DROP VIEW battery_history;
+        DROP VIEW latest_view;
+        CREATE TABLE samples_v7 (
+            vin TEXT NOT NULL,
+            property TEXT NOT NULL,
+            instance TEXT NOT NULL DEFAULT '',
+            observed_at INTEGER NOT NULL,
+            value_num REAL,
+            value_text TEXT,
+            unit TEXT,
+            received_at INTEGER NOT NULL,
+            source_unit TEXT,
+            PRIMARY KEY (vin, observed_at, property, instance)
+        ) WITHOUT ROWID;
+        INSERT INTO samples_v7 (vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit)
+            SELECT vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit FROM samples;
+        DROP TABLE samples;
+        ALTER TABLE samples_v7 RENAME TO samples;
+        ALTER TABLE latest ADD COLUMN failure_reason TEXT;
+        ALTER TABLE latest ADD COLUMN failed_at INTEGER;
+        CREATE TABLE raw_responses (
+            id INTEGER PRIMARY KEY,
+            vin TEXT NOT NULL,
+            received_at INTEGER NOT NULL,
+            http_status INTEGER,
+            body BLOB NOT NULL
+        );
+        CREATE INDEX raw_responses_by_vin_time ON raw_responses (vin, received_at);
+        CREATE INDEX raw_responses_by_time ON raw_responses (received_at);
+        CREATE TABLE settings (
+            key TEXT PRIMARY KEY NOT NULL,
+            value
+        ) WITHOUT ROWID;
+        INSERT INTO settings (key, value) VALUES ('stale_after_seconds', 3600);
+        CREATE VIEW position_track AS
+            SELECT lat.vin, strftime('%Y-%m-%dT%H:%M:%fZ', lat.observed_at / 1000.0, 'unixepoch') AS observed_at,
+                   lat.observed_at AS observed_at_ms, lat.value_num AS latitude, lon.value_num AS longitude
+            FROM samples lat JOIN samples lon
+              ON lon.vin = lat.vin AND lon.observed_at = lat.observed_at AND lon.instance = ''
+             AND lon.property = 'vehicle_location.coordinates.longitude'
+            WHERE lat.property = 'vehicle_location.coordinates.latitude' AND lat.instance = '';
+        CREATE VIEW battery_history AS
+            SELECT vin, strftime('%Y-%m-%dT%H:%M:%fZ', observed_at / 1000.0, 'unixepoch') AS observed_at,
+                   observed_at AS observed_at_ms, value_num AS battery_percent
+            FROM samples WHERE property = 'charging.battery_level' AND instance = '';
+        CREATE VIEW latest_view AS
+            SELECT vin, property, instance, coalesce(value_num, value_text) AS value, unit,
+                   strftime('%Y-%m-%dT%H:%M:%fZ', observed_at / 1000.0, 'unixepoch') AS observed_at,
+                   (CAST(strftime('%s', 'now') AS INTEGER) * 1000 - observed_at) / 1000 AS age_seconds,
+                   failure_reason,
+                   strftime('%Y-%m-%dT%H:%M:%fZ', failed_at / 1000.0, 'unixepoch') AS failed_at,
+                   (failure_reason IS NOT NULL
+                    OR (CAST(strftime('%s', 'now') AS INTEGER) * 1000 - observed_at) / 1000
+                       > (SELECT value FROM settings WHERE key = 'stale_after_seconds')) AS stale
+            FROM latest;
+        """,
     ]
 
     /// The schema version this build writes.

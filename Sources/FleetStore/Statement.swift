@@ -6,6 +6,7 @@ public enum SQLiteValue: Sendable, Hashable {
     case integer(Int64)
     case real(Double)
     case text(String)
+    case blob([UInt8])
 }
 
 /// A compiled SQL statement of one ``Connection``.
@@ -52,6 +53,11 @@ public final class Statement {
             case .integer(let i): code = sqlite3_bind_int64(handle, index, i)
             case .real(let d): code = sqlite3_bind_double(handle, index, d)
             case .text(let s): code = sqlite3_bind_text(handle, index, s, -1, SQLITE_TRANSIENT)
+            case .blob(let bytes):
+                code = bytes.withUnsafeBytes { buffer in
+                    // A zero-length blob still needs a non-null pointer to be a blob, not NULL.
+                    sqlite3_bind_blob(handle, index, buffer.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(clamping: buffer.count), SQLITE_TRANSIENT)
+                }
             }
             guard code == SQLITE_OK else {
                 throw SQLiteError(connection: connection.handle, code: code, sql: sql)
@@ -91,6 +97,12 @@ public final class Statement {
     public func isNull(at column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
     public func int(at column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
     public func double(at column: Int32) -> Double { sqlite3_column_double(handle, column) }
+    /// The bytes of a BLOB (or TEXT) column; empty for NULL.
+    public func blob(at column: Int32) -> [UInt8] {
+        let count = Int(sqlite3_column_bytes(handle, column))
+        guard count > 0, let pointer = sqlite3_column_blob(handle, column) else { return [] }
+        return Array(UnsafeRawBufferPointer(start: pointer, count: count))
+    }
     public func text(at column: Int32) -> String? {
         guard let pointer = sqlite3_column_text(handle, column) else { return nil }
         return String(cString: pointer)

@@ -123,7 +123,7 @@ extension TelemetryStore {
         try withConnection { connection in
             try connection.transaction {
                 var deleted = 0
-                for table in ["samples", "latest", "events", "polls", "property_failures", "charging_sessions", "schedule", "rule_state", "imported_messages", "vehicles"] {
+                for table in ["samples", "latest", "events", "polls", "property_failures", "charging_sessions", "schedule", "rule_state", "imported_messages", "raw_responses", "vehicles"] {
                     try connection.makeStatement("DELETE FROM \(table) WHERE vin = ?1").run([.text(vin.rawValue)])
                     deleted += connection.changes
                 }

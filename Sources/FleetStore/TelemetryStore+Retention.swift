@@ -1,44 +1,140 @@
 import FleetModel
+import Foundation
 
 extension TelemetryStore {
-    /// Deletes `samples` observed, and `polls` requested, before the cutoffs, in batches of at
-    /// most `batch` rows per transaction, so that ingestion never waits long for the write lock.
-    /// `latest`, `events` and `charging_sessions` are kept.
+    /// Deletes `samples` observed, `polls` requested and `raw_responses` received before the
+    /// cutoffs, in batches of at most `batch` rows per transaction, so that ingestion never waits
+    /// long for the write lock. `latest`, `events` and `charging_sessions` are kept.
+    ///
+    /// Samples are deleted one vehicle at a time along the primary key `(vin, observed_at, …)`:
+    /// no full-table scan, whatever the size of the table.
     ///
     /// - Parameters:
     ///   - samplesBefore: Samples observed earlier are deleted; `nil` keeps them all.
     ///   - pollsBefore: Polls requested earlier are deleted; `nil` keeps them all.
+    ///   - rawBefore: Archived responses received earlier are deleted; `nil` keeps them all.
     /// - Returns: The rows deleted.
+    /// - Throws: ``SQLiteError``; the batches committed before the error stay deleted.
     @discardableResult
-    public func prune(samplesBefore: Timestamp?, pollsBefore: Timestamp?, batch: Int = 5000) throws -> Int {
+    public func prune(samplesBefore: Timestamp?, pollsBefore: Timestamp?, rawBefore: Timestamp? = nil, batch: Int = 5000) throws -> Int {
         try withConnection { connection in
-            var deleted = 0
-            if let cutoff = samplesBefore {
+            func deleteInBatches(_ sql: String, _ values: [SQLiteValue]) throws -> Int {
+                var deleted = 0
                 while true {
                     let removed = try connection.transaction { () throws -> Int in
-                        try connection.cachedStatement("""
-                            DELETE FROM samples WHERE (vin, property, instance, observed_at) IN (
-                                SELECT vin, property, instance, observed_at FROM samples WHERE observed_at < ?1 LIMIT ?2)
-                            """).run([.integer(cutoff.millisecondsSince1970), .integer(Int64(batch))])
+                        try connection.cachedStatement(sql).run(values + [.integer(Int64(batch))])
                         return connection.changes
                     }
                     deleted += removed
-                    if removed < batch { break }
+                    if removed < batch { return deleted }
+                }
+            }
+            var deleted = 0
+            if let cutoff = samplesBefore {
+                let vins = try connection.makeStatement("SELECT vin FROM vehicles ORDER BY vin")
+                var all: [String] = []
+                while try vins.step() { all.append(vins.text(at: 0) ?? "") }
+                for vin in all {
+                    deleted += try deleteInBatches("""
+                        DELETE FROM samples WHERE vin = ?1 AND observed_at IN (
+                            SELECT observed_at FROM samples WHERE vin = ?1 AND observed_at < ?2 LIMIT ?3)
+                        """, [.text(vin), .integer(cutoff.millisecondsSince1970)])
                 }
             }
             if let cutoff = pollsBefore {
-                while true {
-                    let removed = try connection.transaction { () throws -> Int in
-                        try connection.cachedStatement("""
-                            DELETE FROM polls WHERE id IN (SELECT id FROM polls WHERE requested_at < ?1 LIMIT ?2)
-                            """).run([.integer(cutoff.millisecondsSince1970), .integer(Int64(batch))])
-                        return connection.changes
-                    }
-                    deleted += removed
-                    if removed < batch { break }
-                }
+                deleted += try deleteInBatches("""
+                    DELETE FROM polls WHERE id IN (SELECT id FROM polls WHERE requested_at < ?1 LIMIT ?2)
+                    """, [.integer(cutoff.millisecondsSince1970)])
+            }
+            if let cutoff = rawBefore {
+                deleted += try deleteInBatches("""
+                    DELETE FROM raw_responses WHERE id IN (SELECT id FROM raw_responses WHERE received_at < ?1 LIMIT ?2)
+                    """, [.integer(cutoff.millisecondsSince1970)])
             }
             return deleted
         }
+    }
+
+    /// Vehicles whose clearance ended (`revoked`, `rejected` or `canceled`) before `cutoff`: the
+    /// ones `retention.purge_revoked_days` purges.
+    public func vehiclesRevoked(before cutoff: Timestamp) throws -> [VIN] {
+        try withConnection { connection in
+            let statement = try connection.cachedStatement("""
+                SELECT vin FROM vehicles WHERE clearance_status IN ('revoked', 'rejected', 'canceled')
+                AND clearance_changed_at < ?1 ORDER BY vin
+                """)
+            try statement.bind([.integer(cutoff.millisecondsSince1970)])
+            var result: [VIN] = []
+            while try statement.step() {
+                if let vin = statement.text(at: 0).flatMap(VIN.init) { result.append(vin) }
+            }
+            return result
+        }
+    }
+
+    /// Stores the age after which `latest_view` (and `fleet-telemetry status`) call a value
+    /// stale: the `stale_after_seconds` row of `settings`.
+    public func setStaleAfter(seconds: Int64) throws {
+        try withConnection { connection in
+            try connection.cachedStatement("INSERT INTO settings (key, value) VALUES ('stale_after_seconds', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                .run([.integer(seconds)])
+        }
+    }
+
+    /// The `stale_after_seconds` setting (3600 unless set).
+    public func staleAfterSeconds() throws -> Int64 {
+        try withConnection { connection in
+            try connection.scalarInt("SELECT value FROM settings WHERE key = 'stale_after_seconds'") ?? 3600
+        }
+    }
+
+    /// What a WAL checkpoint did.
+    public struct CheckpointResult: Sendable, Hashable {
+        /// True when a reader or writer kept the checkpoint from completing.
+        public var busy: Bool
+        /// Frames in the WAL before the checkpoint.
+        public var walFrames: Int
+        /// Frames copied into the database.
+        public var checkpointedFrames: Int
+        /// The size of the `-wal` file afterwards, in bytes.
+        public var walBytes: Int64
+    }
+
+    /// The size of the database's `-wal` file in bytes (0 when there is none).
+    public func walSize() -> Int64 {
+        withConnection { connection in
+            let attributes = try? FileManager.default.attributesOfItem(atPath: connection.path + "-wal")
+            return (attributes?[.size] as? NSNumber)?.int64Value ?? 0
+        }
+    }
+
+    /// Checkpoints the WAL and truncates it to zero bytes (`PRAGMA wal_checkpoint(TRUNCATE)`).
+    ///
+    /// SQLite checkpoints by itself after commits (every 4,000 pages), but it cannot reuse the WAL
+    /// while a reader (a Grafana query, a `sqlite3` shell left in a transaction) holds an old
+    /// snapshot, so the file grows. Once that reader is gone this brings the file back to zero.
+    /// While a reader still holds its snapshot the result is `busy`, and nothing is lost: the
+    /// frames stay in the WAL until the next attempt.
+    ///
+    /// - Throws: ``SQLiteError`` for errors other than busy.
+    public func checkpoint() throws -> CheckpointResult {
+        try withConnection { connection in try connection.withBusyTimeout(milliseconds: 200) {
+            let statement = try connection.makeStatement("PRAGMA wal_checkpoint(TRUNCATE)")
+            defer { statement.reset() }
+            let hasRow: Bool
+            do {
+                hasRow = try statement.step()
+            } catch let error as SQLiteError where error.resultCode == 5 || error.resultCode == 6 {  // SQLITE_BUSY, SQLITE_LOCKED
+                return CheckpointResult(busy: true, walFrames: 0, checkpointedFrames: 0, walBytes: 0)
+            }
+            guard hasRow else { return CheckpointResult(busy: true, walFrames: 0, checkpointedFrames: 0, walBytes: 0) }
+            let busy = statement.int(at: 0) != 0
+            let frames = Int(statement.int(at: 1))
+            let done = Int(statement.int(at: 2))
+            statement.reset()
+            let attributes = try? FileManager.default.attributesOfItem(atPath: connection.path + "-wal")
+            let size = (attributes?[.size] as? NSNumber)?.int64Value ?? 0
+            return CheckpointResult(busy: busy, walFrames: frames, checkpointedFrames: done, walBytes: size)
+        } }
     }
 }

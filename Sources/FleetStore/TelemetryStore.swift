@@ -92,6 +92,19 @@ public actor TelemetryStore {
                 """).run([vin, .integer(poll.requestedAt.millisecondsSince1970), poll.httpStatus.map { .integer(Int64($0)) } ?? .null, poll.error.map(SQLiteValue.text) ?? .null, poll.brand.map { .text(Brand.canonical($0)) } ?? .null])
         }
 
+        if let body = poll.rawBody {
+            try connection.cachedStatement("""
+                INSERT INTO raw_responses (vin, received_at, http_status, body) VALUES (?1, ?2, ?3, ?4)
+                """).run([vin, .integer(poll.receivedAt.millisecondsSince1970), poll.httpStatus.map { .integer(Int64($0)) } ?? .null, .blob(body)])
+        }
+        if !samples.isEmpty || !failures.isEmpty {
+            // Failure flags in `latest` tell what the newest response said: they are set again
+            // below for the properties that failed this time.
+            try connection.cachedStatement("""
+                UPDATE latest SET failure_reason = NULL, failed_at = NULL WHERE vin = ?1 AND failure_reason IS NOT NULL
+                """).run([vin])
+        }
+
         var written = 0
         var stored: [Event] = []
         if !samples.isEmpty {
@@ -100,7 +113,7 @@ public actor TelemetryStore {
             let before = state
             let events = detector.events(previous: previous, observed: samples, detectedAt: poll.receivedAt, state: &state)
             if state != before { try saveRuleState(state, replacing: before, vin: poll.vin, at: poll.receivedAt) }
-            written = try write(samples, previous: previous, receivedAt: poll.receivedAt)
+            written = try writeSamples(samples, previous: previous, receivedAt: poll.receivedAt)
             stored = try insert(events, connection: connection)
             if stored.contains(where: { [.chargingStarted, .chargingCompleted, .chargingInterrupted, .chargingError].contains($0.type) }) {
                 let level = samples.first { $0.property == "charging.battery_level" }?.value.number
@@ -127,7 +140,11 @@ public actor TelemetryStore {
         return PollWriteResult(samplesWritten: written, events: stored)
     }
 
-    private func write(_ samples: [Sample], previous: [SeriesKey: LatestValue], receivedAt: Timestamp) throws -> Int {
+    /// Stores `samples` (history) and moves `latest` forward.
+    ///
+    /// - Parameter skipStoredLatest: Skip a sample whose observation is the stored latest one
+    ///   (its history row exists already); reprocessing, which deleted those rows, passes `false`.
+    func writeSamples(_ samples: [Sample], previous: [SeriesKey: LatestValue], receivedAt: Timestamp, skipStoredLatest: Bool = true) throws -> Int {
         let insertSample = try connection.cachedStatement("""
             INSERT OR IGNORE INTO samples (vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit)
             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
@@ -138,7 +155,7 @@ public actor TelemetryStore {
             ON CONFLICT (vin, property, instance) DO UPDATE SET
                 observed_at = excluded.observed_at, value_num = excluded.value_num,
                 value_text = excluded.value_text, unit = excluded.unit, received_at = excluded.received_at,
-                source_unit = excluded.source_unit
+                source_unit = excluded.source_unit, failure_reason = NULL, failed_at = NULL
             WHERE excluded.observed_at > latest.observed_at
             """)
         var written = 0
@@ -149,7 +166,7 @@ public actor TelemetryStore {
             }
             // The stored latest observation has its samples row already: an unchanged re-poll
             // costs no statement at all.
-            if let old, sample.observedAt == old.observedAt { continue }
+            if skipStoredLatest, let old, sample.observedAt == old.observedAt { continue }
             let row: [SQLiteValue] = [
                 .text(sample.vin.rawValue), .text(sample.property), .text(sample.instance),
                 .integer(sample.observedAt.millisecondsSince1970),
@@ -217,7 +234,11 @@ public actor TelemetryStore {
             INSERT OR IGNORE INTO property_failures (vin, property, instance, observed_at, reason, description, received_at)
             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
             """)
+        let flag = try connection.cachedStatement("""
+            UPDATE latest SET failure_reason = ?4, failed_at = ?5 WHERE vin = ?1 AND property = ?2 AND instance = ?3
+            """)
         for failure in failures {
+            try flag.run([.text(vin.rawValue), .text(failure.property), .text(failure.instance), .text(failure.reason), .integer(receivedAt.millisecondsSince1970)])
             try last.bind([.text(vin.rawValue), .text(failure.property), .text(failure.instance)])
             let previous = try last.step() ? (last.text(at: 0), last.int(at: 2)) : nil
             last.reset()
@@ -368,6 +389,9 @@ public struct PollRecord: Sendable, Hashable {
     public var imported = false
     /// True for a poll made by hand (`fleet-telemetry poll --store`), outside the schedule.
     public var manual = false
+    /// The response body as received, kept in `raw_responses` (the `archive.raw_days` archive
+    /// that `fleet-telemetry reprocess` reads); `nil` archives nothing.
+    public var rawBody: [UInt8]?
 
     public init(vin: VIN, requestedAt: Timestamp, receivedAt: Timestamp, httpStatus: Int?, latencyMilliseconds: Int64, error: String? = nil, requestID: String? = nil, brand: String? = nil) {
         self.brand = brand

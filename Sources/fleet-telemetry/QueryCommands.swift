@@ -183,3 +183,42 @@ struct PurgeCommand: AsyncParsableCommand {
         printError("removed \(deleted) rows of \(vin.uppercased())")
     }
 }
+
+/// `fleet-telemetry reprocess [--since]`: samples rebuilt from the raw-response archive.
+struct ReprocessCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reprocess",
+        abstract: "Rebuild samples from the raw-response archive (after an upgrade of the normalizer).",
+        discussion: """
+            Every response kept in raw_responses (archive.raw_days, default 7) received at or \
+            after --since is normalized again; the sample rows it had produced are replaced, one \
+            vehicle per transaction. Rows from imports and from responses older than the archive \
+            are kept. Events are not detected again. Safe while the daemon runs.
+            """
+    )
+    @OptionGroup var options: DatabaseOptions
+    @Option(name: .long, help: "From this receive time (RFC 3339, or a duration ago such as 24h); default: the whole archive.") var since: String?
+
+    func validate() throws { _ = try parseTime(since, option: "--since") }
+
+    func run() async throws {
+        let store = try options.openStore()
+        let reprocessor = Reprocessor(store: store)
+        let requested = try parseTime(since, option: "--since")
+        let summary: Reprocessor.Summary
+        do {
+            summary = try await reprocessor.run(since: requested)
+        } catch {
+            printError("fleet-telemetry: reprocess stopped: \(error) (vehicles already done are kept)")
+            throw ExitCode(74)
+        }
+        guard let start = summary.since else {
+            printError("the raw-response archive is empty (archive.raw_days is 0, or nothing was polled yet): nothing to reprocess")
+            return
+        }
+        if let requested, requested < start {
+            printError("note: the archive starts at \(start.iso8601); earlier samples are kept as they are")
+        }
+        printError("reprocessed \(summary.responses) responses of \(summary.vehicles) vehicles since \(start.iso8601): \(summary.samplesDeleted) sample rows replaced by \(summary.samplesWritten), \(summary.unreadable) responses still unreadable")
+    }
+}

@@ -40,6 +40,7 @@ struct RunCommand: AsyncParsableCommand {
             try validateDatabasePath(databasePath)
             lock = try DatabaseLock(databasePath: databasePath)
             store = try TelemetryStore(path: databasePath)
+            try await store.setStaleAfter(seconds: configuration.staleAfter.components.seconds)
         } catch {
             printError("fleet-telemetry: \(error)")
             throw ExitCode(74)  // EX_IOERR
@@ -48,6 +49,7 @@ struct RunCommand: AsyncParsableCommand {
         let client = HighMobilityClient(configuration: clientConfiguration, clock: clock, logger: logger)
         var pipeline = PollPipeline(client: client, store: store, sink: StdoutEventSink(), clock: clock, logger: logger, rules: EventRules(configuration: configuration.events))
         pipeline.retention = configuration.retention
+        pipeline.archiveRawDays = configuration.archiveRawDays
         let polling = PollingService(
             vins: configuration.vehicles,
             policy: configuration.polling.policy,

@@ -60,7 +60,7 @@ vehicles: [1HMFT000000000001]
         (minimal + "\nevents:\n  battery_low: {below: 30, rearm_above: 20}\n", "c.yaml:8: events.battery_low.rearm_above: must be at least `below` (30.0)"),
         (minimal + "\nevents:\n  geofences:\n    - {name: depot, latitude: 95, longitude: 13, radius_m: 100}\n", "c.yaml:9: events.geofences[0].latitude: must be between -90.0 and 90.0, got 95"),
         (minimal + "\nlog_level: loud\n", "c.yaml:7: log_level: expected one of trace, debug, info, notice, warning, error, critical; got \"loud\""),
-        (minimal + "\ndatabse:\n  path: x\n", "c.yaml:7: databse: unknown key (did you mean `database`?); allowed here: api, database, events, fleet, log_level, polling, retention, vehicles"),
+        (minimal + "\ndatabse:\n  path: x\n", "c.yaml:7: databse: unknown key (did you mean `database`?); allowed here: api, archive, database, events, fleet, log_level, polling, retention, vehicles"),
         (minimal.replacingOccurrences(of: "[1HMFT000000000001]", with: "[1HMFT00000000000I]"), "c.yaml:6: vehicles[0]: invalid VIN \"1HMFT00000000000I\": character 17 ('I') is not in the ISO 3779 alphabet (0-9, A-Z without I, O, Q)"),
         (minimal.replacingOccurrences(of: "[1HMFT000000000001]", with: "[1HMFT000000000001, 1hmft000000000001]"), "c.yaml:6: vehicles[1]: VIN 1HMFT000000000001 is listed twice"),
         (minimal.replacingOccurrences(of: "    env: HM_SECRET", with: "    env: A\n    file: /x"), "c.yaml:5: api.client_secret: give exactly one of `file`, `env` or `credential`"),

@@ -1,0 +1,59 @@
+import FleetModel
+import FleetNormalizer
+import FleetStore
+
+/// Rebuilds samples from the raw-response archive (`fleet-telemetry reprocess`), so that a
+/// normalizer upgrade (a new unit, a property it could not read before) reaches history.
+public struct Reprocessor: Sendable {
+    public let store: TelemetryStore
+    private let normalizer = Normalizer()
+
+    public init(store: TelemetryStore) {
+        self.store = store
+    }
+
+    /// What a reprocess run did.
+    public struct Summary: Sendable, Hashable {
+        public var vehicles = 0
+        public var responses = 0
+        /// Responses the normalizer still refuses (kept in the archive, no samples).
+        public var unreadable = 0
+        public var samplesDeleted = 0
+        public var samplesWritten = 0
+        /// The start of the window actually reprocessed: `since`, or the oldest archived response
+        /// when the archive starts later.
+        public var since: Timestamp?
+        public init() {}
+    }
+
+    /// Normalizes again every archived response received at or after `since` and replaces the
+    /// samples they had produced, one vehicle per transaction.
+    ///
+    /// - Parameter progress: Called after each vehicle with the running summary.
+    /// - Throws: ``SQLiteError`` when the database fails; vehicles done before stay reprocessed.
+    public func run(since: Timestamp?, progress: (Summary) -> Void = { _ in }) async throws -> Summary {
+        var summary = Summary()
+        guard let oldest = try await store.oldestArchivedResponse() else { return summary }
+        let start = max(since ?? oldest, oldest)
+        summary.since = start
+        for vin in try await store.archivedVINs(since: start) {
+            var responses: [(receivedAt: Timestamp, samples: [Sample])] = []
+            for response in try await store.archivedResponses(vin: vin, since: start) {
+                summary.responses += 1
+                guard response.httpStatus.map({ (200..<300).contains($0) }) ?? true,
+                      let payload = try? normalizer.normalize(body: response.body, vin: vin, receivedAt: response.receivedAt)
+                else {
+                    summary.unreadable += 1
+                    continue
+                }
+                responses.append((response.receivedAt, payload.samples))
+            }
+            let counts = try await store.replaceArchivedSamples(vin: vin, since: start, responses: responses)
+            summary.vehicles += 1
+            summary.samplesDeleted += counts.deleted
+            summary.samplesWritten += counts.inserted
+            progress(summary)
+        }
+        return summary
+    }
+}

@@ -1,0 +1,89 @@
+import FleetModel
+
+/// One response of the raw archive (`raw_responses`).
+public struct ArchivedResponse: Sendable, Hashable {
+    public var vin: VIN
+    /// When it was received, UTC: the `received_at` of the samples it produced.
+    public var receivedAt: Timestamp
+    public var httpStatus: Int?
+    /// The body exactly as received.
+    public var body: [UInt8]
+}
+
+/// What ``TelemetryStore/replaceArchivedSamples(vin:since:responses:)`` changed.
+public struct ReprocessCounts: Sendable, Hashable {
+    /// Sample rows deleted: those the archived responses had produced.
+    public var deleted = 0
+    /// Sample rows written from the responses normalized again.
+    public var inserted = 0
+    public init() {}
+}
+
+extension TelemetryStore {
+    /// VINs with archived responses received at or after `since`.
+    public func archivedVINs(since: Timestamp) throws -> [VIN] {
+        try withConnection { connection in
+            let statement = try connection.makeStatement("SELECT DISTINCT vin FROM raw_responses WHERE received_at >= ?1 ORDER BY vin")
+            try statement.bind([.integer(since.millisecondsSince1970)])
+            var result: [VIN] = []
+            while try statement.step() {
+                if let vin = statement.text(at: 0).flatMap(VIN.init) { result.append(vin) }
+            }
+            return result
+        }
+    }
+
+    /// The receive time of the oldest archived response, or `nil` for an empty archive.
+    public func oldestArchivedResponse() throws -> Timestamp? {
+        try withConnection { connection in
+            try connection.scalarInt("SELECT min(received_at) FROM raw_responses").map(Timestamp.init(millisecondsSince1970:))
+        }
+    }
+
+    /// The archived responses of `vin` received at or after `since`, oldest first.
+    public func archivedResponses(vin: VIN, since: Timestamp) throws -> [ArchivedResponse] {
+        try withConnection { connection in
+            let statement = try connection.cachedStatement("""
+                SELECT received_at, http_status, body FROM raw_responses WHERE vin = ?1 AND received_at >= ?2 ORDER BY received_at, id
+                """)
+            try statement.bind([.text(vin.rawValue), .integer(since.millisecondsSince1970)])
+            var result: [ArchivedResponse] = []
+            while try statement.step() {
+                result.append(ArchivedResponse(
+                    vin: vin, receivedAt: Timestamp(millisecondsSince1970: statement.int(at: 0)),
+                    httpStatus: statement.isNull(at: 1) ? nil : Int(statement.int(at: 1)), body: statement.blob(at: 2)))
+            }
+            return result
+        }
+    }
+
+    /// Replaces the samples that `vin`'s archived responses since `since` produced with
+    /// `responses`' samples (the same responses normalized again), in one transaction.
+    ///
+    /// Only sample rows whose `received_at` is the receive time of an archived response are
+    /// deleted: rows from imports or from responses older than the archive stay. Samples without
+    /// a timestamp of their own are stored only when their value changed, as when polling;
+    /// `latest` takes every newer observation. Events are not detected again.
+    ///
+    /// - Throws: ``SQLiteError``; the transaction is rolled back and the vehicle's samples are as before.
+    public func replaceArchivedSamples(vin: VIN, since: Timestamp, responses: [(receivedAt: Timestamp, samples: [Sample])]) throws -> ReprocessCounts {
+        try withConnection { connection in
+            try connection.transaction {
+                var counts = ReprocessCounts()
+                try connection.makeStatement("""
+                    DELETE FROM samples WHERE vin = ?1 AND received_at IN (
+                        SELECT received_at FROM raw_responses WHERE vin = ?1 AND received_at >= ?2)
+                    """).run([.text(vin.rawValue), .integer(since.millisecondsSince1970)])
+                counts.deleted = connection.changes
+                var previous: [SeriesKey: LatestValue] = [:]
+                for response in responses {
+                    counts.inserted += try writeSamples(response.samples, previous: previous, receivedAt: response.receivedAt, skipStoredLatest: false)
+                    for sample in response.samples {
+                        previous[sample.key] = LatestValue(value: sample.value, unit: sample.unit, observedAt: sample.observedAt)
+                    }
+                }
+                return counts
+            }
+        }
+    }
+}
