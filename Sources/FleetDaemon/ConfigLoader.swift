@@ -74,7 +74,8 @@ public enum ConfigLoader {
         }
 
         if let databaseNode = top["database"] {
-            let database = try databaseNode.mapping(allowed: ["path", "stale_after"])
+            let database = try databaseNode.mapping(allowed: ["path", "stale_after", "max_size_mb"])
+            if let n = database["max_size_mb"] { configuration.maxSizeMegabytes = try n.integer(in: 1...16_000_000) }
             if let n = database["stale_after"] { configuration.staleAfter = try n.duration(min: .seconds(1)) }
             if let n = database["path"] {
                 configuration.databasePath = try n.string()

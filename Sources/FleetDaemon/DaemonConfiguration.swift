@@ -112,6 +112,9 @@ public struct DaemonConfiguration: Sendable {
     /// `database.stale_after`: a `latest` value observed longer ago is shown `stale` in
     /// `latest_view` and `status` (default 1 h).
     public var staleAfter: Duration = .seconds(3600)
+    /// `database.max_size_mb`: a cap on the database file, in MiB (default: none, the disk is the
+    /// limit). At the cap, writes fail as on a full disk and are retried; retention makes room.
+    public var maxSizeMegabytes: Int?
     /// `vehicles`: VINs always polled, whatever the fleet sync says (e.g. for an API without clearance).
     public var vehicles: [VIN] = []
     /// `log_level`: `trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical` (default `info`).

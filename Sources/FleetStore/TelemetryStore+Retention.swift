@@ -138,3 +138,22 @@ extension TelemetryStore {
         } }
     }
 }
+
+extension TelemetryStore {
+    /// Caps the database file at about `bytes` (`PRAGMA max_page_count`; `database.max_size_mb`).
+    ///
+    /// A write that would grow the file past the cap fails with `SQLITE_FULL` exactly as on a
+    /// full disk: the poll's transaction is rolled back whole, the error names the cause, and
+    /// the daemon retries that vehicle with backoff. Retention (or a larger cap) makes room again.
+    ///
+    /// - Returns: The cap in effect, in bytes (never below the current size).
+    @discardableResult
+    public func setMaximumSize(bytes: Int64) throws -> Int64 {
+        try withConnection { connection in
+            let pageSize = try connection.scalarInt("PRAGMA page_size") ?? 4096
+            let pages = max(1, bytes / pageSize)
+            let effective = try connection.scalarInt("PRAGMA max_page_count = \(pages)") ?? pages
+            return effective * pageSize
+        }
+    }
+}

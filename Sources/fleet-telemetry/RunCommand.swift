@@ -41,6 +41,9 @@ struct RunCommand: AsyncParsableCommand {
             lock = try DatabaseLock(databasePath: databasePath)
             store = try TelemetryStore(path: databasePath)
             try await store.setStaleAfter(seconds: configuration.staleAfter.components.seconds)
+            if let megabytes = configuration.maxSizeMegabytes {
+                try await store.setMaximumSize(bytes: Int64(megabytes) << 20)
+            }
         } catch {
             printError("fleet-telemetry: \(error)")
             throw ExitCode(74)  // EX_IOERR

@@ -1,0 +1,236 @@
+import FleetEvents
+import FleetModel
+@testable import FleetStore
+import Foundation
+import Testing
+
+private func batterySample(_ level: Double, at time: Timestamp) -> [Sample] {
+    [Sample(vin: vin, property: "charging.battery_level", value: .number(level), unit: "percent", observedAt: time)]
+}
+
+private func minute(_ n: Int) -> Timestamp { t0.adding(milliseconds: Int64(n) * 60_000) }
+
+/// A second connection that holds the write lock on another thread until released.
+private final class LockHolder: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private let locked = DispatchSemaphore(value: 0)
+    private(set) var failure: (any Error)?
+
+    init(path: String, holdFor seconds: Double) {
+        Thread.detachNewThread { [self] in
+            do {
+                let other = try Connection(path: path)
+                try other.execute("BEGIN IMMEDIATE")
+                try other.execute("INSERT INTO vehicles (vin, first_seen_at) VALUES ('1HMFT000000000099', 1)")
+                locked.signal()
+                Thread.sleep(forTimeInterval: seconds)
+                try other.execute("COMMIT")
+            } catch {
+                failure = error
+                locked.signal()
+            }
+            done.signal()
+        }
+        locked.wait()
+    }
+
+    func wait() { done.wait() }
+}
+
+@Suite struct DurabilityTests {
+    /// A real SQLITE_FULL (the file capped with max_page_count): the failing poll leaves nothing
+    /// behind, the error names the cause, every earlier poll is intact, and writing resumes once
+    /// there is room.
+    @Test func fullDatabaseRollsBackThePollAndKeepsEarlierRows() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        try await store.record(poll(at: minute(0)), samples: batterySample(50, at: minute(0)), detector: EventRules())
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: db.path)[.size] as? NSNumber).int64Value
+        try await store.setMaximumSize(bytes: size)
+        var stored = 1
+        var failure: SQLiteError?
+        for n in 1..<2_000 {
+            // Large text values fill pages quickly.
+            let samples = [Sample(vin: vin, property: "diagnostics.note", value: .text(String(repeating: "x", count: 3_000) + "\(n)"), observedAt: minute(n))]
+            do {
+                try await store.record(poll(at: minute(n)), samples: samples, detector: EventRules())
+                stored += 1
+            } catch let error as SQLiteError {
+                failure = error
+                break
+            }
+        }
+        let error = try #require(failure, "the capped database fills up")
+        #expect(error.resultCode == 13, "SQLITE_FULL")
+        #expect(error.description.contains("full"), "\(error)")
+        let check = try Connection(path: db.path)
+        #expect(try check.scalarText("PRAGMA integrity_check") == "ok")
+        #expect(try check.scalarInt("SELECT count(*) FROM polls") == Int64(stored), "no polls row of the failed poll")
+        #expect(try check.scalarInt("SELECT count(*) FROM samples") == Int64(stored), "no sample of the failed poll")
+
+        try await store.setMaximumSize(bytes: 1 << 30)
+        try await store.record(poll(at: minute(5_000)), samples: batterySample(51, at: minute(5_000)), detector: EventRules())
+        #expect(try check.scalarInt("SELECT count(*) FROM polls") == Int64(stored + 1), "the retry is stored")
+    }
+
+    /// Another process holding the write lock for a second: the polls wait (busy_timeout) and
+    /// every one of them is stored, as is the other writer's row.
+    @Test func writeLockHeldElsewhereLosesNoRows() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        try await store.record(poll(at: minute(0)), samples: batterySample(50, at: minute(0)), detector: EventRules())
+        let holder = LockHolder(path: db.path, holdFor: 1.0)
+        for n in 1...5 {
+            try await store.record(poll(at: minute(n)), samples: batterySample(50 + Double(n), at: minute(n)), detector: EventRules())
+        }
+        holder.wait()
+        #expect(holder.failure == nil)
+        #expect(try await store.samples(vin: vin, property: "charging.battery_level").count == 6)
+        let check = try Connection(path: db.path)
+        #expect(try check.scalarInt("SELECT count(*) FROM vehicles WHERE vin = '1HMFT000000000099'") == 1)
+    }
+
+    /// A reader holding a snapshot (Grafana in a long transaction) keeps the WAL from being
+    /// reset; writes go on; once the reader finishes, the checkpoint truncates the WAL to zero.
+    @Test func walIsTruncatedOnceALongReaderFinishes() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        try await store.record(poll(at: minute(0)), samples: batterySample(50, at: minute(0)), detector: EventRules())
+        let reader = try Connection(path: db.path)
+        try reader.execute("BEGIN")
+        #expect(try reader.scalarInt("SELECT count(*) FROM samples") == 1)
+        for n in 1...300 {
+            try await store.record(poll(at: minute(n)), samples: batterySample(Double(n % 100), at: minute(n)), detector: EventRules())
+        }
+        let blocked = try await store.checkpoint()
+        #expect(blocked.busy, "the reader's snapshot still needs the WAL")
+        #expect(await store.walSize() > 0)
+        #expect(try reader.scalarInt("SELECT count(*) FROM samples") == 1, "the reader keeps its snapshot")
+        try reader.execute("COMMIT")
+
+        let done = try await store.checkpoint()
+        #expect(!done.busy)
+        #expect(done.walBytes == 0)
+        #expect(try reader.scalarInt("SELECT count(*) FROM samples") == 301, "nothing lost")
+        #expect(try reader.scalarText("PRAGMA integrity_check") == "ok")
+    }
+
+    /// `latest` tells a value the newest response reported as failed, and `latest_view` calls
+    /// stale both that value and one older than `stale_after_seconds`.
+    @Test func staleValuesAreFlagged() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        let now = SystemWallClock().now()
+        let recent = now.adding(milliseconds: -60_000)
+        let old = now.adding(milliseconds: -7_200_000)
+        let samples = [
+            Sample(vin: vin, property: "charging.battery_level", value: .number(60), unit: "percent", observedAt: recent),
+            Sample(vin: vin, property: "diagnostics.odometer", value: .number(1200), unit: "kilometers", observedAt: old),
+        ]
+        try await store.record(PollRecord(vin: vin, requestedAt: now, receivedAt: now, httpStatus: 200, latencyMilliseconds: 1), samples: samples, detector: EventRules())
+        let check = try Connection(path: db.path)
+        func stale(_ property: String) throws -> (Int64?, String?) {
+            let statement = try check.makeStatement("SELECT stale, failure_reason FROM latest_view WHERE property = ?1")
+            try statement.bind([.text(property)])
+            defer { statement.reset() }
+            guard try statement.step() else { return (nil, nil) }
+            return (statement.int(at: 0), statement.text(at: 1))
+        }
+        #expect(try stale("charging.battery_level") == (0, nil))
+        #expect(try stale("diagnostics.odometer") == (1, nil), "2 h old, stale after 1 h by default")
+        try await store.setStaleAfter(seconds: 86_400)
+        #expect(try stale("diagnostics.odometer") == (0, nil))
+
+        // The next response fails for the battery level: flagged, value kept.
+        let failure = FailedProperty(property: "charging.battery_level", reason: "rate_limit", description: nil, observedAt: nil)
+        try await store.record(PollRecord(vin: vin, requestedAt: now, receivedAt: now.adding(milliseconds: 1), httpStatus: 200, latencyMilliseconds: 1), samples: [samples[1]], failures: [failure], detector: EventRules())
+        #expect(try stale("charging.battery_level") == (1, "rate_limit"))
+        #expect(try await store.latestValues(vin: vin)[SeriesKey(vin: vin, property: "charging.battery_level", instance: "")]?.value == .number(60))
+
+        // The one after reports it again: the flag is gone.
+        try await store.record(PollRecord(vin: vin, requestedAt: now, receivedAt: now.adding(milliseconds: 2), httpStatus: 200, latencyMilliseconds: 1), samples: samples, detector: EventRules())
+        #expect(try stale("charging.battery_level") == (0, nil))
+    }
+
+    /// Archived responses are kept with the poll, and replacing their samples touches only the
+    /// rows they produced.
+    @Test func archivedSamplesAreReplacedAndOthersKept() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        var imported = poll(at: minute(0))
+        imported.imported = true
+        try await store.record(imported, samples: batterySample(40, at: minute(0)), detector: EventRules())
+        for n in 1...3 {
+            var record = poll(at: minute(n))
+            record.rawBody = Array("{\"n\":\(n)}".utf8)
+            try await store.record(record, samples: batterySample(40 + Double(n), at: minute(n)), detector: EventRules())
+        }
+        #expect(try await store.oldestArchivedResponse() == minute(1).adding(milliseconds: 40))
+        let archived = try await store.archivedResponses(vin: vin, since: minute(2))
+        #expect(archived.map { String(decoding: $0.body, as: UTF8.self) } == ["{\"n\":2}", "{\"n\":3}"])
+
+        // Normalized again, each response now yields a second property too.
+        let responses = archived.map { response in
+            (receivedAt: response.receivedAt, samples: [
+                Sample(vin: vin, property: "charging.battery_level", value: .number(90), unit: "percent", observedAt: response.receivedAt),
+                Sample(vin: vin, property: "charging.charge_limit", value: .number(80), unit: "percent", observedAt: response.receivedAt),
+            ])
+        }
+        let counts = try await store.replaceArchivedSamples(vin: vin, since: minute(2), responses: responses)
+        #expect(counts.deleted == 2)
+        #expect(counts.inserted == 4)
+        #expect(try await store.samples(vin: vin, property: "charging.battery_level").map(\.value) == [.number(40), .number(41), .number(90), .number(90)])
+        #expect(try await store.samples(vin: vin, property: "charging.charge_limit").count == 2)
+        #expect(try await store.latestValues(vin: vin)[SeriesKey(vin: vin, property: "charging.charge_limit", instance: "")]?.value == .number(80))
+
+        // Retention of the archive, and purge, reach raw_responses.
+        #expect(try await store.prune(samplesBefore: nil, pollsBefore: nil, rawBefore: minute(3)) == 2)
+        #expect(try await store.archivedResponses(vin: vin, since: minute(0)).count == 1)
+        try await store.purge(vin: vin)
+        #expect(try await store.oldestArchivedResponse() == nil)
+    }
+
+    /// A batch write rolls back only the entry whose write failed.
+    @Test func batchEntryFailureIsRolledBackAlone() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        let other = VIN("1HMFT000000000002")!
+        do {
+            let connection = try Connection(path: db.path)
+            try connection.execute("""
+                CREATE TRIGGER refuse_other BEFORE INSERT ON samples WHEN NEW.vin = '1HMFT000000000002'
+                BEGIN SELECT RAISE(ABORT, 'refused for the test'); END
+                """)
+        }
+        var imported = poll(at: minute(1))
+        imported.imported = true
+        var refused = imported
+        refused.vin = other
+        let outcomes = try await store.record(batch: [
+            PollWrite(poll: imported, samples: batterySample(50, at: minute(1)), messageID: "m1"),
+            PollWrite(poll: refused, samples: [Sample(vin: other, property: "charging.battery_level", value: .number(1), unit: "percent", observedAt: minute(1))]),
+            PollWrite(poll: imported, samples: batterySample(51, at: minute(2)), messageID: "m1"),
+            PollWrite(poll: imported, samples: batterySample(52, at: minute(3))),
+        ], detector: EventRules())
+        #expect(outcomes.count == 4)
+        guard case .written = outcomes[0], case .failed(let error) = outcomes[1], case .duplicate = outcomes[2], case .written = outcomes[3] else {
+            Issue.record("unexpected outcomes \(outcomes)")
+            return
+        }
+        #expect(error.message.contains("refused for the test"))
+        #expect(try await store.samples(vin: vin, property: "charging.battery_level").map(\.value) == [.number(50), .number(52)])
+        let check = try Connection(path: db.path)
+        #expect(try check.scalarInt("SELECT count(*) FROM vehicles WHERE vin = '1HMFT000000000002'") == 0, "the failed entry left no row")
+    }
+
+    /// Vehicles whose clearance ended before the cutoff are listed for purging; others are not.
+    @Test func revokedVehiclesAreListedForPurging() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        let other = VIN("1HMFT000000000002")!
+        _ = try await store.recordClearance([FleetVehicle(vin: vin, brand: "sandbox", status: .approved), FleetVehicle(vin: other, brand: "sandbox", status: .approved)], at: minute(0))
+        _ = try await store.recordClearance([FleetVehicle(vin: vin, brand: "sandbox", status: .revoked), FleetVehicle(vin: other, brand: "sandbox", status: .approved)], at: minute(10))
+        #expect(try await store.vehiclesRevoked(before: minute(5)).isEmpty)
+        #expect(try await store.vehiclesRevoked(before: minute(11)) == [vin])
+    }
+}
