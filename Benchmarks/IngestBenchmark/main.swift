@@ -11,7 +11,7 @@
 //   3. the ceiling, in the same run: the same sample rows inserted straight through the SQLite C
 //      API into the same `samples` table with one prepared statement, once with one transaction
 //      per payload and once per batch of 256;
-//   4. the dedup path: every payload again (an unchanged re-poll: no new rows);
+//   4. the dedup path: each vehicle's newest response again (an unchanged re-poll: no new rows);
 //   5. one full response (the `vehicle_data_autoapi13_full.json` fixture, 8 KB, timestamps moving
 //      on at each poll so that every value is new) from bytes to committed rows, per poll.
 
@@ -145,11 +145,17 @@ func ceiling(_ label: String, file: String, payloadsPerTransaction: Int) async t
 let ceilingPerPoll = try await ceiling("ceiling, a transaction per payload (C API)", file: "ceiling-1.sqlite", payloadsPerTransaction: 1)
 let ceilingBatched = try await ceiling("ceiling, \(batchSize) per transaction (C API)", file: "ceiling-n.sqlite", payloadsPerTransaction: batchSize)
 
-// 4. Dedup path: every payload again.
+// 4. Dedup path: each vehicle's newest response again, as an unchanged re-poll returns it.
+let newest = Dictionary(bodies.indices.map { (bodies[$0].vin, $0) }, uniquingKeysWith: max).values.sorted()
 let dedup = try await measure("unchanged re-poll (dedup), per poll", payloads: count, samples: sampleCount) {
-    for index in bodies.indices {
-        let payload = try normalizer.normalize(body: bodies[index].bytes, vin: bodies[index].vin, receivedAt: bodies[index].receivedAt)
-        try await perPollStore.record(poll(index, archive: false), samples: payload.samples, detector: rules)
+    for round in 0..<(count / newest.count) {
+        for index in newest {
+            let body = bodies[index]
+            let received = body.receivedAt.adding(milliseconds: Int64(round + 1) * 60_000)
+            let payload = try normalizer.normalize(body: body.bytes, vin: body.vin, receivedAt: received)
+            let written = try await perPollStore.record(PollRecord(vin: body.vin, requestedAt: received, receivedAt: received, httpStatus: 200, latencyMilliseconds: 200), samples: payload.samples, detector: rules)
+            precondition(written.samplesWritten == 0, "an unchanged re-poll writes no sample")
+        }
     }
 }
 

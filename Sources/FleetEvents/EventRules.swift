@@ -97,10 +97,10 @@ public struct EventRules: ChangeDetecting {
               let longitude = observed.first(where: { $0.property == "vehicle_location.coordinates.longitude" }),
               let lat = latitude.value.number, let lon = longitude.value.number
         else { return }
-        let here = String(format: "%.6f,%.6f", lat, lon)
         let oldLatitude = previous[latitude.key]
         let oldLongitude = previous[longitude.key]
         if let oldLatitude, latitude.observedAt <= oldLatitude.observedAt { return }
+        let here = String(format: "%.6f,%.6f", lat, lon)
 
         if let distanceKm = configuration.movedDistanceKm {
             if let anchor = state["moved_anchor"].flatMap(Self.coordinates) {

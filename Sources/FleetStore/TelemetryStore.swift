@@ -97,18 +97,17 @@ public actor TelemetryStore {
                 INSERT INTO raw_responses (vin, received_at, http_status, body) VALUES (?1, ?2, ?3, ?4)
                 """).run([vin, .integer(poll.receivedAt.millisecondsSince1970), poll.httpStatus.map { .integer(Int64($0)) } ?? .null, .blob(body)])
         }
-        if !samples.isEmpty || !failures.isEmpty {
+        var written = 0
+        var stored: [Event] = []
+        let (previous, flagged) = samples.isEmpty && failures.isEmpty ? ([:], false) : try latestRows(vin: poll.vin)
+        if flagged {
             // Failure flags in `latest` tell what the newest response said: they are set again
             // below for the properties that failed this time.
             try connection.cachedStatement("""
                 UPDATE latest SET failure_reason = NULL, failed_at = NULL WHERE vin = ?1 AND failure_reason IS NOT NULL
                 """).run([vin])
         }
-
-        var written = 0
-        var stored: [Event] = []
         if !samples.isEmpty {
-            let previous = try latestValues(vin: poll.vin)
             var state = try ruleState(vin: poll.vin)
             let before = state
             let events = detector.events(previous: previous, observed: samples, detectedAt: poll.receivedAt, state: &state)
@@ -297,15 +296,22 @@ public actor TelemetryStore {
 
     /// The newest stored value of every series of `vin`.
     public func latestValues(vin: VIN) throws -> [SeriesKey: LatestValue] {
+        try latestRows(vin: vin).values
+    }
+
+    /// The newest stored value of every series of `vin`, and whether any carries a failure flag.
+    private func latestRows(vin: VIN) throws -> (values: [SeriesKey: LatestValue], flagged: Bool) {
         let statement = try connection.cachedStatement(
-            "SELECT property, instance, observed_at, value_num, value_text, unit FROM latest WHERE vin = ?1")
+            "SELECT property, instance, observed_at, value_num, value_text, unit, failure_reason IS NOT NULL FROM latest WHERE vin = ?1")
         try statement.bind([.text(vin.rawValue)])
         var result: [SeriesKey: LatestValue] = [:]
+        var flagged = false
         while try statement.step() {
             let key = SeriesKey(vin: vin, property: statement.text(at: 0) ?? "", instance: statement.text(at: 1) ?? "")
             result[key] = LatestValue(value: Self.value(statement, numberColumn: 3, textColumn: 4), unit: statement.text(at: 5), observedAt: Timestamp(millisecondsSince1970: statement.int(at: 2)))
+            if statement.int(at: 6) != 0 { flagged = true }
         }
-        return result
+        return (result, flagged)
     }
 
     /// The stored history of one series, oldest first.
