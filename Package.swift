@@ -110,6 +110,12 @@ let package = Package(
             path: "Benchmarks/IngestBenchmark",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "query-benchmark",
+            dependencies: ["FleetModel", "FleetStore"],
+            path: "Benchmarks/QueryBenchmark",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "FleetNormalizerTests",
             dependencies: ["FleetNormalizer", "FleetModel"],

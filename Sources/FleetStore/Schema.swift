@@ -165,7 +165,8 @@ enum Schema {
         """,
         // 7: samples clustered by time within a vehicle, so that a poll appends to one place
         //    instead of touching one page per property; staleness in `latest`; the raw-response
-        //    archive; settings the views read.
+        //    archive; settings the views read; what `status` shows, readable without a scan of
+        //    `latest` (the vehicle's newest observation, a covering index of the status properties).
         """
         DROP VIEW position_track;
         DROP VIEW battery_history;
@@ -202,6 +203,11 @@ enum Schema {
             value
         ) WITHOUT ROWID;
         INSERT INTO settings (key, value) VALUES ('stale_after_seconds', 3600);
+        ALTER TABLE vehicles ADD COLUMN last_observed_at INTEGER;
+        UPDATE vehicles SET last_observed_at = (SELECT max(observed_at) FROM latest WHERE latest.vin = vehicles.vin);
+        CREATE INDEX latest_status ON latest (vin, property, instance, observed_at, value_num, value_text, failure_reason)
+            WHERE property IN ('charging.battery_level', 'charging.estimated_range', 'doors.locks_state', 'doors.locks.lock_state',
+                               'charging.status', 'vehicle_location.coordinates.latitude', 'vehicle_location.coordinates.longitude');
         CREATE VIEW position_track AS
             SELECT lat.vin, strftime('%Y-%m-%dT%H:%M:%fZ', lat.observed_at / 1000.0, 'unixepoch') AS observed_at,
                    lat.observed_at AS observed_at_ms, lat.value_num AS latitude, lon.value_num AS longitude

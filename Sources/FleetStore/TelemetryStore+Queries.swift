@@ -3,7 +3,7 @@ import FleetModel
 /// One line of `fleet-telemetry status`: what a fleet operator wants to see per vehicle.
 public struct VehicleStatus: Sendable, Hashable {
     public var vin: VIN
-    /// The newest observation time of any property, UTC.
+    /// The newest observation time of any property, UTC (`vehicles.last_observed_at`).
     public var lastSeen: Timestamp?
     /// Percent 0–100.
     public var batteryPercent: Double?
@@ -18,50 +18,81 @@ public struct VehicleStatus: Sendable, Hashable {
     /// The scheduler's health (`ok`, `backoff`, …) and the polling status (`active`, …).
     public var health: String?
     public var status: String?
+    /// How many of the values shown are stale: observed longer ago than `database.stale_after`,
+    /// or reported as failed by the newest response (see `latest_view.stale` for every property).
+    public var staleValues = 0
 }
 
 extension TelemetryStore {
-    /// The status of every vehicle, by VIN; one indexed pass over `latest`.
-    public func status() throws -> [VehicleStatus] {
+    /// The status of every vehicle, by VIN.
+    ///
+    /// Two passes in VIN order, merged: `vehicles` (with the schedule's health and the newest
+    /// observation time) and the `latest_status` covering index, which holds only the properties
+    /// shown. The cost grows with the number of vehicles, never with the history in `samples`.
+    ///
+    /// - Parameter now: The time against which shown values are counted stale (`stale_after_seconds`).
+    public func status(now: Timestamp = SystemWallClock().now()) throws -> [VehicleStatus] {
         try withConnection { connection in
-            var result: [VIN: VehicleStatus] = [:]
-            let vehicles = try connection.makeStatement("""
-                SELECT v.vin, v.status, s.health FROM vehicles v LEFT JOIN schedule s ON s.vin = v.vin
+            let staleAfter = try connection.scalarInt("SELECT value FROM settings WHERE key = 'stale_after_seconds'") ?? 3600
+            let cutoff = now.millisecondsSince1970 - staleAfter * 1000
+            let vehicles = try connection.cachedStatement("""
+                SELECT v.vin, v.status, s.health, v.last_observed_at FROM vehicles v LEFT JOIN schedule s ON s.vin = v.vin ORDER BY v.vin
                 """)
+            try vehicles.bind([])
+            var result: [VehicleStatus] = []
+            var index: [String: Int] = [:]
             while try vehicles.step() {
-                guard let vin = vehicles.text(at: 0).flatMap(VIN.init) else { continue }
-                result[vin] = VehicleStatus(vin: vin, health: vehicles.text(at: 2), status: vehicles.text(at: 1))
+                guard let text = vehicles.text(at: 0), let vin = VIN(text) else { continue }
+                var entry = VehicleStatus(vin: vin, health: vehicles.text(at: 2), status: vehicles.text(at: 1))
+                entry.lastSeen = vehicles.isNull(at: 3) ? nil : Timestamp(millisecondsSince1970: vehicles.int(at: 3))
+                index[text] = result.count
+                result.append(entry)
             }
-            let latest = try connection.makeStatement("""
-                SELECT vin, property, instance, value_num, value_text, observed_at FROM latest
+            // The property as a small code, so that no text is made per row.
+            let values = try connection.cachedStatement("""
+                SELECT vin, CASE property WHEN 'charging.battery_level' THEN 1 WHEN 'charging.estimated_range' THEN 2
+                    WHEN 'doors.locks_state' THEN 3 WHEN 'doors.locks.lock_state' THEN 4 WHEN 'charging.status' THEN 5
+                    WHEN 'vehicle_location.coordinates.latitude' THEN 6 WHEN 'vehicle_location.coordinates.longitude' THEN 7 END,
+                    instance = '', value_num, value_text, failure_reason IS NOT NULL OR observed_at < ?1
+                FROM latest INDEXED BY latest_status
                 WHERE property IN ('charging.battery_level', 'charging.estimated_range', 'doors.locks_state', 'doors.locks.lock_state',
                                    'charging.status', 'vehicle_location.coordinates.latitude', 'vehicle_location.coordinates.longitude')
-                   OR instance = ''
+                ORDER BY vin
                 """)
-            var allLocked: [VIN: Bool] = [:]
-            while try latest.step() {
-                guard let vin = latest.text(at: 0).flatMap(VIN.init) else { continue }
-                var entry = result[vin] ?? VehicleStatus(vin: vin)
-                let observed = Timestamp(millisecondsSince1970: latest.int(at: 5))
-                if entry.lastSeen.map({ observed > $0 }) ?? true { entry.lastSeen = observed }
-                let number = latest.isNull(at: 3) ? nil : latest.double(at: 3)
-                let text = latest.text(at: 4)
-                switch latest.text(at: 1) {
-                case "charging.battery_level": entry.batteryPercent = number
-                case "charging.estimated_range": entry.rangeKm = number
-                case "doors.locks_state": entry.locks = text
-                case "doors.locks.lock_state": allLocked[vin] = (allLocked[vin] ?? true) && text == "locked"
-                case "charging.status": entry.charging = text
-                case "vehicle_location.coordinates.latitude": entry.latitude = number
-                case "vehicle_location.coordinates.longitude": entry.longitude = number
+            try values.bind([.integer(cutoff)])
+            var currentVIN = ""
+            var current = -1
+            var allLocked: Bool?
+            func finish() {
+                if current >= 0, result[current].locks == nil, let allLocked { result[current].locks = allLocked ? "locked" : "unlocked" }
+            }
+            while try values.step() {
+                let vin = values.text(at: 0) ?? ""
+                if vin != currentVIN {
+                    finish()
+                    currentVIN = vin
+                    current = index[vin] ?? -1
+                    allLocked = nil
+                }
+                guard current >= 0 else { continue }
+                let code = values.int(at: 1)
+                let plain = values.int(at: 2) == 1
+                guard plain || code == 4 else { continue }
+                let number = values.isNull(at: 3) ? nil : values.double(at: 3)
+                if values.int(at: 5) == 1 { result[current].staleValues += 1 }
+                switch code {
+                case 1: result[current].batteryPercent = number
+                case 2: result[current].rangeKm = number
+                case 3: result[current].locks = values.text(at: 4)
+                case 4: allLocked = (allLocked ?? true) && values.text(at: 4) == "locked"
+                case 5: result[current].charging = values.text(at: 4)
+                case 6: result[current].latitude = number
+                case 7: result[current].longitude = number
                 default: break
                 }
-                result[vin] = entry
             }
-            for (vin, locked) in allLocked where result[vin]?.locks == nil {
-                result[vin]?.locks = locked ? "locked" : "unlocked"
-            }
-            return result.values.sorted { $0.vin < $1.vin }
+            finish()
+            return result
         }
     }
 

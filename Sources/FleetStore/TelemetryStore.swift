@@ -77,19 +77,23 @@ public actor TelemetryStore {
 
     private func write(_ poll: PollRecord, samples: [Sample], failures: [FailedProperty], detector: some ChangeDetecting) throws -> PollWriteResult {
         let vin = SQLiteValue.text(poll.vin.rawValue)
+        let newest = samples.lazy.map(\.observedAt.millisecondsSince1970).max().map(SQLiteValue.integer) ?? .null
+        let brand = poll.brand.map { SQLiteValue.text(Brand.canonical($0)) } ?? .null
         if poll.imported {
             try connection.cachedStatement("""
-                INSERT INTO vehicles (vin, first_seen_at, brand) VALUES (?1, ?2, ?3)
-                ON CONFLICT (vin) DO UPDATE SET brand = coalesce(excluded.brand, vehicles.brand)
-                """).run([vin, .integer(poll.receivedAt.millisecondsSince1970), poll.brand.map { .text(Brand.canonical($0)) } ?? .null])
+                INSERT INTO vehicles (vin, first_seen_at, brand, last_observed_at) VALUES (?1, ?2, ?3, ?4)
+                ON CONFLICT (vin) DO UPDATE SET brand = coalesce(excluded.brand, vehicles.brand),
+                    last_observed_at = coalesce(max(vehicles.last_observed_at, excluded.last_observed_at), vehicles.last_observed_at, excluded.last_observed_at)
+                """).run([vin, .integer(poll.receivedAt.millisecondsSince1970), brand, newest])
         } else {
             try connection.cachedStatement("""
-                INSERT INTO vehicles (vin, first_seen_at, last_polled_at, last_http_status, last_error, brand)
-                VALUES (?1, ?2, ?2, ?3, ?4, ?5)
+                INSERT INTO vehicles (vin, first_seen_at, last_polled_at, last_http_status, last_error, brand, last_observed_at)
+                VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6)
                 ON CONFLICT (vin) DO UPDATE SET last_polled_at = excluded.last_polled_at,
                     last_http_status = excluded.last_http_status, last_error = excluded.last_error,
-                    brand = coalesce(excluded.brand, vehicles.brand)
-                """).run([vin, .integer(poll.requestedAt.millisecondsSince1970), poll.httpStatus.map { .integer(Int64($0)) } ?? .null, poll.error.map(SQLiteValue.text) ?? .null, poll.brand.map { .text(Brand.canonical($0)) } ?? .null])
+                    brand = coalesce(excluded.brand, vehicles.brand),
+                    last_observed_at = coalesce(max(vehicles.last_observed_at, excluded.last_observed_at), vehicles.last_observed_at, excluded.last_observed_at)
+                """).run([vin, .integer(poll.requestedAt.millisecondsSince1970), poll.httpStatus.map { .integer(Int64($0)) } ?? .null, poll.error.map(SQLiteValue.text) ?? .null, brand, newest])
         }
 
         if let body = poll.rawBody {

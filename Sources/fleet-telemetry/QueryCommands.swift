@@ -82,16 +82,16 @@ func string(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .nul
 
 /// `fleet-telemetry status`: one line per vehicle.
 struct StatusCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "status", abstract: "One line per vehicle: last seen, battery, range, locks, charging, position, health.")
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "One line per vehicle: last seen, battery, range, locks, charging, position, stale values, health.")
     @OptionGroup var options: DatabaseOptions
 
     func run() async throws {
         let store = try options.openStore()
         let rows = try await store.status().map { s -> [JSONValue] in
             [.string(s.vin.rawValue), string(s.lastSeen?.iso8601), number(s.batteryPercent), number(s.rangeKm), string(s.locks), string(s.charging),
-             number(s.latitude), number(s.longitude), string(s.health ?? s.status)]
+             number(s.latitude), number(s.longitude), .number(Double(s.staleValues)), string(s.health ?? s.status)]
         }
-        options.output(["vin", "last_seen", "battery_percent", "range_km", "locks", "charging", "latitude", "longitude", "health"], rows)
+        options.output(["vin", "last_seen", "battery_percent", "range_km", "locks", "charging", "latitude", "longitude", "stale_values", "health"], rows)
     }
 }
 

@@ -138,6 +138,8 @@ private final class LockHolder: @unchecked Sendable {
         }
         #expect(try stale("charging.battery_level") == (0, nil))
         #expect(try stale("diagnostics.odometer") == (1, nil), "2 h old, stale after 1 h by default")
+        #expect(try await store.status(now: now).map(\.staleValues) == [0], "status shows the battery level, fresh")
+        #expect(try await store.status(now: now.adding(milliseconds: 3_600_000)).map(\.staleValues) == [1])
         try await store.setStaleAfter(seconds: 86_400)
         #expect(try stale("diagnostics.odometer") == (0, nil))
 
@@ -145,6 +147,8 @@ private final class LockHolder: @unchecked Sendable {
         let failure = FailedProperty(property: "charging.battery_level", reason: "rate_limit", description: nil, observedAt: nil)
         try await store.record(PollRecord(vin: vin, requestedAt: now, receivedAt: now.adding(milliseconds: 1), httpStatus: 200, latencyMilliseconds: 1), samples: [samples[1]], failures: [failure], detector: EventRules())
         #expect(try stale("charging.battery_level") == (1, "rate_limit"))
+        #expect(try await store.status(now: now).map(\.staleValues) == [1])
+        #expect(try await store.status(now: now).first?.lastSeen == recent, "the newest observation of any property")
         #expect(try await store.latestValues(vin: vin)[SeriesKey(vin: vin, property: "charging.battery_level", instance: "")]?.value == .number(60))
 
         // The one after reports it again: the flag is gone.

@@ -34,9 +34,9 @@ import Testing
         let status = try CLI.execute(["status", "--database", path, "--csv"])
         #expect(status.status == 0, "\(status.stderr)")
         #expect(status.stdout == """
-            vin,last_seen,battery_percent,range_km,locks,charging,latitude,longitude,health
-            1HMFT000000000001,2026-11-28T06:10:00.000Z,55.5,,unlocked,,52.520008,13.404954,active
-            1HMFT000000000002,2026-11-28T06:15:00.000Z,30,,,charging,,,active
+            vin,last_seen,battery_percent,range_km,locks,charging,latitude,longitude,stale_values,health
+            1HMFT000000000001,2026-11-28T06:10:00.000Z,55.5,,unlocked,,52.520008,13.404954,4,active
+            1HMFT000000000002,2026-11-28T06:15:00.000Z,30,,,charging,,,2,active
 
             """)
 
