@@ -116,6 +116,12 @@ let package = Package(
             path: "Benchmarks/QueryBenchmark",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "e2e-benchmark",
+            dependencies: ["FleetEmulator", "FleetStore"],
+            path: "Benchmarks/EndToEndBenchmark",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "FleetNormalizerTests",
             dependencies: ["FleetNormalizer", "FleetModel"],

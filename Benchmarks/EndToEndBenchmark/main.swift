@@ -1,0 +1,122 @@
+// End-to-end benchmark: the daemon (`fleet-telemetry run`) against the emulator
+// (`fleet-telemetry emulator`), two processes over loopback HTTP with keep-alive. Each process's
+// CPU time is read from /proc, so the daemon's cost per poll is measured apart from the
+// emulator's although they share the machine's cores.
+//
+//   swift build -c release --product fleet-telemetry --product e2e-benchmark
+//   .build/release/e2e-benchmark [seconds per run, default 20]
+//
+// Two runs: a steady load (1,000 vehicles every 5 s: 200 polls/s offered) and a saturating one
+// (3,000 vehicles every second, 16 requests in flight). Polls are counted in the database.
+
+import FleetEmulator
+import FleetStore
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let seconds = CommandLine.arguments.dropFirst().first.flatMap(Int.init) ?? 20
+let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fleet-telemetry").path
+guard FileManager.default.isExecutableFile(atPath: binary) else {
+    print("build fleet-telemetry first: swift build -c release --product fleet-telemetry")
+    exit(69)
+}
+let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+
+/// utime + stime of a process, in seconds.
+func cpuSeconds(pid: Int32) -> Double {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return 0 }
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    // After "pid (comm)": state is field 0, utime field 11, stime field 12.
+    guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+    return (user + system) / ticks
+}
+
+func residentMiB(pid: Int32) -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+          let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+    return kb / 1024
+}
+
+func run(label: String, vehicles: Int, interval: String, concurrency: Int) throws {
+    let directory = NSTemporaryDirectory() + "e2e-benchmark-" + UUID().uuidString
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+
+    let emulator = Process()
+    emulator.executableURL = URL(fileURLWithPath: binary)
+    emulator.arguments = ["emulator", "--port", "0", "--vehicles", "\(vehicles)", "--log-level", "error"]
+    let announce = Pipe()
+    emulator.standardError = announce
+    emulator.standardOutput = FileHandle.nullDevice
+    try emulator.run()
+    defer { if emulator.isRunning { emulator.terminate(); emulator.waitUntilExit() } }
+    var announced = ""
+    while !announced.contains("http://127.0.0.1:") || !announced.contains("\n") {
+        let chunk = announce.fileHandleForReading.availableData
+        if chunk.isEmpty { break }
+        announced += String(decoding: chunk, as: UTF8.self)
+    }
+    guard let line = announced.split(separator: "\n").first(where: { $0.contains("http://127.0.0.1:") }) else {
+        print("the emulator did not start: \(announced)")
+        exit(70)
+    }
+    let base = String(line[line.range(of: "http://")!.lowerBound...]).split(separator: " ").first.map(String.init) ?? ""
+
+    let database = directory + "/telemetry.sqlite"
+    let config = directory + "/config.yaml"
+    let vins = (1...vehicles).map { EmulatorConfiguration.vin(index: $0).rawValue }
+    try """
+    api:
+      base_url: \(base)
+      client_id: \(EmulatorConfiguration.defaultClientID)
+      client_secret:
+        env: HM_SECRET
+    database:
+      path: \(database)
+    polling:
+      interval: \(interval)
+      intervals: {driving: \(interval), charging: \(interval), parked: \(interval)}
+      max_concurrent_requests: \(concurrency)
+    fleet:
+      sync: false
+    log_level: error
+    vehicles: [\(vins.joined(separator: ", "))]
+    """.write(toFile: config, atomically: true, encoding: .utf8)
+
+    let daemon = Process()
+    daemon.executableURL = URL(fileURLWithPath: binary)
+    daemon.arguments = ["run", "--config", config]
+    daemon.environment = ["HM_SECRET": EmulatorConfiguration.defaultClientSecret]
+    daemon.standardOutput = FileHandle.nullDevice
+    daemon.standardError = FileHandle.nullDevice
+    try daemon.run()
+    // Warm-up (the first due times are spread over one interval), then the measured window.
+    Thread.sleep(forTimeInterval: 5)
+    let polls0 = try Connection(path: database).scalarInt("SELECT count(*) FROM polls") ?? 0
+    let daemonCPU0 = cpuSeconds(pid: daemon.processIdentifier), emulatorCPU0 = cpuSeconds(pid: emulator.processIdentifier)
+    let start = Date()
+    Thread.sleep(forTimeInterval: Double(seconds))
+    let elapsed = Date().timeIntervalSince(start)
+    let daemonCPU = cpuSeconds(pid: daemon.processIdentifier) - daemonCPU0
+    let emulatorCPU = cpuSeconds(pid: emulator.processIdentifier) - emulatorCPU0
+    let rss = residentMiB(pid: daemon.processIdentifier)
+    let connection = try Connection(path: database)
+    let polls = (try connection.scalarInt("SELECT count(*) FROM polls") ?? 0) - polls0
+    let failed = try connection.scalarInt("SELECT count(*) FROM polls WHERE http_status IS NOT 200") ?? 0
+    daemon.terminate()
+    daemon.waitUntilExit()
+    let pollsPerSecond = Double(polls) / elapsed
+    print(label.padding(toLength: 44, withPad: " ", startingAt: 0)
+          + String(format: "%7.0f polls/s   daemon %5.0f µs CPU/poll (%4.0f %% of a core, %3.0f MiB RSS)   emulator %5.0f µs CPU/poll   %lld not 200",
+                   pollsPerSecond, daemonCPU / Double(max(polls, 1)) * 1e6, daemonCPU / elapsed * 100, rss,
+                   emulatorCPU / Double(max(polls, 1)) * 1e6, failed))
+}
+
+print("end-to-end benchmark: fleet-telemetry run against fleet-telemetry emulator, \(seconds) s per run, \(ProcessInfo.processInfo.activeProcessorCount) cores")
+try run(label: "steady: 1,000 vehicles every 5 s", vehicles: 1_000, interval: "5s", concurrency: 8)
+try run(label: "saturated: 3,000 vehicles every 1 s", vehicles: 3_000, interval: "1s", concurrency: 16)
