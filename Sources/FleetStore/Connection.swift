@@ -61,6 +61,9 @@ public final class Connection {
         sqlite3_close_v2(handle)
     }
 
+    /// The SQL of every statement compiled by ``cachedStatement(_:)`` so far.
+    var cachedSQL: [String] { Array(statementCache.keys) }
+
     /// Runs `body` with a shorter busy timeout, for work that should give up rather than wait
     /// (a checkpoint while a reader holds the WAL).
     public func withBusyTimeout<T>(milliseconds: Int32, _ body: () throws -> T) rethrows -> T {

@@ -4,6 +4,16 @@
 /// `user_version` bump, so a killed process leaves the database at a whole version. The tables
 /// are the product's interface; `docs/schema.md` documents every column.
 enum Schema {
+    /// The properties `fleet-telemetry status` shows: the condition of the partial index
+    /// `latest_status`, repeated verbatim by the status query so that the planner can use it.
+    /// Written as `=` terms joined by OR, not `IN (…)`: an IN list in an index condition makes
+    /// SQLite build a temporary table on every write of `latest`.
+    static let statusProperties = """
+        (property = 'charging.battery_level' OR property = 'charging.estimated_range' OR property = 'doors.locks_state' \
+        OR property = 'doors.locks.lock_state' OR property = 'charging.status' \
+        OR property = 'vehicle_location.coordinates.latitude' OR property = 'vehicle_location.coordinates.longitude')
+        """
+
     static let migrations: [String] = [
         // 1: the first schema.
         """
@@ -206,8 +216,7 @@ enum Schema {
         ALTER TABLE vehicles ADD COLUMN last_observed_at INTEGER;
         UPDATE vehicles SET last_observed_at = (SELECT max(observed_at) FROM latest WHERE latest.vin = vehicles.vin);
         CREATE INDEX latest_status ON latest (vin, property, instance, observed_at, value_num, value_text, failure_reason)
-            WHERE property IN ('charging.battery_level', 'charging.estimated_range', 'doors.locks_state', 'doors.locks.lock_state',
-                               'charging.status', 'vehicle_location.coordinates.latitude', 'vehicle_location.coordinates.longitude');
+            WHERE \(statusProperties);
         CREATE VIEW position_track AS
             SELECT lat.vin, strftime('%Y-%m-%dT%H:%M:%fZ', lat.observed_at / 1000.0, 'unixepoch') AS observed_at,
                    lat.observed_at AS observed_at_ms, lat.value_num AS latitude, lon.value_num AS longitude

@@ -55,8 +55,7 @@ extension TelemetryStore {
                     WHEN 'vehicle_location.coordinates.latitude' THEN 6 WHEN 'vehicle_location.coordinates.longitude' THEN 7 END,
                     instance = '', value_num, value_text, failure_reason IS NOT NULL OR observed_at < ?1
                 FROM latest INDEXED BY latest_status
-                WHERE property IN ('charging.battery_level', 'charging.estimated_range', 'doors.locks_state', 'doors.locks.lock_state',
-                                   'charging.status', 'vehicle_location.coordinates.latitude', 'vehicle_location.coordinates.longitude')
+                WHERE \(Schema.statusProperties)
                 ORDER BY vin
                 """)
             try values.bind([.integer(cutoff)])

@@ -230,7 +230,7 @@ public actor TelemetryStore {
     private func write(_ failures: [FailedProperty], vin: VIN, receivedAt: Timestamp) throws {
         let last = try connection.cachedStatement("""
             SELECT reason, observed_at, received_at FROM property_failures WHERE vin = ?1 AND property = ?2 AND instance = ?3
-            ORDER BY observed_at DESC, rowid DESC LIMIT 1
+            ORDER BY observed_at DESC LIMIT 1
             """)
         let good = try connection.cachedStatement("SELECT received_at FROM latest WHERE vin = ?1 AND property = ?2 AND instance = ?3")
         let insert = try connection.cachedStatement("""

@@ -227,6 +227,29 @@ private final class LockHolder: @unchecked Sendable {
         #expect(try check.scalarInt("SELECT count(*) FROM vehicles WHERE vin = '1HMFT000000000002'") == 0, "the failed entry left no row")
     }
 
+    /// The statements of the write path build no temporary b-tree (an `IN (…)` list in an index
+    /// condition, a sort without an index): each would cost an allocation and a free per row.
+    @Test func writePathBuildsNoTemporaryTables() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        let failure = FailedProperty(property: "charging.status", reason: "rate_limit", description: nil, observedAt: nil)
+        for n in 0..<3 {
+            var record = poll(at: minute(n))
+            record.rawBody = Array("{}".utf8)
+            let samples = batterySample(Double(10 + n * 40), at: minute(n)) + lockSamples(n % 2 == 0 ? "locked" : "unlocked", at: minute(n))
+            try await store.record(record, samples: samples, failures: [failure], detector: EventRules())
+        }
+        let statements = await store.withConnection { $0.cachedSQL }
+        #expect(statements.count > 10)
+        let check = try Connection(path: db.path)
+        for sql in statements where !sql.hasPrefix("BEGIN") && !sql.hasPrefix("COMMIT") && !sql.contains("SAVEPOINT") {
+            let explain = try check.makeStatement("EXPLAIN " + sql)
+            var opcodes: [String] = []
+            while try explain.step() { opcodes.append(explain.text(at: 1) ?? "") }
+            #expect(!opcodes.contains("OpenEphemeral") && !opcodes.contains("SorterOpen") && !opcodes.contains("OpenAutoindex"), "\(sql)")
+        }
+    }
+
     /// Vehicles whose clearance ended before the cutoff are listed for purging; others are not.
     @Test func revokedVehiclesAreListedForPurging() async throws {
         let db = TemporaryDatabase()
