@@ -3,6 +3,9 @@
 //
 //   swift build -c release --product ingest-benchmark && .build/release/ingest-benchmark [payloads]
 //
+// Whole-process form: `.build/release/ingest-benchmark 20000 --jsonl /tmp/fleet.jsonl` writes the
+// same payloads as JSON lines; then time `fleet-telemetry import` of that file (docs/benchmarks.md).
+//
 // Figures (payloads/s, samples/s, CPU µs per payload; CPU is user + system time of the process):
 //   1. ours, one transaction per poll (the daemon): bytes → JSON → normalizer → TelemetryStore
 //      (samples, latest, rule state, events, vehicles and polls rows, the raw-response archive),
@@ -52,6 +55,8 @@ func measure(_ label: String, payloads: Int, samples: Int, _ body: () async thro
 }
 
 let count = CommandLine.arguments.dropFirst().first.flatMap(Int.init) ?? 20_000
+// `--jsonl PATH`: only write the payloads as JSON lines (for timing `fleet-telemetry import`).
+let jsonlPath = CommandLine.arguments.firstIndex(of: "--jsonl").flatMap { CommandLine.arguments.indices.contains($0 + 1) ? CommandLine.arguments[$0 + 1] : nil }
 let batchSize = 256
 let vehicles = 100
 let directory = NSTemporaryDirectory() + "ingest-benchmark-" + UUID().uuidString
@@ -73,6 +78,13 @@ for index in 0..<count {
     generated.append((snapshot.vin, Array(json.serialized.utf8), time.adding(milliseconds: 800)))
 }
 let bodies = generated
+if let jsonlPath {
+    var file = [UInt8]()
+    for body in bodies { file += body.bytes; file.append(0x0A) }
+    try Data(file).write(to: URL(fileURLWithPath: jsonlPath))
+    print("wrote \(bodies.count) responses (\(file.count >> 20) MiB) to \(jsonlPath)")
+    exit(0)
+}
 let normalizer = Normalizer()
 let normalized = try bodies.map { try normalizer.normalize(body: $0.bytes, vin: $0.vin, receivedAt: $0.receivedAt) }
 let sampleCount = normalized.reduce(0) { $0 + $1.samples.count }

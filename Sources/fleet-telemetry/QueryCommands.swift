@@ -46,8 +46,9 @@ struct DatabaseOptions: ParsableArguments {
         if json {
             for row in rows { printJSON(.object(Dictionary(uniqueKeysWithValues: zip(keys, row)))) }
         } else if csv {
-            print(keys.joined(separator: ","))
-            for row in rows { print(row.map(Self.csvCell).joined(separator: ",")) }
+            var text = keys.joined(separator: ",") + "\n"
+            for row in rows { text += row.map(Self.csvCell).joined(separator: ",") + "\n" }
+            FileHandle.standardOutput.write(Data(text.utf8))
         } else {
             printTable(keys.map { $0.uppercased() }, rows.map { $0.map(Self.text) })
         }
