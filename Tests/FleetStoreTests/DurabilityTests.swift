@@ -73,6 +73,24 @@ private final class LockHolder: @unchecked Sendable {
         #expect(try check.scalarInt("SELECT count(*) FROM polls") == Int64(stored + 1), "the retry is stored")
     }
 
+    /// A database that refuses writes (`SQLITE_READONLY`, here through `query_only`) fails the
+    /// poll whole with a clear error; writing resumes once it is writable again.
+    @Test func readOnlyDatabaseFailsThePollWhole() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        try await store.record(poll(at: minute(0)), samples: batterySample(50, at: minute(0)), detector: EventRules())
+        try await store.withConnection { try $0.execute("PRAGMA query_only = 1") }
+        await #expect {
+            try await store.record(poll(at: minute(1)), samples: batterySample(51, at: minute(1)), detector: EventRules())
+        } throws: { error in
+            (error as? SQLiteError)?.resultCode == 8 && "\(error)".contains("readonly")
+        }
+        try await store.withConnection { try $0.execute("PRAGMA query_only = 0") }
+        try await store.record(poll(at: minute(2)), samples: batterySample(52, at: minute(2)), detector: EventRules())
+        #expect(try await store.samples(vin: vin, property: "charging.battery_level").map(\.value) == [.number(50), .number(52)])
+        #expect(try await store.summary().pollsByStatus == [200: 2])
+    }
+
     /// Another process holding the write lock for a second: the polls wait (busy_timeout) and
     /// every one of them is stored, as is the other writer's row.
     @Test func writeLockHeldElsewhereLosesNoRows() async throws {

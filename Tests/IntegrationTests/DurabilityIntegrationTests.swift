@@ -1,4 +1,6 @@
+import FleetClient
 import FleetDaemon
+import FleetEvents
 import FleetEmulator
 import FleetModel
 @testable import FleetStore
@@ -100,5 +102,77 @@ private func sampleRows(_ path: String) throws -> [String] {
         #expect(written > 0)
         // And the database takes writes again.
         _ = try TelemetryStore(path: database)
+    }
+}
+
+@Suite struct FullDatabaseIntegrationTests {
+    /// The daemon on a database at its size cap: the poll fails with a clear error, the VIN backs
+    /// off and is polled again, nothing committed is lost, and storing resumes once there is room.
+    @Test func fullDatabaseBacksOffAndRecovers() async throws {
+        try await withHarness(emulator: .init(vehicleCount: 1)) { h in
+            await h.step(by: .seconds(1))
+            let connection = try Connection(path: h.databasePath)
+            let storedBefore = try connection.scalarInt("SELECT count(*) FROM samples") ?? 0
+            #expect(storedBefore > 0)
+            let size = try #require(try FileManager.default.attributesOfItem(atPath: h.databasePath)[.size] as? NSNumber).int64Value
+            try await h.store.setMaximumSize(bytes: size)
+            var failed: PollPipeline.Result?
+            for _ in 0..<30 where failed == nil {
+                failed = await h.step(by: .seconds(60)).first { $0.outcome == .failed }
+            }
+            let result = try #require(failed, "the capped database fills up")
+            #expect(result.error?.contains("full") == true, "\(result.error ?? "")")
+            #expect(try connection.scalarText("PRAGMA integrity_check") == "ok")
+            let polls = try connection.scalarInt("SELECT count(*) FROM polls") ?? 0
+
+            try await h.store.setMaximumSize(bytes: 1 << 30)
+            var stored = false
+            for _ in 0..<10 where !stored {
+                stored = await h.step(by: .seconds(120)).contains { $0.outcome != .failed }
+            }
+            #expect(stored, "polling resumes")
+            #expect(try connection.scalarInt("SELECT count(*) FROM polls") ?? 0 > polls)
+            #expect(try connection.scalarInt("SELECT count(*) FROM samples") ?? 0 >= storedBefore)
+        }
+    }
+}
+
+@Suite struct MaintenanceTests {
+    /// Once a minute the daemon purges vehicles whose clearance ended `purge_revoked_days` ago,
+    /// prunes the raw archive, and truncates a WAL past its threshold.
+    @Test func maintenancePurgesRevokedVehiclesPrunesTheArchiveAndTruncatesTheWAL() async throws {
+        let directory = NSTemporaryDirectory() + "ft-maintenance-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try TelemetryStore(path: directory + "/t.sqlite")
+        let revoked = VIN("1HMFT000000000001")!, approved = VIN("1HMFT000000000002")!
+        let day: Int64 = 86_400_000
+        let start = Timestamp(iso8601: "2026-11-01T00:00:00Z")!
+        _ = try await store.recordClearance([FleetVehicle(vin: revoked, brand: "sandbox", status: .approved), FleetVehicle(vin: approved, brand: "sandbox", status: .approved)], at: start)
+        for (index, vin) in [revoked, approved].enumerated() {
+            var record = PollRecord(vin: vin, requestedAt: start.adding(milliseconds: Int64(index)), receivedAt: start.adding(milliseconds: Int64(index) + 1), httpStatus: 200, latencyMilliseconds: 1)
+            record.rawBody = Array("{}".utf8)
+            try await store.record(record, samples: [Sample(vin: vin, property: "charging.battery_level", value: .number(50), unit: "percent", observedAt: start)], detector: EventRules())
+        }
+        _ = try await store.recordClearance([FleetVehicle(vin: revoked, brand: "sandbox", status: .revoked), FleetVehicle(vin: approved, brand: "sandbox", status: .approved)], at: start.adding(milliseconds: day))
+
+        let logs = LogCapture()
+        let client = HighMobilityClient(configuration: .init(baseURL: "http://127.0.0.1:9", clientID: "unused", clientSecret: Secret("unused")))
+        var pipeline = PollPipeline(client: client, store: store, sink: CollectingSink(), clock: ManualWallClock(start: start), logger: logs.logger(label: "t"))
+        pipeline.retention.purgeRevoked = .seconds(7 * 86_400)
+        pipeline.archiveRawDays = 3
+        pipeline.walCheckpointBytes = 0
+
+        await pipeline.maintenance(now: start.adding(milliseconds: 5 * day))
+        #expect(try await store.vehicles().map(\.vin) == [revoked, approved], "revoked 4 days ago: kept")
+        #expect(try await store.archivedVINs(since: start).isEmpty, "responses older than 3 days pruned")
+        #expect(await store.walSize() == 0, "the WAL was truncated")
+
+        await pipeline.maintenance(now: start.adding(milliseconds: 9 * day))
+        #expect(try await store.vehicles().map(\.vin) == [approved], "revoked 8 days ago: purged")
+        #expect(try await store.samples(vin: revoked, property: "charging.battery_level").isEmpty)
+        #expect(try await store.samples(vin: approved, property: "charging.battery_level").count == 1)
+        #expect(logs.text.contains("purged 1HMFT000000000001"), "\(logs.text)")
+        try await client.shutdown()
     }
 }
