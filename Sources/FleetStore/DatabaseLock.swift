@@ -43,7 +43,9 @@ public final class DatabaseLock: Sendable {
 
 /// The database lock could not be taken.
 public struct LockError: Error, Sendable, CustomStringConvertible {
+    /// The lock file, `<database>.lock`.
     public var path: String
+    /// Why the lock could not be taken (another daemon holds it, or the file cannot be created).
     public var message: String
     public var description: String { "\(path): \(message)" }
 }

@@ -94,8 +94,11 @@ public final class Statement {
         while try step() {}
     }
 
+    /// True when column `column` (0-based) of the current row is NULL.
     public func isNull(at column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
+    /// Column `column` of the current row as a 64-bit integer (SQLite's conversion rules; 0 for NULL).
     public func int(at column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
+    /// Column `column` of the current row as a double (0.0 for NULL).
     public func double(at column: Int32) -> Double { sqlite3_column_double(handle, column) }
     /// The bytes of a BLOB (or TEXT) column; empty for NULL.
     public func blob(at column: Int32) -> [UInt8] {
@@ -103,6 +106,7 @@ public final class Statement {
         guard count > 0, let pointer = sqlite3_column_blob(handle, column) else { return [] }
         return Array(UnsafeRawBufferPointer(start: pointer, count: count))
     }
+    /// Column `column` of the current row as UTF-8 text; `nil` for NULL.
     public func text(at column: Int32) -> String? {
         guard let pointer = sqlite3_column_text(handle, column) else { return nil }
         return String(cString: pointer)

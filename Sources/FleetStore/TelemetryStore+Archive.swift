@@ -2,9 +2,11 @@ import FleetModel
 
 /// One response of the raw archive (`raw_responses`).
 public struct ArchivedResponse: Sendable, Hashable {
+    /// The vehicle the response is for.
     public var vin: VIN
     /// When it was received, UTC: the `received_at` of the samples it produced.
     public var receivedAt: Timestamp
+    /// The response's HTTP status.
     public var httpStatus: Int?
     /// The body exactly as received.
     public var body: [UInt8]

@@ -2,6 +2,7 @@ import FleetModel
 
 /// One line of `fleet-telemetry status`: what a fleet operator wants to see per vehicle.
 public struct VehicleStatus: Sendable, Hashable {
+    /// The vehicle.
     public var vin: VIN
     /// The newest observation time of any property, UTC (`vehicles.last_observed_at`).
     public var lastSeen: Timestamp?
@@ -13,7 +14,9 @@ public struct VehicleStatus: Sendable, Hashable {
     public var locks: String?
     /// `charging.status`.
     public var charging: String?
+    /// `vehicle_location.coordinates.latitude`, degrees (WGS 84).
     public var latitude: Double?
+    /// `vehicle_location.coordinates.longitude`, degrees (WGS 84).
     public var longitude: Double?
     /// The scheduler's health (`ok`, `backoff`, …) and the polling status (`active`, …).
     public var health: String?

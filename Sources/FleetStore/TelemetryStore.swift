@@ -420,6 +420,7 @@ public struct PollRecord: Sendable, Hashable {
 public struct FailedProperty: Sendable, Hashable {
     /// Property path.
     public var property: String
+    /// The entry of an array property (`front_left`), or `""`.
     public var instance: String
     /// `rate_limit`, `pending`, `privacy_mode_active`, `oem_error`, `unauthorised`, …, or
     /// `invalid_value` / `unreadable` for values the normalizer could not read.
@@ -439,9 +440,11 @@ public struct FailedProperty: Sendable, Hashable {
 
 /// One entry of ``TelemetryStore/record(batch:detector:)``: a poll or an imported document.
 public struct PollWrite: Sendable {
+    /// The request and its outcome (`imported` for a document read from a file).
     public var poll: PollRecord
     /// Normalized samples, all of `poll.vin`.
     public var samples: [Sample]
+    /// Properties the response reported as failed or that could not be read.
     public var failures: [FailedProperty]
     /// The push message's `message_id`: the entry is stored at most once per VIN and id.
     public var messageID: String?
@@ -473,8 +476,11 @@ public struct PollWriteResult: Sendable, Hashable {
 
 /// Counts over the whole database.
 public struct StoreSummary: Sendable, Hashable {
+    /// Vehicles polled since the start of the summary.
     public var vehicles = 0
+    /// Vehicles with at least one new sample row.
     public var vehiclesWithSamples = 0
+    /// New rows in `samples`.
     public var samples = 0
     /// Polls by HTTP status; `nil` for polls that got no response.
     public var pollsByStatus: [Int?: Int] = [:]
