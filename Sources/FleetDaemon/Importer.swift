@@ -102,24 +102,48 @@ public struct Importer: Sendable {
             progress(summary)
             return
         }
+        var delivered = false
+        try await importLines(named: file, read: {
+            defer { delivered = true }
+            return delivered ? nil : content
+        }, into: &summary, progress: progress)
+    }
+
+    /// Imports a JSON-lines file read in chunks (`read` returns the next bytes, `nil` at the
+    /// end), so that a file of any size is imported in bounded memory.
+    ///
+    /// - Parameter progress: Called after each committed batch with the running summary.
+    /// - Throws: What `read` throws, or ``SQLiteError``; the batches committed before stay.
+    public func importLines(named file: String, read: () throws -> [UInt8]?, into summary: inout Summary, progress: (Summary) -> Void = { _ in }) async throws {
+        var batch: [(write: PollWrite, line: Int)] = []
         var lineNumber = 0
-        var start = content.startIndex
-        while start < content.endIndex {
-            let end = content[start...].firstIndex(of: 0x0A) ?? content.endIndex
-            lineNumber += 1
-            let line = content[start..<end]
-            start = end < content.endIndex ? content.index(after: end) : end
-            guard line.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D }) else { continue }
-            do throws(JSONParser.SyntaxError) {
-                let json = try JSONParser.parse(line)
-                if let write = prepare(json, file: file, line: lineNumber, into: &summary) { batch.append((write, lineNumber)) }
-            } catch {
-                summary.rejected.append(Rejection(file: file, line: lineNumber, reason: "not valid JSON (\(error))"))
+        var pending: [UInt8] = []
+        var finished = false
+        while !finished {
+            if let chunk = try read() {
+                pending += chunk
+            } else {
+                finished = true
             }
-            if batch.count >= Self.batchSize {
-                try await flush(&batch, file: file, into: &summary)
-                progress(summary)
+            var start = pending.startIndex
+            while start < pending.endIndex {
+                guard let end = pending[start...].firstIndex(of: 0x0A) ?? (finished ? pending.endIndex : nil) else { break }
+                lineNumber += 1
+                let line = pending[start..<end]
+                start = end < pending.endIndex ? pending.index(after: end) : end
+                guard line.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D }) else { continue }
+                do throws(JSONParser.SyntaxError) {
+                    let json = try JSONParser.parse(line)
+                    if let write = prepare(json, file: file, line: lineNumber, into: &summary) { batch.append((write, lineNumber)) }
+                } catch {
+                    summary.rejected.append(Rejection(file: file, line: lineNumber, reason: "not valid JSON (\(error))"))
+                }
+                if batch.count >= Self.batchSize {
+                    try await flush(&batch, file: file, into: &summary)
+                    progress(summary)
+                }
             }
+            pending.removeSubrange(..<start)
         }
         try await flush(&batch, file: file, into: &summary)
         progress(summary)

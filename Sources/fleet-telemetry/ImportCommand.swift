@@ -55,19 +55,32 @@ struct ImportCommand: AsyncParsableCommand {
         let interactive = isatty(STDERR_FILENO) == 1
         var lastShown = ContinuousClock.now
         for file in files {
-            guard let data = FileManager.default.contents(atPath: file) else {
+            let progress: (Importer.Summary) -> Void = { running in
+                guard interactive, ContinuousClock.now - lastShown > .milliseconds(200) else { return }
+                lastShown = ContinuousClock.now
+                FileHandle.standardError.write(Data("\r\(file): \(running.responses) imported, \(running.rejected.count) rejected".utf8))
+            }
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory), !isDirectory.boolValue,
+                  let handle = FileHandle(forReadingAtPath: file) else {
                 summary.rejected.append(.init(file: file, line: 0, reason: "cannot read the file"))
                 continue
             }
+            defer { try? handle.close() }
             do {
-                try await importer.importFile(named: file, content: Array(data), wholeDocument: file.lowercased().hasSuffix(".json"), into: &summary) { running in
-                    guard interactive, ContinuousClock.now - lastShown > .milliseconds(200) else { return }
-                    lastShown = ContinuousClock.now
-                    FileHandle.standardError.write(Data("\r\(file): \(running.responses) imported, \(running.rejected.count) rejected".utf8))
+                if file.lowercased().hasSuffix(".json") {
+                    // One document (or an array of them): parsed whole.
+                    let data = try handle.readToEnd() ?? Data()
+                    try await importer.importFile(named: file, content: Array(data), wholeDocument: true, into: &summary, progress: progress)
+                } else {
+                    // JSON lines, read 4 MiB at a time: memory stays bounded whatever the file's size.
+                    try await importer.importLines(named: file, read: { try handle.read(upToCount: 4 << 20).map(Array.init) }, into: &summary, progress: progress)
                 }
-            } catch {
-                printError("\nfleet-telemetry: could not write to the database: \(error)")
+            } catch let error as SQLiteError {
+                printError("\nfleet-telemetry: could not write to the database: \(error) (documents imported before are kept)")
                 throw ExitCode(74)
+            } catch {
+                summary.rejected.append(.init(file: file, line: 0, reason: "cannot read the file: \(error)"))
             }
         }
         if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }

@@ -49,6 +49,26 @@ let fullVIN = VIN("1HMFT000000000001")!
         }
     }
 
+    /// A JSON-lines file read in small chunks (lines cut anywhere, a last line without newline)
+    /// imports exactly as when read whole.
+    @Test func chunkedReadingImportsLikeAWholeFile() async throws {
+        let lines = [try fixtureText("vehicle_data_autoapi13_full.json"), "not json", try fixtureText("vehicle_data_autoapi13_minimal.json"), "", "[1]"]
+        let bytes = Array(lines.joined(separator: "\n").utf8)
+        try await withImporter { importer, store, _ in
+            var summary = Importer.Summary()
+            var offset = 0
+            try await importer.importLines(named: "c.jsonl", read: {
+                guard offset < bytes.count else { return nil }
+                defer { offset += 7 }
+                return Array(bytes[offset..<min(offset + 7, bytes.count)])
+            }, into: &summary)
+            #expect(summary.responses == 2)
+            #expect(summary.rejected.map(\.description) == ["c.jsonl:2: not valid JSON (invalid literal at byte 0)", "c.jsonl:5: not a JSON object"])
+            #expect(summary.samples == 54 + 3)
+            #expect(try await store.samples(vin: fullVIN, property: "diagnostics.odometer").count == 1)
+        }
+    }
+
     /// Failures are stored as observations, once per reason, and never touch `latest`.
     @Test func failureObservationsLeaveLatestUntouched() async throws {
         try await withImporter { importer, store, _ in
