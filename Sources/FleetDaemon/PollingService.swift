@@ -186,7 +186,7 @@ public actor PollingService: Service {
                 }
             }
             nextSyncAt = now.adding(fleetSync.interval)
-            logger.info("fleet sync: \(fleet.count) vehicles, \(fleet.filter { $0.status.isPollable }.count) approved, \(events.count) changes")
+            logger.info("fleet sync: \(fleet.count) vehicles, \(fleet.filter { $0.status.isPollable }.count) approved, \(events.count) clearance change\(events.count == 1 ? "" : "s")")
             return events
         } catch {
             if let error = error as? APIError, error.isCredentialsRejected {

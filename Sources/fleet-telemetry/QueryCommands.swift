@@ -220,6 +220,14 @@ struct ReprocessCommand: AsyncParsableCommand {
         if let requested, requested < start {
             printError("note: the archive starts at \(start.iso8601); earlier samples are kept as they are")
         }
-        printError("reprocessed \(summary.responses) responses of \(summary.vehicles) vehicles since \(start.iso8601): \(summary.samplesDeleted) sample rows replaced by \(summary.samplesWritten), \(summary.unreadable) responses still unreadable")
+        let line = "reprocessed \(summary.responses) responses of \(summary.vehicles) vehicles since \(start.iso8601): \(summary.samplesDeleted) sample rows replaced by \(summary.samplesWritten), \(summary.unreadable) responses still unreadable"
+        if options.json || options.csv {
+            options.output(["since", "vehicles", "responses", "unreadable", "samples_deleted", "samples_written"], [[
+                .string(start.iso8601), .number(Double(summary.vehicles)), .number(Double(summary.responses)),
+                .number(Double(summary.unreadable)), .number(Double(summary.samplesDeleted)), .number(Double(summary.samplesWritten)),
+            ]])
+        } else {
+            printError(line)
+        }
     }
 }
