@@ -6,23 +6,29 @@ import Musl
 import Darwin
 #endif
 
-/// An exclusive, advisory lock on `<database>.lock`, held for the life of the process, so that two
-/// daemons never poll into the same database (and never spend the API budget twice).
+/// An exclusive, advisory lock (`flock`) on the database file itself, held for the life of the
+/// process, so that two daemons never poll into the same database (and never spend the API
+/// budget twice), whatever path, symbolic link or hard link each one was given.
 ///
-/// The operating system releases it when the process ends, however it ends (even `kill -9`).
+/// SQLite's own locks are POSIX record locks, which on Linux are independent of `flock`, so this
+/// lock never blocks a reader or SQLite itself. The operating system releases it when the process
+/// ends, however it ends (even `kill -9`).
 public final class DatabaseLock: Sendable {
     private let descriptor: Int32
-    /// The lock file's path.
+    /// The database file's path.
     public let path: String
 
     /// Takes the lock of the database at `databasePath`.
     ///
-    /// - Throws: ``LockError`` when another process holds it, or the lock file cannot be created.
+    /// The database file is created (empty, mode 0640) when it does not exist yet; SQLite takes
+    /// an empty file as a new database.
+    ///
+    /// - Throws: ``LockError`` when another process holds it, or the file cannot be opened.
     public init(databasePath: String) throws(LockError) {
-        let path = databasePath + ".lock"
+        let path = databasePath
         let descriptor = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o640)
         guard descriptor >= 0 else {
-            throw LockError(path: path, message: "cannot create the lock file: \(String(cString: strerror(errno)))")
+            throw LockError(path: path, message: "cannot open the database file to lock it: \(String(cString: strerror(errno)))")
         }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
             let busy = errno == EWOULDBLOCK
@@ -43,7 +49,7 @@ public final class DatabaseLock: Sendable {
 
 /// The database lock could not be taken.
 public struct LockError: Error, Sendable, CustomStringConvertible {
-    /// The lock file, `<database>.lock`.
+    /// The database file.
     public var path: String
     /// Why the lock could not be taken (another daemon holds it, or the file cannot be created).
     public var message: String

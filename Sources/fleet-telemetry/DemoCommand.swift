@@ -181,12 +181,13 @@ enum DemoDatabase {
         }
     }
 
-    /// Removes `path` (and its `-wal`/`-shm` files) when it is a database an earlier demo wrote:
+    /// Empties `path` (and removes its `-wal`/`-shm` files) when it is a database an earlier demo wrote:
     /// one whose vehicles are all the emulator's (`1HMEMU…`).
     ///
     /// - Throws: ``NotADemoDatabase`` for any other existing file, which is left untouched.
     static func prepare(path: String) throws {
-        guard FileManager.default.fileExists(atPath: path) else { return }
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value ?? 0
+        guard size > 0 else { return }
         do {
             let connection = try Connection(path: path)
             let others = try connection.scalarInt("SELECT count(*) FROM vehicles WHERE vin NOT LIKE '1HMEMU%'") ?? 0
@@ -196,7 +197,11 @@ enum DemoDatabase {
         } catch {
             throw NotADemoDatabase(path: path, reason: "exists and is not a fleet-telemetry demo database (\(error))")
         }
-        for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
+        // Emptied, not removed: the file keeps the inode this process holds its lock on.
+        guard truncate(path, 0) == 0 else {
+            throw NotADemoDatabase(path: path, reason: "could not be emptied (\(String(cString: strerror(errno))))")
+        }
+        for suffix in ["-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
             try FileManager.default.removeItem(atPath: path + suffix)
         }
     }

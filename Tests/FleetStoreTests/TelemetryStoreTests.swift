@@ -190,7 +190,13 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
             #expect {
                 try DatabaseLock(databasePath: db.path)
             } throws: { error in
-                (error as? LockError)?.description == db.path + ".lock: another fleet-telemetry process is using this database"
+                (error as? LockError)?.description == db.path + ": another fleet-telemetry process is using this database"
+            }
+            // The same file under another name: a hard link and a symbolic link.
+            try FileManager.default.linkItem(atPath: db.path, toPath: db.directory + "/hard.sqlite")
+            try FileManager.default.createSymbolicLink(atPath: db.directory + "/soft.sqlite", withDestinationPath: db.path)
+            for other in ["/hard.sqlite", "/soft.sqlite"] {
+                #expect(throws: LockError.self) { try DatabaseLock(databasePath: db.directory + other) }
             }
             withExtendedLifetime(first) {}
         }
