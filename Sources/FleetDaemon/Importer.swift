@@ -183,6 +183,9 @@ public struct Importer: Sendable {
         if root["message_id"] != nil || root["version"] != nil, root["data"]?.objectValue == nil {
             return reject("a push message without a \"data\" object")
         }
+        if let messageID = root["message_id"], messageID.stringValue == nil, messageID.numberValue == nil {
+            return reject("\"message_id\" is not a string or a number, so the message could not be imported only once")
+        }
         let vin: VIN
         do {
             vin = try VIN(validating: vinText)

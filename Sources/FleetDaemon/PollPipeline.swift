@@ -25,7 +25,7 @@ public struct PollPipeline: Sendable {
     /// `archive.raw_days`: days raw responses are kept for `fleet-telemetry reprocess`; 0 keeps none.
     public var archiveRawDays = 7
     /// The `-wal` file size above which ``maintenance(now:)`` checkpoints and truncates it.
-    public var walCheckpointBytes: Int64 = 64 << 20
+    public var walCheckpointBytes: Int64 = 32 << 20
 
     /// Counters (swift-metrics): `fleet_telemetry_polls_total{status}` (HTTP status, or
     /// `none`), `fleet_telemetry_samples_written_total`, `fleet_telemetry_events_total{type}`,
@@ -82,6 +82,20 @@ public struct PollPipeline: Sendable {
             }
         } catch {
             logger.error("WAL checkpoint failed: \(error)")
+        }
+    }
+
+    /// Writes the poll, trying again while another process holds the write lock: each attempt
+    /// waits up to the connection's busy timeout, so a lock held for minutes still loses nothing.
+    private func recordRetryingWhileLocked(_ record: PollRecord, samples: [Sample], failures: [FailedProperty]) async throws -> PollWriteResult {
+        var attempt = 0
+        while true {
+            do {
+                return try await store.record(record, samples: samples, failures: failures, detector: rules)
+            } catch let error as SQLiteError where (error.resultCode == 5 || error.resultCode == 6) && attempt < 5 {
+                attempt += 1
+                logger.warning("the database is locked by another process; still waiting to store the poll of \(record.vin) (attempt \(attempt + 1))")
+            }
         }
     }
 
@@ -192,7 +206,7 @@ public struct PollPipeline: Sendable {
         Counter(label: "fleet_telemetry_polls_total", dimensions: [("status", record.httpStatus.map(String.init) ?? "none")], factory: metrics).increment()
         Metrics.Timer(label: "fleet_telemetry_poll_latency", factory: metrics).recordMilliseconds(record.latencyMilliseconds)
         do {
-            let written = try await store.record(record, samples: samples, failures: failures, detector: rules)
+            let written = try await recordRetryingWhileLocked(record, samples: samples, failures: failures)
             if written.samplesWritten > 0 {
                 Counter(label: "fleet_telemetry_samples_written_total", factory: metrics).increment(by: written.samplesWritten)
             }
@@ -211,7 +225,11 @@ public struct PollPipeline: Sendable {
             await sink.deliver(events)
             return Result(vin: vin, outcome: outcome, httpStatus: record.httpStatus, samplesWritten: written.samplesWritten, events: events, error: record.error)
         } catch {
-            logger.error("could not store the poll of \(vin): \(error)")
+            var hint = ""
+            if let error = error as? SQLiteError, error.resultCode == 13 {
+                hint = " (the disk is full, or the database reached database.max_size_mb; the vehicle is polled again after a backoff)"
+            }
+            logger.error("could not store the poll of \(vin): \(error)\(hint)")
             return Result(vin: vin, outcome: .failed, httpStatus: record.httpStatus, samplesWritten: 0, events: [], error: "\(error)")
         }
     }

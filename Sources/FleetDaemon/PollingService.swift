@@ -24,6 +24,8 @@ public actor PollingService: Service {
     private var restored = false
     private var lastManualPollID: Int64 = 0
     private var maintenanceAt: Timestamp?
+    /// When a failed schedule write was last logged.
+    private var scheduleSaveFailedAt: Timestamp?
     /// Set when the fleet sync learns that the API refuses the client credentials.
     private var fatal: DaemonError?
     /// Polls per VIN today at restore time, for VINs that join the schedule later.
@@ -93,8 +95,13 @@ public actor PollingService: Service {
         }
         do {
             try await pipeline.store.saveSchedule(rows)
+            scheduleSaveFailedAt = nil
         } catch {
-            logger.error("could not save the polling schedule: \(error)")
+            // Logged once a minute while it lasts (a full disk fails every write).
+            if scheduleSaveFailedAt.map({ now >= $0.adding(milliseconds: 60_000) }) ?? true {
+                scheduleSaveFailedAt = now
+                logger.error("could not save the polling schedule: \(error)")
+            }
         }
     }
 

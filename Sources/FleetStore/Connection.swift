@@ -25,7 +25,7 @@ public final class Connection {
     ///   - busyTimeout: How long to wait for a lock held by another connection (e.g. a `sqlite3`
     ///     shell) before failing with `SQLITE_BUSY`.
     /// - Throws: ``SQLiteError`` when the file cannot be opened or is not a database.
-    public init(path: String, busyTimeout: Duration = .seconds(5)) throws(SQLiteError) {
+    public init(path: String, busyTimeout: Duration = .seconds(30)) throws(SQLiteError) {
         var db: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let code = sqlite3_open_v2(path, &db, flags, nil)
@@ -48,7 +48,9 @@ public final class Connection {
         busyTimeoutMilliseconds = Int32(clamping: busyTimeout.components.seconds * 1000 + busyTimeout.components.attoseconds / 1_000_000_000_000_000)
         sqlite3_busy_timeout(db, busyTimeoutMilliseconds)
         if path != ":memory:" {
-            let mode = try scalarText("PRAGMA journal_mode = WAL")
+            // Switched only when needed: a reader of a read-only file cannot write the mode.
+            var mode = try scalarText("PRAGMA journal_mode")
+            if mode?.lowercased() != "wal" { mode = try scalarText("PRAGMA journal_mode = WAL") }
             guard mode?.lowercased() == "wal" else {
                 throw SQLiteError(extendedResultCode: SQLITE_ERROR, message: "could not switch \(path) to WAL (journal_mode is \(mode ?? "unknown"))")
             }

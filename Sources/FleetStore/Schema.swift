@@ -253,6 +253,10 @@ enum Schema {
         guard found <= currentVersion else {
             throw StoreError.newerSchema(found: found, supported: currentVersion, path: connection.path)
         }
+        if found == 0, let table = try connection.scalarText("SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 1") {
+            // Version 0 with tables: a database of some other program, never ours to change.
+            throw StoreError.foreignDatabase(path: connection.path, table: table)
+        }
         for version in (found + 1)...max(found + 1, currentVersion) where version <= currentVersion {
             try connection.transaction {
                 try connection.execute(migrations[Int(version) - 1])
@@ -266,11 +270,19 @@ enum Schema {
 public enum StoreError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The database was written by a newer fleet-telemetry, with a schema this build does not know.
     case newerSchema(found: Int64, supported: Int64, path: String)
+    /// The file is an SQLite database of another program (it has tables but no fleet-telemetry schema).
+    case foreignDatabase(path: String, table: String)
+    /// A read-only use (`status`, `history`, …) was given a file that holds no fleet-telemetry data yet.
+    case notAFleetDatabase(path: String)
 
     public var description: String {
         switch self {
         case .newerSchema(let found, let supported, let path):
             return "database \(path) has schema version \(found), newer than the \(supported) this fleet-telemetry knows; upgrade fleet-telemetry"
+        case .foreignDatabase(let path, let table):
+            return "\(path) is an SQLite database of another program (it has a table \(table) but no fleet-telemetry schema); it is left untouched: choose another file"
+        case .notAFleetDatabase(let path):
+            return "\(path) is not a fleet-telemetry database (it is empty); run the daemon, the demo or an import first"
         }
     }
 }

@@ -52,7 +52,15 @@ public final class Statement {
             case .null: code = sqlite3_bind_null(handle, index)
             case .integer(let i): code = sqlite3_bind_int64(handle, index, i)
             case .real(let d): code = sqlite3_bind_double(handle, index, d)
-            case .text(let s): code = sqlite3_bind_text(handle, index, s, -1, SQLITE_TRANSIENT)
+            case .text(let s):
+                // With its byte length: a NUL inside the text is kept, not taken as its end.
+                var text = s
+                code = text.withUTF8 { bytes in
+                    guard let base = bytes.baseAddress else { return sqlite3_bind_text(handle, index, "", 0, SQLITE_TRANSIENT) }
+                    return base.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
+                        sqlite3_bind_text(handle, index, $0, Int32(clamping: bytes.count), SQLITE_TRANSIENT)
+                    }
+                }
             case .blob(let bytes):
                 code = bytes.withUnsafeBytes { buffer in
                     // A zero-length blob still needs a non-null pointer to be a blob, not NULL.
@@ -109,6 +117,7 @@ public final class Statement {
     /// Column `column` of the current row as UTF-8 text; `nil` for NULL.
     public func text(at column: Int32) -> String? {
         guard let pointer = sqlite3_column_text(handle, column) else { return nil }
-        return String(cString: pointer)
+        let count = Int(sqlite3_column_bytes(handle, column))
+        return String(decoding: UnsafeBufferPointer(start: pointer, count: count), as: UTF8.self)
     }
 }

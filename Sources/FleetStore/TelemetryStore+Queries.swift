@@ -37,7 +37,10 @@ extension TelemetryStore {
     public func status(now: Timestamp = SystemWallClock().now()) throws -> [VehicleStatus] {
         try withConnection { connection in
             let staleAfter = try connection.scalarInt("SELECT value FROM settings WHERE key = 'stale_after_seconds'") ?? 3600
-            let cutoff = now.millisecondsSince1970 - staleAfter * 1000
+            // A hand-edited setting of any size must not overflow: clamp to ±292 million years.
+            let (scaled, overflow) = max(staleAfter, 0).multipliedReportingOverflow(by: 1000)
+            let (cutoff, underflow) = now.millisecondsSince1970.subtractingReportingOverflow(overflow ? Int64.max : scaled)
+            let staleBefore = underflow ? Int64.min : cutoff
             let vehicles = try connection.cachedStatement("""
                 SELECT v.vin, v.status, s.health, v.last_observed_at FROM vehicles v LEFT JOIN schedule s ON s.vin = v.vin ORDER BY v.vin
                 """)
@@ -61,7 +64,7 @@ extension TelemetryStore {
                 WHERE \(Schema.statusProperties)
                 ORDER BY vin
                 """)
-            try values.bind([.integer(cutoff)])
+            try values.bind([.integer(staleBefore)])
             var currentVIN = ""
             var current = -1
             var allLocked: Bool?

@@ -55,13 +55,15 @@ extension TelemetryStore {
         }
     }
 
-    /// Vehicles whose clearance ended (`revoked`, `rejected` or `canceled`) before `cutoff`: the
-    /// ones `retention.purge_revoked_days` purges.
+    /// Vehicles whose clearance ended (`revoked`, `rejected` or `canceled`) before `cutoff` and
+    /// that hold data: the ones `retention.purge_revoked_days` purges. (After a purge, the fleet
+    /// sync lists the vehicle again with its clearance only: that row has no data to forget.)
     public func vehiclesRevoked(before cutoff: Timestamp) throws -> [VIN] {
         try withConnection { connection in
             let statement = try connection.cachedStatement("""
                 SELECT vin FROM vehicles WHERE clearance_status IN ('revoked', 'rejected', 'canceled')
-                AND clearance_changed_at < ?1 ORDER BY vin
+                AND clearance_changed_at < ?1 AND (last_polled_at IS NOT NULL OR last_observed_at IS NOT NULL)
+                ORDER BY vin
                 """)
             try statement.bind([.integer(cutoff.millisecondsSince1970)])
             var result: [VIN] = []

@@ -18,6 +18,23 @@ public actor TelemetryStore {
         self.connection = connection
     }
 
+    /// Opens an existing fleet-telemetry database for the query commands: an empty file, or one
+    /// without the fleet-telemetry schema, is refused instead of being given one.
+    ///
+    /// - Throws: ``StoreError/notAFleetDatabase(path:)``, ``StoreError/foreignDatabase(path:table:)``,
+    ///   ``StoreError/newerSchema(found:supported:path:)`` or ``SQLiteError``.
+    public init(existingPath path: String) throws {
+        let connection = try Connection(path: path)
+        guard (try connection.scalarInt("PRAGMA user_version") ?? 0) > 0 else {
+            if let table = try connection.scalarText("SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 1") {
+                throw StoreError.foreignDatabase(path: path, table: table)
+            }
+            throw StoreError.notAFleetDatabase(path: path)
+        }
+        try Schema.migrate(connection)
+        self.connection = connection
+    }
+
     /// Writes one poll and everything it produced, atomically.
     ///
     /// A sample is stored when no row exists yet for its VIN, property, instance and observation

@@ -61,6 +61,14 @@ func parseVIN(_ text: String) throws -> VIN {
 
 /// Prints rows as aligned columns under a header.
 func printTable(_ header: [String], _ rows: [[String]]) {
+    // Control characters in stored values (an escape sequence, a newline) are shown, not obeyed.
+    let rows = rows.map { row in
+        row.map { cell in
+            cell.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F }
+                ? String(String.UnicodeScalarView(cell.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "\u{FFFD}" : $0 }))
+                : cell
+        }
+    }
     var widths = header.map(\.count)
     for row in rows {
         for (index, cell) in row.enumerated() where index < widths.count { widths[index] = max(widths[index], cell.count) }

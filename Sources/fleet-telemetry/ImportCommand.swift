@@ -88,6 +88,9 @@ struct ImportCommand: AsyncParsableCommand {
         for rejection in summary.rejected.prefix(50) { text += "\n  rejected \(rejection)" }
         if summary.rejected.count > 50 { text += "\n  … \(summary.rejected.count - 50) more" }
         printError(text)
-        if summary.responses == 0 && !summary.rejected.isEmpty { throw ExitCode(1) }
+        // 1 when nothing could be stored, or a named file could not be read at all.
+        if (summary.responses == 0 && !summary.rejected.isEmpty) || summary.rejected.contains(where: { $0.line == 0 && $0.reason.hasPrefix("cannot read") }) {
+            throw ExitCode(1)
+        }
     }
 }

@@ -34,7 +34,7 @@ struct DatabaseOptions: ParsableArguments {
             throw ExitCode(74)
         }
         do {
-            return try TelemetryStore(path: path)
+            return try TelemetryStore(existingPath: path)
         } catch {
             printError("fleet-telemetry: \(error)")
             throw ExitCode(74)

@@ -268,14 +268,52 @@ private final class LockHolder: @unchecked Sendable {
         }
     }
 
+    /// A database of another program is never migrated; a query command refuses an empty file.
+    @Test func foreignAndEmptyFilesAreRefused() throws {
+        let db = TemporaryDatabase()
+        do {
+            let other = try Connection(path: db.path)
+            try other.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+        }
+        #expect(throws: StoreError.foreignDatabase(path: db.path, table: "invoices")) { try TelemetryStore(path: db.path) }
+        #expect(throws: StoreError.foreignDatabase(path: db.path, table: "invoices")) { try TelemetryStore(existingPath: db.path) }
+        #expect(try Connection(path: db.path).scalarInt("PRAGMA user_version") == 0, "left untouched")
+
+        let empty = db.directory + "/empty.sqlite"
+        #expect(FileManager.default.createFile(atPath: empty, contents: nil))
+        #expect(throws: StoreError.notAFleetDatabase(path: empty)) { try TelemetryStore(existingPath: empty) }
+        _ = try TelemetryStore(path: empty)  // the daemon makes it a new database
+        _ = try TelemetryStore(existingPath: empty)
+    }
+
+    /// Text is stored whole (a NUL inside is not its end), and a hand-edited setting of any size
+    /// does not break `status`.
+    @Test func textWithNULAndHugeSettingsSurvive() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        let text = "a,\"b\"\nc\u{0}d\u{1B}[2J"
+        try await store.record(poll(at: minute(0)), samples: [Sample(vin: vin, property: "diagnostics.note", value: .text(text), observedAt: minute(0))], detector: EventRules())
+        #expect(try await store.samples(vin: vin, property: "diagnostics.note").map(\.value) == [.text(text)])
+        for value in ["1e300", "-1e300", "9223372036854775807", "'text'"] {
+            try await store.withConnection { try $0.execute("UPDATE settings SET value = \(value) WHERE key = 'stale_after_seconds'") }
+            #expect(try await store.status().count == 1)
+        }
+    }
+
     /// Vehicles whose clearance ended before the cutoff are listed for purging; others are not.
     @Test func revokedVehiclesAreListedForPurging() async throws {
         let db = TemporaryDatabase()
         let store = try TelemetryStore(path: db.path)
         let other = VIN("1HMFT000000000002")!
+        let noData = VIN("1HMFT000000000003")!
         _ = try await store.recordClearance([FleetVehicle(vin: vin, brand: "sandbox", status: .approved), FleetVehicle(vin: other, brand: "sandbox", status: .approved)], at: minute(0))
-        _ = try await store.recordClearance([FleetVehicle(vin: vin, brand: "sandbox", status: .revoked), FleetVehicle(vin: other, brand: "sandbox", status: .approved)], at: minute(10))
+        try await store.record(poll(at: minute(1)), samples: batterySample(50, at: minute(1)), detector: EventRules())
+        _ = try await store.recordClearance([FleetVehicle(vin: vin, brand: "sandbox", status: .revoked), FleetVehicle(vin: other, brand: "sandbox", status: .approved),
+                                             FleetVehicle(vin: noData, brand: "sandbox", status: .revoked)], at: minute(10))
         #expect(try await store.vehiclesRevoked(before: minute(5)).isEmpty)
-        #expect(try await store.vehiclesRevoked(before: minute(11)) == [vin])
+        #expect(try await store.vehiclesRevoked(before: minute(11)) == [vin], "a revoked vehicle without data has nothing to purge")
+        try await store.purge(vin: vin)
+        _ = try await store.recordClearance([FleetVehicle(vin: vin, brand: "sandbox", status: .revoked)], at: minute(12))
+        #expect(try await store.vehiclesRevoked(before: minute(20)).isEmpty, "listed again by the fleet sync, it is not purged again")
     }
 }

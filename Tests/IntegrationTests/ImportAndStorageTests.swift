@@ -69,6 +69,17 @@ let fullVIN = VIN("1HMFT000000000001")!
         }
     }
 
+    /// A push message whose `message_id` cannot identify it is refused, not imported again on every run.
+    @Test func pushMessageWithUnusableMessageIDIsRefused() async throws {
+        try await withImporter { importer, _, _ in
+            let line = #"{"version":2,"message_id":{"x":1},"vin":"1HMFT000000000002","data":{"diagnostics":{"odometer":[{"data":{"value":1,"unit":"kilometers"},"timestamp":"2026-11-28T08:00:00.000Z"}]}}}"#
+            var summary = Importer.Summary()
+            try await importer.importFile(named: "f", content: Array(line.utf8), wholeDocument: false, into: &summary)
+            #expect(summary.responses == 0)
+            #expect(summary.rejected.first?.reason.contains("message_id") == true)
+        }
+    }
+
     /// Failures are stored as observations, once per reason, and never touch `latest`.
     @Test func failureObservationsLeaveLatestUntouched() async throws {
         try await withImporter { importer, store, _ in
