@@ -66,6 +66,11 @@ struct AutoAPIReader {
             payload.failures.append(PropertyFailure(property: path, reason: "invalid_value", description: "unreadable timestamp \"\(text.prefix(60))\""))
             return
         }
+        if let timestamp, !Self.isPlausible(timestamp, receivedAt: receivedAt) {
+            // A clock far off would pin `latest` to a value no newer reading could replace.
+            payload.failures.append(PropertyFailure(property: path, reason: "invalid_value", description: "implausible timestamp \(timestamp.iso8601): before 2000 or more than a year after the response"))
+            return
+        }
         if data == .null {
             payload.failures.append(PropertyFailure(property: path, reason: "invalid_value", description: "data is null", observedAt: timestamp))
             return
@@ -79,6 +84,15 @@ struct AutoAPIReader {
         }
         let emitter = SampleEmitter(vin: vin, instance: instance, observedAt: observedAt, timeSource: source)
         emitter.emit(data, path: path, skipping: keyField, into: &payload)
+    }
+
+    /// The earliest observation time accepted: 2000-01-01T00:00:00Z.
+    static let earliestPlausible = Timestamp(millisecondsSince1970: 946_684_800_000)
+
+    /// A property timestamp is plausible from 2000 up to a year after the response arrived (the
+    /// emulator's simulated time runs ahead of the wall clock, by a day per minute in the demo).
+    static func isPlausible(_ timestamp: Timestamp, receivedAt: Timestamp) -> Bool {
+        timestamp >= earliestPlausible && timestamp <= receivedAt.adding(milliseconds: 366 * 86_400_000)
     }
 
     /// Whether an array holds the instances of a `multiple` property (known as such, or several

@@ -39,6 +39,17 @@ func normalize(_ body: String) throws -> NormalizedPayload {
         #expect(abs(converted - expected) < 1e-9 * max(1, abs(expected)), "\(value) \(unit) → \(converted) \(target)")
     }
 
+    /// A timestamp before 2000 or more than a year ahead of the response is refused: it would pin
+    /// `latest` to a value no real reading could replace.
+    @Test(arguments: [("2200-01-01T00:00:00Z", false), ("1900-01-01T00:00:00Z", false), ("1999-12-31T23:59:59Z", false),
+                      ("2000-01-01T00:00:00Z", true), ("RECEIVED+1D", true)])
+    func implausibleTimestampsAreFailures(time: String, accepted: Bool) throws {
+        let stamp = time == "RECEIVED+1D" ? receivedAt.adding(milliseconds: 86_400_000).iso8601 : time
+        let payload = try normalize(#"{"vin":"1HMFT000000000001","charging":{"battery_level":{"data":0.5,"timestamp":"\#(stamp)"}}}"#)
+        #expect(payload.samples.count == (accepted ? 1 : 0))
+        #expect(payload.failures.map(\.reason) == (accepted ? [] : ["invalid_value"]))
+    }
+
     @Test func reciprocalOfZeroIsAFailure() throws {
         let payload = try normalize(#"{"usage":{"fuel_efficiency":{"data":{"value":0,"unit":"miles_per_gallon"},"timestamp":"2026-11-28T09:00:00Z"}}}"#)
         #expect(payload.samples.isEmpty)
