@@ -220,6 +220,11 @@ public actor PollingService: Service {
         logger.info("polling \(schedule.count) vehicle\(schedule.count == 1 ? "" : "s") every \(DurationParser.format(schedule.policy.interval))\(fleetSync == nil ? "" : ", fleet sync on")")
         let pipeline = self.pipeline
         let clock = self.clock
+        // Schedule rows are written once a second, not after every poll: a second of lost
+        // due times costs nothing at restart (overdue VINs are spread), a transaction per poll does.
+        var unsaved: [VIN: (PollSchedule.Health, String?)] = [:]
+        var savedAt = clock.now()
+        defer { if !unsaved.isEmpty { logger.debug("\(unsaved.count) schedule rows not saved at exit") } }
         try await withThrowingTaskGroup(of: LoopEvent.self) { group in
             var inFlight = 0
             var wakePending = false
@@ -263,7 +268,13 @@ public actor PollingService: Service {
                     inFlight -= 1
                     schedule.record(result.outcome, for: result.vin, at: clock.now())
                     let health: PollSchedule.Health = result.outcome == .stop ? .consentRemoved : schedule.entry(result.vin)?.health ?? .ok
-                    await save([result.vin: (health, result.error)], at: clock.now())
+                    unsaved[result.vin] = (health, result.error)
+                    let now = clock.now()
+                    if now >= savedAt.adding(.seconds(1)) || health != .ok {
+                        await save(unsaved, at: now)
+                        unsaved.removeAll(keepingCapacity: true)
+                        savedAt = now
+                    }
                     if result.outcome == .credentialsRejected {
                         group.cancelAll()
                         throw DaemonError.credentialsRejected(result.error ?? "the token request was refused")
@@ -271,6 +282,10 @@ public actor PollingService: Service {
                 }
             }
             group.cancelAll()
+        }
+        if !unsaved.isEmpty {
+            await save(unsaved, at: clock.now())
+            unsaved.removeAll()
         }
         logger.info("polling stopped")
     }
