@@ -165,20 +165,9 @@ public actor TelemetryStore {
     /// - Parameter skipStoredLatest: Skip a sample whose observation is the stored latest one
     ///   (its history row exists already); reprocessing, which deleted those rows, passes `false`.
     func writeSamples(_ samples: [Sample], previous: [SeriesKey: LatestValue], receivedAt: Timestamp, skipStoredLatest: Bool = true) throws -> Int {
-        let insertSample = try connection.cachedStatement("""
-            INSERT OR IGNORE INTO samples (vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-            """)
-        let upsertLatest = try connection.cachedStatement("""
-            INSERT INTO latest (vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-            ON CONFLICT (vin, property, instance) DO UPDATE SET
-                observed_at = excluded.observed_at, value_num = excluded.value_num,
-                value_text = excluded.value_text, unit = excluded.unit, received_at = excluded.received_at,
-                source_unit = excluded.source_unit, failure_reason = NULL, failed_at = NULL
-            WHERE excluded.observed_at > latest.observed_at
-            """)
-        var written = 0
+        var sampleValues: [SQLiteValue] = []
+        var latestValues: [SQLiteValue] = []
+        sampleValues.reserveCapacity(samples.count * 9)
         for sample in samples {
             let old = previous[sample.key]
             if sample.timeSource != .property, let old, old.value == sample.value, old.unit == sample.unit {
@@ -196,13 +185,43 @@ public actor TelemetryStore {
                 .integer(receivedAt.millisecondsSince1970),
                 sample.sourceUnit.map(SQLiteValue.text) ?? .null,
             ]
-            try insertSample.run(row)
-            written += connection.changes
-            if old.map({ sample.observedAt > $0.observedAt }) ?? true {
-                try upsertLatest.run(row)
-            }
+            sampleValues += row
+            if old.map({ sample.observedAt > $0.observedAt }) ?? true { latestValues += row }
         }
+        // Many rows per statement: one statement per row cost more than the rows themselves.
+        let written = try runInChunks("""
+            INSERT OR IGNORE INTO samples (vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit) VALUES
+            """, "", values: sampleValues)
+        _ = try runInChunks("""
+            INSERT INTO latest (vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit) VALUES
+            """, """
+             ON CONFLICT (vin, property, instance) DO UPDATE SET
+                observed_at = excluded.observed_at, value_num = excluded.value_num,
+                value_text = excluded.value_text, unit = excluded.unit, received_at = excluded.received_at,
+                source_unit = excluded.source_unit, failure_reason = NULL, failed_at = NULL
+            WHERE excluded.observed_at > latest.observed_at
+            """, values: latestValues)
         return written
+    }
+
+    /// Runs `head VALUES (…), (…) tail` over `values` (rows of 9 columns, in order), at most 32
+    /// rows per statement, each row count's statement prepared once.
+    ///
+    /// - Returns: The rows changed, as `sqlite3_changes` counts them.
+    private func runInChunks(_ head: String, _ tail: String, values: [SQLiteValue], columns: Int = 9) throws -> Int {
+        let rows = values.count / columns
+        var changed = 0
+        var start = 0
+        while start < rows {
+            let count = min(32, rows - start)
+            let placeholders = Array(repeating: "(" + Array(repeating: "?", count: columns).joined(separator: ", ") + ")", count: count)
+                .joined(separator: ", ")
+            let statement = try connection.cachedStatement(head + " " + placeholders + tail)
+            try statement.run(Array(values[(start * columns)..<((start + count) * columns)]))
+            changed += connection.changes
+            start += count
+        }
+        return changed
     }
 
     /// The rule state of `vin` (see ``ChangeDetecting``), by key.
