@@ -23,8 +23,13 @@ public enum DurationParser {
         var number: Int64?
         var unit = ""
         var sawAny = false
+        // Units from the largest down, each at most once (`1h30m`, not `30m1h` or `1h1h`).
+        let order = ["d", "h", "m", "s", "ms"]
+        var lastRank = -1
         func flush() -> Bool {
             guard let n = number else { return unit.isEmpty }
+            guard let rank = order.firstIndex(of: unit), rank > lastRank else { return false }
+            lastRank = rank
             let part: Duration
             switch unit {
             case "ms": part = .milliseconds(n)

@@ -182,7 +182,7 @@ vehicles: [1HMFT000000000001]
         #expect(DurationParser.parse(text)?.milliseconds == milliseconds)
     }
 
-    @Test(arguments: ["", "5", "m", "5 m", "-5s", "5x", "1.5h", "99999999999999s", "3651d"])
+    @Test(arguments: ["", "5", "m", "5 m", "-5s", "5x", "1.5h", "99999999999999s", "3651d", "1h1h", "30m1h", "1s500ms1s"])
     func rejects(text: String) {
         #expect(DurationParser.parse(text) == nil)
     }
