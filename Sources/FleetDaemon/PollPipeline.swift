@@ -91,7 +91,7 @@ public struct PollPipeline: Sendable {
         var attempt = 0
         while true {
             do {
-                return try await store.record(record, samples: samples, failures: failures, detector: rules)
+                return try await store.recordGrouped(PollWrite(poll: record, samples: samples, failures: failures), detector: rules)
             } catch let error as SQLiteError where (error.resultCode == 5 || error.resultCode == 6) && attempt < 5 {
                 attempt += 1
                 logger.warning("the database is locked by another process; still waiting to store the poll of \(record.vin) (attempt \(attempt + 1))")

@@ -66,6 +66,10 @@ public final class Connection {
     /// The SQL of every statement compiled by ``cachedStatement(_:)`` so far.
     var cachedSQL: [String] { Array(statementCache.keys) }
 
+    /// True while a transaction is open. SQLite ends one by itself after some errors
+    /// (`SQLITE_FULL`, `SQLITE_IOERR`, `SQLITE_NOMEM`): then no savepoint is left to roll back to.
+    public var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
+
     /// Runs `body` with a shorter busy timeout, for work that should give up rather than wait
     /// (a checkpoint while a reader holds the WAL).
     public func withBusyTimeout<T>(milliseconds: Int32, _ body: () throws -> T) rethrows -> T {

@@ -7,6 +7,10 @@ import FleetModel
 /// process or a full disk never leaves half a poll behind and never loses rows already committed.
 public actor TelemetryStore {
     private let connection: Connection
+    /// Polls waiting for the group commit being gathered (see ``recordGrouped(_:detector:)``).
+    private var queued: [(write: PollWrite, continuation: CheckedContinuation<PollWriteResult, any Error>)] = []
+    /// True while a poll gathers a group commit.
+    private var groupOpen = false
 
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     ///
@@ -56,6 +60,48 @@ public actor TelemetryStore {
         }
     }
 
+    /// Writes one poll like ``record(_:samples:failures:detector:)``, in a transaction shared with
+    /// the other polls that reach the store at the same moment (group commit).
+    ///
+    /// The first poll to arrive yields once, so that polls already waiting for the store join
+    /// it, then commits them all (with the first poll's `detector`); each has its own savepoint, so one failing write is rolled back
+    /// alone. A poll that arrives alone is written alone, without delay. Returns once the
+    /// transaction holding the poll has committed.
+    ///
+    /// - Throws: ``SQLiteError`` when this poll's write failed or the shared transaction could
+    ///   not commit; nothing of the poll is kept then.
+    public func recordGrouped(_ write: PollWrite, detector: some ChangeDetecting) async throws -> PollWriteResult {
+        if groupOpen {
+            // A transaction is being gathered: join it, and wait for its commit.
+            return try await withCheckedThrowingContinuation { queued.append((write, $0)) }
+        }
+        groupOpen = true
+        defer { groupOpen = false }
+        // Let the polls already waiting to enter the store join this transaction.
+        await Task.yield()
+        let followers = queued
+        queued.removeAll(keepingCapacity: true)
+        let outcomes: [BatchOutcome]
+        do {
+            outcomes = try record(batch: [write] + followers.map(\.write), detector: detector)
+        } catch {
+            for follower in followers { follower.continuation.resume(throwing: error) }
+            throw error
+        }
+        for (follower, outcome) in zip(followers, outcomes.dropFirst()) {
+            switch outcome {
+            case .written(let result): follower.continuation.resume(returning: result)
+            case .failed(let error): follower.continuation.resume(throwing: error)
+            case .duplicate: follower.continuation.resume(returning: PollWriteResult(samplesWritten: 0, events: []))
+            }
+        }
+        switch outcomes[0] {
+        case .written(let result): return result
+        case .failed(let error): throw error
+        case .duplicate: return PollWriteResult(samplesWritten: 0, events: [])
+        }
+    }
+
     /// Writes many polls (or imported documents) in one transaction: the group commit of
     /// `fleet-telemetry import`, where one commit per document would cost more than the document.
     ///
@@ -84,6 +130,9 @@ public actor TelemetryStore {
                     try release.run([])
                     return .written(result)
                 } catch let error as SQLiteError {
+                    // After a full disk SQLite may have rolled the whole transaction back: then
+                    // the batch fails as a whole, with the real cause.
+                    guard connection.isInTransaction else { throw error }
                     try rollback.run([])
                     try release.run([])
                     return .failed(error)

@@ -212,6 +212,31 @@ private final class LockHolder: @unchecked Sendable {
         #expect(try await store.oldestArchivedResponse() == nil)
     }
 
+    /// Polls written at the same moment share a transaction (group commit): each caller gets its
+    /// own result, and every row is stored once.
+    @Test func concurrentPollsAreGroupCommitted() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        let vins = (1...20).map { VIN(String(format: "1HMFT%012d", $0))! }
+        let results = try await withThrowingTaskGroup(of: (VIN, PollWriteResult).self) { group in
+            for (index, vin) in vins.enumerated() {
+                group.addTask {
+                    let record = PollRecord(vin: vin, requestedAt: minute(0), receivedAt: minute(0), httpStatus: 200, latencyMilliseconds: 1)
+                    let samples = [Sample(vin: vin, property: "charging.battery_level", value: .number(Double(index)), unit: "percent", observedAt: minute(0)),
+                                   Sample(vin: vin, property: "diagnostics.odometer", value: .number(100), unit: "kilometers", observedAt: minute(0))]
+                    return (vin, try await store.recordGrouped(PollWrite(poll: record, samples: samples), detector: EventRules()))
+                }
+            }
+            return try await group.reduce(into: [VIN: PollWriteResult]()) { $0[$1.0] = $1.1 }
+        }
+        #expect(results.count == 20)
+        #expect(results.values.allSatisfy { $0.samplesWritten == 2 })
+        #expect(try await store.summary().pollsByStatus == [200: 20])
+        for (index, vin) in vins.enumerated() {
+            #expect(try await store.samples(vin: vin, property: "charging.battery_level").map(\.value) == [.number(Double(index))])
+        }
+    }
+
     /// A batch write rolls back only the entry whose write failed.
     @Test func batchEntryFailureIsRolledBackAlone() async throws {
         let db = TemporaryDatabase()
