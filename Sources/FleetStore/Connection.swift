@@ -70,6 +70,35 @@ public final class Connection {
     /// (`SQLITE_FULL`, `SQLITE_IOERR`, `SQLITE_NOMEM`): then no savepoint is left to roll back to.
     public var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
 
+    /// What an existing file holds, read without changing it (no WAL switch, no schema):
+    /// its `user_version` and the name of one of its tables, if any.
+    ///
+    /// - Returns: `nil` for a missing or empty file.
+    /// - Throws: ``SQLiteError`` when the file is not an SQLite database.
+    public static func inspect(path: String) throws(SQLiteError) -> (userVersion: Int64, someTable: String?)? {
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value ?? 0
+        guard size > 0 else { return nil }
+        var db: OpaquePointer?
+        let code = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nil)
+        defer { sqlite3_close_v2(db) }
+        guard code == SQLITE_OK, let db else { throw SQLiteError(connection: db, code: code, sql: nil) }
+        func scalar(_ sql: String) throws(SQLiteError) -> (Int64, String?)? {
+            var statement: OpaquePointer?
+            let prepared = sqlite3_prepare_v2(db, sql, -1, &statement, nil)
+            defer { sqlite3_finalize(statement) }
+            guard prepared == SQLITE_OK else { throw SQLiteError(connection: db, code: prepared, sql: sql) }
+            let step = sqlite3_step(statement)
+            guard step == SQLITE_ROW else {
+                if step == SQLITE_DONE { return nil }
+                throw SQLiteError(connection: db, code: step, sql: sql)
+            }
+            return (sqlite3_column_int64(statement, 0), sqlite3_column_text(statement, 0).map { String(cString: $0) })
+        }
+        let version = try scalar("PRAGMA user_version")?.0 ?? 0
+        let table = try scalar("SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 1")?.1
+        return (version, table)
+    }
+
     /// Runs `body` with a shorter busy timeout, for work that should give up rather than wait
     /// (a checkpoint while a reader holds the WAL).
     public func withBusyTimeout<T>(milliseconds: Int32, _ body: () throws -> T) rethrows -> T {

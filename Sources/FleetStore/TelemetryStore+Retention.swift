@@ -144,8 +144,9 @@ extension TelemetryStore {
 extension TelemetryStore {
     /// Caps the database file at about `bytes` (`PRAGMA max_page_count`; `database.max_size_mb`).
     ///
-    /// A write that would grow the file past the cap fails with `SQLITE_FULL` exactly as on a
-    /// full disk: the poll's transaction is rolled back whole, the error names the cause, and
+    /// The WAL is then checkpointed at a quarter of the cap (at least 100 pages), so that it
+    /// adds at most about a quarter to the disk use. A write that would grow the file past the
+    /// cap fails with `SQLITE_FULL` exactly as on a full disk: the poll's transaction is rolled back whole, the error names the cause, and
     /// the daemon retries that vehicle with backoff. Retention (or a larger cap) makes room again.
     ///
     /// - Returns: The cap in effect, in bytes (never below the current size).
@@ -155,6 +156,10 @@ extension TelemetryStore {
             let pageSize = try connection.scalarInt("PRAGMA page_size") ?? 4096
             let pages = max(1, bytes / pageSize)
             let effective = try connection.scalarInt("PRAGMA max_page_count = \(pages)") ?? pages
+            // The WAL comes on top of the file: checkpoint it at a quarter of the cap, so that the
+            // disk use stays near the cap rather than at the 16 MiB of the default.
+            let checkpointPages = max(100, min(4000, effective / 4))
+            try connection.execute("PRAGMA wal_autocheckpoint = \(checkpointPages); PRAGMA journal_size_limit = \(checkpointPages * pageSize)")
             return effective * pageSize
         }
     }

@@ -17,6 +17,10 @@ public actor TelemetryStore {
     /// - Throws: ``SQLiteError`` when the file cannot be opened or migrated;
     ///   ``StoreError/newerSchema(found:supported:path:)`` for a database of a newer release.
     public init(path: String) throws {
+        // A database of another program is refused before anything (even the WAL switch) touches it.
+        if let found = try Connection.inspect(path: path), found.userVersion == 0, let table = found.someTable {
+            throw StoreError.foreignDatabase(path: path, table: table)
+        }
         let connection = try Connection(path: path)
         try Schema.migrate(connection)
         self.connection = connection
@@ -28,13 +32,14 @@ public actor TelemetryStore {
     /// - Throws: ``StoreError/notAFleetDatabase(path:)``, ``StoreError/foreignDatabase(path:table:)``,
     ///   ``StoreError/newerSchema(found:supported:path:)`` or ``SQLiteError``.
     public init(existingPath path: String) throws {
-        let connection = try Connection(path: path)
-        guard (try connection.scalarInt("PRAGMA user_version") ?? 0) > 0 else {
-            if let table = try connection.scalarText("SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 1") {
+        // Checked without changing the file: no WAL switch, no schema, for a file that is not ours.
+        guard let found = try Connection.inspect(path: path), found.userVersion > 0 else {
+            if let table = try Connection.inspect(path: path)?.someTable {
                 throw StoreError.foreignDatabase(path: path, table: table)
             }
             throw StoreError.notAFleetDatabase(path: path)
         }
+        let connection = try Connection(path: path)
         try Schema.migrate(connection)
         self.connection = connection
     }

@@ -65,7 +65,13 @@ struct DatabaseOptions: ParsableArguments {
     }
 
     static func csvCell(_ value: JSONValue) -> String {
-        let text = value == .null ? "" : Self.text(value)
+        var text = value == .null ? "" : Self.text(value)
+        // Control characters (an escape sequence) are shown, not obeyed; --json keeps them exactly.
+        if text.unicodeScalars.contains(where: { ($0.value < 0x20 && $0 != "\n" && $0 != "\r" && $0 != "\t") || $0.value == 0x7F }) {
+            text = String(String.UnicodeScalarView(text.unicodeScalars.map {
+                ($0.value < 0x20 && $0 != "\n" && $0 != "\r" && $0 != "\t") || $0.value == 0x7F ? "\u{FFFD}" : $0
+            }))
+        }
         return text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
     }
 }

@@ -300,13 +300,17 @@ private final class LockHolder: @unchecked Sendable {
             let other = try Connection(path: db.path)
             try other.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
         }
+        try? FileManager.default.removeItem(atPath: db.path + "-wal")
+        try? FileManager.default.removeItem(atPath: db.path + "-shm")
+        let before = try Data(contentsOf: URL(fileURLWithPath: db.path))
         #expect(throws: StoreError.foreignDatabase(path: db.path, table: "invoices")) { try TelemetryStore(path: db.path) }
         #expect(throws: StoreError.foreignDatabase(path: db.path, table: "invoices")) { try TelemetryStore(existingPath: db.path) }
-        #expect(try Connection(path: db.path).scalarInt("PRAGMA user_version") == 0, "left untouched")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: db.path)) == before, "not a byte changed (not even the journal mode)")
 
         let empty = db.directory + "/empty.sqlite"
         #expect(FileManager.default.createFile(atPath: empty, contents: nil))
         #expect(throws: StoreError.notAFleetDatabase(path: empty)) { try TelemetryStore(existingPath: empty) }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: empty)).isEmpty, "still empty")
         _ = try TelemetryStore(path: empty)  // the daemon makes it a new database
         _ = try TelemetryStore(existingPath: empty)
     }
