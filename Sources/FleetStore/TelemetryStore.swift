@@ -2,9 +2,11 @@ import FleetModel
 
 /// The telemetry database: the only owner of the SQLite connection.
 ///
-/// Every poll is written in one transaction: its samples (history), the `latest` values, the
-/// change events and the `polls` row. Either all of it is stored or none of it, so a killed
-/// process or a full disk never leaves half a poll behind and never loses rows already committed.
+/// Every poll is written atomically: its samples (history), the `latest` values, the change
+/// events, the `polls` row and the raw response, in a transaction of its own or, through
+/// ``recordGrouped(_:detector:)``, in a savepoint of a transaction shared with the polls that
+/// arrive together. Either all of a poll is stored or none of it, so a killed process or a full
+/// disk never leaves half a poll behind and never loses rows already committed.
 public actor TelemetryStore {
     private let connection: Connection
     /// Polls waiting for the group commit being gathered (see ``recordGrouped(_:detector:)``).
