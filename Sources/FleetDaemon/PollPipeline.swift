@@ -205,6 +205,11 @@ public struct PollPipeline: Sendable {
         }
         Counter(label: "fleet_telemetry_polls_total", dimensions: [("status", record.httpStatus.map(String.init) ?? "none")], factory: metrics).increment()
         Metrics.Timer(label: "fleet_telemetry_poll_latency", factory: metrics).recordMilliseconds(record.latencyMilliseconds)
+        // Privacy mode, as this response tells it, is written with the poll (state and event).
+        let privacy = outcome == .slow(.privacy) || failures.contains { $0.reason == "privacy_mode_active" }
+        if privacy || !samples.isEmpty, !rules.configuration.disabled.contains(privacy ? .privacyModeEntered : .privacyModeLeft) {
+            record.privacyMode = privacy
+        }
         do {
             let written = try await recordRetryingWhileLocked(record, samples: samples, failures: failures)
             if written.samplesWritten > 0 {
@@ -213,11 +218,7 @@ public struct PollPipeline: Sendable {
             for event in written.events {
                 Counter(label: "fleet_telemetry_events_total", dimensions: [("type", event.type.rawValue)], factory: metrics).increment()
             }
-            var events = written.events
-            let privacy = outcome == .slow(.privacy) || failures.contains { $0.reason == "privacy_mode_active" }
-            if privacy || !samples.isEmpty, !rules.configuration.disabled.contains(privacy ? .privacyModeEntered : .privacyModeLeft) {
-                events += try await store.setPrivacyMode(privacy, vin: vin, at: record.receivedAt)
-            }
+            let events = written.events
             if outcome == .stop {
                 try await store.setStatus("consent_removed", reason: record.error, vin: vin, at: record.receivedAt)
                 logger.warning("\(vin) is no longer polled: consent removed by the OEM")

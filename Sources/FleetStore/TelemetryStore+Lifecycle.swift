@@ -139,29 +139,33 @@ extension TelemetryStore {
     /// Records whether the API says privacy mode is on for `vin`; emits `privacy_mode_entered` or
     /// `privacy_mode_left` on a change (state key `privacy`).
     ///
+    /// The daemon passes this with the poll instead (``PollRecord/privacyMode``), so that the
+    /// state, the event and the poll row are one write.
+    ///
     /// - Returns: The event stored, if any.
     public func setPrivacyMode(_ active: Bool, vin: VIN, at time: Timestamp) throws -> [Event] {
         try withConnection { connection in
-            // Called after every poll: a read decides, and only a change opens a transaction
-            // (the store is the connection's only writer, so the state cannot change between).
-            let read = try connection.cachedStatement("SELECT 1 FROM rule_state WHERE vin = ?1 AND key = 'privacy'")
-            try read.bind([.text(vin.rawValue)])
-            let wasActive = try read.step()
-            read.reset()
-            guard wasActive != active else { return [] }
-            return try connection.transaction {
-                if active {
-                    try connection.cachedStatement("""
-                        INSERT INTO rule_state (vin, key, value, updated_at) VALUES (?1, 'privacy', 'on', ?2)
-                        ON CONFLICT (vin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
-                        """).run([.text(vin.rawValue), .integer(time.millisecondsSince1970)])
-                } else {
-                    try connection.cachedStatement("DELETE FROM rule_state WHERE vin = ?1 AND key = 'privacy'").run([.text(vin.rawValue)])
-                }
-                let event = Event(vin: vin, type: active ? .privacyModeEntered : .privacyModeLeft, instance: "", occurredAt: time, detectedAt: time,
-                                  previousValue: active ? "off" : "on", newValue: active ? "on" : "off")
-                return try insert([event], connection: connection)
-            }
+            try connection.transaction { try applyPrivacyMode(active, vin: vin, at: time, connection: connection) }
         }
+    }
+
+    /// The privacy-mode state change of `vin` and its event, inside the caller's transaction.
+    func applyPrivacyMode(_ active: Bool, vin: VIN, at time: Timestamp, connection: Connection) throws -> [Event] {
+        let read = try connection.cachedStatement("SELECT 1 FROM rule_state WHERE vin = ?1 AND key = 'privacy'")
+        try read.bind([.text(vin.rawValue)])
+        let wasActive = try read.step()
+        read.reset()
+        guard wasActive != active else { return [] }
+        if active {
+            try connection.cachedStatement("""
+                INSERT INTO rule_state (vin, key, value, updated_at) VALUES (?1, 'privacy', 'on', ?2)
+                ON CONFLICT (vin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
+                """).run([.text(vin.rawValue), .integer(time.millisecondsSince1970)])
+        } else {
+            try connection.cachedStatement("DELETE FROM rule_state WHERE vin = ?1 AND key = 'privacy'").run([.text(vin.rawValue)])
+        }
+        let event = Event(vin: vin, type: active ? .privacyModeEntered : .privacyModeLeft, instance: "", occurredAt: time, detectedAt: time,
+                          previousValue: active ? "off" : "on", newValue: active ? "on" : "off")
+        return try insert([event], connection: connection)
     }
 }

@@ -200,6 +200,9 @@ public actor TelemetryStore {
         if !failures.isEmpty {
             try write(failures, vin: poll.vin, receivedAt: poll.receivedAt)
         }
+        if let privacy = poll.privacyMode {
+            stored += try applyPrivacyMode(privacy, vin: poll.vin, at: poll.receivedAt, connection: connection)
+        }
 
         if !poll.imported {
             try connection.cachedStatement("""
@@ -491,6 +494,10 @@ public struct PollRecord: Sendable, Hashable {
     public var imported = false
     /// True for a poll made by hand (`fleet-telemetry poll --store`), outside the schedule.
     public var manual = false
+    /// Whether the response says the vehicle is in privacy mode (a 403 `privacy_mode_active`, or
+    /// properties failed for it), `false` for a response with data, `nil` when it tells nothing.
+    /// A change stores `privacy_mode_entered` or `privacy_mode_left` with the poll.
+    public var privacyMode: Bool?
     /// The response body as received, kept in `raw_responses` (the `archive.raw_days` archive
     /// that `fleet-telemetry reprocess` reads); `nil` archives nothing.
     public var rawBody: [UInt8]?

@@ -68,4 +68,22 @@ func charging(_ status: String, battery: Double, minute: Int64, rate: Double? = 
         #expect(try await store.setPrivacyMode(true, vin: vin, at: at(2)).isEmpty)
         #expect(try await store.setPrivacyMode(false, vin: vin, at: at(3)).map(\.type) == [.privacyModeLeft])
     }
+
+    /// Privacy mode written with the poll: the event is in the poll's result and counted in its
+    /// `polls.events_emitted`.
+    @Test func privacyModeIsWrittenWithThePoll() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        var denied = PollRecord(vin: vin, requestedAt: at(0), receivedAt: at(0), httpStatus: 403, latencyMilliseconds: 10, error: "privacy mode")
+        denied.privacyMode = true
+        #expect(try await store.record(denied, samples: [], detector: EventRules()).events.map(\.type) == [.privacyModeEntered])
+        denied.receivedAt = at(1)
+        #expect(try await store.record(denied, samples: [], detector: EventRules()).events.isEmpty, "once")
+        var back = poll(at: at(2))
+        back.privacyMode = false
+        let result = try await store.record(back, samples: charging("not_charging", battery: 40, minute: 2), detector: EventRules())
+        #expect(result.events.map(\.type) == [.privacyModeLeft])
+        let check = try Connection(path: db.path)
+        #expect(try check.scalarInt("SELECT sum(events_emitted) FROM polls") == 2)
+    }
 }
