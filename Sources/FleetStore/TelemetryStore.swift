@@ -13,6 +13,12 @@ public actor TelemetryStore {
     private var queued: [(write: PollWrite, continuation: CheckedContinuation<PollWriteResult, any Error>)] = []
     /// True while a poll gathers a group commit.
     private var groupOpen = false
+    /// Multi-row statements by kind and row count, so that their SQL is built once.
+    private var rowWrites: [RowWriteKey: Statement] = [:]
+    struct RowWriteKey: Hashable {
+        var write: RowWrite
+        var rows: Int
+    }
 
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     ///
@@ -248,34 +254,54 @@ public actor TelemetryStore {
             if old.map({ sample.observedAt > $0.observedAt }) ?? true { latestValues += row }
         }
         // Many rows per statement: one statement per row cost more than the rows themselves.
-        let written = try runInChunks("""
-            INSERT OR IGNORE INTO samples (vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit) VALUES
-            """, "", values: sampleValues)
-        _ = try runInChunks("""
-            INSERT INTO latest (vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit) VALUES
-            """, """
-             ON CONFLICT (vin, property, instance) DO UPDATE SET
-                observed_at = excluded.observed_at, value_num = excluded.value_num,
-                value_text = excluded.value_text, unit = excluded.unit, received_at = excluded.received_at,
-                source_unit = excluded.source_unit, failure_reason = NULL, failed_at = NULL
-            WHERE excluded.observed_at > latest.observed_at
-            """, values: latestValues)
+        let written = try runInChunks(.samples, values: sampleValues)
+        _ = try runInChunks(.latest, values: latestValues)
         return written
     }
 
-    /// Runs `head VALUES (…), (…) tail` over `values` (rows of 9 columns, in order), at most 32
-    /// rows per statement, each row count's statement prepared once.
+    /// The multi-row writes of ``writeSamples(_:previous:receivedAt:skipStoredLatest:)``.
+    enum RowWrite: Hashable {
+        case samples, latest
+
+        /// The statement for `rows` rows of the 9 sample columns.
+        func sql(rows: Int) -> String {
+            let placeholders = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
+            let columns = "(vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit)"
+            switch self {
+            case .samples:
+                return "INSERT OR IGNORE INTO samples \(columns) VALUES \(placeholders)"
+            case .latest:
+                return """
+                    INSERT INTO latest \(columns) VALUES \(placeholders)
+                    ON CONFLICT (vin, property, instance) DO UPDATE SET
+                        observed_at = excluded.observed_at, value_num = excluded.value_num,
+                        value_text = excluded.value_text, unit = excluded.unit, received_at = excluded.received_at,
+                        source_unit = excluded.source_unit, failure_reason = NULL, failed_at = NULL
+                    WHERE excluded.observed_at > latest.observed_at
+                    """
+            }
+        }
+    }
+
+    /// Runs `write` over `values` (rows of 9 columns, in order), at most 32 rows per statement;
+    /// each (write, row count) statement is built and prepared once per connection.
     ///
     /// - Returns: The rows changed, as `sqlite3_changes` counts them.
-    private func runInChunks(_ head: String, _ tail: String, values: [SQLiteValue], columns: Int = 9) throws -> Int {
+    private func runInChunks(_ write: RowWrite, values: [SQLiteValue]) throws -> Int {
+        let columns = 9
         let rows = values.count / columns
         var changed = 0
         var start = 0
         while start < rows {
             let count = min(32, rows - start)
-            let placeholders = Array(repeating: "(" + Array(repeating: "?", count: columns).joined(separator: ", ") + ")", count: count)
-                .joined(separator: ", ")
-            let statement = try connection.cachedStatement(head + " " + placeholders + tail)
+            let key = RowWriteKey(write: write, rows: count)
+            let statement: Statement
+            if let cached = rowWrites[key] {
+                statement = cached
+            } else {
+                statement = try connection.cachedStatement(write.sql(rows: count))
+                rowWrites[key] = statement
+            }
             try statement.run(Array(values[(start * columns)..<((start + count) * columns)]))
             changed += connection.changes
             start += count
