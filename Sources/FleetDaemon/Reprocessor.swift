@@ -5,6 +5,7 @@ import FleetStore
 /// Rebuilds samples from the raw-response archive (`fleet-telemetry reprocess`), so that a
 /// normalizer upgrade (a new unit, a property it could not read before) reaches history.
 public struct Reprocessor: Sendable {
+    /// The database whose `raw_responses` are read and whose `samples` are replaced.
     public let store: TelemetryStore
     private let normalizer = Normalizer()
 
@@ -14,11 +15,15 @@ public struct Reprocessor: Sendable {
 
     /// What a reprocess run did.
     public struct Summary: Sendable, Hashable {
+        /// Vehicles reprocessed (one transaction each).
         public var vehicles = 0
+        /// Archived responses read.
         public var responses = 0
         /// Responses the normalizer still refuses (kept in the archive, no samples).
         public var unreadable = 0
+        /// Sample rows the archived responses had produced, deleted.
         public var samplesDeleted = 0
+        /// Sample rows written from the responses normalized again.
         public var samplesWritten = 0
         /// The start of the window actually reprocessed: `since`, or the oldest archived response
         /// when the archive starts later.

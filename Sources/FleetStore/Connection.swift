@@ -70,14 +70,18 @@ public final class Connection {
     /// (`SQLITE_FULL`, `SQLITE_IOERR`, `SQLITE_NOMEM`): then no savepoint is left to roll back to.
     public var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
 
+    /// The size of the file at `path` in bytes; 0 when it does not exist.
+    static func fileSize(atPath path: String) -> Int64 {
+        ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.int64Value ?? 0
+    }
+
     /// What an existing file holds, read without changing it (no WAL switch, no schema):
     /// its `user_version` and the name of one of its tables, if any.
     ///
     /// - Returns: `nil` for a missing or empty file.
     /// - Throws: ``SQLiteError`` when the file is not an SQLite database.
     public static func inspect(path: String) throws(SQLiteError) -> (userVersion: Int64, someTable: String?)? {
-        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value ?? 0
-        guard size > 0 else { return nil }
+        guard fileSize(atPath: path) > 0 else { return nil }
         var db: OpaquePointer?
         let code = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nil)
         defer { sqlite3_close_v2(db) }

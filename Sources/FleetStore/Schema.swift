@@ -14,6 +14,22 @@ enum Schema {
         OR property = 'vehicle_location.coordinates.latitude' OR property = 'vehicle_location.coordinates.longitude')
         """
 
+    /// The views over `samples`: created by migration 6, created again by migration 7 after it
+    /// rebuilt the table.
+    static let sampleViews = """
+        CREATE VIEW position_track AS
+            SELECT lat.vin, strftime('%Y-%m-%dT%H:%M:%fZ', lat.observed_at / 1000.0, 'unixepoch') AS observed_at,
+                   lat.observed_at AS observed_at_ms, lat.value_num AS latitude, lon.value_num AS longitude
+            FROM samples lat JOIN samples lon
+              ON lon.vin = lat.vin AND lon.observed_at = lat.observed_at AND lon.instance = ''
+             AND lon.property = 'vehicle_location.coordinates.longitude'
+            WHERE lat.property = 'vehicle_location.coordinates.latitude' AND lat.instance = '';
+        CREATE VIEW battery_history AS
+            SELECT vin, strftime('%Y-%m-%dT%H:%M:%fZ', observed_at / 1000.0, 'unixepoch') AS observed_at,
+                   observed_at AS observed_at_ms, value_num AS battery_percent
+            FROM samples WHERE property = 'charging.battery_level' AND instance = '';
+        """
+
     static let migrations: [String] = [
         // 1: the first schema.
         """
@@ -156,17 +172,7 @@ enum Schema {
                    strftime('%Y-%m-%dT%H:%M:%fZ', detected_at / 1000.0, 'unixepoch') AS detected_at,
                    previous_value, new_value
             FROM events;
-        CREATE VIEW position_track AS
-            SELECT lat.vin, strftime('%Y-%m-%dT%H:%M:%fZ', lat.observed_at / 1000.0, 'unixepoch') AS observed_at,
-                   lat.observed_at AS observed_at_ms, lat.value_num AS latitude, lon.value_num AS longitude
-            FROM samples lat JOIN samples lon
-              ON lon.vin = lat.vin AND lon.observed_at = lat.observed_at AND lon.instance = ''
-             AND lon.property = 'vehicle_location.coordinates.longitude'
-            WHERE lat.property = 'vehicle_location.coordinates.latitude' AND lat.instance = '';
-        CREATE VIEW battery_history AS
-            SELECT vin, strftime('%Y-%m-%dT%H:%M:%fZ', observed_at / 1000.0, 'unixepoch') AS observed_at,
-                   observed_at AS observed_at_ms, value_num AS battery_percent
-            FROM samples WHERE property = 'charging.battery_level' AND instance = '';
+        \(sampleViews)
         CREATE VIEW charging_sessions_view AS
             SELECT id, vin, strftime('%Y-%m-%dT%H:%M:%fZ', started_at / 1000.0, 'unixepoch') AS started_at,
                    strftime('%Y-%m-%dT%H:%M:%fZ', ended_at / 1000.0, 'unixepoch') AS ended_at,
@@ -217,17 +223,7 @@ enum Schema {
         UPDATE vehicles SET last_observed_at = (SELECT max(observed_at) FROM latest WHERE latest.vin = vehicles.vin);
         CREATE INDEX latest_status ON latest (vin, property, instance, observed_at, value_num, value_text, failure_reason)
             WHERE \(statusProperties);
-        CREATE VIEW position_track AS
-            SELECT lat.vin, strftime('%Y-%m-%dT%H:%M:%fZ', lat.observed_at / 1000.0, 'unixepoch') AS observed_at,
-                   lat.observed_at AS observed_at_ms, lat.value_num AS latitude, lon.value_num AS longitude
-            FROM samples lat JOIN samples lon
-              ON lon.vin = lat.vin AND lon.observed_at = lat.observed_at AND lon.instance = ''
-             AND lon.property = 'vehicle_location.coordinates.longitude'
-            WHERE lat.property = 'vehicle_location.coordinates.latitude' AND lat.instance = '';
-        CREATE VIEW battery_history AS
-            SELECT vin, strftime('%Y-%m-%dT%H:%M:%fZ', observed_at / 1000.0, 'unixepoch') AS observed_at,
-                   observed_at AS observed_at_ms, value_num AS battery_percent
-            FROM samples WHERE property = 'charging.battery_level' AND instance = '';
+        \(sampleViews)
         CREATE VIEW latest_view AS
             SELECT vin, property, instance, coalesce(value_num, value_text) AS value, unit,
                    strftime('%Y-%m-%dT%H:%M:%fZ', observed_at / 1000.0, 'unixepoch') AS observed_at,

@@ -104,10 +104,7 @@ extension TelemetryStore {
 
     /// The size of the database's `-wal` file in bytes (0 when there is none).
     public func walSize() -> Int64 {
-        withConnection { connection in
-            let attributes = try? FileManager.default.attributesOfItem(atPath: connection.path + "-wal")
-            return (attributes?[.size] as? NSNumber)?.int64Value ?? 0
-        }
+        withConnection { Connection.fileSize(atPath: $0.path + "-wal") }
     }
 
     /// Checkpoints the WAL and truncates it to zero bytes (`PRAGMA wal_checkpoint(TRUNCATE)`).
@@ -123,20 +120,19 @@ extension TelemetryStore {
         try withConnection { connection in try connection.withBusyTimeout(milliseconds: 200) {
             let statement = try connection.makeStatement("PRAGMA wal_checkpoint(TRUNCATE)")
             defer { statement.reset() }
+            let walPath = connection.path + "-wal"
             let hasRow: Bool
             do {
                 hasRow = try statement.step()
             } catch let error as SQLiteError where error.resultCode == 5 || error.resultCode == 6 {  // SQLITE_BUSY, SQLITE_LOCKED
-                return CheckpointResult(busy: true, walFrames: 0, checkpointedFrames: 0, walBytes: 0)
+                return CheckpointResult(busy: true, walFrames: 0, checkpointedFrames: 0, walBytes: Connection.fileSize(atPath: walPath))
             }
-            guard hasRow else { return CheckpointResult(busy: true, walFrames: 0, checkpointedFrames: 0, walBytes: 0) }
+            guard hasRow else { return CheckpointResult(busy: true, walFrames: 0, checkpointedFrames: 0, walBytes: Connection.fileSize(atPath: walPath)) }
             let busy = statement.int(at: 0) != 0
             let frames = Int(statement.int(at: 1))
             let done = Int(statement.int(at: 2))
             statement.reset()
-            let attributes = try? FileManager.default.attributesOfItem(atPath: connection.path + "-wal")
-            let size = (attributes?[.size] as? NSNumber)?.int64Value ?? 0
-            return CheckpointResult(busy: busy, walFrames: frames, checkpointedFrames: done, walBytes: size)
+            return CheckpointResult(busy: busy, walFrames: frames, checkpointedFrames: done, walBytes: Connection.fileSize(atPath: walPath))
         } }
     }
 }

@@ -41,10 +41,9 @@ public actor TelemetryStore {
     ///   ``StoreError/newerSchema(found:supported:path:)`` or ``SQLiteError``.
     public init(existingPath path: String) throws {
         // Checked without changing the file: no WAL switch, no schema, for a file that is not ours.
-        guard let found = try Connection.inspect(path: path), found.userVersion > 0 else {
-            if let table = try Connection.inspect(path: path)?.someTable {
-                throw StoreError.foreignDatabase(path: path, table: table)
-            }
+        let found = try Connection.inspect(path: path)
+        guard let found, found.userVersion > 0 else {
+            if let table = found?.someTable { throw StoreError.foreignDatabase(path: path, table: table) }
             throw StoreError.notAFleetDatabase(path: path)
         }
         let connection = try Connection(path: path)
