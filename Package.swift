@@ -106,7 +106,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "ingest-benchmark",
-            dependencies: ["FleetEmulator", "FleetEvents", "FleetModel", "FleetNormalizer", "FleetStore"],
+            dependencies: ["CSQLite", "FleetEmulator", "FleetEvents", "FleetModel", "FleetNormalizer", "FleetStore"],
             path: "Benchmarks/IngestBenchmark",
             swiftSettings: swiftSettings
         ),

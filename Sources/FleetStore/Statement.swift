@@ -114,6 +114,16 @@ public final class Statement {
         guard count > 0, let pointer = sqlite3_column_blob(handle, column) else { return [] }
         return Array(UnsafeRawBufferPointer(start: pointer, count: count))
     }
+    /// Column `column` of the current row in the storage class SQLite holds it in.
+    public func value(at column: Int32) -> SQLiteValue {
+        switch sqlite3_column_type(handle, column) {
+        case SQLITE_NULL: return .null
+        case SQLITE_INTEGER: return .integer(int(at: column))
+        case SQLITE_FLOAT: return .real(double(at: column))
+        case SQLITE_BLOB: return .blob(blob(at: column))
+        default: return .text(text(at: column) ?? "")
+        }
+    }
     /// Column `column` of the current row as UTF-8 text; `nil` for NULL.
     public func text(at column: Int32) -> String? {
         guard let pointer = sqlite3_column_text(handle, column) else { return nil }

@@ -1,0 +1,145 @@
+import CSQLite
+import FleetStore
+
+/// The rows one payload made ours write, read back from our database after the run: what the
+/// ceiling writes again, straight through the SQLite C API.
+struct WrittenRows {
+    var vin: String
+    var receivedAt: Int64
+    /// `samples` rows (the 9 columns of `samples`, in table order); each one also moves `latest`.
+    var samples: [[SQLiteValue]] = []
+    /// `events` rows (vin, type, instance, occurred_at, detected_at, previous_value, new_value).
+    var events: [[SQLiteValue]] = []
+    /// The `polls` row (vin … manual), `nil` for an imported document.
+    var poll: [SQLiteValue]?
+    /// The `raw_responses` row (vin, received_at, http_status, body), `nil` without the archive.
+    var raw: [SQLiteValue]?
+    /// The newest observation of the payload, for `vehicles.last_observed_at`.
+    var newestObservation: Int64?
+}
+
+/// Reads back what ours wrote for `payloads` (VIN and receive time, UTC ms) from the database at `path`.
+func writtenRows(path: String, payloads: [(vin: String, receivedAt: Int64)], withPolls: Bool) throws -> [WrittenRows] {
+    let connection = try Connection(path: path)
+    var index: [String: Int] = [:]
+    var rows = payloads.enumerated().map { offset, payload in
+        index["\(payload.vin)|\(payload.receivedAt)"] = offset
+        return WrittenRows(vin: payload.vin, receivedAt: payload.receivedAt)
+    }
+    func read(_ sql: String, columns: Int32, key: (Statement) -> String, into: (inout WrittenRows, [SQLiteValue]) -> Void) throws {
+        let statement = try connection.makeStatement(sql)
+        try statement.bind([])
+        while try statement.step() {
+            guard let offset = index[key(statement)] else { continue }
+            let values = (0..<columns).map(statement.value(at:))
+            into(&rows[offset], values)
+        }
+    }
+    try read("SELECT vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit FROM samples",
+             columns: 9, key: { "\($0.text(at: 0) ?? "")|\($0.int(at: 7))" }) { row, values in
+        row.samples.append(values)
+        if case .integer(let observed) = values[3] { row.newestObservation = max(row.newestObservation ?? observed, observed) }
+    }
+    try read("SELECT vin, type, instance, occurred_at, detected_at, previous_value, new_value FROM events",
+             columns: 7, key: { "\($0.text(at: 0) ?? "")|\($0.int(at: 4))" }) { $0.events.append($1) }
+    try read("SELECT vin, received_at, http_status, body FROM raw_responses",
+             columns: 4, key: { "\($0.text(at: 0) ?? "")|\($0.int(at: 1))" }) { $0.raw = $1 }
+    if withPolls {
+        // A poll's row carries its request time; the payloads are matched in order instead.
+        let statement = try connection.makeStatement("""
+            SELECT vin, requested_at, http_status, latency_ms, error, request_id, samples_written, events_emitted, manual FROM polls ORDER BY id LIMIT ?1
+            """)
+        try statement.bind([.integer(Int64(rows.count))])
+        var offset = 0
+        while try statement.step(), offset < rows.count {
+            rows[offset].poll = (0..<9).map(statement.value(at:))
+            offset += 1
+        }
+    }
+    return rows
+}
+
+/// The ceiling: `rows` written straight through the SQLite C API into a database with our schema,
+/// one prepared statement per table (bound and stepped per row), `perTransaction` payloads per
+/// transaction, with the connection settings of ours (WAL, `synchronous = NORMAL`).
+final class CeilingWriter {
+    private var db: OpaquePointer?
+    private var statements: [OpaquePointer?] = []
+
+    /// - Parameter samplesOnly: write only the `samples` rows (the narrower reference).
+    init(path: String, samplesOnly: Bool) throws {
+        self.samplesOnly = samplesOnly
+        _ = try TelemetryStore(path: path)  // creates the same schema
+        guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nil) == SQLITE_OK else { throw CeilingError(message: "open \(path)") }
+        try exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 4000;")
+        let sql = [
+            "INSERT INTO samples (vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            """
+            INSERT INTO latest (vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+            ON CONFLICT (vin, property, instance) DO UPDATE SET observed_at = excluded.observed_at, value_num = excluded.value_num,
+                value_text = excluded.value_text, unit = excluded.unit, received_at = excluded.received_at, source_unit = excluded.source_unit
+            """,
+            "INSERT INTO events (vin, type, instance, occurred_at, detected_at, previous_value, new_value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO polls (vin, requested_at, http_status, latency_ms, error, request_id, samples_written, events_emitted, manual) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO raw_responses (vin, received_at, http_status, body) VALUES (?1, ?2, ?3, ?4)",
+            """
+            INSERT INTO vehicles (vin, first_seen_at, last_polled_at, last_observed_at) VALUES (?1, ?2, ?2, ?3)
+            ON CONFLICT (vin) DO UPDATE SET last_polled_at = excluded.last_polled_at, last_observed_at = excluded.last_observed_at
+            """,
+        ]
+        for text in sql {
+            var statement: OpaquePointer?
+            guard sqlite3_prepare_v3(db, text, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil) == SQLITE_OK else {
+                throw CeilingError(message: String(cString: sqlite3_errmsg(db)))
+            }
+            statements.append(statement)
+        }
+    }
+    private let samplesOnly: Bool
+
+    deinit {
+        for statement in statements { sqlite3_finalize(statement) }
+        sqlite3_close_v2(db)
+    }
+
+    func write(_ payloads: ArraySlice<WrittenRows>) throws {
+        try exec("BEGIN IMMEDIATE")
+        for payload in payloads {
+            for row in payload.samples {
+                try run(statements[0], row)
+                if !samplesOnly { try run(statements[1], row) }
+            }
+            if samplesOnly { continue }
+            for row in payload.events { try run(statements[2], row) }
+            if let poll = payload.poll { try run(statements[3], poll) }
+            if let raw = payload.raw { try run(statements[4], raw) }
+            try run(statements[5], [.text(payload.vin), .integer(payload.receivedAt), payload.newestObservation.map(SQLiteValue.integer) ?? .null])
+        }
+        try exec("COMMIT")
+    }
+
+    private func run(_ statement: OpaquePointer?, _ values: [SQLiteValue]) throws {
+        for (offset, value) in values.enumerated() {
+            let index = Int32(offset + 1)
+            switch value {
+            case .null: sqlite3_bind_null(statement, index)
+            case .integer(let i): sqlite3_bind_int64(statement, index, i)
+            case .real(let d): sqlite3_bind_double(statement, index, d)
+            case .text(let s): sqlite3_bind_text(statement, index, s, -1, unsafeBitCast(-1, to: sqlite3_destructor_type.self))
+            case .blob(let b): b.withUnsafeBytes { _ = sqlite3_bind_blob(statement, index, $0.baseAddress, Int32($0.count), unsafeBitCast(-1, to: sqlite3_destructor_type.self)) }
+            }
+        }
+        let code = sqlite3_step(statement)
+        sqlite3_reset(statement)
+        guard code == SQLITE_DONE else { throw CeilingError(message: String(cString: sqlite3_errmsg(db))) }
+    }
+
+    private func exec(_ sql: String) throws {
+        guard sqlite3_exec(db, sql, nil, nil, nil) == SQLITE_OK else { throw CeilingError(message: String(cString: sqlite3_errmsg(db))) }
+    }
+}
+
+struct CeilingError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { "ceiling: \(message)" }
+}
