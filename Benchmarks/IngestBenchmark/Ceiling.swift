@@ -102,7 +102,16 @@ final class CeilingWriter {
         sqlite3_close_v2(db)
     }
 
-    func write(_ payloads: ArraySlice<WrittenRows>) throws {
+    /// `payloads` in the form bound below: texts already UTF-8, so that timing covers SQLite alone.
+    static func prepare(_ payloads: [WrittenRows]) -> [CPayload] {
+        payloads.map { payload in
+            CPayload(samples: payload.samples.map { $0.map(CValue.init) }, events: payload.events.map { $0.map(CValue.init) },
+                     poll: payload.poll.map { $0.map(CValue.init) }, raw: payload.raw.map { $0.map(CValue.init) },
+                     vehicle: [.text(Array(payload.vin.utf8).map { CChar(bitPattern: $0) }), .integer(payload.receivedAt), payload.newestObservation.map(CValue.integer) ?? .null])
+        }
+    }
+
+    func write(_ payloads: ArraySlice<CPayload>) throws {
         try exec("BEGIN IMMEDIATE")
         for payload in payloads {
             for row in payload.samples {
@@ -113,20 +122,20 @@ final class CeilingWriter {
             for row in payload.events { try run(statements[2], row) }
             if let poll = payload.poll { try run(statements[3], poll) }
             if let raw = payload.raw { try run(statements[4], raw) }
-            try run(statements[5], [.text(payload.vin), .integer(payload.receivedAt), payload.newestObservation.map(SQLiteValue.integer) ?? .null])
+            try run(statements[5], payload.vehicle)
         }
         try exec("COMMIT")
     }
 
-    private func run(_ statement: OpaquePointer?, _ values: [SQLiteValue]) throws {
+    private func run(_ statement: OpaquePointer?, _ values: [CValue]) throws {
         for (offset, value) in values.enumerated() {
             let index = Int32(offset + 1)
             switch value {
             case .null: sqlite3_bind_null(statement, index)
             case .integer(let i): sqlite3_bind_int64(statement, index, i)
             case .real(let d): sqlite3_bind_double(statement, index, d)
-            case .text(let s): sqlite3_bind_text(statement, index, s, -1, unsafeBitCast(-1, to: sqlite3_destructor_type.self))
-            case .blob(let b): b.withUnsafeBytes { _ = sqlite3_bind_blob(statement, index, $0.baseAddress, Int32($0.count), unsafeBitCast(-1, to: sqlite3_destructor_type.self)) }
+            case .text(let bytes): bytes.withUnsafeBufferPointer { _ = sqlite3_bind_text(statement, index, $0.baseAddress, Int32($0.count), nil) }
+            case .blob(let bytes): bytes.withUnsafeBytes { _ = sqlite3_bind_blob(statement, index, $0.baseAddress, Int32($0.count), nil) }
             }
         }
         let code = sqlite3_step(statement)
@@ -142,4 +151,32 @@ final class CeilingWriter {
 struct CeilingError: Error, CustomStringConvertible {
     var message: String
     var description: String { "ceiling: \(message)" }
+}
+
+/// A value bound by the ceiling: texts as UTF-8 bytes, bound without a copy.
+enum CValue {
+    case null
+    case integer(Int64)
+    case real(Double)
+    case text([CChar])
+    case blob([UInt8])
+
+    init(_ value: SQLiteValue) {
+        switch value {
+        case .null: self = .null
+        case .integer(let i): self = .integer(i)
+        case .real(let d): self = .real(d)
+        case .text(let s): self = .text(Array(s.utf8).map { CChar(bitPattern: $0) })
+        case .blob(let b): self = .blob(b)
+        }
+    }
+}
+
+/// One payload's rows for the ceiling.
+struct CPayload {
+    var samples: [[CValue]]
+    var events: [[CValue]]
+    var poll: [CValue]?
+    var raw: [CValue]?
+    var vehicle: [CValue]
 }

@@ -80,6 +80,8 @@ func runBenchmark() async throws {
     let count = arguments.dropFirst().first.flatMap(Int.init) ?? 20_000
     // `--jsonl PATH`: only write the payloads as JSON lines (for timing `fleet-telemetry import`).
     let jsonlPath = arguments.firstIndex(of: "--jsonl").flatMap { arguments.indices.contains($0 + 1) ? arguments[$0 + 1] : nil }
+    // `--only PHASE` (per-poll, batched, dedup, full): run that phase of ours alone, for a profiler.
+    let only = arguments.firstIndex(of: "--only").flatMap { arguments.indices.contains($0 + 1) ? arguments[$0 + 1] : nil }
     let batchSize = 256
     let vehicles = 100
     let directory = NSTemporaryDirectory() + "ingest-benchmark-" + UUID().uuidString
@@ -119,8 +121,32 @@ func runBenchmark() async throws {
         return record
     }
 
-    // 1. Ours, one transaction per poll.
     let rules = EventRules()
+    if let only {
+        let store = try TelemetryStore(path: directory + "/only.sqlite")
+        let received = bodies.map(\.receivedAt)
+        try await measure("only \(only)", payloads: count, samples: sampleCount) {
+            var batch: [PollWrite] = []
+            for round in 0..<(only == "dedup" ? 2 : 1) {
+                for index in bodies.indices {
+                    let receivedAt = received[index].adding(milliseconds: Int64(round) * 1_000)
+                    let payload = try normalizer.normalize(body: bodies[index].bytes, vin: bodies[index].vin, receivedAt: receivedAt)
+                    var record = poll(index, archive: only != "batched")
+                    record.receivedAt = receivedAt
+                    if only == "batched" {
+                        record.imported = true
+                        batch.append(PollWrite(poll: record, samples: payload.samples))
+                        if batch.count == batchSize { _ = try await store.record(batch: batch, detector: rules); batch.removeAll(keepingCapacity: true) }
+                    } else {
+                        try await store.record(record, samples: payload.samples, detector: rules)
+                    }
+                }
+            }
+        }
+        return
+    }
+
+    // 1. Ours, one transaction per poll.
     let perPollPath = directory + "/per-poll.sqlite"
     let perPollStore = try TelemetryStore(path: perPollPath)
     var stored = 0
@@ -157,6 +183,7 @@ func runBenchmark() async throws {
     func ceiling(_ label: String, rows: [WrittenRows], perTransaction: Int, samplesOnly: Bool = false) async throws -> Figure {
         let writer = try CeilingWriter(path: directory + "/ceiling-\(UUID().uuidString).sqlite", samplesOnly: samplesOnly)
         let samples = rows.reduce(0) { $0 + $1.samples.count }
+        let rows = CeilingWriter.prepare(rows)
         return try await measure(label, payloads: rows.count, samples: samples) {
             var index = 0
             while index < rows.count {
