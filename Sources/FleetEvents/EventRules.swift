@@ -100,7 +100,8 @@ public struct EventRules: ChangeDetecting {
         let oldLatitude = previous[latitude.key]
         let oldLongitude = previous[longitude.key]
         if let oldLatitude, latitude.observedAt <= oldLatitude.observedAt { return }
-        let here = String(format: "%.6f,%.6f", lat, lon)
+        // Formatted only when stored or reported: most polls neither move the anchor nor set it.
+        var here: String { String(format: "%.6f,%.6f", lat, lon) }
 
         if let distanceKm = configuration.movedDistanceKm {
             if let anchor = state["moved_anchor"].flatMap(Self.coordinates) {
