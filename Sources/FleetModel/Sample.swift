@@ -31,6 +31,11 @@ public enum SampleValue: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// The key of one time series: which VIN, which property, which instance.
+///
+/// Its hash leaves the VIN out: the maps keyed by series hold the series of one vehicle (the
+/// stored latest values a poll is compared with), where hashing the same 17 characters again for
+/// every key cost more than the rest of the lookup. Keys of different VINs still compare unequal;
+/// a map holding many vehicles' series works, with more collisions.
 public struct SeriesKey: Hashable, Sendable {
     public var vin: VIN
     /// Property path, e.g. `charging.battery_level` or `doors.locks.lock_state`.
@@ -42,6 +47,11 @@ public struct SeriesKey: Hashable, Sendable {
         self.vin = vin
         self.property = property
         self.instance = instance
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(property)
+        hasher.combine(instance)
     }
 }
 

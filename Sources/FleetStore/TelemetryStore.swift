@@ -429,6 +429,7 @@ public actor TelemetryStore {
             "SELECT property, instance, observed_at, value_num, value_text, unit, failure_reason IS NOT NULL FROM latest WHERE vin = ?1")
         try statement.bind([.text(vin.rawValue)])
         var result: [SeriesKey: LatestValue] = [:]
+        result.reserveCapacity(64)  // a vehicle's series, without growing the table row by row
         var flagged = false
         while try statement.step() {
             let key = SeriesKey(vin: vin, property: statement.text(at: 0) ?? "", instance: statement.text(at: 1) ?? "")
