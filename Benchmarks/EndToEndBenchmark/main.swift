@@ -3,7 +3,7 @@
 // CPU time is read from /proc, so the daemon's cost per poll is measured apart from the
 // emulator's although they share the machine's cores.
 //
-//   swift build -c release --product fleet-telemetry --product e2e-benchmark
+//   swift build -c release --product fleet-telemetry && swift build -c release --product e2e-benchmark
 //   .build/release/e2e-benchmark [seconds per run, default 10]     # each scenario 3 times; ~100 s
 //
 // Two runs: a steady load (1,000 vehicles every 5 s: 200 polls/s offered) and a saturating one
@@ -50,6 +50,9 @@ struct RunFigures {
     var residentMiB: Double
     var emulatorMicroseconds: Double
     var failed: Int64
+    /// New sample rows and events per poll in the window: what each poll gave the store to write.
+    var samplesPerPoll: Double
+    var eventsPerPoll: Double
 }
 
 func run(vehicles: Int, interval: String, concurrency: Int) throws -> RunFigures {
@@ -108,6 +111,7 @@ func run(vehicles: Int, interval: String, concurrency: Int) throws -> RunFigures
     // Warm-up (the first due times are spread over one interval), then the measured window.
     Thread.sleep(forTimeInterval: 5)
     let polls0 = try Connection(path: database).scalarInt("SELECT count(*) FROM polls") ?? 0
+    let firstID = try Connection(path: database).scalarInt("SELECT coalesce(max(id), 0) FROM polls") ?? 0
     let daemonCPU0 = cpuSeconds(pid: daemon.processIdentifier), emulatorCPU0 = cpuSeconds(pid: emulator.processIdentifier)
     let start = Date()
     Thread.sleep(forTimeInterval: Double(seconds))
@@ -118,11 +122,17 @@ func run(vehicles: Int, interval: String, concurrency: Int) throws -> RunFigures
     let connection = try Connection(path: database)
     let polls = (try connection.scalarInt("SELECT count(*) FROM polls") ?? 0) - polls0
     let failed = try connection.scalarInt("SELECT count(*) FROM polls WHERE http_status IS NOT 200") ?? 0
+    let workload = try connection.makeStatement("SELECT avg(samples_written), avg(events_emitted) FROM polls WHERE id > ?1")
+    try workload.bind([.integer(firstID)])
+    _ = try workload.step()
+    let samplesPerPoll = workload.double(at: 0), eventsPerPoll = workload.double(at: 1)
+    workload.reset()
     daemon.terminate()
     daemon.waitUntilExit()
     return RunFigures(pollsPerSecond: Double(polls) / elapsed, daemonMicroseconds: daemonCPU / Double(max(polls, 1)) * 1e6,
                       daemonShare: daemonCPU / elapsed * 100, residentMiB: rss,
-                      emulatorMicroseconds: emulatorCPU / Double(max(polls, 1)) * 1e6, failed: failed)
+                      emulatorMicroseconds: emulatorCPU / Double(max(polls, 1)) * 1e6, failed: failed,
+                      samplesPerPoll: samplesPerPoll, eventsPerPoll: eventsPerPoll)
 }
 
 /// Runs a scenario `repeats` times (the machine is noisy) and prints the median, and the range of
@@ -133,9 +143,10 @@ func scenario(label: String, vehicles: Int, interval: String, concurrency: Int) 
     runs.sort { $0.daemonMicroseconds < $1.daemonMicroseconds }
     let median = runs[runs.count / 2]
     print(label.padding(toLength: 40, withPad: " ", startingAt: 0)
-          + String(format: "%6.0f polls/s  daemon %5.0f µs CPU/poll (runs %.0f–%.0f; %3.0f %% of a core, %3.0f MiB)  emulator %4.0f µs/poll  %lld not 200",
+          + String(format: "%6.0f polls/s  daemon %5.0f µs CPU/poll (runs %.0f–%.0f; %3.0f %% of a core, %3.0f MiB)  emulator %4.0f µs/poll  %lld not 200;  per poll %.1f new samples, %.1f events",
                    median.pollsPerSecond, median.daemonMicroseconds, runs.first!.daemonMicroseconds, runs.last!.daemonMicroseconds,
-                   median.daemonShare, median.residentMiB, median.emulatorMicroseconds, runs.reduce(0) { $0 + $1.failed }))
+                   median.daemonShare, median.residentMiB, median.emulatorMicroseconds, runs.reduce(0) { $0 + $1.failed },
+                   median.samplesPerPoll, median.eventsPerPoll))
 }
 
 print("end-to-end benchmark: fleet-telemetry run against fleet-telemetry emulator, \(seconds) s per run, median of \(repeats) runs, \(ProcessInfo.processInfo.activeProcessorCount) cores")

@@ -80,7 +80,7 @@ func runBenchmark() async throws {
     let count = arguments.dropFirst().first.flatMap(Int.init) ?? 20_000
     // `--jsonl PATH`: only write the payloads as JSON lines (for timing `fleet-telemetry import`).
     let jsonlPath = arguments.firstIndex(of: "--jsonl").flatMap { arguments.indices.contains($0 + 1) ? arguments[$0 + 1] : nil }
-    // `--only PHASE` (per-poll, batched, dedup, full): run that phase of ours alone, for a profiler.
+    // `--only PHASE` (parse, per-poll, batched, dedup): run that phase of ours alone, for a profiler.
     let only = arguments.firstIndex(of: "--only").flatMap { arguments.indices.contains($0 + 1) ? arguments[$0 + 1] : nil }
     let batchSize = 256
     let vehicles = 100
@@ -122,6 +122,12 @@ func runBenchmark() async throws {
     }
 
     let rules = EventRules()
+    if only == "parse" {
+        try await measure("only parse + normalize, 10 rounds", payloads: count * 10, samples: sampleCount * 10) {
+            for _ in 0..<10 { for body in bodies { _ = try normalizer.normalize(body: body.bytes, vin: body.vin, receivedAt: body.receivedAt) } }
+        }
+        return
+    }
     if let only {
         let store = try TelemetryStore(path: directory + "/only.sqlite")
         let received = bodies.map(\.receivedAt)
