@@ -34,6 +34,26 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
 }
 
 @Suite struct TelemetryStoreTests {
+    /// `SeriesKey` hashes without the VIN (maps of series hold one vehicle); keys of two vehicles
+    /// must still be two entries.
+    @Test func seriesKeysOfTwoVehiclesStayApart() {
+        let other = VIN("1HMFT000000000002")!
+        var map: [SeriesKey: Double] = [:]
+        map[SeriesKey(vin: vin, property: "charging.battery_level", instance: "")] = 64
+        map[SeriesKey(vin: other, property: "charging.battery_level", instance: "")] = 12
+        #expect(map.count == 2)
+        #expect(map[SeriesKey(vin: vin, property: "charging.battery_level", instance: "")] == 64)
+        #expect(map[SeriesKey(vin: other, property: "charging.battery_level", instance: "")] == 12)
+    }
+
+    /// Each poll's savepoint keeps its statement journal in memory, not in a temporary file
+    /// created and deleted per transaction.
+    @Test func statementJournalsStayInMemory() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        #expect(try await store.withConnection { try $0.scalarInt("PRAGMA temp_store") } == 2)
+    }
+
     @Test func roundTrip() async throws {
         let db = TemporaryDatabase()
         let store = try TelemetryStore(path: db.path)
