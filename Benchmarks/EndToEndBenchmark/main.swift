@@ -142,11 +142,14 @@ func scenario(label: String, vehicles: Int, interval: String, concurrency: Int) 
     for _ in 0..<repeats { runs.append(try run(vehicles: vehicles, interval: interval, concurrency: concurrency)) }
     runs.sort { $0.daemonMicroseconds < $1.daemonMicroseconds }
     let median = runs[runs.count / 2]
+    // The emulator does the same work per poll in every run: its CPU per poll is the in-run
+    // reference for how fast the machine was at that moment.
+    let ratios = runs.map { $0.daemonMicroseconds / max($0.emulatorMicroseconds, 1) }.sorted()
     print(label.padding(toLength: 40, withPad: " ", startingAt: 0)
-          + String(format: "%6.0f polls/s  daemon %5.0f µs CPU/poll (runs %.0f–%.0f; %3.0f %% of a core, %3.0f MiB)  emulator %4.0f µs/poll  %lld not 200;  per poll %.1f new samples, %.1f events",
+          + String(format: "%6.0f polls/s  daemon %5.0f µs CPU/poll (runs %.0f–%.0f; %3.0f %% of a core, %3.0f MiB)  emulator %4.0f µs/poll  daemon/emulator %.2f (%.2f–%.2f)  %lld not 200;  per poll %.1f new samples, %.1f events",
                    median.pollsPerSecond, median.daemonMicroseconds, runs.first!.daemonMicroseconds, runs.last!.daemonMicroseconds,
-                   median.daemonShare, median.residentMiB, median.emulatorMicroseconds, runs.reduce(0) { $0 + $1.failed },
-                   median.samplesPerPoll, median.eventsPerPoll))
+                   median.daemonShare, median.residentMiB, median.emulatorMicroseconds, ratios[ratios.count / 2], ratios.first!, ratios.last!,
+                   runs.reduce(0) { $0 + $1.failed }, median.samplesPerPoll, median.eventsPerPoll))
 }
 
 print("end-to-end benchmark: fleet-telemetry run against fleet-telemetry emulator, \(seconds) s per run, median of \(repeats) runs, \(ProcessInfo.processInfo.activeProcessorCount) cores")
