@@ -137,7 +137,7 @@ public final class HighMobilityClient: Sendable {
                 .object([
                     "vin": .string(vehicle.vin.rawValue),
                     "brand": .string(Brand.fleetForm(vehicle.brand ?? "")),
-                    "tags": .object(vehicle.tags.mapValues(JSONValue.string)),
+                    "tags": .object(JSONObject(vehicle.tags.mapValues(JSONValue.string))),
                 ])
             }
             let response = try await send(.POST, configuration.pathFamily.fleetPath, json: .object(["vehicles": .array(items)]), vin: vehicles.count == 1 ? vehicles[0].vin : nil)
@@ -153,7 +153,7 @@ public final class HighMobilityClient: Sendable {
         case .document:
             var result: [FleetVehicle] = []
             for vehicle in vehicles {
-                var body: [String: JSONValue] = ["vin": .string(vehicle.vin.rawValue), "brand": .string(Brand.fleetForm(vehicle.brand ?? ""))]
+                var body: JSONObject = ["vin": .string(vehicle.vin.rawValue), "brand": .string(Brand.fleetForm(vehicle.brand ?? ""))]
                 if let plate = vehicle.licensePlate { body["license_plate"] = .string(plate) }
                 let response = try await send(.POST, configuration.pathFamily.fleetPath, json: .object(body), vin: vehicle.vin)
                 result.append(try parseFleetVehicle(try response.json(), response: response))

@@ -120,7 +120,7 @@ extension Emulator {
                 return .object(["vin": .string(vin.rawValue), "status": .string("error"), "description": .string("The brand is invalid")])
             }
             let status = register(vin: vin, brand: brand, tags: tags, licensePlate: nil, now: now)
-            return .object(["vin": .string(vin.rawValue), "status": .string(status.rawValue), "tags": .object(tags.mapValues(JSONValue.string))])
+            return .object(["vin": .string(vin.rawValue), "status": .string(status.rawValue), "tags": .object(JSONObject(tags.mapValues(JSONValue.string)))])
         }
         return Reply(status: 200, headers: [("Content-Type", "application/json")], body: Self.encode(.object(["vehicles": .array(answers)])))
     }
@@ -170,7 +170,7 @@ extension Emulator {
             clearance.changelog.append((clearance.status, now))
             clearance.transitionAt = now.adding(delay)
             state.clearances[vin] = clearance
-            return .removed(.object(["vin": .string(vin.rawValue), "status": .string(clearance.status.rawValue), "tags": .object(clearance.tags.mapValues(JSONValue.string))]))
+            return .removed(.object(["vin": .string(vin.rawValue), "status": .string(clearance.status.rawValue), "tags": .object(JSONObject(clearance.tags.mapValues(JSONValue.string)))]))
         }
         switch outcome {
         case .notFound: return Self.apiError(404, "Not found", "Clearance for the given VIN not found", requestID: nextRequestID())
@@ -184,9 +184,9 @@ extension Emulator {
     private func render(_ clearance: Clearance, vin: VIN, family: Family, withChangelog: Bool) -> JSONValue {
         switch family {
         case .platform:
-            var object: [String: JSONValue] = [
+            var object: JSONObject = [
                 "vin": .string(vin.rawValue), "brand": .string(clearance.brand), "status": .string(clearance.status.rawValue),
-                "tags": .object(clearance.tags.mapValues(JSONValue.string)),
+                "tags": .object(JSONObject(clearance.tags.mapValues(JSONValue.string))),
             ]
             if withChangelog {
                 object["changelog"] = .array(clearance.changelog.map { .object(["status": .string($0.0.rawValue), "timestamp": .string($0.1.iso8601)]) })
@@ -200,7 +200,7 @@ extension Emulator {
             case .revoked, .canceled: status = "revoked"
             case .rejected, .error: status = "error"
             }
-            var object: [String: JSONValue] = [
+            var object: JSONObject = [
                 "vin": .string(vin.rawValue), "brand": .string(clearance.brand), "clearance_status": .string(status),
                 "created_at": .string(clearance.createdAt.iso8601),
             ]

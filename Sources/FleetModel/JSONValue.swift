@@ -5,8 +5,8 @@ public enum JSONValue: Hashable, Sendable, Codable {
     case number(Double)
     case string(String)
     case array([JSONValue])
-    /// Keys in the order they were read are not kept: the Auto API gives them no meaning.
-    case object([String: JSONValue])
+    /// Members in document order (the Auto API gives the order no meaning: compared as a set).
+    case object(JSONObject)
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
@@ -21,7 +21,7 @@ public enum JSONValue: Hashable, Sendable, Codable {
         } else if let a = try? container.decode([JSONValue].self) {
             self = .array(a)
         } else if let o = try? container.decode([String: JSONValue].self) {
-            self = .object(o)
+            self = .object(JSONObject(o))
         } else {
             throw DecodingError.dataCorruptedError(in: container, debugDescription: "not a JSON value")
         }
@@ -35,7 +35,7 @@ public enum JSONValue: Hashable, Sendable, Codable {
         case .number(let n): try container.encode(n)
         case .string(let s): try container.encode(s)
         case .array(let a): try container.encode(a)
-        case .object(let o): try container.encode(o)
+        case .object(let o): try container.encode(o.dictionary)
         }
     }
 
@@ -45,7 +45,7 @@ public enum JSONValue: Hashable, Sendable, Codable {
     }
 
     /// The members of an object, or `nil`.
-    public var objectValue: [String: JSONValue]? {
+    public var objectValue: JSONObject? {
         if case .object(let o) = self { return o }
         return nil
     }
@@ -80,7 +80,7 @@ public enum JSONValue: Hashable, Sendable, Codable {
             return n.rounded() == n && abs(n) < 1e15 ? String(Int64(n)) : String(n)
         case .string(let s): return JSONValue.quoted(s)
         case .array(let a): return "[" + a.map(\.serialized).joined(separator: ",") + "]"
-        case .object(let o): return "{" + o.keys.sorted().map { JSONValue.quoted($0) + ":" + o[$0]!.serialized }.joined(separator: ",") + "}"
+        case .object(let o): return "{" + o.members.sorted { $0.key < $1.key }.map { JSONValue.quoted($0.key) + ":" + $0.value.serialized }.joined(separator: ",") + "}"
         }
     }
 

@@ -11,7 +11,7 @@ struct AutoAPIReader {
     let vin: VIN
     let receivedAt: Timestamp
 
-    mutating func read(_ capabilities: [String: JSONValue], into payload: inout NormalizedPayload) {
+    mutating func read(_ capabilities: JSONObject, into payload: inout NormalizedPayload) {
         for (capability, value) in capabilities {
             guard Normalizer.isValidName(capability) else {
                 payload.failures.append(PropertyFailure(property: String(capability.prefix(64)), reason: "unreadable", description: "capability name is not snake_case"))
@@ -48,7 +48,7 @@ struct AutoAPIReader {
         }
     }
 
-    private func readEntry(_ entry: [String: JSONValue], path: String, index: Int?, keyedOnly: Bool = false, into payload: inout NormalizedPayload) {
+    private func readEntry(_ entry: JSONObject, path: String, index: Int?, keyedOnly: Bool = false, into payload: inout NormalizedPayload) {
         let timestamp = entry["timestamp"]?.stringValue.flatMap { Timestamp(iso8601: $0) }
         if let failure = entry["failure"] {
             payload.failures.append(PropertyFailure(

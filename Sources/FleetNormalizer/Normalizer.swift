@@ -91,7 +91,7 @@ public struct Normalizer: Sendable {
         .map { ($0.key, $0.value.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }) }
 
     /// Renames deprecated properties to their current names; when both arrive, the current one wins.
-    static func resolvingDeprecatedAliases(_ capabilities: [String: JSONValue]) -> [String: JSONValue] {
+    static func resolvingDeprecatedAliases(_ capabilities: JSONObject) -> JSONObject {
         var result = capabilities
         for (capability, aliases) in sortedAliases {
             guard case .object(var properties)? = result[capability] else { continue }
@@ -109,7 +109,7 @@ public struct Normalizer: Sendable {
 
     /// True when no property has the Auto API form (`{data|failure|timestamp}` or an array of
     /// them) but some property exists: the OpenAPI document's simplified shape.
-    static func looksSimplified(_ capabilities: [String: JSONValue]) -> Bool {
+    static func looksSimplified(_ capabilities: JSONObject) -> Bool {
         var sawProperty = false
         for (_, capability) in capabilities {
             guard case .object(let properties) = capability else { continue }

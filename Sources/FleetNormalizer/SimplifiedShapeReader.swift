@@ -19,7 +19,7 @@ struct SimplifiedShapeReader {
     let observedAt: Timestamp
     let timeSource: ObservationTimeSource
 
-    init(vin: VIN, receivedAt: Timestamp, root: [String: JSONValue]) {
+    init(vin: VIN, receivedAt: Timestamp, root: JSONObject) {
         self.vin = vin
         if let text = root["timestamp"]?.stringValue, let parsed = Timestamp(iso8601: text) {
             observedAt = parsed
@@ -56,7 +56,7 @@ struct SimplifiedShapeReader {
         "completed": ("charging_complete", "plugged_in"),
     ]
 
-    mutating func read(_ capabilities: [String: JSONValue], into payload: inout NormalizedPayload) {
+    mutating func read(_ capabilities: JSONObject, into payload: inout NormalizedPayload) {
         for (capability, value) in capabilities {
             guard Normalizer.isValidName(capability), case .object(let fields) = value else {
                 payload.failures.append(PropertyFailure(property: String(capability.prefix(64)), reason: "unreadable", description: "capability is not an object with a snake_case name"))

@@ -44,7 +44,7 @@ struct DatabaseOptions: ParsableArguments {
     /// Prints rows in the chosen format; `keys` name the columns.
     func output(_ keys: [String], _ rows: [[JSONValue]]) {
         if json {
-            for row in rows { printJSON(.object(Dictionary(uniqueKeysWithValues: zip(keys, row)))) }
+            for row in rows { printJSON(.object(JSONObject(members: zip(keys, row).map { (key: $0, value: $1) }))) }
         } else if csv {
             var text = keys.joined(separator: ",") + "\n"
             for row in rows { text += row.map(Self.csvCell).joined(separator: ",") + "\n" }

@@ -110,7 +110,7 @@ struct EligibilityCommand: AsyncParsableCommand {
         let vin = try parseVIN(vin)
         let answer = try await withClient(options) { _, client in try await client.eligibility(vin: vin, brand: brand) }
         if options.json {
-            var object: [String: JSONValue] = ["vin": .string(answer.vin.rawValue), "eligible": .bool(answer.eligible), "data_delivery": .array(answer.dataDelivery.map(JSONValue.string))]
+            var object: JSONObject = ["vin": .string(answer.vin.rawValue), "eligible": .bool(answer.eligible), "data_delivery": .array(answer.dataDelivery.map(JSONValue.string))]
             object["connectivity_status"] = answer.connectivityStatus.map(JSONValue.string) ?? .null
             object["primary_user_assigned"] = answer.primaryUserAssigned.map(JSONValue.bool) ?? .null
             if !answer.capabilities.isEmpty { object["capabilities"] = .array(answer.capabilities.map(JSONValue.string)) }
