@@ -40,7 +40,7 @@ public final class Statement {
     /// - Throws: ``SQLiteError`` when the count does not match or a bind fails.
     public func bind(_ values: [SQLiteValue]) throws(SQLiteError) {
         sqlite3_reset(handle)
-        sqlite3_clear_bindings(handle)
+        // No sqlite3_clear_bindings: every parameter is bound again below (the count must match).
         let expected = Int(sqlite3_bind_parameter_count(handle))
         guard values.count == expected else {
             throw SQLiteError(extendedResultCode: SQLITE_RANGE, message: "statement takes \(expected) parameters, \(values.count) given", sql: sql)

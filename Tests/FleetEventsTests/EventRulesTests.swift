@@ -1,5 +1,6 @@
-import FleetEvents
+@testable import FleetEvents
 import FleetModel
+import Foundation
 import Testing
 
 let vin = VIN("1HMFT000000000001")!
@@ -64,5 +65,19 @@ func sample(_ property: String, _ instance: String = "", _ value: String, at tim
     @Test func eventJSONLineHasEveryField() {
         let event = Event(id: 7, vin: vin, type: .doorUnlocked, instance: "front_left", occurredAt: t0, detectedAt: t1, previousValue: "locked", newValue: "unlocked")
         #expect(event.jsonLine == #"{"id":7,"vin":"1HMFT000000000001","type":"door_unlocked","instance":"front_left","occurred_at":"2026-11-28T09:00:00.000Z","detected_at":"2026-11-28T09:01:00.000Z","previous_value":"locked","new_value":"unlocked"}"#)
+    }
+}
+
+/// The `vehicle_moved` anchor text is written without `String(format:)`; it must read exactly
+/// as `%.6f` would, so that anchors stored by earlier releases compare the same.
+@Suite struct CoordinateTextTests {
+    @Test func matchesPrintfWithSixDecimals() {
+        var generator = SplitMix64(seed: 8)
+        var values: [Double] = [0, -0.0, 52.52, 13.405, -0.1276, 180, -180, 89.9999995, -33.8688197, 0.0000004, -0.0000004, 1.0000005]
+        for _ in 0..<20_000 {
+            values.append((Double(generator.next() % 36_000_000_000) / 100_000_000) - 180)
+        }
+        let mismatches = values.filter { EventRules.coordinateText($0) != String(format: "%.6f", $0) }
+        #expect(mismatches.isEmpty, "\(mismatches.prefix(5).map { "\($0): \(EventRules.coordinateText($0)) vs \(String(format: "%.6f", $0))" })")
     }
 }
