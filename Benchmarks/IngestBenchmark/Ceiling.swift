@@ -71,7 +71,7 @@ final class CeilingWriter {
         self.samplesOnly = samplesOnly
         _ = try TelemetryStore(path: path)  // creates the same schema
         guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nil) == SQLITE_OK else { throw CeilingError(message: "open \(path)") }
-        try exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 4000;")
+        try exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 16000;")
         let sql = [
             "INSERT INTO samples (vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             """

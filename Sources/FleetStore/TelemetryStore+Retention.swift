@@ -153,8 +153,8 @@ extension TelemetryStore {
             let pages = max(1, bytes / pageSize)
             let effective = try connection.scalarInt("PRAGMA max_page_count = \(pages)") ?? pages
             // The WAL comes on top of the file: checkpoint it at a quarter of the cap, so that the
-            // disk use stays near the cap rather than at the 16 MiB of the default.
-            let checkpointPages = max(100, min(4000, effective / 4))
+            // disk use stays near the cap rather than at the 64 MiB of the default.
+            let checkpointPages = max(100, min(16_000, effective / 4))
             try connection.execute("PRAGMA wal_autocheckpoint = \(checkpointPages); PRAGMA journal_size_limit = \(checkpointPages * pageSize)")
             return effective * pageSize
         }
