@@ -163,14 +163,16 @@ public struct EventRules: ChangeDetecting {
     static func coordinateText(_ degrees: Double) -> String {
         guard degrees.isFinite, abs(degrees) < 1e9 else { return String(degrees) }
         // Rounded as printf rounds: on the exact binary value. The product's rounding error is
-        // recovered exactly with a fused multiply-add, so that a value just below a half rounds
-        // down even when the product itself came out as the half.
+        // recovered exactly with a fused multiply-add; it decides only when the product itself
+        // came out as a half (adding the two could round the sum back to the half).
         let magnitude = abs(degrees)
         let scaled = magnitude * 1_000_000
         let error = (-scaled).addingProduct(magnitude, 1_000_000)
         var whole = scaled.rounded(.down)
-        let rest = (scaled - whole) + error
-        if rest > 0.5 || (rest == 0.5 && whole.truncatingRemainder(dividingBy: 2) == 1) { whole += 1 }
+        let part = scaled - whole  // exact
+        if part > 0.5 || (part == 0.5 && (error > 0 || (error == 0 && whole.truncatingRemainder(dividingBy: 2) == 1))) {
+            whole += 1
+        }
         let micro = Int64(whole)
         let fraction = String(micro % 1_000_000)
         return (degrees.sign == .minus ? "-" : "") + String(micro / 1_000_000) + "."

@@ -77,6 +77,13 @@ func sample(_ property: String, _ instance: String = "", _ value: String, at tim
         for _ in 0..<20_000 {
             values.append((Double(generator.next() % 36_000_000_000) / 100_000_000) - 180)
         }
+        // Halves of the sixth decimal and their neighbours: where the product by 10^6 comes out
+        // as a half but the exact value lies just below or above it (7.75e-05 is just below).
+        values.append(0.0000775)
+        for step in stride(from: 0, to: 300_000, by: 7) {
+            let half = (Double(step) + 0.5) / 1_000_000
+            values += [half, half.nextUp, half.nextDown, -half]
+        }
         let mismatches = values.filter { EventRules.coordinateText($0) != String(format: "%.6f", $0) }
         #expect(mismatches.isEmpty, "\(mismatches.prefix(5).map { "\($0): \(EventRules.coordinateText($0)) vs \(String(format: "%.6f", $0))" })")
     }
