@@ -73,6 +73,9 @@ public struct Importer: Sendable {
     /// Documents written per transaction: one commit per document would cost more than the
     /// document itself (see `docs/benchmarks.md`).
     public static let batchSize = 256
+    /// The longest JSON line read, in bytes (64 MiB): a longer line is rejected and skipped up to
+    /// its newline without being held, so that one runaway line cannot exhaust memory.
+    public static let maximumLineBytes = 64 << 20
 
     /// Imports the documents of one file's content: JSON lines, or one JSON document (`.json`,
     /// which may also be an array of documents).
@@ -110,14 +113,23 @@ public struct Importer: Sendable {
     }
 
     /// Imports a JSON-lines file read in chunks (`read` returns the next bytes, `nil` at the
-    /// end), so that a file of any size is imported in bounded memory.
+    /// end), so that a file of any size is imported in bounded memory: at most one line (up to
+    /// ``maximumLineBytes``; a longer one is rejected and skipped) and one chunk are held.
     ///
-    /// - Parameter progress: Called after each committed batch with the running summary.
+    /// - Parameters:
+    ///   - maximumLineBytes: The longest line read (``maximumLineBytes`` unless a test sets less).
+    ///   - progress: Called after each committed batch with the running summary.
     /// - Throws: What `read` throws, or ``SQLiteError``; the batches committed before stay.
-    public func importLines(named file: String, read: () throws -> [UInt8]?, into summary: inout Summary, progress: (Summary) -> Void = { _ in }) async throws {
+    public func importLines(named file: String, read: () throws -> [UInt8]?, into summary: inout Summary,
+                            maximumLineBytes: Int = Importer.maximumLineBytes, progress: (Summary) -> Void = { _ in }) async throws {
         var batch: [(write: PollWrite, line: Int)] = []
         var lineNumber = 0
         var pending: [UInt8] = []
+        // Bytes of `pending` already searched for a newline: a long line is scanned once, not
+        // again from its start after every chunk.
+        var searched = 0
+        // True while the rest of a line over the limit is being skipped.
+        var skipping = false
         var finished = false
         while !finished {
             if let chunk = try read() {
@@ -125,13 +137,34 @@ public struct Importer: Sendable {
             } else {
                 finished = true
             }
-            var start = pending.startIndex
-            while start < pending.endIndex {
-                guard let end = pending[start...].firstIndex(of: 0x0A) ?? (finished ? pending.endIndex : nil) else { break }
+            var start = 0
+            while start < pending.count {
+                let newline = pending[max(start, searched)...].firstIndex(of: 0x0A)
+                guard let end = newline ?? (finished ? pending.count : nil) else {
+                    searched = pending.count
+                    if !skipping, pending.count - start > maximumLineBytes {
+                        lineNumber += 1
+                        summary.rejected.append(Rejection(file: file, line: lineNumber, reason: Self.tooLong(maximumLineBytes)))
+                        skipping = true
+                    }
+                    if skipping { start = pending.count }
+                    break
+                }
+                let next = end < pending.count ? end + 1 : end
+                if skipping {
+                    // The end of the line over the limit (already counted and reported).
+                    skipping = false
+                    start = next
+                    continue
+                }
                 lineNumber += 1
                 let line = pending[start..<end]
-                start = end < pending.endIndex ? pending.index(after: end) : end
+                start = next
                 guard line.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D }) else { continue }
+                if line.count > maximumLineBytes {
+                    summary.rejected.append(Rejection(file: file, line: lineNumber, reason: Self.tooLong(maximumLineBytes)))
+                    continue
+                }
                 do throws(JSONParser.SyntaxError) {
                     let json = try JSONParser.parse(line)
                     if let write = prepare(json, file: file, line: lineNumber, into: &summary) { batch.append((write, lineNumber)) }
@@ -144,9 +177,14 @@ public struct Importer: Sendable {
                 }
             }
             pending.removeSubrange(..<start)
+            searched = max(0, searched - start)
         }
         try await flush(&batch, file: file, into: &summary)
         progress(summary)
+    }
+
+    static func tooLong(_ limit: Int) -> String {
+        limit >= 1 << 20 ? "line longer than \(limit >> 20) MiB; skipped" : "line longer than \(limit) bytes; skipped"
     }
 
     /// Writes one batch and counts its outcome.

@@ -69,6 +69,42 @@ let fullVIN = VIN("1HMFT000000000001")!
         }
     }
 
+    /// A line over the limit is rejected with its number and skipped without being held whole;
+    /// the lines around it are imported and numbered as before.
+    @Test func aLineOverTheLimitIsSkipped() async throws {
+        let minimal = try fixtureText("vehicle_data_autoapi13_minimal.json")
+        let long = #"{"vin":"1HMFT000000000001","pad":""# + String(repeating: "x", count: 5_000) + #""}"#
+        let lines = ["", minimal, long, "not json", long, minimal]
+        let bytes = Array(lines.joined(separator: "\n").utf8)
+        try await withImporter { importer, _, _ in
+            var summary = Importer.Summary()
+            var offset = 0
+            try await importer.importLines(named: "l.jsonl", read: {
+                guard offset < bytes.count else { return nil }
+                defer { offset += 100 }
+                return Array(bytes[offset..<min(offset + 100, bytes.count)])
+            }, into: &summary, maximumLineBytes: 1_000)
+            #expect(summary.rejected.map(\.description) == [
+                "l.jsonl:3: line longer than 1000 bytes; skipped",
+                "l.jsonl:4: not valid JSON (invalid literal at byte 0)",
+                "l.jsonl:5: line longer than 1000 bytes; skipped",
+            ])
+            #expect(summary.responses == 2)
+            #expect(summary.samples == 3, "the minimal document's 3 samples, once")
+        }
+        // Read whole (one chunk), the same lines give the same outcome.
+        try await withImporter { importer, _, _ in
+            var summary = Importer.Summary()
+            var delivered = false
+            try await importer.importLines(named: "l.jsonl", read: {
+                defer { delivered = true }
+                return delivered ? nil : bytes
+            }, into: &summary, maximumLineBytes: 1_000)
+            #expect(summary.rejected.map(\.line) == [3, 4, 5])
+            #expect(summary.responses == 2)
+        }
+    }
+
     /// A push message whose `message_id` cannot identify it is refused, not imported again on every run.
     @Test func pushMessageWithUnusableMessageIDIsRefused() async throws {
         try await withImporter { importer, _, _ in
