@@ -146,13 +146,18 @@ struct SampleEmitter {
         case .null:
             return
         case .bool(let b):
-            if UnitConversion.percentageProperties.contains(path) {
+            if UnitConversion.percentageProperties.contains(path) || Self.coordinateRanges[path] != nil {
                 fail(path, "invalid_value", "not a number: \(b)", into: &payload)
             } else {
                 append(.text(b ? "true" : "false"), unit: nil, path: path, into: &payload)
             }
         case .string(let s):
-            if UnitConversion.percentageProperties.contains(path) {
+            if let range = Self.coordinateRanges[path] {
+                switch Self.number(from: value) {
+                case .number(let n): appendCoordinate(n, range: range, path: path, into: &payload)
+                case .invalid(let raw), .notNumeric(let raw): fail(path, "invalid_value", "not a number: \"\(raw)\"", into: &payload)
+                }
+            } else if UnitConversion.percentageProperties.contains(path) {
                 // A number sent as text where a number is expected: parse it when unambiguous.
                 switch Self.number(from: value) {
                 case .number(let n): appendPercentage(n, path: path, into: &payload)
@@ -164,7 +169,9 @@ struct SampleEmitter {
                 append(.text(s), unit: nil, path: path, into: &payload)
             }
         case .number(let n):
-            if UnitConversion.percentageProperties.contains(path) {
+            if let range = Self.coordinateRanges[path] {
+                appendCoordinate(n, range: range, path: path, into: &payload)
+            } else if UnitConversion.percentageProperties.contains(path) {
                 appendPercentage(n, path: path, into: &payload)
             } else {
                 append(.number(n), unit: nil, path: path, into: &payload)
@@ -219,6 +226,22 @@ struct SampleEmitter {
             return
         }
         payload.samples.append(Sample(vin: vin, property: path, instance: instance, value: value, unit: unit, observedAt: observedAt, timeSource: timeSource, sourceUnit: sourceUnit))
+    }
+
+    /// The coordinates of `vehicle_location`, in degrees, and the values they can take: one out
+    /// of range (or not a number) would move the vehicle across the map and fire `vehicle_moved`.
+    static let coordinateRanges: [String: ClosedRange<Double>] = [
+        "vehicle_location.coordinates.latitude": -90...90,
+        "vehicle_location.coordinates.longitude": -180...180,
+    ]
+
+    /// A latitude or longitude in degrees; outside `range` it is a failure.
+    private func appendCoordinate(_ degrees: Double, range: ClosedRange<Double>, path: String, into payload: inout NormalizedPayload) {
+        guard range.contains(degrees) else {
+            fail(path, "invalid_value", "\(path.hasSuffix("latitude") ? "latitude" : "longitude") \(SampleValue.number(degrees)) is outside \(SampleValue.number(range.lowerBound))…\(SampleValue.number(range.upperBound))", into: &payload)
+            return
+        }
+        append(.number(degrees), unit: nil, path: path, into: &payload)
     }
 
     /// A 0.0–1.0 fraction as percent; outside 0…1 (0…2 for `state_of_health`) it is a failure.

@@ -56,6 +56,22 @@ func normalize(_ body: String) throws -> NormalizedPayload {
         #expect(payload.failures.map(\.reason) == ["invalid_value"])
     }
 
+    /// Coordinates outside the globe, or not numbers, are failures: stored, they would move the
+    /// vehicle across the map and fire `vehicle_moved`. A number sent as text is read.
+    @Test(arguments: [
+        (#"95"#, #"200"#, [String](), ["latitude 95 is outside -90…90", "longitude 200 is outside -180…180"]),
+        (#"1e300"#, #"-180"#, ["vehicle_location.coordinates.longitude"], ["latitude 1e+300 is outside -90…90"]),
+        (#""NaN""#, #"true"#, [], ["not a number: \"NaN\"", "not a number: true"]),
+        (#""52.52""#, #"13.405"#, ["vehicle_location.coordinates.latitude", "vehicle_location.coordinates.longitude"], []),
+    ])
+    func coordinatesMustBeOnTheGlobe(latitude: String, longitude: String, stored: [String], failures: [String]) throws {
+        let payload = try normalize(#"{"vehicle_location":{"coordinates":{"data":{"latitude":"# + latitude + #","longitude":"# + longitude + #"},"timestamp":"2026-11-28T09:00:00Z"}}}"#)
+        #expect(payload.samples.map(\.property).sorted() == stored)
+        #expect(payload.failures.map(\.reason).allSatisfy { $0 == "invalid_value" })
+        #expect(payload.failures.compactMap(\.description).sorted() == failures.sorted())
+        #expect(payload.samples.first { $0.property.hasSuffix("latitude") }.map { $0.value == .number(52.52) } ?? true)
+    }
+
     @Test func sourceUnitIsKept() throws {
         let payload = try normalize(#"{"diagnostics":{"odometer":{"data":{"value":100,"unit":"miles"},"timestamp":"2026-11-28T09:00:00Z"}},"charging":{"battery_level":{"data":0.5,"timestamp":"2026-11-28T09:00:00Z"}}}"#)
         let odometer = try #require(payload.samples.first { $0.property == "diagnostics.odometer" })
