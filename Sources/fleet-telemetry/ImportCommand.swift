@@ -21,7 +21,7 @@ struct ImportCommand: AsyncParsableCommand {
     @Argument(help: "Files to import.")
     var files: [String]
 
-    @Option(name: .long, help: "The config file (for database.path).")
+    @Option(name: .long, help: "The config file (for database.path and database.max_size_mb).")
     var config: String?
 
     @Option(name: .long, help: "The SQLite database file (overrides database.path).")
@@ -34,9 +34,12 @@ struct ImportCommand: AsyncParsableCommand {
 
     func run() async throws {
         var databasePath = database
-        if databasePath == nil, let config {
+        var maxSizeMegabytes: Int?
+        if let config {
             do {
-                databasePath = try ConfigLoader.load(path: config).databasePath
+                let configuration = try ConfigLoader.load(path: config)
+                if databasePath == nil { databasePath = configuration.databasePath }
+                maxSizeMegabytes = configuration.maxSizeMegabytes
             } catch {
                 printError("fleet-telemetry: \(error)")
                 throw ExitCode(78)
@@ -46,6 +49,8 @@ struct ImportCommand: AsyncParsableCommand {
         do {
             try validateDatabasePath(databasePath ?? "")
             store = try TelemetryStore(path: databasePath ?? "")
+            // The cap of `database.max_size_mb` holds for imports as for polling.
+            if let maxSizeMegabytes { _ = try await store.setMaximumSize(bytes: Int64(maxSizeMegabytes) << 20) }
         } catch {
             printError("fleet-telemetry: \(error)")
             throw ExitCode(74)
@@ -77,20 +82,27 @@ struct ImportCommand: AsyncParsableCommand {
                     try await importer.importLines(named: file, read: { try handle.read(upToCount: 4 << 20).map(Array.init) }, into: &summary, progress: progress)
                 }
             } catch let error as SQLiteError {
-                printError("\nfleet-telemetry: could not write to the database: \(error) (documents imported before are kept)")
+                let cap = error.resultCode == 13 ? maxSizeMegabytes.map { "; database.max_size_mb is \($0)" } ?? "" : ""
+                printError("\nfleet-telemetry: could not write to the database: \(error) (documents imported before are kept\(cap))")
+                Self.report(summary)
                 throw ExitCode(74)
             } catch {
                 summary.rejected.append(.init(file: file, line: 0, reason: "cannot read the file: \(error)"))
             }
         }
         if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
-        var text = "imported \(summary.responses) documents (\(summary.duplicates) duplicate push messages skipped), \(summary.samples) samples, \(summary.events) events, \(summary.rejected.count) rejected"
-        for rejection in summary.rejected.prefix(50) { text += "\n  rejected \(rejection)" }
-        if summary.rejected.count > 50 { text += "\n  … \(summary.rejected.count - 50) more" }
-        printError(text)
+        Self.report(summary)
         // 1 when nothing could be stored, or a named file could not be read at all.
         if (summary.responses == 0 && !summary.rejected.isEmpty) || summary.rejected.contains(where: { $0.line == 0 && $0.reason.hasPrefix("cannot read") }) {
             throw ExitCode(1)
         }
+    }
+
+    /// Prints the counts and the first 50 rejections on standard error.
+    static func report(_ summary: Importer.Summary) {
+        var text = "imported \(summary.responses) documents (\(summary.duplicates) duplicate push messages skipped), \(summary.samples) samples, \(summary.events) events, \(summary.rejected.count) rejected"
+        for rejection in summary.rejected.prefix(50) { text += "\n  rejected \(rejection)" }
+        if summary.rejected.count > 50 { text += "\n  … \(summary.rejected.count - 50) more" }
+        printError(text)
     }
 }

@@ -1,6 +1,7 @@
 import FleetClient
 import FleetEmulator
 import FleetModel
+import FleetStore
 import Foundation
 import Testing
 
@@ -144,6 +145,46 @@ struct CLI {
         #expect(result.status == 0)
         #expect(stderr.hasPrefix("imported 2 documents (0 duplicate push messages skipped), 57 samples, 0 events, 1 rejected"), "\(stderr)")
         #expect(stderr.contains("rejected \(file):2: not valid JSON"))
+    }
+
+    /// `database.max_size_mb` caps an import as it caps polling: the import stops at the cap with
+    /// the cap named and the counts so far, and keeps every batch committed before.
+    @Test func importStopsAtTheConfiguredSizeCap() throws {
+        let directory = NSTemporaryDirectory() + "ft-import-cap-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // ~6 MB of the emulator's responses: 100 vehicles, one every 5 simulated minutes.
+        let start = Timestamp(iso8601: "2026-11-28T00:00:00Z")!
+        var simulations = (1...100).map { VehicleSimulation(vin: EmulatorConfiguration.vin(index: $0), seed: UInt64($0), start: start) }
+        var lines: [String] = []
+        for index in 0..<3_000 {
+            let snapshot = simulations[index % 100].snapshot(at: start.adding(milliseconds: Int64(index / 100) * 300_000))
+            lines.append(VehicleDataRenderer.render(snapshot, shape: .autoAPI, requestID: "r").serialized)
+        }
+        let file = directory + "/capture.jsonl"
+        try lines.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        let database = directory + "/t.sqlite"
+        let config = directory + "/config.yaml"
+        try """
+        api:
+          base_url: http://127.0.0.1:9
+          client_id: x
+          client_secret:
+            env: HM_SECRET
+        database:
+          path: \(database)
+          max_size_mb: 1
+        vehicles: [\(EmulatorConfiguration.vin(index: 1))]
+        """.write(toFile: config, atomically: true, encoding: .utf8)
+        let result = try CLI.execute(["import", file, "--config", config], environment: ["HM_SECRET": "s"])
+        #expect(result.status == 74, "\(result.stderr)")
+        #expect(result.stderr.contains("database or disk is full"), "\(result.stderr)")
+        #expect(result.stderr.contains("database.max_size_mb is 1"), "\(result.stderr)")
+        #expect(result.stderr.contains("imported "), "the counts so far are printed")
+        #expect(((try FileManager.default.attributesOfItem(atPath: database))[.size] as? Int ?? .max) <= 1 << 20)
+        let connection = try Connection(path: database)
+        #expect(try connection.scalarText("PRAGMA integrity_check") == "ok")
+        #expect(try connection.scalarInt("SELECT count(*) FROM samples") ?? 0 > 0, "batches committed before the cap are kept")
     }
 }
 
