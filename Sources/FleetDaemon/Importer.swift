@@ -224,6 +224,11 @@ public struct Importer: Sendable {
         if let messageID = root["message_id"], messageID.stringValue == nil, messageID.numberValue == nil {
             return reject("\"message_id\" is not a string or a number, so the message could not be imported only once")
         }
+        // A number from 2^53 on is not exact as read: two messages could share its id and one be
+        // skipped as imported already.
+        if let number = root["message_id"]?.numberValue, number.rounded() != number || abs(number) >= 9_007_199_254_740_992 {
+            return reject("\"message_id\" \(SampleValue.number(number)) is not a whole number below 2^53, so the message could not be imported only once (send it as text)")
+        }
         let vin: VIN
         do {
             vin = try VIN(validating: vinText)

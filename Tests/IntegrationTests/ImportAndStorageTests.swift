@@ -114,6 +114,17 @@ let fullVIN = VIN("1HMFT000000000001")!
             #expect(summary.responses == 0)
             #expect(summary.rejected.first?.reason.contains("message_id") == true)
         }
+        // Numeric ids beyond 2^53 are not exact once read: refused rather than taken for each other.
+        try await withImporter { importer, _, _ in
+            let lines = ["9007199254740993", "9007199254740994", "1.5", "42"].enumerated().map { index, id in
+                #"{"version":1,"message_id":"# + id + #","vin":"1HMFT000000000002","data":{"charging":{"battery_level":{"data":0.\#(index + 1),"timestamp":"2026-11-28T07:0\#(index):00.000Z"}}}}"#
+            }
+            var summary = Importer.Summary()
+            try await importer.importFile(named: "f", content: Array(lines.joined(separator: "\n").utf8), wholeDocument: false, into: &summary)
+            #expect(summary.responses == 1, "only the id 42 is usable")
+            #expect(summary.duplicates == 0)
+            #expect(summary.rejected.map(\.line) == [1, 2, 3])
+        }
     }
 
     /// Failures are stored as observations, once per reason, and never touch `latest`.
