@@ -27,6 +27,17 @@ func fixtureText(_ name: String) throws -> String {
 
 let fullVIN = VIN("1HMFT000000000001")!
 
+/// A reader for ``Importer/importLines(named:read:into:maximumLineBytes:progress:)`` that hands
+/// out `bytes` `size` at a time, as a file read in chunks would (lines cut anywhere).
+func chunks(of bytes: [UInt8], size: Int) -> () -> [UInt8]? {
+    var offset = 0
+    return {
+        guard offset < bytes.count else { return nil }
+        defer { offset += size }
+        return Array(bytes[offset..<min(offset + size, bytes.count)])
+    }
+}
+
 @Suite(.serialized) struct ImportAndStorageTests {
     @Test func importsGoodLinesAndReportsBadOnes() async throws {
         try await withImporter { importer, store, _ in
@@ -56,12 +67,7 @@ let fullVIN = VIN("1HMFT000000000001")!
         let bytes = Array(lines.joined(separator: "\n").utf8)
         try await withImporter { importer, store, _ in
             var summary = Importer.Summary()
-            var offset = 0
-            try await importer.importLines(named: "c.jsonl", read: {
-                guard offset < bytes.count else { return nil }
-                defer { offset += 7 }
-                return Array(bytes[offset..<min(offset + 7, bytes.count)])
-            }, into: &summary)
+            try await importer.importLines(named: "c.jsonl", read: chunks(of: bytes, size: 7), into: &summary)
             #expect(summary.responses == 2)
             #expect(summary.rejected.map(\.description) == ["c.jsonl:2: not valid JSON (invalid literal at byte 0)", "c.jsonl:5: not a JSON object"])
             #expect(summary.samples == 54 + 3)
@@ -78,12 +84,7 @@ let fullVIN = VIN("1HMFT000000000001")!
         let bytes = Array(lines.joined(separator: "\n").utf8)
         try await withImporter { importer, _, _ in
             var summary = Importer.Summary()
-            var offset = 0
-            try await importer.importLines(named: "l.jsonl", read: {
-                guard offset < bytes.count else { return nil }
-                defer { offset += 100 }
-                return Array(bytes[offset..<min(offset + 100, bytes.count)])
-            }, into: &summary, maximumLineBytes: 1_000)
+            try await importer.importLines(named: "l.jsonl", read: chunks(of: bytes, size: 100), into: &summary, maximumLineBytes: 1_000)
             #expect(summary.rejected.map(\.description) == [
                 "l.jsonl:3: line longer than 1000 bytes; skipped",
                 "l.jsonl:4: not valid JSON (invalid literal at byte 0)",
