@@ -15,6 +15,7 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
     /// comparison (objects of untrusted bodies can be large).
     static let linearLimit = 32
 
+    /// An empty object.
     public init() {
         members = []
     }
@@ -24,6 +25,7 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         members = dictionary.map { ($0.key, $0.value) }
     }
 
+    /// The members of the literal, in order (a repeated key keeps its last value).
     public init(dictionaryLiteral elements: (String, JSONValue)...) {
         self.init(members: elements.map { (key: $0.0, value: $0.1) })
     }
@@ -73,11 +75,14 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         }
     }
 
+    /// The number of members (distinct keys).
     public var count: Int { members.count }
+    /// True for `{}`.
     public var isEmpty: Bool { members.isEmpty }
     /// The keys, in document order.
     public var keys: [String] { members.map(\.key) }
 
+    /// The members as `(key, value)`, in document order.
     public func makeIterator() -> IndexingIterator<[Element]> {
         members.makeIterator()
     }
@@ -103,6 +108,7 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         Dictionary(members, uniquingKeysWith: { _, last in last })
     }
 
+    /// Equal when both hold the same keys with equal values, in any order.
     public static func == (lhs: JSONObject, rhs: JSONObject) -> Bool {
         guard lhs.count == rhs.count else { return false }
         if lhs.count > linearLimit { return lhs.dictionary == rhs.dictionary }
