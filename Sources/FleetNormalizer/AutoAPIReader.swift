@@ -146,13 +146,13 @@ struct SampleEmitter {
         case .null:
             return
         case .bool(let b):
-            if UnitConversion.percentageProperties.contains(path) || Self.coordinateRanges[path] != nil {
+            if UnitConversion.percentageProperties.contains(path) || Self.coordinateRange(path) != nil {
                 fail(path, "invalid_value", "not a number: \(b)", into: &payload)
             } else {
                 append(.text(b ? "true" : "false"), unit: nil, path: path, into: &payload)
             }
         case .string(let s):
-            if let range = Self.coordinateRanges[path] {
+            if let range = Self.coordinateRange(path) {
                 switch Self.number(from: value) {
                 case .number(let n): appendCoordinate(n, range: range, path: path, into: &payload)
                 case .invalid(let raw), .notNumeric(let raw): fail(path, "invalid_value", "not a number: \"\(raw)\"", into: &payload)
@@ -169,7 +169,7 @@ struct SampleEmitter {
                 append(.text(s), unit: nil, path: path, into: &payload)
             }
         case .number(let n):
-            if let range = Self.coordinateRanges[path] {
+            if let range = Self.coordinateRange(path) {
                 appendCoordinate(n, range: range, path: path, into: &payload)
             } else if UnitConversion.percentageProperties.contains(path) {
                 appendPercentage(n, path: path, into: &payload)
@@ -228,12 +228,16 @@ struct SampleEmitter {
         payload.samples.append(Sample(vin: vin, property: path, instance: instance, value: value, unit: unit, observedAt: observedAt, timeSource: timeSource, sourceUnit: sourceUnit))
     }
 
-    /// The coordinates of `vehicle_location`, in degrees, and the values they can take: one out
-    /// of range (or not a number) would move the vehicle across the map and fire `vehicle_moved`.
-    static let coordinateRanges: [String: ClosedRange<Double>] = [
-        "vehicle_location.coordinates.latitude": -90...90,
-        "vehicle_location.coordinates.longitude": -180...180,
-    ]
+    /// The values a `vehicle_location` coordinate can take, in degrees, or `nil` for any other
+    /// property: a coordinate out of range (or not a number) would move the vehicle across the map
+    /// and fire `vehicle_moved`. Compared, not hashed: it runs for every value of every response.
+    static func coordinateRange(_ path: String) -> ClosedRange<Double>? {
+        switch path {
+        case "vehicle_location.coordinates.latitude": return -90...90
+        case "vehicle_location.coordinates.longitude": return -180...180
+        default: return nil
+        }
+    }
 
     /// A latitude or longitude in degrees; outside `range` it is a failure.
     private func appendCoordinate(_ degrees: Double, range: ClosedRange<Double>, path: String, into payload: inout NormalizedPayload) {
