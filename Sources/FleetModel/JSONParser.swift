@@ -83,12 +83,15 @@ public struct JSONParser {
         try enter()
         defer { depth -= 1 }
         index += 1
-        var members: [JSONObject.Element] = []
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
             return .object(JSONObject())
         }
+        var members: [JSONObject.Element] = []
+        // Most Auto API objects have 2–4 members (`data`/`timestamp`, `value`/`unit`): one
+        // allocation instead of growing 1 → 2 → 4.
+        members.reserveCapacity(4)
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a key") }
