@@ -137,7 +137,7 @@ public final class HighMobilityClient: Sendable {
                 .object([
                     "vin": .string(vehicle.vin.rawValue),
                     "brand": .string(Brand.fleetForm(vehicle.brand ?? "")),
-                    "tags": .object(JSONObject(vehicle.tags.mapValues(JSONValue.string))),
+                    "tags": .object(JSONObject(strings: vehicle.tags)),
                 ])
             }
             let response = try await send(.POST, configuration.pathFamily.fleetPath, json: .object(["vehicles": .array(items)]), vin: vehicles.count == 1 ? vehicles[0].vin : nil)

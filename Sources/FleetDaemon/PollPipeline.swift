@@ -92,7 +92,7 @@ public struct PollPipeline: Sendable {
         while true {
             do {
                 return try await store.recordGrouped(PollWrite(poll: record, samples: samples, failures: failures), detector: rules)
-            } catch let error as SQLiteError where (error.resultCode == 5 || error.resultCode == 6) && attempt < 5 {
+            } catch let error as SQLiteError where error.isLocked && attempt < 5 {
                 attempt += 1
                 logger.warning("the database is locked by another process; still waiting to store the poll of \(record.vin) (attempt \(attempt + 1))")
             }
@@ -227,7 +227,7 @@ public struct PollPipeline: Sendable {
             return Result(vin: vin, outcome: outcome, httpStatus: record.httpStatus, samplesWritten: written.samplesWritten, events: events, error: record.error)
         } catch {
             var hint = ""
-            if let error = error as? SQLiteError, error.resultCode == 13 {
+            if let error = error as? SQLiteError, error.isFull {
                 hint = " (the disk is full, or the database reached database.max_size_mb; the vehicle is polled again after a backoff)"
             }
             logger.error("could not store the poll of \(vin): \(error)\(hint)")

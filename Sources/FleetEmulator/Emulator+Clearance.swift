@@ -120,7 +120,7 @@ extension Emulator {
                 return .object(["vin": .string(vin.rawValue), "status": .string("error"), "description": .string("The brand is invalid")])
             }
             let status = register(vin: vin, brand: brand, tags: tags, licensePlate: nil, now: now)
-            return .object(["vin": .string(vin.rawValue), "status": .string(status.rawValue), "tags": .object(JSONObject(tags.mapValues(JSONValue.string)))])
+            return .object(["vin": .string(vin.rawValue), "status": .string(status.rawValue), "tags": .object(JSONObject(strings: tags))])
         }
         return Reply(status: 200, headers: [("Content-Type", "application/json")], body: Self.encode(.object(["vehicles": .array(answers)])))
     }
@@ -170,7 +170,7 @@ extension Emulator {
             clearance.changelog.append((clearance.status, now))
             clearance.transitionAt = now.adding(delay)
             state.clearances[vin] = clearance
-            return .removed(.object(["vin": .string(vin.rawValue), "status": .string(clearance.status.rawValue), "tags": .object(JSONObject(clearance.tags.mapValues(JSONValue.string)))]))
+            return .removed(.object(["vin": .string(vin.rawValue), "status": .string(clearance.status.rawValue), "tags": .object(JSONObject(strings: clearance.tags))]))
         }
         switch outcome {
         case .notFound: return Self.apiError(404, "Not found", "Clearance for the given VIN not found", requestID: nextRequestID())
@@ -186,7 +186,7 @@ extension Emulator {
         case .platform:
             var object: JSONObject = [
                 "vin": .string(vin.rawValue), "brand": .string(clearance.brand), "status": .string(clearance.status.rawValue),
-                "tags": .object(JSONObject(clearance.tags.mapValues(JSONValue.string))),
+                "tags": .object(JSONObject(strings: clearance.tags)),
             ]
             if withChangelog {
                 object["changelog"] = .array(clearance.changelog.map { .object(["status": .string($0.0.rawValue), "timestamp": .string($0.1.iso8601)]) })

@@ -25,6 +25,11 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         members = dictionary.map { ($0.key, $0.value) }
     }
 
+    /// An object of string members (clearance `tags`), in no particular order.
+    public init(strings: [String: String]) {
+        members = strings.map { ($0.key, .string($0.value)) }
+    }
+
     /// The members of the literal, in order (a repeated key keeps its last value).
     public init(dictionaryLiteral elements: (String, JSONValue)...) {
         self.init(members: elements.map { (key: $0.0, value: $0.1) })
@@ -115,8 +120,8 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         return lhs.members.allSatisfy { rhs[$0.key] == $0.value }
     }
 
+    /// Hashes the members independently of their order, as equality compares them.
     public func hash(into hasher: inout Hasher) {
-        // Independent of member order, as equality is.
         var combined = 0
         for member in members {
             var memberHasher = Hasher()

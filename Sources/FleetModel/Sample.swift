@@ -49,6 +49,7 @@ public struct SeriesKey: Hashable, Sendable {
         self.instance = instance
     }
 
+    /// Hashes property and instance, not the VIN (see the type's documentation).
     public func hash(into hasher: inout Hasher) {
         hasher.combine(property)
         hasher.combine(instance)

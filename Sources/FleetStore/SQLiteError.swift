@@ -15,6 +15,13 @@ public struct SQLiteError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The primary result code (`SQLITE_BUSY`, `SQLITE_FULL`, `SQLITE_CORRUPT`, …).
     public var resultCode: Int32 { extendedResultCode & 0xFF }
 
+    /// `SQLITE_BUSY` or `SQLITE_LOCKED`: another connection holds the lock; trying again may work.
+    public var isLocked: Bool { resultCode == SQLITE_BUSY || resultCode == SQLITE_LOCKED }
+
+    /// `SQLITE_FULL`: the disk is full or the database reached its `max_page_count`
+    /// (`database.max_size_mb`).
+    public var isFull: Bool { resultCode == SQLITE_FULL }
+
     public init(extendedResultCode: Int32, message: String, sql: String? = nil) {
         self.extendedResultCode = extendedResultCode
         self.message = message

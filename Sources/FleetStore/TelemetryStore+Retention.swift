@@ -124,7 +124,7 @@ extension TelemetryStore {
             let hasRow: Bool
             do {
                 hasRow = try statement.step()
-            } catch let error as SQLiteError where error.resultCode == 5 || error.resultCode == 6 {  // SQLITE_BUSY, SQLITE_LOCKED
+            } catch let error as SQLiteError where error.isLocked {
                 return CheckpointResult(busy: true, walFrames: 0, checkpointedFrames: 0, walBytes: Connection.fileSize(atPath: walPath))
             }
             guard hasRow else { return CheckpointResult(busy: true, walFrames: 0, checkpointedFrames: 0, walBytes: Connection.fileSize(atPath: walPath)) }

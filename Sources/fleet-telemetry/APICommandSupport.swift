@@ -96,7 +96,7 @@ func printJSON(_ value: JSONValue) {
 
 extension FleetVehicle {
     var json: JSONValue {
-        var object: JSONObject = ["vin": .string(vin.rawValue), "status": .string(status.rawValue), "tags": .object(JSONObject(tags.mapValues(JSONValue.string)))]
+        var object: JSONObject = ["vin": .string(vin.rawValue), "status": .string(status.rawValue), "tags": .object(JSONObject(strings: tags))]
         object["brand"] = brand.map(JSONValue.string) ?? .null
         if let licensePlate { object["license_plate"] = .string(licensePlate) }
         if let description { object["description"] = .string(description) }

@@ -82,7 +82,7 @@ struct ImportCommand: AsyncParsableCommand {
                     try await importer.importLines(named: file, read: { try handle.read(upToCount: 4 << 20).map(Array.init) }, into: &summary, progress: progress)
                 }
             } catch let error as SQLiteError {
-                let cap = error.resultCode == 13 ? maxSizeMegabytes.map { "; database.max_size_mb is \($0)" } ?? "" : ""
+                let cap = error.isFull ? maxSizeMegabytes.map { "; database.max_size_mb is \($0)" } ?? "" : ""
                 printError("\nfleet-telemetry: could not write to the database: \(error) (documents imported before are kept\(cap))")
                 Self.report(summary)
                 throw ExitCode(74)
