@@ -45,18 +45,28 @@ public struct EventRules: ChangeDetecting {
             guard !configuration.disabled.contains(type) else { return }
             events.append(Event(vin: sample.vin, type: type, instance: instance ?? sample.instance, occurredAt: sample.observedAt, detectedAt: detectedAt, previousValue: old, newValue: new))
         }
-        // Several observations of one series in one response are compared in time order.
-        var current = previous
-        for sample in observed.sorted(by: { $0.observedAt < $1.observedAt }) {
-            let old = current[sample.key]
-            // Only an observation newer than the stored one is a change.
+        // Only an observation newer than the stored one is a change: most of a response is not
+        // (values reported again), so those are set aside first, with one lookup each.
+        var fresh = observed.indices.filter { index in
+            let sample = observed[index]
+            return previous[sample.key].map { sample.observedAt > $0.observedAt } ?? true
+        }
+        // Several observations of one series in one response are compared in time order: a later
+        // one with the earlier, through `newer` (copying `previous` to update it cost more than
+        // the rules themselves).
+        if fresh.count > 1 { fresh.sort { observed[$0].observedAt < observed[$1].observedAt } }
+        var newer: [SeriesKey: LatestValue] = [:]
+        for index in fresh {
+            let sample = observed[index]
+            let key = sample.key
+            let old = newer[key] ?? previous[key]
             if let old, sample.observedAt <= old.observedAt { continue }
-            current[sample.key] = LatestValue(value: sample.value, unit: sample.unit, observedAt: sample.observedAt)
+            newer[key] = LatestValue(value: sample.value, unit: sample.unit, observedAt: sample.observedAt)
             switch sample.property {
             case "charging.battery_level":
-                if let threshold = configuration.batteryLow { hysteresis(.batteryLow, "battery_low", threshold, sample, old, &state, emit) }
+                if let threshold = configuration.batteryLow { hysteresis(.batteryLow, "battery_low|", threshold, sample, old, &state, emit) }
             case "diagnostics.fuel_level":
-                if let threshold = configuration.fuelLow { hysteresis(.fuelLow, "fuel_low", threshold, sample, old, &state, emit) }
+                if let threshold = configuration.fuelLow { hysteresis(.fuelLow, "fuel_low|", threshold, sample, old, &state, emit) }
             default:
                 guard let old, old.value != sample.value, case .text(let new) = sample.value else { continue }
                 if let type = Self.eventType(property: sample.property, from: old.value.text, to: new) {
@@ -76,10 +86,11 @@ public struct EventRules: ChangeDetecting {
 
     /// A level falling below `threshold.below` fires once, then re-arms above `threshold.rearmAbove`.
     /// A first observation already below the threshold sets the rule as fired, without an event.
+    /// `key` is the rule's state key up to its instance (`battery_low|`).
     private func hysteresis(_ type: EventType, _ key: String, _ threshold: EventRulesConfiguration.Threshold, _ sample: Sample, _ old: LatestValue?,
                             _ state: inout [String: String], _ emit: (EventType, Sample, String?, String?, String) -> Void) {
         guard let level = sample.value.number else { return }
-        let stateKey = key + "|" + sample.instance
+        let stateKey = sample.instance.isEmpty ? key : key + sample.instance  // `battery_low|` + instance
         if level < threshold.below {
             if state[stateKey] != "fired" {
                 state[stateKey] = "fired"

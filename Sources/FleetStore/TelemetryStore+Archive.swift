@@ -69,7 +69,9 @@ extension TelemetryStore {
     ///
     /// - Throws: ``SQLiteError``; the transaction is rolled back and the vehicle's samples are as before.
     public func replaceArchivedSamples(vin: VIN, since: Timestamp, responses: [(receivedAt: Timestamp, samples: [Sample])]) throws -> ReprocessCounts {
-        try withConnection { connection in
+        // `latest` is rewritten outside the poll path: the cached rows are read again afterwards.
+        latestCache.removeAll()
+        return try withConnection { connection in
             try connection.transaction {
                 var counts = ReprocessCounts()
                 try connection.makeStatement("""
@@ -79,7 +81,7 @@ extension TelemetryStore {
                 counts.deleted = connection.changes
                 var previous: [SeriesKey: LatestValue] = [:]
                 for response in responses {
-                    counts.inserted += try writeSamples(response.samples, previous: previous, receivedAt: response.receivedAt, skipStoredLatest: false)
+                    counts.inserted += try writeSamples(response.samples, previous: previous, receivedAt: response.receivedAt, skipStoredLatest: false).written
                     for sample in response.samples {
                         previous[sample.key] = LatestValue(value: sample.value, unit: sample.unit, observedAt: sample.observedAt)
                     }

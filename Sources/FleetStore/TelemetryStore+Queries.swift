@@ -156,7 +156,8 @@ extension TelemetryStore {
     /// - Returns: How many rows were deleted.
     @discardableResult
     public func purge(vin: VIN) throws -> Int {
-        try withConnection { connection in
+        latestCache.removeAll()
+        return try withConnection { connection in
             try connection.transaction {
                 var deleted = 0
                 for table in ["samples", "latest", "events", "polls", "property_failures", "charging_sessions", "schedule", "rule_state", "imported_messages", "raw_responses", "vehicles"] {

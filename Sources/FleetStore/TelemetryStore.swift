@@ -15,6 +15,8 @@ public actor TelemetryStore {
     private var groupOpen = false
     /// Multi-row statements by kind and row count, so that their SQL is built once.
     private var rowWrites: [RowWriteKey: Statement] = [:]
+    /// The `latest` rows of recently written vehicles, as committed (see ``LatestCache``).
+    var latestCache: LatestCache
     struct RowWriteKey: Hashable {
         var write: RowWrite
         var rows: Int
@@ -22,9 +24,14 @@ public actor TelemetryStore {
 
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     ///
+    /// - Parameters:
+    ///   - path: The database file.
+    ///   - latestCacheVehicles: How many vehicles' `latest` rows are kept in memory between polls
+    ///     (about 10 KB each with 60 series), so that a poll is compared with its vehicle's stored
+    ///     values without reading them back; 0 reads them from SQLite at every poll.
     /// - Throws: ``SQLiteError`` when the file cannot be opened or migrated;
     ///   ``StoreError/newerSchema(found:supported:path:)`` for a database of a newer release.
-    public init(path: String) throws {
+    public init(path: String, latestCacheVehicles: Int = 1_024) throws {
         // A database of another program is refused before anything (even the WAL switch) touches it.
         if let found = try Connection.inspect(path: path), found.userVersion == 0, let table = found.someTable {
             throw StoreError.foreignDatabase(path: path, table: table)
@@ -32,6 +39,7 @@ public actor TelemetryStore {
         let connection = try Connection(path: path)
         try Schema.migrate(connection)
         self.connection = connection
+        latestCache = LatestCache(capacity: latestCacheVehicles)
     }
 
     /// Opens an existing fleet-telemetry database for the query commands: an empty file, or one
@@ -49,6 +57,7 @@ public actor TelemetryStore {
         let connection = try Connection(path: path)
         try Schema.migrate(connection)
         self.connection = connection
+        latestCache = LatestCache(capacity: 1_024)
     }
 
     /// Writes one poll and everything it produced, atomically.
@@ -67,8 +76,25 @@ public actor TelemetryStore {
     /// - Throws: ``SQLiteError``; the transaction is then rolled back and nothing of this poll is kept.
     @discardableResult
     public func record(_ poll: PollRecord, samples: [Sample], failures: [FailedProperty] = [], detector: some ChangeDetecting) throws -> PollWriteResult {
-        try connection.transaction {
+        try writeTransaction {
             try write(poll, samples: samples, failures: failures, detector: detector)
+        }
+    }
+
+    /// Runs `body` in a transaction of the poll writes: the ``LatestCache`` is checked against
+    /// commits of other connections first, and emptied when the transaction does not commit.
+    private func writeTransaction<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try connection.transaction {
+                let version = try connection.cachedStatement("PRAGMA data_version")
+                try version.bind([])
+                if try version.step() { latestCache.validate(dataVersion: version.int(at: 0)) }
+                version.reset()
+                return try body()
+            }
+        } catch {
+            latestCache.removeAll()
+            throw error
         }
     }
 
@@ -126,7 +152,7 @@ public actor TelemetryStore {
     /// - Throws: ``SQLiteError`` when the transaction itself cannot begin or commit (`SQLITE_FULL`,
     ///   a read-only file); nothing of the batch is then kept.
     public func record(batch: [PollWrite], detector: some ChangeDetecting) throws -> [BatchOutcome] {
-        try connection.transaction {
+        try writeTransaction {
             let savepoint = try connection.cachedStatement("SAVEPOINT poll")
             let release = try connection.cachedStatement("RELEASE poll")
             let rollback = try connection.cachedStatement("ROLLBACK TO poll")
@@ -145,6 +171,7 @@ public actor TelemetryStore {
                     // After a full disk SQLite may have rolled the whole transaction back: then
                     // the batch fails as a whole, with the real cause.
                     guard connection.isInTransaction else { throw error }
+                    latestCache.remove(entry.poll.vin)
                     try rollback.run([])
                     try release.run([])
                     return .failed(error)
@@ -181,20 +208,23 @@ public actor TelemetryStore {
         }
         var written = 0
         var stored: [Event] = []
-        let (previous, flagged) = samples.isEmpty && failures.isEmpty ? ([:], false) : try latestRows(vin: poll.vin)
+        let (previous, flagged) = samples.isEmpty && failures.isEmpty ? ([:], false) : try cachedLatestRows(vin: poll.vin)
         if flagged {
             // Failure flags in `latest` tell what the newest response said: they are set again
             // below for the properties that failed this time.
             try connection.cachedStatement("""
                 UPDATE latest SET failure_reason = NULL, failed_at = NULL WHERE vin = ?1 AND failure_reason IS NOT NULL
                 """).run([vin])
+            latestCache.setFlagged(false, vin: poll.vin)
         }
         if !samples.isEmpty {
             var state = try ruleState(vin: poll.vin)
             let before = state
             let events = detector.events(previous: previous, observed: samples, detectedAt: poll.receivedAt, state: &state)
             if state != before { try saveRuleState(state, replacing: before, vin: poll.vin, at: poll.receivedAt) }
-            written = try writeSamples(samples, previous: previous, receivedAt: poll.receivedAt)
+            let outcome = try writeSamples(samples, previous: previous, receivedAt: poll.receivedAt)
+            written = outcome.written
+            latestCache.apply(outcome.latest, vin: poll.vin)
             stored = try insert(events, connection: connection)
             if stored.contains(where: { [.chargingStarted, .chargingCompleted, .chargingInterrupted, .chargingError].contains($0.type) }) {
                 let level = samples.first { $0.property == "charging.battery_level" }?.value.number
@@ -204,6 +234,7 @@ public actor TelemetryStore {
         }
         if !failures.isEmpty {
             try write(failures, vin: poll.vin, receivedAt: poll.receivedAt)
+            latestCache.setFlagged(true, vin: poll.vin)
         }
         if let privacy = poll.privacyMode {
             stored += try applyPrivacyMode(privacy, vin: poll.vin, at: poll.receivedAt, connection: connection)
@@ -228,9 +259,12 @@ public actor TelemetryStore {
     ///
     /// - Parameter skipStoredLatest: Skip a sample whose observation is the stored latest one
     ///   (its history row exists already); reprocessing, which deleted those rows, passes `false`.
-    func writeSamples(_ samples: [Sample], previous: [SeriesKey: LatestValue], receivedAt: Timestamp, skipStoredLatest: Bool = true) throws -> Int {
+    /// - Returns: The new `samples` rows, and the samples offered to `latest` (in order; each
+    ///   replaced the stored value when newer).
+    func writeSamples(_ samples: [Sample], previous: [SeriesKey: LatestValue], receivedAt: Timestamp, skipStoredLatest: Bool = true) throws -> (written: Int, latest: [Sample]) {
         var sampleValues: [SQLiteValue] = []
         var latestValues: [SQLiteValue] = []
+        var latestSamples: [Sample] = []
         sampleValues.reserveCapacity(samples.count * 9)
         for sample in samples {
             let old = previous[sample.key]
@@ -250,12 +284,15 @@ public actor TelemetryStore {
                 sample.sourceUnit.map(SQLiteValue.text) ?? .null,
             ]
             sampleValues += row
-            if old.map({ sample.observedAt > $0.observedAt }) ?? true { latestValues += row }
+            if old.map({ sample.observedAt > $0.observedAt }) ?? true {
+                latestValues += row
+                latestSamples.append(sample)
+            }
         }
         // Many rows per statement: one statement per row cost more than the rows themselves.
         let written = try runInChunks(.samples, values: sampleValues)
         _ = try runInChunks(.latest, values: latestValues)
-        return written
+        return (written, latestSamples)
     }
 
     /// The multi-row writes of ``writeSamples(_:previous:receivedAt:skipStoredLatest:)``.
@@ -421,6 +458,14 @@ public actor TelemetryStore {
     /// The newest stored value of every series of `vin`.
     public func latestValues(vin: VIN) throws -> [SeriesKey: LatestValue] {
         try latestRows(vin: vin).values
+    }
+
+    /// ``latestRows(vin:)`` from the ``LatestCache`` when it holds `vin`; else read and cached.
+    private func cachedLatestRows(vin: VIN) throws -> (values: [SeriesKey: LatestValue], flagged: Bool) {
+        if let entry = latestCache[vin] { return (entry.values, entry.flagged) }
+        let rows = try latestRows(vin: vin)
+        latestCache.store(LatestCache.Entry(values: rows.values, flagged: rows.flagged), for: vin)
+        return rows
     }
 
     /// The newest stored value of every series of `vin`, and whether any carries a failure flag.

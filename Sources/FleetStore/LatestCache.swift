@@ -1,0 +1,89 @@
+import FleetModel
+
+/// The `latest` rows of the vehicles written most recently, kept in memory so that a poll is
+/// compared with its vehicle's stored values without reading them back from SQLite.
+///
+/// Reading a vehicle's `latest` rows (one row per series: ~25 to 60 of them) and building their map
+/// was the dearest part of the store's work per poll after the rows themselves. The cache holds
+/// exactly what the database holds once the transaction that wrote it commits:
+/// - an entry is filled from the database (inside the writing transaction) and then changed only
+///   as the poll's own statements change `latest`, by the same rule (a newer observation wins);
+/// - a savepoint rolled back drops its vehicle's entry; a transaction rolled back (or a commit
+///   that failed) drops every entry;
+/// - a commit by another connection (`PRAGMA data_version` moved: a `sqlite3` shell, another
+///   process) drops every entry, checked at the start of each write transaction;
+/// - writes of `latest` outside a poll (`reprocess`, `purge`) drop every entry.
+///
+/// At most ``capacity`` vehicles are held (about 10 KB each with 60 series); a vehicle beyond
+/// that replaces an arbitrary one, so a fleet larger than the cache reads from SQLite as before.
+struct LatestCache {
+    /// One vehicle's `latest` rows.
+    struct Entry {
+        /// The newest value of each series.
+        var values: [SeriesKey: LatestValue]
+        /// True when some row may carry a failure flag (`failure_reason` not NULL); `true` is
+        /// also allowed when none does (it only costs one `UPDATE` that changes nothing).
+        var flagged: Bool
+    }
+
+    /// The most vehicles held.
+    let capacity: Int
+    private var entries: [VIN: Entry] = [:]
+    /// The `PRAGMA data_version` seen at the start of the last write transaction.
+    private var dataVersion: Int64?
+
+    init(capacity: Int) {
+        self.capacity = max(0, capacity)
+    }
+
+    /// The entry of `vin`, when held.
+    subscript(vin: VIN) -> Entry? {
+        entries[vin]
+    }
+
+    /// Holds `entry` for `vin`, replacing an arbitrary vehicle when the cache is full.
+    mutating func store(_ entry: Entry, for vin: VIN) {
+        guard capacity > 0 else { return }
+        if entries[vin] == nil, entries.count >= capacity {
+            entries.remove(at: entries.startIndex)
+        }
+        entries[vin] = entry
+    }
+
+    /// Moves `vin`'s entry as the `latest` upsert moves the table: each of `rows` replaces the
+    /// series' value when it is newer (or the series had none). Does nothing when `vin` is not held.
+    mutating func apply(_ rows: [Sample], vin: VIN) {
+        guard var entry = entries.removeValue(forKey: vin) else { return }
+        for sample in rows {
+            let key = sample.key
+            if let current = entry.values[key], sample.observedAt <= current.observedAt { continue }
+            entry.values[key] = LatestValue(value: sample.value, unit: sample.unit, observedAt: sample.observedAt)
+        }
+        entries[vin] = entry
+    }
+
+    /// Sets whether `vin`'s rows may carry failure flags. Does nothing when `vin` is not held.
+    mutating func setFlagged(_ flagged: Bool, vin: VIN) {
+        entries[vin]?.flagged = flagged
+    }
+
+    /// Forgets `vin` (its savepoint was rolled back).
+    mutating func remove(_ vin: VIN) {
+        entries.removeValue(forKey: vin)
+    }
+
+    /// Forgets every vehicle.
+    mutating func removeAll() {
+        entries.removeAll()
+    }
+
+    /// Forgets every vehicle when `version` (`PRAGMA data_version`) differs from the one seen at
+    /// the last write transaction: another connection committed in between.
+    mutating func validate(dataVersion version: Int64) {
+        if dataVersion != version { entries.removeAll() }
+        dataVersion = version
+    }
+
+    /// How many vehicles are held.
+    var count: Int { entries.count }
+}
