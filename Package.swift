@@ -118,7 +118,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "e2e-benchmark",
-            dependencies: ["FleetEmulator", "FleetStore"],
+            dependencies: [
+                "FleetClient", "FleetEmulator", "FleetModel", "FleetStore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
             path: "Benchmarks/EndToEndBenchmark",
             swiftSettings: swiftSettings
         ),

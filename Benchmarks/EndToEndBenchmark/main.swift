@@ -10,6 +10,10 @@
 // emulator's clock at real time (a realistic few new values per poll) and at its default 1440×
 // (most values new at every poll), and a saturating one (3,000 vehicles every second, 16 requests
 // in flight). Polls are counted in the database.
+//
+// References in the same invocation: the HTTP layer alone (async-http-client, and the daemon's
+// `HighMobilityClient` over it) requesting vehicle data from the emulator in this process, with
+// no parsing and no store: the floor under the daemon's CPU per poll.
 
 import FleetEmulator
 import FleetStore
@@ -26,18 +30,6 @@ guard FileManager.default.isExecutableFile(atPath: binary) else {
     print("build fleet-telemetry first: swift build -c release --product fleet-telemetry")
     exit(69)
 }
-let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
-
-/// utime + stime of a process, in seconds.
-func cpuSeconds(pid: Int32) -> Double {
-    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-          let close = stat.lastIndex(of: ")") else { return 0 }
-    let fields = stat[stat.index(after: close)...].split(separator: " ")
-    // After "pid (comm)": state is field 0, utime field 11, stime field 12.
-    guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
-    return (user + system) / ticks
-}
-
 func residentMiB(pid: Int32) -> Double {
     guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
@@ -57,11 +49,8 @@ struct RunFigures {
     var eventsPerPoll: Double
 }
 
-func run(vehicles: Int, interval: String, concurrency: Int, timeScale: Int) throws -> RunFigures {
-    let directory = NSTemporaryDirectory() + "e2e-benchmark-" + UUID().uuidString
-    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: directory) }
-
+/// Starts `fleet-telemetry emulator` on an ephemeral port; returns the process and its base URL.
+func startEmulator(vehicles: Int, timeScale: Int) throws -> (Process, String) {
     let emulator = Process()
     emulator.executableURL = URL(fileURLWithPath: binary)
     emulator.arguments = ["emulator", "--port", "0", "--vehicles", "\(vehicles)", "--time-scale", "\(timeScale)", "--log-level", "error"]
@@ -69,7 +58,6 @@ func run(vehicles: Int, interval: String, concurrency: Int, timeScale: Int) thro
     emulator.standardError = announce
     emulator.standardOutput = FileHandle.nullDevice
     try emulator.run()
-    defer { if emulator.isRunning { emulator.terminate(); emulator.waitUntilExit() } }
     var announced = ""
     while !announced.contains("http://127.0.0.1:") || !announced.contains("\n") {
         let chunk = announce.fileHandleForReading.availableData
@@ -80,7 +68,16 @@ func run(vehicles: Int, interval: String, concurrency: Int, timeScale: Int) thro
         print("the emulator did not start: \(announced)")
         exit(70)
     }
-    let base = String(line[line.range(of: "http://")!.lowerBound...]).split(separator: " ").first.map(String.init) ?? ""
+    return (emulator, String(line[line.range(of: "http://")!.lowerBound...]).split(separator: " ").first.map(String.init) ?? "")
+}
+
+func run(vehicles: Int, interval: String, concurrency: Int, timeScale: Int) throws -> RunFigures {
+    let directory = NSTemporaryDirectory() + "e2e-benchmark-" + UUID().uuidString
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+
+    let (emulator, base) = try startEmulator(vehicles: vehicles, timeScale: timeScale)
+    defer { if emulator.isRunning { emulator.terminate(); emulator.waitUntilExit() } }
 
     let database = directory + "/telemetry.sqlite"
     let config = directory + "/config.yaml"
@@ -161,3 +158,29 @@ print("end-to-end benchmark: fleet-telemetry run against fleet-telemetry emulato
 try scenario(label: "steady, real-time clock (1×)", vehicles: 1_000, interval: "5s", concurrency: 8, timeScale: 1)
 try scenario(label: "steady: 1,000 vehicles every 5 s", vehicles: 1_000, interval: "5s", concurrency: 8)
 try scenario(label: "saturated: 3,000 vehicles every 1 s", vehicles: 3_000, interval: "1s", concurrency: 16)
+
+/// The HTTP layer alone against a fresh emulator (real-time clock), from this process: the floor
+/// under the daemon's CPU per poll, measured `repeats` times.
+func reference(label: String, layer: ClientLayer, concurrency: Int, rate: Double?) async throws {
+    var runs: [ClientFigures] = []
+    for _ in 0..<repeats {
+        let (emulator, base) = try startEmulator(vehicles: 1_000, timeScale: 1)
+        defer { emulator.terminate(); emulator.waitUntilExit() }
+        let pid = emulator.processIdentifier
+        runs.append(try await clientAlone(layer: layer, base: base, vehicles: 1_000, concurrency: concurrency, rate: rate,
+                                          warmUp: 2, seconds: Double(seconds), emulatorPID: pid))
+    }
+    runs.sort { $0.clientMicroseconds < $1.clientMicroseconds }
+    let median = runs[runs.count / 2]
+    let ratios = runs.map { $0.clientMicroseconds / max($0.emulatorMicroseconds, 1) }.sorted()
+    print(label.padding(toLength: 40, withPad: " ", startingAt: 0)
+          + String(format: "%6.0f req/s   client %5.0f µs CPU/request (runs %.0f–%.0f)  emulator %4.0f µs/request  client/emulator %.2f (%.2f–%.2f)  %d failed",
+                   median.requestsPerSecond, median.clientMicroseconds, runs.first!.clientMicroseconds, runs.last!.clientMicroseconds,
+                   median.emulatorMicroseconds, ratios[ratios.count / 2], ratios.first!, ratios.last!, runs.reduce(0) { $0 + $1.failed }))
+}
+
+print("")
+print("references: the HTTP layer alone, in this process, against the emulator (real-time clock): no parsing, no store")
+try await reference(label: "async-http-client, 200/s, 8 in flight", layer: .asyncHTTPClient, concurrency: 8, rate: 200)
+try await reference(label: "HighMobilityClient, 200/s, 8 in flight", layer: .fleetClient, concurrency: 8, rate: 200)
+try await reference(label: "async-http-client, 16 in flight", layer: .asyncHTTPClient, concurrency: 16, rate: nil)
