@@ -6,10 +6,11 @@ import FleetModel
 /// Reading a vehicle's `latest` rows (one row per series: ~25 to 60 of them) and building their map
 /// was the dearest part of the store's work per poll after the rows themselves. The cache holds
 /// exactly what the database holds once the transaction that wrote it commits:
-/// - an entry is filled from the database (inside the writing transaction) and then changed only
-///   as the poll's own statements change `latest`, by the same rule (a newer observation wins);
-/// - a savepoint rolled back drops its vehicle's entry; a transaction rolled back (or a commit
-///   that failed) drops every entry;
+/// - a poll takes its vehicle's entry out (or reads the rows from the database, inside the
+///   writing transaction), changes it as its own statements change `latest`, by the same rule (a
+///   newer observation wins), and stores it back once its writes succeeded;
+/// - a poll whose writes fail stores nothing back; a savepoint rolled back drops its vehicle's
+///   entry; a transaction rolled back (or a commit that failed) drops every entry;
 /// - a commit by another connection (`PRAGMA data_version` moved: a `sqlite3` shell, another
 ///   process) drops every entry, checked at the start of each write transaction;
 /// - writes of `latest` outside a poll (`reprocess`, `purge`) drop every entry.
@@ -50,21 +51,20 @@ struct LatestCache {
         entries[vin] = entry
     }
 
-    /// Moves `vin`'s entry as the `latest` upsert moves the table: each of `rows` replaces the
-    /// series' value when it is newer (or the series had none). Does nothing when `vin` is not held.
-    mutating func apply(_ rows: [Sample], vin: VIN) {
-        guard var entry = entries.removeValue(forKey: vin) else { return }
+    /// Moves `values` as the `latest` upsert moves the table: each of `rows` replaces the
+    /// series' value when it is newer (or the series had none).
+    static func apply(_ rows: [Sample], to values: inout [SeriesKey: LatestValue]) {
         for sample in rows {
             let key = sample.key
-            if let current = entry.values[key], sample.observedAt <= current.observedAt { continue }
-            entry.values[key] = LatestValue(value: sample.value, unit: sample.unit, observedAt: sample.observedAt)
+            if let current = values[key], sample.observedAt <= current.observedAt { continue }
+            values[key] = LatestValue(value: sample.value, unit: sample.unit, observedAt: sample.observedAt)
         }
-        entries[vin] = entry
     }
 
-    /// Sets whether `vin`'s rows may carry failure flags. Does nothing when `vin` is not held.
-    mutating func setFlagged(_ flagged: Bool, vin: VIN) {
-        entries[vin]?.flagged = flagged
+    /// Removes and returns `vin`'s entry: the poll being written updates it and stores it again
+    /// once written.
+    mutating func take(_ vin: VIN) -> Entry? {
+        entries.removeValue(forKey: vin)
     }
 
     /// Forgets `vin` (its savepoint was rolled back).

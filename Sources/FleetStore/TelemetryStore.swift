@@ -208,14 +208,19 @@ public actor TelemetryStore {
         }
         var written = 0
         var stored: [Event] = []
-        let (previous, flagged) = samples.isEmpty && failures.isEmpty ? ([:], false) : try cachedLatestRows(vin: poll.vin)
+        // The vehicle's `latest` rows, taken out of the cache while the poll is written (so that
+        // they are updated in place) and put back once it is: a poll that fails leaves none.
+        let readsLatest = !(samples.isEmpty && failures.isEmpty)
+        let (previous, flagged) = readsLatest ? try takeLatestRows(vin: poll.vin) : ([:], false)
+        var flaggedNow = flagged
+        var moved: [Sample] = []
         if flagged {
             // Failure flags in `latest` tell what the newest response said: they are set again
             // below for the properties that failed this time.
             try connection.cachedStatement("""
                 UPDATE latest SET failure_reason = NULL, failed_at = NULL WHERE vin = ?1 AND failure_reason IS NOT NULL
                 """).run([vin])
-            latestCache.setFlagged(false, vin: poll.vin)
+            flaggedNow = false
         }
         if !samples.isEmpty {
             var state = try ruleState(vin: poll.vin)
@@ -224,7 +229,7 @@ public actor TelemetryStore {
             if state != before { try saveRuleState(state, replacing: before, vin: poll.vin, at: poll.receivedAt) }
             let outcome = try writeSamples(samples, previous: previous, receivedAt: poll.receivedAt)
             written = outcome.written
-            latestCache.apply(outcome.latest, vin: poll.vin)
+            moved = outcome.latest
             stored = try insert(events, connection: connection)
             if stored.contains(where: { [.chargingStarted, .chargingCompleted, .chargingInterrupted, .chargingError].contains($0.type) }) {
                 let level = samples.first { $0.property == "charging.battery_level" }?.value.number
@@ -234,10 +239,15 @@ public actor TelemetryStore {
         }
         if !failures.isEmpty {
             try write(failures, vin: poll.vin, receivedAt: poll.receivedAt)
-            latestCache.setFlagged(true, vin: poll.vin)
+            flaggedNow = true
         }
         if let privacy = poll.privacyMode {
             stored += try applyPrivacyMode(privacy, vin: poll.vin, at: poll.receivedAt, connection: connection)
+        }
+        if readsLatest {
+            var values = consume previous
+            LatestCache.apply(moved, to: &values)
+            latestCache.store(LatestCache.Entry(values: values, flagged: flaggedNow), for: poll.vin)
         }
 
         if !poll.imported {
@@ -460,12 +470,10 @@ public actor TelemetryStore {
         try latestRows(vin: vin).values
     }
 
-    /// ``latestRows(vin:)`` from the ``LatestCache`` when it holds `vin`; else read and cached.
-    private func cachedLatestRows(vin: VIN) throws -> (values: [SeriesKey: LatestValue], flagged: Bool) {
-        if let entry = latestCache[vin] { return (entry.values, entry.flagged) }
-        let rows = try latestRows(vin: vin)
-        latestCache.store(LatestCache.Entry(values: rows.values, flagged: rows.flagged), for: vin)
-        return rows
+    /// ``latestRows(vin:)``, taken out of the ``LatestCache`` when it holds `vin`, else read.
+    private func takeLatestRows(vin: VIN) throws -> (values: [SeriesKey: LatestValue], flagged: Bool) {
+        if let entry = latestCache.take(vin) { return (entry.values, entry.flagged) }
+        return try latestRows(vin: vin)
     }
 
     /// The newest stored value of every series of `vin`, and whether any carries a failure flag.
