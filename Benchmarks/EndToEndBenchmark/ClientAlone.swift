@@ -4,6 +4,7 @@ import FleetEmulator
 import FleetModel
 import Foundation
 import NIOCore
+import NIOPosix
 
 #if canImport(Glibc)
 import Glibc
@@ -39,6 +40,19 @@ enum ClientLayer {
     /// The daemon's `HighMobilityClient.vehicleData(vin:)`: tokens, timeouts, error mapping,
     /// over the same async-http-client.
     case fleetClient
+    /// async-http-client on one event-loop thread, the requesting tasks running on that thread
+    /// (task executor preference): no hop between the event loop and Swift's thread pool.
+    case asyncHTTPClientOnEventLoop
+}
+
+/// Runs the jobs of Swift tasks on one NIO event loop.
+final class EventLoopExecutor: TaskExecutor {
+    let eventLoop: any EventLoop
+    init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        eventLoop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
 }
 
 /// CPU time of this process (user + system), in seconds.
@@ -58,7 +72,11 @@ func clientAlone(layer: ClientLayer, base: String, vehicles: Int, concurrency: I
     let configuration = ClientConfiguration(baseURL: base, clientID: EmulatorConfiguration.defaultClientID,
                                             clientSecret: Secret(EmulatorConfiguration.defaultClientSecret))
     let fleetClient = HighMobilityClient(configuration: configuration)
-    let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: HTTPClient.Configuration())
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let executor = EventLoopExecutor(eventLoop: group.next())
+    let http = layer == .asyncHTTPClientOnEventLoop
+        ? HTTPClient(eventLoopGroupProvider: .shared(group), configuration: HTTPClient.Configuration())
+        : HTTPClient(eventLoopGroupProvider: .singleton, configuration: HTTPClient.Configuration())
     // A token for the raw requests, fetched once.
     var tokenRequest = HTTPClientRequest(url: base + "/v1/access_tokens")
     tokenRequest.method = .POST
@@ -104,6 +122,14 @@ func clientAlone(layer: ClientLayer, base: String, vehicles: Int, concurrency: I
                            let body = try? await response.body.collect(upTo: 4 << 20) {
                             ok = response.status == .ok && body.readableBytes > 0
                         }
+                    case .asyncHTTPClientOnEventLoop:
+                        ok = await withTaskExecutorPreference(executor) {
+                            var request = HTTPClientRequest(url: base + "/v1/vehicle-data/autoapi-13/" + vin.rawValue)
+                            request.headers.add(name: "Authorization", value: "Bearer " + token)
+                            guard let response = try? await http.execute(request, timeout: .seconds(30)),
+                                  let body = try? await response.body.collect(upTo: 4 << 20) else { return false }
+                            return response.status == .ok && body.readableBytes > 0
+                        }
                     case .fleetClient:
                         if let response = try? await fleetClient.vehicleData(vin: vin) { ok = response.status == 200 }
                     }
@@ -126,6 +152,7 @@ func clientAlone(layer: ClientLayer, base: String, vehicles: Int, concurrency: I
     }
     try await fleetClient.shutdown()
     try await http.shutdown()
+    try await group.shutdownGracefully()
     let requests = Double(max(counts.0, 1))
     return ClientFigures(requestsPerSecond: Double(counts.0) / seconds, clientMicroseconds: counts.2.0 / requests * 1e6,
                          emulatorMicroseconds: counts.2.1 / requests * 1e6, failed: counts.1)

@@ -151,13 +151,16 @@ func scenario(label: String, vehicles: Int, interval: String, concurrency: Int, 
                    runs.reduce(0) { $0 + $1.failed }, median.samplesPerPoll, median.eventsPerPoll))
 }
 
+let referencesOnly = CommandLine.arguments.contains("--references")
 print("end-to-end benchmark: fleet-telemetry run against fleet-telemetry emulator, \(seconds) s per run, median of \(repeats) runs, \(ProcessInfo.processInfo.activeProcessorCount) cores")
 // The emulator's clock runs a vehicle's day per minute by default (1440×): every 5 s poll then
 // finds hours of driving and charging, most values new. At 1× a poll finds what a real car
 // reports in 5 s: the realistic load.
-try scenario(label: "steady, real-time clock (1×)", vehicles: 1_000, interval: "5s", concurrency: 8, timeScale: 1)
-try scenario(label: "steady: 1,000 vehicles every 5 s", vehicles: 1_000, interval: "5s", concurrency: 8)
-try scenario(label: "saturated: 3,000 vehicles every 1 s", vehicles: 3_000, interval: "1s", concurrency: 16)
+if !referencesOnly {
+    try scenario(label: "steady, real-time clock (1×)", vehicles: 1_000, interval: "5s", concurrency: 8, timeScale: 1)
+    try scenario(label: "steady: 1,000 vehicles every 5 s", vehicles: 1_000, interval: "5s", concurrency: 8)
+    try scenario(label: "saturated: 3,000 vehicles every 1 s", vehicles: 3_000, interval: "1s", concurrency: 16)
+}
 
 /// The HTTP layer alone against a fresh emulator (real-time clock), from this process: the floor
 /// under the daemon's CPU per poll, measured `repeats` times.
@@ -182,5 +185,6 @@ func reference(label: String, layer: ClientLayer, concurrency: Int, rate: Double
 print("")
 print("references: the HTTP layer alone, in this process, against the emulator (real-time clock): no parsing, no store")
 try await reference(label: "async-http-client, 200/s, 8 in flight", layer: .asyncHTTPClient, concurrency: 8, rate: 200)
+try await reference(label: "async-http-client on its event loop, 200/s", layer: .asyncHTTPClientOnEventLoop, concurrency: 8, rate: 200)
 try await reference(label: "HighMobilityClient, 200/s, 8 in flight", layer: .fleetClient, concurrency: 8, rate: 200)
 try await reference(label: "async-http-client, 16 in flight", layer: .asyncHTTPClient, concurrency: 16, rate: nil)

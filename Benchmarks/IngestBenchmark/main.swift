@@ -18,7 +18,8 @@
 //   4. the dedup path: each vehicle's newest response again (an unchanged re-poll: no new rows);
 //   5. one full response (the `vehicle_data_autoapi13_full.json` fixture, 4 KB, timestamps moving
 //      on at each poll so that every value is new) from bytes to committed rows, per poll, and its
-//      ceiling (the same rows through the C API).
+//      ceiling (the same rows through the C API); under it, its parsing alone and its `samples`
+//      rows alone through the C API: the floor of the full-response target.
 
 import FleetEmulator
 import FleetEvents
@@ -239,6 +240,12 @@ func runBenchmark() async throws {
     }
     let fullRows = try writtenRows(path: fullPath, payloads: fullReceived.map { (fullVIN.rawValue, $0.millisecondsSince1970) }, withPolls: true)
     let fullCeiling = try await ceiling("  its ceiling, the same rows, per poll", rows: fullRows, perTransaction: 1)
+    // The floor under the full-response target: its parsing alone, and its `samples` rows alone
+    // through the C API (no `latest`, no events, no poll or raw row), a transaction per response.
+    let fullParse = try await measure("  its parse + normalize alone", payloads: fullCount, samples: fullCount * fullSamples) {
+        for (index, body) in fullBodies.enumerated() { _ = try normalizer.normalize(body: body, vin: fullVIN, receivedAt: fullReceived[index]) }
+    }
+    let fullSamplesOnly = try await ceiling("  its samples rows alone, per poll", rows: fullRows, perTransaction: 1, samplesOnly: true)
 
     print("")
     func ratio(_ ours: Figure, _ ceiling: Figure) -> Double { ceiling.cpuMicrosecondsPerPayload / ours.cpuMicrosecondsPerPayload * 100 }
@@ -248,6 +255,8 @@ func runBenchmark() async throws {
                  ratio(oursBatched, ceilingBatched), oursBatched.cpuMicrosecondsPerPayload, ceilingBatched.cpuMicrosecondsPerPayload, samplesBatched.cpuMicrosecondsPerPayload))
     print(String(format: "full response: %.0f µs CPU from bytes to committed rows (target < 200 µs); its ceiling %.0f µs (%.0f %%)",
                  full.cpuMicrosecondsPerPayload, fullCeiling.cpuMicrosecondsPerPayload, ratio(full, fullCeiling)))
+    print(String(format: "  its floor: parse + normalize %.0f µs + samples rows alone through the C API %.0f µs = %.0f µs, before `latest`, events, the poll and the raw response",
+                 fullParse.cpuMicrosecondsPerPayload, fullSamplesOnly.cpuMicrosecondsPerPayload, fullParse.cpuMicrosecondsPerPayload + fullSamplesOnly.cpuMicrosecondsPerPayload))
     print(String(format: "dedup re-poll: %.0f µs CPU", dedup.cpuMicrosecondsPerPayload))
     let ceilingSamples = perPollRows.reduce(0) { $0 + $1.samples.count }
     print("\(stored) new sample rows stored by the per-poll run; \(ceilingSamples) read back for the ceiling")
