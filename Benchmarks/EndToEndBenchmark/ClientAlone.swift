@@ -45,16 +45,6 @@ enum ClientLayer {
     case asyncHTTPClientOnEventLoop
 }
 
-/// Runs the jobs of Swift tasks on one NIO event loop.
-final class EventLoopExecutor: TaskExecutor {
-    let eventLoop: any EventLoop
-    init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        eventLoop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
-    }
-}
-
 /// CPU time of this process (user + system), in seconds.
 private func ownCPUSeconds() -> Double {
     var usage = rusage()

@@ -25,7 +25,9 @@ import Glibc
 
 let seconds = CommandLine.arguments.dropFirst().first.flatMap(Int.init) ?? 8
 let repeats = 3
-let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fleet-telemetry").path
+// The fleet-telemetry next to this binary, or the one E2E_FLEET_TELEMETRY names (to compare two builds).
+let binary = ProcessInfo.processInfo.environment["E2E_FLEET_TELEMETRY"]
+    ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fleet-telemetry").path
 guard FileManager.default.isExecutableFile(atPath: binary) else {
     print("build fleet-telemetry first: swift build -c release --product fleet-telemetry")
     exit(69)
@@ -182,6 +184,7 @@ func reference(label: String, layer: ClientLayer, concurrency: Int, rate: Double
                    median.emulatorMicroseconds, ratios[ratios.count / 2], ratios.first!, ratios.last!, runs.reduce(0) { $0 + $1.failed }))
 }
 
+if CommandLine.arguments.contains("--no-references") { exit(0) }
 print("")
 print("references: the HTTP layer alone, in this process, against the emulator (real-time clock): no parsing, no store")
 try await reference(label: "async-http-client, 200/s, 8 in flight", layer: .asyncHTTPClient, concurrency: 8, rate: 200)
