@@ -158,10 +158,18 @@ print("end-to-end benchmark: fleet-telemetry run against fleet-telemetry emulato
 // The emulator's clock runs a vehicle's day per minute by default (1440×): every 5 s poll then
 // finds hours of driving and charging, most values new. At 1× a poll finds what a real car
 // reports in 5 s: the realistic load.
+// `--only realtime|steady|saturated`: that scenario alone.
+let only = CommandLine.arguments.firstIndex(of: "--only").flatMap { CommandLine.arguments.indices.contains($0 + 1) ? CommandLine.arguments[$0 + 1] : nil }
 if !referencesOnly {
-    try scenario(label: "steady, real-time clock (1×)", vehicles: 1_000, interval: "5s", concurrency: 8, timeScale: 1)
-    try scenario(label: "steady: 1,000 vehicles every 5 s", vehicles: 1_000, interval: "5s", concurrency: 8)
-    try scenario(label: "saturated: 3,000 vehicles every 1 s", vehicles: 3_000, interval: "1s", concurrency: 16)
+    if only == nil || only == "realtime" {
+        try scenario(label: "steady, real-time clock (1×)", vehicles: 1_000, interval: "5s", concurrency: 8, timeScale: 1)
+    }
+    if only == nil || only == "steady" {
+        try scenario(label: "steady: 1,000 vehicles every 5 s", vehicles: 1_000, interval: "5s", concurrency: 8)
+    }
+    if only == nil || only == "saturated" {
+        try scenario(label: "saturated: 3,000 vehicles every 1 s", vehicles: 3_000, interval: "1s", concurrency: 16)
+    }
 }
 
 /// The HTTP layer alone against a fresh emulator (real-time clock), from this process: the floor
@@ -184,7 +192,7 @@ func reference(label: String, layer: ClientLayer, concurrency: Int, rate: Double
                    median.emulatorMicroseconds, ratios[ratios.count / 2], ratios.first!, ratios.last!, runs.reduce(0) { $0 + $1.failed }))
 }
 
-if CommandLine.arguments.contains("--no-references") { exit(0) }
+if CommandLine.arguments.contains("--no-references") || only != nil { exit(0) }
 print("")
 print("references: the HTTP layer alone, in this process, against the emulator (real-time clock): no parsing, no store")
 try await reference(label: "async-http-client, 200/s, 8 in flight", layer: .asyncHTTPClient, concurrency: 8, rate: 200)
