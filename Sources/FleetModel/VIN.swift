@@ -11,6 +11,11 @@ public struct VIN: Hashable, Sendable, Comparable, CustomStringConvertible, Coda
     ///
     /// - Throws: ``VINError`` naming the offending character or the wrong length.
     public init(validating string: String) throws(VINError) {
+        // What every API response and config carries: 17 valid upper-case characters, taken as they are.
+        if string.utf8.count == 17, string.utf8.allSatisfy(VIN.isAllowed(byte:)) {
+            self.rawValue = string
+            return
+        }
         // Upper-case ASCII only: `ſ`.uppercased() is `S`, which must not make a VIN valid.
         let upper = String(String.UnicodeScalarView(string.unicodeScalars.map { ("a"..."z").contains($0) ? Unicode.Scalar($0.value - 32)! : $0 }))
         let scalars = Array(upper.unicodeScalars)
@@ -30,6 +35,16 @@ public struct VIN: Hashable, Sendable, Comparable, CustomStringConvertible, Coda
     public init?(_ string: String) {
         guard let vin = try? VIN(validating: string) else { return nil }
         self = vin
+    }
+
+    /// ``isAllowed(_:)`` for one UTF-8 byte: `0`–`9` and `A`–`Z` without `I`, `O`, `Q`.
+    static func isAllowed(byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return true
+        case UInt8(ascii: "I"), UInt8(ascii: "O"), UInt8(ascii: "Q"): return false
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"): return true
+        default: return false
+        }
     }
 
     static func isAllowed(_ scalar: Unicode.Scalar) -> Bool {

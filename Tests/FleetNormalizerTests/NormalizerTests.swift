@@ -154,9 +154,12 @@ import Testing
 @Suite struct VINTests {
     @Test func acceptsAndUppercases() throws {
         #expect(try VIN(validating: "1hmft000000000001").rawValue == "1HMFT000000000001")
+        // The bounds of the alphabet, as sent (no upper-casing needed).
+        #expect(try VIN(validating: "ABHJNPRZ099876543").rawValue == "ABHJNPRZ099876543")
     }
 
-    @Test(arguments: ["", "1HMFT00000000001", "1HMFT0000000000012", "1HMFT00000000000I", "1HMFT0000000000/1", "1HMFT00000000000\n", "1HMEMU0000000000ſ", "1HMEMU000000000ﬀ", "1HMEMU0000000000ß"])
+    @Test(arguments: ["", "1HMFT00000000001", "1HMFT0000000000012", "1HMFT00000000000I", "1HMFT0000000000/1", "1HMFT00000000000\n", "1HMEMU0000000000ſ", "1HMEMU000000000ﬀ", "1HMEMU0000000000ß",
+                       "1HMFT0000000000@1", "1HMFT0000000000[1", "1HMFT0000000000:1", "1HMFT0000000000/1", "1HMFT00000000000O", "1HMFT00000000000Q"])
     func rejects(text: String) {
         #expect(throws: VINError.self) { try VIN(validating: text) }
     }
