@@ -54,7 +54,14 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
     /// as UTC (the fleet clearance changelog omits it). Fractions beyond milliseconds are truncated.
     /// Returns `nil` for anything else, including out-of-range fields such as month 13.
     public init?(iso8601 string: String) {
-        var utf8 = Array(string.utf8)
+        // Read in place from the string's UTF-8 storage: no copy per timestamp.
+        var text = string
+        guard let milliseconds = text.withUTF8({ Self.parseISO8601($0) }) else { return nil }
+        self.millisecondsSince1970 = milliseconds
+    }
+
+    /// Milliseconds since the epoch of an ISO 8601 date-time (see ``init(iso8601:)``), or `nil`.
+    private static func parseISO8601(_ utf8: UnsafeBufferPointer<UInt8>) -> Int64? {
         guard utf8.count >= 19 else { return nil }
         func digits(_ start: Int, _ count: Int) -> Int64? {
             guard start + count <= utf8.count else { return nil }
@@ -67,7 +74,7 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
             return value
         }
         guard let year = digits(0, 4), utf8[4] == 45, let month = digits(5, 2), utf8[7] == 45,
-              let day = digits(8, 2), [84, 116, 32].contains(utf8[10]),
+              let day = digits(8, 2), utf8[10] == 84 || utf8[10] == 116 || utf8[10] == 32,  // T t space
               let hour = digits(11, 2), utf8[13] == 58, let minute = digits(14, 2), utf8[16] == 58,
               let second = digits(17, 2)
         else { return nil }
@@ -104,10 +111,9 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
             }
         }
         guard index == utf8.count else { return nil }
-        utf8.removeAll()
         let days = daysFromCivil(year, month, day)
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + min(second, 59) - offsetMinutes * 60
-        self.millisecondsSince1970 = seconds * 1000 + millis
+        return seconds * 1000 + millis
     }
 }
 
