@@ -4,16 +4,22 @@
 // emulator's although they share the machine's cores.
 //
 //   swift build -c release --product fleet-telemetry && swift build -c release --product e2e-benchmark
-//   .build/release/e2e-benchmark [seconds per run, default 8]      # each scenario 3 times; ~115 s
+//   .build/release/e2e-benchmark [SECONDS] [--only realtime|steady|saturated | --references | --no-references]
+//
+// SECONDS per run (default 8); each scenario and reference runs 3 times (~4 min in all).
+// `--only` runs one scenario, `--references` only the references, `--no-references` the three
+// scenarios only. E2E_FLEET_TELEMETRY=PATH runs that fleet-telemetry binary instead of the one
+// next to this benchmark (to compare two builds in one sitting).
 //
 // Three scenarios: a steady load (1,000 vehicles every 5 s: 200 polls/s offered) with the
 // emulator's clock at real time (a realistic few new values per poll) and at its default 1440×
 // (most values new at every poll), and a saturating one (3,000 vehicles every second, 16 requests
 // in flight). Polls are counted in the database.
 //
-// References in the same invocation: the HTTP layer alone (async-http-client, and the daemon's
-// `HighMobilityClient` over it) requesting vehicle data from the emulator in this process, with
-// no parsing and no store: the floor under the daemon's CPU per poll.
+// References in the same invocation: the HTTP layer alone (async-http-client; the same on one
+// event loop with the requesting tasks on it; the daemon's `HighMobilityClient` over it)
+// requesting vehicle data from the emulator in this process, with no parsing and no store: the
+// floor under the daemon's CPU per poll.
 
 import FleetEmulator
 import FleetStore
@@ -23,7 +29,39 @@ import Foundation
 import Glibc
 #endif
 
-let seconds = CommandLine.arguments.dropFirst().first.flatMap(Int.init) ?? 8
+/// Exits with the usage on standard error (exit 64, EX_USAGE).
+func usage(_ problem: String) -> Never {
+    FileHandle.standardError.write(Data(("e2e-benchmark: \(problem)\n"
+        + "usage: e2e-benchmark [SECONDS] [--only realtime|steady|saturated | --references | --no-references]\n").utf8))
+    exit(64)
+}
+/// The command line: seconds per run, the one scenario to run, references only, no references.
+func parseArguments() -> (seconds: Int, only: String?, referencesOnly: Bool, skipReferences: Bool) {
+    var seconds = 8
+    var only: String?
+    var referencesOnly = false
+    var skipReferences = false
+    var arguments = CommandLine.arguments.dropFirst()[...]
+    while let argument = arguments.popFirst() {
+        switch argument {
+        case "--only":
+            guard let name = arguments.popFirst(), ["realtime", "steady", "saturated"].contains(name) else {
+                usage("--only takes realtime, steady or saturated")
+            }
+            only = name
+        case "--references": referencesOnly = true
+        case "--no-references": skipReferences = true
+        default:
+            guard let value = Int(argument), value > 0 else { usage("unknown argument \(argument)") }
+            seconds = value
+        }
+    }
+    if referencesOnly && (only != nil || skipReferences) {
+        usage("--references runs the references alone; it does not combine with --only or --no-references")
+    }
+    return (seconds, only, referencesOnly, skipReferences)
+}
+let (seconds, only, referencesOnly, skipReferences) = parseArguments()
 let repeats = 3
 // The fleet-telemetry next to this binary, or the one E2E_FLEET_TELEMETRY names (to compare two builds).
 let binary = ProcessInfo.processInfo.environment["E2E_FLEET_TELEMETRY"]
@@ -153,13 +191,10 @@ func scenario(label: String, vehicles: Int, interval: String, concurrency: Int, 
                    runs.reduce(0) { $0 + $1.failed }, median.samplesPerPoll, median.eventsPerPoll))
 }
 
-let referencesOnly = CommandLine.arguments.contains("--references")
 print("end-to-end benchmark: fleet-telemetry run against fleet-telemetry emulator, \(seconds) s per run, median of \(repeats) runs, \(ProcessInfo.processInfo.activeProcessorCount) cores")
 // The emulator's clock runs a vehicle's day per minute by default (1440×): every 5 s poll then
 // finds hours of driving and charging, most values new. At 1× a poll finds what a real car
 // reports in 5 s: the realistic load.
-// `--only realtime|steady|saturated`: that scenario alone.
-let only = CommandLine.arguments.firstIndex(of: "--only").flatMap { CommandLine.arguments.indices.contains($0 + 1) ? CommandLine.arguments[$0 + 1] : nil }
 if !referencesOnly {
     if only == nil || only == "realtime" {
         try scenario(label: "steady, real-time clock (1×)", vehicles: 1_000, interval: "5s", concurrency: 8, timeScale: 1)
@@ -192,7 +227,7 @@ func reference(label: String, layer: ClientLayer, concurrency: Int, rate: Double
                    median.emulatorMicroseconds, ratios[ratios.count / 2], ratios.first!, ratios.last!, runs.reduce(0) { $0 + $1.failed }))
 }
 
-if CommandLine.arguments.contains("--no-references") || only != nil { exit(0) }
+if skipReferences || only != nil { exit(0) }
 print("")
 print("references: the HTTP layer alone, in this process, against the emulator (real-time clock): no parsing, no store")
 try await reference(label: "async-http-client, 200/s, 8 in flight", layer: .asyncHTTPClient, concurrency: 8, rate: 200)
