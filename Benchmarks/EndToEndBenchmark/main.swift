@@ -62,6 +62,7 @@ func parseArguments() -> (seconds: Int, only: String?, referencesOnly: Bool, ski
     return (seconds, only, referencesOnly, skipReferences)
 }
 let (seconds, only, referencesOnly, skipReferences) = parseArguments()
+ChildProcesses.shared.stopOnSignals()
 let repeats = 3
 // The fleet-telemetry next to this binary, or the one E2E_FLEET_TELEMETRY names (to compare two builds).
 let binary = ProcessInfo.processInfo.environment["E2E_FLEET_TELEMETRY"]
@@ -98,6 +99,7 @@ func startEmulator(vehicles: Int, timeScale: Int) throws -> (Process, String) {
     emulator.standardError = announce
     emulator.standardOutput = FileHandle.nullDevice
     try emulator.run()
+    ChildProcesses.shared.add(emulator)
     var announced = ""
     while !announced.contains("http://127.0.0.1:") || !announced.contains("\n") {
         let chunk = announce.fileHandleForReading.availableData
@@ -117,7 +119,7 @@ func run(vehicles: Int, interval: String, concurrency: Int, timeScale: Int) thro
     defer { try? FileManager.default.removeItem(atPath: directory) }
 
     let (emulator, base) = try startEmulator(vehicles: vehicles, timeScale: timeScale)
-    defer { if emulator.isRunning { emulator.terminate(); emulator.waitUntilExit() } }
+    defer { if emulator.isRunning { emulator.terminate(); emulator.waitUntilExit() }; ChildProcesses.shared.remove(emulator) }
 
     let database = directory + "/telemetry.sqlite"
     let config = directory + "/config.yaml"
@@ -147,6 +149,8 @@ func run(vehicles: Int, interval: String, concurrency: Int, timeScale: Int) thro
     daemon.standardOutput = FileHandle.nullDevice
     daemon.standardError = FileHandle.nullDevice
     try daemon.run()
+    ChildProcesses.shared.add(daemon)
+    defer { if daemon.isRunning { daemon.terminate(); daemon.waitUntilExit() }; ChildProcesses.shared.remove(daemon) }
     // Warm-up (the first due times are spread over one interval), then the measured window.
     Thread.sleep(forTimeInterval: 4)
     let polls0 = try Connection(path: database).scalarInt("SELECT count(*) FROM polls") ?? 0
@@ -213,7 +217,7 @@ func reference(label: String, layer: ClientLayer, concurrency: Int, rate: Double
     var runs: [ClientFigures] = []
     for _ in 0..<repeats {
         let (emulator, base) = try startEmulator(vehicles: 1_000, timeScale: 1)
-        defer { emulator.terminate(); emulator.waitUntilExit() }
+        defer { emulator.terminate(); emulator.waitUntilExit(); ChildProcesses.shared.remove(emulator) }
         let pid = emulator.processIdentifier
         runs.append(try await clientAlone(layer: layer, base: base, vehicles: 1_000, concurrency: concurrency, rate: rate,
                                           warmUp: 2, seconds: Double(seconds), emulatorPID: pid))
