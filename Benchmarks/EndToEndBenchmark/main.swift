@@ -178,20 +178,36 @@ func run(vehicles: Int, interval: String, concurrency: Int, timeScale: Int) thro
                       samplesPerPoll: samplesPerPoll, eventsPerPoll: eventsPerPoll)
 }
 
+/// Repeated runs summed up: the run with the median CPU, the range of the CPU, and the median and
+/// range of the CPU divided by the emulator's. The emulator does the same work per request in
+/// every run, so that ratio is the in-run reference for how fast the machine was at that moment.
+struct Spread<Run> {
+    var median: Run
+    var cpu: ClosedRange<Double>
+    var ratio: Double
+    var ratios: ClosedRange<Double>
+
+    init(_ runs: [Run], cpu: (Run) -> Double, emulator: (Run) -> Double) {
+        let sorted = runs.sorted { cpu($0) < cpu($1) }
+        median = sorted[sorted.count / 2]
+        self.cpu = cpu(sorted.first!)...cpu(sorted.last!)
+        let ratios = sorted.map { cpu($0) / max(emulator($0), 1) }.sorted()
+        ratio = ratios[ratios.count / 2]
+        self.ratios = ratios.first!...ratios.last!
+    }
+}
+
 /// Runs a scenario `repeats` times (the machine is noisy) and prints the median, and the range of
 /// the daemon's CPU per poll.
 func scenario(label: String, vehicles: Int, interval: String, concurrency: Int, timeScale: Int = 1440) throws {
     var runs: [RunFigures] = []
     for _ in 0..<repeats { runs.append(try run(vehicles: vehicles, interval: interval, concurrency: concurrency, timeScale: timeScale)) }
-    runs.sort { $0.daemonMicroseconds < $1.daemonMicroseconds }
-    let median = runs[runs.count / 2]
-    // The emulator does the same work per poll in every run: its CPU per poll is the in-run
-    // reference for how fast the machine was at that moment.
-    let ratios = runs.map { $0.daemonMicroseconds / max($0.emulatorMicroseconds, 1) }.sorted()
+    let spread = Spread(runs, cpu: \.daemonMicroseconds, emulator: \.emulatorMicroseconds)
+    let median = spread.median
     print(label.padding(toLength: 40, withPad: " ", startingAt: 0)
           + String(format: "%6.0f polls/s  daemon %5.0f µs CPU/poll (runs %.0f–%.0f; %3.0f %% of a core, %3.0f MiB)  emulator %4.0f µs/poll  daemon/emulator %.2f (%.2f–%.2f)  %lld not 200;  per poll %.1f new samples, %.1f events",
-                   median.pollsPerSecond, median.daemonMicroseconds, runs.first!.daemonMicroseconds, runs.last!.daemonMicroseconds,
-                   median.daemonShare, median.residentMiB, median.emulatorMicroseconds, ratios[ratios.count / 2], ratios.first!, ratios.last!,
+                   median.pollsPerSecond, median.daemonMicroseconds, spread.cpu.lowerBound, spread.cpu.upperBound,
+                   median.daemonShare, median.residentMiB, median.emulatorMicroseconds, spread.ratio, spread.ratios.lowerBound, spread.ratios.upperBound,
                    runs.reduce(0) { $0 + $1.failed }, median.samplesPerPoll, median.eventsPerPoll))
 }
 
@@ -222,13 +238,11 @@ func reference(label: String, layer: ClientLayer, concurrency: Int, rate: Double
         runs.append(try await clientAlone(layer: layer, base: base, vehicles: 1_000, concurrency: concurrency, rate: rate,
                                           warmUp: 2, seconds: Double(seconds), emulatorPID: pid))
     }
-    runs.sort { $0.clientMicroseconds < $1.clientMicroseconds }
-    let median = runs[runs.count / 2]
-    let ratios = runs.map { $0.clientMicroseconds / max($0.emulatorMicroseconds, 1) }.sorted()
+    let spread = Spread(runs, cpu: \.clientMicroseconds, emulator: \.emulatorMicroseconds)
     print(label.padding(toLength: 40, withPad: " ", startingAt: 0)
           + String(format: "%6.0f req/s   client %5.0f µs CPU/request (runs %.0f–%.0f)  emulator %4.0f µs/request  client/emulator %.2f (%.2f–%.2f)  %d failed",
-                   median.requestsPerSecond, median.clientMicroseconds, runs.first!.clientMicroseconds, runs.last!.clientMicroseconds,
-                   median.emulatorMicroseconds, ratios[ratios.count / 2], ratios.first!, ratios.last!, runs.reduce(0) { $0 + $1.failed }))
+                   spread.median.requestsPerSecond, spread.median.clientMicroseconds, spread.cpu.lowerBound, spread.cpu.upperBound,
+                   spread.median.emulatorMicroseconds, spread.ratio, spread.ratios.lowerBound, spread.ratios.upperBound, runs.reduce(0) { $0 + $1.failed }))
 }
 
 if skipReferences || only != nil { exit(0) }
