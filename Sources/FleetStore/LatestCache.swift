@@ -15,7 +15,7 @@ import FleetModel
 ///   process) drops every entry, checked at the start of each write transaction;
 /// - writes of `latest` outside a poll (`reprocess`, `purge`) drop every entry.
 ///
-/// At most ``capacity`` vehicles are held (about 10 KB each with 60 series); a vehicle beyond
+/// At most ``capacity`` vehicles are held (about 5 KB for a vehicle of 25 series); a vehicle beyond
 /// that replaces an arbitrary one, so a fleet larger than the cache reads from SQLite as before.
 struct LatestCache {
     /// One vehicle's `latest` rows.

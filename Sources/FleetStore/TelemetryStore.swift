@@ -27,7 +27,7 @@ public actor TelemetryStore {
     /// - Parameters:
     ///   - path: The database file.
     ///   - latestCacheVehicles: How many vehicles' `latest` rows are kept in memory between polls
-    ///     (about 10 KB each with 60 series), so that a poll is compared with its vehicle's stored
+    ///     (about 5 KB for a vehicle of 25 series), so that a poll is compared with its vehicle's stored
     ///     values without reading them back; 0 reads them from SQLite at every poll.
     /// - Throws: ``SQLiteError`` when the file cannot be opened or migrated;
     ///   ``StoreError/newerSchema(found:supported:path:)`` for a database of a newer release.
@@ -481,8 +481,9 @@ public actor TelemetryStore {
         let statement = try connection.cachedStatement(
             "SELECT property, instance, observed_at, value_num, value_text, unit, failure_reason IS NOT NULL FROM latest WHERE vin = ?1")
         try statement.bind([.text(vin.rawValue)])
+        // Not reserved ahead: the map is kept in the `LatestCache`, where room for 64 series took
+        // twice the memory of a vehicle's 25.
         var result: [SeriesKey: LatestValue] = [:]
-        result.reserveCapacity(64)  // a vehicle's series, without growing the table row by row
         var flagged = false
         while try statement.step() {
             let key = SeriesKey(vin: vin, property: statement.text(at: 0) ?? "", instance: statement.text(at: 1) ?? "")
