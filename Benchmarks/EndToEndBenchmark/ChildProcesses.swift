@@ -6,12 +6,14 @@ import Glibc
 
 /// The emulators and daemons this benchmark started, stopped when it is interrupted (SIGINT,
 /// SIGTERM, e.g. Ctrl-C or `timeout`): without this they would keep running, and loading the
-/// machine, after the benchmark is gone.
+/// machine, after the benchmark is gone. The temporary folders of the runs (config, database)
+/// are removed then too.
 final class ChildProcesses: @unchecked Sendable {
     static let shared = ChildProcesses()
 
     private let lock = NSLock()
     private var running: Set<Int32> = []
+    private var folders: Set<String> = []
     private var sources: [any DispatchSourceSignal] = []
 
     /// Stops every registered process and exits (128 + signal) on SIGINT and SIGTERM.
@@ -22,8 +24,11 @@ final class ChildProcesses: @unchecked Sendable {
             source.setEventHandler { [self] in
                 lock.lock()
                 let pids = running
+                let paths = folders
                 lock.unlock()
                 for pid in pids { kill(pid, SIGTERM) }
+                for pid in pids { waitpid(pid, nil, 0) }
+                for path in paths { try? FileManager.default.removeItem(atPath: path) }
                 exit(128 + number)
             }
             source.resume()
@@ -35,6 +40,20 @@ final class ChildProcesses: @unchecked Sendable {
     func add(_ process: Process) {
         lock.lock()
         running.insert(process.processIdentifier)
+        lock.unlock()
+    }
+
+    /// Registers a temporary folder, removed on interruption.
+    func add(folder path: String) {
+        lock.lock()
+        folders.insert(path)
+        lock.unlock()
+    }
+
+    /// Forgets a folder that was removed.
+    func remove(folder path: String) {
+        lock.lock()
+        folders.remove(path)
         lock.unlock()
     }
 

@@ -4,19 +4,19 @@
 // emulator's although they share the machine's cores.
 //
 //   swift build -c release --product fleet-telemetry && swift build -c release --product e2e-benchmark
-//   .build/release/e2e-benchmark [SECONDS] [--only realtime|steady|saturated | --references | --no-references]
+//   .build/release/e2e-benchmark [SECONDS] [--only realtime|steady|saturated | --references]
 //
-// SECONDS per run (default 8); each scenario and reference runs 3 times (~4 min in all).
-// `--only` runs one scenario, `--references` only the references, `--no-references` the three
-// scenarios only. E2E_FLEET_TELEMETRY=PATH runs that fleet-telemetry binary instead of the one
-// next to this benchmark (to compare two builds in one sitting).
+// SECONDS per run (default 8); each scenario runs 3 times (~2 min for the three). `--only` runs
+// one scenario (`steady` is the default-clock one); `--references` runs the references instead of
+// the scenarios (~1.5 min). E2E_FLEET_TELEMETRY=PATH runs that fleet-telemetry binary instead of
+// the one next to this benchmark (to compare two builds in one sitting).
 //
 // Three scenarios: a steady load (1,000 vehicles every 5 s: 200 polls/s offered) with the
 // emulator's clock at real time (a realistic few new values per poll) and at its default 1440×
 // (most values new at every poll), and a saturating one (3,000 vehicles every second, 16 requests
 // in flight). Polls are counted in the database.
 //
-// References in the same invocation: the HTTP layer alone (async-http-client; the same on one
+// References (`--references`): the HTTP layer alone (async-http-client; the same on one
 // event loop with the requesting tasks on it; the daemon's `HighMobilityClient` over it)
 // requesting vehicle data from the emulator in this process, with no parsing and no store: the
 // floor under the daemon's CPU per poll.
@@ -29,18 +29,19 @@ import Foundation
 import Glibc
 #endif
 
+let usageLine = "usage: e2e-benchmark [SECONDS] [--only realtime|steady|saturated | --references]"
+
 /// Exits with the usage on standard error (exit 64, EX_USAGE).
 func usage(_ problem: String) -> Never {
     FileHandle.standardError.write(Data(("e2e-benchmark: \(problem)\n"
-        + "usage: e2e-benchmark [SECONDS] [--only realtime|steady|saturated | --references | --no-references]\n").utf8))
+        + usageLine + "\n").utf8))
     exit(64)
 }
 /// The command line: seconds per run, the one scenario to run, references only, no references.
-func parseArguments() -> (seconds: Int, only: String?, referencesOnly: Bool, skipReferences: Bool) {
+func parseArguments() -> (seconds: Int, only: String?, referencesOnly: Bool) {
     var seconds = 8
     var only: String?
     var referencesOnly = false
-    var skipReferences = false
     var arguments = CommandLine.arguments.dropFirst()[...]
     while let argument = arguments.popFirst() {
         switch argument {
@@ -50,18 +51,20 @@ func parseArguments() -> (seconds: Int, only: String?, referencesOnly: Bool, ski
             }
             only = name
         case "--references": referencesOnly = true
-        case "--no-references": skipReferences = true
+        case "--help", "-h":
+            print(usageLine)
+            exit(0)
         default:
             guard let value = Int(argument), value > 0 else { usage("unknown argument \(argument)") }
             seconds = value
         }
     }
-    if referencesOnly && (only != nil || skipReferences) {
-        usage("--references runs the references alone; it does not combine with --only or --no-references")
+    if referencesOnly && only != nil {
+        usage("--references runs the references instead of the scenarios; it does not combine with --only")
     }
-    return (seconds, only, referencesOnly, skipReferences)
+    return (seconds, only, referencesOnly)
 }
-let (seconds, only, referencesOnly, skipReferences) = parseArguments()
+let (seconds, only, referencesOnly) = parseArguments()
 ChildProcesses.shared.stopOnSignals()
 let repeats = 3
 // The fleet-telemetry next to this binary, or the one E2E_FLEET_TELEMETRY names (to compare two builds).
@@ -116,7 +119,8 @@ func startEmulator(vehicles: Int, timeScale: Int) throws -> (Process, String) {
 func run(vehicles: Int, interval: String, concurrency: Int, timeScale: Int) throws -> RunFigures {
     let directory = NSTemporaryDirectory() + "e2e-benchmark-" + UUID().uuidString
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: directory) }
+    ChildProcesses.shared.add(folder: directory)
+    defer { try? FileManager.default.removeItem(atPath: directory); ChildProcesses.shared.remove(folder: directory) }
 
     let (emulator, base) = try startEmulator(vehicles: vehicles, timeScale: timeScale)
     defer { if emulator.isRunning { emulator.terminate(); emulator.waitUntilExit() }; ChildProcesses.shared.remove(emulator) }
@@ -204,7 +208,7 @@ func scenario(label: String, vehicles: Int, interval: String, concurrency: Int, 
     for _ in 0..<repeats { runs.append(try run(vehicles: vehicles, interval: interval, concurrency: concurrency, timeScale: timeScale)) }
     let spread = Spread(runs, cpu: \.daemonMicroseconds, emulator: \.emulatorMicroseconds)
     let median = spread.median
-    print(label.padding(toLength: 40, withPad: " ", startingAt: 0)
+    print(label.padding(toLength: 48, withPad: " ", startingAt: 0)
           + String(format: "%6.0f polls/s  daemon %5.0f µs CPU/poll (runs %.0f–%.0f; %3.0f %% of a core, %3.0f MiB)  emulator %4.0f µs/poll  daemon/emulator %.2f (%.2f–%.2f)  %lld not 200;  per poll %.1f new samples, %.1f events",
                    median.pollsPerSecond, median.daemonMicroseconds, spread.cpu.lowerBound, spread.cpu.upperBound,
                    median.daemonShare, median.residentMiB, median.emulatorMicroseconds, spread.ratio, spread.ratios.lowerBound, spread.ratios.upperBound,
@@ -220,10 +224,10 @@ if !referencesOnly {
         try scenario(label: "steady, real-time clock (1×)", vehicles: 1_000, interval: "5s", concurrency: 8, timeScale: 1)
     }
     if only == nil || only == "steady" {
-        try scenario(label: "steady: 1,000 vehicles every 5 s", vehicles: 1_000, interval: "5s", concurrency: 8)
+        try scenario(label: "steady, default clock (1440×)", vehicles: 1_000, interval: "5s", concurrency: 8)
     }
     if only == nil || only == "saturated" {
-        try scenario(label: "saturated: 3,000 vehicles every 1 s", vehicles: 3_000, interval: "1s", concurrency: 16)
+        try scenario(label: "saturated (3,000 every 1 s)", vehicles: 3_000, interval: "1s", concurrency: 16)
     }
 }
 
@@ -236,19 +240,18 @@ func reference(label: String, layer: ClientLayer, concurrency: Int, rate: Double
         defer { emulator.terminate(); emulator.waitUntilExit(); ChildProcesses.shared.remove(emulator) }
         let pid = emulator.processIdentifier
         runs.append(try await clientAlone(layer: layer, base: base, vehicles: 1_000, concurrency: concurrency, rate: rate,
-                                          warmUp: 2, seconds: Double(seconds), emulatorPID: pid))
+                                          warmUp: 1.5, seconds: Double(max(2, seconds - 2)), emulatorPID: pid))
     }
     let spread = Spread(runs, cpu: \.clientMicroseconds, emulator: \.emulatorMicroseconds)
-    print(label.padding(toLength: 40, withPad: " ", startingAt: 0)
+    print(label.padding(toLength: 48, withPad: " ", startingAt: 0)
           + String(format: "%6.0f req/s   client %5.0f µs CPU/request (runs %.0f–%.0f)  emulator %4.0f µs/request  client/emulator %.2f (%.2f–%.2f)  %d failed",
                    spread.median.requestsPerSecond, spread.median.clientMicroseconds, spread.cpu.lowerBound, spread.cpu.upperBound,
                    spread.median.emulatorMicroseconds, spread.ratio, spread.ratios.lowerBound, spread.ratios.upperBound, runs.reduce(0) { $0 + $1.failed }))
 }
 
-if skipReferences || only != nil { exit(0) }
-print("")
+if !referencesOnly { exit(0) }
 print("references: the HTTP layer alone, in this process, against the emulator (real-time clock): no parsing, no store")
 try await reference(label: "async-http-client, 200/s, 8 in flight", layer: .asyncHTTPClient, concurrency: 8, rate: 200)
-try await reference(label: "async-http-client on its event loop, 200/s", layer: .asyncHTTPClientOnEventLoop, concurrency: 8, rate: 200)
+try await reference(label: "async-http-client on its own event loop, 200/s", layer: .asyncHTTPClientOnEventLoop, concurrency: 8, rate: 200)
 try await reference(label: "HighMobilityClient, 200/s, 8 in flight", layer: .fleetClient, concurrency: 8, rate: 200)
-try await reference(label: "async-http-client, 16 in flight", layer: .asyncHTTPClient, concurrency: 16, rate: nil)
+try await reference(label: "async-http-client, 16 in flight, unpaced", layer: .asyncHTTPClient, concurrency: 16, rate: nil)
