@@ -76,8 +76,7 @@ public struct EventRules: ChangeDetecting {
         }
         positionEvents(previous: previous, observed: observed, state: &state, emit)
         // A silent vehicle that reports again.
-        if state["silent"] != nil, let newest = observed.filter({ sample in previous[sample.key].map { sample.observedAt > $0.observedAt } ?? true })
-            .max(by: { $0.observedAt < $1.observedAt }) {
+        if state["silent"] != nil, let newest = fresh.lazy.map({ observed[$0] }).max(by: { $0.observedAt < $1.observedAt }) {
             state["silent"] = nil
             emit(.vehicleReporting, newest, instance: "", from: "silent", to: "reporting")
         }

@@ -9,8 +9,8 @@ import FleetModel
 /// - a poll takes its vehicle's entry out (or reads the rows from the database, inside the
 ///   writing transaction), changes it as its own statements change `latest`, by the same rule (a
 ///   newer observation wins), and stores it back once its writes succeeded;
-/// - a poll whose writes fail stores nothing back; a savepoint rolled back drops its vehicle's
-///   entry; a transaction rolled back (or a commit that failed) drops every entry;
+/// - a poll whose writes fail stores nothing back (so a savepoint rolled back leaves its vehicle
+///   out); a transaction rolled back (or a commit that failed) drops every entry;
 /// - a commit by another connection (`PRAGMA data_version` moved: a `sqlite3` shell, another
 ///   process) drops every entry, checked at the start of each write transaction;
 /// - writes of `latest` outside a poll (`reprocess`, `purge`) drop every entry.
@@ -64,11 +64,6 @@ struct LatestCache {
     /// Removes and returns `vin`'s entry: the poll being written updates it and stores it again
     /// once written.
     mutating func take(_ vin: VIN) -> Entry? {
-        entries.removeValue(forKey: vin)
-    }
-
-    /// Forgets `vin` (its savepoint was rolled back).
-    mutating func remove(_ vin: VIN) {
         entries.removeValue(forKey: vin)
     }
 

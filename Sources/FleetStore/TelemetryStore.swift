@@ -22,6 +22,10 @@ public actor TelemetryStore {
         var rows: Int
     }
 
+    /// How many vehicles' `latest` rows a store keeps in memory unless told otherwise: 1,024
+    /// (about 5 MB with 25 series per vehicle).
+    public static let defaultLatestCacheVehicles = 1_024
+
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     ///
     /// - Parameters:
@@ -31,7 +35,7 @@ public actor TelemetryStore {
     ///     values without reading them back; 0 reads them from SQLite at every poll.
     /// - Throws: ``SQLiteError`` when the file cannot be opened or migrated;
     ///   ``StoreError/newerSchema(found:supported:path:)`` for a database of a newer release.
-    public init(path: String, latestCacheVehicles: Int = 1_024) throws {
+    public init(path: String, latestCacheVehicles: Int = TelemetryStore.defaultLatestCacheVehicles) throws {
         // A database of another program is refused before anything (even the WAL switch) touches it.
         if let found = try Connection.inspect(path: path), found.userVersion == 0, let table = found.someTable {
             throw StoreError.foreignDatabase(path: path, table: table)
@@ -57,7 +61,7 @@ public actor TelemetryStore {
         let connection = try Connection(path: path)
         try Schema.migrate(connection)
         self.connection = connection
-        latestCache = LatestCache(capacity: 1_024)
+        latestCache = LatestCache(capacity: Self.defaultLatestCacheVehicles)
     }
 
     /// Writes one poll and everything it produced, atomically.
@@ -171,7 +175,6 @@ public actor TelemetryStore {
                     // After a full disk SQLite may have rolled the whole transaction back: then
                     // the batch fails as a whole, with the real cause.
                     guard connection.isInTransaction else { throw error }
-                    latestCache.remove(entry.poll.vin)
                     try rollback.run([])
                     try release.run([])
                     return .failed(error)
@@ -244,11 +247,6 @@ public actor TelemetryStore {
         if let privacy = poll.privacyMode {
             stored += try applyPrivacyMode(privacy, vin: poll.vin, at: poll.receivedAt, connection: connection)
         }
-        if readsLatest {
-            var values = consume previous
-            LatestCache.apply(moved, to: &values)
-            latestCache.store(LatestCache.Entry(values: values, flagged: flaggedNow), for: poll.vin)
-        }
 
         if !poll.imported {
             try connection.cachedStatement("""
@@ -261,6 +259,12 @@ public actor TelemetryStore {
                     poll.requestID.map(SQLiteValue.text) ?? .null,
                     .integer(Int64(written)), .integer(Int64(stored.count)), .integer(poll.manual ? 1 : 0),
                 ])
+        }
+        // Last, once every statement of the poll succeeded: a poll that fails puts nothing back.
+        if readsLatest {
+            var values = consume previous
+            LatestCache.apply(moved, to: &values)
+            latestCache.store(LatestCache.Entry(values: values, flagged: flaggedNow), for: poll.vin)
         }
         return PollWriteResult(samplesWritten: written, events: stored)
     }
