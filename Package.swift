@@ -75,22 +75,50 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Config, scheduler and the poll pipeline: the daemon itself.
+        // Who is due and when: the schedule, budgets, backoff and the daemon's periodic chores.
+        // Pure: driven by the times it is given.
+        .target(
+            name: "FleetScheduling",
+            dependencies: ["FleetModel"],
+            swiftSettings: swiftSettings
+        ),
+        // The config file: strict YAML reading into one validated DaemonConfiguration.
+        .target(
+            name: "FleetConfiguration",
+            dependencies: [
+                "FleetModel", "FleetClient", "FleetEvents", "FleetScheduling",
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The one ingestion path: normalize → store (one transaction) → events → sinks, for polls,
+        // `poll --store`, `import` and `reprocess`.
+        .target(
+            name: "FleetIngestion",
+            dependencies: [
+                "FleetModel", "FleetNormalizer", "FleetStore", "FleetEvents", "FleetClient",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The daemon assembly and its one polling loop.
         .target(
             name: "FleetDaemon",
             dependencies: [
-                "FleetModel", "FleetNormalizer", "FleetStore", "FleetEvents", "FleetClient",
+                "FleetModel", "FleetStore", "FleetClient", "FleetEvents", "FleetScheduling",
+                "FleetConfiguration", "FleetIngestion",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "fleet-telemetry",
             dependencies: [
-                "FleetDaemon", "FleetEmulator", "FleetStore", "FleetModel", "FleetEvents", "FleetNormalizer", "FleetClient",
+                "FleetDaemon", "FleetEmulator", "FleetStore", "FleetModel", "FleetEvents", "FleetNormalizer",
+                "FleetClient", "FleetConfiguration", "FleetIngestion", "FleetScheduling",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -100,7 +128,7 @@ let package = Package(
         // Benchmarks print figures; they assert nothing (see docs/benchmarks.md).
         .executableTarget(
             name: "scheduler-benchmark",
-            dependencies: ["FleetDaemon", "FleetModel"],
+            dependencies: ["FleetScheduling", "FleetModel"],
             path: "Benchmarks/SchedulerBenchmark",
             swiftSettings: swiftSettings
         ),
@@ -141,8 +169,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "FleetDaemonTests",
-            dependencies: ["FleetDaemon", "FleetModel", "FleetClient", "FleetEvents"],
+            name: "FleetSchedulingTests",
+            dependencies: ["FleetScheduling", "FleetModel"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FleetConfigurationTests",
+            dependencies: ["FleetConfiguration", "FleetScheduling", "FleetModel", "FleetClient", "FleetEvents"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FleetClientTests",
+            dependencies: ["FleetClient", "FleetModel"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -155,7 +193,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "FleetDaemon", "FleetEmulator", "FleetStore", "FleetModel", "FleetClient",
-                "FleetNormalizer", "FleetEvents",
+                "FleetNormalizer", "FleetEvents", "FleetConfiguration", "FleetIngestion", "FleetScheduling",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings

@@ -6,7 +6,7 @@
 //
 //   swift run -c release scheduler-benchmark [seconds per scenario, default 15]
 
-import FleetDaemon
+import FleetScheduling
 import FleetModel
 import Foundation
 

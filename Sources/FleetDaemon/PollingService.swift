@@ -1,126 +1,263 @@
 import FleetClient
+import FleetConfiguration
 import FleetModel
+import FleetScheduling
 import FleetStore
 import Logging
 import ServiceLifecycle
 
-/// The daemon's main loop: asks the ``PollSchedule`` who is due, polls them through the
+/// The daemon's one polling loop: asks the ``PollSchedule`` who is due and the ``Chores`` what
+/// else is (fleet sync, budget counting, maintenance, saving the schedule), polls through the
 /// ``PollPipeline`` (at most `maxConcurrentRequests` at once, in one task group), records each
-/// outcome, and sleeps on the injected clock until the next VIN is due.
+/// outcome, and sleeps on the injected clock until the next thing is due.
 ///
 /// A `Service`: it stops on graceful shutdown (SIGTERM/SIGINT through `ServiceGroup`) after the
-/// polls in flight have been stored, so no accepted response is lost.
+/// polls in flight have been stored, so no accepted response is lost. Tests run this same loop
+/// with a manual clock and wait for it with ``settled(at:)``.
 public actor PollingService: Service {
     private var schedule: PollSchedule
+    private var chores: Chores
     private let pipeline: PollPipeline
+    private let maintenance: Maintenance
     private let clock: any WallClock
     private let maxConcurrentRequests: Int
     private let logger: Logger
     private let fleetSync: FleetSync?
     private let staticVINs: Set<VIN>
-    private var nextSyncAt: Timestamp?
+    /// Called with every poll's result once it is recorded (metrics, tests).
+    private let onPoll: (@Sendable (PollPipeline.Result) -> Void)?
     /// Polling states saved by an earlier run, used when a VIN joins the schedule.
     private var saved: [VIN: PollSchedule.Entry] = [:]
-    private var restored = false
-    private var lastManualPollID: Int64 = 0
-    private var maintenanceAt: Timestamp?
-    /// When a failed schedule write was last logged.
-    private var scheduleSaveFailedAt: Timestamp?
-    /// Set when the fleet sync learns that the API refuses the client credentials.
-    private var fatal: DaemonError?
     /// Polls per VIN today at restore time, for VINs that join the schedule later.
     private var pollsToday: [VIN: Int] = [:]
     private var restoredAt: Timestamp?
-    private var manualPollsCheckedAt: Timestamp?
+    private var lastManualPollID: Int64 = 0
+    /// Polling states not written yet, by VIN.
+    private var unsaved: [VIN: (PollSchedule.Health, String?)] = [:]
+    /// When a failed schedule write was last logged.
+    private var scheduleSaveFailedAt: Timestamp?
+
+    /// How many times the loop has woken up: a figure for tests and benchmarks (an idle loop,
+    /// or one waiting for a free request slot, does not wake).
+    public private(set) var turns = 0
+    /// Where the loop waits, while it waits (see ``settled(at:)``).
+    private var parked: Parked?
+    private var settleWaiters: [(target: Timestamp, continuation: CheckedContinuation<Void, Never>)] = []
+    private var finished = false
+
+    private struct Parked {
+        /// The loop's time when it parked.
+        var at: Timestamp
+        /// The earliest deadline of a wake-up the loop waits for.
+        var wakeAt: Timestamp?
+        var inFlight: Int
+    }
 
     /// - Parameters:
-    ///   - vins: The VINs to poll.
-    ///   - policy: Interval and backoff limits.
-    ///   - seed: Seeds the start offsets and jitter; defaults to a random one.
+    ///   - vins: The VINs always polled (the config's `vehicles`).
+    ///   - policy: Interval, backoff and budget rules.
+    ///   - maintenance: The periodic work; it runs every ``Maintenance/interval``.
     ///   - fleetSync: When given, the fleet is listed at start and then every `fleetSync.interval`;
     ///     `approved` VINs are polled, others are not (the static `vins` always are).
-    public init(vins: [VIN], policy: PollSchedule.Policy, pipeline: PollPipeline, clock: any WallClock, maxConcurrentRequests: Int, fleetSync: FleetSync? = nil, seed: UInt64 = UInt64.random(in: 0...UInt64.max), logger: Logger) {
-        self.schedule = PollSchedule(vins: vins, policy: policy, start: clock.now(), seed: seed)
+    ///   - seed: Seeds the start offsets and jitter; defaults to a random one.
+    ///   - onPoll: Called with each poll's result once the schedule has recorded it.
+    public init(
+        vins: [VIN], policy: PollSchedule.Policy, pipeline: PollPipeline, maintenance: Maintenance,
+        clock: any WallClock, maxConcurrentRequests: Int, fleetSync: FleetSync? = nil,
+        seed: UInt64 = UInt64.random(in: 0...UInt64.max), logger: Logger,
+        onPoll: (@Sendable (PollPipeline.Result) -> Void)? = nil
+    ) {
+        let start = clock.now()
+        self.schedule = PollSchedule(vins: vins, policy: policy, start: start, seed: seed)
+        let countsManualPolls = policy.dailyBudgetPerVIN != nil || policy.dailyBudgetApplication != nil
+        self.chores = Chores(
+            cadence: .init(
+                fleetSync: fleetSync?.interval, manualPollCount: countsManualPolls ? .seconds(10) : nil,
+                maintenance: maintenance.interval),
+            start: start)
         self.staticVINs = Set(vins)
         self.fleetSync = fleetSync
-        self.nextSyncAt = fleetSync == nil ? nil : clock.now()
         self.pipeline = pipeline
+        self.maintenance = maintenance
         self.clock = clock
         self.maxConcurrentRequests = max(1, maxConcurrentRequests)
         self.logger = logger
+        self.onPoll = onPoll
     }
 
-    /// Polls every VIN due at `now`, waits for all of them, and records their outcomes.
+    /// What a child task of the polling loop reports.
+    private enum LoopEvent: Sendable {
+        case polled(PollPipeline.Result)
+        case wake(Timestamp)
+    }
+
+    /// Polls each VIN as it falls due, independently: a slow VIN holds one of the
+    /// `maxConcurrentRequests` slots, never the others' cadence. While every slot is taken, the
+    /// loop sleeps until a poll ends. On graceful shutdown no new poll starts, and the polls in
+    /// flight (bounded by the request timeout) are stored before return.
     ///
-    /// - Returns: The result of each poll, in completion order.
-    @discardableResult
-    public func tick(now: Timestamp) async -> [PollPipeline.Result] {
-        if !restored { await restore(now: now) }
-        await countManualPolls(now: now)
-        await maintain(now: now)
-        let due = schedule.takeDue(at: now)
-        guard !due.isEmpty else { return [] }
+    /// - Throws: ``DaemonError/credentialsRejected(_:)`` when the API refuses the client id or
+    ///   secret, since no poll can succeed until the config is fixed.
+    public func run() async throws {
+        defer { finish() }
+        let fleet = fleetSync == nil ? "" : ", fleet sync on"
+        logger.info(
+            "polling \(schedule.count) vehicle\(schedule.count == 1 ? "" : "s") every \(DurationParser.format(schedule.policy.interval))\(fleet)")
+        await restore(now: clock.now())
         let pipeline = self.pipeline
-        var results: [PollPipeline.Result] = []
-        var health: [VIN: (PollSchedule.Health, String?)] = [:]
-        await withTaskGroup(of: PollPipeline.Result.self) { group in
-            var pending = due.makeIterator()
-            for _ in 0..<maxConcurrentRequests {
-                guard let vin = pending.next() else { break }
-                group.addTask { await pipeline.poll(vin) }
-            }
-            for await result in group {
-                schedule.record(result.outcome, for: result.vin, at: clock.now())
-                results.append(result)
-                if result.outcome == .stop { health[result.vin] = (.consentRemoved, result.error) } else {
-                    health[result.vin] = (schedule.entry(result.vin)?.health ?? .ok, result.error)
+        let clock = self.clock
+        try await withThrowingTaskGroup(of: LoopEvent.self) { group in
+            var inFlight = 0
+            // Deadlines of the wake-ups asked for and not yet seen, earliest first.
+            var wakes: [Timestamp] = []
+            while true {
+                turns += 1
+                let stopping = Task.isShuttingDownGracefully || Task.isCancelled
+                let now = clock.now()
+                if !stopping {
+                    for chore in chores.due(at: now) {
+                        if let fatal = await perform(chore, now: now) {
+                            group.cancelAll()
+                            throw fatal
+                        }
+                    }
+                    for vin in schedule.takeDue(at: now, limit: maxConcurrentRequests - inFlight) {
+                        inFlight += 1
+                        group.addTask { .polled(await pipeline.poll(vin)) }
+                    }
                 }
-                if let vin = pending.next() {
-                    group.addTask { await pipeline.poll(vin) }
+                if stopping && inFlight == 0 { break }
+                if !stopping {
+                    // A due VIN counts only while a slot is free: otherwise the end of a poll wakes
+                    // the loop, and waiting for it costs nothing.
+                    let nextPoll = inFlight < maxConcurrentRequests ? schedule.nextDueTime() : nil
+                    // Nothing due at all: look again in an hour (the loop must keep a wake-up to
+                    // notice a shutdown while no poll is in flight).
+                    let next = [nextPoll, chores.nextDue].compactMap { $0 }.min() ?? now.adding(.seconds(3600))
+                    let deadline = max(next, now)
+                    if wakes.first.map({ deadline < $0 }) ?? true {
+                        wakes.insert(deadline, at: 0)
+                        group.addTask {
+                            try? await cancelWhenGracefulShutdown { try await clock.sleep(until: deadline) }
+                            return .wake(deadline)
+                        }
+                    }
+                }
+                park(Parked(at: now, wakeAt: wakes.first, inFlight: inFlight))
+                guard let event = try await group.next() else { break }
+                parked = nil
+                switch event {
+                case .wake(let deadline):
+                    if let index = wakes.firstIndex(of: deadline) { wakes.remove(at: index) }
+                case .polled(let result):
+                    inFlight -= 1
+                    if let fatal = record(result) {
+                        group.cancelAll()
+                        throw fatal
+                    }
                 }
             }
+            group.cancelAll()
         }
-        await save(health, at: clock.now())
-        return results
+        await saveSchedule(at: clock.now())
+        logger.info("polling stopped")
     }
 
-    /// Writes the polling state of the VINs just polled to the `schedule` table.
-    private func save(_ health: [VIN: (PollSchedule.Health, String?)], at now: Timestamp) async {
-        let rows = health.map { vin, value -> ScheduleRow in
+    /// Records a finished poll in the schedule; the error that stops the daemon, if it is one.
+    private func record(_ result: PollPipeline.Result) -> DaemonError? {
+        let now = clock.now()
+        schedule.record(result.outcome, for: result.vin, at: now)
+        let health: PollSchedule.Health =
+            result.outcome == .stop ? .consentRemoved : schedule.entry(result.vin)?.health ?? .ok
+        unsaved[result.vin] = (health, result.error)
+        chores.needsSave(at: now, urgent: health != .ok)
+        onPoll?(result)
+        if result.outcome == .credentialsRejected {
+            return .credentialsRejected(result.error ?? "the token request was refused")
+        }
+        return nil
+    }
+
+    /// Runs one chore; the error that stops the daemon, if it found one.
+    private func perform(_ chore: Chores.Chore, now: Timestamp) async -> DaemonError? {
+        switch chore {
+        case .fleetSync:
+            return await syncFleet(now: now)
+        case .manualPollCount:
+            await countManualPolls()
+        case .maintenance:
+            await maintenance.run(now: now)
+        case .scheduleSave:
+            await saveSchedule(at: now)
+        }
+        chores.completed(chore, at: now)
+        return nil
+    }
+
+    // MARK: - Waiting for the loop (tests)
+
+    /// Returns once the loop has done everything due up to `target` and waits for nothing
+    /// before a later time: no poll in flight, no wake-up due at or before `target`. Returns at
+    /// once when the loop has ended.
+    ///
+    /// With a manual clock this is how a test steps the one loop production runs: move the clock,
+    /// then wait until the loop has settled at the new time.
+    public func settled(at target: Timestamp) async {
+        if finished || isSettled(for: target) { return }
+        await withCheckedContinuation { settleWaiters.append((target, $0)) }
+    }
+
+    private func isSettled(for target: Timestamp) -> Bool {
+        guard let parked, parked.inFlight == 0 else { return false }
+        return parked.wakeAt.map { $0 > target } ?? true
+    }
+
+    private func park(_ state: Parked) {
+        parked = state
+        guard !settleWaiters.isEmpty else { return }
+        var waiting: [(target: Timestamp, continuation: CheckedContinuation<Void, Never>)] = []
+        for waiter in settleWaiters {
+            if isSettled(for: waiter.target) { waiter.continuation.resume() } else { waiting.append(waiter) }
+        }
+        settleWaiters = waiting
+    }
+
+    private func finish() {
+        finished = true
+        parked = nil
+        for waiter in settleWaiters { waiter.continuation.resume() }
+        settleWaiters.removeAll()
+    }
+
+    // MARK: - Chores
+
+    /// Writes the polling states of the VINs polled since the last save to the `schedule` table.
+    private func saveSchedule(at now: Timestamp) async {
+        guard !unsaved.isEmpty else { return }
+        let rows = unsaved.map { vin, value -> ScheduleRow in
             let entry = schedule.entry(vin) ?? PollSchedule.Entry(nextDue: now)
             return ScheduleRow(
                 vin: vin, nextDueAt: entry.nextDue, health: value.0.rawValue, reason: value.0 == .ok ? nil : value.1,
                 consecutiveFailures: entry.consecutiveFailures, activity: entry.activity?.rawValue,
                 pollsToday: entry.pollsToday, day: entry.day, updatedAt: now)
         }
+        unsaved.removeAll(keepingCapacity: true)
         do {
-            try await pipeline.store.saveSchedule(rows)
+            try await pipeline.ingestion.store.saveSchedule(rows)
             scheduleSaveFailedAt = nil
         } catch {
             // Logged once a minute while it lasts (a full disk fails every write).
-            if scheduleSaveFailedAt.map({ now >= $0.adding(milliseconds: 60_000) }) ?? true {
+            if scheduleSaveFailedAt.map({ now >= $0.adding(.seconds(60)) }) ?? true {
                 scheduleSaveFailedAt = now
                 logger.error("could not save the polling schedule: \(error)")
             }
         }
     }
 
-    /// Runs the pipeline's periodic rules at most once a minute.
-    private func maintain(now: Timestamp) async {
-        let every = min(.seconds(60), (pipeline.rules.configuration.silentAfter ?? .seconds(240)) / 4)
-        if let last = maintenanceAt, now < last.adding(every) { return }
-        maintenanceAt = now
-        await pipeline.maintenance(now: now)
-    }
-
-    /// Counts polls made by hand (`poll --store`, another process) against the budgets; checked
-    /// at most every 10 s.
-    private func countManualPolls(now: Timestamp) async {
-        guard schedule.policy.dailyBudgetPerVIN != nil || schedule.policy.dailyBudgetApplication != nil else { return }
-        if let checked = manualPollsCheckedAt, now < checked.adding(.seconds(10)) { return }
-        manualPollsCheckedAt = now
+    /// Counts polls made by hand (`poll --store`, another process) against the budgets.
+    private func countManualPolls() async {
         do {
-            let (polls, last) = try await pipeline.store.manualPolls(afterID: lastManualPollID)
+            let (polls, last) = try await pipeline.ingestion.store.manualPolls(afterID: lastManualPollID)
             lastManualPollID = last
             for (vin, at) in polls { schedule.countManualPoll(vin, at: at) }
         } catch {
@@ -130,19 +267,19 @@ public actor PollingService: Service {
 
     /// Loads the polling states of an earlier run: a long `Retry-After` or backoff survives a
     /// restart, and due times already past are spread over one interval.
-    public func restore(now: Timestamp) async {
-        restored = true
+    private func restore(now: Timestamp) async {
         restoredAt = now
+        let store = pipeline.ingestion.store
         do {
-            lastManualPollID = try await pipeline.store.lastPollID()
-            let dayStart = Timestamp(millisecondsSince1970: PollSchedule.day(of: now) * 86_400_000)
-            schedule.setApplicationPollsToday(try await pipeline.store.pollCount(since: dayStart), at: now)
-            pollsToday = try await pipeline.store.pollCountsByVIN(since: dayStart)
-            for (vin, row) in try await pipeline.store.loadSchedule() {
+            lastManualPollID = try await store.lastPollID()
+            let dayStart = now.startOfUTCDay
+            schedule.setApplicationPollsToday(try await store.pollCount(since: dayStart), at: now)
+            pollsToday = try await store.pollCountsByVIN(since: dayStart)
+            for (vin, row) in try await store.loadSchedule() {
                 saved[vin] = PollSchedule.Entry(
                     nextDue: row.nextDueAt, consecutiveFailures: row.consecutiveFailures,
                     health: PollSchedule.Health(rawValue: row.health) ?? .ok,
-                    activity: row.activity.flatMap(PollSchedule.VehicleActivity.init), pollsToday: row.pollsToday, day: row.day)
+                    activity: row.activity.flatMap(VehicleActivity.init), pollsToday: row.pollsToday, day: row.day)
             }
         } catch {
             logger.error("could not load the saved polling schedule; starting afresh: \(error)")
@@ -159,135 +296,51 @@ public actor PollingService: Service {
         }
     }
 
-    /// Runs until graceful shutdown.
+    /// Lists the fleet, records clearance changes (the rules decide the `clearance_changed`
+    /// events) and updates who is polled: `approved` VINs are added, VINs that left `approved`
+    /// are removed (unless listed in the config), and VINs whose consent was removed stay stopped.
     ///
-    /// - Throws: ``DaemonError/credentialsRejected(_:)`` when the API refuses the client id or
-    ///   secret, since no poll can succeed until the config is fixed.
-    /// Lists the fleet, records clearance changes (emitting `clearance_changed` events) and
-    /// updates who is polled: `approved` VINs are added, VINs that left `approved` are removed
-    /// (unless listed in the config), and VINs whose consent was removed stay stopped.
+    /// A failed listing is logged and retried after ``Chores/fleetSyncRetry``; the current
+    /// schedule is kept meanwhile.
     ///
-    /// A failed listing is logged and retried after a fifth of the sync interval (at most 5 min);
-    /// the current schedule is kept meanwhile.
-    @discardableResult
-    public func syncFleet(now: Timestamp) async -> [Event] {
-        guard let fleetSync else { return [] }
-        if !restored { await restore(now: now) }
+    /// - Returns: The error that stops the daemon: refused client credentials.
+    private func syncFleet(now: Timestamp) async -> DaemonError? {
+        guard let fleetSync else { return nil }
+        let ingestion = pipeline.ingestion
         do {
             let fleet = try await fleetSync.list()
-            let events = try await pipeline.store.recordClearance(fleet, at: now)
-            await pipeline.sink.deliver(events)
-            let stopped = Set(try await pipeline.store.vehicles().filter { $0.status == "consent_removed" }.map(\.vin))
+            let events = try await ingestion.store.recordClearance(fleet, at: now, detector: ingestion.rules)
+            await ingestion.sink.deliver(events)
+            let stopped = Set(try await ingestion.store.vehicles().filter { $0.status == .consentRemoved }.map(\.vin))
             for vehicle in fleet where !staticVINs.contains(vehicle.vin) {
-                if vehicle.status.isPollable && !stopped.contains(vehicle.vin) {
-                    if schedule.entry(vehicle.vin) == nil, let entry = saved[vehicle.vin] {
-                        schedule.restore(vehicle.vin, entry: entry, at: now)
-                    } else if schedule.entry(vehicle.vin) == nil {
-                        schedule.add(vehicle.vin, at: now)
-                        if let count = pollsToday[vehicle.vin], PollSchedule.day(of: now) == PollSchedule.day(of: restoredAt ?? now) {
-                            schedule.setPollsToday(count, for: vehicle.vin, at: now)
-                        }
-                    }
-                } else {
+                guard vehicle.status.isPollable && !stopped.contains(vehicle.vin) else {
                     schedule.remove(vehicle.vin)
-                }
-            }
-            nextSyncAt = now.adding(fleetSync.interval)
-            logger.info("fleet sync: \(fleet.count) vehicles, \(fleet.filter { $0.status.isPollable }.count) approved, \(events.count) clearance change\(events.count == 1 ? "" : "s")")
-            return events
-        } catch {
-            if let error = error as? APIError, error.isCredentialsRejected {
-                fatal = .credentialsRejected(error.description)
-                return []
-            }
-            let retry = min(fleetSync.interval / 5, .seconds(300))
-            nextSyncAt = now.adding(retry)
-            logger.warning("fleet sync failed, retrying in \(DurationParser.format(retry)): \(error)")
-            return []
-        }
-    }
-
-    /// What a child task of the polling loop reports.
-    private enum LoopEvent: Sendable {
-        case polled(PollPipeline.Result)
-        case wake
-    }
-
-    /// Polls each VIN as it falls due, independently: a slow VIN holds one of the
-    /// `maxConcurrentRequests` slots, never the others' cadence. On graceful shutdown no new poll
-    /// starts, and the polls in flight (bounded by the request timeout) are stored before return.
-    public func run() async throws {
-        logger.info("polling \(schedule.count) vehicle\(schedule.count == 1 ? "" : "s") every \(DurationParser.format(schedule.policy.interval))\(fleetSync == nil ? "" : ", fleet sync on")")
-        let pipeline = self.pipeline
-        let clock = self.clock
-        // Schedule rows are written once a second, not after every poll: a second of lost
-        // due times costs nothing at restart (overdue VINs are spread), a transaction per poll does.
-        var unsaved: [VIN: (PollSchedule.Health, String?)] = [:]
-        var savedAt = clock.now()
-        defer { if !unsaved.isEmpty { logger.debug("\(unsaved.count) schedule rows not saved at exit") } }
-        try await withThrowingTaskGroup(of: LoopEvent.self) { group in
-            var inFlight = 0
-            var wakePending = false
-            while !Task.isCancelled {
-                let stopping = Task.isShuttingDownGracefully
-                let now = clock.now()
-                if !restored { await restore(now: now) }
-                if !stopping, let nextSyncAt, nextSyncAt <= now {
-                    await syncFleet(now: now)
-                    if let fatal {
-                        group.cancelAll()
-                        throw fatal
-                    }
                     continue
                 }
-                if !stopping {
-                    await countManualPolls(now: now)
-                    await maintain(now: now)
-                    for vin in schedule.takeDue(at: now, limit: maxConcurrentRequests - inFlight) {
-                        inFlight += 1
-                        group.addTask { .polled(await pipeline.poll(vin)) }
-                    }
-                }
-                if stopping && inFlight == 0 { break }
-                if !wakePending && !stopping {
-                    // Wake at the next due time, at the latest in a second (VINs added meanwhile).
-                    var wakeAt = now.adding(.seconds(1))
-                    if let next = [schedule.nextDueTime(), nextSyncAt].compactMap({ $0 }).min(), next < wakeAt { wakeAt = max(next, now) }
-                    wakePending = true
-                    let deadline = wakeAt
-                    group.addTask {
-                        try? await cancelWhenGracefulShutdown { try await clock.sleep(until: deadline) }
-                        return .wake
-                    }
-                }
-                guard let event = try await group.next() else { break }
-                switch event {
-                case .wake:
-                    wakePending = false
-                case .polled(let result):
-                    inFlight -= 1
-                    schedule.record(result.outcome, for: result.vin, at: clock.now())
-                    let health: PollSchedule.Health = result.outcome == .stop ? .consentRemoved : schedule.entry(result.vin)?.health ?? .ok
-                    unsaved[result.vin] = (health, result.error)
-                    let now = clock.now()
-                    if now >= savedAt.adding(.seconds(1)) || health != .ok {
-                        await save(unsaved, at: now)
-                        unsaved.removeAll(keepingCapacity: true)
-                        savedAt = now
-                    }
-                    if result.outcome == .credentialsRejected {
-                        group.cancelAll()
-                        throw DaemonError.credentialsRejected(result.error ?? "the token request was refused")
+                guard schedule.entry(vehicle.vin) == nil else { continue }
+                if let entry = saved[vehicle.vin] {
+                    schedule.restore(vehicle.vin, entry: entry, at: now)
+                } else {
+                    schedule.add(vehicle.vin, at: now)
+                    if let count = pollsToday[vehicle.vin], now.utcDay == (restoredAt ?? now).utcDay {
+                        schedule.setPollsToday(count, for: vehicle.vin, at: now)
                     }
                 }
             }
-            group.cancelAll()
+            let approved = fleet.filter { $0.status.isPollable }.count
+            logger.info(
+                "fleet sync: \(fleet.count) vehicles, \(approved) approved, \(events.count) clearance change\(events.count == 1 ? "" : "s")")
+            chores.completed(.fleetSync, at: now)
+            return nil
+        } catch {
+            if let error = error as? APIError, error.vehicleDataFailure == .credentialsRejected {
+                return .credentialsRejected(error.description)
+            }
+            let retry = chores.fleetSyncRetry
+            chores.failed(.fleetSync, at: now, retry: retry)
+            logger.warning("fleet sync failed, retrying in \(DurationParser.format(retry)): \(error)")
+            return nil
         }
-        if !unsaved.isEmpty {
-            await save(unsaved, at: clock.now())
-            unsaved.removeAll()
-        }
-        logger.info("polling stopped")
     }
 }
 

@@ -9,41 +9,54 @@ import Foundation
 /// so it is never a change; a unit change is no change, because values are compared in canonical
 /// units.
 ///
-/// | event | from |
-/// |---|---|
-/// | `door_unlocked` / `door_locked` | `doors.locks.lock_state` per door (instance = location) |
-/// | `vehicle_unlocked` / `vehicle_locked` | `doors.locks_state` |
-/// | `door_opened` / `door_closed` | `doors.positions.position` per door |
-/// | `trunk_opened` / `trunk_closed` | `trunk.position` |
-/// | `charging_started` | `charging.status` into `charging`, `fast_charging`, `slow_charging` |
-/// | `charging_completed` | `charging.status` to `charging_complete` |
-/// | `charging_interrupted` | `charging.status` from a charging state to anything but complete or error |
-/// | `charging_error` | `charging.status` to `charging_error` |
-/// | `plugged_in` / `unplugged` | `charging.plugged_in` |
-/// | `ignition_on` / `ignition_off` | `ignition.state` (`on`, `start` versus `off`, `lock`, `accessory`) |
-/// | `battery_low` / `fuel_low` | `charging.battery_level` / `diagnostics.fuel_level` below a threshold, with hysteresis |
-/// | `vehicle_moved` | `vehicle_location.coordinates` farther than a distance from the last anchor |
-/// | `geofence_entered` / `geofence_exited` | `vehicle_location.coordinates` across a configured circle |
+/// The transitions of text properties (doors, locks, trunk, charging, plug, ignition) are data:
+/// ``EventRulesConfiguration/transitions``, by default ``TransitionRule/standard``. The rules
+/// with memory are code: `battery_low` / `fuel_low` (a threshold with hysteresis),
+/// `vehicle_moved` (a distance from the last anchor), `geofence_entered` / `_exited`, and the
+/// vehicle's lifecycle: `vehicle_silent` / `vehicle_reporting`, `privacy_mode_entered` / `_left`
+/// and `clearance_changed`, decided here from the facts the store hands over inside the write's
+/// transaction. `docs/events.md` lists every event users see.
 public struct EventRules: ChangeDetecting {
     /// `charging.status` values that mean energy is flowing into the battery.
-    public static let chargingStatuses: Set<String> = ["charging", "fast_charging", "slow_charging"]
+    public static let chargingStatuses: Set<String> = TransitionRule.chargingStatuses
 
     public let configuration: EventRulesConfiguration
+    /// ``EventRulesConfiguration/transitions`` by property, in their configured order.
+    private let transitionsByProperty: [String: [TransitionRule]]
 
     public init(configuration: EventRulesConfiguration = .init()) {
         self.configuration = configuration
+        transitionsByProperty = Dictionary(grouping: configuration.transitions, by: \.property)
     }
 
-    public func events(previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp) -> [Event] {
-        var state: [String: String] = [:]
-        return events(previous: previous, observed: observed, detectedAt: detectedAt, state: &state)
+    /// These rules without those that remember (thresholds with hysteresis, `vehicle_moved`) or
+    /// that follow the vehicle's lifecycle (silence, privacy mode, clearance): what `reprocess`
+    /// runs over archived responses, whose rule state at the time is not archived. Transitions and
+    /// geofences, which depend only on the response before, stay.
+    public var replaying: EventRules {
+        var replay = configuration
+        replay.batteryLow = nil
+        replay.fuelLow = nil
+        replay.movedDistanceKm = nil
+        replay.silentAfter = nil
+        replay.disabled.formUnion([
+            .vehicleReporting, .vehicleSilent, .privacyModeEntered, .privacyModeLeft, .clearanceChanged,
+        ])
+        return EventRules(configuration: replay)
     }
 
-    public func events(previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp, state: inout [String: String]) -> [Event] {
+    public var silentAfter: Duration? {
+        configuration.disabled.contains(.vehicleSilent) ? nil : configuration.silentAfter
+    }
+
+    public func events(previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp,
+                       state: inout RuleState) -> [Event] {
         var events: [Event] = []
         func emit(_ type: EventType, _ sample: Sample, instance: String? = nil, from old: String?, to new: String) {
             guard !configuration.disabled.contains(type) else { return }
-            events.append(Event(vin: sample.vin, type: type, instance: instance ?? sample.instance, occurredAt: sample.observedAt, detectedAt: detectedAt, previousValue: old, newValue: new))
+            events.append(Event(
+                vin: sample.vin, type: type, instance: instance ?? sample.instance, occurredAt: sample.observedAt,
+                detectedAt: detectedAt, previousValue: old, newValue: new))
         }
         // Only an observation newer than the stored one is a change: most of a response is not
         // (values reported again), so those are set aside first, with one lookup each.
@@ -64,45 +77,96 @@ public struct EventRules: ChangeDetecting {
             newer[key] = LatestValue(value: sample.value, unit: sample.unit, observedAt: sample.observedAt)
             switch sample.property {
             case "charging.battery_level":
-                if let threshold = configuration.batteryLow { hysteresis(.batteryLow, "battery_low|", threshold, sample, old, &state, emit) }
+                if let threshold = configuration.batteryLow {
+                    hysteresis(.batteryLow, .batteryLow(instance: sample.instance), threshold, sample, old, &state, emit)
+                }
             case "diagnostics.fuel_level":
-                if let threshold = configuration.fuelLow { hysteresis(.fuelLow, "fuel_low|", threshold, sample, old, &state, emit) }
+                if let threshold = configuration.fuelLow {
+                    hysteresis(.fuelLow, .fuelLow(instance: sample.instance), threshold, sample, old, &state, emit)
+                }
             default:
-                guard let old, old.value != sample.value, case .text(let new) = sample.value else { continue }
-                if let type = Self.eventType(property: sample.property, from: old.value.text, to: new) {
-                    emit(type, sample, from: old.value.description, to: new)
+                guard let old, old.value != sample.value, case .text(let new) = sample.value,
+                      let rules = transitionsByProperty[sample.property]
+                else { continue }
+                if let rule = rules.first(where: { $0.matches(from: old.value.text, to: new) }) {
+                    emit(rule.event, sample, from: old.value.description, to: new)
                 }
             }
         }
         positionEvents(previous: previous, observed: observed, state: &state, emit)
         // A silent vehicle that reports again.
-        if state["silent"] != nil, let newest = fresh.lazy.map({ observed[$0] }).max(by: { $0.observedAt < $1.observedAt }) {
-            state["silent"] = nil
+        if state[.silent] != nil,
+           let newest = fresh.lazy.map({ observed[$0] }).max(by: { $0.observedAt < $1.observedAt }) {
+            state[.silent] = nil
             emit(.vehicleReporting, newest, instance: "", from: "silent", to: "reporting")
         }
         return events
     }
 
+    /// Whether a response should be recorded as saying privacy mode is on (`true`) or off
+    /// (`false`), or tells nothing about it (`nil`): on when the answer itself says so (a 403
+    /// privacy mode) or a property failed with `privacy_mode_active`; off when data came. `nil`
+    /// too when the event of that change is disabled, so its state is left as it is.
+    public func privacyMode(answerSaysPrivacy: Bool, failureReasons: [PropertyFailure.Reason],
+                            hasSamples: Bool) -> Bool? {
+        let privacy = answerSaysPrivacy || failureReasons.contains(.privacyModeActive)
+        guard privacy || hasSamples else { return nil }
+        guard !configuration.disabled.contains(privacy ? .privacyModeEntered : .privacyModeLeft) else { return nil }
+        return privacy
+    }
+
+    public func privacyEvents(vin: VIN, privacyMode: Bool, at time: Timestamp, state: inout RuleState) -> [Event] {
+        let wasOn = state[.privacy] != nil
+        guard wasOn != privacyMode else { return [] }
+        state[.privacy] = privacyMode ? "on" : nil
+        let type: EventType = privacyMode ? .privacyModeEntered : .privacyModeLeft
+        guard !configuration.disabled.contains(type) else { return [] }
+        return [Event(
+            vin: vin, type: type, instance: "", occurredAt: time, detectedAt: time,
+            previousValue: privacyMode ? "off" : "on", newValue: privacyMode ? "on" : "off")]
+    }
+
+    /// `vehicle_silent` once the newest observation is ``silentAfter`` old; `occurred_at` is that
+    /// receive time + ``silentAfter``. Fires once, until the vehicle reports again.
+    public func silenceEvents(vin: VIN, lastReceivedAt: Timestamp, now: Timestamp, state: inout RuleState) -> [Event] {
+        guard let after = silentAfter, state[.silent] == nil, lastReceivedAt.adding(after) <= now else { return [] }
+        state[.silent] = String(lastReceivedAt.millisecondsSince1970)
+        return [Event(
+            vin: vin, type: .vehicleSilent, instance: "", occurredAt: lastReceivedAt.adding(after), detectedAt: now,
+            previousValue: "reporting", newValue: "silent")]
+    }
+
+    /// `clearance_changed` when a vehicle seen before has another clearance status now.
+    public func clearanceEvents(vin: VIN, from previous: ClearanceStatus?, to current: ClearanceStatus,
+                                at time: Timestamp) -> [Event] {
+        guard let previous, previous != current, !configuration.disabled.contains(.clearanceChanged) else { return [] }
+        return [Event(
+            vin: vin, type: .clearanceChanged, instance: "", occurredAt: time, detectedAt: time,
+            previousValue: previous.rawValue, newValue: current.rawValue)]
+    }
+
     /// A level falling below `threshold.below` fires once, then re-arms above `threshold.rearmAbove`.
     /// A first observation already below the threshold sets the rule as fired, without an event.
-    /// `key` is the rule's state key up to its instance (`battery_low|`).
-    private func hysteresis(_ type: EventType, _ key: String, _ threshold: EventRulesConfiguration.Threshold, _ sample: Sample, _ old: LatestValue?,
-                            _ state: inout [String: String], _ emit: (EventType, Sample, String?, String?, String) -> Void) {
+    private func hysteresis(
+        _ type: EventType, _ key: RuleStateKey, _ threshold: EventRulesConfiguration.Threshold, _ sample: Sample,
+        _ old: LatestValue?, _ state: inout RuleState, _ emit: (EventType, Sample, String?, String?, String) -> Void
+    ) {
         guard let level = sample.value.number else { return }
-        let stateKey = sample.instance.isEmpty ? key : key + sample.instance  // `battery_low|` + instance
         if level < threshold.below {
-            if state[stateKey] != "fired" {
-                state[stateKey] = "fired"
+            if state[key] != "fired" {
+                state[key] = "fired"
                 if let old { emit(type, sample, nil, old.value.description, sample.value.description) }
             }
         } else if level > threshold.rearmAbove {
-            state[stateKey] = nil
+            state[key] = nil
         }
     }
 
     /// `vehicle_moved` and geofences, from a poll that observed both coordinates.
-    private func positionEvents(previous: [SeriesKey: LatestValue], observed: [Sample], state: inout [String: String],
-                                _ emit: (EventType, Sample, String?, String?, String) -> Void) {
+    private func positionEvents(
+        previous: [SeriesKey: LatestValue], observed: [Sample], state: inout RuleState,
+        _ emit: (EventType, Sample, String?, String?, String) -> Void
+    ) {
         guard let latitude = observed.first(where: { $0.property == "vehicle_location.coordinates.latitude" }),
               let longitude = observed.first(where: { $0.property == "vehicle_location.coordinates.longitude" }),
               let lat = latitude.value.number, let lon = longitude.value.number
@@ -114,57 +178,29 @@ public struct EventRules: ChangeDetecting {
         var here: String { Self.coordinateText(lat) + "," + Self.coordinateText(lon) }
 
         if let distanceKm = configuration.movedDistanceKm {
-            if let anchor = state["moved_anchor"].flatMap(Self.coordinates) {
+            if let anchor = state[.movedAnchor].flatMap(Self.coordinates) {
                 if Self.distanceKm(anchor, (lat, lon)) >= distanceKm {
-                    emit(.vehicleMoved, latitude, "", state["moved_anchor"], here)
-                    state["moved_anchor"] = here
+                    emit(.vehicleMoved, latitude, "", state[.movedAnchor], here)
+                    state[.movedAnchor] = here
                 }
             } else {
-                state["moved_anchor"] = here
+                state[.movedAnchor] = here
             }
         }
         guard let previousLat = oldLatitude?.value.number, let previousLon = oldLongitude?.value.number else { return }
         for fence in configuration.geofences {
-            let wasInside = Self.distanceKm((previousLat, previousLon), (fence.latitude, fence.longitude)) * 1000 <= fence.radiusMeters
-            let isInside = Self.distanceKm((lat, lon), (fence.latitude, fence.longitude)) * 1000 <= fence.radiusMeters
+            let center = (fence.latitude, fence.longitude)
+            let wasInside = Self.distanceKm((previousLat, previousLon), center) * 1000 <= fence.radiusMeters
+            let isInside = Self.distanceKm((lat, lon), center) * 1000 <= fence.radiusMeters
             if isInside && !wasInside { emit(.geofenceEntered, latitude, fence.name, "outside", "inside") }
             if wasInside && !isInside { emit(.geofenceExited, latitude, fence.name, "inside", "outside") }
         }
     }
 
-    /// The event for a change of `property` from `old` to `new`, if the rules name one.
+    /// The event for a change of `property` from `old` to `new`, if the standard transition
+    /// rules name one.
     static func eventType(property: String, from old: String?, to new: String) -> EventType? {
-        switch property {
-        case "doors.locks.lock_state":
-            if old == "locked" && new == "unlocked" { return .doorUnlocked }
-            if old == "unlocked" && new == "locked" { return .doorLocked }
-        case "doors.locks_state":
-            if old == "locked" && new == "unlocked" { return .vehicleUnlocked }
-            if old == "unlocked" && new == "locked" { return .vehicleLocked }
-        case "doors.positions.position":
-            if old == "closed" && new == "open" { return .doorOpened }
-            if old == "open" && new == "closed" { return .doorClosed }
-        case "trunk.position":
-            if old == "closed" && new == "open" { return .trunkOpened }
-            if old == "open" && new == "closed" { return .trunkClosed }
-        case "charging.status":
-            let wasCharging = chargingStatuses.contains(old ?? "")
-            if chargingStatuses.contains(new) && !wasCharging { return .chargingStarted }
-            if new == "charging_complete" { return .chargingCompleted }
-            if new == "charging_error" { return .chargingError }
-            if wasCharging && !chargingStatuses.contains(new) { return .chargingInterrupted }
-        case "charging.plugged_in":
-            if old == "disconnected" && new != "disconnected" { return .pluggedIn }
-            if old != nil && old != "disconnected" && new == "disconnected" { return .unplugged }
-        case "ignition.state":
-            let on: Set<String> = ["on", "start"]
-            let off: Set<String> = ["off", "lock", "accessory"]
-            if off.contains(old ?? "") && on.contains(new) { return .ignitionOn }
-            if on.contains(old ?? "") && off.contains(new) { return .ignitionOff }
-        default:
-            break
-        }
-        return nil
+        TransitionRule.standard.first { $0.property == property && $0.matches(from: old, to: new) }?.event
     }
 
     /// A coordinate in degrees with six decimals (`52.520008`, `-0.127600`): about 0.1 m, the
@@ -248,6 +284,10 @@ public struct EventRulesConfiguration: Sendable, Hashable {
     /// `events.vehicle_silent_after`: no new observation for this long is `vehicle_silent`
     /// (default 6h; `nil` turns it off).
     public var silentAfter: Duration? = .seconds(6 * 3600)
+    /// The transition rules: a change of a text property from one value to another is an event.
+    /// The first rule of a property that matches a change decides its event. Defaults to
+    /// ``TransitionRule/standard``; not a config key (a new rule is one entry here).
+    public var transitions: [TransitionRule] = TransitionRule.standard
     /// `events.charging_session_timeout`: a charging session whose end is never observed is
     /// closed after this long with `end_reason = timeout` (default 24h).
     public var chargingSessionTimeout: Duration = .seconds(24 * 3600)

@@ -27,6 +27,11 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
         adding(milliseconds: duration.milliseconds)
     }
 
+    /// This instant moved back by a `Duration` (sub-millisecond parts are truncated).
+    public func subtracting(_ duration: Duration) -> Timestamp {
+        adding(milliseconds: -duration.milliseconds)
+    }
+
     /// The duration from `other` to `self` (negative when `other` is later).
     public func duration(since other: Timestamp) -> Duration {
         .milliseconds(millisecondsSince1970 - other.millisecondsSince1970)
@@ -38,8 +43,8 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
     /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-28T09:14:03.000Z`.
     public var iso8601: String {
         let ms = millisecondsSince1970
-        let days = floorDiv(ms, 86_400_000)
-        let msOfDay = ms - days * 86_400_000
+        let days = floorDiv(ms, Self.millisecondsPerDay)
+        let msOfDay = ms - days * Self.millisecondsPerDay
         let (y, m, d) = civilFromDays(days)
         let hour = msOfDay / 3_600_000
         let minute = (msOfDay / 60_000) % 60
@@ -117,7 +122,24 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
     }
 }
 
+extension Timestamp {
+    /// Milliseconds in a UTC day (86,400,000): UTC has no daylight saving, and leap seconds are
+    /// not counted in Unix time.
+    public static let millisecondsPerDay: Int64 = 86_400_000
+
+    /// The UTC day of this instant, as days since 1970-01-01 (negative before).
+    public var utcDay: Int64 { floorDiv(millisecondsSince1970, Self.millisecondsPerDay) }
+
+    /// Midnight UTC starting the day of this instant.
+    public var startOfUTCDay: Timestamp { Timestamp(millisecondsSince1970: utcDay * Self.millisecondsPerDay) }
+}
+
 extension Duration {
+    /// `count` days of 24 hours.
+    public static func days(_ count: Int) -> Duration {
+        .seconds(Int64(count) * 86_400)
+    }
+
     /// Whole milliseconds in this duration, truncated toward zero; saturates at about ±292
     /// million years instead of overflowing.
     public var milliseconds: Int64 {

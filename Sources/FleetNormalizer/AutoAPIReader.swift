@@ -14,17 +14,17 @@ struct AutoAPIReader {
     mutating func read(_ capabilities: JSONObject, into payload: inout NormalizedPayload) {
         for (capability, value) in capabilities {
             guard Normalizer.isValidName(capability) else {
-                payload.failures.append(PropertyFailure(property: String(capability.prefix(64)), reason: "unreadable", description: "capability name is not snake_case"))
+                payload.failures.append(PropertyFailure(property: String(capability.prefix(64)), reason: .unreadable, description: "capability name is not snake_case"))
                 continue
             }
             guard case .object(let properties) = value else {
-                payload.failures.append(PropertyFailure(property: capability, reason: "unreadable", description: "capability is not an object"))
+                payload.failures.append(PropertyFailure(property: capability, reason: .unreadable, description: "capability is not an object"))
                 continue
             }
             for (property, propertyValue) in properties {
                 let path = capability + "." + property
                 guard Normalizer.isValidName(property) else {
-                    payload.failures.append(PropertyFailure(property: capability + "." + String(property.prefix(64)), reason: "unreadable", description: "property name is not snake_case"))
+                    payload.failures.append(PropertyFailure(property: capability + "." + String(property.prefix(64)), reason: .unreadable, description: "property name is not snake_case"))
                     continue
                 }
                 switch propertyValue {
@@ -38,11 +38,11 @@ struct AutoAPIReader {
                         if case .object(let object) = entry {
                             readEntry(object, path: path, index: multiple ? index : nil, keyedOnly: !multiple, into: &payload)
                         } else {
-                            payload.failures.append(PropertyFailure(property: path, reason: "unreadable", description: "array entry \(index) is not an object"))
+                            payload.failures.append(PropertyFailure(property: path, reason: .unreadable, description: "array entry \(index) is not an object"))
                         }
                     }
                 default:
-                    payload.failures.append(PropertyFailure(property: path, reason: "unreadable", description: "property is not an Auto API property object"))
+                    payload.failures.append(PropertyFailure(property: path, reason: .unreadable, description: "property is not an Auto API property object"))
                 }
             }
         }
@@ -54,7 +54,7 @@ struct AutoAPIReader {
             payload.failures.append(PropertyFailure(
                 property: path,
                 instance: index.map { String($0) } ?? "",
-                reason: String((failure["reason"]?.stringValue ?? "unknown").prefix(64)),
+                reason: .init(rawValue: String((failure["reason"]?.stringValue ?? "unknown").prefix(64))),
                 description: failure["description"]?.stringValue.map { String($0.prefix(500)) },
                 observedAt: timestamp
             ))
@@ -63,16 +63,16 @@ struct AutoAPIReader {
         guard let data = entry["data"] else { return }
         if let raw = entry["timestamp"], timestamp == nil {
             let text = raw.stringValue ?? raw.serialized
-            payload.failures.append(PropertyFailure(property: path, reason: "invalid_value", description: "unreadable timestamp \"\(text.prefix(60))\""))
+            payload.failures.append(PropertyFailure(property: path, reason: .invalidValue, description: "unreadable timestamp \"\(text.prefix(60))\""))
             return
         }
         if let timestamp, !Self.isPlausible(timestamp, receivedAt: receivedAt) {
             // A clock far off would pin `latest` to a value no newer reading could replace.
-            payload.failures.append(PropertyFailure(property: path, reason: "invalid_value", description: "implausible timestamp \(timestamp.iso8601): before 2000 or more than a year after the response"))
+            payload.failures.append(PropertyFailure(property: path, reason: .invalidValue, description: "implausible timestamp \(timestamp.iso8601): before 2000 or more than a year after the response"))
             return
         }
         if data == .null {
-            payload.failures.append(PropertyFailure(property: path, reason: "invalid_value", description: "data is null", observedAt: timestamp))
+            payload.failures.append(PropertyFailure(property: path, reason: .invalidValue, description: "data is null", observedAt: timestamp))
             return
         }
         let observedAt = timestamp ?? receivedAt
@@ -92,7 +92,7 @@ struct AutoAPIReader {
     /// A property timestamp is plausible from 2000 up to a year after the response arrived (the
     /// emulator's simulated time runs ahead of the wall clock, by a day per minute in the demo).
     static func isPlausible(_ timestamp: Timestamp, receivedAt: Timestamp) -> Bool {
-        timestamp >= earliestPlausible && timestamp <= receivedAt.adding(milliseconds: 366 * 86_400_000)
+        timestamp >= earliestPlausible && timestamp <= receivedAt.adding(milliseconds: 366 * Timestamp.millisecondsPerDay)
     }
 
     /// Whether an array holds the instances of a `multiple` property (known as such, or several
@@ -147,7 +147,7 @@ struct SampleEmitter {
             return
         case .bool(let b):
             if UnitConversion.percentageProperties.contains(path) || Self.coordinateRange(path) != nil {
-                fail(path, "invalid_value", "not a number: \(b)", into: &payload)
+                fail(path, .invalidValue, "not a number: \(b)", into: &payload)
             } else {
                 append(.text(b ? "true" : "false"), unit: nil, path: path, into: &payload)
             }
@@ -155,16 +155,16 @@ struct SampleEmitter {
             if let range = Self.coordinateRange(path) {
                 switch Self.number(from: value) {
                 case .number(let n): appendCoordinate(n, range: range, path: path, into: &payload)
-                case .invalid(let raw), .notNumeric(let raw): fail(path, "invalid_value", "not a number: \"\(raw)\"", into: &payload)
+                case .invalid(let raw), .notNumeric(let raw): fail(path, .invalidValue, "not a number: \"\(raw)\"", into: &payload)
                 }
             } else if UnitConversion.percentageProperties.contains(path) {
                 // A number sent as text where a number is expected: parse it when unambiguous.
                 switch Self.number(from: value) {
                 case .number(let n): appendPercentage(n, path: path, into: &payload)
-                case .invalid(let raw), .notNumeric(let raw): fail(path, "invalid_value", "not a number: \"\(raw)\"", into: &payload)
+                case .invalid(let raw), .notNumeric(let raw): fail(path, .invalidValue, "not a number: \"\(raw)\"", into: &payload)
                 }
             } else if Self.isOutOfRangeNumber(s) {
-                fail(path, "invalid_value", "number out of range: \(s.prefix(60))", into: &payload)
+                fail(path, .invalidValue, "number out of range: \(s.prefix(60))", into: &payload)
             } else {
                 append(.text(s), unit: nil, path: path, into: &payload)
             }
@@ -179,7 +179,7 @@ struct SampleEmitter {
         case .object(let fields):
             if let valueField = fields["value"], let unitField = fields["unit"] {
                 guard let rawUnit = unitField.stringValue else {
-                    fail(path, "invalid_value", "the unit is not text: \(unitField.serialized.prefix(40))", into: &payload)
+                    fail(path, .invalidValue, "the unit is not text: \(unitField.serialized.prefix(40))", into: &payload)
                     return
                 }
                 // Units compare without case or surrounding spaces; the source keeps what was sent.
@@ -193,16 +193,16 @@ struct SampleEmitter {
                         let (converted, canonicalUnit) = try UnitConversion.convert(number, unit: unit)
                         append(.number(converted), unit: canonicalUnit, sourceUnit: canonicalUnit == rawUnit ? nil : String(rawUnit.prefix(64)), path: path, into: &payload)
                     } catch {
-                        fail(path, "invalid_value", error.reason, into: &payload)
+                        fail(path, .invalidValue, error.reason, into: &payload)
                     }
                 case .invalid(let raw), .notNumeric(let raw):
-                    fail(path, "invalid_value", "not a number: \"\(raw.prefix(60))\" \(unit.prefix(40))", into: &payload)
+                    fail(path, .invalidValue, "not a number: \"\(raw.prefix(60))\" \(unit.prefix(40))", into: &payload)
                 }
                 return
             }
             for (field, fieldValue) in fields where field != keyField {
                 guard Normalizer.isValidName(field) else {
-                    payload.failures.append(PropertyFailure(property: path, reason: "unreadable", description: "field name is not snake_case"))
+                    payload.failures.append(PropertyFailure(property: path, reason: .unreadable, description: "field name is not snake_case"))
                     continue
                 }
                 emit(fieldValue, path: path + "." + field, into: &payload)
@@ -222,7 +222,7 @@ struct SampleEmitter {
 
     private func append(_ value: SampleValue, unit: String?, sourceUnit: String? = nil, path: String, into payload: inout NormalizedPayload) {
         if case .number(let n) = value, !n.isFinite {
-            fail(path, "invalid_value", "not a finite number", into: &payload)
+            fail(path, .invalidValue, "not a finite number", into: &payload)
             return
         }
         payload.samples.append(Sample(vin: vin, property: path, instance: instance, value: value, unit: unit, observedAt: observedAt, timeSource: timeSource, sourceUnit: sourceUnit))
@@ -242,7 +242,7 @@ struct SampleEmitter {
     /// A latitude or longitude in degrees; outside `range` it is a failure.
     private func appendCoordinate(_ degrees: Double, range: ClosedRange<Double>, path: String, into payload: inout NormalizedPayload) {
         guard range.contains(degrees) else {
-            fail(path, "invalid_value", "\(path.hasSuffix("latitude") ? "latitude" : "longitude") \(SampleValue.number(degrees)) is outside \(SampleValue.number(range.lowerBound))…\(SampleValue.number(range.upperBound))", into: &payload)
+            fail(path, .invalidValue, "\(path.hasSuffix("latitude") ? "latitude" : "longitude") \(SampleValue.number(degrees)) is outside \(SampleValue.number(range.lowerBound))…\(SampleValue.number(range.upperBound))", into: &payload)
             return
         }
         append(.number(degrees), unit: nil, path: path, into: &payload)
@@ -252,13 +252,13 @@ struct SampleEmitter {
     private func appendPercentage(_ fraction: Double, path: String, into payload: inout NormalizedPayload) {
         let upper = path.hasSuffix("state_of_health") ? 2.0 : 1.0
         guard fraction >= 0, fraction <= upper else {
-            fail(path, "invalid_value", "percentage fraction \(SampleValue.number(fraction)) is outside 0…\(SampleValue.number(upper))", into: &payload)
+            fail(path, .invalidValue, "percentage fraction \(SampleValue.number(fraction)) is outside 0…\(SampleValue.number(upper))", into: &payload)
             return
         }
         append(.number(UnitConversion.percent(fromFraction: fraction)), unit: "percent", sourceUnit: "fraction", path: path, into: &payload)
     }
 
-    private func fail(_ path: String, _ reason: String, _ description: String, into payload: inout NormalizedPayload) {
+    private func fail(_ path: String, _ reason: PropertyFailure.Reason, _ description: String, into payload: inout NormalizedPayload) {
         payload.failures.append(PropertyFailure(property: path, instance: instance, reason: reason, description: description, observedAt: timeSource == .property ? observedAt : nil))
     }
 

@@ -174,29 +174,6 @@ public struct NormalizedPayload: Sendable, Hashable {
     }
 }
 
-/// A property that carried no usable value.
-public struct PropertyFailure: Sendable, Hashable {
-    /// Property path, e.g. `vehicle_location.coordinates`.
-    public var property: String
-    /// The array entry's instance, when known; `""` otherwise.
-    public var instance: String = ""
-    /// The property's own timestamp, when the failure carried one.
-    public var observedAt: Timestamp?
-    /// The Auto API `failure.reason` (`rate_limit`, `oem_error`, `pending`, `privacy_mode_active`,
-    /// `unauthorised`, …) or `unreadable` when the value had a shape the normalizer cannot read.
-    public var reason: String
-    /// The API's free-text `failure.description`, or what was wrong with the value.
-    public var description: String?
-
-    public init(property: String, instance: String = "", reason: String, description: String?, observedAt: Timestamp? = nil) {
-        self.property = property
-        self.instance = instance
-        self.observedAt = observedAt
-        self.reason = reason
-        self.description = description
-    }
-}
-
 /// A response that could not be normalized at all.
 public struct NormalizationError: Error, Sendable, Hashable, CustomStringConvertible {
     public var vin: VIN

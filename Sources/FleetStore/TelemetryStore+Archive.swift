@@ -10,6 +10,9 @@ public struct ArchivedResponse: Sendable, Hashable {
     public var httpStatus: Int?
     /// The body exactly as received.
     public var body: [UInt8]
+
+    /// True for a success status (2xx) or an unknown one: a body that holds vehicle data.
+    public var isSuccess: Bool { httpStatus.map { (200..<300).contains($0) } ?? true }
 }
 
 /// What ``TelemetryStore/replaceArchivedSamples(vin:since:responses:)`` changed.
@@ -18,6 +21,8 @@ public struct ReprocessCounts: Sendable, Hashable {
     public var deleted = 0
     /// Sample rows written from the responses normalized again.
     public var inserted = 0
+    /// Events the rules found in the responses normalized again that were not stored yet, with ids.
+    public var events: [Event] = []
     public init() {}
 }
 
@@ -65,10 +70,17 @@ extension TelemetryStore {
     /// Only sample rows whose `received_at` is the receive time of an archived response are
     /// deleted: rows from imports or from responses older than the archive stay. Samples without
     /// a timestamp of their own are stored only when their value changed, as when polling;
-    /// `latest` takes every newer observation. Events are not detected again.
+    /// `latest` takes every newer observation.
+    ///
+    /// Each response is also handed to `detector` with the response before it in the window (the
+    /// first one sets the baseline, as a vehicle's first observation does) and no rule state:
+    /// events not stored yet (same VIN, type, instance and `occurred_at`) are added; those stored
+    /// before stay as they are, and none is removed.
     ///
     /// - Throws: ``SQLiteError``; the transaction is rolled back and the vehicle's samples are as before.
-    public func replaceArchivedSamples(vin: VIN, since: Timestamp, responses: [(receivedAt: Timestamp, samples: [Sample])]) throws -> ReprocessCounts {
+    public func replaceArchivedSamples(
+        vin: VIN, since: Timestamp, responses: [(receivedAt: Timestamp, samples: [Sample])], detector: some ChangeDetecting
+    ) throws -> ReprocessCounts {
         // `latest` is rewritten outside the poll path: the cached rows are read again afterwards.
         latestCache.removeAll()
         return try withConnection { connection in
@@ -80,12 +92,17 @@ extension TelemetryStore {
                     """).run([.text(vin.rawValue), .integer(since.millisecondsSince1970)])
                 counts.deleted = connection.changes
                 var previous: [SeriesKey: LatestValue] = [:]
+                var events: [Event] = []
                 for response in responses {
+                    var scratch: RuleState = [:]
+                    events += detector.events(
+                        previous: previous, observed: response.samples, detectedAt: response.receivedAt, state: &scratch)
                     counts.inserted += try writeSamples(response.samples, previous: previous, receivedAt: response.receivedAt, skipStoredLatest: false).written
                     for sample in response.samples {
                         previous[sample.key] = LatestValue(value: sample.value, unit: sample.unit, observedAt: sample.observedAt)
                     }
                 }
+                counts.events = try insert(events, connection: connection)
                 return counts
             }
         }

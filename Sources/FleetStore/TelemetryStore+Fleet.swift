@@ -9,8 +9,8 @@ public struct VehicleRecord: Sendable, Hashable {
     public var clearanceStatus: ClearanceStatus?
     /// When ``clearanceStatus`` last changed, UTC.
     public var clearanceChangedAt: Timestamp?
-    /// The polling status: `active`, `not_cleared` or `consent_removed`.
-    public var status: String
+    /// The polling status.
+    public var status: PollingStatus
     /// Why the vehicle is not polled, when it is not.
     public var statusReason: String?
     public var lastPolledAt: Timestamp?
@@ -20,14 +20,14 @@ public struct VehicleRecord: Sendable, Hashable {
 extension TelemetryStore {
     /// Records the clearance statuses of a fleet sync, atomically.
     ///
-    /// A vehicle seen for the first time is stored without an event; a changed status updates
-    /// `clearance_status` and `clearance_changed_at` and becomes a `clearance_changed` event
-    /// (previous and new status). A vehicle that becomes `approved` again gets `status = 'active'`;
+    /// A changed status updates `clearance_status` and `clearance_changed_at`; the events are
+    /// what `detector` decides for each change (`clearance_changed`, none for a vehicle seen for
+    /// the first time). A vehicle that becomes `approved` again gets `status = 'active'`;
     /// one that leaves `approved` gets `status = 'not_cleared'`.
     ///
     /// - Returns: The `clearance_changed` events stored, with ids.
     /// - Throws: ``SQLiteError``; nothing of this sync is kept then.
-    public func recordClearance(_ vehicles: [FleetVehicle], at now: Timestamp) throws -> [Event] {
+    public func recordClearance(_ vehicles: [FleetVehicle], at now: Timestamp, detector: some ChangeDetecting) throws -> [Event] {
         try withConnection { connection in
             try connection.transaction {
                 let select = try connection.cachedStatement("SELECT clearance_status FROM vehicles WHERE vin = ?1")
@@ -54,25 +54,24 @@ extension TelemetryStore {
                     try upsert.run([
                         .text(vehicle.vin.rawValue), .integer(now.millisecondsSince1970),
                         vehicle.brand.map(SQLiteValue.text) ?? .null, .text(vehicle.status.rawValue),
-                        .text(vehicle.status.isPollable ? "active" : "not_cleared"),
+                        .text((vehicle.status.isPollable ? PollingStatus.active : .notCleared).rawValue),
                     ])
-                    if let previous, previous != vehicle.status.rawValue {
-                        events.append(Event(vin: vehicle.vin, type: .clearanceChanged, instance: "", occurredAt: now, detectedAt: now, previousValue: previous, newValue: vehicle.status.rawValue))
-                    }
+                    events += detector.clearanceEvents(
+                        vin: vehicle.vin, from: previous.flatMap(ClearanceStatus.init), to: vehicle.status, at: now)
                 }
                 return try insert(events, connection: connection)
             }
         }
     }
 
-    /// Sets a vehicle's polling status (`active`, `not_cleared`, `consent_removed`) and the reason.
-    public func setStatus(_ status: String, reason: String?, vin: VIN, at now: Timestamp) throws {
+    /// Sets a vehicle's polling status and the reason.
+    public func setStatus(_ status: PollingStatus, reason: String?, vin: VIN, at now: Timestamp) throws {
         try withConnection { connection in
             try connection.cachedStatement("""
                 INSERT INTO vehicles (vin, first_seen_at, status, status_reason, status_changed_at) VALUES (?1, ?2, ?3, ?4, ?2)
                 ON CONFLICT (vin) DO UPDATE SET status = excluded.status, status_reason = excluded.status_reason,
                     status_changed_at = CASE WHEN vehicles.status IS excluded.status THEN vehicles.status_changed_at ELSE excluded.status_changed_at END
-                """).run([.text(vin.rawValue), .integer(now.millisecondsSince1970), .text(status), reason.map(SQLiteValue.text) ?? .null])
+                """).run([.text(vin.rawValue), .integer(now.millisecondsSince1970), .text(status.rawValue), reason.map(SQLiteValue.text) ?? .null])
         }
     }
 
@@ -90,7 +89,7 @@ extension TelemetryStore {
                 result.append(VehicleRecord(
                     vin: vin, brand: statement.text(at: 1), clearanceStatus: statement.text(at: 2).flatMap(ClearanceStatus.init),
                     clearanceChangedAt: statement.isNull(at: 3) ? nil : Timestamp(millisecondsSince1970: statement.int(at: 3)),
-                    status: statement.text(at: 4) ?? "active", statusReason: statement.text(at: 5),
+                    status: statement.text(at: 4).flatMap(PollingStatus.init) ?? .active, statusReason: statement.text(at: 5),
                     lastPolledAt: statement.isNull(at: 6) ? nil : Timestamp(millisecondsSince1970: statement.int(at: 6)),
                     lastHTTPStatus: statement.isNull(at: 7) ? nil : Int(statement.int(at: 7))))
             }

@@ -103,69 +103,57 @@ extension TelemetryStore {
         }
     }
 
-    /// Emits `vehicle_silent` for every vehicle that has sent no new observation for `after`
-    /// (measured on the daemon's clock: the newest `latest.received_at`, so that a vehicle clock
-    /// that is off does not matter) and that is not silent already; `occurred_at` is that
-    /// receive time + `after`.
+    /// Hands the rules every vehicle that is not silent and has sent no new observation for
+    /// `detector.silentAfter` (measured on the daemon's clock: the newest `latest.received_at`,
+    /// so that a vehicle clock that is off does not matter), and stores the events and rule
+    /// state they decide (`vehicle_silent`), in one transaction.
     ///
     /// - Returns: The events stored, with ids.
-    public func detectSilentVehicles(now: Timestamp, after: Duration) throws -> [Event] {
-        try withConnection { connection in
+    public func detectSilentVehicles(now: Timestamp, detector: some ChangeDetecting) throws -> [Event] {
+        guard let after = detector.silentAfter else { return [] }
+        return try withConnection { connection in
             try connection.transaction {
                 let statement = try connection.cachedStatement("""
                     SELECT l.vin, max(l.received_at) AS newest FROM latest l
-                    WHERE NOT EXISTS (SELECT 1 FROM rule_state r WHERE r.vin = l.vin AND r.key = 'silent')
+                    WHERE NOT EXISTS (SELECT 1 FROM rule_state r WHERE r.vin = l.vin AND r.key = ?3)
                     GROUP BY l.vin HAVING newest + ?2 <= ?1
                     """)
-                try statement.bind([.integer(now.millisecondsSince1970), .integer(after.milliseconds)])
+                try statement.bind([
+                    .integer(now.millisecondsSince1970), .integer(after.milliseconds), .text(RuleStateKey.silent.rawValue),
+                ])
                 var found: [(VIN, Int64)] = []
                 while try statement.step() {
                     if let vin = statement.text(at: 0).flatMap(VIN.init) { found.append((vin, statement.int(at: 1))) }
                 }
                 var events: [Event] = []
-                let mark = try connection.cachedStatement("""
-                    INSERT INTO rule_state (vin, key, value, updated_at) VALUES (?1, 'silent', ?2, ?3)
-                    ON CONFLICT (vin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
-                    """)
                 for (vin, newest) in found {
-                    try mark.run([.text(vin.rawValue), .text(String(newest)), .integer(now.millisecondsSince1970)])
-                    events.append(Event(vin: vin, type: .vehicleSilent, instance: "", occurredAt: Timestamp(millisecondsSince1970: newest).adding(after), detectedAt: now, previousValue: "reporting", newValue: "silent"))
+                    var state = try ruleState(vin: vin)
+                    let before = state
+                    events += detector.silenceEvents(
+                        vin: vin, lastReceivedAt: Timestamp(millisecondsSince1970: newest), now: now, state: &state)
+                    if state != before { try saveRuleState(state, replacing: before, vin: vin, at: now) }
                 }
                 return try insert(events, connection: connection)
             }
         }
     }
 
-    /// Records whether the API says privacy mode is on for `vin`; emits `privacy_mode_entered` or
-    /// `privacy_mode_left` on a change (state key `privacy`).
+    /// Records whether the API says privacy mode is on for `vin` and stores the events the rules
+    /// decide for it (`privacy_mode_entered`, `privacy_mode_left`), in one transaction.
     ///
     /// The daemon passes this with the poll instead (``PollRecord/privacyMode``), so that the
     /// state, the event and the poll row are one write.
     ///
-    /// - Returns: The event stored, if any.
-    public func setPrivacyMode(_ active: Bool, vin: VIN, at time: Timestamp) throws -> [Event] {
+    /// - Returns: The events stored, with ids.
+    public func setPrivacyMode(_ active: Bool, vin: VIN, at time: Timestamp, detector: some ChangeDetecting) throws -> [Event] {
         try withConnection { connection in
-            try connection.transaction { try applyPrivacyMode(active, vin: vin, at: time, connection: connection) }
+            try connection.transaction {
+                var state = try ruleState(vin: vin)
+                let before = state
+                let events = detector.privacyEvents(vin: vin, privacyMode: active, at: time, state: &state)
+                if state != before { try saveRuleState(state, replacing: before, vin: vin, at: time) }
+                return try insert(events, connection: connection)
+            }
         }
-    }
-
-    /// The privacy-mode state change of `vin` and its event, inside the caller's transaction.
-    func applyPrivacyMode(_ active: Bool, vin: VIN, at time: Timestamp, connection: Connection) throws -> [Event] {
-        let read = try connection.cachedStatement("SELECT 1 FROM rule_state WHERE vin = ?1 AND key = 'privacy'")
-        try read.bind([.text(vin.rawValue)])
-        let wasActive = try read.step()
-        read.reset()
-        guard wasActive != active else { return [] }
-        if active {
-            try connection.cachedStatement("""
-                INSERT INTO rule_state (vin, key, value, updated_at) VALUES (?1, 'privacy', 'on', ?2)
-                ON CONFLICT (vin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
-                """).run([.text(vin.rawValue), .integer(time.millisecondsSince1970)])
-        } else {
-            try connection.cachedStatement("DELETE FROM rule_state WHERE vin = ?1 AND key = 'privacy'").run([.text(vin.rawValue)])
-        }
-        let event = Event(vin: vin, type: active ? .privacyModeEntered : .privacyModeLeft, instance: "", occurredAt: time, detectedAt: time,
-                          previousValue: active ? "off" : "on", newValue: active ? "on" : "off")
-        return try insert([event], connection: connection)
     }
 }

@@ -79,7 +79,7 @@ public actor TelemetryStore {
     /// - Returns: How many sample rows were written and the events stored, with their ids.
     /// - Throws: ``SQLiteError``; the transaction is then rolled back and nothing of this poll is kept.
     @discardableResult
-    public func record(_ poll: PollRecord, samples: [Sample], failures: [FailedProperty] = [], detector: some ChangeDetecting) throws -> PollWriteResult {
+    public func record(_ poll: PollRecord, samples: [Sample], failures: [PropertyFailure] = [], detector: some ChangeDetecting) throws -> PollWriteResult {
         try writeTransaction {
             try write(poll, samples: samples, failures: failures, detector: detector)
         }
@@ -183,7 +183,7 @@ public actor TelemetryStore {
         }
     }
 
-    private func write(_ poll: PollRecord, samples: [Sample], failures: [FailedProperty], detector: some ChangeDetecting) throws -> PollWriteResult {
+    private func write(_ poll: PollRecord, samples: [Sample], failures: [PropertyFailure], detector: some ChangeDetecting) throws -> PollWriteResult {
         let vin = SQLiteValue.text(poll.vin.rawValue)
         let newest = samples.lazy.map(\.observedAt.millisecondsSince1970).max().map(SQLiteValue.integer) ?? .null
         let brand = poll.brand.map { SQLiteValue.text(Brand.canonical($0)) } ?? .null
@@ -225,11 +225,11 @@ public actor TelemetryStore {
                 """).run([vin])
             flaggedNow = false
         }
+        let readsState = !samples.isEmpty || poll.privacyMode != nil
+        var state = readsState ? try ruleState(vin: poll.vin) : [:]
+        let stateBefore = state
         if !samples.isEmpty {
-            var state = try ruleState(vin: poll.vin)
-            let before = state
             let events = detector.events(previous: previous, observed: samples, detectedAt: poll.receivedAt, state: &state)
-            if state != before { try saveRuleState(state, replacing: before, vin: poll.vin, at: poll.receivedAt) }
             let outcome = try writeSamples(samples, previous: previous, receivedAt: poll.receivedAt)
             written = outcome.written
             moved = outcome.latest
@@ -245,8 +245,10 @@ public actor TelemetryStore {
             flaggedNow = true
         }
         if let privacy = poll.privacyMode {
-            stored += try applyPrivacyMode(privacy, vin: poll.vin, at: poll.receivedAt, connection: connection)
+            let events = detector.privacyEvents(vin: poll.vin, privacyMode: privacy, at: poll.receivedAt, state: &state)
+            stored += try insert(events, connection: connection)
         }
+        if state != stateBefore { try saveRuleState(state, replacing: stateBefore, vin: poll.vin, at: poll.receivedAt) }
 
         if !poll.imported {
             try connection.cachedStatement("""
@@ -360,25 +362,28 @@ public actor TelemetryStore {
     }
 
     /// The rule state of `vin` (see ``ChangeDetecting``), by key.
-    public func ruleState(vin: VIN) throws -> [String: String] {
+    public func ruleState(vin: VIN) throws -> RuleState {
         let statement = try connection.cachedStatement("SELECT key, value FROM rule_state WHERE vin = ?1")
         try statement.bind([.text(vin.rawValue)])
-        var state: [String: String] = [:]
-        while try statement.step() { state[statement.text(at: 0) ?? ""] = statement.text(at: 1) ?? "" }
+        var state: RuleState = [:]
+        while try statement.step() {
+            state[RuleStateKey(rawValue: statement.text(at: 0) ?? "")] = statement.text(at: 1) ?? ""
+        }
         return state
     }
 
-    private func saveRuleState(_ state: [String: String], replacing old: [String: String], vin: VIN, at now: Timestamp) throws {
+    /// Writes the keys of `state` that differ from `old` and deletes those it no longer has.
+    func saveRuleState(_ state: RuleState, replacing old: RuleState, vin: VIN, at now: Timestamp) throws {
         let upsert = try connection.cachedStatement("""
             INSERT INTO rule_state (vin, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
             ON CONFLICT (vin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
             """)
         let delete = try connection.cachedStatement("DELETE FROM rule_state WHERE vin = ?1 AND key = ?2")
         for (key, value) in state where old[key] != value {
-            try upsert.run([.text(vin.rawValue), .text(key), .text(value), .integer(now.millisecondsSince1970)])
+            try upsert.run([.text(vin.rawValue), .text(key.rawValue), .text(value), .integer(now.millisecondsSince1970)])
         }
         for key in old.keys where state[key] == nil {
-            try delete.run([.text(vin.rawValue), .text(key)])
+            try delete.run([.text(vin.rawValue), .text(key.rawValue)])
         }
     }
 
@@ -398,7 +403,7 @@ public actor TelemetryStore {
     }
 
     /// Stores property failures: a row only when the reason differs from the series' last failure.
-    private func write(_ failures: [FailedProperty], vin: VIN, receivedAt: Timestamp) throws {
+    private func write(_ failures: [PropertyFailure], vin: VIN, receivedAt: Timestamp) throws {
         let last = try connection.cachedStatement("""
             SELECT reason, observed_at, received_at FROM property_failures WHERE vin = ?1 AND property = ?2 AND instance = ?3
             ORDER BY observed_at DESC LIMIT 1
@@ -412,7 +417,7 @@ public actor TelemetryStore {
             UPDATE latest SET failure_reason = ?4, failed_at = ?5 WHERE vin = ?1 AND property = ?2 AND instance = ?3
             """)
         for failure in failures {
-            try flag.run([.text(vin.rawValue), .text(failure.property), .text(failure.instance), .text(failure.reason), .integer(receivedAt.millisecondsSince1970)])
+            try flag.run([.text(vin.rawValue), .text(failure.property), .text(failure.instance), .text(failure.reason.rawValue), .integer(receivedAt.millisecondsSince1970)])
             try last.bind([.text(vin.rawValue), .text(failure.property), .text(failure.instance)])
             let previous = try last.step() ? (last.text(at: 0), last.int(at: 2)) : nil
             last.reset()
@@ -420,25 +425,25 @@ public actor TelemetryStore {
             let goodSince = try good.step() ? good.int(at: 0) : nil
             good.reset()
             // Same reason as the last failure, with no good value since: nothing new to record.
-            if let previous, previous.0 == failure.reason, (goodSince ?? .min) <= previous.1 { continue }
+            if let previous, previous.0 == failure.reason.rawValue, (goodSince ?? .min) <= previous.1 { continue }
             try insert.run([
                 .text(vin.rawValue), .text(failure.property), .text(failure.instance),
-                .integer((failure.observedAt ?? receivedAt).millisecondsSince1970), .text(failure.reason),
+                .integer((failure.observedAt ?? receivedAt).millisecondsSince1970), .text(failure.reason.rawValue),
                 failure.description.map(SQLiteValue.text) ?? .null, .integer(receivedAt.millisecondsSince1970),
             ])
         }
     }
 
     /// The stored failures of one series, oldest first.
-    public func failures(vin: VIN, property: String, instance: String = "") throws -> [FailedProperty] {
+    public func failures(vin: VIN, property: String, instance: String = "") throws -> [PropertyFailure] {
         let statement = try connection.cachedStatement("""
             SELECT observed_at, reason, description FROM property_failures
             WHERE vin = ?1 AND property = ?2 AND instance = ?3 ORDER BY observed_at, rowid
             """)
         try statement.bind([.text(vin.rawValue), .text(property), .text(instance)])
-        var result: [FailedProperty] = []
+        var result: [PropertyFailure] = []
         while try statement.step() {
-            result.append(FailedProperty(property: property, instance: instance, reason: statement.text(at: 1) ?? "", description: statement.text(at: 2), observedAt: Timestamp(millisecondsSince1970: statement.int(at: 0))))
+            result.append(PropertyFailure(property: property, instance: instance, reason: PropertyFailure.Reason(rawValue: statement.text(at: 1) ?? ""), description: statement.text(at: 2), observedAt: Timestamp(millisecondsSince1970: statement.int(at: 0))))
         }
         return result
     }
@@ -598,29 +603,6 @@ public struct PollRecord: Sendable, Hashable {
     }
 }
 
-/// A property the API reported as failed (`{"failure": {reason, description}}`) or whose value
-/// could not be read: a row of the `property_failures` table.
-public struct FailedProperty: Sendable, Hashable {
-    /// Property path.
-    public var property: String
-    /// The entry of an array property (`front_left`), or `""`.
-    public var instance: String
-    /// `rate_limit`, `pending`, `privacy_mode_active`, `oem_error`, `unauthorised`, …, or
-    /// `invalid_value` / `unreadable` for values the normalizer could not read.
-    public var reason: String
-    public var description: String?
-    /// The property's timestamp when it carried one; else the poll's receive time is stored.
-    public var observedAt: Timestamp?
-
-    public init(property: String, instance: String = "", reason: String, description: String?, observedAt: Timestamp?) {
-        self.property = property
-        self.instance = instance
-        self.reason = reason
-        self.description = description
-        self.observedAt = observedAt
-    }
-}
-
 /// One entry of ``TelemetryStore/record(batch:detector:)``: a poll or an imported document.
 public struct PollWrite: Sendable {
     /// The request and its outcome (`imported` for a document read from a file).
@@ -628,11 +610,11 @@ public struct PollWrite: Sendable {
     /// Normalized samples, all of `poll.vin`.
     public var samples: [Sample]
     /// Properties the response reported as failed or that could not be read.
-    public var failures: [FailedProperty]
+    public var failures: [PropertyFailure]
     /// The push message's `message_id`: the entry is stored at most once per VIN and id.
     public var messageID: String?
 
-    public init(poll: PollRecord, samples: [Sample], failures: [FailedProperty] = [], messageID: String? = nil) {
+    public init(poll: PollRecord, samples: [Sample], failures: [PropertyFailure] = [], messageID: String? = nil) {
         self.poll = poll
         self.samples = samples
         self.failures = failures

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FleetClient
+import FleetConfiguration
 import FleetDaemon
 import FleetModel
 import Foundation
@@ -23,7 +24,7 @@ struct APIOptions: ParsableArguments {
             return (configuration, HighMobilityClient(configuration: clientConfiguration, logger: logger))
         } catch {
             printError("fleet-telemetry: \(error)")
-            throw ExitCode(78)
+            throw ExitStatus.config
         }
     }
 }
@@ -40,10 +41,10 @@ func withClient<T>(_ options: APIOptions, _ body: (DaemonConfiguration, HighMobi
         try? await client.shutdown()
         if error.isCredentialsRejected {
             printError("fleet-telemetry: \(DaemonError.credentialsRejected(error.description))")
-            throw ExitCode(78)
+            throw ExitStatus.config
         }
         printError("fleet-telemetry: \(error)")
-        throw ExitCode(1)
+        throw ExitStatus.failure
     } catch {
         try? await client.shutdown()
         throw error

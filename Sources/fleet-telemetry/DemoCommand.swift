@@ -1,5 +1,6 @@
 import ArgumentParser
 import FleetClient
+import FleetConfiguration
 import FleetDaemon
 import FleetEvents
 import FleetEmulator
@@ -29,7 +30,9 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Polling interval per VIN, in wall-clock time (e.g. 1s, 500ms); default 1s, or polling.interval of --config.")
     var interval: String?
 
-    @Option(name: .long, help: "A config file whose database.path, polling and log_level apply (its api section is replaced by the emulator).")
+    @Option(
+        name: .long,
+        help: "A config file whose settings apply (its api section is replaced by the emulator, its fleet sync and vehicles by the emulator's fleet).")
     var config: String?
 
     @Option(name: .long, help: "The SQLite database file.")
@@ -49,42 +52,50 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var polling = DaemonConfiguration.Polling(interval: .seconds(1), maxBackoff: .seconds(30), maxConcurrentRequests: 8)
-        polling.slowInterval = .seconds(5)
-        polling.privacyInterval = .seconds(5)
-        var databasePath = "fleet-telemetry-demo.sqlite"
-        var level = logLevel
+        // The demo's own settings; with --config, that file's settings (but its api section).
+        var configuration = DaemonConfiguration(
+            api: .init(baseURL: "http://127.0.0.1", clientID: "", clientSecret: .literal(Secret(""))),
+            databasePath: "fleet-telemetry-demo.sqlite",
+            polling: .init(interval: .seconds(1), maxBackoff: .seconds(30), maxConcurrentRequests: 8))
+        configuration.polling.slowInterval = .seconds(5)
+        configuration.polling.privacyInterval = .seconds(5)
+        configuration.logLevel = logLevel
+        // A geofence around the simulated vehicles' home area, so trips show geofence events; a
+        // parked vehicle sends nothing new for hours of simulated time: silent after 8 s.
+        configuration.events.geofences = [.init(name: "home", latitude: 52.52, longitude: 13.40, radiusMeters: 8000)]
+        configuration.events.silentAfter = .seconds(8)
         if let config {
             do {
-                let loaded = try ConfigLoader.load(path: config)
-                polling = loaded.polling
-                databasePath = loaded.databasePath
-                level = loaded.logLevel
+                configuration = try ConfigLoader.load(path: config)
             } catch {
                 printError("fleet-telemetry: \(error)")
-                throw ExitCode(78)
+                throw ExitStatus.config
             }
         }
-        databasePath = database ?? databasePath
-        if let interval, let parsed = DurationParser.parse(interval) { polling.interval = parsed }
+        // The VINs come from the emulator's fleet clearance list, as they would from the platform.
+        configuration.vehicles = []
+        configuration.fleet = .init(sync: true, syncInterval: .seconds(20))
+        configuration.databasePath = database ?? configuration.databasePath
+        if let interval, let parsed = DurationParser.parse(interval) { configuration.polling.interval = parsed }
+        let databasePath = configuration.databasePath
         let lock: DatabaseLock
         do {
-            try validateDatabasePath(databasePath)
+            try DatabasePathError.check(databasePath)
             lock = try DatabaseLock(databasePath: databasePath)
             try DemoDatabase.prepare(path: databasePath)
         } catch {
             printError("fleet-telemetry: \(error)")
-            throw ExitCode(74)
+            throw ExitStatus.ioError
         }
-        bootstrapLogging(level: level)
+        bootstrapLogging(level: configuration.logLevel)
         let logger = Logger(label: "fleet-telemetry")
 
         let store: TelemetryStore
         do {
-            store = try TelemetryStore(path: databasePath)
+            store = try await Daemon.openStore(path: databasePath, configuration: configuration)
         } catch {
             printError("fleet-telemetry: \(error)")
-            throw ExitCode(74)
+            throw ExitStatus.ioError
         }
         let clock = SystemWallClock()
         let startedAt = clock.now()
@@ -93,39 +104,39 @@ struct DemoCommand: AsyncParsableCommand {
         // (clearance_changed) and it joins the polling at the next fleet sync.
         emulator.enroll(EmulatorConfiguration.vin(index: simulation.vehicles + 1))
         // One vehicle starts in privacy mode, so the demo shows privacy_mode_entered and _left.
-        emulator.inject(.init(status: 403, body: #"{"errors":[{"title":"Forbidden","detail":"Privacy mode is active"}]}"#),
-                        vin: EmulatorConfiguration.vin(index: min(3, simulation.vehicles)), count: 1)
+        emulator.inject(
+            .init(status: 403, body: #"{"errors":[{"title":"Forbidden","detail":"Privacy mode is active"}]}"#),
+            vin: EmulatorConfiguration.vin(index: min(3, simulation.vehicles)), count: 1)
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let server = EmulatorServer.application(emulator: emulator, port: 0, logger: logger) { port in
             portContinuation.yield(port)
             portContinuation.finish()
         }
-        let daemon = DemoDaemon(ports: ports, emulator: emulator, store: store, polling: polling, clock: clock, logger: logger)
+        let daemon = DemoDaemon(
+            ports: ports, emulator: emulator, configuration: configuration, store: store, clock: clock, logger: logger)
         let timer = StopAfter(duration: .seconds(duration))
-        var groupConfiguration = ServiceGroupConfiguration(
-            services: [
+        printError(
+            "fleet-telemetry demo: \(simulation.vehicles) simulated vehicles, \(simulation.timeScale)× simulated time, "
+                + "polling every \(DurationParser.format(configuration.polling.interval)), database \(databasePath), "
+                + "for \(duration) s (Ctrl-C stops)")
+        try await runServices(
+            [
                 .init(service: server),
                 .init(service: daemon, successTerminationBehavior: .gracefullyShutdownGroup),
                 .init(service: timer, successTerminationBehavior: .gracefullyShutdownGroup),
-            ],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger)
-        groupConfiguration.maximumGracefulShutdownDuration = .seconds(10)
-        let group = ServiceGroup(configuration: groupConfiguration)
-        printError("fleet-telemetry demo: \(simulation.vehicles) simulated vehicles, \(simulation.timeScale)× simulated time, polling every \(DurationParser.format(polling.interval)), database \(databasePath), for \(duration) s (Ctrl-C stops)")
-        try await group.run()
+            ], logger: logger)
         let summary = try await store.summary(since: startedAt)
         printError("\nfleet-telemetry demo summary (\(databasePath))\n" + summary.text)
         withExtendedLifetime(lock) {}
     }
 }
 
-/// Waits for the emulator's port, then runs the polling loop against it.
+/// Waits for the emulator's port, then runs the daemon (the one assembly) against it.
 struct DemoDaemon: Service {
     let ports: AsyncStream<Int>
     let emulator: Emulator
+    let configuration: DaemonConfiguration
     let store: TelemetryStore
-    let polling: DaemonConfiguration.Polling
     let clock: any WallClock
     let logger: Logger
 
@@ -133,28 +144,14 @@ struct DemoDaemon: Service {
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { return }
         let client = HighMobilityClient(
-            configuration: .init(baseURL: "http://127.0.0.1:\(port)", clientID: emulator.configuration.clientID, clientSecret: Secret(emulator.configuration.clientSecret)),
+            configuration: .init(
+                baseURL: "http://127.0.0.1:\(port)", clientID: emulator.configuration.clientID,
+                clientSecret: Secret(emulator.configuration.clientSecret)),
             clock: clock, logger: logger)
-        // A geofence around the simulated vehicles' home area, so trips show geofence events.
-        var rules = EventRulesConfiguration()
-        rules.geofences = [.init(name: "home", latitude: 52.52, longitude: 13.40, radiusMeters: 8000)]
-        // A parked vehicle sends nothing new for hours of simulated time: silent after 8 s.
-        rules.silentAfter = .seconds(8)
-        let pipeline = PollPipeline(client: client, store: store, sink: StdoutEventSink(), clock: clock, logger: logger, rules: EventRules(configuration: rules))
-        // The VINs come from the emulator's fleet clearance list, as they would from the platform.
-        let service = PollingService(
-            vins: [],
-            policy: polling.policy,
-            pipeline: pipeline, clock: clock, maxConcurrentRequests: polling.maxConcurrentRequests,
-            fleetSync: FleetSync(interval: .seconds(20)) { try await client.fleetVehicles() },
+        let daemon = Daemon(
+            configuration: configuration, store: store, client: client, clock: clock,
             seed: emulator.configuration.seed, logger: logger)
-        do {
-            try await service.run()
-        } catch {
-            try? await client.shutdown()
-            throw error
-        }
-        try await client.shutdown()
+        try await daemon.run()
     }
 }
 

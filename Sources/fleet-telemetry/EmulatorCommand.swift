@@ -51,7 +51,7 @@ struct EmulatorCommand: AsyncParsableCommand {
                 faults = loaded.faults
             } catch {
                 printError("fleet-telemetry: \(error)")
-                throw ExitCode(78)
+                throw ExitStatus.config
             }
         }
         let emulator = Emulator(configuration: configuration)
@@ -73,7 +73,7 @@ struct EmulatorCommand: AsyncParsableCommand {
         } catch {
             if String(describing: error).contains("Address already in use") {
                 printError("fleet-telemetry: cannot listen on \(host):\(port): the port is already in use")
-                throw ExitCode(1)
+                throw ExitStatus.failure
             }
             throw error
         }

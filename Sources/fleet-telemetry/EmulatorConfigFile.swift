@@ -1,3 +1,4 @@
+import FleetConfiguration
 import FleetDaemon
 import FleetEmulator
 import FleetModel

@@ -23,7 +23,15 @@ func bootstrapLogging(level: String) {
     }
 }
 
-/// Writes `text` and a newline to standard error.
+/// Writes `text` and a newline to standard error; a closed standard error is ignored (the
+/// message is lost, the command goes on).
 func printError(_ text: String) {
-    FileHandle.standardError.write(Data((text + "\n").utf8))
+    let line = Array((text + "\n").utf8)
+    var offset = 0
+    while offset < line.count {
+        let written = line.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress! + offset, $0.count - offset) }
+        if written < 0 && errno == EINTR { continue }
+        guard written > 0 else { return }
+        offset += written
+    }
 }

@@ -1,8 +1,12 @@
 import ArgumentParser
+import FleetConfiguration
 import FleetDaemon
+import FleetEvents
+import FleetIngestion
 import FleetModel
 import FleetStore
 import Foundation
+import Logging
 
 /// `fleet-telemetry import FILE...`: captured vehicle data into the database.
 struct ImportCommand: AsyncParsableCommand {
@@ -21,7 +25,7 @@ struct ImportCommand: AsyncParsableCommand {
     @Argument(help: "Files to import.")
     var files: [String]
 
-    @Option(name: .long, help: "The config file (for database.path and database.max_size_mb).")
+    @Option(name: .long, help: "The config file (database.path, database.max_size_mb and the events rules).")
     var config: String?
 
     @Option(name: .long, help: "The SQLite database file (overrides database.path).")
@@ -33,29 +37,33 @@ struct ImportCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var databasePath = database
-        var maxSizeMegabytes: Int?
+        var configuration: DaemonConfiguration?
         if let config {
             do {
-                let configuration = try ConfigLoader.load(path: config)
-                if databasePath == nil { databasePath = configuration.databasePath }
-                maxSizeMegabytes = configuration.maxSizeMegabytes
+                configuration = try ConfigLoader.load(path: config)
             } catch {
                 printError("fleet-telemetry: \(error)")
-                throw ExitCode(78)
+                throw ExitStatus.config
             }
         }
+        let databasePath = database ?? configuration?.databasePath ?? ""
+        let maxSizeMegabytes = configuration?.maxSizeMegabytes
         let store: TelemetryStore
         do {
-            try validateDatabasePath(databasePath ?? "")
-            store = try TelemetryStore(path: databasePath ?? "")
             // The cap of `database.max_size_mb` holds for imports as for polling.
-            if let maxSizeMegabytes { _ = try await store.setMaximumSize(bytes: Int64(maxSizeMegabytes) << 20) }
+            store = try await Daemon.openStore(path: databasePath, configuration: configuration)
         } catch {
             printError("fleet-telemetry: \(error)")
-            throw ExitCode(74)
+            throw ExitStatus.ioError
         }
-        let importer = Importer(store: store, sink: StdoutEventSink())
+        var logger = Logger(label: "fleet-telemetry")
+        logger.logLevel = .error
+        // The configured rules (geofences, disabled events, thresholds), as when polling.
+        let ingestion = Daemon.ingestion(
+            events: configuration?.events ?? EventRulesConfiguration(),
+            archiveRawDays: configuration?.archiveRawDays ?? DaemonConfiguration.defaultArchiveRawDays,
+            store: store, sink: StdoutEventSink(logger: logger), logger: logger)
+        let importer = Importer(ingestion: ingestion)
         var summary = Importer.Summary()
         let interactive = isatty(STDERR_FILENO) == 1
         var lastShown = ContinuousClock.now
@@ -85,7 +93,7 @@ struct ImportCommand: AsyncParsableCommand {
                 let cap = error.isFull ? maxSizeMegabytes.map { "; database.max_size_mb is \($0)" } ?? "" : ""
                 printError("\nfleet-telemetry: could not write to the database: \(error) (documents imported before are kept\(cap))")
                 Self.report(summary)
-                throw ExitCode(74)
+                throw ExitStatus.ioError
             } catch {
                 summary.rejected.append(.init(file: file, line: 0, reason: "cannot read the file: \(error)"))
             }
@@ -94,7 +102,7 @@ struct ImportCommand: AsyncParsableCommand {
         Self.report(summary)
         // 1 when nothing could be stored, or a named file could not be read at all.
         if (summary.responses == 0 && !summary.rejected.isEmpty) || summary.rejected.contains(where: { $0.line == 0 && $0.reason.hasPrefix("cannot read") }) {
-            throw ExitCode(1)
+            throw ExitStatus.failure
         }
     }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FleetClient
 import FleetDaemon
+import FleetIngestion
 import FleetEvents
 import FleetModel
 import FleetNormalizer
@@ -23,49 +24,61 @@ struct PollCommand: AsyncParsableCommand {
     func run() async throws {
         let vin = try parseVIN(vin)
         let (configuration, client) = try options.makeClient()
-        var telemetryStore: TelemetryStore?
+        var ingestion: Ingestion?
         if store {
             do {
-                try validateDatabasePath(database ?? configuration.databasePath)
-                telemetryStore = try TelemetryStore(path: database ?? configuration.databasePath)
+                let telemetryStore = try await Daemon.openStore(
+                    path: database ?? configuration.databasePath, configuration: configuration)
+                var logger = Logger(label: "fleet-telemetry")
+                logger.logLevel = .error
+                ingestion = Daemon.ingestion(
+                    events: configuration.events, archiveRawDays: configuration.archiveRawDays, store: telemetryStore,
+                    sink: DiscardingEventSink(), logger: logger)
             } catch {
                 try? await client.shutdown()
                 printError("fleet-telemetry: \(error)")
-                throw ExitCode(74)
+                throw ExitStatus.ioError
             }
         }
-        let response: VehicleDataResponse
+        let clock = SystemWallClock()
+        let requestedAt = clock.now()
+        let answer: Result<VehicleDataResponse, APIError>
         do {
-            response = try await client.vehicleData(vin: vin)
+            answer = .success(try await client.vehicleData(vin: vin))
         } catch {
-            if let telemetryStore {
-                let now = SystemWallClock().now()
-                var record = PollRecord(vin: vin, requestedAt: now, receivedAt: now, httpStatus: error.status, latencyMilliseconds: 0, error: error.description, requestID: error.requestID)
-                record.manual = true
-                _ = try? await telemetryStore.record(record, samples: [], detector: EventRules())
-            }
-            try? await client.shutdown()
-            printError("fleet-telemetry: \(error)")
-            throw ExitCode(1)
+            answer = .failure(error)
         }
         let payload: NormalizedPayload
-        do {
-            payload = try Normalizer().normalize(body: response.body, vin: vin, receivedAt: response.receivedAt)
-        } catch {
-            try? await client.shutdown()
-            printError("fleet-telemetry: \(error)")
-            throw ExitCode(1)
-        }
         var events: [Event] = []
-        if let telemetryStore {
-            var record = PollRecord(vin: vin, requestedAt: response.requestedAt, receivedAt: response.receivedAt, httpStatus: 200, latencyMilliseconds: response.latencyMilliseconds, requestID: payload.requestID, brand: payload.brand)
-            record.manual = true
+        if let ingestion {
+            // The one ingestion path, as a scheduled poll: configured rules, property failures,
+            // privacy mode and the raw archive; the polls row is marked manual.
+            let polled = await ingestion.ingest(
+                vin: vin, requestedAt: requestedAt, answer: answer, failedAt: clock.now(), manual: true)
+            guard polled.stored else {
+                try? await client.shutdown()
+                printError("fleet-telemetry: could not store the poll: \(polled.error ?? "unknown error")")
+                throw ExitStatus.ioError
+            }
+            guard let read = polled.payload else {
+                try? await client.shutdown()
+                printError("fleet-telemetry: \(polled.error ?? "no data")")
+                throw polled.failure == .credentialsRejected ? ExitStatus.config : ExitStatus.failure
+            }
+            payload = read
+            events = polled.events
+        } else {
             do {
-                events = try await telemetryStore.record(record, samples: payload.samples, detector: EventRules()).events
+                let response = try answer.get()
+                payload = try Normalizer().normalize(body: response.body, vin: vin, receivedAt: response.receivedAt)
+            } catch let error as APIError {
+                try? await client.shutdown()
+                printError("fleet-telemetry: \(error)")
+                throw error.vehicleDataFailure == .credentialsRejected ? ExitStatus.config : ExitStatus.failure
             } catch {
                 try? await client.shutdown()
-                printError("fleet-telemetry: could not store the poll: \(error)")
-                throw ExitCode(74)
+                printError("fleet-telemetry: \(error)")
+                throw ExitStatus.failure
             }
         }
         try? await client.shutdown()
@@ -79,7 +92,7 @@ struct PollCommand: AsyncParsableCommand {
                         "unit": sample.unit.map(JSONValue.string) ?? .null, "observed_at": .string(sample.observedAt.iso8601),
                     ])
                 }),
-                "failures": .array(payload.failures.map { .object(["property": .string($0.property), "reason": .string($0.reason), "description": $0.description.map(JSONValue.string) ?? .null]) }),
+                "failures": .array(payload.failures.map { .object(["property": .string($0.property), "reason": .string($0.reason.rawValue), "description": $0.description.map(JSONValue.string) ?? .null]) }),
                 "stored": .bool(store), "events": .array(events.map { .string($0.jsonLine) }),
             ]))
         } else {

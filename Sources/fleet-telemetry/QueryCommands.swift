@@ -1,5 +1,9 @@
 import ArgumentParser
+import FleetConfiguration
 import FleetDaemon
+import FleetEvents
+import FleetIngestion
+import Logging
 import FleetModel
 import FleetStore
 import Foundation
@@ -18,6 +22,18 @@ struct DatabaseOptions: ParsableArguments {
     @Flag(name: .long, help: "Print CSV (with a header line) instead of a table.")
     var csv = false
 
+    /// The config file's settings: when `--database` is not given, or the file exists; `nil` for
+    /// `--database` without a config file. Exits 78 for a bad config.
+    func loadConfiguration() throws -> DaemonConfiguration? {
+        guard database == nil || FileManager.default.fileExists(atPath: config) else { return nil }
+        do {
+            return try ConfigLoader.load(path: config)
+        } catch {
+            printError("fleet-telemetry: \(error)")
+            throw ExitStatus.config
+        }
+    }
+
     /// Opens the store: exits 78 for a bad config, 74 for a database that cannot be opened.
     func openStore() throws -> TelemetryStore {
         var path = database
@@ -26,18 +42,18 @@ struct DatabaseOptions: ParsableArguments {
                 path = try ConfigLoader.load(path: config).databasePath
             } catch {
                 printError("fleet-telemetry: \(error)")
-                throw ExitCode(78)
+                throw ExitStatus.config
             }
         }
         guard let path, FileManager.default.fileExists(atPath: path) else {
             printError("fleet-telemetry: no database at \(path ?? "?")")
-            throw ExitCode(74)
+            throw ExitStatus.ioError
         }
         do {
             return try TelemetryStore(existingPath: path)
         } catch {
             printError("fleet-telemetry: \(error)")
-            throw ExitCode(74)
+            throw ExitStatus.ioError
         }
     }
 
@@ -163,14 +179,14 @@ struct BackupCommand: AsyncParsableCommand {
     func run() async throws {
         guard !FileManager.default.fileExists(atPath: destination) else {
             printError("fleet-telemetry: \(destination) exists; choose a new file")
-            throw ExitCode(74)
+            throw ExitStatus.ioError
         }
         let store = try options.openStore()
         do {
             try await store.backup(to: destination)
         } catch {
             printError("fleet-telemetry: backup failed: \(error)")
-            throw ExitCode(74)
+            throw ExitStatus.ioError
         }
         printError("backup written to \(destination)")
     }
@@ -200,7 +216,9 @@ struct ReprocessCommand: AsyncParsableCommand {
             Every response kept in raw_responses (archive.raw_days, default 7) received at or \
             after --since is normalized again; the sample rows it had produced are replaced, one \
             vehicle per transaction. Rows from imports and from responses older than the archive \
-            are kept. Events are not detected again. Safe while the daemon runs.
+            are kept. The event rules without memory (transitions such as door_unlocked, and \
+            geofences; from --config when given) run again over the responses: events not \
+            stored yet are added, none is removed. Safe while the daemon runs.
             """
     )
     @OptionGroup var options: DatabaseOptions
@@ -210,14 +228,20 @@ struct ReprocessCommand: AsyncParsableCommand {
 
     func run() async throws {
         let store = try options.openStore()
-        let reprocessor = Reprocessor(store: store)
+        var logger = Logger(label: "fleet-telemetry")
+        logger.logLevel = .error
+        // The configured rules when there is a config file: transitions and geofences run again.
+        let events = try options.loadConfiguration()?.events ?? EventRulesConfiguration()
+        let ingestion = Daemon.ingestion(
+            events: events, archiveRawDays: 0, store: store, sink: DiscardingEventSink(), logger: logger)
+        let reprocessor = Reprocessor(ingestion: ingestion)
         let requested = try parseTime(since, option: "--since")
         let summary: Reprocessor.Summary
         do {
             summary = try await reprocessor.run(since: requested)
         } catch {
             printError("fleet-telemetry: reprocess stopped: \(error) (vehicles already done are kept)")
-            throw ExitCode(74)
+            throw ExitStatus.ioError
         }
         guard let start = summary.since else {
             printError("the raw-response archive is empty (archive.raw_days is 0, or nothing was polled yet): nothing to reprocess")
@@ -226,12 +250,17 @@ struct ReprocessCommand: AsyncParsableCommand {
         if let requested, requested < start {
             printError("note: the archive starts at \(start.iso8601); earlier samples are kept as they are")
         }
-        let line = "reprocessed \(summary.responses) responses of \(summary.vehicles) vehicles since \(start.iso8601): \(summary.samplesDeleted) sample rows replaced by \(summary.samplesWritten), \(summary.unreadable) responses still unreadable"
+        let line = "reprocessed \(summary.responses) responses of \(summary.vehicles) vehicles since \(start.iso8601): "
+            + "\(summary.samplesDeleted) sample rows replaced by \(summary.samplesWritten), "
+            + "\(summary.unreadable) responses still unreadable, \(summary.eventsAdded) events added"
         if options.json || options.csv {
-            options.output(["since", "vehicles", "responses", "unreadable", "samples_deleted", "samples_written"], [[
-                .string(start.iso8601), .number(Double(summary.vehicles)), .number(Double(summary.responses)),
-                .number(Double(summary.unreadable)), .number(Double(summary.samplesDeleted)), .number(Double(summary.samplesWritten)),
-            ]])
+            options.output(
+                ["since", "vehicles", "responses", "unreadable", "samples_deleted", "samples_written", "events_added"],
+                [[
+                    .string(start.iso8601), .number(Double(summary.vehicles)), .number(Double(summary.responses)),
+                    .number(Double(summary.unreadable)), .number(Double(summary.samplesDeleted)),
+                    .number(Double(summary.samplesWritten)), .number(Double(summary.eventsAdded)),
+                ]])
         } else {
             printError(line)
         }

@@ -1,7 +1,7 @@
 import ArgumentParser
 import FleetClient
+import FleetConfiguration
 import FleetDaemon
-import FleetEvents
 import FleetModel
 import FleetStore
 import Foundation
@@ -26,10 +26,11 @@ struct RunCommand: AsyncParsableCommand {
         let clientConfiguration: ClientConfiguration
         do {
             configuration = try ConfigLoader.load(path: config)
-            clientConfiguration = try configuration.clientConfiguration(file: config, environment: ProcessInfo.processInfo.environment)
+            clientConfiguration = try configuration.clientConfiguration(
+                file: config, environment: ProcessInfo.processInfo.environment)
         } catch let error as ConfigError {
             printError("fleet-telemetry: \(error)")
-            throw ExitCode(78)  // EX_CONFIG
+            throw ExitStatus.config
         }
         bootstrapLogging(level: configuration.logLevel)
         let logger = Logger(label: "fleet-telemetry")
@@ -37,53 +38,39 @@ struct RunCommand: AsyncParsableCommand {
         let store: TelemetryStore
         let lock: DatabaseLock
         do {
-            try validateDatabasePath(databasePath)
+            try DatabasePathError.check(databasePath)
             lock = try DatabaseLock(databasePath: databasePath)
-            store = try TelemetryStore(path: databasePath)
-            try await store.setStaleAfter(seconds: configuration.staleAfter.components.seconds)
-            if let megabytes = configuration.maxSizeMegabytes {
-                try await store.setMaximumSize(bytes: Int64(megabytes) << 20)
-            }
+            store = try await Daemon.openStore(path: databasePath, configuration: configuration)
         } catch {
             printError("fleet-telemetry: \(error)")
-            throw ExitCode(74)  // EX_IOERR
+            throw ExitStatus.ioError
         }
         let clock = SystemWallClock()
         let client = HighMobilityClient(configuration: clientConfiguration, clock: clock, logger: logger)
-        var pipeline = PollPipeline(client: client, store: store, sink: StdoutEventSink(), clock: clock, logger: logger, rules: EventRules(configuration: configuration.events))
-        pipeline.retention = configuration.retention
-        pipeline.archiveRawDays = configuration.archiveRawDays
-        let polling = PollingService(
-            vins: configuration.vehicles,
-            policy: configuration.polling.policy,
-            pipeline: pipeline, clock: clock, maxConcurrentRequests: configuration.polling.maxConcurrentRequests,
-            fleetSync: configuration.fleet.sync ? FleetSync(interval: configuration.fleet.syncInterval) { try await client.fleetVehicles() } : nil,
-            logger: logger)
-        logger.info("database \(databasePath), API \(clientConfiguration.baseURL) (\(clientConfiguration.pathFamily.rawValue) paths)")
-        // Polls in flight get 10 s to finish and be stored; then they are cancelled.
-        var groupConfiguration = ServiceGroupConfiguration(services: [polling], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        groupConfiguration.maximumGracefulShutdownDuration = .seconds(10)
-        let group = ServiceGroup(configuration: groupConfiguration)
-        do {
-            try await group.run()
-        } catch let error as DaemonError {
-            try? await client.shutdown()
-            printError("fleet-telemetry: \(error)")
-            throw ExitCode(78)
-        } catch {
-            try? await client.shutdown()
-            throw error
-        }
-        try await client.shutdown()
+        let daemon = Daemon(configuration: configuration, store: store, client: client, clock: clock, logger: logger)
+        logger.info(
+            "database \(databasePath), API \(clientConfiguration.baseURL) (\(clientConfiguration.pathFamily.rawValue) paths)")
+        try await runServices([daemon], logger: logger)
         withExtendedLifetime(lock) {}
     }
 }
 
-/// Refuses database paths that would silently lose data.
-func validateDatabasePath(_ path: String) throws {
-    struct BadPath: Error, CustomStringConvertible { let description: String }
-    if path.isEmpty { throw BadPath(description: "the database path is empty") }
-    if path == ":memory:" || path.hasPrefix("file::memory:") {
-        throw BadPath(description: "\(path) is an in-memory database: everything would be lost on exit; give a file path")
+/// Runs `services` in one `ServiceGroup` that stops gracefully on SIGTERM and SIGINT; polls in
+/// flight get 10 s to finish and be stored, then they are cancelled. Refused credentials end the
+/// command with one line on standard error and ``ExitStatus/config``.
+func runServices(_ services: [ServiceGroupConfiguration.ServiceConfiguration], logger: Logger) async throws {
+    var groupConfiguration = ServiceGroupConfiguration(
+        services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+    groupConfiguration.maximumGracefulShutdownDuration = .seconds(10)
+    do {
+        try await ServiceGroup(configuration: groupConfiguration).run()
+    } catch let error as DaemonError {
+        printError("fleet-telemetry: \(error)")
+        throw ExitStatus.config
     }
+}
+
+/// ``runServices(_:logger:)`` for services that all run until the group stops.
+func runServices(_ services: [any Service], logger: Logger) async throws {
+    try await runServices(services.map { .init(service: $0) }, logger: logger)
 }

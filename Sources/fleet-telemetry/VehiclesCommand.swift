@@ -48,7 +48,7 @@ struct VehiclesCommand: AsyncParsableCommand {
             printVehicles(answers, json: options.json)
             if answers.contains(where: { $0.status == .error }) {
                 printError("fleet-telemetry: registration of \(vin) failed: \(answers.first { $0.status == .error }?.description ?? "error")")
-                throw ExitCode(1)
+                throw ExitStatus.failure
             }
         }
     }

@@ -7,7 +7,7 @@ import Testing
 struct Sequence {
     var rules: EventRules
     var latest: [SeriesKey: LatestValue] = [:]
-    var state: [String: String] = [:]
+    var state: RuleState = [:]
     var minute = 0
 
     init(_ configuration: EventRulesConfiguration = .init()) {

@@ -160,7 +160,7 @@ func normalize(_ body: String) throws -> NormalizedPayload {
 
     @Test func failuresCarryTheirTime() throws {
         let payload = try normalize(#"{"charging":{"status":{"failure":{"reason":"rate_limit","description":"slow down"},"timestamp":"2026-11-28T09:00:00Z"}}}"#)
-        #expect(payload.failures == [PropertyFailure(property: "charging.status", reason: "rate_limit", description: "slow down", observedAt: ts("2026-11-28T09:00:00Z"))])
+        #expect(payload.failures == [PropertyFailure(property: "charging.status", reason: .rateLimit, description: "slow down", observedAt: ts("2026-11-28T09:00:00Z"))])
     }
 }
 

@@ -162,7 +162,7 @@ private final class LockHolder: @unchecked Sendable {
         #expect(try stale("diagnostics.odometer") == (0, nil))
 
         // The next response fails for the battery level: flagged, value kept.
-        let failure = FailedProperty(property: "charging.battery_level", reason: "rate_limit", description: nil, observedAt: nil)
+        let failure = PropertyFailure(property: "charging.battery_level", reason: .rateLimit, description: nil, observedAt: nil)
         try await store.record(PollRecord(vin: vin, requestedAt: now, receivedAt: now.adding(milliseconds: 1), httpStatus: 200, latencyMilliseconds: 1), samples: [samples[1]], failures: [failure], detector: EventRules())
         #expect(try stale("charging.battery_level") == (1, "rate_limit"))
         #expect(try await store.status(now: now).map(\.staleValues) == [1])
@@ -198,7 +198,7 @@ private final class LockHolder: @unchecked Sendable {
                 Sample(vin: vin, property: "charging.charge_limit", value: .number(80), unit: "percent", observedAt: response.receivedAt),
             ])
         }
-        let counts = try await store.replaceArchivedSamples(vin: vin, since: minute(2), responses: responses)
+        let counts = try await store.replaceArchivedSamples(vin: vin, since: minute(2), responses: responses, detector: EventRules())
         #expect(counts.deleted == 2)
         #expect(counts.inserted == 4)
         #expect(try await store.samples(vin: vin, property: "charging.battery_level").map(\.value) == [.number(40), .number(41), .number(90), .number(90)])
@@ -275,7 +275,7 @@ private final class LockHolder: @unchecked Sendable {
     @Test func writePathBuildsNoTemporaryTables() async throws {
         let db = TemporaryDatabase()
         let store = try TelemetryStore(path: db.path)
-        let failure = FailedProperty(property: "charging.status", reason: "rate_limit", description: nil, observedAt: nil)
+        let failure = PropertyFailure(property: "charging.status", reason: .rateLimit, description: nil, observedAt: nil)
         for n in 0..<3 {
             var record = poll(at: minute(n))
             record.rawBody = Array("{}".utf8)
@@ -335,14 +335,14 @@ private final class LockHolder: @unchecked Sendable {
         let store = try TelemetryStore(path: db.path)
         let other = VIN("1HMFT000000000002")!
         let noData = VIN("1HMFT000000000003")!
-        _ = try await store.recordClearance([FleetVehicle(vin: vin, brand: "sandbox", status: .approved), FleetVehicle(vin: other, brand: "sandbox", status: .approved)], at: minute(0))
+        _ = try await store.recordClearance([FleetVehicle(vin: vin, brand: "sandbox", status: .approved), FleetVehicle(vin: other, brand: "sandbox", status: .approved)], at: minute(0), detector: EventRules())
         try await store.record(poll(at: minute(1)), samples: batterySample(50, at: minute(1)), detector: EventRules())
         _ = try await store.recordClearance([FleetVehicle(vin: vin, brand: "sandbox", status: .revoked), FleetVehicle(vin: other, brand: "sandbox", status: .approved),
-                                             FleetVehicle(vin: noData, brand: "sandbox", status: .revoked)], at: minute(10))
+                                             FleetVehicle(vin: noData, brand: "sandbox", status: .revoked)], at: minute(10), detector: EventRules())
         #expect(try await store.vehiclesRevoked(before: minute(5)).isEmpty)
         #expect(try await store.vehiclesRevoked(before: minute(11)) == [vin], "a revoked vehicle without data has nothing to purge")
         try await store.purge(vin: vin)
-        _ = try await store.recordClearance([FleetVehicle(vin: vin, brand: "sandbox", status: .revoked)], at: minute(12))
+        _ = try await store.recordClearance([FleetVehicle(vin: vin, brand: "sandbox", status: .revoked)], at: minute(12), detector: EventRules())
         #expect(try await store.vehiclesRevoked(before: minute(20)).isEmpty, "listed again by the fleet sync, it is not purged again")
     }
 }

@@ -36,7 +36,7 @@ import Testing
                 Sample(vin: car, property: "diagnostics.odometer", value: .number(Double(round / 7)), unit: "km", observedAt: clock, timeSource: .received),
             ]
             if Bool.random(using: &random) { samples.reverse() }
-            let failures = round % 11 == 0 ? [FailedProperty(property: "charging.status", reason: "rate_limit", description: nil, observedAt: nil)] : []
+            let failures = round % 11 == 0 ? [PropertyFailure(property: "charging.status", reason: .rateLimit, description: nil, observedAt: nil)] : []
             let record = PollRecord(vin: car, requestedAt: clock, receivedAt: clock, httpStatus: 200, latencyMilliseconds: 10)
             if round % 3 == 0 {
                 // Through the group commit's batch path as well.

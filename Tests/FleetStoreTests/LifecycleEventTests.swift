@@ -50,23 +50,23 @@ func charging(_ status: String, battery: Double, minute: Int64, rate: Double? = 
         let db = TemporaryDatabase()
         let store = try TelemetryStore(path: db.path)
         try await store.record(poll(at: at(0)), samples: charging("not_charging", battery: 40, minute: 0), detector: EventRules())
-        #expect(try await store.detectSilentVehicles(now: at(359), after: .seconds(6 * 3600)).isEmpty)
-        let silent = try await store.detectSilentVehicles(now: at(400), after: .seconds(6 * 3600))
+        #expect(try await store.detectSilentVehicles(now: at(359), detector: EventRules()).isEmpty)
+        let silent = try await store.detectSilentVehicles(now: at(400), detector: EventRules())
         #expect(silent.map(\.type) == [.vehicleSilent])
         #expect(silent.first?.occurredAt == at(360).adding(milliseconds: 40), "the last receive time + 6 h")
-        #expect(try await store.detectSilentVehicles(now: at(500), after: .seconds(6 * 3600)).isEmpty, "once")
+        #expect(try await store.detectSilentVehicles(now: at(500), detector: EventRules()).isEmpty, "once")
         let back = try await store.record(poll(at: at(510)), samples: charging("not_charging", battery: 40, minute: 510), detector: EventRules())
         #expect(back.events.map(\.type) == [.vehicleReporting])
-        #expect(try await store.ruleState(vin: vin)["silent"] == nil)
+        #expect(try await store.ruleState(vin: vin)[.silent] == nil)
     }
 
     @Test func privacyModeEnteredAndLeftOnce() async throws {
         let db = TemporaryDatabase()
         let store = try TelemetryStore(path: db.path)
-        #expect(try await store.setPrivacyMode(false, vin: vin, at: at(0)).isEmpty, "not in privacy mode: nothing to leave")
-        #expect(try await store.setPrivacyMode(true, vin: vin, at: at(1)).map(\.type) == [.privacyModeEntered])
-        #expect(try await store.setPrivacyMode(true, vin: vin, at: at(2)).isEmpty)
-        #expect(try await store.setPrivacyMode(false, vin: vin, at: at(3)).map(\.type) == [.privacyModeLeft])
+        #expect(try await store.setPrivacyMode(false, vin: vin, at: at(0), detector: EventRules()).isEmpty, "not in privacy mode: nothing to leave")
+        #expect(try await store.setPrivacyMode(true, vin: vin, at: at(1), detector: EventRules()).map(\.type) == [.privacyModeEntered])
+        #expect(try await store.setPrivacyMode(true, vin: vin, at: at(2), detector: EventRules()).isEmpty)
+        #expect(try await store.setPrivacyMode(false, vin: vin, at: at(3), detector: EventRules()).map(\.type) == [.privacyModeLeft])
     }
 
     /// Privacy mode written with the poll: the event is in the poll's result and counted in its

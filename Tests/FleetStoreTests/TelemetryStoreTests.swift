@@ -120,7 +120,8 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
 
     @Test func eventIsStoredOnceEvenWhenDetectedTwice() async throws {
         struct Always: ChangeDetecting {
-            func events(previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp) -> [Event] {
+            func events(previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp,
+                        state: inout RuleState) -> [Event] {
                 [Event(vin: vin, type: .chargingStarted, instance: "", occurredAt: t0, detectedAt: detectedAt, previousValue: "not_charging", newValue: "charging")]
             }
         }
@@ -246,7 +247,7 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
         let store = try TelemetryStore(path: db.path)
         #expect(try await store.samples(vin: vin, property: "charging.battery_level").map(\.value) == [.number(64)])
         #expect(try await store.summary().pollsByStatus == [200: 1])
-        #expect(try await store.vehicles().first?.status == "active")
+        #expect(try await store.vehicles().first?.status == .active)
         let connection = try Connection(path: db.path)
         #expect(try connection.scalarInt("PRAGMA user_version") == Schema.currentVersion)
         #expect(try connection.scalarText("PRAGMA integrity_check") == "ok")
@@ -267,7 +268,7 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
         let reopened = try TelemetryStore(path: db.path)
         let again = try await reopened.record(poll(at: t0), samples: battery(14, minute: 3), detector: EventRules())
         #expect(again.events.isEmpty, "still fired: no second battery_low")
-        #expect(try await reopened.ruleState(vin: vin) == ["battery_low|": "fired"])
+        #expect(try await reopened.ruleState(vin: vin) == [.batteryLow(instance: ""): "fired"])
     }
 
     @Test func retentionPrunesOldRowsInBatchesAndKeepsLatest() async throws {

@@ -122,7 +122,7 @@ struct CLI {
     /// The demo replaces only its own databases: a daemon database is refused and left as it was.
     @Test func demoNeverReplacesADaemonDatabase() async throws {
         try await withHarness(emulator: .init(vehicleCount: 1)) { h in
-            try await h.store.setStatus("active", reason: nil, vin: newVIN, at: harnessStart)
+            try await h.store.setStatus(.active, reason: nil, vin: newVIN, at: harnessStart)
             let result = try CLI(config: "/nonexistent.yaml").runDemo(database: h.databasePath)
             #expect(result.status == 74)
             #expect(result.stderr.contains("holds data of 1 vehicle that is not the emulator's"))

@@ -1,5 +1,7 @@
 import FleetClient
+import FleetConfiguration
 import FleetDaemon
+import FleetIngestion
 import FleetEvents
 import FleetEmulator
 import FleetModel
@@ -38,7 +40,7 @@ private func sampleRows(_ path: String) throws -> [String] {
 
             // A normalizer upgrade would change these rows; here they are simply lost.
             try connection.execute("DELETE FROM samples")
-            let summary = try await Reprocessor(store: h.store).run(since: nil)
+            let summary = try await Reprocessor(ingestion: h.daemon.ingestion).run(since: nil)
             #expect(summary.vehicles == 3)
             #expect(summary.responses == 18)
             #expect(summary.unreadable == 0)
@@ -148,31 +150,32 @@ private func sampleRows(_ path: String) throws -> [String] {
         let revoked = VIN("1HMFT000000000001")!, approved = VIN("1HMFT000000000002")!
         let day: Int64 = 86_400_000
         let start = Timestamp(iso8601: "2026-11-01T00:00:00Z")!
-        _ = try await store.recordClearance([FleetVehicle(vin: revoked, brand: "sandbox", status: .approved), FleetVehicle(vin: approved, brand: "sandbox", status: .approved)], at: start)
+        _ = try await store.recordClearance([FleetVehicle(vin: revoked, brand: "sandbox", status: .approved), FleetVehicle(vin: approved, brand: "sandbox", status: .approved)], at: start, detector: EventRules())
         for (index, vin) in [revoked, approved].enumerated() {
             var record = PollRecord(vin: vin, requestedAt: start.adding(milliseconds: Int64(index)), receivedAt: start.adding(milliseconds: Int64(index) + 1), httpStatus: 200, latencyMilliseconds: 1)
             record.rawBody = Array("{}".utf8)
             try await store.record(record, samples: [Sample(vin: vin, property: "charging.battery_level", value: .number(50), unit: "percent", observedAt: start)], detector: EventRules())
         }
-        _ = try await store.recordClearance([FleetVehicle(vin: revoked, brand: "sandbox", status: .revoked), FleetVehicle(vin: approved, brand: "sandbox", status: .approved)], at: start.adding(milliseconds: day))
+        _ = try await store.recordClearance([FleetVehicle(vin: revoked, brand: "sandbox", status: .revoked), FleetVehicle(vin: approved, brand: "sandbox", status: .approved)], at: start.adding(milliseconds: day), detector: EventRules())
 
         let logs = LogCapture()
-        let client = HighMobilityClient(configuration: .init(baseURL: "http://127.0.0.1:9", clientID: "unused", clientSecret: Secret("unused")))
-        var pipeline = PollPipeline(client: client, store: store, sink: CollectingSink(), clock: ManualWallClock(start: start), logger: logs.logger(label: "t"))
-        pipeline.retention.purgeRevoked = .seconds(7 * 86_400)
-        pipeline.archiveRawDays = 3
-        pipeline.walCheckpointBytes = 0
+        let logger = logs.logger(label: "t")
+        let ingestion = Daemon.ingestion(
+            events: .init(), archiveRawDays: 3, store: store, sink: CollectingSink(), logger: logger)
+        var retention = DaemonConfiguration.Retention()
+        retention.purgeRevoked = .days(7)
+        var maintenance = Maintenance(ingestion: ingestion, retention: retention, logger: logger)
+        maintenance.walCheckpointBytes = 0
 
-        await pipeline.maintenance(now: start.adding(milliseconds: 5 * day))
+        await maintenance.run(now: start.adding(milliseconds: 5 * day))
         #expect(try await store.vehicles().map(\.vin) == [revoked, approved], "revoked 4 days ago: kept")
         #expect(try await store.archivedVINs(since: start).isEmpty, "responses older than 3 days pruned")
         #expect(await store.walSize() == 0, "the WAL was truncated")
 
-        await pipeline.maintenance(now: start.adding(milliseconds: 9 * day))
+        await maintenance.run(now: start.adding(milliseconds: 9 * day))
         #expect(try await store.vehicles().map(\.vin) == [approved], "revoked 8 days ago: purged")
         #expect(try await store.samples(vin: revoked, property: "charging.battery_level").isEmpty)
         #expect(try await store.samples(vin: approved, property: "charging.battery_level").count == 1)
         #expect(logs.text.contains("purged 1HMFT000000000001"), "\(logs.text)")
-        try await client.shutdown()
     }
 }

@@ -109,7 +109,7 @@ let newVIN = VIN("1HMFT000000000042")!
             #expect(h.emulator.requestLog.filter { $0.vin == vin.rawValue }.count == before, "no request after consent was removed")
             #expect(h.emulator.requestLog.filter { $0.vin == EmulatorConfiguration.vin(index: 2).rawValue }.count >= 12)
             let record = try #require(try await h.store.vehicles().first { $0.vin == vin })
-            #expect(record.status == "consent_removed")
+            #expect(record.status == .consentRemoved)
             #expect(record.statusReason?.contains("Consent is removed by OEM") == true)
         }
     }
@@ -117,34 +117,39 @@ let newVIN = VIN("1HMFT000000000042")!
     /// The daemon lists the fleet: approved VINs are polled, pending ones wait, and every status
     /// change is recorded in `vehicles` and becomes a `clearance_changed` event.
     @Test func fleetSyncFollowsTheClearanceLifecycle() async throws {
-        try await withHarness(emulator: .init(vehicleCount: 2, approvalDelay: .seconds(30), removalDelay: .seconds(30)), fleetSync: true) { h in
+        try await withHarness(emulator: .init(vehicleCount: 2, approvalDelay: .seconds(30), removalDelay: .seconds(600)), fleetSync: true) { h in
             _ = try await h.client.register([FleetVehicle(vin: newVIN, brand: "sandbox", status: .pending)])
-            await h.service.syncFleet(now: h.clock.now())
+            // The loop syncs the fleet at its start, then every 60 s (the harness's sync interval).
             for _ in 0..<5 { await h.step(by: .seconds(1)) }
             #expect(!h.emulator.requestLog.contains { $0.vin == newVIN.rawValue }, "a pending VIN is not polled")
             #expect(h.emulator.requestLog.contains { $0.vin == EmulatorConfiguration.vin(index: 1).rawValue })
 
-            h.clock.advance(by: .seconds(30))
-            let approval = await h.service.syncFleet(now: h.clock.now())
-            #expect(approval.map { "\($0.vin) \($0.previousValue ?? "") \($0.newValue)" } == ["\(newVIN) pending approved"])
+            func clearanceChanges() async -> [String] {
+                await h.sink.events.filter { $0.type == .clearanceChanged }
+                    .map { "\($0.vin) \($0.previousValue ?? "") \($0.newValue)" }
+            }
+            // Approved 30 s after registration; seen by the sync 60 s after the first (at start + 1 s).
+            await h.step(by: .seconds(56))
+            let seen = await h.sink.events.map(\.jsonLine)
+            #expect(await clearanceChanges() == ["\(newVIN) pending approved"], "\(seen)")
             for _ in 0..<3 { await h.step(by: .seconds(1)) }
             #expect(h.emulator.requestLog.contains { $0.vin == newVIN.rawValue && $0.status == 200 }, "an approved VIN is polled")
 
             _ = try await h.client.remove(vin: newVIN)
-            let revoking = await h.service.syncFleet(now: h.clock.now())
-            #expect(revoking.map(\.newValue) == ["revoking"])
+            await h.step(by: .seconds(60))
+            #expect(await clearanceChanges().last == "\(newVIN) approved revoking")
             let countAfterRemoval = h.emulator.requestLog.filter { $0.vin == newVIN.rawValue }.count
             for _ in 0..<5 { await h.step(by: .seconds(1)) }
             #expect(h.emulator.requestLog.filter { $0.vin == newVIN.rawValue }.count == countAfterRemoval, "a revoking VIN stops")
 
             h.emulator.setClearance(.rejected, vin: EmulatorConfiguration.vin(index: 2))
-            let rejected = await h.service.syncFleet(now: h.clock.now())
-            #expect(rejected.map(\.newValue) == ["rejected"])
+            await h.step(by: .seconds(60))
+            #expect(await clearanceChanges().last?.hasSuffix("approved rejected") == true)
 
             let records = try await h.store.vehicles()
             let record = try #require(records.first { $0.vin == newVIN })
             #expect(record.clearanceStatus == .revoking)
-            #expect(record.status == "not_cleared")
+            #expect(record.status == .notCleared)
             let stored = try await h.store.events().filter { $0.type == .clearanceChanged }
             #expect(stored.count == 3)
             #expect(await h.sink.events.filter { $0.type == .clearanceChanged } == stored)
@@ -177,7 +182,7 @@ let newVIN = VIN("1HMFT000000000042")!
     @Test func fleetSyncWithRefusedCredentialsStopsTheDaemon() async throws {
         _ = try await withHarness(emulator: .init(vehicleCount: 1), clientSecret: "wrong", fleetSync: true) { h in
             await #expect {
-                try await h.service.run()
+                try await h.runToEnd()
             } throws: { error in
                 guard let error = error as? DaemonError else { return false }
                 return error.description.contains("api.client_secret") && error.description.contains("HTTP 401")

@@ -1,5 +1,7 @@
 import FleetDaemon
 import FleetEvents
+import FleetIngestion
+import Logging
 import FleetModel
 import FleetNormalizer
 import FleetStore
@@ -7,13 +9,18 @@ import Foundation
 import Testing
 
 /// A store in a temporary folder and an importer writing to it on a manual clock.
-func withImporter<T>(_ body: (Importer, TelemetryStore, CollectingSink) async throws -> T) async throws -> T {
+func withImporter<T>(
+    events: EventRulesConfiguration = .init(), _ body: (Importer, TelemetryStore, CollectingSink) async throws -> T
+) async throws -> T {
     let directory = NSTemporaryDirectory() + "fleet-telemetry-import-" + UUID().uuidString
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let store = try TelemetryStore(path: directory + "/t.sqlite")
     let sink = CollectingSink()
-    let importer = Importer(store: store, sink: sink, clock: ManualWallClock(start: harnessStart))
+    var logger = Logger(label: "import")
+    logger.logLevel = .critical
+    let ingestion = Daemon.ingestion(events: events, archiveRawDays: 0, store: store, sink: sink, logger: logger)
+    let importer = Importer(ingestion: ingestion, clock: ManualWallClock(start: harnessStart))
     return try await body(importer, store, sink)
 }
 

@@ -99,25 +99,12 @@ import Testing
             for _ in 0..<20 { await h.step(by: .seconds(1)) }
             #expect(requests(h, limited).count == 1)
             // A new daemon process on the same database.
-            var logger = Logger(label: "restart")
-            logger.logLevel = .critical
-            let pipeline = PollPipeline(client: h.client, store: h.store, sink: h.sink, clock: h.clock, logger: logger)
-            let restarted = PollingService(
-                vins: h.emulator.configuration.vins, policy: .init(interval: .seconds(10)), pipeline: pipeline,
-                clock: h.clock, maxConcurrentRequests: 4, seed: 99, logger: logger)
-            var now = h.clock.now()
-            for _ in 0..<600 {
-                h.clock.advance(by: .seconds(1))
-                now = h.clock.now()
-                await restarted.tick(now: now)
-            }
+            await h.restart(seed: 99)
+            for _ in 0..<600 { await h.step(by: .seconds(1)) }
             let log = requests(h, limited)
             #expect(log.count == 1, "no request within the hour, across the restart")
             #expect(requests(h, EmulatorConfiguration.vin(index: 2)).count >= 60)
-            for _ in 0..<3000 {
-                h.clock.advance(by: .seconds(1))
-                await restarted.tick(now: h.clock.now())
-            }
+            for _ in 0..<3000 { await h.step(by: .seconds(1)) }
             let after = requests(h, limited)
             #expect(after.count >= 2)
             if after.count >= 2 {

@@ -1,5 +1,6 @@
-@testable import FleetDaemon
+@testable import FleetScheduling
 import FleetModel
+import Foundation
 import Testing
 
 let start = Timestamp(iso8601: "2026-11-28T09:00:00Z")!

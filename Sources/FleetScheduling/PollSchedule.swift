@@ -68,9 +68,7 @@ public struct PollSchedule: Sendable {
     }
 
     /// What the vehicle was doing at its last successful poll.
-    public enum VehicleActivity: String, Sendable, Hashable, CaseIterable {
-        case driving, charging, parked
-    }
+    public typealias VehicleActivity = FleetModel.VehicleActivity
 
     /// A VIN's polling health, stored in the `schedule` table.
     public enum Health: String, Sendable, Hashable, CaseIterable {
@@ -293,7 +291,7 @@ public struct PollSchedule: Sendable {
         guard var next = heap.peek?.due else { return nil }
         if let pause = globalPauseUntil, pause > next { next = pause }
         if let rate = policy.maxRequestsPerSecond, bucketTokens < 1, let updated = bucketUpdatedAt {
-            let wait = min(((1 - bucketTokens) / rate * 1000).rounded(.up), 86_400_000)
+            let wait = min(((1 - bucketTokens) / rate * 1000).rounded(.up), Double(Timestamp.millisecondsPerDay))
             let refill = updated.adding(milliseconds: Int64(wait))
             if refill > next { next = refill }
         }
@@ -352,10 +350,10 @@ public struct PollSchedule: Sendable {
     public func effectiveInterval(for entry: Entry) -> Duration {
         var interval = entry.activity.flatMap { policy.activityIntervals[$0] } ?? policy.interval
         if let budget = policy.dailyBudgetPerVIN, budget > 0 {
-            interval = max(interval, .milliseconds(86_400_000 / Int64(budget)))
+            interval = max(interval, .milliseconds(Timestamp.millisecondsPerDay / Int64(budget)))
         }
         if let budget = policy.dailyBudgetApplication, budget > 0 {
-            let perVIN = 86_400_000 * Int64(max(1, entries.count)) / Int64(budget)
+            let perVIN = Timestamp.millisecondsPerDay * Int64(max(1, entries.count)) / Int64(budget)
             interval = max(interval, .milliseconds(perVIN))
         }
         return interval
@@ -401,13 +399,13 @@ public struct PollSchedule: Sendable {
         }
     }
 
-    static func day(of time: Timestamp) -> Int64 {
-        let ms = time.millisecondsSince1970
-        return ms >= 0 ? ms / 86_400_000 : (ms - 86_399_999) / 86_400_000
+    /// The UTC day of `time` (days since 1970-01-01), by which daily budgets are counted.
+    public static func day(of time: Timestamp) -> Int64 {
+        time.utcDay
     }
 
     static func startOfNextDay(_ time: Timestamp) -> Timestamp {
-        Timestamp(millisecondsSince1970: (day(of: time) + 1) * 86_400_000)
+        Timestamp(millisecondsSince1970: (day(of: time) + 1) * Timestamp.millisecondsPerDay)
     }
 }
 

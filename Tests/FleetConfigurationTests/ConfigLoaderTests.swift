@@ -1,5 +1,6 @@
 import FleetClient
-@testable import FleetDaemon
+@testable import FleetConfiguration
+import FleetScheduling
 import FleetEvents
 import FleetModel
 import Foundation

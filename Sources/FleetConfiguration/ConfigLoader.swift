@@ -1,6 +1,7 @@
 import FleetClient
 import FleetEvents
 import FleetModel
+import FleetScheduling
 import Foundation
 import Yams
 

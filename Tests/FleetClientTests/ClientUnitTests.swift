@@ -3,6 +3,12 @@ import FleetModel
 import Synchronization
 import Testing
 
+let start = Timestamp(iso8601: "2026-11-28T09:00:00Z")!
+
+extension Timestamp {
+    func plus(seconds: Double) -> Timestamp { adding(milliseconds: Int64(seconds * 1000)) }
+}
+
 @Suite struct TokenProviderTests {
     final class Counter: Sendable {
         let calls = Mutex(0)

@@ -1,6 +1,7 @@
 import FleetClient
 import FleetEvents
 import FleetModel
+import FleetScheduling
 
 /// Everything the daemon is configured with: the parsed `config.yaml`.
 ///
@@ -34,6 +35,11 @@ public struct DaemonConfiguration: Sendable {
         public var sync: Bool
         /// `fleet.sync_interval` (default 1h).
         public var syncInterval: Duration = .seconds(3600)
+
+        public init(sync: Bool, syncInterval: Duration = .seconds(3600)) {
+            self.sync = sync
+            self.syncInterval = syncInterval
+        }
     }
 
     /// `polling`: the schedule.
@@ -72,6 +78,20 @@ public struct DaemonConfiguration: Sendable {
                 globalRateLimitThreshold: globalRateLimitThreshold)
         }
 
+        /// The settings of `policy` (what a test or an embedding program has as a policy).
+        public init(policy: PollSchedule.Policy, maxConcurrentRequests: Int = 4) {
+            self.init(
+                interval: policy.interval, maxBackoff: policy.maxBackoff, maxRetryAfter: policy.maxRetryAfter,
+                maxConcurrentRequests: maxConcurrentRequests)
+            slowInterval = policy.slowInterval
+            privacyInterval = policy.privacyInterval
+            activityIntervals = policy.activityIntervals
+            maxRequestsPerSecond = policy.maxRequestsPerSecond
+            dailyBudgetPerVIN = policy.dailyBudgetPerVIN
+            dailyBudgetApplication = policy.dailyBudgetApplication
+            globalRateLimitThreshold = policy.globalRateLimitThreshold
+        }
+
         public init(interval: Duration = .seconds(300), maxBackoff: Duration = .seconds(3600), maxRetryAfter: Duration = .seconds(86_400), maxConcurrentRequests: Int = 4) {
             self.interval = interval
             self.maxBackoff = maxBackoff
@@ -108,7 +128,9 @@ public struct DaemonConfiguration: Sendable {
     }
     /// `archive.raw_days`: days each raw vehicle-data response is kept in `raw_responses`, for
     /// `fleet-telemetry reprocess` (default 7; 0 keeps none).
-    public var archiveRawDays = 7
+    public var archiveRawDays = DaemonConfiguration.defaultArchiveRawDays
+    /// The default of `archive.raw_days`: 7.
+    public static let defaultArchiveRawDays = 7
     /// `database.stale_after`: a `latest` value observed longer ago is shown `stale` in
     /// `latest_view` and `status` (default 1 h).
     public var staleAfter: Duration = .seconds(3600)

@@ -1,16 +1,20 @@
+import FleetEvents
 import FleetModel
-import FleetNormalizer
 import FleetStore
 
 /// Rebuilds samples from the raw-response archive (`fleet-telemetry reprocess`), so that a
 /// normalizer upgrade (a new unit, a property it could not read before) reaches history.
+///
+/// It goes through the ingestion path's normalizer and event rules: the rules without memory
+/// (``EventRules/replaying``: transitions and geofences) run over the responses normalized again,
+/// and events they find that were not stored yet are stored (never delivered to a sink: they are
+/// history, not news). Events stored before are kept; none is removed.
 public struct Reprocessor: Sendable {
-    /// The database whose `raw_responses` are read and whose `samples` are replaced.
-    public let store: TelemetryStore
-    private let normalizer = Normalizer()
+    /// The path whose store, normalizer and rules are used.
+    public let ingestion: Ingestion
 
-    public init(store: TelemetryStore) {
-        self.store = store
+    public init(ingestion: Ingestion) {
+        self.ingestion = ingestion
     }
 
     /// What a reprocess run did.
@@ -25,6 +29,8 @@ public struct Reprocessor: Sendable {
         public var samplesDeleted = 0
         /// Sample rows written from the responses normalized again.
         public var samplesWritten = 0
+        /// Events found in the responses normalized again that had not been stored.
+        public var eventsAdded = 0
         /// The start of the window actually reprocessed: `since`, or the oldest archived response
         /// when the archive starts later.
         public var since: Timestamp?
@@ -37,6 +43,8 @@ public struct Reprocessor: Sendable {
     /// - Parameter progress: Called after each vehicle with the running summary.
     /// - Throws: ``SQLiteError`` when the database fails; vehicles done before stay reprocessed.
     public func run(since: Timestamp?, progress: (Summary) -> Void = { _ in }) async throws -> Summary {
+        let store = ingestion.store
+        let rules = ingestion.rules.replaying
         var summary = Summary()
         guard let oldest = try await store.oldestArchivedResponse() else { return summary }
         let start = max(since ?? oldest, oldest)
@@ -45,18 +53,21 @@ public struct Reprocessor: Sendable {
             var responses: [(receivedAt: Timestamp, samples: [Sample])] = []
             for response in try await store.archivedResponses(vin: vin, since: start) {
                 summary.responses += 1
-                guard response.httpStatus.map({ (200..<300).contains($0) }) ?? true,
-                      let payload = try? normalizer.normalize(body: response.body, vin: vin, receivedAt: response.receivedAt)
+                guard response.isSuccess,
+                      let payload = try? ingestion.normalizer.normalize(
+                        body: response.body, vin: vin, receivedAt: response.receivedAt)
                 else {
                     summary.unreadable += 1
                     continue
                 }
                 responses.append((response.receivedAt, payload.samples))
             }
-            let counts = try await store.replaceArchivedSamples(vin: vin, since: start, responses: responses)
+            let counts = try await store.replaceArchivedSamples(
+                vin: vin, since: start, responses: responses, detector: rules)
             summary.vehicles += 1
             summary.samplesDeleted += counts.deleted
             summary.samplesWritten += counts.inserted
+            summary.eventsAdded += counts.events.count
             progress(summary)
         }
         return summary

@@ -4,18 +4,16 @@ import FleetNormalizer
 import FleetStore
 import Foundation
 
-/// Ingests captured vehicle data (`fleet-telemetry import`) through the same normalizer, store
-/// and event rules as polling.
+/// Ingests captured vehicle data (`fleet-telemetry import`) through the ingestion path: the
+/// same normalizer, store and configured event rules as polling.
 ///
 /// Each document is a REST vehicle-data body (`{vin, capability: …}`, either shape) or a push
 /// message (`{version, message_id, vin, data: {capability: …}}`). Push messages are imported once
 /// per `message_id`. A bad document is reported with its line number and never stops the rest.
 public struct Importer: Sendable {
-    public let store: TelemetryStore
-    public let sink: any EventSink
+    /// The path every document goes through; its sink receives the events.
+    public let ingestion: Ingestion
     public let clock: any WallClock
-    private let normalizer = Normalizer()
-    private let rules = EventRules()
     private let lastReceived = LastReceived()
 
     /// Import times strictly increase, so that documents without timestamps of their own (the
@@ -32,12 +30,10 @@ public struct Importer: Sendable {
     }
 
     /// - Parameters:
-    ///   - store: Where the documents go.
-    ///   - sink: Receives the events the documents cause (standard output for the command).
+    ///   - ingestion: Where the documents go, with the configured rules and the sink for events.
     ///   - clock: The import time, stored as `received_at` and used for documents without timestamps.
-    public init(store: TelemetryStore, sink: any EventSink, clock: any WallClock = SystemWallClock()) {
-        self.store = store
-        self.sink = sink
+    public init(ingestion: Ingestion, clock: any WallClock = SystemWallClock()) {
+        self.ingestion = ingestion
         self.clock = clock
     }
 
@@ -191,22 +187,19 @@ public struct Importer: Sendable {
     private func flush(_ batch: inout [(write: PollWrite, line: Int)], file: String, into summary: inout Summary) async throws {
         guard !batch.isEmpty else { return }
         defer { batch.removeAll(keepingCapacity: true) }
-        let outcomes = try await store.record(batch: batch.map(\.write), detector: rules)
-        var events: [Event] = []
+        let outcomes = try await ingestion.write(batch: batch.map(\.write))
         for (entry, outcome) in zip(batch, outcomes) {
             switch outcome {
             case .written(let written):
                 summary.responses += 1
                 summary.samples += written.samplesWritten
                 summary.events += written.events.count
-                events += written.events
             case .duplicate:
                 summary.duplicates += 1
             case .failed(let error):
                 summary.rejected.append(Rejection(file: file, line: entry.line, reason: "not stored: \(error)"))
             }
         }
-        await sink.deliver(events)
     }
 
     /// Checks and normalizes one parsed document; `nil` (and a rejection) for a bad one.
@@ -235,16 +228,10 @@ public struct Importer: Sendable {
         } catch {
             return reject(error.description)
         }
-        let now = lastReceived.next(after: clock.now())
-        let payload: NormalizedPayload
         do {
-            payload = try normalizer.normalize(json: json, vin: vin, receivedAt: now)
+            return try ingestion.prepare(document: json, vin: vin, receivedAt: lastReceived.next(after: clock.now()))
         } catch {
             return reject(error.description)
         }
-        var record = PollRecord(vin: vin, requestedAt: now, receivedAt: now, httpStatus: nil, latencyMilliseconds: 0, requestID: payload.requestID, brand: payload.brand)
-        record.imported = true
-        let failures = payload.failures.map { FailedProperty(property: $0.property, instance: $0.instance, reason: $0.reason, description: $0.description, observedAt: $0.observedAt) }
-        return PollWrite(poll: record, samples: payload.samples, failures: failures, messageID: payload.messageID)
     }
 }

@@ -1,0 +1,56 @@
+import FleetModel
+
+/// What a failed vehicle-data request means for the vehicle: the only reading of HTTP statuses
+/// and error details outside this module is through this type.
+///
+/// The daemon's scheduler and ingestion decide cadence, backoff and vehicle state from it.
+public enum VehicleDataFailure: Sendable, Hashable {
+    /// HTTP 408: the vehicle is asleep or offline; ask again at the slow cadence.
+    case asleep
+    /// HTTP 422: the vehicle has no data yet (just cleared, or never reported).
+    case dataPending
+    /// HTTP 403 whose detail says privacy mode is active: the driver shares no data.
+    case privacyMode
+    /// HTTP 403 otherwise: the application has no clearance for the vehicle.
+    case notCleared
+    /// HTTP 429, with the wait the API asked for (`Retry-After`, or a `retry after 10s` in the
+    /// detail) when it gave a usable one.
+    case rateLimited(retryAfter: Duration?)
+    /// HTTP 401 `Consent is removed by OEM`: the vehicle must not be polled any more.
+    case consentRemoved
+    /// The token endpoint refused `api.client_id` / `api.client_secret` (HTTP 400/401): no
+    /// request can succeed until the configuration is fixed.
+    case credentialsRejected
+    /// Anything else (5xx, a transport failure, an unreadable or oversized body): back off and
+    /// try again.
+    case transientFault
+}
+
+extension APIError {
+    /// What this error means for the vehicle the request was about.
+    public var vehicleDataFailure: VehicleDataFailure {
+        if isCredentialsRejected { return .credentialsRejected }
+        if isConsentRemoved { return .consentRemoved }
+        if isRateLimited { return .rateLimited(retryAfter: requestedWait) }
+        guard kind == .http else { return .transientFault }
+        switch status {
+        case 408: return .asleep
+        case 422: return .dataPending
+        case 403 where (detail ?? "").lowercased().contains("privacy"): return .privacyMode
+        case 403: return .notCleared
+        default: return .transientFault
+        }
+    }
+
+    /// The HTTP status to record for the request: `nil` when no whole answer came (a response
+    /// cut short is no answer; its status line alone says nothing).
+    public var recordedStatus: Int? {
+        kind == .transport ? nil : status
+    }
+
+    /// True when the server sent a `Retry-After` header that could not be used (neither
+    /// seconds nor an HTTP-date in range), so the caller backs off instead.
+    public var hasUnusableRetryAfter: Bool {
+        isRateLimited && retryAfterHeader != nil && retryAfter == nil
+    }
+}

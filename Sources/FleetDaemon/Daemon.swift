@@ -1,0 +1,121 @@
+import FleetClient
+import FleetConfiguration
+import FleetEvents
+import FleetIngestion
+import FleetModel
+import FleetScheduling
+import FleetStore
+import Logging
+import Metrics
+import ServiceLifecycle
+
+/// The one assembly of the daemon: builds the running daemon from a validated
+/// ``DaemonConfiguration``, a clock and, optionally, an injected client and event sink, so that a
+/// setting means the same in `run`, `demo` and the tests.
+///
+/// FleetDaemon owns the assembly and the polling loop; it must never hold SQL (FleetStore does),
+/// read an HTTP status (FleetClient does) or decide an event (FleetEvents does). The commands
+/// that write without polling (`poll --store`, `import`, `reprocess`) take their ingestion path
+/// from ``ingestion(events:archiveRawDays:store:sink:logger:metrics:)``, the only place that
+/// builds the event rules.
+public struct Daemon: Sendable {
+    public let configuration: DaemonConfiguration
+    public let store: TelemetryStore
+    public let client: HighMobilityClient
+    public let ingestion: Ingestion
+    /// The polling loop.
+    public let polling: PollingService
+
+    /// - Parameters:
+    ///   - configuration: The validated configuration; its `api` section is not read (the client
+    ///     is built from `client`).
+    ///   - store: The database, opened with ``openStore(path:configuration:)``.
+    ///   - client: The API client, configured from `api` (or for an emulator).
+    ///   - clock: Every time decision's clock.
+    ///   - sink: Where events go; by default one JSON line each on standard output.
+    ///   - seed: Seeds the start offsets and jitter; random by default.
+    ///   - metrics: Counters and timers; the process-wide `MetricsSystem` by default.
+    ///   - onPoll: Called with each poll's result once it is recorded.
+    public init(
+        configuration: DaemonConfiguration, store: TelemetryStore, client: HighMobilityClient, clock: any WallClock,
+        sink: (any EventSink)? = nil, seed: UInt64? = nil, logger: Logger, metrics: (any MetricsFactory)? = nil,
+        onPoll: (@Sendable (PollPipeline.Result) -> Void)? = nil
+    ) {
+        self.configuration = configuration
+        self.store = store
+        self.client = client
+        let ingestion = Self.ingestion(
+            events: configuration.events, archiveRawDays: configuration.archiveRawDays, store: store,
+            sink: sink ?? StdoutEventSink(logger: logger), logger: logger, metrics: metrics)
+        self.ingestion = ingestion
+        let fleetSync = configuration.fleet.sync
+            ? FleetSync(interval: configuration.fleet.syncInterval) { try await client.fleetVehicles() } : nil
+        self.polling = PollingService(
+            vins: configuration.vehicles, policy: configuration.polling.policy,
+            pipeline: PollPipeline(client: client, ingestion: ingestion, clock: clock),
+            maintenance: Maintenance(ingestion: ingestion, retention: configuration.retention, logger: logger),
+            clock: clock, maxConcurrentRequests: configuration.polling.maxConcurrentRequests, fleetSync: fleetSync,
+            seed: seed ?? UInt64.random(in: 0...UInt64.max), logger: logger, onPoll: onPoll)
+    }
+
+    /// The ingestion path with the configured event rules: what the daemon's polls use, and what
+    /// `poll --store`, `import` and `reprocess` use.
+    ///
+    /// - Parameters:
+    ///   - events: The `events` section (default rules when there is no config file).
+    ///   - archiveRawDays: `archive.raw_days`.
+    public static func ingestion(
+        events: EventRulesConfiguration, archiveRawDays: Int, store: TelemetryStore, sink: any EventSink,
+        logger: Logger, metrics: (any MetricsFactory)? = nil
+    ) -> Ingestion {
+        Ingestion(
+            store: store, rules: EventRules(configuration: events), sink: sink, archiveRawDays: archiveRawDays,
+            logger: logger, metrics: metrics)
+    }
+
+    /// Opens (creating if needed) the database at `path` with the `database` settings that live in
+    /// the file (`stale_after`, `max_size_mb`), as every writing command does.
+    ///
+    /// - Throws: ``DatabasePathError`` for a path that would lose data (empty, in memory);
+    ///   ``SQLiteError`` or ``StoreError`` when the file cannot be opened.
+    public static func openStore(path: String, configuration: DaemonConfiguration?) async throws -> TelemetryStore {
+        try DatabasePathError.check(path)
+        let store = try TelemetryStore(path: path)
+        if let configuration {
+            try await store.setStaleAfter(seconds: configuration.staleAfter.components.seconds)
+            if let megabytes = configuration.maxSizeMegabytes {
+                _ = try await store.setMaximumSize(bytes: Int64(megabytes) << 20)
+            }
+        }
+        return store
+    }
+
+    /// Polls until graceful shutdown, then shuts the client down.
+    ///
+    /// - Throws: ``DaemonError/credentialsRejected(_:)`` when the API refuses the credentials.
+    public func run() async throws {
+        do {
+            try await polling.run()
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
+    }
+}
+
+extension Daemon: Service {}
+
+/// A database path that would silently lose data.
+public struct DatabasePathError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var description: String
+
+    /// Refuses an empty path and an in-memory database (everything would be lost on exit).
+    public static func check(_ path: String) throws(DatabasePathError) {
+        if path.isEmpty { throw DatabasePathError(description: "the database path is empty") }
+        if path == ":memory:" || path.hasPrefix("file::memory:") {
+            throw DatabasePathError(
+                description: "\(path) is an in-memory database: everything would be lost on exit; give a file path")
+        }
+    }
+}

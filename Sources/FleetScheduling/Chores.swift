@@ -1,0 +1,97 @@
+import FleetModel
+
+/// The daemon's periodic work besides polling, on the same time model as ``PollSchedule``: a
+/// value that says what is due at the time it is given, so that the polling loop has no timer
+/// of its own and tests drive every chore with a manual clock.
+public struct Chores: Sendable, Hashable {
+    /// One kind of periodic work.
+    public enum Chore: Sendable, Hashable, CaseIterable {
+        /// List the fleet (Fleet Clearance API) and update who is polled.
+        case fleetSync
+        /// Count polls made by hand (`poll --store`, another process) against the daily budgets.
+        case manualPollCount
+        /// Detect silent vehicles, close stale charging sessions, apply retention, bound the WAL.
+        case maintenance
+        /// Write the polling states of the vehicles polled since the last save.
+        case scheduleSave
+    }
+
+    /// How often each chore runs.
+    public struct Cadence: Sendable, Hashable {
+        /// `fleet.sync_interval`; `nil` when the fleet is not synced.
+        public var fleetSync: Duration?
+        /// `nil` when no daily budget is set (nothing to count).
+        public var manualPollCount: Duration?
+        public var maintenance: Duration
+        /// How long polling states may wait to be written: a second of lost due times costs
+        /// nothing at a restart (overdue vehicles are spread), a transaction per poll does.
+        public var scheduleSaveDelay: Duration
+
+        public init(
+            fleetSync: Duration?, manualPollCount: Duration? = .seconds(10), maintenance: Duration = .seconds(60),
+            scheduleSaveDelay: Duration = .seconds(1)
+        ) {
+            self.fleetSync = fleetSync
+            self.manualPollCount = manualPollCount
+            self.maintenance = maintenance
+            self.scheduleSaveDelay = scheduleSaveDelay
+        }
+    }
+
+    public let cadence: Cadence
+    /// When each chore is next due, UTC; absent when it is not scheduled.
+    private var dueAt: [Chore: Timestamp] = [:]
+
+    /// Every periodic chore is first due at `start`; ``Chore/scheduleSave`` only once a poll
+    /// needs saving (``needsSave(at:)``).
+    public init(cadence: Cadence, start: Timestamp) {
+        self.cadence = cadence
+        if cadence.fleetSync != nil { dueAt[.fleetSync] = start }
+        if cadence.manualPollCount != nil { dueAt[.manualPollCount] = start }
+        dueAt[.maintenance] = start
+    }
+
+    /// The chores due at `now`, in the order of ``Chore`` (the fleet first: it decides who is polled).
+    public func due(at now: Timestamp) -> [Chore] {
+        Chore.allCases.filter { chore in dueAt[chore].map { $0 <= now } ?? false }
+    }
+
+    /// When `chore` is next due, or `nil` when it is not scheduled.
+    public func nextDue(_ chore: Chore) -> Timestamp? {
+        dueAt[chore]
+    }
+
+    /// The earliest time a chore is due, or `nil` when none is scheduled.
+    public var nextDue: Timestamp? {
+        dueAt.values.min()
+    }
+
+    /// Records that `chore` ran at `now`: a periodic chore is next due one period later; a save
+    /// waits for the next poll that needs one.
+    public mutating func completed(_ chore: Chore, at now: Timestamp) {
+        switch chore {
+        case .fleetSync: dueAt[chore] = cadence.fleetSync.map { now.adding($0) }
+        case .manualPollCount: dueAt[chore] = cadence.manualPollCount.map { now.adding($0) }
+        case .maintenance: dueAt[chore] = now.adding(cadence.maintenance)
+        case .scheduleSave: dueAt[chore] = nil
+        }
+    }
+
+    /// Records that `chore` failed at `now`: it is due again after `retry`.
+    public mutating func failed(_ chore: Chore, at now: Timestamp, retry: Duration) {
+        dueAt[chore] = now.adding(retry)
+    }
+
+    /// A poll ended whose polling state is to be written: the save is due within
+    /// ``Cadence/scheduleSaveDelay`` (at once when `urgent`, e.g. a vehicle that started backing off).
+    public mutating func needsSave(at now: Timestamp, urgent: Bool = false) {
+        let due = urgent ? now : now.adding(cadence.scheduleSaveDelay)
+        dueAt[.scheduleSave] = min(dueAt[.scheduleSave] ?? due, due)
+    }
+
+    /// How long a failed fleet listing waits before the next try: a fifth of the sync interval,
+    /// at most 5 minutes.
+    public var fleetSyncRetry: Duration {
+        min((cadence.fleetSync ?? .seconds(300)) / 5, .seconds(300))
+    }
+}
