@@ -30,8 +30,12 @@ private func eventTypes(_ stdout: String) -> [String] {
     }
 }
 
+// The suites that run the built binary are nested in the serialized `CommandLineTests`: a
+// child process waited for blocks a thread of the 2-core machine's cooperative pool, and the
+// emulator it talks to needs that pool.
+extension CommandLineTests {
 /// The configured event rules hold on every path that writes: `import --config`, `poll --store`.
-@Suite(.serialized) struct ConfiguredRulesTests {
+@Suite struct ConfiguredRulesTests {
     /// A config with a geofence around the emulator's home area and `vehicle_moved` disabled.
     func config(port: Int, database: String) throws -> String {
         let path = NSTemporaryDirectory() + "ft-rules-\(UUID().uuidString).yaml"
@@ -110,6 +114,8 @@ private func eventTypes(_ stdout: String) -> [String] {
             #expect(try await h.store.archivedVINs(since: Timestamp(millisecondsSince1970: 0)) == [vin])
         }
     }
+}
+
 }
 
 /// A transition rule added in one place (the configuration's `transitions`) is picked up by
@@ -209,9 +215,10 @@ private func eventTypes(_ stdout: String) -> [String] {
     }
 }
 
+extension CommandLineTests {
 /// `fleet-telemetry run | head -1`: once the reader of standard output exits, the daemon logs
-/// it once and goes on polling and storing; SIGTERM still ends it with status 0.
-@Suite(.serialized) struct ClosedStandardOutputTests {
+/// it once and goes on polling and storing; SIGINT still ends it with status 0.
+@Suite struct ClosedStandardOutputTests {
     @Test func runGoesOnAfterTheReaderOfItsOutputExited() async throws {
         try await withHarness(emulator: .init(vehicleCount: 2)) { h in
             let config = NSTemporaryDirectory() + "ft-pipe-\(UUID().uuidString).yaml"
@@ -271,4 +278,5 @@ private func eventTypes(_ stdout: String) -> [String] {
             #expect(String(decoding: stderr, as: UTF8.self).contains("event output closed"))
         }
     }
+}
 }
