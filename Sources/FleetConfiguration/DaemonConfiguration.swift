@@ -52,8 +52,8 @@ public struct DaemonConfiguration: Sendable {
         public var maxRetryAfter: Duration = .seconds(86_400)
         /// `polling.max_concurrent_requests` (default 4).
         public var maxConcurrentRequests: Int = 4
-        /// `polling.slow_interval`: cadence of a vehicle asleep (408), without data yet (422) or
-        /// not cleared (403) (default 6 × interval).
+        /// `polling.slow_interval`: cadence of a vehicle asleep, without data yet or not cleared
+        /// (default 6 × interval).
         public var slowInterval: Duration?
         /// `polling.privacy_interval`: cadence of a vehicle in privacy mode (default 6h).
         public var privacyInterval: Duration = .seconds(6 * 3600)

@@ -104,8 +104,8 @@ public struct EventRules: ChangeDetecting {
     }
 
     /// Whether a response should be recorded as saying privacy mode is on (`true`) or off
-    /// (`false`), or tells nothing about it (`nil`): on when the answer itself says so (a 403
-    /// privacy mode) or a property failed with `privacy_mode_active`; off when data came. `nil`
+    /// (`false`), or tells nothing about it (`nil`): on when the answer itself says so (the API's
+    /// privacy-mode refusal) or a property failed with `privacy_mode_active`; off when data came. `nil`
     /// too when the event of that change is disabled, so its state is left as it is.
     public func privacyMode(answerSaysPrivacy: Bool, failureReasons: [PropertyFailure.Reason],
                             hasSamples: Bool) -> Bool? {

@@ -47,7 +47,7 @@ public enum EventType: String, Sendable, Hashable, CaseIterable, Codable {
     case vehicleSilent = "vehicle_silent"
     /// A silent vehicle sent a new observation.
     case vehicleReporting = "vehicle_reporting"
-    /// The API said privacy mode is on (HTTP 403 `Privacy mode is active`, or a property failure
+    /// The API said privacy mode is on (a refusal `Privacy mode is active`, or a property failure
     /// `privacy_mode_active`).
     case privacyModeEntered = "privacy_mode_entered"
     /// Data arrived again after privacy mode.

@@ -15,6 +15,6 @@ public enum PollingStatus: String, Sendable, Hashable, CaseIterable {
     case active
     /// Its clearance is not `approved`: not polled until it is again.
     case notCleared = "not_cleared"
-    /// The OEM removed the consent (`401 Consent is removed by OEM`): never polled again.
+    /// The OEM removed the consent (`Consent is removed by OEM`): never polled again.
     case consentRemoved = "consent_removed"
 }

@@ -11,15 +11,15 @@ import FleetModel
 ///   ``Policy/activityIntervals``), from a random start offset within the first interval.
 /// - Daily budgets stretch the interval, never cause bursts: with a per-VIN budget B the interval
 ///   is at least 24 h / B; with an application budget A for N VINs, at least 24 h × N / A.
-/// - A 429 delays that VIN for its `Retry-After` (clamped above by ``Policy/maxRetryAfter``, never
+/// - A rate limit (``Outcome/rateLimited(retryAfter:)``) delays that VIN for its `Retry-After` (clamped above by ``Policy/maxRetryAfter``, never
 ///   below what the server asked, and never below the interval); without one, an exponential
 ///   backoff with full jitter. 429s for
 ///   ``Policy/globalRateLimitThreshold`` different VINs within a minute mean the application's
 ///   quota is spent: the whole fleet pauses.
 /// - Faults back off exponentially with full jitter between the interval and
 ///   `min(maxBackoff, interval × 2^(failures-1))`: the error path is never faster than success.
-/// - A vehicle asleep (408) or without data yet (422) moves to ``Policy/slowInterval``; privacy mode
-///   (403) to ``Policy/privacyInterval``; no consent (403) marks it not cleared at the slow cadence.
+/// - A vehicle asleep or without data yet moves to ``Policy/slowInterval``; privacy mode to
+///   ``Policy/privacyInterval``; no clearance marks it not cleared at the slow cadence.
 /// - ``Policy/maxRequestsPerSecond`` caps the request rate with a token bucket.
 public struct PollSchedule: Sendable {
     /// The timing rules.
@@ -30,9 +30,9 @@ public struct PollSchedule: Sendable {
         public var maxBackoff: Duration
         /// The longest `Retry-After` honoured as given; longer ones are clamped to it.
         public var maxRetryAfter: Duration
-        /// Cadence of a vehicle that is asleep/offline (408) or has no data yet (422), or is not cleared.
+        /// Cadence of a vehicle that is asleep/offline or has no data yet, or is not cleared.
         public var slowInterval: Duration
-        /// Cadence of a vehicle in privacy mode (403).
+        /// Cadence of a vehicle in privacy mode.
         public var privacyInterval: Duration
         /// Interval per activity (`driving`, `charging`, `parked`), overriding ``interval``.
         public var activityIntervals: [VehicleActivity: Duration]
@@ -84,12 +84,12 @@ public struct PollSchedule: Sendable {
     public enum Outcome: Sendable, Hashable {
         /// A response with data; the activity it showed, when known.
         case success(VehicleActivity?)
-        /// HTTP 429, with the `Retry-After` delay when the server gave a usable one.
+        /// The API limited the rate, with the `Retry-After` delay when the server gave a usable one.
         case rateLimited(retryAfter: Duration?)
         /// A transport failure, a server error or a malformed body: back off.
         case failed
-        /// An answer that means "ask again much later": asleep (408), pending (422), privacy (403),
-        /// not cleared (403 no consent).
+        /// An answer that means "ask again much later": asleep, data pending, privacy mode, not
+        /// cleared.
         case slow(Health)
         /// The API refused the client credentials: nothing can succeed until the config is fixed.
         case credentialsRejected
