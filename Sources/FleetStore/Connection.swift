@@ -52,7 +52,7 @@ public final class Connection {
             var mode = try scalarText("PRAGMA journal_mode")
             if mode?.lowercased() != "wal" { mode = try scalarText("PRAGMA journal_mode = WAL") }
             guard mode?.lowercased() == "wal" else {
-                throw SQLiteError(extendedResultCode: SQLITE_ERROR, message: "could not switch \(path) to WAL (journal_mode is \(mode ?? "unknown"))")
+                throw SQLiteError(code: .error, message: "could not switch \(path) to WAL (journal_mode is \(mode ?? "unknown"))")
             }
         }
         // wal_autocheckpoint = 16000 (64 MiB): the pages every poll writes again are copied into

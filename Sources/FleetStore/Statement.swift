@@ -43,7 +43,7 @@ public final class Statement {
         // No sqlite3_clear_bindings: every parameter is bound again below (the count must match).
         let expected = Int(sqlite3_bind_parameter_count(handle))
         guard values.count == expected else {
-            throw SQLiteError(extendedResultCode: SQLITE_RANGE, message: "statement takes \(expected) parameters, \(values.count) given", sql: sql)
+            throw SQLiteError(code: .range, message: "statement takes \(expected) parameters, \(values.count) given", sql: sql)
         }
         for (offset, value) in values.enumerated() {
             let index = Int32(offset + 1)
