@@ -6,9 +6,10 @@ let SQLITE_TRANSIENT = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
 /// One SQLite database connection, opened through the C API and closed in `deinit`.
 ///
-/// Not `Sendable`: exactly one owner (the ``TelemetryStore`` actor) uses it. Every result code is
-/// checked and turned into a ``SQLiteError``; statements prepared with ``cachedStatement(_:)``
-/// are compiled once and reused.
+/// Internal to FleetStore, and not `Sendable`: exactly one owner (the ``TelemetryStore`` actor,
+/// on its ``DatabaseExecutor`` thread) uses it; other modules go through the store's methods.
+/// Every result code is checked and turned into a ``SQLiteError``; statements prepared with
+/// ``cachedStatement(_:)`` are compiled once and reused.
 final class Connection {
     let handle: OpaquePointer
     /// The file path given to ``init(path:busyTimeout:)``.
