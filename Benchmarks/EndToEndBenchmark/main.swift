@@ -22,6 +22,7 @@
 // floor under the daemon's CPU per poll.
 
 import FleetEmulator
+import FleetModel
 import FleetStore
 import Foundation
 
@@ -116,7 +117,7 @@ func startEmulator(vehicles: Int, timeScale: Int) throws -> (Process, String) {
     return (emulator, String(line[line.range(of: "http://")!.lowerBound...]).split(separator: " ").first.map(String.init) ?? "")
 }
 
-func run(vehicles: Int, interval: String, concurrency: Int, timeScale: Int) throws -> RunFigures {
+func run(vehicles: Int, interval: String, concurrency: Int, timeScale: Int) async throws -> RunFigures {
     let directory = NSTemporaryDirectory() + "e2e-benchmark-" + UUID().uuidString
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     ChildProcesses.shared.add(folder: directory)
@@ -156,24 +157,27 @@ func run(vehicles: Int, interval: String, concurrency: Int, timeScale: Int) thro
     ChildProcesses.shared.add(daemon)
     defer { if daemon.isRunning { daemon.terminate(); daemon.waitUntilExit() }; ChildProcesses.shared.remove(daemon) }
     // Warm-up (the first due times are spread over one interval), then the measured window.
-    Thread.sleep(forTimeInterval: 4)
-    let polls0 = try Connection(path: database).scalarInt("SELECT count(*) FROM polls") ?? 0
-    let firstID = try Connection(path: database).scalarInt("SELECT coalesce(max(id), 0) FROM polls") ?? 0
+    try await Task.sleep(for: .seconds(4))
+    // The store is opened beside the daemon only to read, and closed during the measured window.
+    let allPolls = Timestamp(millisecondsSince1970: 0)
+    let polls0: Int, firstID: Int64
+    do {
+        let store = try TelemetryStore(existingPath: database)
+        polls0 = try await store.pollCount(since: allPolls)
+        firstID = try await store.lastPollID()
+    }
     let daemonCPU0 = cpuSeconds(pid: daemon.processIdentifier), emulatorCPU0 = cpuSeconds(pid: emulator.processIdentifier)
     let start = Date()
-    Thread.sleep(forTimeInterval: Double(seconds))
+    try await Task.sleep(for: .seconds(seconds))
     let elapsed = Date().timeIntervalSince(start)
     let daemonCPU = cpuSeconds(pid: daemon.processIdentifier) - daemonCPU0
     let emulatorCPU = cpuSeconds(pid: emulator.processIdentifier) - emulatorCPU0
     let rss = residentMiB(pid: daemon.processIdentifier)
-    let connection = try Connection(path: database)
-    let polls = (try connection.scalarInt("SELECT count(*) FROM polls") ?? 0) - polls0
-    let failed = try connection.scalarInt("SELECT count(*) FROM polls WHERE http_status IS NOT 200") ?? 0
-    let workload = try connection.makeStatement("SELECT avg(samples_written), avg(events_emitted) FROM polls WHERE id > ?1")
-    try workload.bind([.integer(firstID)])
-    _ = try workload.step()
-    let samplesPerPoll = workload.double(at: 0), eventsPerPoll = workload.double(at: 1)
-    workload.reset()
+    let store = try TelemetryStore(existingPath: database)
+    let polls = try await store.pollCount(since: allPolls) - polls0
+    let byStatus = try await store.summary(since: allPolls).pollsByStatus
+    let failed = Int64(byStatus.filter { $0.key != 200 }.values.reduce(0, +))
+    let (samplesPerPoll, eventsPerPoll) = try await store.averageWrites(afterID: firstID)
     daemon.terminate()
     daemon.waitUntilExit()
     return RunFigures(pollsPerSecond: Double(polls) / elapsed, daemonMicroseconds: daemonCPU / Double(max(polls, 1)) * 1e6,
@@ -203,9 +207,12 @@ struct Spread<Run> {
 
 /// Runs a scenario `repeats` times (the machine is noisy) and prints the median, and the range of
 /// the daemon's CPU per poll.
-func scenario(label: String, vehicles: Int, interval: String, concurrency: Int, timeScale: Int = 1440) throws {
+func scenario(label: String, vehicles: Int, interval: String, concurrency: Int, timeScale: Int = 1440) async throws {
     var runs: [RunFigures] = []
-    for _ in 0..<repeats { runs.append(try run(vehicles: vehicles, interval: interval, concurrency: concurrency, timeScale: timeScale)) }
+    for _ in 0..<repeats {
+        runs.append(try await run(vehicles: vehicles, interval: interval, concurrency: concurrency,
+                                  timeScale: timeScale))
+    }
     let spread = Spread(runs, cpu: \.daemonMicroseconds, emulator: \.emulatorMicroseconds)
     let median = spread.median
     print(label.padding(toLength: 48, withPad: " ", startingAt: 0)
@@ -225,13 +232,14 @@ if referencesOnly {
 // reports in 5 s: the realistic load.
 if !referencesOnly {
     if only == nil || only == "realtime" {
-        try scenario(label: "steady, real-time clock (1×)", vehicles: 1_000, interval: "5s", concurrency: 8, timeScale: 1)
+        try await scenario(label: "steady, real-time clock (1×)", vehicles: 1_000, interval: "5s", concurrency: 8,
+                           timeScale: 1)
     }
     if only == nil || only == "steady" {
-        try scenario(label: "steady, default clock (1440×)", vehicles: 1_000, interval: "5s", concurrency: 8)
+        try await scenario(label: "steady, default clock (1440×)", vehicles: 1_000, interval: "5s", concurrency: 8)
     }
     if only == nil || only == "saturated" {
-        try scenario(label: "saturated (3,000 every 1 s)", vehicles: 3_000, interval: "1s", concurrency: 16)
+        try await scenario(label: "saturated (3,000 every 1 s)", vehicles: 3_000, interval: "1s", concurrency: 16)
     }
 }
 

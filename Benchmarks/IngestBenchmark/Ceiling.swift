@@ -7,53 +7,78 @@ struct WrittenRows {
     var vin: String
     var receivedAt: Int64
     /// `samples` rows (the 9 columns of `samples`, in table order); each one also moves `latest`.
-    var samples: [[SQLiteValue]] = []
+    var samples: [[CValue]] = []
     /// `events` rows (vin, type, instance, occurred_at, detected_at, previous_value, new_value).
-    var events: [[SQLiteValue]] = []
+    var events: [[CValue]] = []
     /// The `polls` row (vin … manual), `nil` for an imported document.
-    var poll: [SQLiteValue]?
+    var poll: [CValue]?
     /// The `raw_responses` row (vin, received_at, http_status, body), `nil` without the archive.
-    var raw: [SQLiteValue]?
+    var raw: [CValue]?
     /// The newest observation of the payload, for `vehicles.last_observed_at`.
     var newestObservation: Int64?
 }
 
-/// Reads back what ours wrote for `payloads` (VIN and receive time, UTC ms) from the database at `path`.
+/// Reads back what ours wrote for `payloads` (VIN and receive time, UTC ms) from the database at
+/// `path`, through the C API as the ceiling writes (the store keeps its connection to itself).
 func writtenRows(path: String, payloads: [(vin: String, receivedAt: Int64)], withPolls: Bool) throws -> [WrittenRows] {
-    let connection = try Connection(path: path)
+    var db: OpaquePointer?
+    defer { sqlite3_close_v2(db) }
+    guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nil) == SQLITE_OK else {
+        throw CeilingError(message: "open \(path) to read back")
+    }
     var index: [String: Int] = [:]
     var rows = payloads.enumerated().map { offset, payload in
         index["\(payload.vin)|\(payload.receivedAt)"] = offset
         return WrittenRows(vin: payload.vin, receivedAt: payload.receivedAt)
     }
-    func read(_ sql: String, columns: Int32, key: (Statement) -> String, into: (inout WrittenRows, [SQLiteValue]) -> Void) throws {
-        let statement = try connection.makeStatement(sql)
-        try statement.bind([])
-        while try statement.step() {
-            guard let offset = index[key(statement)] else { continue }
-            let values = (0..<columns).map(statement.value(at:))
-            into(&rows[offset], values)
+    func read(_ sql: String, columns: Int32, limit: Int64? = nil, offset: (OpaquePointer) -> Int?,
+              into: (inout WrittenRows, [CValue]) -> Bool) throws {
+        var prepared: OpaquePointer?
+        guard sqlite3_prepare_v2(db, sql, -1, &prepared, nil) == SQLITE_OK, let statement = prepared else {
+            throw CeilingError(message: String(cString: sqlite3_errmsg(db)))
         }
+        defer { sqlite3_finalize(statement) }
+        if let limit { sqlite3_bind_int64(statement, 1, limit) }
+        var code = sqlite3_step(statement)
+        while code == SQLITE_ROW {
+            if let offset = offset(statement) {
+                let values = (0..<columns).map { CValue(statement, column: $0) }
+                guard into(&rows[offset], values) else { return }
+            }
+            code = sqlite3_step(statement)
+        }
+        guard code == SQLITE_DONE else { throw CeilingError(message: String(cString: sqlite3_errmsg(db))) }
+    }
+    func text(_ statement: OpaquePointer, _ column: Int32) -> String {
+        sqlite3_column_text(statement, column).map { String(cString: $0) } ?? ""
     }
     try read("SELECT vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit FROM samples",
-             columns: 9, key: { "\($0.text(at: 0) ?? "")|\($0.int(at: 7))" }) { row, values in
+             columns: 9, offset: { index["\(text($0, 0))|\(sqlite3_column_int64($0, 7))"] }) { row, values in
         row.samples.append(values)
         if case .integer(let observed) = values[3] { row.newestObservation = max(row.newestObservation ?? observed, observed) }
+        return true
     }
     try read("SELECT vin, type, instance, occurred_at, detected_at, previous_value, new_value FROM events",
-             columns: 7, key: { "\($0.text(at: 0) ?? "")|\($0.int(at: 4))" }) { $0.events.append($1) }
+             columns: 7, offset: { index["\(text($0, 0))|\(sqlite3_column_int64($0, 4))"] }) {
+        $0.events.append($1)
+        return true
+    }
     try read("SELECT vin, received_at, http_status, body FROM raw_responses",
-             columns: 4, key: { "\($0.text(at: 0) ?? "")|\($0.int(at: 1))" }) { $0.raw = $1 }
+             columns: 4, offset: { index["\(text($0, 0))|\(sqlite3_column_int64($0, 1))"] }) {
+        $0.raw = $1
+        return true
+    }
     if withPolls {
         // A poll's row carries its request time; the payloads are matched in order instead.
-        let statement = try connection.makeStatement("""
-            SELECT vin, requested_at, http_status, latency_ms, error, request_id, samples_written, events_emitted, manual FROM polls ORDER BY id LIMIT ?1
-            """)
-        try statement.bind([.integer(Int64(rows.count))])
-        var offset = 0
-        while try statement.step(), offset < rows.count {
-            rows[offset].poll = (0..<9).map(statement.value(at:))
-            offset += 1
+        var next = 0
+        let count = rows.count
+        try read("""
+            SELECT vin, requested_at, http_status, latency_ms, error, request_id, samples_written, events_emitted,
+                manual FROM polls ORDER BY id LIMIT ?1
+            """, columns: 9, limit: Int64(count), offset: { _ in next }) { row, values in
+            row.poll = values
+            next += 1
+            return next < count
         }
     }
     return rows
@@ -105,8 +130,7 @@ final class CeilingWriter {
     /// `payloads` in the form bound below: texts already UTF-8, so that timing covers SQLite alone.
     static func prepare(_ payloads: [WrittenRows]) -> [CPayload] {
         payloads.map { payload in
-            CPayload(samples: payload.samples.map { $0.map(CValue.init) }, events: payload.events.map { $0.map(CValue.init) },
-                     poll: payload.poll.map { $0.map(CValue.init) }, raw: payload.raw.map { $0.map(CValue.init) },
+            CPayload(samples: payload.samples, events: payload.events, poll: payload.poll, raw: payload.raw,
                      vehicle: [.text(Array(payload.vin.utf8).map { CChar(bitPattern: $0) }), .integer(payload.receivedAt), payload.newestObservation.map(CValue.integer) ?? .null])
         }
     }
@@ -161,13 +185,21 @@ enum CValue {
     case text([CChar])
     case blob([UInt8])
 
-    init(_ value: SQLiteValue) {
-        switch value {
-        case .null: self = .null
-        case .integer(let i): self = .integer(i)
-        case .real(let d): self = .real(d)
-        case .text(let s): self = .text(Array(s.utf8).map { CChar(bitPattern: $0) })
-        case .blob(let b): self = .blob(b)
+    /// Column `column` of the current row of `statement`, in the storage class SQLite holds it in.
+    init(_ statement: OpaquePointer, column: Int32) {
+        switch sqlite3_column_type(statement, column) {
+        case SQLITE_NULL: self = .null
+        case SQLITE_INTEGER: self = .integer(sqlite3_column_int64(statement, column))
+        case SQLITE_FLOAT: self = .real(sqlite3_column_double(statement, column))
+        case SQLITE_BLOB:
+            let count = Int(sqlite3_column_bytes(statement, column))
+            let bytes = sqlite3_column_blob(statement, column)
+            self = .blob(bytes.map { Array(UnsafeRawBufferPointer(start: $0, count: count)) } ?? [])
+        default:
+            let text = sqlite3_column_text(statement, column)
+            let count = Int(sqlite3_column_bytes(statement, column))
+            let bytes = text.map { Array(UnsafeBufferPointer(start: $0, count: count)) } ?? []
+            self = .text(bytes.map { CChar(bitPattern: $0) })
         }
     }
 }

@@ -40,47 +40,54 @@ func usage() -> Never {
     exit(64)
 }
 
+/// Change detection that finds nothing: the generated history holds values only, no events.
+struct NoEvents: ChangeDetecting {
+    func events(previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp) -> [Event] { [] }
+}
+
 func generate(path: String, samples: Int) async throws {
     guard !FileManager.default.fileExists(atPath: path) else {
         print("\(path) exists; remove it first")
         exit(73)
     }
-    do { _ = try TelemetryStore(path: path) }  // the schema
-    let connection = try Connection(path: path)
-    try connection.execute("PRAGMA cache_size = -262144")
+    // Every vehicle's `latest` rows stay in memory: a poll is compared with them without reading.
+    let store = try TelemetryStore(path: path, latestCacheVehicles: vehicleCount)
+    let vins = (0..<vehicleCount).map { VIN(vin($0))! }
+    let fleet = vins.map { FleetVehicle(vin: $0, brand: "sandbox", status: .approved) }
+    _ = try await store.recordClearance(fleet, at: start)
     let polls = max(1, samples / (vehicleCount * 4))
     let clock = ContinuousClock.now
-    let insert = try connection.cachedStatement("""
-        INSERT OR IGNORE INTO samples (vin, property, instance, observed_at, value_num, value_text, unit, received_at) VALUES (?1, ?2, '', ?3, ?4, NULL, 'percent', ?5)
-        """)
     var written = 0
     for poll in 0..<polls {
-        try connection.transaction {
-            for vehicle in 0..<vehicleCount {
-                let time = start.adding(milliseconds: Int64(poll) * pollInterval + Int64(vehicle) * 29)
-                for k in 0..<4 {
-                    let property = properties[(poll * 4 + k + vehicle) % properties.count]
-                    try insert.run([.text(vin(vehicle)), .text(property), .integer(time.millisecondsSince1970), .real(Double((poll + vehicle + k) % 100)), .integer(time.millisecondsSince1970 + 500)])
-                    written += 1
-                }
+        // One poll of the whole fleet per transaction, written as `import` writes its documents.
+        let batch = vins.enumerated().map { vehicle, vin -> PollWrite in
+            let time = start.adding(milliseconds: Int64(poll) * pollInterval + Int64(vehicle) * 29)
+            let samples = (0..<4).map { k in
+                Sample(vin: vin, property: properties[(poll * 4 + k + vehicle) % properties.count],
+                       value: .number(Double((poll + vehicle + k) % 100)), unit: "percent", observedAt: time)
+            }
+            var record = PollRecord(vin: vin, requestedAt: time, receivedAt: time.adding(milliseconds: 500),
+                                    httpStatus: 200, latencyMilliseconds: 0, brand: "sandbox")
+            record.imported = true
+            return PollWrite(poll: record, samples: samples)
+        }
+        for outcome in try await store.record(batch: batch, detector: NoEvents()) {
+            switch outcome {
+            case .written(let result): written += result.samplesWritten
+            case .failed(let error): throw error
+            case .duplicate: break
             }
         }
-        if poll % 10 == 0, isatty(STDERR_FILENO) == 1 { FileHandle.standardError.write(Data("\rgenerating: \(written) samples".utf8)) }
+        if poll % 10 == 0, isatty(STDERR_FILENO) == 1 {
+            FileHandle.standardError.write(Data("\rgenerating: \(written) samples".utf8))
+        }
     }
     let end = start.adding(milliseconds: Int64(polls) * pollInterval)
-    try connection.transaction {
-        let vehicles = try connection.cachedStatement("INSERT INTO vehicles (vin, first_seen_at, last_polled_at, last_http_status, brand, clearance_status, last_observed_at) VALUES (?1, ?2, ?3, 200, 'sandbox', 'approved', ?3)")
-        let schedule = try connection.cachedStatement("INSERT INTO schedule (vin, next_due_at, health, updated_at) VALUES (?1, ?2, 'ok', ?2)")
-        let latest = try connection.cachedStatement("INSERT INTO latest (vin, property, instance, observed_at, value_num, unit, received_at) VALUES (?1, ?2, '', ?3, ?4, 'percent', ?3)")
-        for vehicle in 0..<vehicleCount {
-            try vehicles.run([.text(vin(vehicle)), .integer(start.millisecondsSince1970), .integer(end.millisecondsSince1970)])
-            try schedule.run([.text(vin(vehicle)), .integer(end.millisecondsSince1970)])
-            for property in properties {
-                try latest.run([.text(vin(vehicle)), .text(property), .integer(end.millisecondsSince1970), .real(50)])
-            }
-        }
-    }
-    try connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    try await store.saveSchedule(vins.map {
+        ScheduleRow(vin: $0, nextDueAt: end, health: "ok", reason: nil, consecutiveFailures: 0, activity: nil,
+                    pollsToday: 0, day: 0, updatedAt: end)
+    })
+    _ = try await store.checkpoint()
     let seconds = (ContinuousClock.now - clock).components.seconds
     let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value ?? 0
     if isatty(STDERR_FILENO) == 1 { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
@@ -113,13 +120,13 @@ func run(paths: [String]) async throws {
     print("database                        samples        MiB   status ms (CPU)   history 24 h ms (p99)   history 1 h ms (p99)")
     for path in paths {
         let store = try TelemetryStore(path: path)
-        let connection = try Connection(path: path)
-        let samples = try connection.scalarInt("SELECT count(*) FROM samples") ?? 0
+        let samples = Int64(try await store.summary().samples)
         let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value ?? 0
         let status = try await time(repeats: 5) { try await store.status().count }
         precondition(status.rows == vehicleCount, "status lists every vehicle")
         // One property of one vehicle: the newest 24 h, and the first hour of history.
-        let end = Timestamp(millisecondsSince1970: try connection.scalarInt("SELECT max(observed_at) FROM samples") ?? 0)
+        // The newest observation of any vehicle: `max(observed_at)` of `samples`.
+        let end = try await store.status().compactMap(\.lastSeen).max() ?? Timestamp(millisecondsSince1970: 0)
         var seed: UInt64 = 42
         var historyDay: [Double] = [], historyHour: [Double] = []
         var dayRows = 0, hourRows = 0

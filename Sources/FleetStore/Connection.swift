@@ -6,13 +6,14 @@ let SQLITE_TRANSIENT = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
 /// One SQLite database connection, opened through the C API and closed in `deinit`.
 ///
-/// Not `Sendable`: exactly one owner (the ``TelemetryStore`` actor) uses it. Every result code is
-/// checked and turned into a ``SQLiteError``; statements prepared with ``cachedStatement(_:)``
-/// are compiled once and reused.
-public final class Connection {
+/// Internal to FleetStore, and not `Sendable`: exactly one owner (the ``TelemetryStore`` actor,
+/// on its ``DatabaseExecutor`` thread) uses it; other modules go through the store's methods.
+/// Every result code is checked and turned into a ``SQLiteError``; statements prepared with
+/// ``cachedStatement(_:)`` are compiled once and reused.
+final class Connection {
     let handle: OpaquePointer
     /// The file path given to ``init(path:busyTimeout:)``.
-    public let path: String
+    let path: String
     private var statementCache: [String: Statement] = [:]
     /// The busy timeout given at opening, in milliseconds.
     let busyTimeoutMilliseconds: Int32
@@ -25,7 +26,7 @@ public final class Connection {
     ///   - busyTimeout: How long to wait for a lock held by another connection (e.g. a `sqlite3`
     ///     shell) before failing with `SQLITE_BUSY`.
     /// - Throws: ``SQLiteError`` when the file cannot be opened or is not a database.
-    public init(path: String, busyTimeout: Duration = .seconds(30)) throws(SQLiteError) {
+    init(path: String, busyTimeout: Duration = .seconds(30)) throws(SQLiteError) {
         var db: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let code = sqlite3_open_v2(path, &db, flags, nil)
@@ -52,7 +53,7 @@ public final class Connection {
             var mode = try scalarText("PRAGMA journal_mode")
             if mode?.lowercased() != "wal" { mode = try scalarText("PRAGMA journal_mode = WAL") }
             guard mode?.lowercased() == "wal" else {
-                throw SQLiteError(extendedResultCode: SQLITE_ERROR, message: "could not switch \(path) to WAL (journal_mode is \(mode ?? "unknown"))")
+                throw SQLiteError(code: .error, message: "could not switch \(path) to WAL (journal_mode is \(mode ?? "unknown"))")
             }
         }
         // wal_autocheckpoint = 16000 (64 MiB): the pages every poll writes again are copied into
@@ -72,7 +73,7 @@ public final class Connection {
 
     /// True while a transaction is open. SQLite ends one by itself after some errors
     /// (`SQLITE_FULL`, `SQLITE_IOERR`, `SQLITE_NOMEM`): then no savepoint is left to roll back to.
-    public var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
+    var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
 
     /// The size of the file at `path` in bytes; 0 when it does not exist.
     static func fileSize(atPath path: String) -> Int64 {
@@ -84,7 +85,7 @@ public final class Connection {
     ///
     /// - Returns: `nil` for a missing or empty file.
     /// - Throws: ``SQLiteError`` when the file is not an SQLite database.
-    public static func inspect(path: String) throws(SQLiteError) -> (userVersion: Int64, someTable: String?)? {
+    static func inspect(path: String) throws(SQLiteError) -> (userVersion: Int64, someTable: String?)? {
         guard fileSize(atPath: path) > 0 else { return nil }
         var db: OpaquePointer?
         let code = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nil)
@@ -109,7 +110,7 @@ public final class Connection {
 
     /// Runs `body` with a shorter busy timeout, for work that should give up rather than wait
     /// (a checkpoint while a reader holds the WAL).
-    public func withBusyTimeout<T>(milliseconds: Int32, _ body: () throws -> T) rethrows -> T {
+    func withBusyTimeout<T>(milliseconds: Int32, _ body: () throws -> T) rethrows -> T {
         sqlite3_busy_timeout(handle, milliseconds)
         defer { sqlite3_busy_timeout(handle, busyTimeoutMilliseconds) }
         return try body()
@@ -118,7 +119,7 @@ public final class Connection {
     /// Runs one or more SQL statements that return no rows of interest.
     ///
     /// - Throws: ``SQLiteError`` carrying the SQL.
-    public func execute(_ sql: String) throws(SQLiteError) {
+    func execute(_ sql: String) throws(SQLiteError) {
         var errorMessage: UnsafeMutablePointer<CChar>?
         let code = sqlite3_exec(handle, sql, nil, nil, &errorMessage)
         if code != SQLITE_OK {
@@ -129,7 +130,7 @@ public final class Connection {
     }
 
     /// A statement compiled once for this connection and reused on every later call with the same SQL.
-    public func cachedStatement(_ sql: String) throws(SQLiteError) -> Statement {
+    func cachedStatement(_ sql: String) throws(SQLiteError) -> Statement {
         if let statement = statementCache[sql] {
             return statement
         }
@@ -139,12 +140,12 @@ public final class Connection {
     }
 
     /// A statement for one-off use.
-    public func makeStatement(_ sql: String) throws(SQLiteError) -> Statement {
+    func makeStatement(_ sql: String) throws(SQLiteError) -> Statement {
         try Statement(connection: self, sql: sql, persistent: false)
     }
 
     /// The first column of the first row of `sql`, as text.
-    public func scalarText(_ sql: String, _ bindings: [SQLiteValue] = []) throws(SQLiteError) -> String? {
+    func scalarText(_ sql: String, _ bindings: [SQLiteValue] = []) throws(SQLiteError) -> String? {
         let statement = try makeStatement(sql)
         try statement.bind(bindings)
         guard try statement.step() else { return nil }
@@ -152,7 +153,7 @@ public final class Connection {
     }
 
     /// The first column of the first row of `sql`, as an integer.
-    public func scalarInt(_ sql: String, _ bindings: [SQLiteValue] = []) throws(SQLiteError) -> Int64? {
+    func scalarInt(_ sql: String, _ bindings: [SQLiteValue] = []) throws(SQLiteError) -> Int64? {
         let statement = try makeStatement(sql)
         try statement.bind(bindings)
         guard try statement.step() else { return nil }
@@ -160,16 +161,16 @@ public final class Connection {
     }
 
     /// Rows changed by the last INSERT, UPDATE or DELETE.
-    public var changes: Int { Int(sqlite3_changes(handle)) }
+    var changes: Int { Int(sqlite3_changes(handle)) }
 
     /// The rowid of the last successful INSERT.
-    public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
+    var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
 
     /// Runs `body` in one `BEGIN IMMEDIATE` transaction: committed when `body` returns, rolled back
     /// when it throws (or when the commit fails), so a transaction can never be left open.
     ///
     /// - Throws: What `body` throws, or ``SQLiteError`` from BEGIN/COMMIT (e.g. `SQLITE_FULL`).
-    public func transaction<T>(_ body: () throws -> T) throws -> T {
+    func transaction<T>(_ body: () throws -> T) throws -> T {
         // BEGIN and COMMIT are prepared once: a poll is a short transaction, run very often.
         try cachedStatement("BEGIN IMMEDIATE").run([])
         do {

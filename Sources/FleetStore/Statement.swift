@@ -1,7 +1,7 @@
 import CSQLite
 
 /// A value bound to a statement parameter.
-public enum SQLiteValue: Sendable, Hashable {
+enum SQLiteValue: Sendable, Hashable {
     case null
     case integer(Int64)
     case real(Double)
@@ -13,11 +13,11 @@ public enum SQLiteValue: Sendable, Hashable {
 ///
 /// Bind with ``bind(_:)``, read rows with ``step()`` and the column accessors; ``bind(_:)``
 /// resets the statement first, so a cached statement is always reused from a clean state.
-public final class Statement {
+final class Statement {
     let handle: OpaquePointer
     unowned let connection: Connection
     /// The SQL this statement was compiled from.
-    public let sql: String
+    let sql: String
 
     init(connection: Connection, sql: String, persistent: Bool) throws(SQLiteError) {
         var statement: OpaquePointer?
@@ -38,12 +38,12 @@ public final class Statement {
     /// Resets the statement and binds `values` to its parameters `?1…?n` in order.
     ///
     /// - Throws: ``SQLiteError`` when the count does not match or a bind fails.
-    public func bind(_ values: [SQLiteValue]) throws(SQLiteError) {
+    func bind(_ values: [SQLiteValue]) throws(SQLiteError) {
         sqlite3_reset(handle)
         // No sqlite3_clear_bindings: every parameter is bound again below (the count must match).
         let expected = Int(sqlite3_bind_parameter_count(handle))
         guard values.count == expected else {
-            throw SQLiteError(extendedResultCode: SQLITE_RANGE, message: "statement takes \(expected) parameters, \(values.count) given", sql: sql)
+            throw SQLiteError(code: .range, message: "statement takes \(expected) parameters, \(values.count) given", sql: sql)
         }
         for (offset, value) in values.enumerated() {
             let index = Int32(offset + 1)
@@ -75,7 +75,7 @@ public final class Statement {
 
     /// Ends the current execution: a statement left on a row keeps its read snapshot open, which
     /// would stop the WAL from being checkpointed. Call it after reading a single row.
-    public func reset() {
+    func reset() {
         sqlite3_reset(handle)
     }
 
@@ -84,7 +84,7 @@ public final class Statement {
     /// - Returns: `true` when a row is available, `false` when the statement is done.
     /// - Throws: ``SQLiteError`` with the statement's SQL (constraint violation, `SQLITE_FULL`, …).
     @discardableResult
-    public func step() throws(SQLiteError) -> Bool {
+    func step() throws(SQLiteError) -> Bool {
         let code = sqlite3_step(handle)
         switch code {
         case SQLITE_ROW: return true
@@ -97,25 +97,25 @@ public final class Statement {
     }
 
     /// Binds `values` and runs the statement to completion, ignoring any rows.
-    public func run(_ values: [SQLiteValue]) throws(SQLiteError) {
+    func run(_ values: [SQLiteValue]) throws(SQLiteError) {
         try bind(values)
         while try step() {}
     }
 
     /// True when column `column` (0-based) of the current row is NULL.
-    public func isNull(at column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
+    func isNull(at column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
     /// Column `column` of the current row as a 64-bit integer (SQLite's conversion rules; 0 for NULL).
-    public func int(at column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
+    func int(at column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
     /// Column `column` of the current row as a double (0.0 for NULL).
-    public func double(at column: Int32) -> Double { sqlite3_column_double(handle, column) }
+    func double(at column: Int32) -> Double { sqlite3_column_double(handle, column) }
     /// The bytes of a BLOB (or TEXT) column; empty for NULL.
-    public func blob(at column: Int32) -> [UInt8] {
+    func blob(at column: Int32) -> [UInt8] {
         let count = Int(sqlite3_column_bytes(handle, column))
         guard count > 0, let pointer = sqlite3_column_blob(handle, column) else { return [] }
         return Array(UnsafeRawBufferPointer(start: pointer, count: count))
     }
     /// Column `column` of the current row in the storage class SQLite holds it in.
-    public func value(at column: Int32) -> SQLiteValue {
+    func value(at column: Int32) -> SQLiteValue {
         switch sqlite3_column_type(handle, column) {
         case SQLITE_NULL: return .null
         case SQLITE_INTEGER: return .integer(int(at: column))
@@ -125,7 +125,7 @@ public final class Statement {
         }
     }
     /// Column `column` of the current row as UTF-8 text; `nil` for NULL.
-    public func text(at column: Int32) -> String? {
+    func text(at column: Int32) -> String? {
         guard let pointer = sqlite3_column_text(handle, column) else { return nil }
         let count = Int(sqlite3_column_bytes(handle, column))
         return String(decoding: UnsafeBufferPointer(start: pointer, count: count), as: UTF8.self)

@@ -106,6 +106,19 @@ extension TelemetryStore {
         try withConnection { connection in try connection.scalarInt("SELECT max(id) FROM polls") ?? 0 }
     }
 
+    /// What the polls with a row id above `afterID` wrote on average (`polls.samples_written` and
+    /// `polls.events_emitted`): new sample rows and events stored per poll, 0 when there is none.
+    public func averageWrites(afterID: Int64) throws -> (samplesPerPoll: Double, eventsPerPoll: Double) {
+        try withConnection { connection in
+            let statement = try connection.makeStatement(
+                "SELECT avg(samples_written), avg(events_emitted) FROM polls WHERE id > ?1")
+            try statement.bind([.integer(afterID)])
+            defer { statement.reset() }
+            guard try statement.step() else { return (0, 0) }
+            return (statement.double(at: 0), statement.double(at: 1))
+        }
+    }
+
     /// Polls per VIN requested at or after `since` (UTC), scheduled and manual.
     public func pollCountsByVIN(since: Timestamp) throws -> [VIN: Int] {
         try withConnection { connection in

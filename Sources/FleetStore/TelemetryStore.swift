@@ -1,6 +1,15 @@
 import FleetModel
 
-/// The telemetry database: the only owner of the SQLite connection.
+/// The telemetry database: the only owner of SQLite in fleet-telemetry.
+///
+/// FleetStore is the one module that talks to SQLite: its `Connection`, `Statement` and SQL are
+/// internal, and every other module (the daemon, the commands, the benchmarks) reads and writes
+/// through the methods of this actor, in the domain's words (VIN, sample, event, poll). What it
+/// must never do: hand out its connection, a statement or a row cursor; let SQL be written outside
+/// it; leave a transaction open across an `await`; or run SQLite on a thread of Swift's cooperative
+/// pool. Its jobs run on a ``DatabaseExecutor`` of its own, a dedicated thread, because SQLite
+/// blocks the thread it runs on (a busy wait for another process's write lock lasts up to 30 s).
+/// The initializers and the static methods open the file on the caller's thread.
 ///
 /// Every poll is written atomically: its samples (history), the `latest` values, the change
 /// events, the `polls` row and the raw response, in a transaction of its own or, through
@@ -9,6 +18,8 @@ import FleetModel
 /// disk never leaves half a poll behind and never loses rows already committed.
 public actor TelemetryStore {
     private let connection: Connection
+    /// The thread this store's jobs, and so all its SQLite calls, run on; stopped in `deinit`.
+    private let executor: DatabaseExecutor
     /// Polls waiting for the group commit being gathered (see ``recordGrouped(_:detector:)``).
     private var queued: [(write: PollWrite, continuation: CheckedContinuation<PollWriteResult, any Error>)] = []
     /// True while a poll gathers a group commit.
@@ -44,6 +55,8 @@ public actor TelemetryStore {
         try Schema.migrate(connection)
         self.connection = connection
         latestCache = LatestCache(capacity: latestCacheVehicles)
+        // Started last: a store that fails to open leaves no thread behind.
+        executor = DatabaseExecutor(name: Self.threadName)
     }
 
     /// Opens an existing fleet-telemetry database for the query commands: an empty file, or one
@@ -62,6 +75,25 @@ public actor TelemetryStore {
         try Schema.migrate(connection)
         self.connection = connection
         latestCache = LatestCache(capacity: Self.defaultLatestCacheVehicles)
+        executor = DatabaseExecutor(name: Self.threadName)
+    }
+
+    deinit {
+        executor.shutdown()
+    }
+
+    /// The name of every store's executor thread (Linux keeps 15 characters of a thread name).
+    static let threadName = "fleet-sqlite"
+
+    /// The store's own serial executor (``DatabaseExecutor``): a dedicated thread per store, so
+    /// that SQLite's work and its busy waits never block a thread of the cooperative pool.
+    public nonisolated var unownedExecutor: UnownedSerialExecutor {
+        executor.asUnownedSerialExecutor()
+    }
+
+    /// True when called on this store's executor thread (for the tests).
+    func isOnExecutorThread() -> Bool {
+        executor.isCurrentThread
     }
 
     /// Writes one poll and everything it produced, atomically.

@@ -186,8 +186,7 @@ enum DemoDatabase {
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value ?? 0
         guard size > 0 else { return }
         do {
-            let connection = try Connection(path: path)
-            let others = try connection.scalarInt("SELECT count(*) FROM vehicles WHERE vin NOT LIKE '1HMEMU%'") ?? 0
+            let others = try TelemetryStore.vehicleCount(inDatabaseAt: path, vinsNotStartingWith: "1HMEMU")
             guard others == 0 else { throw NotADemoDatabase(path: path, reason: "holds data of \(others) vehicle\(others == 1 ? "" : "s") that \(others == 1 ? "is" : "are") not the emulator's") }
         } catch let error as NotADemoDatabase {
             throw error

@@ -61,7 +61,7 @@ private final class LockHolder: @unchecked Sendable {
             }
         }
         let error = try #require(failure, "the capped database fills up")
-        #expect(error.resultCode == 13, "SQLITE_FULL")
+        #expect(error.code == .full)
         #expect(error.description.contains("full"), "\(error)")
         let check = try Connection(path: db.path)
         #expect(try check.scalarText("PRAGMA integrity_check") == "ok")
@@ -83,7 +83,7 @@ private final class LockHolder: @unchecked Sendable {
         await #expect {
             try await store.record(poll(at: minute(1)), samples: batterySample(51, at: minute(1)), detector: EventRules())
         } throws: { error in
-            (error as? SQLiteError)?.resultCode == 8 && "\(error)".contains("readonly")
+            (error as? SQLiteError)?.code == .readonly && "\(error)".contains("readonly")
         }
         try await store.withConnection { try $0.execute("PRAGMA query_only = 0") }
         try await store.record(poll(at: minute(2)), samples: batterySample(52, at: minute(2)), detector: EventRules())

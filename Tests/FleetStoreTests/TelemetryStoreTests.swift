@@ -172,7 +172,7 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
             try TelemetryStore(path: db.path)
         } throws: { error in
             guard let error = error as? SQLiteError else { return false }
-            return error.resultCode == 26 && error.description.contains("not a database")
+            return error.code == .notadb && error.description.contains("not a database")
         }
     }
 
@@ -185,7 +185,8 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
             try statement.run([.integer(1)])
         } throws: { error in
             guard let error = error as? SQLiteError else { return false }
-            return error.resultCode == 19 && error.extendedResultCode == 1555 && error.sql == "INSERT INTO t VALUES (?1)" && error.message.contains("UNIQUE")
+            return error.code == .constraint && error.extendedCode == .constraintPrimaryKey
+                && error.sql == "INSERT INTO t VALUES (?1)" && error.message.contains("UNIQUE")
         }
     }
 

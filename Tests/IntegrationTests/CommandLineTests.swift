@@ -1,7 +1,7 @@
 import FleetClient
 import FleetEmulator
 import FleetModel
-import FleetStore
+@testable import FleetStore
 import Foundation
 import Testing
 

@@ -1,7 +1,7 @@
 import FleetDaemon
 import FleetEvents
 import FleetModel
-import FleetStore
+@testable import FleetStore
 import Foundation
 import Testing
 
