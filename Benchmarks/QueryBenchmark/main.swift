@@ -42,7 +42,8 @@ func usage() -> Never {
 
 /// Change detection that finds nothing: the generated history holds values only, no events.
 struct NoEvents: ChangeDetecting {
-    func events(previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp) -> [Event] { [] }
+    func events(previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp,
+                state: inout RuleState) -> [Event] { [] }
 }
 
 func generate(path: String, samples: Int) async throws {
@@ -54,7 +55,7 @@ func generate(path: String, samples: Int) async throws {
     let store = try TelemetryStore(path: path, latestCacheVehicles: vehicleCount)
     let vins = (0..<vehicleCount).map { VIN(vin($0))! }
     let fleet = vins.map { FleetVehicle(vin: $0, brand: "sandbox", status: .approved) }
-    _ = try await store.recordClearance(fleet, at: start)
+    _ = try await store.recordClearance(fleet, at: start, detector: NoEvents())
     let polls = max(1, samples / (vehicleCount * 4))
     let clock = ContinuousClock.now
     var written = 0
