@@ -16,7 +16,8 @@ let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
 /// utime + stime of a process, in seconds.
 func cpuSeconds(pid: Int32) -> Double {
     guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-          let close = stat.lastIndex(of: ")") else { return 0 }
+        let close = stat.lastIndex(of: ")")
+    else { return 0 }
     let fields = stat[stat.index(after: close)...].split(separator: " ")
     // After "pid (comm)": state is field 0, utime field 11, stime field 12.
     guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
@@ -49,31 +50,38 @@ enum ClientLayer {
 private func ownCPUSeconds() -> Double {
     var usage = rusage()
     getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec)
+        + Double(usage.ru_stime.tv_usec) / 1e6
 }
 
 /// The floor under the daemon's CPU per poll: vehicle-data requests against the emulator at
 /// `base` from this process, with no parsing and no store, `concurrency` in flight, paced at
 /// `rate` requests per second (or as fast as they go when `nil`). After `warmUp` seconds, counts
 /// the requests completed and the CPU of this process and of the emulator over `seconds`.
-func clientAlone(layer: ClientLayer, base: String, vehicles: Int, concurrency: Int, rate: Double?, warmUp: Double, seconds: Double,
-                 emulatorPID: Int32) async throws -> ClientFigures {
+func clientAlone(
+    layer: ClientLayer, base: String, vehicles: Int, concurrency: Int, rate: Double?, warmUp: Double, seconds: Double,
+    emulatorPID: Int32
+) async throws -> ClientFigures {
     let vins = (1...vehicles).map { EmulatorConfiguration.vin(index: $0) }
-    let configuration = ClientConfiguration(baseURL: base, clientID: EmulatorConfiguration.defaultClientID,
-                                            clientSecret: Secret(EmulatorConfiguration.defaultClientSecret))
+    let configuration = ClientConfiguration(
+        baseURL: base, clientID: EmulatorConfiguration.defaultClientID,
+        clientSecret: Secret(EmulatorConfiguration.defaultClientSecret))
     let fleetClient = HighMobilityClient(configuration: configuration)
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let executor = EventLoopExecutor(eventLoop: group.next())
-    let http = layer == .asyncHTTPClientOnEventLoop
+    let http =
+        layer == .asyncHTTPClientOnEventLoop
         ? HTTPClient(eventLoopGroupProvider: .shared(group), configuration: HTTPClient.Configuration())
         : HTTPClient(eventLoopGroupProvider: .singleton, configuration: HTTPClient.Configuration())
     // A token for the raw requests, fetched once.
     var tokenRequest = HTTPClientRequest(url: base + "/v1/access_tokens")
     tokenRequest.method = .POST
     tokenRequest.headers.add(name: "Content-Type", value: "application/json")
-    tokenRequest.body = .bytes(ByteBuffer(string: """
-        {"grant_type":"client_credentials","client_id":"\(EmulatorConfiguration.defaultClientID)","client_secret":"\(EmulatorConfiguration.defaultClientSecret)"}
-        """))
+    tokenRequest.body = .bytes(
+        ByteBuffer(
+            string: """
+                {"grant_type":"client_credentials","client_id":"\(EmulatorConfiguration.defaultClientID)","client_secret":"\(EmulatorConfiguration.defaultClientSecret)"}
+                """))
     let tokenResponse = try await http.execute(tokenRequest, timeout: .seconds(10))
     let tokenBody = try await tokenResponse.body.collect(upTo: 1 << 20)
     guard let token = (try? JSONParser.parse(Array(tokenBody.readableBytesView)))?["access_token"]?.stringValue else {
@@ -84,7 +92,8 @@ func clientAlone(layer: ClientLayer, base: String, vehicles: Int, concurrency: I
     let start = clock.now
     let windowStart = start.advanced(by: .milliseconds(Int64(warmUp * 1000)))
     let windowEnd = windowStart.advanced(by: .milliseconds(Int64(seconds * 1000)))
-    let counts = try await withThrowingTaskGroup(of: (completed: Int, failed: Int, cpu: (Double, Double)?).self) { group in
+    let counts = try await withThrowingTaskGroup(of: (completed: Int, failed: Int, cpu: (Double, Double)?).self) {
+        group in
         // Samples the CPU of both processes at the window's edges.
         group.addTask {
             try await clock.sleep(until: windowStart)
@@ -97,7 +106,8 @@ func clientAlone(layer: ClientLayer, base: String, vehicles: Int, concurrency: I
                 var completed = 0, failed = 0, sent = 0
                 while true {
                     if let rate {
-                        let slot = start.advanced(by: .microseconds(Int64(Double(sent * concurrency + worker) / rate * 1e6)))
+                        let slot = start.advanced(
+                            by: .microseconds(Int64(Double(sent * concurrency + worker) / rate * 1e6)))
                         if slot > clock.now { try await clock.sleep(until: slot) }
                     }
                     if clock.now >= windowEnd { break }
@@ -109,7 +119,8 @@ func clientAlone(layer: ClientLayer, base: String, vehicles: Int, concurrency: I
                         var request = HTTPClientRequest(url: base + "/v1/vehicle-data/autoapi-13/" + vin.rawValue)
                         request.headers.add(name: "Authorization", value: "Bearer " + token)
                         if let response = try? await http.execute(request, timeout: .seconds(30)),
-                           let body = try? await response.body.collect(upTo: 4 << 20) {
+                            let body = try? await response.body.collect(upTo: 4 << 20)
+                        {
                             ok = response.status == .ok && body.readableBytes > 0
                         }
                     case .asyncHTTPClientOnEventLoop:
@@ -117,7 +128,8 @@ func clientAlone(layer: ClientLayer, base: String, vehicles: Int, concurrency: I
                             var request = HTTPClientRequest(url: base + "/v1/vehicle-data/autoapi-13/" + vin.rawValue)
                             request.headers.add(name: "Authorization", value: "Bearer " + token)
                             guard let response = try? await http.execute(request, timeout: .seconds(30)),
-                                  let body = try? await response.body.collect(upTo: 4 << 20) else { return false }
+                                let body = try? await response.body.collect(upTo: 4 << 20)
+                            else { return false }
                             return response.status == .ok && body.readableBytes > 0
                         }
                     case .fleetClient:
@@ -144,6 +156,7 @@ func clientAlone(layer: ClientLayer, base: String, vehicles: Int, concurrency: I
     try await http.shutdown()
     try await group.shutdownGracefully()
     let requests = Double(max(counts.0, 1))
-    return ClientFigures(requestsPerSecond: Double(counts.0) / seconds, clientMicroseconds: counts.2.0 / requests * 1e6,
-                         emulatorMicroseconds: counts.2.1 / requests * 1e6, failed: counts.1)
+    return ClientFigures(
+        requestsPerSecond: Double(counts.0) / seconds, clientMicroseconds: counts.2.0 / requests * 1e6,
+        emulatorMicroseconds: counts.2.1 / requests * 1e6, failed: counts.1)
 }

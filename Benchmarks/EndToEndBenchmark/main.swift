@@ -34,8 +34,10 @@ let usageLine = "usage: e2e-benchmark [SECONDS] [--only realtime|steady|saturate
 
 /// Exits with the usage on standard error (exit 64, EX_USAGE).
 func usage(_ problem: String) -> Never {
-    FileHandle.standardError.write(Data(("e2e-benchmark: \(problem)\n"
-        + usageLine + "\n").utf8))
+    FileHandle.standardError.write(
+        Data(
+            ("e2e-benchmark: \(problem)\n"
+                + usageLine + "\n").utf8))
     exit(64)
 }
 /// The command line: seconds per run, the one scenario to run, references only, no references.
@@ -69,16 +71,20 @@ let (seconds, only, referencesOnly) = parseArguments()
 ChildProcesses.shared.stopOnSignals()
 let repeats = 3
 // The fleet-telemetry next to this binary, or the one E2E_FLEET_TELEMETRY names (to compare two builds).
-let binary = ProcessInfo.processInfo.environment["E2E_FLEET_TELEMETRY"]
-    ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fleet-telemetry").path
+let binary =
+    ProcessInfo.processInfo.environment["E2E_FLEET_TELEMETRY"]
+    ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
+        "fleet-telemetry"
+    ).path
 guard FileManager.default.isExecutableFile(atPath: binary) else {
     print("build fleet-telemetry first: swift build -c release --product fleet-telemetry")
     exit(69)
 }
 func residentMiB(pid: Int32) -> Double {
     guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-          let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+        let kb = Double(line.split(separator: " ").dropFirst().first ?? "")
+    else { return 0 }
     return kb / 1024
 }
 
@@ -98,7 +104,9 @@ struct RunFigures {
 func startEmulator(vehicles: Int, timeScale: Int) throws -> (Process, String) {
     let emulator = Process()
     emulator.executableURL = URL(fileURLWithPath: binary)
-    emulator.arguments = ["emulator", "--port", "0", "--vehicles", "\(vehicles)", "--time-scale", "\(timeScale)", "--log-level", "error"]
+    emulator.arguments = [
+        "emulator", "--port", "0", "--vehicles", "\(vehicles)", "--time-scale", "\(timeScale)", "--log-level", "error",
+    ]
     let announce = Pipe()
     emulator.standardError = announce
     emulator.standardOutput = FileHandle.nullDevice
@@ -114,7 +122,10 @@ func startEmulator(vehicles: Int, timeScale: Int) throws -> (Process, String) {
         print("the emulator did not start: \(announced)")
         exit(70)
     }
-    return (emulator, String(line[line.range(of: "http://")!.lowerBound...]).split(separator: " ").first.map(String.init) ?? "")
+    return (
+        emulator,
+        String(line[line.range(of: "http://")!.lowerBound...]).split(separator: " ").first.map(String.init) ?? ""
+    )
 }
 
 func run(vehicles: Int, interval: String, concurrency: Int, timeScale: Int) async throws -> RunFigures {
@@ -124,7 +135,9 @@ func run(vehicles: Int, interval: String, concurrency: Int, timeScale: Int) asyn
     defer { try? FileManager.default.removeItem(atPath: directory); ChildProcesses.shared.remove(folder: directory) }
 
     let (emulator, base) = try startEmulator(vehicles: vehicles, timeScale: timeScale)
-    defer { if emulator.isRunning { emulator.terminate(); emulator.waitUntilExit() }; ChildProcesses.shared.remove(emulator) }
+    defer {
+        if emulator.isRunning { emulator.terminate(); emulator.waitUntilExit() }; ChildProcesses.shared.remove(emulator)
+    }
 
     let database = directory + "/telemetry.sqlite"
     let config = directory + "/config.yaml"
@@ -166,7 +179,8 @@ func run(vehicles: Int, interval: String, concurrency: Int, timeScale: Int) asyn
         polls0 = try await store.pollCount(since: allPolls)
         firstID = try await store.lastPollID()
     }
-    let daemonCPU0 = cpuSeconds(pid: daemon.processIdentifier), emulatorCPU0 = cpuSeconds(pid: emulator.processIdentifier)
+    let daemonCPU0 = cpuSeconds(pid: daemon.processIdentifier),
+        emulatorCPU0 = cpuSeconds(pid: emulator.processIdentifier)
     let start = Date()
     try await Task.sleep(for: .seconds(seconds))
     let elapsed = Date().timeIntervalSince(start)
@@ -180,10 +194,11 @@ func run(vehicles: Int, interval: String, concurrency: Int, timeScale: Int) asyn
     let (samplesPerPoll, eventsPerPoll) = try await store.averageWrites(afterID: firstID)
     daemon.terminate()
     daemon.waitUntilExit()
-    return RunFigures(pollsPerSecond: Double(polls) / elapsed, daemonMicroseconds: daemonCPU / Double(max(polls, 1)) * 1e6,
-                      daemonShare: daemonCPU / elapsed * 100, residentMiB: rss,
-                      emulatorMicroseconds: emulatorCPU / Double(max(polls, 1)) * 1e6, failed: failed,
-                      samplesPerPoll: samplesPerPoll, eventsPerPoll: eventsPerPoll)
+    return RunFigures(
+        pollsPerSecond: Double(polls) / elapsed, daemonMicroseconds: daemonCPU / Double(max(polls, 1)) * 1e6,
+        daemonShare: daemonCPU / elapsed * 100, residentMiB: rss,
+        emulatorMicroseconds: emulatorCPU / Double(max(polls, 1)) * 1e6, failed: failed,
+        samplesPerPoll: samplesPerPoll, eventsPerPoll: eventsPerPoll)
 }
 
 /// Repeated runs summed up: the run with the median CPU, the range of the CPU, and the median and
@@ -210,30 +225,41 @@ struct Spread<Run> {
 func scenario(label: String, vehicles: Int, interval: String, concurrency: Int, timeScale: Int = 1440) async throws {
     var runs: [RunFigures] = []
     for _ in 0..<repeats {
-        runs.append(try await run(vehicles: vehicles, interval: interval, concurrency: concurrency,
-                                  timeScale: timeScale))
+        runs.append(
+            try await run(
+                vehicles: vehicles, interval: interval, concurrency: concurrency,
+                timeScale: timeScale))
     }
     let spread = Spread(runs, cpu: \.daemonMicroseconds, emulator: \.emulatorMicroseconds)
     let median = spread.median
-    print(label.padding(toLength: 48, withPad: " ", startingAt: 0)
-          + String(format: "%6.0f polls/s  daemon %5.0f µs CPU/poll (runs %.0f–%.0f; %3.0f %% of a core, %3.0f MiB)  emulator %4.0f µs/poll  daemon/emulator %.2f (%.2f–%.2f)  %lld not 200;  per poll %.1f new samples, %.1f events",
-                   median.pollsPerSecond, median.daemonMicroseconds, spread.cpu.lowerBound, spread.cpu.upperBound,
-                   median.daemonShare, median.residentMiB, median.emulatorMicroseconds, spread.ratio, spread.ratios.lowerBound, spread.ratios.upperBound,
-                   runs.reduce(0) { $0 + $1.failed }, median.samplesPerPoll, median.eventsPerPoll))
+    print(
+        label.padding(toLength: 48, withPad: " ", startingAt: 0)
+            + String(
+                format:
+                    "%6.0f polls/s  daemon %5.0f µs CPU/poll (runs %.0f–%.0f; %3.0f %% of a core, %3.0f MiB)  emulator %4.0f µs/poll  daemon/emulator %.2f (%.2f–%.2f)  %lld not 200;  per poll %.1f new samples, %.1f events",
+                median.pollsPerSecond, median.daemonMicroseconds, spread.cpu.lowerBound, spread.cpu.upperBound,
+                median.daemonShare, median.residentMiB, median.emulatorMicroseconds, spread.ratio,
+                spread.ratios.lowerBound, spread.ratios.upperBound,
+                runs.reduce(0) { $0 + $1.failed }, median.samplesPerPoll, median.eventsPerPoll))
 }
 
 if referencesOnly {
-    print("end-to-end benchmark, references: \(max(2, seconds - 2)) s per run after 1.5 s of warm-up, median of \(repeats) runs, \(ProcessInfo.processInfo.activeProcessorCount) cores")
+    print(
+        "end-to-end benchmark, references: \(max(2, seconds - 2)) s per run after 1.5 s of warm-up, median of \(repeats) runs, \(ProcessInfo.processInfo.activeProcessorCount) cores"
+    )
 } else {
-    print("end-to-end benchmark: fleet-telemetry run against fleet-telemetry emulator, \(seconds) s per run, median of \(repeats) runs, \(ProcessInfo.processInfo.activeProcessorCount) cores")
+    print(
+        "end-to-end benchmark: fleet-telemetry run against fleet-telemetry emulator, \(seconds) s per run, median of \(repeats) runs, \(ProcessInfo.processInfo.activeProcessorCount) cores"
+    )
 }
 // The emulator's clock runs a vehicle's day per minute by default (1440×): every 5 s poll then
 // finds hours of driving and charging, most values new. At 1× a poll finds what a real car
 // reports in 5 s: the realistic load.
 if !referencesOnly {
     if only == nil || only == "realtime" {
-        try await scenario(label: "steady, real-time clock (1×)", vehicles: 1_000, interval: "5s", concurrency: 8,
-                           timeScale: 1)
+        try await scenario(
+            label: "steady, real-time clock (1×)", vehicles: 1_000, interval: "5s", concurrency: 8,
+            timeScale: 1)
     }
     if only == nil || only == "steady" {
         try await scenario(label: "steady, default clock (1440×)", vehicles: 1_000, interval: "5s", concurrency: 8)
@@ -251,19 +277,29 @@ func reference(label: String, layer: ClientLayer, concurrency: Int, rate: Double
         let (emulator, base) = try startEmulator(vehicles: 1_000, timeScale: 1)
         defer { emulator.terminate(); emulator.waitUntilExit(); ChildProcesses.shared.remove(emulator) }
         let pid = emulator.processIdentifier
-        runs.append(try await clientAlone(layer: layer, base: base, vehicles: 1_000, concurrency: concurrency, rate: rate,
-                                          warmUp: 1.5, seconds: Double(max(2, seconds - 2)), emulatorPID: pid))
+        runs.append(
+            try await clientAlone(
+                layer: layer, base: base, vehicles: 1_000, concurrency: concurrency, rate: rate,
+                warmUp: 1.5, seconds: Double(max(2, seconds - 2)), emulatorPID: pid))
     }
     let spread = Spread(runs, cpu: \.clientMicroseconds, emulator: \.emulatorMicroseconds)
-    print(label.padding(toLength: 48, withPad: " ", startingAt: 0)
-          + String(format: "%6.0f req/s   client %5.0f µs CPU/request (runs %.0f–%.0f)  emulator %4.0f µs/request  client/emulator %.2f (%.2f–%.2f)  %d failed",
-                   spread.median.requestsPerSecond, spread.median.clientMicroseconds, spread.cpu.lowerBound, spread.cpu.upperBound,
-                   spread.median.emulatorMicroseconds, spread.ratio, spread.ratios.lowerBound, spread.ratios.upperBound, runs.reduce(0) { $0 + $1.failed }))
+    print(
+        label.padding(toLength: 48, withPad: " ", startingAt: 0)
+            + String(
+                format:
+                    "%6.0f req/s   client %5.0f µs CPU/request (runs %.0f–%.0f)  emulator %4.0f µs/request  client/emulator %.2f (%.2f–%.2f)  %d failed",
+                spread.median.requestsPerSecond, spread.median.clientMicroseconds, spread.cpu.lowerBound,
+                spread.cpu.upperBound,
+                spread.median.emulatorMicroseconds, spread.ratio, spread.ratios.lowerBound, spread.ratios.upperBound,
+                runs.reduce(0) { $0 + $1.failed }))
 }
 
 if !referencesOnly { exit(0) }
 print("references: the HTTP layer alone, in this process, against the emulator (real-time clock): no parsing, no store")
 try await reference(label: "async-http-client, 200/s, 8 in flight", layer: .asyncHTTPClient, concurrency: 8, rate: 200)
-try await reference(label: "async-http-client on its own event loop, 200/s", layer: .asyncHTTPClientOnEventLoop, concurrency: 8, rate: 200)
+try await reference(
+    label: "async-http-client on its own event loop, 200/s", layer: .asyncHTTPClientOnEventLoop, concurrency: 8,
+    rate: 200)
 try await reference(label: "HighMobilityClient, 200/s, 8 in flight", layer: .fleetClient, concurrency: 8, rate: 200)
-try await reference(label: "async-http-client, 16 in flight, unpaced", layer: .asyncHTTPClient, concurrency: 16, rate: nil)
+try await reference(
+    label: "async-http-client, 16 in flight, unpaced", layer: .asyncHTTPClient, concurrency: 16, rate: nil)

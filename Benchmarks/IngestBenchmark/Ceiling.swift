@@ -31,8 +31,10 @@ func writtenRows(path: String, payloads: [(vin: String, receivedAt: Int64)], wit
         index["\(payload.vin)|\(payload.receivedAt)"] = offset
         return WrittenRows(vin: payload.vin, receivedAt: payload.receivedAt)
     }
-    func read(_ sql: String, columns: Int32, limit: Int64? = nil, offset: (OpaquePointer) -> Int?,
-              into: (inout WrittenRows, [CValue]) -> Bool) throws {
+    func read(
+        _ sql: String, columns: Int32, limit: Int64? = nil, offset: (OpaquePointer) -> Int?,
+        into: (inout WrittenRows, [CValue]) -> Bool
+    ) throws {
         var prepared: OpaquePointer?
         guard sqlite3_prepare_v2(db, sql, -1, &prepared, nil) == SQLITE_OK, let statement = prepared else {
             throw CeilingError(message: String(cString: sqlite3_errmsg(db)))
@@ -52,19 +54,27 @@ func writtenRows(path: String, payloads: [(vin: String, receivedAt: Int64)], wit
     func text(_ statement: OpaquePointer, _ column: Int32) -> String {
         sqlite3_column_text(statement, column).map { String(cString: $0) } ?? ""
     }
-    try read("SELECT vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit FROM samples",
-             columns: 9, offset: { index["\(text($0, 0))|\(sqlite3_column_int64($0, 7))"] }) { row, values in
+    try read(
+        "SELECT vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit FROM samples",
+        columns: 9, offset: { index["\(text($0, 0))|\(sqlite3_column_int64($0, 7))"] }
+    ) { row, values in
         row.samples.append(values)
-        if case .integer(let observed) = values[3] { row.newestObservation = max(row.newestObservation ?? observed, observed) }
+        if case .integer(let observed) = values[3] {
+            row.newestObservation = max(row.newestObservation ?? observed, observed)
+        }
         return true
     }
-    try read("SELECT vin, type, instance, occurred_at, detected_at, previous_value, new_value FROM events",
-             columns: 7, offset: { index["\(text($0, 0))|\(sqlite3_column_int64($0, 4))"] }) {
+    try read(
+        "SELECT vin, type, instance, occurred_at, detected_at, previous_value, new_value FROM events",
+        columns: 7, offset: { index["\(text($0, 0))|\(sqlite3_column_int64($0, 4))"] }
+    ) {
         $0.events.append($1)
         return true
     }
-    try read("SELECT vin, received_at, http_status, body FROM raw_responses",
-             columns: 4, offset: { index["\(text($0, 0))|\(sqlite3_column_int64($0, 1))"] }) {
+    try read(
+        "SELECT vin, received_at, http_status, body FROM raw_responses",
+        columns: 4, offset: { index["\(text($0, 0))|\(sqlite3_column_int64($0, 1))"] }
+    ) {
         $0.raw = $1
         return true
     }
@@ -72,10 +82,12 @@ func writtenRows(path: String, payloads: [(vin: String, receivedAt: Int64)], wit
         // A poll's row carries its request time; the payloads are matched in order instead.
         var next = 0
         let count = rows.count
-        try read("""
+        try read(
+            """
             SELECT vin, requested_at, http_status, latency_ms, error, request_id, samples_written, events_emitted,
                 manual FROM polls ORDER BY id LIMIT ?1
-            """, columns: 9, limit: Int64(count), offset: { _ in next }) { row, values in
+            """, columns: 9, limit: Int64(count), offset: { _ in next }
+        ) { row, values in
             row.poll = values
             next += 1
             return next < count
@@ -95,7 +107,9 @@ final class CeilingWriter {
     init(path: String, samplesOnly: Bool) throws {
         self.samplesOnly = samplesOnly
         _ = try TelemetryStore(path: path)  // creates the same schema
-        guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nil) == SQLITE_OK else { throw CeilingError(message: "open \(path)") }
+        guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nil) == SQLITE_OK else {
+            throw CeilingError(message: "open \(path)")
+        }
         try exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 16000;")
         let sql = [
             "INSERT INTO samples (vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -114,7 +128,8 @@ final class CeilingWriter {
         ]
         for text in sql {
             var statement: OpaquePointer?
-            guard sqlite3_prepare_v3(db, text, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil) == SQLITE_OK else {
+            guard sqlite3_prepare_v3(db, text, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil) == SQLITE_OK
+            else {
                 throw CeilingError(message: String(cString: sqlite3_errmsg(db)))
             }
             statements.append(statement)
@@ -130,8 +145,12 @@ final class CeilingWriter {
     /// `payloads` in the form bound below: texts already UTF-8, so that timing covers SQLite alone.
     static func prepare(_ payloads: [WrittenRows]) -> [CPayload] {
         payloads.map { payload in
-            CPayload(samples: payload.samples, events: payload.events, poll: payload.poll, raw: payload.raw,
-                     vehicle: [.text(Array(payload.vin.utf8).map { CChar(bitPattern: $0) }), .integer(payload.receivedAt), payload.newestObservation.map(CValue.integer) ?? .null])
+            CPayload(
+                samples: payload.samples, events: payload.events, poll: payload.poll, raw: payload.raw,
+                vehicle: [
+                    .text(Array(payload.vin.utf8).map { CChar(bitPattern: $0) }), .integer(payload.receivedAt),
+                    payload.newestObservation.map(CValue.integer) ?? .null,
+                ])
         }
     }
 
@@ -158,8 +177,12 @@ final class CeilingWriter {
             case .null: sqlite3_bind_null(statement, index)
             case .integer(let i): sqlite3_bind_int64(statement, index, i)
             case .real(let d): sqlite3_bind_double(statement, index, d)
-            case .text(let bytes): bytes.withUnsafeBufferPointer { _ = sqlite3_bind_text(statement, index, $0.baseAddress, Int32($0.count), nil) }
-            case .blob(let bytes): bytes.withUnsafeBytes { _ = sqlite3_bind_blob(statement, index, $0.baseAddress, Int32($0.count), nil) }
+            case .text(let bytes):
+                bytes.withUnsafeBufferPointer {
+                    _ = sqlite3_bind_text(statement, index, $0.baseAddress, Int32($0.count), nil)
+                }
+            case .blob(let bytes):
+                bytes.withUnsafeBytes { _ = sqlite3_bind_blob(statement, index, $0.baseAddress, Int32($0.count), nil) }
             }
         }
         let code = sqlite3_step(statement)
@@ -168,7 +191,9 @@ final class CeilingWriter {
     }
 
     private func exec(_ sql: String) throws {
-        guard sqlite3_exec(db, sql, nil, nil, nil) == SQLITE_OK else { throw CeilingError(message: String(cString: sqlite3_errmsg(db))) }
+        guard sqlite3_exec(db, sql, nil, nil, nil) == SQLITE_OK else {
+            throw CeilingError(message: String(cString: sqlite3_errmsg(db)))
+        }
     }
 }
 

@@ -35,7 +35,8 @@ import Glibc
 func cpuSeconds() -> Double {
     var usage = rusage()
     getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec)
+        + Double(usage.ru_stime.tv_usec) / 1e6
 }
 
 struct Figure {
@@ -51,9 +52,12 @@ func measure(_ label: String, payloads: Int, samples: Int, _ body: () async thro
     let elapsed = ContinuousClock.now - start
     let wall = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     let used = cpuSeconds() - cpu
-    let figure = Figure(payloadsPerSecond: Double(payloads) / wall, cpuMicrosecondsPerPayload: used / Double(payloads) * 1e6)
-    print(String(format: "%-50@ %7.0f payloads/s %8.0f samples/s %7.1f µs CPU/payload", label as NSString,
-                 figure.payloadsPerSecond, Double(samples) / wall, figure.cpuMicrosecondsPerPayload))
+    let figure = Figure(
+        payloadsPerSecond: Double(payloads) / wall, cpuMicrosecondsPerPayload: used / Double(payloads) * 1e6)
+    print(
+        String(
+            format: "%-50@ %7.0f payloads/s %8.0f samples/s %7.1f µs CPU/payload", label as NSString,
+            figure.payloadsPerSecond, Double(samples) / wall, figure.cpuMicrosecondsPerPayload))
     return figure
 }
 
@@ -102,7 +106,9 @@ func runBenchmark() async throws {
             print(usage)
             return
         default:
-            guard let value = Int(argument), value >= 100 else { fail("unknown argument \(argument) (payloads: a number, at least 100)") }
+            guard let value = Int(argument), value >= 100 else {
+                fail("unknown argument \(argument) (payloads: a number, at least 100)")
+            }
             count = value
         }
     }
@@ -116,7 +122,9 @@ func runBenchmark() async throws {
     // a response every 5 simulated minutes, rendered as Auto API JSON bytes.
     print("ingest benchmark: \(count) Auto API responses of \(vehicles) simulated vehicles")
     let start = Timestamp(iso8601: "2026-11-28T00:00:00Z")!
-    var simulations = (0..<vehicles).map { VehicleSimulation(vin: EmulatorConfiguration.vin(index: $0 + 1), seed: UInt64($0 + 1), start: start) }
+    var simulations = (0..<vehicles).map {
+        VehicleSimulation(vin: EmulatorConfiguration.vin(index: $0 + 1), seed: UInt64($0 + 1), start: start)
+    }
     var bodies: [(vin: VIN, bytes: [UInt8], receivedAt: Timestamp)] = []
     bodies.reserveCapacity(count)
     for index in 0..<count {
@@ -134,13 +142,19 @@ func runBenchmark() async throws {
         return
     }
     let normalizer = Normalizer()
-    let sampleCount = try bodies.reduce(0) { $0 + (try normalizer.normalize(body: $1.bytes, vin: $1.vin, receivedAt: $1.receivedAt)).samples.count }
-    print("average response \(bodies.reduce(0) { $0 + $1.bytes.count } / count) bytes, \(sampleCount / count) samples; batches of \(batchSize)")
+    let sampleCount = try bodies.reduce(0) {
+        $0 + (try normalizer.normalize(body: $1.bytes, vin: $1.vin, receivedAt: $1.receivedAt)).samples.count
+    }
+    print(
+        "average response \(bodies.reduce(0) { $0 + $1.bytes.count } / count) bytes, \(sampleCount / count) samples; batches of \(batchSize)"
+    )
     print("")
 
     func poll(_ index: Int, archive: Bool) -> PollRecord {
         let body = bodies[index]
-        var record = PollRecord(vin: body.vin, requestedAt: body.receivedAt.adding(milliseconds: -200), receivedAt: body.receivedAt, httpStatus: 200, latencyMilliseconds: 200)
+        var record = PollRecord(
+            vin: body.vin, requestedAt: body.receivedAt.adding(milliseconds: -200), receivedAt: body.receivedAt,
+            httpStatus: 200, latencyMilliseconds: 200)
         if archive { record.rawBody = body.bytes }
         return record
     }
@@ -148,7 +162,11 @@ func runBenchmark() async throws {
     let rules = EventRules()
     if only == "parse" {
         try await measure("only parse + normalize, 10 rounds", payloads: count * 10, samples: sampleCount * 10) {
-            for _ in 0..<10 { for body in bodies { _ = try normalizer.normalize(body: body.bytes, vin: body.vin, receivedAt: body.receivedAt) } }
+            for _ in 0..<10 {
+                for body in bodies {
+                    _ = try normalizer.normalize(body: body.bytes, vin: body.vin, receivedAt: body.receivedAt)
+                }
+            }
         }
         return
     }
@@ -160,13 +178,17 @@ func runBenchmark() async throws {
             for round in 0..<(only == "dedup" ? 2 : 1) {
                 for index in bodies.indices {
                     let receivedAt = received[index].adding(milliseconds: Int64(round) * 1_000)
-                    let payload = try normalizer.normalize(body: bodies[index].bytes, vin: bodies[index].vin, receivedAt: receivedAt)
+                    let payload = try normalizer.normalize(
+                        body: bodies[index].bytes, vin: bodies[index].vin, receivedAt: receivedAt)
                     var record = poll(index, archive: only != "batched")
                     record.receivedAt = receivedAt
                     if only == "batched" {
                         record.imported = true
                         batch.append(PollWrite(poll: record, samples: payload.samples))
-                        if batch.count == batchSize { _ = try await store.record(batch: batch, detector: rules); batch.removeAll(keepingCapacity: true) }
+                        if batch.count == batchSize {
+                            _ = try await store.record(batch: batch, detector: rules);
+                            batch.removeAll(keepingCapacity: true)
+                        }
                     } else {
                         try await store.record(record, samples: payload.samples, detector: rules)
                     }
@@ -180,24 +202,35 @@ func runBenchmark() async throws {
     let perPollPath = directory + "/per-poll.sqlite"
     let perPollStore = try TelemetryStore(path: perPollPath)
     var stored = 0
-    let oursPerPoll = try await measure("ours, a transaction per poll (daemon)", payloads: count, samples: sampleCount) {
+    let oursPerPoll = try await measure("ours, a transaction per poll (daemon)", payloads: count, samples: sampleCount)
+    {
         for index in bodies.indices {
-            let payload = try normalizer.normalize(body: bodies[index].bytes, vin: bodies[index].vin, receivedAt: bodies[index].receivedAt)
-            stored += try await perPollStore.record(poll(index, archive: true), samples: payload.samples, detector: rules).samplesWritten
+            let payload = try normalizer.normalize(
+                body: bodies[index].bytes, vin: bodies[index].vin, receivedAt: bodies[index].receivedAt)
+            stored += try await perPollStore.record(
+                poll(index, archive: true), samples: payload.samples, detector: rules
+            ).samplesWritten
         }
     }
     let parse = try await measure("  of which parse + normalize", payloads: count, samples: sampleCount) {
-        for body in bodies { _ = try normalizer.normalize(body: body.bytes, vin: body.vin, receivedAt: body.receivedAt) }
+        for body in bodies {
+            _ = try normalizer.normalize(body: body.bytes, vin: body.vin, receivedAt: body.receivedAt)
+        }
     }
-    let perPollRows = try writtenRows(path: perPollPath, payloads: bodies.map { ($0.vin.rawValue, $0.receivedAt.millisecondsSince1970) }, withPolls: true)
+    let perPollRows = try writtenRows(
+        path: perPollPath, payloads: bodies.map { ($0.vin.rawValue, $0.receivedAt.millisecondsSince1970) },
+        withPolls: true)
 
     // 2. Ours, batched.
     let batchedPath = directory + "/batched.sqlite"
     let batchedStore = try TelemetryStore(path: batchedPath)
-    let oursBatched = try await measure("ours, \(batchSize) per transaction (import)", payloads: count, samples: sampleCount) {
+    let oursBatched = try await measure(
+        "ours, \(batchSize) per transaction (import)", payloads: count, samples: sampleCount
+    ) {
         var batch: [PollWrite] = []
         for index in bodies.indices {
-            let payload = try normalizer.normalize(body: bodies[index].bytes, vin: bodies[index].vin, receivedAt: bodies[index].receivedAt)
+            let payload = try normalizer.normalize(
+                body: bodies[index].bytes, vin: bodies[index].vin, receivedAt: bodies[index].receivedAt)
             var record = poll(index, archive: false)
             record.imported = true
             batch.append(PollWrite(poll: record, samples: payload.samples))
@@ -207,11 +240,16 @@ func runBenchmark() async throws {
             }
         }
     }
-    let batchedRows = try writtenRows(path: batchedPath, payloads: bodies.map { ($0.vin.rawValue, $0.receivedAt.millisecondsSince1970) }, withPolls: false)
+    let batchedRows = try writtenRows(
+        path: batchedPath, payloads: bodies.map { ($0.vin.rawValue, $0.receivedAt.millisecondsSince1970) },
+        withPolls: false)
 
     // 3. The ceilings: the same rows through the C API.
-    func ceiling(_ label: String, rows: [WrittenRows], perTransaction: Int, samplesOnly: Bool = false) async throws -> Figure {
-        let writer = try CeilingWriter(path: directory + "/ceiling-\(UUID().uuidString).sqlite", samplesOnly: samplesOnly)
+    func ceiling(
+        _ label: String, rows: [WrittenRows], perTransaction: Int, samplesOnly: Bool = false
+    ) async throws -> Figure {
+        let writer = try CeilingWriter(
+            path: directory + "/ceiling-\(UUID().uuidString).sqlite", samplesOnly: samplesOnly)
         let samples = rows.reduce(0) { $0 + $1.samples.count }
         let rows = CeilingWriter.prepare(rows)
         return try await measure(label, payloads: rows.count, samples: samples) {
@@ -223,10 +261,15 @@ func runBenchmark() async throws {
             }
         }
     }
-    let ceilingPerPoll = try await ceiling("ceiling, the same rows, a transaction per payload", rows: perPollRows, perTransaction: 1)
-    let ceilingBatched = try await ceiling("ceiling, the same rows, \(batchSize) per transaction", rows: batchedRows, perTransaction: batchSize)
-    let samplesPerPoll = try await ceiling("  samples rows alone, a transaction per payload", rows: perPollRows, perTransaction: 1, samplesOnly: true)
-    let samplesBatched = try await ceiling("  samples rows alone, \(batchSize) per transaction", rows: batchedRows, perTransaction: batchSize, samplesOnly: true)
+    let ceilingPerPoll = try await ceiling(
+        "ceiling, the same rows, a transaction per payload", rows: perPollRows, perTransaction: 1)
+    let ceilingBatched = try await ceiling(
+        "ceiling, the same rows, \(batchSize) per transaction", rows: batchedRows, perTransaction: batchSize)
+    let samplesPerPoll = try await ceiling(
+        "  samples rows alone, a transaction per payload", rows: perPollRows, perTransaction: 1, samplesOnly: true)
+    let samplesBatched = try await ceiling(
+        "  samples rows alone, \(batchSize) per transaction", rows: batchedRows, perTransaction: batchSize,
+        samplesOnly: true)
 
     // 4. Dedup path: each vehicle's newest response again, as an unchanged re-poll returns it.
     let newest = Dictionary(bodies.indices.map { (bodies[$0].vin, $0) }, uniquingKeysWith: max).values.sorted()
@@ -236,14 +279,18 @@ func runBenchmark() async throws {
                 let body = bodies[index]
                 let received = body.receivedAt.adding(milliseconds: Int64(round + 1) * 60_000)
                 let payload = try normalizer.normalize(body: body.bytes, vin: body.vin, receivedAt: received)
-                let written = try await perPollStore.record(PollRecord(vin: body.vin, requestedAt: received, receivedAt: received, httpStatus: 200, latencyMilliseconds: 200), samples: payload.samples, detector: rules)
+                let written = try await perPollStore.record(
+                    PollRecord(
+                        vin: body.vin, requestedAt: received, receivedAt: received, httpStatus: 200,
+                        latencyMilliseconds: 200), samples: payload.samples, detector: rules)
                 precondition(written.samplesWritten == 0, "an unchanged re-poll writes no sample")
             }
         }
     }
 
     // 5. One full response, every value new.
-    let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
         .appendingPathComponent("Tests/Fixtures/high-mobility/vehicle_data_autoapi13_full.json")
     let fullTemplate = try JSONParser.parse(Array(try Data(contentsOf: fixture)))
     let fullCount = max(count / 4, 100)
@@ -253,34 +300,64 @@ func runBenchmark() async throws {
     let fullPath = directory + "/full.sqlite"
     let fullStore = try TelemetryStore(path: fullPath)
     let fullReceived = (0..<fullCount).map { start.adding(milliseconds: Int64($0) * 60_000 + 1_000) }
-    let full = try await measure("full response (\(fullSamples) samples, \(fullBodies[0].count / 1024) KB), per poll", payloads: fullCount, samples: fullCount * fullSamples) {
+    let full = try await measure(
+        "full response (\(fullSamples) samples, \(fullBodies[0].count / 1024) KB), per poll", payloads: fullCount,
+        samples: fullCount * fullSamples
+    ) {
         for (index, body) in fullBodies.enumerated() {
             let payload = try normalizer.normalize(body: body, vin: fullVIN, receivedAt: fullReceived[index])
-            var record = PollRecord(vin: fullVIN, requestedAt: fullReceived[index], receivedAt: fullReceived[index], httpStatus: 200, latencyMilliseconds: 100)
+            var record = PollRecord(
+                vin: fullVIN, requestedAt: fullReceived[index], receivedAt: fullReceived[index], httpStatus: 200,
+                latencyMilliseconds: 100)
             record.rawBody = body
             try await fullStore.record(record, samples: payload.samples, detector: rules)
         }
     }
-    let fullRows = try writtenRows(path: fullPath, payloads: fullReceived.map { (fullVIN.rawValue, $0.millisecondsSince1970) }, withPolls: true)
+    let fullRows = try writtenRows(
+        path: fullPath, payloads: fullReceived.map { (fullVIN.rawValue, $0.millisecondsSince1970) }, withPolls: true)
     let fullCeiling = try await ceiling("  its ceiling, the same rows, per poll", rows: fullRows, perTransaction: 1)
     // The floor under the full-response target: its parsing alone, and its `samples` rows alone
     // through the C API (no `latest`, no events, no poll or raw row), a transaction per response.
-    let fullParse = try await measure("  its parse + normalize alone", payloads: fullCount, samples: fullCount * fullSamples) {
-        for (index, body) in fullBodies.enumerated() { _ = try normalizer.normalize(body: body, vin: fullVIN, receivedAt: fullReceived[index]) }
+    let fullParse = try await measure(
+        "  its parse + normalize alone", payloads: fullCount, samples: fullCount * fullSamples
+    ) {
+        for (index, body) in fullBodies.enumerated() {
+            _ = try normalizer.normalize(body: body, vin: fullVIN, receivedAt: fullReceived[index])
+        }
     }
-    let fullSamplesOnly = try await ceiling("  its samples rows alone, per poll", rows: fullRows, perTransaction: 1, samplesOnly: true)
+    let fullSamplesOnly = try await ceiling(
+        "  its samples rows alone, per poll", rows: fullRows, perTransaction: 1, samplesOnly: true)
 
     print("")
-    func ratio(_ ours: Figure, _ ceiling: Figure) -> Double { ceiling.cpuMicrosecondsPerPayload / ours.cpuMicrosecondsPerPayload * 100 }
+    func ratio(_ ours: Figure, _ ceiling: Figure) -> Double {
+        ceiling.cpuMicrosecondsPerPayload / ours.cpuMicrosecondsPerPayload * 100
+    }
     // As throughput: the ceiling's CPU per payload divided by ours (100 % = as fast as the C API).
-    print(String(format: "ours / ceiling (throughput), a transaction per poll: %3.0f %%  (%.0f µs / %.0f µs per payload; parse + normalize %.0f µs); samples alone %.0f µs",
-                 ratio(oursPerPoll, ceilingPerPoll), oursPerPoll.cpuMicrosecondsPerPayload, ceilingPerPoll.cpuMicrosecondsPerPayload, parse.cpuMicrosecondsPerPayload, samplesPerPoll.cpuMicrosecondsPerPayload))
-    print(String(format: "ours / ceiling (throughput), %d per transaction:    %3.0f %%  (%.0f µs / %.0f µs per payload); samples alone %.0f µs", batchSize,
-                 ratio(oursBatched, ceilingBatched), oursBatched.cpuMicrosecondsPerPayload, ceilingBatched.cpuMicrosecondsPerPayload, samplesBatched.cpuMicrosecondsPerPayload))
-    print(String(format: "full response: %.0f µs CPU from bytes to committed rows (target < 200 µs); its ceiling %.0f µs (%.0f %%)",
-                 full.cpuMicrosecondsPerPayload, fullCeiling.cpuMicrosecondsPerPayload, ratio(full, fullCeiling)))
-    print(String(format: "  its floor: parse + normalize %.0f µs + samples rows alone through the C API %.0f µs = %.0f µs, before `latest`, events, the poll and the raw response",
-                 fullParse.cpuMicrosecondsPerPayload, fullSamplesOnly.cpuMicrosecondsPerPayload, fullParse.cpuMicrosecondsPerPayload + fullSamplesOnly.cpuMicrosecondsPerPayload))
+    print(
+        String(
+            format:
+                "ours / ceiling (throughput), a transaction per poll: %3.0f %%  (%.0f µs / %.0f µs per payload; parse + normalize %.0f µs); samples alone %.0f µs",
+            ratio(oursPerPoll, ceilingPerPoll), oursPerPoll.cpuMicrosecondsPerPayload,
+            ceilingPerPoll.cpuMicrosecondsPerPayload, parse.cpuMicrosecondsPerPayload,
+            samplesPerPoll.cpuMicrosecondsPerPayload))
+    print(
+        String(
+            format:
+                "ours / ceiling (throughput), %d per transaction:    %3.0f %%  (%.0f µs / %.0f µs per payload); samples alone %.0f µs",
+            batchSize,
+            ratio(oursBatched, ceilingBatched), oursBatched.cpuMicrosecondsPerPayload,
+            ceilingBatched.cpuMicrosecondsPerPayload, samplesBatched.cpuMicrosecondsPerPayload))
+    print(
+        String(
+            format:
+                "full response: %.0f µs CPU from bytes to committed rows (target < 200 µs); its ceiling %.0f µs (%.0f %%)",
+            full.cpuMicrosecondsPerPayload, fullCeiling.cpuMicrosecondsPerPayload, ratio(full, fullCeiling)))
+    print(
+        String(
+            format:
+                "  its floor: parse + normalize %.0f µs + samples rows alone through the C API %.0f µs = %.0f µs, before `latest`, events, the poll and the raw response",
+            fullParse.cpuMicrosecondsPerPayload, fullSamplesOnly.cpuMicrosecondsPerPayload,
+            fullParse.cpuMicrosecondsPerPayload + fullSamplesOnly.cpuMicrosecondsPerPayload))
     print(String(format: "dedup re-poll: %.0f µs CPU", dedup.cpuMicrosecondsPerPayload))
     let ceilingSamples = perPollRows.reduce(0) { $0 + $1.samples.count }
     print("\(stored) new sample rows stored by the per-poll run; \(ceilingSamples) read back for the ceiling")

@@ -26,9 +26,11 @@ import Glibc
 
 let vehicleCount = 10_000
 let properties = (0..<20).map { index -> String in
-    ["charging.battery_level", "charging.estimated_range", "diagnostics.odometer", "diagnostics.speed",
-     "vehicle_location.coordinates.latitude", "vehicle_location.coordinates.longitude", "vehicle_location.heading",
-     "charging.charging_rate", "charging.status", "doors.locks_state"][index % 10] + (index < 10 ? "" : "_\(index)")
+    [
+        "charging.battery_level", "charging.estimated_range", "diagnostics.odometer", "diagnostics.speed",
+        "vehicle_location.coordinates.latitude", "vehicle_location.coordinates.longitude", "vehicle_location.heading",
+        "charging.charging_rate", "charging.status", "doors.locks_state",
+    ][index % 10] + (index < 10 ? "" : "_\(index)")
 }
 let pollInterval: Int64 = 300_000
 let start = Timestamp(iso8601: "2026-11-01T00:00:00Z")!
@@ -42,8 +44,10 @@ func usage() -> Never {
 
 /// Change detection that finds nothing: the generated history holds values only, no events.
 struct NoEvents: ChangeDetecting {
-    func events(previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp,
-                state: inout RuleState) -> [Event] { [] }
+    func events(
+        previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp,
+        state: inout RuleState
+    ) -> [Event] { [] }
 }
 
 func generate(path: String, samples: Int) async throws {
@@ -64,11 +68,13 @@ func generate(path: String, samples: Int) async throws {
         let batch = vins.enumerated().map { vehicle, vin -> PollWrite in
             let time = start.adding(milliseconds: Int64(poll) * pollInterval + Int64(vehicle) * 29)
             let samples = (0..<4).map { k in
-                Sample(vin: vin, property: properties[(poll * 4 + k + vehicle) % properties.count],
-                       value: .number(Double((poll + vehicle + k) % 100)), unit: "percent", observedAt: time)
+                Sample(
+                    vin: vin, property: properties[(poll * 4 + k + vehicle) % properties.count],
+                    value: .number(Double((poll + vehicle + k) % 100)), unit: "percent", observedAt: time)
             }
-            var record = PollRecord(vin: vin, requestedAt: time, receivedAt: time.adding(milliseconds: 500),
-                                    httpStatus: 200, latencyMilliseconds: 0, brand: "sandbox")
+            var record = PollRecord(
+                vin: vin, requestedAt: time, receivedAt: time.adding(milliseconds: 500),
+                httpStatus: 200, latencyMilliseconds: 0, brand: "sandbox")
             record.imported = true
             return PollWrite(poll: record, samples: samples)
         }
@@ -84,21 +90,26 @@ func generate(path: String, samples: Int) async throws {
         }
     }
     let end = start.adding(milliseconds: Int64(polls) * pollInterval)
-    try await store.saveSchedule(vins.map {
-        ScheduleRow(vin: $0, nextDueAt: end, health: "ok", reason: nil, consecutiveFailures: 0, activity: nil,
-                    pollsToday: 0, day: 0, updatedAt: end)
-    })
+    try await store.saveSchedule(
+        vins.map {
+            ScheduleRow(
+                vin: $0, nextDueAt: end, health: "ok", reason: nil, consecutiveFailures: 0, activity: nil,
+                pollsToday: 0, day: 0, updatedAt: end)
+        })
     _ = try await store.checkpoint()
     let seconds = (ContinuousClock.now - clock).components.seconds
     let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value ?? 0
     if isatty(STDERR_FILENO) == 1 { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
-    print("generated \(path): \(written) samples of \(vehicleCount) vehicles (\(polls) polls each, \(start.iso8601) to \(end.iso8601)), \(size >> 20) MiB, in \(seconds) s")
+    print(
+        "generated \(path): \(written) samples of \(vehicleCount) vehicles (\(polls) polls each, \(start.iso8601) to \(end.iso8601)), \(size >> 20) MiB, in \(seconds) s"
+    )
 }
 
 func cpuSeconds() -> Double {
     var usage = rusage()
     getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec)
+        + Double(usage.ru_stime.tv_usec) / 1e6
 }
 
 /// Median wall and CPU milliseconds of `repeats` runs after one warm-up.
@@ -118,7 +129,9 @@ func time(repeats: Int, _ body: () async throws -> Int) async rethrows -> (wall:
 }
 
 func run(paths: [String]) async throws {
-    print("database                        samples        MiB   status ms (CPU)   history 24 h ms (p99)   history 1 h ms (p99)")
+    print(
+        "database                        samples        MiB   status ms (CPU)   history 24 h ms (p99)   history 1 h ms (p99)"
+    )
     for path in paths {
         let store = try TelemetryStore(path: path)
         let samples = Int64(try await store.summary().samples)
@@ -135,19 +148,28 @@ func run(paths: [String]) async throws {
             seed = seed &* 6364136223846793005 &+ 1442695040888963407
             let vehicle = VIN(vin(Int(seed >> 33) % vehicleCount))!
             let day = try await time(repeats: 3) {
-                try await store.history(vehicle: vehicle, property: "charging.battery_level", since: end.adding(milliseconds: -86_400_000), until: end)
+                try await store.history(
+                    vehicle: vehicle, property: "charging.battery_level", since: end.adding(milliseconds: -86_400_000),
+                    until: end)
             }
             let hour = try await time(repeats: 3) {
-                try await store.history(vehicle: vehicle, property: "charging.battery_level", since: start, until: start.adding(milliseconds: 3_600_000))
+                try await store.history(
+                    vehicle: vehicle, property: "charging.battery_level", since: start,
+                    until: start.adding(milliseconds: 3_600_000))
             }
             historyDay.append(day.wall); historyHour.append(hour.wall)
             dayRows += day.rows; hourRows += hour.rows
         }
         historyDay.sort(); historyHour.sort()
         let name = (path as NSString).lastPathComponent.padding(toLength: 28, withPad: " ", startingAt: 0)
-        print(name + String(format: " %10lld %10lld %9.1f (%5.1f) %13.3f (%5.3f) %14.3f (%5.3f)", samples, size >> 20,
-                     status.wall, status.cpu, historyDay[12], historyDay[24], historyHour[12], historyHour[24]))
-        print("    status: \(status.rows) vehicles; history: \(dayRows / 25) rows per 24 h query, \(hourRows / 25) per 1 h query (medians over 25 vehicles; status CPU ms in parentheses)")
+        print(
+            name
+                + String(
+                    format: " %10lld %10lld %9.1f (%5.1f) %13.3f (%5.3f) %14.3f (%5.3f)", samples, size >> 20,
+                    status.wall, status.cpu, historyDay[12], historyDay[24], historyHour[12], historyHour[24]))
+        print(
+            "    status: \(status.rows) vehicles; history: \(dayRows / 25) rows per 24 h query, \(hourRows / 25) per 1 h query (medians over 25 vehicles; status CPU ms in parentheses)"
+        )
     }
 }
 

@@ -16,7 +16,7 @@ import Glibc
 
 func rssMiB() -> Double {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
     else { return .nan }
     let kib = Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
     return kib / 1024
@@ -25,7 +25,8 @@ func rssMiB() -> Double {
 func cpuSeconds() -> Double {
     var usage = rusage()
     getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec)
+        + Double(usage.ru_stime.tv_usec) / 1e6
 }
 
 func vins(_ count: Int) -> [VIN] {
@@ -78,9 +79,12 @@ func run(_ scenario: Scenario, seconds: Double) async throws {
     let wall = (ContinuousClock.now - wallStart).seconds
     let cpu = cpuSeconds() - cpuStart
     lateness.sort()
-    print(String(format: "%-28@ %8d VINs  RSS %6.1f MiB (schedule %6.1f MiB)  CPU %5.2f %%  polls %7d (%6.0f/s)  lateness p50 %3lld ms  p99 %3lld ms  max %4lld ms",
-                 scenario.name as NSString, scenario.vehicles, rssAfter, rssAfter - rssBefore, cpu / wall * 100, handedOut,
-                 Double(handedOut) / wall, percentile(lateness, 0.5), percentile(lateness, 0.99), lateness.last ?? 0))
+    print(
+        String(
+            format:
+                "%-28@ %8d VINs  RSS %6.1f MiB (schedule %6.1f MiB)  CPU %5.2f %%  polls %7d (%6.0f/s)  lateness p50 %3lld ms  p99 %3lld ms  max %4lld ms",
+            scenario.name as NSString, scenario.vehicles, rssAfter, rssAfter - rssBefore, cpu / wall * 100, handedOut,
+            Double(handedOut) / wall, percentile(lateness, 0.5), percentile(lateness, 0.99), lateness.last ?? 0))
 }
 
 /// Reference in the same run: finding the due VINs by a scan of every entry vs the heap.
@@ -106,8 +110,11 @@ func scanVersusHeap(vehicles: Int) {
         for vin in due { schedule.record(.success(nil), for: vin, at: now) }
     }
     let heapTime = (ContinuousClock.now - heapStart).seconds / Double(rounds)
-    print(String(format: "find due VINs, %d VINs: scan %.3f ms/round, heap (take + record) %.4f ms/round: heap is %.0f× faster",
-                 vehicles, scanTime * 1000, heapTime * 1000, scanTime / max(heapTime, 1e-9)))
+    print(
+        String(
+            format:
+                "find due VINs, %d VINs: scan %.3f ms/round, heap (take + record) %.4f ms/round: heap is %.0f× faster",
+            vehicles, scanTime * 1000, heapTime * 1000, scanTime / max(heapTime, 1e-9)))
     _ = scanned + taken
 }
 

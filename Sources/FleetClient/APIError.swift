@@ -50,7 +50,10 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
         return unit == nil || unit == "s" || unit == " " ? .seconds(seconds) : nil
     }
 
-    public init(kind: Kind, endpoint: String, status: Int? = nil, title: String? = nil, detail: String? = nil, requestID: String? = nil, vin: VIN? = nil, retryAfter: Duration? = nil) {
+    public init(
+        kind: Kind, endpoint: String, status: Int? = nil, title: String? = nil, detail: String? = nil,
+        requestID: String? = nil, vin: VIN? = nil, retryAfter: Duration? = nil
+    ) {
         self.kind = kind
         self.endpoint = endpoint
         self.status = status
@@ -100,7 +103,8 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
         var text = parts.joined(separator: " for ") + ": "
         switch kind {
         case .http: text += "HTTP \(status ?? 0)"
-        case .transport: text += status.map { "response interrupted after HTTP \($0)" } ?? (detail == nil ? "no response" : "")
+        case .transport:
+            text += status.map { "response interrupted after HTTP \($0)" } ?? (detail == nil ? "no response" : "")
         case .responseTooLarge: text += "response too large"
         case .invalidResponse: text += "invalid response (HTTP \(status ?? 0))"
         }
@@ -116,7 +120,9 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
     /// - Parameters:
     ///   - status: The HTTP status.
     ///   - body: The (possibly truncated, possibly non-JSON) body.
-    static func fromResponse(status: Int, body: [UInt8], endpoint: String, vin: VIN?, retryAfter: Duration?, retryAfterHeader: String? = nil) -> APIError {
+    static func fromResponse(
+        status: Int, body: [UInt8], endpoint: String, vin: VIN?, retryAfter: Duration?, retryAfterHeader: String? = nil
+    ) -> APIError {
         var error = APIError(kind: .http, endpoint: endpoint, status: status, vin: vin, retryAfter: retryAfter)
         error.retryAfterHeader = retryAfterHeader.map { String($0.prefix(100)) }
         guard let json = try? JSONParser.parse(body) else {

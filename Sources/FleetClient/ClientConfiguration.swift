@@ -53,9 +53,13 @@ public struct ClientConfiguration: Sendable {
         public static func fromEnvironment(_ environment: [String: String], baseURL: String) -> Proxy? {
             let secure = baseURL.hasPrefix("https://")
             let names = secure ? ["HTTPS_PROXY", "https_proxy"] : ["HTTP_PROXY", "http_proxy"]
-            guard let value = names.lazy.compactMap({ environment[$0] }).first(where: { !$0.isEmpty }) else { return nil }
+            guard let value = names.lazy.compactMap({ environment[$0] }).first(where: { !$0.isEmpty }) else {
+                return nil
+            }
             let host = ClientConfiguration.host(of: baseURL)
-            let noProxy = (environment["NO_PROXY"] ?? environment["no_proxy"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            let noProxy = (environment["NO_PROXY"] ?? environment["no_proxy"] ?? "").split(separator: ",").map {
+                $0.trimmingCharacters(in: .whitespaces).lowercased()
+            }
             for entry in noProxy where !entry.isEmpty {
                 if entry == "*" || entry == host { return nil }
                 let suffix = entry.hasPrefix(".") ? entry : "." + entry
@@ -71,7 +75,9 @@ public struct ClientConfiguration: Sendable {
         if let scheme = rest.range(of: "://") { rest = rest[scheme.upperBound...] }
         if let slash = rest.firstIndex(of: "/") { rest = rest[..<slash] }
         if let at = rest.lastIndex(of: "@") { rest = rest[rest.index(after: at)...] }
-        if rest.hasPrefix("["), let close = rest.firstIndex(of: "]") { return String(rest[rest.index(after: rest.startIndex)..<close]).lowercased() }
+        if rest.hasPrefix("["), let close = rest.firstIndex(of: "]") {
+            return String(rest[rest.index(after: rest.startIndex)..<close]).lowercased()
+        }
         if let colon = rest.lastIndex(of: ":") { rest = rest[..<colon] }
         return rest.lowercased()
     }

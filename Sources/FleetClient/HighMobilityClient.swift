@@ -23,7 +23,10 @@ public final class HighMobilityClient: Sendable {
     /// - Parameters:
     ///   - configuration: Base URL, credentials, path family, timeouts and limits.
     ///   - clock: The wall clock for token expiry and `Retry-After` dates.
-    public init(configuration: ClientConfiguration, clock: any WallClock = SystemWallClock(), logger: Logger = Logger(label: "fleet-telemetry.client")) {
+    public init(
+        configuration: ClientConfiguration, clock: any WallClock = SystemWallClock(),
+        logger: Logger = Logger(label: "fleet-telemetry.client")
+    ) {
         self.configuration = configuration
         self.clock = clock
         self.logger = logger
@@ -63,7 +66,9 @@ public final class HighMobilityClient: Sendable {
     ///   failure or timeout, or a body over ``ClientConfiguration/maxResponseBytes``.
     public func vehicleData(vin: VIN) async throws(APIError) -> VehicleDataResponse {
         let response = try await send(.GET, PathFamily.vehicleDataPath(vin.rawValue), vin: vin)
-        return VehicleDataResponse(vin: vin, status: response.status, body: response.body, requestedAt: response.requestedAt, receivedAt: response.receivedAt)
+        return VehicleDataResponse(
+            vin: vin, status: response.status, body: response.body, requestedAt: response.requestedAt,
+            receivedAt: response.receivedAt)
     }
 
     // MARK: - Eligibility
@@ -103,7 +108,9 @@ public final class HighMobilityClient: Sendable {
     /// Entries whose VIN is invalid or whose status is unknown are skipped with a warning, never
     /// passed on.
     public func fleetVehicles() async throws(APIError) -> [FleetVehicle] {
-        let response = try await send(.GET, configuration.pathFamily.fleetPath, vin: nil, maxBytes: max(configuration.maxResponseBytes, configuration.maxFleetListBytes))
+        let response = try await send(
+            .GET, configuration.pathFamily.fleetPath, vin: nil,
+            maxBytes: max(configuration.maxResponseBytes, configuration.maxFleetListBytes))
         let json = try response.json()
         let items = json.arrayValue ?? json["vehicles"]?.arrayValue
         guard let items else { throw response.invalid("the fleet list is not an array") }
@@ -140,8 +147,12 @@ public final class HighMobilityClient: Sendable {
                     "tags": .object(JSONObject(strings: vehicle.tags)),
                 ])
             }
-            let response = try await send(.POST, configuration.pathFamily.fleetPath, json: .object(["vehicles": .array(items)]), vin: vehicles.count == 1 ? vehicles[0].vin : nil)
-            guard let answers = try response.json()["vehicles"]?.arrayValue else { throw response.invalid("no `vehicles` in the answer") }
+            let response = try await send(
+                .POST, configuration.pathFamily.fleetPath, json: .object(["vehicles": .array(items)]),
+                vin: vehicles.count == 1 ? vehicles[0].vin : nil)
+            guard let answers = try response.json()["vehicles"]?.arrayValue else {
+                throw response.invalid("no `vehicles` in the answer")
+            }
             let requestedBrands = Dictionary(vehicles.map { ($0.vin, $0.brand) }, uniquingKeysWith: { a, _ in a })
             var result: [FleetVehicle] = []
             for answer in answers {
@@ -153,9 +164,12 @@ public final class HighMobilityClient: Sendable {
         case .document:
             var result: [FleetVehicle] = []
             for vehicle in vehicles {
-                var body: JSONObject = ["vin": .string(vehicle.vin.rawValue), "brand": .string(Brand.fleetForm(vehicle.brand ?? ""))]
+                var body: JSONObject = [
+                    "vin": .string(vehicle.vin.rawValue), "brand": .string(Brand.fleetForm(vehicle.brand ?? "")),
+                ]
                 if let plate = vehicle.licensePlate { body["license_plate"] = .string(plate) }
-                let response = try await send(.POST, configuration.pathFamily.fleetPath, json: .object(body), vin: vehicle.vin)
+                let response = try await send(
+                    .POST, configuration.pathFamily.fleetPath, json: .object(body), vin: vehicle.vin)
                 result.append(try parseFleetVehicle(try response.json(), response: response))
             }
             return result
@@ -187,7 +201,9 @@ public final class HighMobilityClient: Sendable {
             throw response.invalid("unknown clearance status \"\(statusText.prefix(40))\" for \(vin)")
         }
         let tags = json["tags"]?.objectValue?.compactMapValues(\.stringValue) ?? [:]
-        return FleetVehicle(vin: vin, brand: json["brand"]?.stringValue, status: status, tags: tags, licensePlate: json["license_plate"]?.stringValue, description: json["description"]?.stringValue)
+        return FleetVehicle(
+            vin: vin, brand: json["brand"]?.stringValue, status: status, tags: tags,
+            licensePlate: json["license_plate"]?.stringValue, description: json["description"]?.stringValue)
     }
 
     // MARK: - Transport
@@ -217,7 +233,9 @@ public final class HighMobilityClient: Sendable {
     /// request retried once.
     ///
     /// - Throws: ``APIError`` for a non-2xx status, a transport failure or an oversized body.
-    func send(_ method: HTTPMethod, _ path: String, json: JSONValue? = nil, vin: VIN?, maxBytes: Int? = nil) async throws(APIError) -> Response {
+    func send(
+        _ method: HTTPMethod, _ path: String, json: JSONValue? = nil, vin: VIN?, maxBytes: Int? = nil
+    ) async throws(APIError) -> Response {
         let endpoint = "\(method.rawValue) \(path)"
         var retried = false
         while true {
@@ -227,7 +245,9 @@ public final class HighMobilityClient: Sendable {
             } catch let error as APIError {
                 throw error
             } catch {
-                throw APIError(kind: .transport, endpoint: "POST " + configuration.pathFamily.tokenPath, detail: String(describing: error))
+                throw APIError(
+                    kind: .transport, endpoint: "POST " + configuration.pathFamily.tokenPath,
+                    detail: String(describing: error))
             }
             var request = HTTPClientRequest(url: configuration.baseURL + path)
             request.method = method
@@ -238,15 +258,22 @@ public final class HighMobilityClient: Sendable {
                 request.body = .bytes(ByteBuffer(string: Self.encode(json)))
             }
             let requestedAt = clock.now()
-            let (status, headers, body) = try await Self.send(request, http: http, endpoint: endpoint, vin: vin, maxBytes: maxBytes ?? configuration.maxResponseBytes, timeout: configuration.requestTimeout)
+            let (status, headers, body) = try await Self.send(
+                request, http: http, endpoint: endpoint, vin: vin, maxBytes: maxBytes ?? configuration.maxResponseBytes,
+                timeout: configuration.requestTimeout)
             let receivedAt = clock.now()
             if (200..<300).contains(status) {
-                return Response(endpoint: endpoint, status: status, body: body, requestedAt: requestedAt, receivedAt: receivedAt, vin: vin)
+                return Response(
+                    endpoint: endpoint, status: status, body: body, requestedAt: requestedAt, receivedAt: receivedAt,
+                    vin: vin)
             }
             let header = headers.first(name: "Retry-After")
             let retryAfter = header.flatMap { RetryAfter.parse($0, now: receivedAt) }
-            let error = APIError.fromResponse(status: status, body: body, endpoint: endpoint, vin: vin, retryAfter: retryAfter, retryAfterHeader: header)
-                .redacting([configuration.clientSecret.value, token.value.value])
+            let error = APIError.fromResponse(
+                status: status, body: body, endpoint: endpoint, vin: vin, retryAfter: retryAfter,
+                retryAfterHeader: header
+            )
+            .redacting([configuration.clientSecret.value, token.value.value])
             if error.isInvalidToken && !retried {
                 logger.info("access token rejected; renewing once", metadata: ["endpoint": "\(endpoint)"])
                 await tokens.invalidate(token)
@@ -259,51 +286,70 @@ public final class HighMobilityClient: Sendable {
 
     /// Sends a request and reads at most `maxBytes` of its body, all within `timeout`: a server
     /// that trickles its body cannot hold a poll (and a shutdown) longer than that.
-    static func send(_ request: HTTPClientRequest, http: HTTPClient, endpoint: String, vin: VIN?, maxBytes: Int, timeout: Duration) async throws(APIError) -> (Int, HTTPHeaders, [UInt8]) {
+    static func send(
+        _ request: HTTPClientRequest, http: HTTPClient, endpoint: String, vin: VIN?, maxBytes: Int, timeout: Duration
+    ) async throws(APIError) -> (Int, HTTPHeaders, [UInt8]) {
         do {
             return try await withThrowingTaskGroup(of: (Int, HTTPHeaders, [UInt8])?.self) { group in
-                group.addTask { try await sendUnbounded(request, http: http, endpoint: endpoint, vin: vin, maxBytes: maxBytes, timeout: timeout) }
+                group.addTask {
+                    try await sendUnbounded(
+                        request, http: http, endpoint: endpoint, vin: vin, maxBytes: maxBytes, timeout: timeout)
+                }
                 group.addTask {
                     try await Task.sleep(for: timeout)
                     return nil
                 }
                 defer { group.cancelAll() }
                 guard let first = try await group.next(), let answer = first else {
-                    throw APIError(kind: .transport, endpoint: endpoint, detail: "no complete answer within \(readable(timeout))", vin: vin)
+                    throw APIError(
+                        kind: .transport, endpoint: endpoint, detail: "no complete answer within \(readable(timeout))",
+                        vin: vin)
                 }
                 return answer
             }
         } catch let error as APIError {
             throw error
         } catch {
-            throw APIError(kind: .transport, endpoint: endpoint, detail: transportDetail(error, timeout: timeout), vin: vin)
+            throw APIError(
+                kind: .transport, endpoint: endpoint, detail: transportDetail(error, timeout: timeout), vin: vin)
         }
     }
 
-    private static func sendUnbounded(_ request: HTTPClientRequest, http: HTTPClient, endpoint: String, vin: VIN?, maxBytes: Int, timeout: Duration) async throws(APIError) -> (Int, HTTPHeaders, [UInt8]) {
+    private static func sendUnbounded(
+        _ request: HTTPClientRequest, http: HTTPClient, endpoint: String, vin: VIN?, maxBytes: Int, timeout: Duration
+    ) async throws(APIError) -> (Int, HTTPHeaders, [UInt8]) {
         let response: HTTPClientResponse
         do {
             response = try await http.execute(request, timeout: .milliseconds(timeout.milliseconds))
         } catch {
-            throw APIError(kind: .transport, endpoint: endpoint, detail: transportDetail(error, timeout: timeout), vin: vin)
+            throw APIError(
+                kind: .transport, endpoint: endpoint, detail: transportDetail(error, timeout: timeout), vin: vin)
         }
         let status = Int(response.status.code)
         if let length = response.headers.first(name: "Content-Length").flatMap(Int.init), length > maxBytes {
-            throw APIError(kind: .responseTooLarge, endpoint: endpoint, status: status, detail: "Content-Length \(length) exceeds the limit of \(maxBytes) bytes", vin: vin)
+            throw APIError(
+                kind: .responseTooLarge, endpoint: endpoint, status: status,
+                detail: "Content-Length \(length) exceeds the limit of \(maxBytes) bytes", vin: vin)
         }
         do {
             let buffer = try await response.body.collect(upTo: maxBytes)
             return (status, response.headers, Array(buffer.readableBytesView))
         } catch is NIOTooManyBytesError {
-            throw APIError(kind: .responseTooLarge, endpoint: endpoint, status: status, detail: "body exceeds the limit of \(maxBytes) bytes", vin: vin)
+            throw APIError(
+                kind: .responseTooLarge, endpoint: endpoint, status: status,
+                detail: "body exceeds the limit of \(maxBytes) bytes", vin: vin)
         } catch {
-            throw APIError(kind: .transport, endpoint: endpoint, status: status, detail: "body not received: " + transportDetail(error, timeout: timeout), vin: vin)
+            throw APIError(
+                kind: .transport, endpoint: endpoint, status: status,
+                detail: "body not received: " + transportDetail(error, timeout: timeout), vin: vin)
         }
     }
 
     /// Requests a client-credentials token: JSON to `POST /v1/access_tokens` (platform) or a form
     /// to `POST /v1/access_token` (document).
-    static func requestToken(http: HTTPClient, configuration: ClientConfiguration, clock: any WallClock) async throws -> AccessToken {
+    static func requestToken(
+        http: HTTPClient, configuration: ClientConfiguration, clock: any WallClock
+    ) async throws -> AccessToken {
         let family = configuration.pathFamily
         let endpoint = "POST " + family.tokenPath
         var request = HTTPClientRequest(url: configuration.baseURL + family.tokenPath)
@@ -312,35 +358,50 @@ public final class HighMobilityClient: Sendable {
         switch family {
         case .platform:
             request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(string: encode(.object([
-                "grant_type": .string("client_credentials"),
-                "client_id": .string(configuration.clientID),
-                "client_secret": .string(configuration.clientSecret.value),
-            ]))))
+            request.body = .bytes(
+                ByteBuffer(
+                    string: encode(
+                        .object([
+                            "grant_type": .string("client_credentials"),
+                            "client_id": .string(configuration.clientID),
+                            "client_secret": .string(configuration.clientSecret.value),
+                        ]))))
         case .document:
             request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
-            let form = [("grant_type", "client_credentials"), ("client_id", configuration.clientID), ("client_secret", configuration.clientSecret.value)]
-                .map { "\($0.0)=\(formEncode($0.1))" }.joined(separator: "&")
+            let form = [
+                ("grant_type", "client_credentials"), ("client_id", configuration.clientID),
+                ("client_secret", configuration.clientSecret.value),
+            ]
+            .map { "\($0.0)=\(formEncode($0.1))" }.joined(separator: "&")
             request.body = .bytes(ByteBuffer(string: form))
         }
-        let (status, headers, bytes) = try await send(request, http: http, endpoint: endpoint, vin: nil, maxBytes: configuration.maxResponseBytes, timeout: configuration.requestTimeout)
+        let (status, headers, bytes) = try await send(
+            request, http: http, endpoint: endpoint, vin: nil, maxBytes: configuration.maxResponseBytes,
+            timeout: configuration.requestTimeout)
         let receivedAt = clock.now()
         guard status == 200 || status == 201 else {
             let retryAfter = headers.first(name: "Retry-After").flatMap { RetryAfter.parse($0, now: receivedAt) }
-            throw APIError.fromResponse(status: status, body: bytes, endpoint: endpoint, vin: nil, retryAfter: retryAfter)
-                .redacting([configuration.clientSecret.value])
+            throw APIError.fromResponse(
+                status: status, body: bytes, endpoint: endpoint, vin: nil, retryAfter: retryAfter
+            )
+            .redacting([configuration.clientSecret.value])
         }
         guard let json = try? JSONParser.parse(bytes),
-              let token = json["access_token"]?.stringValue, !token.isEmpty
+            let token = json["access_token"]?.stringValue, !token.isEmpty
         else {
-            throw APIError(kind: .invalidResponse, endpoint: endpoint, status: status, detail: "no access_token in the response")
+            throw APIError(
+                kind: .invalidResponse, endpoint: endpoint, status: status, detail: "no access_token in the response")
         }
         // The token goes into a header: anything but visible ASCII would be a header injection.
         guard token.utf8.count <= 16 * 1024, token.utf8.allSatisfy({ $0 >= 0x21 && $0 <= 0x7E }) else {
-            throw APIError(kind: .invalidResponse, endpoint: endpoint, status: status, detail: "the access_token contains characters not allowed in an HTTP header")
+            throw APIError(
+                kind: .invalidResponse, endpoint: endpoint, status: status,
+                detail: "the access_token contains characters not allowed in an HTTP header")
         }
         let expiresIn = json["expires_in"]?.numberValue.map { max(1, min($0, 86_400 * 30)) } ?? 300
-        return AccessToken(value: Secret(token), expiresAt: receivedAt.adding(milliseconds: Int64(expiresIn * 1000)), issuedAt: receivedAt)
+        return AccessToken(
+            value: Secret(token), expiresAt: receivedAt.adding(milliseconds: Int64(expiresIn * 1000)),
+            issuedAt: receivedAt)
     }
 
     /// A readable line for a transport failure (NIO's descriptions are long and nested).
@@ -354,9 +415,11 @@ public final class HighMobilityClient: Sendable {
             }
         }
         let text = String(describing: error)
-        for (needle, readable) in [("Connection refused", "connection refused"), ("No route to host", "no route to host"),
-                                   ("Network is unreachable", "network unreachable"), ("Connection reset", "connection reset by peer"),
-                                   ("certificate", "TLS certificate rejected"), ("NXDOMAIN", "host not found")] where text.contains(needle) {
+        for (needle, readable) in [
+            ("Connection refused", "connection refused"), ("No route to host", "no route to host"),
+            ("Network is unreachable", "network unreachable"), ("Connection reset", "connection reset by peer"),
+            ("certificate", "TLS certificate rejected"), ("NXDOMAIN", "host not found"),
+        ] where text.contains(needle) {
             return readable
         }
         return String(text.prefix(200))

@@ -27,10 +27,12 @@ public enum RetryAfter {
     static func parseHTTPDate(_ text: String) -> Timestamp? {
         let parts = text.split(separator: " ")
         guard parts.count == 6, parts[0].hasSuffix(","), parts[5] == "GMT",
-              let day = Int(parts[1]), let monthIndex = months.firstIndex(of: String(parts[2])),
-              let year = Int(parts[3]), parts[4].count == 8
+            let day = Int(parts[1]), let monthIndex = months.firstIndex(of: String(parts[2])),
+            let year = Int(parts[3]), parts[4].count == 8
         else { return nil }
-        let iso = String.padded(year, width: 4) + "-" + String.padded(monthIndex + 1, width: 2) + "-" + String.padded(day, width: 2) + "T" + parts[4] + "Z"
+        let iso =
+            String.padded(year, width: 4) + "-" + String.padded(monthIndex + 1, width: 2) + "-"
+            + String.padded(day, width: 2) + "T" + parts[4] + "Z"
         return Timestamp(iso8601: iso)
     }
 }

@@ -47,7 +47,9 @@ public actor TokenProvider {
             let token = try await renew()
             return token
         } catch {
-            guard let stillValid = cached.flatMap({ clock.now() < $0.expiresAt ? $0 : nil }) ?? stillValid else { throw error }
+            guard let stillValid = cached.flatMap({ clock.now() < $0.expiresAt ? $0 : nil }) ?? stillValid else {
+                throw error
+            }
             failedRenewals += 1
             let backoff = min(60, 1 << min(failedRenewals - 1, 6))
             nextRenewalAttempt = clock.now().adding(.seconds(backoff))

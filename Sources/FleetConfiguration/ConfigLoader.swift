@@ -13,7 +13,8 @@ public enum ConfigLoader {
     /// - Throws: ``ConfigError`` when the file is missing, is not YAML, or has a bad key or value.
     public static func load(path: String) throws(ConfigError) -> DaemonConfiguration {
         guard let text = readTextFile(path) else {
-            throw ConfigError(file: path, key: nil, message: "cannot read the config file (missing, unreadable or not UTF-8)")
+            throw ConfigError(
+                file: path, key: nil, message: "cannot read the config file (missing, unreadable or not UTF-8)")
         }
         return try parse(text, file: path)
     }
@@ -21,14 +22,19 @@ public enum ConfigLoader {
     /// Parses config text; `file` is only used in errors.
     public static func parse(_ text: String, file: String) throws(ConfigError) -> DaemonConfiguration {
         let root = try ConfigNode.parse(text, file: file)
-        let top = try root.mapping(allowed: ["api", "database", "polling", "fleet", "events", "retention", "archive", "vehicles", "log_level"])
+        let top = try root.mapping(allowed: [
+            "api", "database", "polling", "fleet", "events", "retention", "archive", "vehicles", "log_level",
+        ])
 
         guard let apiNode = top["api"] else { throw root.error("missing key `api`") }
-        let api = try apiNode.mapping(allowed: ["base_url", "client_id", "client_secret", "connect_timeout", "request_timeout", "max_response_bytes", "paths", "proxy", "insecure_skip_tls_verify"])
+        let api = try apiNode.mapping(allowed: [
+            "base_url", "client_id", "client_secret", "connect_timeout", "request_timeout", "max_response_bytes",
+            "paths", "proxy", "insecure_skip_tls_verify",
+        ])
         guard let baseURLNode = api["base_url"] else { throw apiNode.error("missing key `base_url`") }
         let baseURL = try baseURLNode.string()
         guard baseURL.hasPrefix("https://") || baseURL.hasPrefix("http://"), baseURL.count > 8, !baseURL.contains(" "),
-              let url = URL(string: baseURL), let host = url.host, !host.isEmpty, url.query == nil, url.fragment == nil
+            let url = URL(string: baseURL), let host = url.host, !host.isEmpty, url.query == nil, url.fragment == nil
         else {
             throw baseURLNode.error("expected an http:// or https:// URL, got \"\(baseURL)\"")
         }
@@ -38,7 +44,9 @@ public enum ConfigLoader {
         guard let clientIDNode = api["client_id"] else { throw apiNode.error("missing key `client_id`") }
         let clientID = try clientIDNode.string()
         guard !clientID.isEmpty else { throw clientIDNode.error("must not be empty") }
-        guard let secretNode = api["client_secret"] else { throw apiNode.error("missing key `client_secret` (one of file, env, credential)") }
+        guard let secretNode = api["client_secret"] else {
+            throw apiNode.error("missing key `client_secret` (one of file, env, credential)")
+        }
         let secretFields = try secretNode.mapping(allowed: ["file", "env", "credential"])
         guard secretFields.count == 1, let (kind, valueNode) = secretFields.first else {
             throw secretNode.error("give exactly one of `file`, `env` or `credential`")
@@ -48,29 +56,40 @@ public enum ConfigLoader {
         if kind == "credential", secretValue.contains("/") || secretValue == "." || secretValue == ".." {
             throw valueNode.error("a credential name is a file name in $CREDENTIALS_DIRECTORY, without '/'")
         }
-        let secret: SecretSource = kind == "file" ? .file(secretValue) : kind == "env" ? .environment(secretValue) : .credential(secretValue)
+        let secret: SecretSource =
+            kind == "file" ? .file(secretValue) : kind == "env" ? .environment(secretValue) : .credential(secretValue)
 
         var configuration = DaemonConfiguration(api: .init(baseURL: baseURL, clientID: clientID, clientSecret: secret))
         if let n = api["connect_timeout"] { configuration.api.connectTimeout = try n.duration(min: .milliseconds(100)) }
         if let n = api["request_timeout"] {
             configuration.api.requestTimeout = try n.duration(min: .seconds(1))
-            guard configuration.api.requestTimeout <= .seconds(600) else { throw n.error("must be at most 10m, got \(try n.string())") }
+            guard configuration.api.requestTimeout <= .seconds(600) else {
+                throw n.error("must be at most 10m, got \(try n.string())")
+            }
         }
-        if let n = api["max_response_bytes"] { configuration.api.maxResponseBytes = try n.integer(in: 1024...1_073_741_824) }
+        if let n = api["max_response_bytes"] {
+            configuration.api.maxResponseBytes = try n.integer(in: 1024...1_073_741_824)
+        }
         if let n = api["paths"] {
             let text = try n.string()
-            guard let family = PathFamily(rawValue: text) else { throw n.error("expected platform or document, got \"\(text)\"") }
+            guard let family = PathFamily(rawValue: text) else {
+                throw n.error("expected platform or document, got \"\(text)\"")
+            }
             configuration.api.pathFamily = family
         }
         if let n = api["proxy"] {
             let text = try n.string()
-            guard ClientConfiguration.Proxy(url: text) != nil else { throw n.error("expected a proxy URL such as http://proxy.example:3128, got \"\(text)\"") }
+            guard ClientConfiguration.Proxy(url: text) != nil else {
+                throw n.error("expected a proxy URL such as http://proxy.example:3128, got \"\(text)\"")
+            }
             configuration.api.proxy = text
         }
         if let n = api["insecure_skip_tls_verify"] {
             configuration.api.insecureSkipTLSVerify = try n.boolean()
             if configuration.api.insecureSkipTLSVerify && !ClientConfiguration.isLoopback(baseURL) {
-                throw n.error("certificate verification can only be skipped for a loopback base_url (an emulator on 127.0.0.1 or localhost)")
+                throw n.error(
+                    "certificate verification can only be skipped for a loopback base_url (an emulator on 127.0.0.1 or localhost)"
+                )
             }
         }
 
@@ -85,31 +104,50 @@ public enum ConfigLoader {
         }
         if let pollingNode = top["polling"] {
             let polling = try pollingNode.mapping(allowed: [
-                "interval", "max_backoff", "max_retry_after", "max_concurrent_requests", "slow_interval", "privacy_interval",
-                "intervals", "max_requests_per_second", "daily_budget_per_vehicle", "daily_budget", "global_rate_limit_threshold",
+                "interval", "max_backoff", "max_retry_after", "max_concurrent_requests", "slow_interval",
+                "privacy_interval",
+                "intervals", "max_requests_per_second", "daily_budget_per_vehicle", "daily_budget",
+                "global_rate_limit_threshold",
             ])
             if let n = polling["interval"] { configuration.polling.interval = try n.duration(min: .seconds(1)) }
             if let n = polling["max_backoff"] { configuration.polling.maxBackoff = try n.duration(min: .seconds(1)) }
-            if let n = polling["max_retry_after"] { configuration.polling.maxRetryAfter = try n.duration(min: .seconds(1)) }
-            if let n = polling["max_concurrent_requests"] { configuration.polling.maxConcurrentRequests = try n.integer(in: 1...1024) }
-            if let n = polling["slow_interval"] { configuration.polling.slowInterval = try n.duration(min: .seconds(1)) }
-            if let n = polling["privacy_interval"] { configuration.polling.privacyInterval = try n.duration(min: .seconds(1)) }
+            if let n = polling["max_retry_after"] {
+                configuration.polling.maxRetryAfter = try n.duration(min: .seconds(1))
+            }
+            if let n = polling["max_concurrent_requests"] {
+                configuration.polling.maxConcurrentRequests = try n.integer(in: 1...1024)
+            }
+            if let n = polling["slow_interval"] {
+                configuration.polling.slowInterval = try n.duration(min: .seconds(1))
+            }
+            if let n = polling["privacy_interval"] {
+                configuration.polling.privacyInterval = try n.duration(min: .seconds(1))
+            }
             if let n = polling["intervals"] {
                 let intervals = try n.mapping(allowed: Set(PollSchedule.VehicleActivity.allCases.map(\.rawValue)))
                 for (name, node) in intervals {
-                    configuration.polling.activityIntervals[PollSchedule.VehicleActivity(rawValue: name)!] = try node.duration(min: .seconds(1))
+                    configuration.polling.activityIntervals[PollSchedule.VehicleActivity(rawValue: name)!] =
+                        try node.duration(min: .seconds(1))
                 }
             }
             if let n = polling["max_requests_per_second"] {
                 let text = try n.string()
-                guard let rate = Double(text), rate >= 0.001, rate <= 100_000, text.allSatisfy({ $0.isNumber || $0 == "." }) else {
+                guard let rate = Double(text), rate >= 0.001, rate <= 100_000,
+                    text.allSatisfy({ $0.isNumber || $0 == "." })
+                else {
                     throw n.error("expected a number of requests per second between 0.001 and 100000, got \"\(text)\"")
                 }
                 configuration.polling.maxRequestsPerSecond = rate
             }
-            if let n = polling["daily_budget_per_vehicle"] { configuration.polling.dailyBudgetPerVIN = try n.integer(in: 1...86_400_000) }
-            if let n = polling["daily_budget"] { configuration.polling.dailyBudgetApplication = try n.integer(in: 1...1_000_000_000) }
-            if let n = polling["global_rate_limit_threshold"] { configuration.polling.globalRateLimitThreshold = try n.integer(in: 1...100_000) }
+            if let n = polling["daily_budget_per_vehicle"] {
+                configuration.polling.dailyBudgetPerVIN = try n.integer(in: 1...86_400_000)
+            }
+            if let n = polling["daily_budget"] {
+                configuration.polling.dailyBudgetApplication = try n.integer(in: 1...1_000_000_000)
+            }
+            if let n = polling["global_rate_limit_threshold"] {
+                configuration.polling.globalRateLimitThreshold = try n.integer(in: 1...100_000)
+            }
         }
         if let fleetNode = top["fleet"] {
             let fleet = try fleetNode.mapping(allowed: ["sync", "sync_interval"])
@@ -118,9 +156,15 @@ public enum ConfigLoader {
         }
         if let retentionNode = top["retention"] {
             let retention = try retentionNode.mapping(allowed: ["samples_days", "polls_days", "purge_revoked_days"])
-            if let n = retention["purge_revoked_days"] { configuration.retention.purgeRevoked = .seconds(Int64(try n.integer(in: 0...36_500)) * 86_400) }
-            if let n = retention["samples_days"] { configuration.retention.samples = .seconds(Int64(try n.integer(in: 1...36_500)) * 86_400) }
-            if let n = retention["polls_days"] { configuration.retention.polls = .seconds(Int64(try n.integer(in: 1...36_500)) * 86_400) }
+            if let n = retention["purge_revoked_days"] {
+                configuration.retention.purgeRevoked = .seconds(Int64(try n.integer(in: 0...36_500)) * 86_400)
+            }
+            if let n = retention["samples_days"] {
+                configuration.retention.samples = .seconds(Int64(try n.integer(in: 1...36_500)) * 86_400)
+            }
+            if let n = retention["polls_days"] {
+                configuration.retention.polls = .seconds(Int64(try n.integer(in: 1...36_500)) * 86_400)
+            }
         }
         if let archiveNode = top["archive"] {
             let archive = try archiveNode.mapping(allowed: ["raw_days"])
@@ -164,21 +208,30 @@ extension ConfigLoader {
     /// The `events` section.
     static func readEvents(_ node: ConfigNode) throws(ConfigError) -> EventRulesConfiguration {
         var events = EventRulesConfiguration()
-        let fields = try node.mapping(allowed: ["disabled", "battery_low", "fuel_low", "vehicle_moved_km", "geofences", "vehicle_silent_after", "charging_session_timeout"])
+        let fields = try node.mapping(allowed: [
+            "disabled", "battery_low", "fuel_low", "vehicle_moved_km", "geofences", "vehicle_silent_after",
+            "charging_session_timeout",
+        ])
         if let n = fields["vehicle_silent_after"] { events.silentAfter = try n.duration(min: .seconds(60)) }
-        if let n = fields["charging_session_timeout"] { events.chargingSessionTimeout = try n.duration(min: .seconds(60)) }
+        if let n = fields["charging_session_timeout"] {
+            events.chargingSessionTimeout = try n.duration(min: .seconds(60))
+        }
         if let n = fields["disabled"] {
             for item in try n.sequence() {
                 let name = try item.string()
                 guard let type = EventType(rawValue: name) else {
-                    throw item.error("unknown event type \"\(name)\"; known: \(EventType.allCases.map(\.rawValue).joined(separator: ", "))")
+                    throw item.error(
+                        "unknown event type \"\(name)\"; known: \(EventType.allCases.map(\.rawValue).joined(separator: ", "))"
+                    )
                 }
                 events.disabled.insert(type)
             }
         }
         func threshold(_ node: ConfigNode) throws(ConfigError) -> EventRulesConfiguration.Threshold {
             let fields = try node.mapping(allowed: ["below", "rearm_above"])
-            guard let below = fields["below"], let rearm = fields["rearm_above"] else { throw node.error("give `below` and `rearm_above` (percent)") }
+            guard let below = fields["below"], let rearm = fields["rearm_above"] else {
+                throw node.error("give `below` and `rearm_above` (percent)")
+            }
             let low = try below.number(in: 0...100)
             let high = try rearm.number(in: 0...100)
             guard high >= low else { throw rearm.error("must be at least `below` (\(low))") }
@@ -191,12 +244,19 @@ extension ConfigLoader {
             var names = Set<String>()
             for item in try n.sequence() {
                 let fence = try item.mapping(allowed: ["name", "latitude", "longitude", "radius_m"])
-                guard let name = fence["name"], let lat = fence["latitude"], let lon = fence["longitude"], let radius = fence["radius_m"] else {
+                guard let name = fence["name"], let lat = fence["latitude"], let lon = fence["longitude"],
+                    let radius = fence["radius_m"]
+                else {
                     throw item.error("a geofence needs name, latitude, longitude and radius_m")
                 }
                 let text = try name.string()
-                guard !text.isEmpty, names.insert(text).inserted else { throw name.error("geofence names must be non-empty and unique") }
-                events.geofences.append(.init(name: text, latitude: try lat.number(in: -90...90), longitude: try lon.number(in: -180...180), radiusMeters: try radius.number(in: 1...10_000_000)))
+                guard !text.isEmpty, names.insert(text).inserted else {
+                    throw name.error("geofence names must be non-empty and unique")
+                }
+                events.geofences.append(
+                    .init(
+                        name: text, latitude: try lat.number(in: -90...90), longitude: try lon.number(in: -180...180),
+                        radiusMeters: try radius.number(in: 1...10_000_000)))
             }
         }
         return events
@@ -205,13 +265,18 @@ extension ConfigLoader {
     /// A YAML syntax error as one line with the line number and the parser's own reason.
     static func describe(_ error: YamlError, file: String) -> ConfigError {
         switch error {
-        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _), .composer(let context, let problem, let mark, _):
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+            .composer(let context, let problem, let mark, _):
             let reason = [context?.text, problem].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
             return ConfigError(file: file, key: nil, line: mark.line, message: "not valid YAML: \(reason)")
         case .duplicatedKeysInMapping(let duplicates, let context):
-            return ConfigError(file: file, key: nil, line: context.mark.line, message: "key given twice: \(duplicates.joined(separator: ", "))")
+            return ConfigError(
+                file: file, key: nil, line: context.mark.line,
+                message: "key given twice: \(duplicates.joined(separator: ", "))")
         default:
-            return ConfigError(file: file, key: nil, message: "not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
+            return ConfigError(
+                file: file, key: nil,
+                message: "not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
         }
     }
 }
@@ -240,7 +305,9 @@ public struct ConfigNode {
         } catch let error as YamlError {
             throw ConfigLoader.describe(error, file: file)
         } catch {
-            throw ConfigError(file: file, key: nil, message: "not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
+            throw ConfigError(
+                file: file, key: nil,
+                message: "not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
         }
         guard let node else { throw ConfigError(file: file, key: nil, message: "the file is empty") }
         return ConfigNode(node: node, key: nil, file: file)
@@ -309,7 +376,9 @@ public struct ConfigNode {
     public func number(in range: ClosedRange<Double>) throws(ConfigError) -> Double {
         let text = try string()
         guard let value = Double(text), value.isFinite else { throw error("expected a number, got \"\(text)\"") }
-        guard range.contains(value) else { throw error("must be between \(range.lowerBound) and \(range.upperBound), got \(text)") }
+        guard range.contains(value) else {
+            throw error("must be between \(range.lowerBound) and \(range.upperBound), got \(text)")
+        }
         return value
     }
 
@@ -319,7 +388,9 @@ public struct ConfigNode {
     public func integer(in range: ClosedRange<Int>) throws(ConfigError) -> Int {
         let text = try string()
         guard let value = Int(text) else { throw error("expected a whole number, got \"\(text)\"") }
-        guard range.contains(value) else { throw error("must be between \(range.lowerBound) and \(range.upperBound), got \(value)") }
+        guard range.contains(value) else {
+            throw error("must be between \(range.lowerBound) and \(range.upperBound), got \(value)")
+        }
         return value
     }
 
@@ -348,7 +419,8 @@ func editDistance(_ a: String, _ b: String) -> Int {
     for i in 1...a.count {
         var current = [i] + Array(repeating: 0, count: b.count)
         for j in 1...b.count {
-            current[j] = Swift.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            current[j] = Swift.min(
+                previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
         }
         previous = current
     }

@@ -73,7 +73,8 @@ public struct DaemonConfiguration: Sendable {
         public var policy: PollSchedule.Policy {
             PollSchedule.Policy(
                 interval: interval, maxBackoff: maxBackoff, maxRetryAfter: maxRetryAfter, slowInterval: slowInterval,
-                privacyInterval: privacyInterval, activityIntervals: activityIntervals, maxRequestsPerSecond: maxRequestsPerSecond,
+                privacyInterval: privacyInterval, activityIntervals: activityIntervals,
+                maxRequestsPerSecond: maxRequestsPerSecond,
                 dailyBudgetPerVIN: dailyBudgetPerVIN, dailyBudgetApplication: dailyBudgetApplication,
                 globalRateLimitThreshold: globalRateLimitThreshold)
         }
@@ -92,7 +93,10 @@ public struct DaemonConfiguration: Sendable {
             globalRateLimitThreshold = policy.globalRateLimitThreshold
         }
 
-        public init(interval: Duration = .seconds(300), maxBackoff: Duration = .seconds(3600), maxRetryAfter: Duration = .seconds(86_400), maxConcurrentRequests: Int = 4) {
+        public init(
+            interval: Duration = .seconds(300), maxBackoff: Duration = .seconds(3600),
+            maxRetryAfter: Duration = .seconds(86_400), maxConcurrentRequests: Int = 4
+        ) {
             self.interval = interval
             self.maxBackoff = maxBackoff
             self.maxRetryAfter = maxRetryAfter
@@ -142,7 +146,10 @@ public struct DaemonConfiguration: Sendable {
     /// `log_level`: `trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical` (default `info`).
     public var logLevel: String = "info"
 
-    public init(api: API, databasePath: String = "/var/lib/fleet-telemetry/telemetry.sqlite", polling: Polling = Polling(), vehicles: [VIN] = [], logLevel: String = "info") {
+    public init(
+        api: API, databasePath: String = "/var/lib/fleet-telemetry/telemetry.sqlite", polling: Polling = Polling(),
+        vehicles: [VIN] = [], logLevel: String = "info"
+    ) {
         self.api = api
         self.databasePath = databasePath
         self.polling = polling
@@ -159,7 +166,8 @@ public struct DaemonConfiguration: Sendable {
             clientSecret: try api.clientSecret.resolve(file: file, environment: environment),
             connectTimeout: api.connectTimeout, requestTimeout: api.requestTimeout,
             maxResponseBytes: api.maxResponseBytes, pathFamily: api.pathFamily,
-            proxy: api.proxy.flatMap(ClientConfiguration.Proxy.init(url:)) ?? ClientConfiguration.Proxy.fromEnvironment(environment, baseURL: api.baseURL),
+            proxy: api.proxy.flatMap(ClientConfiguration.Proxy.init(url:))
+                ?? ClientConfiguration.Proxy.fromEnvironment(environment, baseURL: api.baseURL),
             insecureSkipTLSVerify: api.insecureSkipTLSVerify)
     }
 }
@@ -204,14 +212,20 @@ public enum SecretSource: Sendable, Hashable {
             value = v
         case .credential(let name):
             guard let directory = environment["CREDENTIALS_DIRECTORY"] else {
-                throw fail("credential \(name) requested but $CREDENTIALS_DIRECTORY is not set (run under systemd with LoadCredential=)")
+                throw fail(
+                    "credential \(name) requested but $CREDENTIALS_DIRECTORY is not set (run under systemd with LoadCredential=)"
+                )
             }
-            guard let v = readTextFile(directory + "/" + name) else { throw fail("cannot read credential \(name) in $CREDENTIALS_DIRECTORY") }
+            guard let v = readTextFile(directory + "/" + name) else {
+                throw fail("cannot read credential \(name) in $CREDENTIALS_DIRECTORY")
+            }
             value = v
         }
         let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !trimmed.isEmpty else { throw fail("the client secret is empty") }
-        guard !trimmed.contains(where: { $0.isNewline }) else { throw fail("the client secret spans several lines; the file must hold the secret alone") }
+        guard !trimmed.contains(where: { $0.isNewline }) else {
+            throw fail("the client secret spans several lines; the file must hold the secret alone")
+        }
         return Secret(trimmed)
     }
 }

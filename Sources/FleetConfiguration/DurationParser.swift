@@ -69,7 +69,8 @@ public enum DurationParser {
         var ms = duration.milliseconds
         if ms == 0 { return "0s" }
         var out = ""
-        for (size, suffix) in [(Int64(86_400_000), "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s"), (1, "ms")] where ms >= size {
+        for (size, suffix) in [(Int64(86_400_000), "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s"), (1, "ms")]
+        where ms >= size {
             out += "\(ms / size)\(suffix)"
             ms %= size
         }

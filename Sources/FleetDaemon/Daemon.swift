@@ -48,7 +48,8 @@ public struct Daemon: Sendable {
             events: configuration.events, archiveRawDays: configuration.archiveRawDays, store: store,
             sink: sink ?? StdoutEventSink(logger: logger), logger: logger, metrics: metrics)
         self.ingestion = ingestion
-        let fleetSync = configuration.fleet.sync
+        let fleetSync =
+            configuration.fleet.sync
             ? FleetSync(interval: configuration.fleet.syncInterval) { try await client.fleetVehicles() } : nil
         self.polling = PollingService(
             vins: configuration.vehicles, policy: configuration.polling.policy,

@@ -102,7 +102,8 @@ public actor PollingService: Service {
         defer { finish() }
         let fleet = fleetSync == nil ? "" : ", fleet sync on"
         logger.info(
-            "polling \(schedule.count) vehicle\(schedule.count == 1 ? "" : "s") every \(DurationParser.format(schedule.policy.interval))\(fleet)")
+            "polling \(schedule.count) vehicle\(schedule.count == 1 ? "" : "s") every \(DurationParser.format(schedule.policy.interval))\(fleet)"
+        )
         await restore(now: clock.now())
         let pipeline = self.pipeline
         let clock = self.clock
@@ -329,7 +330,8 @@ public actor PollingService: Service {
             }
             let approved = fleet.filter { $0.status.isPollable }.count
             logger.info(
-                "fleet sync: \(fleet.count) vehicles, \(approved) approved, \(events.count) clearance change\(events.count == 1 ? "" : "s")")
+                "fleet sync: \(fleet.count) vehicles, \(approved) approved, \(events.count) clearance change\(events.count == 1 ? "" : "s")"
+            )
             chores.completed(.fleetSync, at: now)
             return nil
         } catch {

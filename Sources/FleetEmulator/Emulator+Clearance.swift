@@ -59,7 +59,8 @@ extension Emulator {
     public func setClearance(_ status: ClearanceStatus, vin: VIN) {
         let now = self.now
         withState { state in
-            var clearance = state.clearances[vin] ?? Clearance(brand: "sandbox", status: status, changelog: [], createdAt: now)
+            var clearance =
+                state.clearances[vin] ?? Clearance(brand: "sandbox", status: status, changelog: [], createdAt: now)
             clearance.status = status
             clearance.changelog.append((status, now))
             clearance.transitionAt = nil
@@ -84,7 +85,9 @@ extension Emulator {
         if let denied = unauthorized(authorization, now: now) { return denied }
         let items = withState { state -> [JSONValue] in
             advanceClearances(&state, now: now)
-            return state.clearances.sorted { $0.key < $1.key }.map { render($0.value, vin: $0.key, family: family, withChangelog: true) }
+            return state.clearances.sorted { $0.key < $1.key }.map {
+                render($0.value, vin: $0.key, family: family, withChangelog: true)
+            }
         }
         return Reply(status: 200, headers: [("Content-Type", "application/json")], body: Self.encode(.array(items)))
     }
@@ -98,7 +101,9 @@ extension Emulator {
             guard let vin = VIN(vinText), let clearance = state.clearances[vin] else { return nil }
             return render(clearance, vin: vin, family: family, withChangelog: true)
         }
-        guard let item else { return Self.apiError(404, "Not found", "Clearance for the given VIN not found", requestID: nextRequestID()) }
+        guard let item else {
+            return Self.apiError(404, "Not found", "Clearance for the given VIN not found", requestID: nextRequestID())
+        }
         return Reply(status: 200, headers: [("Content-Type", "application/json")], body: Self.encode(item))
     }
 
@@ -107,47 +112,69 @@ extension Emulator {
         let now = self.now
         if let denied = unauthorized(authorization, now: now) { return denied }
         guard let vehicles = body?["vehicles"]?.arrayValue, !vehicles.isEmpty, vehicles.count <= 1000 else {
-            return Self.apiError(422, "Unprocessable Entity", "vehicles must be a non-empty array of {vin, brand, tags}", requestID: nextRequestID())
+            return Self.apiError(
+                422, "Unprocessable Entity", "vehicles must be a non-empty array of {vin, brand, tags}",
+                requestID: nextRequestID())
         }
         let answers = vehicles.map { item -> JSONValue in
             let vinText = item["vin"]?.stringValue ?? ""
             let brand = item["brand"]?.stringValue ?? ""
             let tags = item["tags"]?.objectValue?.compactMapValues(\.stringValue) ?? [:]
             guard vinText.count == 17, let vin = VIN(vinText) else {
-                return .object(["vin": .string(String(vinText.prefix(40))), "status": .string("error"), "description": .string("vin should be 17 character(s)")])
+                return .object([
+                    "vin": .string(String(vinText.prefix(40))), "status": .string("error"),
+                    "description": .string("vin should be 17 character(s)"),
+                ])
             }
             guard emulatedBrands.contains(brand) else {
-                return .object(["vin": .string(vin.rawValue), "status": .string("error"), "description": .string("The brand is invalid")])
+                return .object([
+                    "vin": .string(vin.rawValue), "status": .string("error"),
+                    "description": .string("The brand is invalid"),
+                ])
             }
             let status = register(vin: vin, brand: brand, tags: tags, licensePlate: nil, now: now)
-            return .object(["vin": .string(vin.rawValue), "status": .string(status.rawValue), "tags": .object(JSONObject(strings: tags))])
+            return .object([
+                "vin": .string(vin.rawValue), "status": .string(status.rawValue),
+                "tags": .object(JSONObject(strings: tags)),
+            ])
         }
-        return Reply(status: 200, headers: [("Content-Type", "application/json")], body: Self.encode(.object(["vehicles": .array(answers)])))
+        return Reply(
+            status: 200, headers: [("Content-Type", "application/json")],
+            body: Self.encode(.object(["vehicles": .array(answers)])))
     }
 
     /// `POST /v1/fleet/vehicles` with `{vin, brand, license_plate}`: 201 with the fleet vehicle.
     public func registerDocument(body: JSONValue?, authorization: String?) -> Reply {
         let now = self.now
         if let denied = unauthorized(authorization, now: now) { return denied }
-        guard let vinText = body?["vin"]?.stringValue, let vin = VIN(vinText), let brand = body?["brand"]?.stringValue, !brand.isEmpty else {
-            return Self.apiError(400, "Bad Request", "vin (17 characters) and brand are required", requestID: nextRequestID())
+        guard let vinText = body?["vin"]?.stringValue, let vin = VIN(vinText), let brand = body?["brand"]?.stringValue,
+            !brand.isEmpty
+        else {
+            return Self.apiError(
+                400, "Bad Request", "vin (17 characters) and brand are required", requestID: nextRequestID())
         }
         guard emulatedBrands.contains(brand) else {
             return Self.apiError(400, "Bad Request", "The brand is invalid", requestID: nextRequestID())
         }
         _ = register(vin: vin, brand: brand, tags: [:], licensePlate: body?["license_plate"]?.stringValue, now: now)
-        let item = withState { state in render(state.clearances[vin]!, vin: vin, family: .document, withChangelog: false) }
+        let item = withState { state in
+            render(state.clearances[vin]!, vin: vin, family: .document, withChangelog: false)
+        }
         return Reply(status: 201, headers: [("Content-Type", "application/json")], body: Self.encode(item))
     }
 
-    private func register(vin: VIN, brand: String, tags: [String: String], licensePlate: String?, now: Timestamp) -> ClearanceStatus {
+    private func register(
+        vin: VIN, brand: String, tags: [String: String], licensePlate: String?, now: Timestamp
+    ) -> ClearanceStatus {
         let delay = configuration.approvalDelay
         return withState { state in
             advanceClearances(&state, now: now)
             if let existing = state.clearances[vin], !existing.status.isTerminal {
                 return existing.status
             }
-            state.clearances[vin] = Clearance(brand: brand, status: .pending, tags: tags, licensePlate: licensePlate, changelog: [(.pending, now)], createdAt: now, transitionAt: now.adding(delay))
+            state.clearances[vin] = Clearance(
+                brand: brand, status: .pending, tags: tags, licensePlate: licensePlate, changelog: [(.pending, now)],
+                createdAt: now, transitionAt: now.adding(delay))
             return .pending
         }
     }
@@ -170,10 +197,15 @@ extension Emulator {
             clearance.changelog.append((clearance.status, now))
             clearance.transitionAt = now.adding(delay)
             state.clearances[vin] = clearance
-            return .removed(.object(["vin": .string(vin.rawValue), "status": .string(clearance.status.rawValue), "tags": .object(JSONObject(strings: clearance.tags))]))
+            return .removed(
+                .object([
+                    "vin": .string(vin.rawValue), "status": .string(clearance.status.rawValue),
+                    "tags": .object(JSONObject(strings: clearance.tags)),
+                ]))
         }
         switch outcome {
-        case .notFound: return Self.apiError(404, "Not found", "Clearance for the given VIN not found", requestID: nextRequestID())
+        case .notFound:
+            return Self.apiError(404, "Not found", "Clearance for the given VIN not found", requestID: nextRequestID())
         case .conflict(let detail): return Self.apiError(409, "Conflict", detail, requestID: nextRequestID())
         case .removed(let body):
             if family == .document { return Reply(status: 204, headers: [], body: "") }
@@ -185,11 +217,15 @@ extension Emulator {
         switch family {
         case .platform:
             var object: JSONObject = [
-                "vin": .string(vin.rawValue), "brand": .string(clearance.brand), "status": .string(clearance.status.rawValue),
+                "vin": .string(vin.rawValue), "brand": .string(clearance.brand),
+                "status": .string(clearance.status.rawValue),
                 "tags": .object(JSONObject(strings: clearance.tags)),
             ]
             if withChangelog {
-                object["changelog"] = .array(clearance.changelog.map { .object(["status": .string($0.0.rawValue), "timestamp": .string($0.1.iso8601)]) })
+                object["changelog"] = .array(
+                    clearance.changelog.map {
+                        .object(["status": .string($0.0.rawValue), "timestamp": .string($0.1.iso8601)])
+                    })
             }
             return .object(object)
         case .document:
@@ -217,7 +253,8 @@ extension Emulator {
         if let denied = unauthorized(authorization, now: now) { return denied }
         guard let vinText, let vin = VIN(vinText) else {
             return family == .platform
-                ? Self.apiError(422, "Unprocessable Entity", "vin should be 17 character(s)", requestID: nextRequestID())
+                ? Self.apiError(
+                    422, "Unprocessable Entity", "vin should be 17 character(s)", requestID: nextRequestID())
                 : Self.apiError(404, "Not found", "Vehicle not found", requestID: nextRequestID())
         }
         switch family {
@@ -229,7 +266,8 @@ extension Emulator {
             let body = JSONValue.object([
                 "vin": .string(vin.rawValue), "eligible": .bool(eligible),
                 "data_delivery": .array(eligible ? [.string("pull"), .string("push")] : []),
-                "connectivity_status": .string(eligible ? "activated" : "unknown"), "primary_user_assigned": .bool(false),
+                "connectivity_status": .string(eligible ? "activated" : "unknown"),
+                "primary_user_assigned": .bool(false),
             ])
             return Reply(status: 200, headers: [("Content-Type", "application/json")], body: Self.encode(body))
         case .document:

@@ -29,7 +29,10 @@ public final class Emulator: Sendable {
         /// Send the body one byte at a time, this long apart (a server that trickles).
         public var drip: Duration?
 
-        public init(status: Int, retryAfter: String? = nil, body: String? = nil, delay: Duration? = nil, drop: Bool = false, drip: Duration? = nil) {
+        public init(
+            status: Int, retryAfter: String? = nil, body: String? = nil, delay: Duration? = nil, drop: Bool = false,
+            drip: Duration? = nil
+        ) {
             self.drip = drip
             self.status = status
             self.retryAfter = retryAfter
@@ -66,7 +69,10 @@ public final class Emulator: Sendable {
         /// Send the body one byte at a time, this long apart.
         public var drip: Duration? = nil
 
-        public init(status: Int, headers: [(String, String)], body: String, delay: Duration? = nil, drop: Bool = false, drip: Duration? = nil) {
+        public init(
+            status: Int, headers: [(String, String)], body: String, delay: Duration? = nil, drop: Bool = false,
+            drip: Duration? = nil
+        ) {
             self.drip = drip
             self.status = status
             self.headers = headers
@@ -103,11 +109,14 @@ public final class Emulator: Sendable {
             let seed = configuration.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(offset + 1)
             // The first vehicle starts low enough to charge after its first trip and the second
             // to run low (battery_low) on its first trip, so every run shows both.
-            vehicles[vin] = VehicleSimulation(vin: vin, seed: seed, start: start, initialBatteryPercent: offset == 0 ? 52 : offset == 1 ? 24 : nil)
+            vehicles[vin] = VehicleSimulation(
+                vin: vin, seed: seed, start: start, initialBatteryPercent: offset == 0 ? 52 : offset == 1 ? 24 : nil)
         }
         var initial = State(vehicles: vehicles)
         for vin in vehicles.keys {
-            initial.clearances[vin] = Clearance(brand: "sandbox", status: .approved, changelog: [(.pending, start), (.approved, start)], createdAt: start)
+            initial.clearances[vin] = Clearance(
+                brand: "sandbox", status: .approved, changelog: [(.pending, start), (.approved, start)],
+                createdAt: start)
         }
         state = Mutex(initial)
     }
@@ -173,13 +182,19 @@ public final class Emulator: Sendable {
     // MARK: - Endpoints
 
     /// `POST /v1/access_tokens` (JSON) and `POST /v1/access_token` (form): the client-credentials grant.
-    public func accessToken(grantType: String?, clientID: String?, clientSecret: String?, via route: String = "POST /v1/access_tokens json") -> Reply {
+    public func accessToken(
+        grantType: String?, clientID: String?, clientSecret: String?, via route: String = "POST /v1/access_tokens json"
+    ) -> Reply {
         state.withLock {
             $0.tokenRequests += 1
             $0.tokenPaths.append(route)
         }
-        guard let grantType, let clientID, let clientSecret, !grantType.isEmpty, !clientID.isEmpty, !clientSecret.isEmpty else {
-            return Self.oauthError(400, "invalid_request", "client_id can't be blank, client_secret can't be blank, grant_type can't be blank")
+        guard let grantType, let clientID, let clientSecret, !grantType.isEmpty, !clientID.isEmpty,
+            !clientSecret.isEmpty
+        else {
+            return Self.oauthError(
+                400, "invalid_request",
+                "client_id can't be blank, client_secret can't be blank, grant_type can't be blank")
         }
         guard grantType == "client_credentials" else {
             return Self.oauthError(400, "unsupported_grant_type", "only client_credentials is emulated")
@@ -230,10 +245,12 @@ public final class Emulator: Sendable {
         guard valid else {
             return Self.apiError(401, "Not Authorized", "Invalid token", requestID: requestID)
         }
-        guard let vin = VIN(vinText), state.withLock({ state in
-            advanceClearances(&state, now: now)
-            return state.clearances[vin]?.status == .approved && state.vehicles[vin] != nil
-        }) else {
+        guard let vin = VIN(vinText),
+            state.withLock({ state in
+                advanceClearances(&state, now: now)
+                return state.clearances[vin]?.status == .approved && state.vehicles[vin] != nil
+            })
+        else {
             return Self.apiError(403, "Forbidden", "No active consent for this vehicle", requestID: requestID)
         }
         if let limit = configuration.rateLimit, let wait = admitRequest(now: now, limit: limit) {
@@ -256,7 +273,9 @@ public final class Emulator: Sendable {
             var headers = [("Content-Type", "application/json")]
             if let retryAfter = fault.retryAfter { headers.append(("Retry-After", retryAfter)) }
             let body = fault.body ?? Self.encode(Self.errorBody(fault.status, requestID: requestID))
-            return Reply(status: fault.status, headers: headers, body: body, delay: fault.delay, drop: fault.drop, drip: fault.drip)
+            return Reply(
+                status: fault.status, headers: headers, body: body, delay: fault.delay, drop: fault.drop,
+                drip: fault.drip)
         }
         let simulated = simulatedNow()
         guard let snapshot = state.withLock({ $0.vehicles[vin]?.snapshot(at: simulated) }) else {
@@ -324,16 +343,24 @@ public final class Emulator: Sendable {
         case 504: (title, detail) = ("Timeout", "OEM didn't response in the expected time")
         default: (title, detail) = ("Internal Server Error", "Please contact support")
         }
-        return .object(["errors": .array([.object(["title": .string(title), "detail": .string(detail)])]), "request_id": .string(requestID)])
+        return .object([
+            "errors": .array([.object(["title": .string(title), "detail": .string(detail)])]),
+            "request_id": .string(requestID),
+        ])
     }
 
     static func apiError(_ status: Int, _ title: String, _ detail: String, requestID: String) -> Reply {
-        let body = JSONValue.object(["errors": .array([.object(["title": .string(title), "detail": .string(detail)])]), "request_id": .string(requestID)])
+        let body = JSONValue.object([
+            "errors": .array([.object(["title": .string(title), "detail": .string(detail)])]),
+            "request_id": .string(requestID),
+        ])
         return Reply(status: status, headers: [("Content-Type", "application/json")], body: encode(body))
     }
 
     static func oauthError(_ status: Int, _ error: String, _ description: String) -> Reply {
-        Reply(status: status, headers: [("Content-Type", "application/json")], body: encode(.object(["error": .string(error), "error_description": .string(description)])))
+        Reply(
+            status: status, headers: [("Content-Type", "application/json")],
+            body: encode(.object(["error": .string(error), "error_description": .string(description)])))
     }
 
     static func encode(_ value: JSONValue) -> String {

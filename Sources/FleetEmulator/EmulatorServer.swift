@@ -43,12 +43,18 @@ public enum EmulatorServer {
                 fields = formFields(String(buffer: body))
                 kind = "form"
             }
-            return response(emulator.accessToken(grantType: fields["grant_type"], clientID: fields["client_id"], clientSecret: fields["client_secret"], via: "POST /v1/access_tokens " + kind))
+            return response(
+                emulator.accessToken(
+                    grantType: fields["grant_type"], clientID: fields["client_id"],
+                    clientSecret: fields["client_secret"], via: "POST /v1/access_tokens " + kind))
         }
         router.post("/v1/access_token") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 64 * 1024)
             let fields = formFields(String(buffer: body))
-            return response(emulator.accessToken(grantType: fields["grant_type"], clientID: fields["client_id"], clientSecret: fields["client_secret"], via: "POST /v1/access_token form"))
+            return response(
+                emulator.accessToken(
+                    grantType: fields["grant_type"], clientID: fields["client_id"],
+                    clientSecret: fields["client_secret"], via: "POST /v1/access_token form"))
         }
         router.get("/v1/vehicle-data/autoapi-13/:vin") { request, context -> Response in
             let vin = context.parameters.get("vin") ?? ""
@@ -60,54 +66,76 @@ public enum EmulatorServer {
             }
             if let drip = reply.drip {
                 let bytes = Array(reply.body.utf8)
-                return Response(status: .init(code: reply.status), headers: [.contentType: "application/json"], body: ResponseBody { writer in
-                    for byte in bytes {
-                        try await writer.write(ByteBuffer(bytes: [byte]))
-                        try await Task.sleep(for: drip)
-                    }
-                    try await writer.finish(nil)
-                })
+                return Response(
+                    status: .init(code: reply.status), headers: [.contentType: "application/json"],
+                    body: ResponseBody { writer in
+                        for byte in bytes {
+                            try await writer.write(ByteBuffer(bytes: [byte]))
+                            try await Task.sleep(for: drip)
+                        }
+                        try await writer.finish(nil)
+                    })
             }
             return response(reply)
         }
         router.post("/v1/eligibility") { request, _ -> Response in
             let json = try await jsonBody(request)
-            return response(emulator.eligibility(vinText: json?["vin"]?.stringValue, brand: json?["brand"]?.stringValue, authorization: request.headers[.authorization], family: .platform))
+            return response(
+                emulator.eligibility(
+                    vinText: json?["vin"]?.stringValue, brand: json?["brand"]?.stringValue,
+                    authorization: request.headers[.authorization], family: .platform))
         }
         router.get("/v1/eligibility/:vin") { request, context -> Response in
-            response(emulator.eligibility(vinText: context.parameters.get("vin"), brand: nil, authorization: request.headers[.authorization], family: .document))
+            response(
+                emulator.eligibility(
+                    vinText: context.parameters.get("vin"), brand: nil, authorization: request.headers[.authorization],
+                    family: .document))
         }
         for (path, family) in [("/v1/fleets/vehicles", Emulator.Family.platform), ("/v1/fleet/vehicles", .document)] {
             router.get(RouterPath(path)) { request, _ -> Response in
                 response(emulator.listFleet(authorization: request.headers[.authorization], family: family))
             }
             router.get(RouterPath(path + "/:vin")) { request, context -> Response in
-                response(emulator.showFleetVehicle(vinText: context.parameters.get("vin") ?? "", authorization: request.headers[.authorization], family: family))
+                response(
+                    emulator.showFleetVehicle(
+                        vinText: context.parameters.get("vin") ?? "", authorization: request.headers[.authorization],
+                        family: family))
             }
             router.delete(RouterPath(path + "/:vin")) { request, context -> Response in
-                response(emulator.removeFleetVehicle(vinText: context.parameters.get("vin") ?? "", authorization: request.headers[.authorization], family: family))
+                response(
+                    emulator.removeFleetVehicle(
+                        vinText: context.parameters.get("vin") ?? "", authorization: request.headers[.authorization],
+                        family: family))
             }
             router.post(RouterPath(path)) { request, _ -> Response in
                 let json = try await jsonBody(request)
-                return response(family == .platform
-                    ? emulator.registerPlatform(body: json, authorization: request.headers[.authorization])
-                    : emulator.registerDocument(body: json, authorization: request.headers[.authorization]))
+                return response(
+                    family == .platform
+                        ? emulator.registerPlatform(body: json, authorization: request.headers[.authorization])
+                        : emulator.registerDocument(body: json, authorization: request.headers[.authorization]))
             }
         }
         router.post("/emulator/clearance") { request, _ -> Response in
             let json = try await jsonBody(request)
-            guard let vin = json?["vin"]?.stringValue.flatMap(VIN.init), let status = json?["status"]?.stringValue.flatMap(ClearanceStatus.init) else {
-                return response(Emulator.apiError(400, "Bad Request", "expected {\"vin\": VIN, \"status\": pending|approved|rejected|revoking|revoked|canceling|canceled|error}", requestID: "emulator"))
+            guard let vin = json?["vin"]?.stringValue.flatMap(VIN.init),
+                let status = json?["status"]?.stringValue.flatMap(ClearanceStatus.init)
+            else {
+                return response(
+                    Emulator.apiError(
+                        400, "Bad Request",
+                        "expected {\"vin\": VIN, \"status\": pending|approved|rejected|revoking|revoked|canceling|canceled|error}",
+                        requestID: "emulator"))
             }
             emulator.setClearance(status, vin: vin)
             return response(.init(status: 204, headers: [], body: ""))
         }
         router.post("/emulator/faults") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 64 * 1024)
-            let usage = "expected {\"vin\": VIN or \"all\", \"status\": 100-599, \"retry_after\"?: string, \"body\"?: string, \"delay_ms\"?: int, \"drop\"?: bool, \"drip_ms\"?: int, \"count\"?: int}"
+            let usage =
+                "expected {\"vin\": VIN or \"all\", \"status\": 100-599, \"retry_after\"?: string, \"body\"?: string, \"delay_ms\"?: int, \"drop\"?: bool, \"drip_ms\"?: int, \"count\"?: int}"
             guard let json = try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView)),
-                  let vinText = json["vin"]?.stringValue, vinText == "all" || VIN(vinText) != nil,
-                  let status = json["status"]?.numberValue, (100...599).contains(status)
+                let vinText = json["vin"]?.stringValue, vinText == "all" || VIN(vinText) != nil,
+                let status = json["status"]?.numberValue, (100...599).contains(status)
             else {
                 return response(Emulator.apiError(400, "Bad Request", usage, requestID: "emulator"))
             }
@@ -116,17 +144,27 @@ public enum EmulatorServer {
             var drop = false
             if case .bool(true)? = json["drop"] { drop = true }
             let drip = json["drip_ms"]?.numberValue.map { Duration.milliseconds(Int64(min(max($0, 1), 60_000))) }
-            let retryAfter = json["retry_after"].flatMap { $0.stringValue ?? $0.numberValue.map { SampleValue.number($0).description } }
-            let fault = Emulator.Fault(status: Int(status), retryAfter: retryAfter, body: json["body"]?.stringValue, delay: delay, drop: drop, drip: drip)
+            let retryAfter = json["retry_after"].flatMap {
+                $0.stringValue ?? $0.numberValue.map { SampleValue.number($0).description }
+            }
+            let fault = Emulator.Fault(
+                status: Int(status), retryAfter: retryAfter, body: json["body"]?.stringValue, delay: delay, drop: drop,
+                drip: drip)
             emulator.inject(fault, vin: VIN(vinText), count: count)
             return response(.init(status: 204, headers: [], body: ""))
         }
         router.get("/emulator/vehicles") { _, _ -> Response in
             let vehicles = emulator.configuration.vins.compactMap { vin -> JSONValue? in
                 guard let s = emulator.snapshot(vin: vin) else { return nil }
-                return .object(["vin": .string(vin.rawValue), "phase": .string(s.phase.rawValue), "simulated_time": .string(s.at.iso8601)])
+                return .object([
+                    "vin": .string(vin.rawValue), "phase": .string(s.phase.rawValue),
+                    "simulated_time": .string(s.at.iso8601),
+                ])
             }
-            return response(.init(status: 200, headers: [("Content-Type", "application/json")], body: Emulator.encode(.array(vehicles))))
+            return response(
+                .init(
+                    status: 200, headers: [("Content-Type", "application/json")],
+                    body: Emulator.encode(.array(vehicles))))
         }
         return Application(
             router: router,
@@ -151,14 +189,18 @@ public enum EmulatorServer {
             default: continue
             }
         }
-        return Response(status: .init(code: reply.status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: reply.body)))
+        return Response(
+            status: .init(code: reply.status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: reply.body))
+        )
     }
 
     /// Parses an `application/x-www-form-urlencoded` body.
     static func formFields(_ body: String) -> [String: String] {
         var fields: [String: String] = [:]
         for pair in body.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1).map { String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String($0) }
+            let parts = pair.split(separator: "=", maxSplits: 1).map {
+                String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String($0)
+            }
             if parts.count == 2 { fields[parts[0]] = parts[1] }
         }
         return fields

@@ -30,9 +30,14 @@ public enum VehicleDataRenderer {
 
     static func autoAPI(_ s: VehicleSimulation.Snapshot, requestID: String) -> JSONValue {
         let motion = s.motionChangedAt
-        let locks = doors.map { property(.object(["location": .string($0), "lock_state": .string(s.lockState)]), s.lockChangedAt) }
+        let locks = doors.map {
+            property(.object(["location": .string($0), "lock_state": .string(s.lockState)]), s.lockChangedAt)
+        }
         let positions = doors.map { door in
-            property(.object(["location": .string(door), "position": .string(door == "front_left" ? s.driverDoor : "closed")]), door == "front_left" ? s.doorsChangedAt : s.lockChangedAt)
+            property(
+                .object([
+                    "location": .string(door), "position": .string(door == "front_left" ? s.driverDoor : "closed"),
+                ]), door == "front_left" ? s.doorsChangedAt : s.lockChangedAt)
         }
         return .object([
             "request_id": .string(requestID),
@@ -49,18 +54,20 @@ public enum VehicleDataRenderer {
                 "charge_limit": property(.number(s.chargeLimitPercent / 100), s.configuredAt),
                 "status": property(.string(s.chargingStatus), s.chargingChangedAt),
                 "plugged_in": property(.string(s.pluggedIn), s.chargingChangedAt),
-                "charging_rate": property(measure(s.chargingPowerKW, "kilowatts"), s.phase == .charging ? motion : s.chargingChangedAt),
+                "charging_rate": property(
+                    measure(s.chargingPowerKW, "kilowatts"), s.phase == .charging ? motion : s.chargingChangedAt),
             ]),
             "diagnostics": .object([
                 "odometer": property(measure(s.odometerKm, "kilometers"), motion),
                 "speed": property(measure(s.speedKmh, "kilometers_per_hour"), motion),
             ]),
             "vehicle_location": .object([
-                "coordinates": property(.object(["latitude": .number(s.latitude), "longitude": .number(s.longitude)]), motion),
+                "coordinates": property(
+                    .object(["latitude": .number(s.latitude), "longitude": .number(s.longitude)]), motion),
                 "heading": property(measure(s.headingDegrees, "degrees"), motion),
             ]),
             "ignition": .object([
-                "state": property(.string(s.ignition), motion),
+                "state": property(.string(s.ignition), motion)
             ]),
             "trunk": .object([
                 "position": property(.string(s.trunk), s.doorsChangedAt),
@@ -81,7 +88,10 @@ public enum VehicleDataRenderer {
             "vin": .string(s.vin.rawValue),
             "timestamp": .string(s.at.iso8601),
             "doors": .object([
-                "locks": .array(doors.map { .object(["location": .string($0), "lock": .string(s.lockState), "position": .string("closed")]) }),
+                "locks": .array(
+                    doors.map {
+                        .object(["location": .string($0), "lock": .string(s.lockState), "position": .string("closed")])
+                    })
             ]),
             "charging": .object([
                 "battery_level": .number(s.batteryPercent.rounded()),

@@ -134,25 +134,34 @@ public struct VehicleSimulation: Sendable {
             let minutes = Double(at.millisecondsSince1970 - phaseStart.millisecondsSince1970) / 60_000
             snapshot.driverDoor = minutes < 10 ? "open" : "closed"
             snapshot.trunk = unloading && minutes < 15 ? "open" : "closed"
-            snapshot.doorsChangedAt = minutes < 10 ? phaseStart : phaseStart.adding(milliseconds: unloading && minutes >= 15 ? 15 * 60_000 : minutes >= 10 ? 10 * 60_000 : 0)
-            if unloading && minutes >= 10 && minutes < 15 { snapshot.doorsChangedAt = phaseStart.adding(milliseconds: 10 * 60_000) }
+            snapshot.doorsChangedAt =
+                minutes < 10
+                ? phaseStart
+                : phaseStart.adding(
+                    milliseconds: unloading && minutes >= 15 ? 15 * 60_000 : minutes >= 10 ? 10 * 60_000 : 0)
+            if unloading && minutes >= 10 && minutes < 15 {
+                snapshot.doorsChangedAt = phaseStart.adding(milliseconds: 10 * 60_000)
+            }
         }
         switch phase {
         case .driving:
             let distance = speedKmh * hours
             snapshot.odometerKm = odometerKm + distance
-            snapshot.batteryPercent = max(0, batteryPercent - distance * Self.consumptionKWhPerKm / Self.batteryCapacityKWh * 100)
+            snapshot.batteryPercent = max(
+                0, batteryPercent - distance * Self.consumptionKWhPerKm / Self.batteryCapacityKWh * 100)
             (snapshot.latitude, snapshot.longitude) = Self.move(latitude, longitude, heading: heading, km: distance)
             snapshot.motionChangedAt = Timestamp(millisecondsSince1970: at.millisecondsSince1970 / 1000 * 1000)
         case .charging:
-            snapshot.batteryPercent = min(chargeLimitPercent, batteryPercent + Self.chargingPowerKW * hours / Self.batteryCapacityKWh * 100)
+            snapshot.batteryPercent = min(
+                chargeLimitPercent, batteryPercent + Self.chargingPowerKW * hours / Self.batteryCapacityKWh * 100)
             snapshot.motionChangedAt = Timestamp(millisecondsSince1970: at.millisecondsSince1970 / 1000 * 1000)
         default:
             break
         }
         snapshot.odometerKm = (snapshot.odometerKm * 10).rounded() / 10
         snapshot.batteryPercent = (snapshot.batteryPercent * 10).rounded() / 10
-        snapshot.estimatedRangeKm = (snapshot.batteryPercent / 100 * Self.batteryCapacityKWh / Self.consumptionKWhPerKm).rounded()
+        snapshot.estimatedRangeKm = (snapshot.batteryPercent / 100 * Self.batteryCapacityKWh / Self.consumptionKWhPerKm)
+            .rounded()
         return snapshot
     }
 
@@ -182,7 +191,8 @@ public struct VehicleSimulation: Sendable {
         case .driving:
             let distance = speedKmh * hours
             odometerKm += distance
-            batteryPercent = max(0, batteryPercent - distance * Self.consumptionKWhPerKm / Self.batteryCapacityKWh * 100)
+            batteryPercent = max(
+                0, batteryPercent - distance * Self.consumptionKWhPerKm / Self.batteryCapacityKWh * 100)
             (latitude, longitude) = Self.move(latitude, longitude, heading: heading, km: distance)
             speedKmh = 0
             phase = .arriving
@@ -197,7 +207,8 @@ public struct VehicleSimulation: Sendable {
                 chargingStatus = "charging"
                 pluggedIn = "plugged_in"
                 chargingChangedAt = end
-                let hoursToFull = (chargeLimitPercent - batteryPercent) / 100 * Self.batteryCapacityKWh / Self.chargingPowerKW
+                let hoursToFull =
+                    (chargeLimitPercent - batteryPercent) / 100 * Self.batteryCapacityKWh / Self.chargingPowerKW
                 // Now and then the driver leaves before the charge is done.
                 let draw = rng.uniform(0...1)
                 interruptCharge = draw < 0.3
@@ -210,10 +221,12 @@ public struct VehicleSimulation: Sendable {
             }
         case .charging:
             if chargeError {
-                batteryPercent = min(chargeLimitPercent, batteryPercent + Self.chargingPowerKW * hours / Self.batteryCapacityKWh * 100)
+                batteryPercent = min(
+                    chargeLimitPercent, batteryPercent + Self.chargingPowerKW * hours / Self.batteryCapacityKWh * 100)
                 chargingStatus = "charging_error"
             } else if interruptCharge {
-                batteryPercent = min(chargeLimitPercent, batteryPercent + Self.chargingPowerKW * hours / Self.batteryCapacityKWh * 100)
+                batteryPercent = min(
+                    chargeLimitPercent, batteryPercent + Self.chargingPowerKW * hours / Self.batteryCapacityKWh * 100)
                 chargingStatus = "not_charging"
             } else {
                 batteryPercent = chargeLimitPercent

@@ -49,14 +49,17 @@ public struct EventRules: ChangeDetecting {
         configuration.disabled.contains(.vehicleSilent) ? nil : configuration.silentAfter
     }
 
-    public func events(previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp,
-                       state: inout RuleState) -> [Event] {
+    public func events(
+        previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp,
+        state: inout RuleState
+    ) -> [Event] {
         var events: [Event] = []
         func emit(_ type: EventType, _ sample: Sample, instance: String? = nil, from old: String?, to new: String) {
             guard !configuration.disabled.contains(type) else { return }
-            events.append(Event(
-                vin: sample.vin, type: type, instance: instance ?? sample.instance, occurredAt: sample.observedAt,
-                detectedAt: detectedAt, previousValue: old, newValue: new))
+            events.append(
+                Event(
+                    vin: sample.vin, type: type, instance: instance ?? sample.instance, occurredAt: sample.observedAt,
+                    detectedAt: detectedAt, previousValue: old, newValue: new))
         }
         // Only an observation newer than the stored one is a change: most of a response is not
         // (values reported again), so those are set aside first, with one lookup each.
@@ -78,7 +81,8 @@ public struct EventRules: ChangeDetecting {
             switch sample.property {
             case "charging.battery_level":
                 if let threshold = configuration.batteryLow {
-                    hysteresis(.batteryLow, .batteryLow(instance: sample.instance), threshold, sample, old, &state, emit)
+                    hysteresis(
+                        .batteryLow, .batteryLow(instance: sample.instance), threshold, sample, old, &state, emit)
                 }
             case "diagnostics.fuel_level":
                 if let threshold = configuration.fuelLow {
@@ -86,7 +90,7 @@ public struct EventRules: ChangeDetecting {
                 }
             default:
                 guard let old, old.value != sample.value, case .text(let new) = sample.value,
-                      let rules = transitionsByProperty[sample.property]
+                    let rules = transitionsByProperty[sample.property]
                 else { continue }
                 if let rule = rules.first(where: { $0.matches(from: old.value.text, to: new) }) {
                     emit(rule.event, sample, from: old.value.description, to: new)
@@ -96,7 +100,8 @@ public struct EventRules: ChangeDetecting {
         positionEvents(previous: previous, observed: observed, state: &state, emit)
         // A silent vehicle that reports again.
         if state[.silent] != nil,
-           let newest = fresh.lazy.map({ observed[$0] }).max(by: { $0.observedAt < $1.observedAt }) {
+            let newest = fresh.lazy.map({ observed[$0] }).max(by: { $0.observedAt < $1.observedAt })
+        {
             state[.silent] = nil
             emit(.vehicleReporting, newest, instance: "", from: "silent", to: "reporting")
         }
@@ -107,8 +112,10 @@ public struct EventRules: ChangeDetecting {
     /// (`false`), or tells nothing about it (`nil`): on when the answer itself says so (the API's
     /// privacy-mode refusal) or a property failed with `privacy_mode_active`; off when data came. `nil`
     /// too when the event of that change is disabled, so its state is left as it is.
-    public func privacyMode(answerSaysPrivacy: Bool, failureReasons: [PropertyFailure.Reason],
-                            hasSamples: Bool) -> Bool? {
+    public func privacyMode(
+        answerSaysPrivacy: Bool, failureReasons: [PropertyFailure.Reason],
+        hasSamples: Bool
+    ) -> Bool? {
         let privacy = answerSaysPrivacy || failureReasons.contains(.privacyModeActive)
         guard privacy || hasSamples else { return nil }
         guard !configuration.disabled.contains(privacy ? .privacyModeEntered : .privacyModeLeft) else { return nil }
@@ -121,9 +128,11 @@ public struct EventRules: ChangeDetecting {
         state[.privacy] = privacyMode ? "on" : nil
         let type: EventType = privacyMode ? .privacyModeEntered : .privacyModeLeft
         guard !configuration.disabled.contains(type) else { return [] }
-        return [Event(
-            vin: vin, type: type, instance: "", occurredAt: time, detectedAt: time,
-            previousValue: privacyMode ? "off" : "on", newValue: privacyMode ? "on" : "off")]
+        return [
+            Event(
+                vin: vin, type: type, instance: "", occurredAt: time, detectedAt: time,
+                previousValue: privacyMode ? "off" : "on", newValue: privacyMode ? "on" : "off")
+        ]
     }
 
     /// `vehicle_silent` once the newest observation is ``silentAfter`` old; `occurred_at` is that
@@ -131,18 +140,24 @@ public struct EventRules: ChangeDetecting {
     public func silenceEvents(vin: VIN, lastReceivedAt: Timestamp, now: Timestamp, state: inout RuleState) -> [Event] {
         guard let after = silentAfter, state[.silent] == nil, lastReceivedAt.adding(after) <= now else { return [] }
         state[.silent] = String(lastReceivedAt.millisecondsSince1970)
-        return [Event(
-            vin: vin, type: .vehicleSilent, instance: "", occurredAt: lastReceivedAt.adding(after), detectedAt: now,
-            previousValue: "reporting", newValue: "silent")]
+        return [
+            Event(
+                vin: vin, type: .vehicleSilent, instance: "", occurredAt: lastReceivedAt.adding(after), detectedAt: now,
+                previousValue: "reporting", newValue: "silent")
+        ]
     }
 
     /// `clearance_changed` when a vehicle seen before has another clearance status now.
-    public func clearanceEvents(vin: VIN, from previous: ClearanceStatus?, to current: ClearanceStatus,
-                                at time: Timestamp) -> [Event] {
+    public func clearanceEvents(
+        vin: VIN, from previous: ClearanceStatus?, to current: ClearanceStatus,
+        at time: Timestamp
+    ) -> [Event] {
         guard let previous, previous != current, !configuration.disabled.contains(.clearanceChanged) else { return [] }
-        return [Event(
-            vin: vin, type: .clearanceChanged, instance: "", occurredAt: time, detectedAt: time,
-            previousValue: previous.rawValue, newValue: current.rawValue)]
+        return [
+            Event(
+                vin: vin, type: .clearanceChanged, instance: "", occurredAt: time, detectedAt: time,
+                previousValue: previous.rawValue, newValue: current.rawValue)
+        ]
     }
 
     /// A level falling below `threshold.below` fires once, then re-arms above `threshold.rearmAbove`.
@@ -168,8 +183,8 @@ public struct EventRules: ChangeDetecting {
         _ emit: (EventType, Sample, String?, String?, String) -> Void
     ) {
         guard let latitude = observed.first(where: { $0.property == "vehicle_location.coordinates.latitude" }),
-              let longitude = observed.first(where: { $0.property == "vehicle_location.coordinates.longitude" }),
-              let lat = latitude.value.number, let lon = longitude.value.number
+            let longitude = observed.first(where: { $0.property == "vehicle_location.coordinates.longitude" }),
+            let lat = latitude.value.number, let lon = longitude.value.number
         else { return }
         let oldLatitude = previous[latitude.key]
         let oldLongitude = previous[longitude.key]

@@ -53,9 +53,13 @@ public struct TransitionRule: Sendable, Hashable {
 
     /// The rules `docs/events.md` lists, in the order they are tried for each property.
     public static let standard: [TransitionRule] = [
-        .init(property: "doors.locks.lock_state", from: .oneOf(["locked"]), to: .oneOf(["unlocked"]), event: .doorUnlocked),
-        .init(property: "doors.locks.lock_state", from: .oneOf(["unlocked"]), to: .oneOf(["locked"]), event: .doorLocked),
-        .init(property: "doors.locks_state", from: .oneOf(["locked"]), to: .oneOf(["unlocked"]), event: .vehicleUnlocked),
+        .init(
+            property: "doors.locks.lock_state", from: .oneOf(["locked"]), to: .oneOf(["unlocked"]), event: .doorUnlocked
+        ),
+        .init(
+            property: "doors.locks.lock_state", from: .oneOf(["unlocked"]), to: .oneOf(["locked"]), event: .doorLocked),
+        .init(
+            property: "doors.locks_state", from: .oneOf(["locked"]), to: .oneOf(["unlocked"]), event: .vehicleUnlocked),
         .init(property: "doors.locks_state", from: .oneOf(["unlocked"]), to: .oneOf(["locked"]), event: .vehicleLocked),
         .init(property: "doors.positions.position", from: .oneOf(["closed"]), to: .oneOf(["open"]), event: .doorOpened),
         .init(property: "doors.positions.position", from: .oneOf(["open"]), to: .oneOf(["closed"]), event: .doorClosed),

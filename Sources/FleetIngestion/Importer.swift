@@ -81,7 +81,10 @@ public struct Importer: Sendable {
     ///
     /// - Parameter progress: Called after each committed batch with the running summary.
     /// - Throws: ``SQLiteError`` when the database itself fails; the batches committed before stay.
-    public func importFile(named file: String, content: [UInt8], wholeDocument: Bool, into summary: inout Summary, progress: (Summary) -> Void = { _ in }) async throws {
+    public func importFile(
+        named file: String, content: [UInt8], wholeDocument: Bool, into summary: inout Summary,
+        progress: (Summary) -> Void = { _ in }
+    ) async throws {
         var batch: [(write: PollWrite, line: Int)] = []
         if wholeDocument {
             do {
@@ -102,10 +105,12 @@ public struct Importer: Sendable {
             return
         }
         var delivered = false
-        try await importLines(named: file, read: {
-            defer { delivered = true }
-            return delivered ? nil : content
-        }, into: &summary, progress: progress)
+        try await importLines(
+            named: file,
+            read: {
+                defer { delivered = true }
+                return delivered ? nil : content
+            }, into: &summary, progress: progress)
     }
 
     /// Imports a JSON-lines file read in chunks (`read` returns the next bytes, `nil` at the
@@ -116,8 +121,10 @@ public struct Importer: Sendable {
     ///   - maximumLineBytes: The longest line read (``maximumLineBytes`` unless a test sets less).
     ///   - progress: Called after each committed batch with the running summary.
     /// - Throws: What `read` throws, or ``SQLiteError``; the batches committed before stay.
-    public func importLines(named file: String, read: () throws -> [UInt8]?, into summary: inout Summary,
-                            maximumLineBytes: Int = Importer.maximumLineBytes, progress: (Summary) -> Void = { _ in }) async throws {
+    public func importLines(
+        named file: String, read: () throws -> [UInt8]?, into summary: inout Summary,
+        maximumLineBytes: Int = Importer.maximumLineBytes, progress: (Summary) -> Void = { _ in }
+    ) async throws {
         var batch: [(write: PollWrite, line: Int)] = []
         var lineNumber = 0
         var pending: [UInt8] = []
@@ -140,7 +147,8 @@ public struct Importer: Sendable {
                     searched = pending.count
                     if !skipping, pending.count - start > maximumLineBytes {
                         lineNumber += 1
-                        summary.rejected.append(Rejection(file: file, line: lineNumber, reason: Self.tooLong(maximumLineBytes)))
+                        summary.rejected.append(
+                            Rejection(file: file, line: lineNumber, reason: Self.tooLong(maximumLineBytes)))
                         skipping = true
                     }
                     if skipping { start = pending.count }
@@ -158,14 +166,18 @@ public struct Importer: Sendable {
                 start = next
                 guard line.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D }) else { continue }
                 if line.count > maximumLineBytes {
-                    summary.rejected.append(Rejection(file: file, line: lineNumber, reason: Self.tooLong(maximumLineBytes)))
+                    summary.rejected.append(
+                        Rejection(file: file, line: lineNumber, reason: Self.tooLong(maximumLineBytes)))
                     continue
                 }
                 do throws(JSONParser.SyntaxError) {
                     let json = try JSONParser.parse(line)
-                    if let write = prepare(json, file: file, line: lineNumber, into: &summary) { batch.append((write, lineNumber)) }
+                    if let write = prepare(json, file: file, line: lineNumber, into: &summary) {
+                        batch.append((write, lineNumber))
+                    }
                 } catch {
-                    summary.rejected.append(Rejection(file: file, line: lineNumber, reason: "not valid JSON (\(error))"))
+                    summary.rejected.append(
+                        Rejection(file: file, line: lineNumber, reason: "not valid JSON (\(error))"))
                 }
                 if batch.count >= Self.batchSize {
                     try await flush(&batch, file: file, into: &summary)
@@ -184,7 +196,9 @@ public struct Importer: Sendable {
     }
 
     /// Writes one batch and counts its outcome.
-    private func flush(_ batch: inout [(write: PollWrite, line: Int)], file: String, into summary: inout Summary) async throws {
+    private func flush(
+        _ batch: inout [(write: PollWrite, line: Int)], file: String, into summary: inout Summary
+    ) async throws {
         guard !batch.isEmpty else { return }
         defer { batch.removeAll(keepingCapacity: true) }
         let outcomes = try await ingestion.write(batch: batch.map(\.write))
@@ -219,8 +233,12 @@ public struct Importer: Sendable {
         }
         // A number from 2^53 on is not exact as read: two messages could share its id and one be
         // skipped as imported already.
-        if let number = root["message_id"]?.numberValue, number.rounded() != number || abs(number) >= 9_007_199_254_740_992 {
-            return reject("\"message_id\" \(SampleValue.number(number)) is not a whole number below 2^53, so the message could not be imported only once (send it as text)")
+        if let number = root["message_id"]?.numberValue,
+            number.rounded() != number || abs(number) >= 9_007_199_254_740_992
+        {
+            return reject(
+                "\"message_id\" \(SampleValue.number(number)) is not a whole number below 2^53, so the message could not be imported only once (send it as text)"
+            )
         }
         let vin: VIN
         do {

@@ -105,7 +105,8 @@ public struct Ingestion: Sendable {
             record.requestID = error.requestID
             result.failure = error.vehicleDataFailure
             if error.hasUnusableRetryAfter, let header = error.retryAfterHeader {
-                logger.warning("ignoring an unusable Retry-After \"\(header.prefix(40))\" for \(vin); backing off instead")
+                logger.warning(
+                    "ignoring an unusable Retry-After \"\(header.prefix(40))\" for \(vin); backing off instead")
             }
             logger.warning("\(error.description)")
         }
@@ -121,7 +122,8 @@ public struct Ingestion: Sendable {
             answerSaysPrivacy: result.failure == .privacyMode,
             failureReasons: failures.map(\.reason), hasSamples: !samples.isEmpty)
         do {
-            let written = try await writeRetryingWhileLocked(PollWrite(poll: record, samples: samples, failures: failures))
+            let written = try await writeRetryingWhileLocked(
+                PollWrite(poll: record, samples: samples, failures: failures))
             count(written)
             if result.failure == .consentRemoved {
                 try await store.setStatus(.consentRemoved, reason: record.error, vin: vin, at: record.receivedAt)
@@ -134,7 +136,8 @@ public struct Ingestion: Sendable {
         } catch {
             var hint = ""
             if let error = error as? SQLiteError, error.isFull {
-                hint = " (the disk is full, or the database reached database.max_size_mb;"
+                hint =
+                    " (the disk is full, or the database reached database.max_size_mb;"
                     + " the vehicle is polled again after a backoff)"
             }
             logger.error("could not store the poll of \(vin): \(error)\(hint)")
@@ -174,7 +177,8 @@ public struct Ingestion: Sendable {
             requestID: payload.requestID, brand: payload.brand)
         record.imported = true
         count(payload.failures, vin: vin)
-        return PollWrite(poll: record, samples: payload.samples, failures: payload.failures, messageID: payload.messageID)
+        return PollWrite(
+            poll: record, samples: payload.samples, failures: payload.failures, messageID: payload.messageID)
     }
 
     /// Writes the poll, trying again while another process holds the write lock: each attempt
@@ -187,7 +191,8 @@ public struct Ingestion: Sendable {
             } catch let error as SQLiteError where error.isLocked && attempt < Self.lockedWriteAttempts {
                 attempt += 1
                 logger.warning(
-                    "the database is locked by another process; still waiting to store the poll of \(write.poll.vin) (attempt \(attempt))")
+                    "the database is locked by another process; still waiting to store the poll of \(write.poll.vin) (attempt \(attempt))"
+                )
             }
         }
     }
@@ -207,11 +212,14 @@ public struct Ingestion: Sendable {
 
     private func count(_ written: PollWriteResult) {
         if written.samplesWritten > 0 {
-            Counter(label: "fleet_telemetry_samples_written_total", factory: metrics).increment(by: written.samplesWritten)
+            Counter(label: "fleet_telemetry_samples_written_total", factory: metrics).increment(
+                by: written.samplesWritten)
         }
         for event in written.events {
-            Counter(label: "fleet_telemetry_events_total", dimensions: [("type", event.type.rawValue)], factory: metrics)
-                .increment()
+            Counter(
+                label: "fleet_telemetry_events_total", dimensions: [("type", event.type.rawValue)], factory: metrics
+            )
+            .increment()
         }
     }
 

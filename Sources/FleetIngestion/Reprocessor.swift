@@ -54,7 +54,7 @@ public struct Reprocessor: Sendable {
             for response in try await store.archivedResponses(vin: vin, since: start) {
                 summary.responses += 1
                 guard response.isSuccess,
-                      let payload = try? ingestion.normalizer.normalize(
+                    let payload = try? ingestion.normalizer.normalize(
                         body: response.body, vin: vin, receivedAt: response.receivedAt)
                 else {
                     summary.unreadable += 1

@@ -15,8 +15,10 @@ public protocol ChangeDetecting: Sendable {
     ///   - state: The VIN's rule state (`rule_state` table); changes are stored in the same
     ///     transaction as the events.
     /// - Returns: Events without ids; the store assigns them.
-    func events(previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp,
-                state: inout RuleState) -> [Event]
+    func events(
+        previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp,
+        state: inout RuleState
+    ) -> [Event]
 
     /// The events of what a response says about privacy mode (`privacy_mode_entered`, `_left`).
     ///
@@ -32,8 +34,10 @@ public protocol ChangeDetecting: Sendable {
 
     /// The event of a fleet sync that saw a vehicle's clearance go from `previous` to `current`
     /// (`clearance_changed`); `previous` is `nil` for a vehicle seen for the first time.
-    func clearanceEvents(vin: VIN, from previous: ClearanceStatus?, to current: ClearanceStatus,
-                         at time: Timestamp) -> [Event]
+    func clearanceEvents(
+        vin: VIN, from previous: ClearanceStatus?, to current: ClearanceStatus,
+        at time: Timestamp
+    ) -> [Event]
 }
 
 extension ChangeDetecting {
@@ -57,8 +61,10 @@ extension ChangeDetecting {
     }
 
     /// A detector of transitions only: no clearance events.
-    public func clearanceEvents(vin: VIN, from previous: ClearanceStatus?, to current: ClearanceStatus,
-                                at time: Timestamp) -> [Event] {
+    public func clearanceEvents(
+        vin: VIN, from previous: ClearanceStatus?, to current: ClearanceStatus,
+        at time: Timestamp
+    ) -> [Event] {
         []
     }
 }

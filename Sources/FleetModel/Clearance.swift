@@ -34,9 +34,10 @@ public enum Brand {
     /// True for a plausible brand name: 1–40 characters of `a-z`, `0-9`, `_` or `-`.
     public static func isValid(_ name: String) -> Bool {
         let canonical = canonical(name)
-        return !canonical.isEmpty && canonical.count <= 40 && canonical.unicodeScalars.allSatisfy {
-            ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_"
-        }
+        return !canonical.isEmpty && canonical.count <= 40
+            && canonical.unicodeScalars.allSatisfy {
+                ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_"
+            }
     }
 }
 
@@ -53,7 +54,10 @@ public struct FleetVehicle: Sendable, Hashable {
     /// Why a registration failed (`status == .error`), e.g. "vin should be 17 character(s)".
     public var description: String?
 
-    public init(vin: VIN, brand: String?, status: ClearanceStatus, tags: [String: String] = [:], licensePlate: String? = nil, description: String? = nil) {
+    public init(
+        vin: VIN, brand: String?, status: ClearanceStatus, tags: [String: String] = [:], licensePlate: String? = nil,
+        description: String? = nil
+    ) {
         self.vin = vin
         self.brand = brand.map(Brand.canonical)
         self.status = status
@@ -80,7 +84,11 @@ public struct Eligibility: Sendable, Hashable {
     /// Document: whether clearance is required.
     public var clearanceRequired: Bool?
 
-    public init(vin: VIN, eligible: Bool, dataDelivery: [String] = [], connectivityStatus: String? = nil, primaryUserAssigned: Bool? = nil, brand: String? = nil, capabilities: [String] = [], clearanceRequired: Bool? = nil) {
+    public init(
+        vin: VIN, eligible: Bool, dataDelivery: [String] = [], connectivityStatus: String? = nil,
+        primaryUserAssigned: Bool? = nil, brand: String? = nil, capabilities: [String] = [],
+        clearanceRequired: Bool? = nil
+    ) {
         self.vin = vin
         self.eligible = eligible
         self.dataDelivery = dataDelivery

@@ -74,7 +74,10 @@ public struct Event: Hashable, Sendable {
     /// The new value, as text.
     public var newValue: String
 
-    public init(id: Int64? = nil, vin: VIN, type: EventType, instance: String, occurredAt: Timestamp, detectedAt: Timestamp, previousValue: String?, newValue: String) {
+    public init(
+        id: Int64? = nil, vin: VIN, type: EventType, instance: String, occurredAt: Timestamp, detectedAt: Timestamp,
+        previousValue: String?, newValue: String
+    ) {
         self.id = id
         self.vin = vin
         self.type = type

@@ -80,7 +80,10 @@ public enum JSONValue: Hashable, Sendable, Codable {
             return n.rounded() == n && abs(n) < 1e15 ? String(Int64(n)) : String(n)
         case .string(let s): return JSONValue.quoted(s)
         case .array(let a): return "[" + a.map(\.serialized).joined(separator: ",") + "]"
-        case .object(let o): return "{" + o.members.sorted { $0.key < $1.key }.map { JSONValue.quoted($0.key) + ":" + $0.value.serialized }.joined(separator: ",") + "}"
+        case .object(let o):
+            return "{"
+                + o.members.sorted { $0.key < $1.key }.map { JSONValue.quoted($0.key) + ":" + $0.value.serialized }
+                .joined(separator: ",") + "}"
         }
     }
 

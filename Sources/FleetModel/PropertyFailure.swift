@@ -57,8 +57,10 @@ public struct PropertyFailure: Sendable, Hashable {
     /// poll's receive time.
     public var observedAt: Timestamp?
 
-    public init(property: String, instance: String = "", reason: Reason, description: String?,
-                observedAt: Timestamp? = nil) {
+    public init(
+        property: String, instance: String = "", reason: Reason, description: String?,
+        observedAt: Timestamp? = nil
+    ) {
         self.property = property
         self.instance = instance
         self.reason = reason

@@ -85,7 +85,10 @@ public struct Sample: Hashable, Sendable {
     /// or the value was a 0.0–1.0 fraction; `nil` otherwise.
     public var sourceUnit: String?
 
-    public init(vin: VIN, property: String, instance: String = "", value: SampleValue, unit: String? = nil, observedAt: Timestamp, timeSource: ObservationTimeSource = .property, sourceUnit: String? = nil) {
+    public init(
+        vin: VIN, property: String, instance: String = "", value: SampleValue, unit: String? = nil,
+        observedAt: Timestamp, timeSource: ObservationTimeSource = .property, sourceUnit: String? = nil
+    ) {
         self.timeSource = timeSource
         self.sourceUnit = sourceUnit
         self.vin = vin

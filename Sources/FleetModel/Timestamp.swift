@@ -50,7 +50,8 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
         let minute = (msOfDay / 60_000) % 60
         let second = (msOfDay / 1000) % 60
         let milli = msOfDay % 1000
-        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(hour, 2)):\(pad(minute, 2)):\(pad(second, 2)).\(pad(milli, 3))Z"
+        return
+            "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(hour, 2)):\(pad(minute, 2)):\(pad(second, 2)).\(pad(milli, 3))Z"
     }
 
     /// Parses an RFC 3339 date-time: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`.
@@ -79,12 +80,12 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
             return value
         }
         guard let year = digits(0, 4), utf8[4] == 45, let month = digits(5, 2), utf8[7] == 45,
-              let day = digits(8, 2), utf8[10] == 84 || utf8[10] == 116 || utf8[10] == 32,  // T t space
-              let hour = digits(11, 2), utf8[13] == 58, let minute = digits(14, 2), utf8[16] == 58,
-              let second = digits(17, 2)
+            let day = digits(8, 2), utf8[10] == 84 || utf8[10] == 116 || utf8[10] == 32,  // T t space
+            let hour = digits(11, 2), utf8[13] == 58, let minute = digits(14, 2), utf8[16] == 58,
+            let second = digits(17, 2)
         else { return nil }
         guard (1...12).contains(month), day >= 1, day <= daysInMonth(year, month),
-              hour <= 23, minute <= 59, second <= 60
+            hour <= 23, minute <= 59, second <= 60
         else { return nil }
         var index = 19
         var millis: Int64 = 0
@@ -107,7 +108,7 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
             case 43, 45:  // + -
                 let sign: Int64 = utf8[index] == 45 ? -1 : 1
                 guard let oh = digits(index + 1, 2), index + 3 < utf8.count, utf8[index + 3] == 58,
-                      let om = digits(index + 4, 2), oh <= 23, om <= 59
+                    let om = digits(index + 4, 2), oh <= 23, om <= 59
                 else { return nil }
                 offsetMinutes = sign * (oh * 60 + om)
                 index += 6

@@ -17,7 +17,9 @@ public struct VIN: Hashable, Sendable, Comparable, CustomStringConvertible, Coda
             return
         }
         // Upper-case ASCII only: `ſ`.uppercased() is `S`, which must not make a VIN valid.
-        let upper = String(String.UnicodeScalarView(string.unicodeScalars.map { ("a"..."z").contains($0) ? Unicode.Scalar($0.value - 32)! : $0 }))
+        let upper = String(
+            String.UnicodeScalarView(
+                string.unicodeScalars.map { ("a"..."z").contains($0) ? Unicode.Scalar($0.value - 32)! : $0 }))
         let scalars = Array(upper.unicodeScalars)
         guard scalars.count == 17 else {
             throw VINError(input: string, reason: "must be 17 characters, got \(scalars.count)")
@@ -25,7 +27,8 @@ public struct VIN: Hashable, Sendable, Comparable, CustomStringConvertible, Coda
         for (offset, scalar) in scalars.enumerated() where !VIN.isAllowed(scalar) {
             throw VINError(
                 input: string,
-                reason: "character \(offset + 1) ('\(scalar.escaped(asASCII: true))') is not in the ISO 3779 alphabet (0-9, A-Z without I, O, Q)"
+                reason:
+                    "character \(offset + 1) ('\(scalar.escaped(asASCII: true))') is not in the ISO 3779 alphabet (0-9, A-Z without I, O, Q)"
             )
         }
         self.rawValue = upper

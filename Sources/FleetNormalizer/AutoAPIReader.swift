@@ -14,17 +14,25 @@ struct AutoAPIReader {
     mutating func read(_ capabilities: JSONObject, into payload: inout NormalizedPayload) {
         for (capability, value) in capabilities {
             guard Normalizer.isValidName(capability) else {
-                payload.failures.append(PropertyFailure(property: String(capability.prefix(64)), reason: .unreadable, description: "capability name is not snake_case"))
+                payload.failures.append(
+                    PropertyFailure(
+                        property: String(capability.prefix(64)), reason: .unreadable,
+                        description: "capability name is not snake_case"))
                 continue
             }
             guard case .object(let properties) = value else {
-                payload.failures.append(PropertyFailure(property: capability, reason: .unreadable, description: "capability is not an object"))
+                payload.failures.append(
+                    PropertyFailure(
+                        property: capability, reason: .unreadable, description: "capability is not an object"))
                 continue
             }
             for (property, propertyValue) in properties {
                 let path = capability + "." + property
                 guard Normalizer.isValidName(property) else {
-                    payload.failures.append(PropertyFailure(property: capability + "." + String(property.prefix(64)), reason: .unreadable, description: "property name is not snake_case"))
+                    payload.failures.append(
+                        PropertyFailure(
+                            property: capability + "." + String(property.prefix(64)), reason: .unreadable,
+                            description: "property name is not snake_case"))
                     continue
                 }
                 switch propertyValue {
@@ -36,43 +44,62 @@ struct AutoAPIReader {
                     let multiple = Self.isMultiple(path, entries)
                     for (index, entry) in entries.enumerated() {
                         if case .object(let object) = entry {
-                            readEntry(object, path: path, index: multiple ? index : nil, keyedOnly: !multiple, into: &payload)
+                            readEntry(
+                                object, path: path, index: multiple ? index : nil, keyedOnly: !multiple, into: &payload)
                         } else {
-                            payload.failures.append(PropertyFailure(property: path, reason: .unreadable, description: "array entry \(index) is not an object"))
+                            payload.failures.append(
+                                PropertyFailure(
+                                    property: path, reason: .unreadable,
+                                    description: "array entry \(index) is not an object"))
                         }
                     }
                 default:
-                    payload.failures.append(PropertyFailure(property: path, reason: .unreadable, description: "property is not an Auto API property object"))
+                    payload.failures.append(
+                        PropertyFailure(
+                            property: path, reason: .unreadable,
+                            description: "property is not an Auto API property object"))
                 }
             }
         }
     }
 
-    private func readEntry(_ entry: JSONObject, path: String, index: Int?, keyedOnly: Bool = false, into payload: inout NormalizedPayload) {
+    private func readEntry(
+        _ entry: JSONObject, path: String, index: Int?, keyedOnly: Bool = false, into payload: inout NormalizedPayload
+    ) {
         let timestamp = entry["timestamp"]?.stringValue.flatMap { Timestamp(iso8601: $0) }
         if let failure = entry["failure"] {
-            payload.failures.append(PropertyFailure(
-                property: path,
-                instance: index.map { String($0) } ?? "",
-                reason: .init(rawValue: String((failure["reason"]?.stringValue ?? "unknown").prefix(64))),
-                description: failure["description"]?.stringValue.map { String($0.prefix(500)) },
-                observedAt: timestamp
-            ))
+            payload.failures.append(
+                PropertyFailure(
+                    property: path,
+                    instance: index.map { String($0) } ?? "",
+                    reason: .init(rawValue: String((failure["reason"]?.stringValue ?? "unknown").prefix(64))),
+                    description: failure["description"]?.stringValue.map { String($0.prefix(500)) },
+                    observedAt: timestamp
+                ))
             return
         }
         guard let data = entry["data"] else { return }
         if let raw = entry["timestamp"], timestamp == nil {
             let text = raw.stringValue ?? raw.serialized
-            payload.failures.append(PropertyFailure(property: path, reason: .invalidValue, description: "unreadable timestamp \"\(text.prefix(60))\""))
+            payload.failures.append(
+                PropertyFailure(
+                    property: path, reason: .invalidValue, description: "unreadable timestamp \"\(text.prefix(60))\""))
             return
         }
         if let timestamp, !Self.isPlausible(timestamp, receivedAt: receivedAt) {
             // A clock far off would pin `latest` to a value no newer reading could replace.
-            payload.failures.append(PropertyFailure(property: path, reason: .invalidValue, description: "implausible timestamp \(timestamp.iso8601): before 2000 or more than a year after the response"))
+            payload.failures.append(
+                PropertyFailure(
+                    property: path, reason: .invalidValue,
+                    description:
+                        "implausible timestamp \(timestamp.iso8601): before 2000 or more than a year after the response"
+                ))
             return
         }
         if data == .null {
-            payload.failures.append(PropertyFailure(property: path, reason: .invalidValue, description: "data is null", observedAt: timestamp))
+            payload.failures.append(
+                PropertyFailure(
+                    property: path, reason: .invalidValue, description: "data is null", observedAt: timestamp))
             return
         }
         let observedAt = timestamp ?? receivedAt
@@ -92,7 +119,8 @@ struct AutoAPIReader {
     /// A property timestamp is plausible from 2000 up to a year after the response arrived (the
     /// emulator's simulated time runs ahead of the wall clock, by a day per minute in the demo).
     static func isPlausible(_ timestamp: Timestamp, receivedAt: Timestamp) -> Bool {
-        timestamp >= earliestPlausible && timestamp <= receivedAt.adding(milliseconds: 366 * Timestamp.millisecondsPerDay)
+        timestamp >= earliestPlausible
+            && timestamp <= receivedAt.adding(milliseconds: 366 * Timestamp.millisecondsPerDay)
     }
 
     /// Whether an array holds the instances of a `multiple` property (known as such, or several
@@ -111,10 +139,12 @@ struct AutoAPIReader {
         "diagnostics.check_control_messages", "diagnostics.tire_pressures", "diagnostics.tire_temperatures",
         "diagnostics.wheel_rpms", "diagnostics.trouble_codes", "diagnostics.tire_pressure_statuses",
         "diagnostics.oem_trouble_code_values", "diagnostics.confirmed_trouble_codes",
-        "diagnostics.diesel_exhaust_filter_status", "diagnostics.tire_pressures_targets", "diagnostics.tire_pressures_differences",
+        "diagnostics.diesel_exhaust_filter_status", "diagnostics.tire_pressures_targets",
+        "diagnostics.tire_pressures_differences",
         "climate.hvac_weekday_starting_times", "dashboard_lights.dashboard_lights", "dashboard_lights.bulb_failures",
         "dashboard_lights.dynamic_warnings", "usage.trip_meters", "usage.acceleration_durations",
-        "windows.open_percentages", "windows.positions", "lights.fog_lights", "lights.reading_lamps", "lights.interior_lights",
+        "windows.open_percentages", "windows.positions", "lights.fog_lights", "lights.reading_lamps",
+        "lights.interior_lights",
         "seats.persons_detected", "seats.seatbelts_state", "trunk.lock", "parking_brake.status",
     ]
 
@@ -141,7 +171,8 @@ struct SampleEmitter {
     let observedAt: Timestamp
     let timeSource: ObservationTimeSource
 
-    func emit(_ value: JSONValue, path: String, skipping keyField: String? = nil, into payload: inout NormalizedPayload) {
+    func emit(_ value: JSONValue, path: String, skipping keyField: String? = nil, into payload: inout NormalizedPayload)
+    {
         switch value {
         case .null:
             return
@@ -155,13 +186,15 @@ struct SampleEmitter {
             if let range = Self.coordinateRange(path) {
                 switch Self.number(from: value) {
                 case .number(let n): appendCoordinate(n, range: range, path: path, into: &payload)
-                case .invalid(let raw), .notNumeric(let raw): fail(path, .invalidValue, "not a number: \"\(raw)\"", into: &payload)
+                case .invalid(let raw), .notNumeric(let raw):
+                    fail(path, .invalidValue, "not a number: \"\(raw)\"", into: &payload)
                 }
             } else if UnitConversion.percentageProperties.contains(path) {
                 // A number sent as text where a number is expected: parse it when unambiguous.
                 switch Self.number(from: value) {
                 case .number(let n): appendPercentage(n, path: path, into: &payload)
-                case .invalid(let raw), .notNumeric(let raw): fail(path, .invalidValue, "not a number: \"\(raw)\"", into: &payload)
+                case .invalid(let raw), .notNumeric(let raw):
+                    fail(path, .invalidValue, "not a number: \"\(raw)\"", into: &payload)
                 }
             } else if Self.isOutOfRangeNumber(s) {
                 fail(path, .invalidValue, "number out of range: \(s.prefix(60))", into: &payload)
@@ -179,19 +212,24 @@ struct SampleEmitter {
         case .object(let fields):
             if let valueField = fields["value"], let unitField = fields["unit"] {
                 guard let rawUnit = unitField.stringValue else {
-                    fail(path, .invalidValue, "the unit is not text: \(unitField.serialized.prefix(40))", into: &payload)
+                    fail(
+                        path, .invalidValue, "the unit is not text: \(unitField.serialized.prefix(40))", into: &payload)
                     return
                 }
                 // Units compare without case or surrounding spaces; the source keeps what was sent.
                 let unit = Self.comparableUnit(rawUnit)
-                for (field, extra) in fields where field != "value" && field != "unit" && Normalizer.isValidName(field) {
+                for (field, extra) in fields where field != "value" && field != "unit" && Normalizer.isValidName(field)
+                {
                     emit(extra, path: path + "." + field, into: &payload)
                 }
                 switch Self.number(from: valueField) {
                 case .number(let number):
                     do {
                         let (converted, canonicalUnit) = try UnitConversion.convert(number, unit: unit)
-                        append(.number(converted), unit: canonicalUnit, sourceUnit: canonicalUnit == rawUnit ? nil : String(rawUnit.prefix(64)), path: path, into: &payload)
+                        append(
+                            .number(converted), unit: canonicalUnit,
+                            sourceUnit: canonicalUnit == rawUnit ? nil : String(rawUnit.prefix(64)), path: path,
+                            into: &payload)
                     } catch {
                         fail(path, .invalidValue, error.reason, into: &payload)
                     }
@@ -202,7 +240,9 @@ struct SampleEmitter {
             }
             for (field, fieldValue) in fields where field != keyField {
                 guard Normalizer.isValidName(field) else {
-                    payload.failures.append(PropertyFailure(property: path, reason: .unreadable, description: "field name is not snake_case"))
+                    payload.failures.append(
+                        PropertyFailure(
+                            property: path, reason: .unreadable, description: "field name is not snake_case"))
                     continue
                 }
                 emit(fieldValue, path: path + "." + field, into: &payload)
@@ -220,12 +260,18 @@ struct SampleEmitter {
         return unit.trimmingCharacters(in: .whitespaces).lowercased()
     }
 
-    private func append(_ value: SampleValue, unit: String?, sourceUnit: String? = nil, path: String, into payload: inout NormalizedPayload) {
+    private func append(
+        _ value: SampleValue, unit: String?, sourceUnit: String? = nil, path: String,
+        into payload: inout NormalizedPayload
+    ) {
         if case .number(let n) = value, !n.isFinite {
             fail(path, .invalidValue, "not a finite number", into: &payload)
             return
         }
-        payload.samples.append(Sample(vin: vin, property: path, instance: instance, value: value, unit: unit, observedAt: observedAt, timeSource: timeSource, sourceUnit: sourceUnit))
+        payload.samples.append(
+            Sample(
+                vin: vin, property: path, instance: instance, value: value, unit: unit, observedAt: observedAt,
+                timeSource: timeSource, sourceUnit: sourceUnit))
     }
 
     /// The values a `vehicle_location` coordinate can take, in degrees, or `nil` for any other
@@ -240,9 +286,14 @@ struct SampleEmitter {
     }
 
     /// A latitude or longitude in degrees; outside `range` it is a failure.
-    private func appendCoordinate(_ degrees: Double, range: ClosedRange<Double>, path: String, into payload: inout NormalizedPayload) {
+    private func appendCoordinate(
+        _ degrees: Double, range: ClosedRange<Double>, path: String, into payload: inout NormalizedPayload
+    ) {
         guard range.contains(degrees) else {
-            fail(path, .invalidValue, "\(path.hasSuffix("latitude") ? "latitude" : "longitude") \(SampleValue.number(degrees)) is outside \(SampleValue.number(range.lowerBound))…\(SampleValue.number(range.upperBound))", into: &payload)
+            fail(
+                path, .invalidValue,
+                "\(path.hasSuffix("latitude") ? "latitude" : "longitude") \(SampleValue.number(degrees)) is outside \(SampleValue.number(range.lowerBound))…\(SampleValue.number(range.upperBound))",
+                into: &payload)
             return
         }
         append(.number(degrees), unit: nil, path: path, into: &payload)
@@ -252,14 +303,24 @@ struct SampleEmitter {
     private func appendPercentage(_ fraction: Double, path: String, into payload: inout NormalizedPayload) {
         let upper = path.hasSuffix("state_of_health") ? 2.0 : 1.0
         guard fraction >= 0, fraction <= upper else {
-            fail(path, .invalidValue, "percentage fraction \(SampleValue.number(fraction)) is outside 0…\(SampleValue.number(upper))", into: &payload)
+            fail(
+                path, .invalidValue,
+                "percentage fraction \(SampleValue.number(fraction)) is outside 0…\(SampleValue.number(upper))",
+                into: &payload)
             return
         }
-        append(.number(UnitConversion.percent(fromFraction: fraction)), unit: "percent", sourceUnit: "fraction", path: path, into: &payload)
+        append(
+            .number(UnitConversion.percent(fromFraction: fraction)), unit: "percent", sourceUnit: "fraction",
+            path: path, into: &payload)
     }
 
-    private func fail(_ path: String, _ reason: PropertyFailure.Reason, _ description: String, into payload: inout NormalizedPayload) {
-        payload.failures.append(PropertyFailure(property: path, instance: instance, reason: reason, description: description, observedAt: timeSource == .property ? observedAt : nil))
+    private func fail(
+        _ path: String, _ reason: PropertyFailure.Reason, _ description: String, into payload: inout NormalizedPayload
+    ) {
+        payload.failures.append(
+            PropertyFailure(
+                property: path, instance: instance, reason: reason, description: description,
+                observedAt: timeSource == .property ? observedAt : nil))
     }
 
     /// How a JSON value reads as a number.
@@ -280,9 +341,14 @@ struct SampleEmitter {
         case .string(let s):
             let trimmed = s.trimmingCharacters(in: .whitespaces)
             let lowered = trimmed.lowercased()
-            if ["nan", "inf", "-inf", "infinity", "-infinity", "+inf"].contains(lowered) { return .invalid(String(s.prefix(60))) }
-            guard !trimmed.isEmpty, trimmed.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || $0 == 46 || $0 == 45 || $0 == 43 || $0 == 101 || $0 == 69 }),
-                  let n = Double(trimmed)
+            if ["nan", "inf", "-inf", "infinity", "-infinity", "+inf"].contains(lowered) {
+                return .invalid(String(s.prefix(60)))
+            }
+            guard !trimmed.isEmpty,
+                trimmed.utf8.allSatisfy({
+                    ($0 >= 48 && $0 <= 57) || $0 == 46 || $0 == 45 || $0 == 43 || $0 == 101 || $0 == 69
+                }),
+                let n = Double(trimmed)
             else { return .notNumeric(String(s.prefix(60))) }
             return n.isFinite ? .number(n) : .invalid(String(s.prefix(60)))
         case .null:
@@ -295,7 +361,8 @@ struct SampleEmitter {
     /// True for the literal of a JSON number too large for `Double` (kept as text by the parser).
     static func isOutOfRangeNumber(_ text: String) -> Bool {
         guard let first = text.utf8.first, first == 45 || (first >= 48 && first <= 57),
-              text.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || $0 == 46 || $0 == 45 || $0 == 43 || $0 == 101 || $0 == 69 })
+            text.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || $0 == 46 || $0 == 45 || $0 == 43 || $0 == 101 || $0 == 69 }
+            )
         else { return false }
         return Double(text).map { !$0.isFinite } ?? false
     }

@@ -26,20 +26,28 @@ public struct Normalizer: Sendable {
     ///     no timestamp of their own.
     /// - Returns: The samples (in canonical units) and the property-level failures.
     /// - Throws: ``NormalizationError`` when the body is not JSON, not an object, or names another VIN.
-    public func normalize(body: some Collection<UInt8>, vin: VIN, receivedAt: Timestamp) throws(NormalizationError) -> NormalizedPayload {
+    public func normalize(
+        body: some Collection<UInt8>, vin: VIN, receivedAt: Timestamp
+    ) throws(NormalizationError) -> NormalizedPayload {
         let json: JSONValue
         do {
             json = try JSONParser.parse(body)
         } catch {
             let snippet = String(decoding: body.prefix(60), as: UTF8.self).unicodeScalars
                 .map { $0.value < 0x20 || $0.value == 0x7F ? " " : String($0) }.joined()
-            throw NormalizationError(vin: vin, path: nil, reason: "the body is not valid JSON (\(error), \(body.count) bytes: \"\(snippet)\(body.count > 60 ? "…" : "")\")")
+            throw NormalizationError(
+                vin: vin, path: nil,
+                reason:
+                    "the body is not valid JSON (\(error), \(body.count) bytes: \"\(snippet)\(body.count > 60 ? "…" : "")\")"
+            )
         }
         return try normalize(json: json, vin: vin, receivedAt: receivedAt)
     }
 
     /// Normalizes an already parsed response. See ``normalize(body:vin:receivedAt:)``.
-    public func normalize(json: JSONValue, vin: VIN, receivedAt: Timestamp) throws(NormalizationError) -> NormalizedPayload {
+    public func normalize(
+        json: JSONValue, vin: VIN, receivedAt: Timestamp
+    ) throws(NormalizationError) -> NormalizedPayload {
         guard case .object(let root) = json else {
             throw NormalizationError(vin: vin, path: nil, reason: "the body is not a JSON object")
         }
@@ -48,7 +56,8 @@ public struct Normalizer: Sendable {
                 throw NormalizationError(vin: vin, path: "vin", reason: "the response's vin is not a valid VIN")
             }
             guard sentVIN == vin else {
-                throw NormalizationError(vin: vin, path: "vin", reason: "the response is for another vehicle (\(sentVIN))")
+                throw NormalizationError(
+                    vin: vin, path: "vin", reason: "the response is for another vehicle (\(sentVIN))")
             }
         }
         var payload = NormalizedPayload(vin: vin, shape: .autoAPI, requestID: root["request_id"]?.stringValue)
@@ -56,7 +65,9 @@ public struct Normalizer: Sendable {
         var capabilities = root.filter { !Self.envelopeKeys.contains($0.key) }
         // A push message (MQTT v1/v2, Kinesis): {version, message_id, vin, data: {capability: …}}.
         if case .object(let data)? = root["data"], root["message_id"] != nil || root["version"] != nil {
-            payload.messageID = root["message_id"].flatMap { $0.stringValue ?? $0.numberValue.map { SampleValue.number($0).description } }
+            payload.messageID = root["message_id"].flatMap {
+                $0.stringValue ?? $0.numberValue.map { SampleValue.number($0).description }
+            }
             capabilities = data
         }
         capabilities = Self.resolvingDeprecatedAliases(capabilities)
@@ -73,13 +84,19 @@ public struct Normalizer: Sendable {
     }
 
     /// Top-level keys that are part of the envelope, not capabilities.
-    static let envelopeKeys: Set<String> = ["request_id", "vin", "brand", "timestamp", "message_id", "version", "application_id", "data"]
+    static let envelopeKeys: Set<String> = [
+        "request_id", "vin", "brand", "timestamp", "message_id", "version", "application_id", "data",
+    ]
 
     /// Deprecated Auto API property names and their current names (per capability).
     static let deprecatedAliases: [String: [String: String]] = [
-        "diagnostics": ["mileage": "odometer", "mileage_meters": "odometer", "engine_total_operating_hours": "engine_total_operating_time"],
+        "diagnostics": [
+            "mileage": "odometer", "mileage_meters": "odometer",
+            "engine_total_operating_hours": "engine_total_operating_time",
+        ],
         "charging": [
-            "charging_rate_kw": "charging_rate", "battery_current_ac": "battery_current", "battery_current_dc": "battery_current",
+            "charging_rate_kw": "charging_rate", "battery_current_ac": "battery_current",
+            "battery_current_dc": "battery_current",
             "charger_voltage_ac": "charger_voltage", "charger_voltage_dc": "charger_voltage",
             "battery_tempretature_extremes": "battery_temperature_extremes",
         ],
@@ -126,10 +143,11 @@ public struct Normalizer: Sendable {
         case .object(let o):
             return !o.isEmpty && o.keys.allSatisfy { $0 == "data" || $0 == "timestamp" || $0 == "failure" }
         case .array(let items):
-            return !items.isEmpty && items.allSatisfy { item in
-                if case .object = item { return isAutoAPIProperty(item) }
-                return false
-            }
+            return !items.isEmpty
+                && items.allSatisfy { item in
+                    if case .object = item { return isAutoAPIProperty(item) }
+                    return false
+                }
         default:
             return false
         }
@@ -137,7 +155,8 @@ public struct Normalizer: Sendable {
 
     /// Capability and property names become parts of a property path: only `[a-z0-9_]` is kept.
     static func isValidName(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.count <= 64 && name.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 }
+        !name.isEmpty && name.utf8.count <= 64
+            && name.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 }
     }
 }
 
@@ -165,7 +184,9 @@ public struct NormalizedPayload: Sendable, Hashable {
     /// not be read. A failure is never a change: it writes no sample and emits no event.
     public var failures: [PropertyFailure] = []
 
-    public init(vin: VIN, shape: Shape, requestID: String? = nil, samples: [Sample] = [], failures: [PropertyFailure] = []) {
+    public init(
+        vin: VIN, shape: Shape, requestID: String? = nil, samples: [Sample] = [], failures: [PropertyFailure] = []
+    ) {
         self.vin = vin
         self.shape = shape
         self.requestID = requestID

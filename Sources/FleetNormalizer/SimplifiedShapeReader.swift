@@ -59,12 +59,17 @@ struct SimplifiedShapeReader {
     mutating func read(_ capabilities: JSONObject, into payload: inout NormalizedPayload) {
         for (capability, value) in capabilities {
             guard Normalizer.isValidName(capability), case .object(let fields) = value else {
-                payload.failures.append(PropertyFailure(property: String(capability.prefix(64)), reason: .unreadable, description: "capability is not an object with a snake_case name"))
+                payload.failures.append(
+                    PropertyFailure(
+                        property: String(capability.prefix(64)), reason: .unreadable,
+                        description: "capability is not an object with a snake_case name"))
                 continue
             }
             for (field, fieldValue) in fields {
                 guard Normalizer.isValidName(field) else {
-                    payload.failures.append(PropertyFailure(property: capability, reason: .unreadable, description: "field name is not snake_case"))
+                    payload.failures.append(
+                        PropertyFailure(
+                            property: capability, reason: .unreadable, description: "field name is not snake_case"))
                     continue
                 }
                 let path = capability + "." + field
@@ -73,7 +78,9 @@ struct SimplifiedShapeReader {
                     readLocks(fieldValue, into: &payload)
                 case "charging.charging_state":
                     guard let state = fieldValue.stringValue else {
-                        payload.failures.append(PropertyFailure(property: path, reason: .unreadable, description: "charging_state is not a string"))
+                        payload.failures.append(
+                            PropertyFailure(
+                                property: path, reason: .unreadable, description: "charging_state is not a string"))
                         continue
                     }
                     if let (status, pluggedIn) = Self.chargingStates[state] {
@@ -92,22 +99,31 @@ struct SimplifiedShapeReader {
 
     private func readLocks(_ value: JSONValue, into payload: inout NormalizedPayload) {
         guard case .array(let entries) = value else {
-            payload.failures.append(PropertyFailure(property: "doors.locks", reason: .unreadable, description: "locks is not an array"))
+            payload.failures.append(
+                PropertyFailure(property: "doors.locks", reason: .unreadable, description: "locks is not an array"))
             return
         }
         for (index, entry) in entries.enumerated() {
             guard case .object(let fields) = entry else {
-                payload.failures.append(PropertyFailure(property: "doors.locks", reason: .unreadable, description: "array entry \(index) is not an object"))
+                payload.failures.append(
+                    PropertyFailure(
+                        property: "doors.locks", reason: .unreadable,
+                        description: "array entry \(index) is not an object"))
                 continue
             }
             let (instance, keyField) = AutoAPIReader.instance(of: entry, index: index)
             for (field, fieldValue) in fields where field != keyField {
                 switch field {
-                case "lock": emitter(instance: instance).emit(fieldValue, path: "doors.locks.lock_state", into: &payload, unitFor: nil)
-                case "position": emitter(instance: instance).emit(fieldValue, path: "doors.positions.position", into: &payload, unitFor: nil)
+                case "lock":
+                    emitter(instance: instance).emit(
+                        fieldValue, path: "doors.locks.lock_state", into: &payload, unitFor: nil)
+                case "position":
+                    emitter(instance: instance).emit(
+                        fieldValue, path: "doors.positions.position", into: &payload, unitFor: nil)
                 default:
                     guard Normalizer.isValidName(field) else { continue }
-                    emitter(instance: instance).emit(fieldValue, path: "doors.locks." + field, into: &payload, unitFor: nil)
+                    emitter(instance: instance).emit(
+                        fieldValue, path: "doors.locks." + field, into: &payload, unitFor: nil)
                 }
             }
         }
@@ -118,7 +134,10 @@ struct SimplifiedShapeReader {
     }
 
     private func append(_ path: String, _ value: SampleValue, instance: String, into payload: inout NormalizedPayload) {
-        payload.samples.append(Sample(vin: vin, property: path, instance: instance, value: value, observedAt: observedAt, timeSource: timeSource))
+        payload.samples.append(
+            Sample(
+                vin: vin, property: path, instance: instance, value: value, observedAt: observedAt,
+                timeSource: timeSource))
     }
 }
 
@@ -131,9 +150,14 @@ extension SampleEmitter {
         }
         switch Self.number(from: value) {
         case .number(let n):
-            payload.samples.append(Sample(vin: vin, property: path, instance: instance, value: .number(n), unit: unit, observedAt: observedAt, timeSource: timeSource))
+            payload.samples.append(
+                Sample(
+                    vin: vin, property: path, instance: instance, value: .number(n), unit: unit, observedAt: observedAt,
+                    timeSource: timeSource))
         case .invalid(let raw), .notNumeric(let raw):
-            payload.failures.append(PropertyFailure(property: path, instance: instance, reason: .invalidValue, description: "not a number: \"\(raw)\""))
+            payload.failures.append(
+                PropertyFailure(
+                    property: path, instance: instance, reason: .invalidValue, description: "not a number: \"\(raw)\""))
         }
     }
 }

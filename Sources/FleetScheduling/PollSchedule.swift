@@ -112,7 +112,10 @@ public struct PollSchedule: Sendable {
         public var pollsToday: Int
         public var day: Int64
 
-        public init(nextDue: Timestamp, consecutiveFailures: Int = 0, inFlight: Bool = false, health: Health = .ok, activity: VehicleActivity? = nil, pollsToday: Int = 0, day: Int64 = 0) {
+        public init(
+            nextDue: Timestamp, consecutiveFailures: Int = 0, inFlight: Bool = false, health: Health = .ok,
+            activity: VehicleActivity? = nil, pollsToday: Int = 0, day: Int64 = 0
+        ) {
             self.nextDue = nextDue
             self.consecutiveFailures = consecutiveFailures
             self.inFlight = inFlight
@@ -175,7 +178,8 @@ public struct PollSchedule: Sendable {
             entry.nextDue = now
         }
         if entry.nextDue <= now {
-            entry.nextDue = now.adding(milliseconds: Int64(random.next() % UInt64(max(1, policy.interval.milliseconds))))
+            entry.nextDue = now.adding(
+                milliseconds: Int64(random.next() % UInt64(max(1, policy.interval.milliseconds))))
         }
         set(vin, entry)
     }
@@ -195,7 +199,8 @@ public struct PollSchedule: Sendable {
     }
 
     private mutating func rebuildHeap() {
-        heap = DueHeap(entries.compactMap { $0.value.inFlight ? nil : DueHeap.Item(due: $0.value.nextDue, vin: $0.key) })
+        heap = DueHeap(
+            entries.compactMap { $0.value.inFlight ? nil : DueHeap.Item(due: $0.value.nextDue, vin: $0.key) })
     }
 
     // MARK: - Taking due VINs
@@ -234,7 +239,8 @@ public struct PollSchedule: Sendable {
                 entry.pollsToday = 0
             }
             if let budget = policy.dailyBudgetPerVIN, entry.pollsToday >= budget {
-                entry.nextDue = Self.startOfNextDay(now).adding(milliseconds: Int64(random.next() % UInt64(max(1, policy.interval.milliseconds))))
+                entry.nextDue = Self.startOfNextDay(now).adding(
+                    milliseconds: Int64(random.next() % UInt64(max(1, policy.interval.milliseconds))))
                 set(top.vin, entry)
                 continue
             }

@@ -41,26 +41,33 @@ final class Connection {
             } else if !folder.isEmpty, !FileManager.default.isWritableFile(atPath: folder) {
                 hint = " (the folder \(folder) is not writable)"
             }
-            throw SQLiteError(extendedResultCode: error.extendedResultCode, message: "cannot open database at \(path): \(error.message)\(hint)")
+            throw SQLiteError(
+                extendedResultCode: error.extendedResultCode,
+                message: "cannot open database at \(path): \(error.message)\(hint)")
         }
         self.handle = db
         self.path = path
         sqlite3_extended_result_codes(db, 1)
-        busyTimeoutMilliseconds = Int32(clamping: busyTimeout.components.seconds * 1000 + busyTimeout.components.attoseconds / 1_000_000_000_000_000)
+        busyTimeoutMilliseconds = Int32(
+            clamping: busyTimeout.components.seconds * 1000 + busyTimeout.components.attoseconds / 1_000_000_000_000_000
+        )
         sqlite3_busy_timeout(db, busyTimeoutMilliseconds)
         if path != ":memory:" {
             // Switched only when needed: a reader of a read-only file cannot write the mode.
             var mode = try scalarText("PRAGMA journal_mode")
             if mode?.lowercased() != "wal" { mode = try scalarText("PRAGMA journal_mode = WAL") }
             guard mode?.lowercased() == "wal" else {
-                throw SQLiteError(code: .error, message: "could not switch \(path) to WAL (journal_mode is \(mode ?? "unknown"))")
+                throw SQLiteError(
+                    code: .error, message: "could not switch \(path) to WAL (journal_mode is \(mode ?? "unknown"))")
             }
         }
         // wal_autocheckpoint = 16000 (64 MiB): the pages every poll writes again are copied into
         // the database once per checkpoint, not four times as at 4,000 pages (7 % less CPU per poll).
         // temp_store = MEMORY: the savepoint of each poll keeps its page copies (the statement
         // journal) in memory; with files SQLite created and deleted a temporary file per poll.
-        try execute("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 16000; PRAGMA journal_size_limit = 67108864; PRAGMA temp_store = MEMORY;")
+        try execute(
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 16000; PRAGMA journal_size_limit = 67108864; PRAGMA temp_store = MEMORY;"
+        )
     }
 
     deinit {

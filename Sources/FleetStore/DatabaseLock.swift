@@ -28,14 +28,17 @@ public final class DatabaseLock: Sendable {
         let path = databasePath
         let descriptor = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o640)
         guard descriptor >= 0 else {
-            throw LockError(path: path, message: "cannot open the database file to lock it: \(String(cString: strerror(errno)))")
+            throw LockError(
+                path: path, message: "cannot open the database file to lock it: \(String(cString: strerror(errno)))")
         }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
             let busy = errno == EWOULDBLOCK
             close(descriptor)
-            throw LockError(path: path, message: busy
-                ? "another fleet-telemetry process is using this database"
-                : "cannot lock: \(String(cString: strerror(errno)))")
+            throw LockError(
+                path: path,
+                message: busy
+                    ? "another fleet-telemetry process is using this database"
+                    : "cannot lock: \(String(cString: strerror(errno)))")
         }
         self.descriptor = descriptor
         self.path = path

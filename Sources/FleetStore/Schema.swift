@@ -249,7 +249,9 @@ enum Schema {
         guard found <= currentVersion else {
             throw StoreError.newerSchema(found: found, supported: currentVersion, path: connection.path)
         }
-        if found == 0, let table = try connection.scalarText("SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 1") {
+        if found == 0,
+            let table = try connection.scalarText("SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 1")
+        {
             // Version 0 with tables: a database of some other program, never ours to change.
             throw StoreError.foreignDatabase(path: connection.path, table: table)
         }
@@ -274,11 +276,14 @@ public enum StoreError: Error, Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .newerSchema(let found, let supported, let path):
-            return "database \(path) has schema version \(found), newer than the \(supported) this fleet-telemetry knows; upgrade fleet-telemetry"
+            return
+                "database \(path) has schema version \(found), newer than the \(supported) this fleet-telemetry knows; upgrade fleet-telemetry"
         case .foreignDatabase(let path, let table):
-            return "\(path) is an SQLite database of another program (it has a table \(table) but no fleet-telemetry schema); it is left untouched: choose another file"
+            return
+                "\(path) is an SQLite database of another program (it has a table \(table) but no fleet-telemetry schema); it is left untouched: choose another file"
         case .notAFleetDatabase(let path):
-            return "\(path) is not a fleet-telemetry database (it is empty); run the daemon, the demo or an import first"
+            return
+                "\(path) is not a fleet-telemetry database (it is empty); run the daemon, the demo or an import first"
         }
     }
 }

@@ -43,7 +43,8 @@ final class Statement {
         // No sqlite3_clear_bindings: every parameter is bound again below (the count must match).
         let expected = Int(sqlite3_bind_parameter_count(handle))
         guard values.count == expected else {
-            throw SQLiteError(code: .range, message: "statement takes \(expected) parameters, \(values.count) given", sql: sql)
+            throw SQLiteError(
+                code: .range, message: "statement takes \(expected) parameters, \(values.count) given", sql: sql)
         }
         for (offset, value) in values.enumerated() {
             let index = Int32(offset + 1)
@@ -56,7 +57,9 @@ final class Statement {
                 // With its byte length: a NUL inside the text is kept, not taken as its end.
                 var text = s
                 code = text.withUTF8 { bytes in
-                    guard let base = bytes.baseAddress else { return sqlite3_bind_text(handle, index, "", 0, SQLITE_TRANSIENT) }
+                    guard let base = bytes.baseAddress else {
+                        return sqlite3_bind_text(handle, index, "", 0, SQLITE_TRANSIENT)
+                    }
                     return base.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
                         sqlite3_bind_text(handle, index, $0, Int32(clamping: bytes.count), SQLITE_TRANSIENT)
                     }
@@ -64,7 +67,9 @@ final class Statement {
             case .blob(let bytes):
                 code = bytes.withUnsafeBytes { buffer in
                     // A zero-length blob still needs a non-null pointer to be a blob, not NULL.
-                    sqlite3_bind_blob(handle, index, buffer.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(clamping: buffer.count), SQLITE_TRANSIENT)
+                    sqlite3_bind_blob(
+                        handle, index, buffer.baseAddress ?? UnsafeRawPointer(bitPattern: 1),
+                        Int32(clamping: buffer.count), SQLITE_TRANSIENT)
                 }
             }
             guard code == SQLITE_OK else {

@@ -30,7 +30,8 @@ extension TelemetryStore {
     /// VINs with archived responses received at or after `since`.
     public func archivedVINs(since: Timestamp) throws -> [VIN] {
         try withConnection { connection in
-            let statement = try connection.makeStatement("SELECT DISTINCT vin FROM raw_responses WHERE received_at >= ?1 ORDER BY vin")
+            let statement = try connection.makeStatement(
+                "SELECT DISTINCT vin FROM raw_responses WHERE received_at >= ?1 ORDER BY vin")
             try statement.bind([.integer(since.millisecondsSince1970)])
             var result: [VIN] = []
             while try statement.step() {
@@ -43,22 +44,26 @@ extension TelemetryStore {
     /// The receive time of the oldest archived response, or `nil` for an empty archive.
     public func oldestArchivedResponse() throws -> Timestamp? {
         try withConnection { connection in
-            try connection.scalarInt("SELECT min(received_at) FROM raw_responses").map(Timestamp.init(millisecondsSince1970:))
+            try connection.scalarInt("SELECT min(received_at) FROM raw_responses").map(
+                Timestamp.init(millisecondsSince1970:))
         }
     }
 
     /// The archived responses of `vin` received at or after `since`, oldest first.
     public func archivedResponses(vin: VIN, since: Timestamp) throws -> [ArchivedResponse] {
         try withConnection { connection in
-            let statement = try connection.cachedStatement("""
+            let statement = try connection.cachedStatement(
+                """
                 SELECT received_at, http_status, body FROM raw_responses WHERE vin = ?1 AND received_at >= ?2 ORDER BY received_at, id
                 """)
             try statement.bind([.text(vin.rawValue), .integer(since.millisecondsSince1970)])
             var result: [ArchivedResponse] = []
             while try statement.step() {
-                result.append(ArchivedResponse(
-                    vin: vin, receivedAt: Timestamp(millisecondsSince1970: statement.int(at: 0)),
-                    httpStatus: statement.isNull(at: 1) ? nil : Int(statement.int(at: 1)), body: statement.blob(at: 2)))
+                result.append(
+                    ArchivedResponse(
+                        vin: vin, receivedAt: Timestamp(millisecondsSince1970: statement.int(at: 0)),
+                        httpStatus: statement.isNull(at: 1) ? nil : Int(statement.int(at: 1)),
+                        body: statement.blob(at: 2)))
             }
             return result
         }
@@ -79,27 +84,34 @@ extension TelemetryStore {
     ///
     /// - Throws: ``SQLiteError``; the transaction is rolled back and the vehicle's samples are as before.
     public func replaceArchivedSamples(
-        vin: VIN, since: Timestamp, responses: [(receivedAt: Timestamp, samples: [Sample])], detector: some ChangeDetecting
+        vin: VIN, since: Timestamp, responses: [(receivedAt: Timestamp, samples: [Sample])],
+        detector: some ChangeDetecting
     ) throws -> ReprocessCounts {
         // `latest` is rewritten outside the poll path: the cached rows are read again afterwards.
         latestCache.removeAll()
         return try withConnection { connection in
             try connection.transaction {
                 var counts = ReprocessCounts()
-                try connection.makeStatement("""
+                try connection.makeStatement(
+                    """
                     DELETE FROM samples WHERE vin = ?1 AND received_at IN (
                         SELECT received_at FROM raw_responses WHERE vin = ?1 AND received_at >= ?2)
-                    """).run([.text(vin.rawValue), .integer(since.millisecondsSince1970)])
+                    """
+                ).run([.text(vin.rawValue), .integer(since.millisecondsSince1970)])
                 counts.deleted = connection.changes
                 var previous: [SeriesKey: LatestValue] = [:]
                 var events: [Event] = []
                 for response in responses {
                     var scratch: RuleState = [:]
                     events += detector.events(
-                        previous: previous, observed: response.samples, detectedAt: response.receivedAt, state: &scratch)
-                    counts.inserted += try writeSamples(response.samples, previous: previous, receivedAt: response.receivedAt, skipStoredLatest: false).written
+                        previous: previous, observed: response.samples, detectedAt: response.receivedAt, state: &scratch
+                    )
+                    counts.inserted += try writeSamples(
+                        response.samples, previous: previous, receivedAt: response.receivedAt, skipStoredLatest: false
+                    ).written
                     for sample in response.samples {
-                        previous[sample.key] = LatestValue(value: sample.value, unit: sample.unit, observedAt: sample.observedAt)
+                        previous[sample.key] = LatestValue(
+                            value: sample.value, unit: sample.unit, observedAt: sample.observedAt)
                     }
                 }
                 counts.events = try insert(events, connection: connection)

@@ -27,11 +27,14 @@ extension TelemetryStore {
     ///
     /// - Returns: The `clearance_changed` events stored, with ids.
     /// - Throws: ``SQLiteError``; nothing of this sync is kept then.
-    public func recordClearance(_ vehicles: [FleetVehicle], at now: Timestamp, detector: some ChangeDetecting) throws -> [Event] {
+    public func recordClearance(
+        _ vehicles: [FleetVehicle], at now: Timestamp, detector: some ChangeDetecting
+    ) throws -> [Event] {
         try withConnection { connection in
             try connection.transaction {
                 let select = try connection.cachedStatement("SELECT clearance_status FROM vehicles WHERE vin = ?1")
-                let upsert = try connection.cachedStatement("""
+                let upsert = try connection.cachedStatement(
+                    """
                     INSERT INTO vehicles (vin, first_seen_at, brand, clearance_status, clearance_changed_at, status, status_changed_at)
                     VALUES (?1, ?2, ?3, ?4, ?2, ?5, ?2)
                     ON CONFLICT (vin) DO UPDATE SET
@@ -67,18 +70,24 @@ extension TelemetryStore {
     /// Sets a vehicle's polling status and the reason.
     public func setStatus(_ status: PollingStatus, reason: String?, vin: VIN, at now: Timestamp) throws {
         try withConnection { connection in
-            try connection.cachedStatement("""
+            try connection.cachedStatement(
+                """
                 INSERT INTO vehicles (vin, first_seen_at, status, status_reason, status_changed_at) VALUES (?1, ?2, ?3, ?4, ?2)
                 ON CONFLICT (vin) DO UPDATE SET status = excluded.status, status_reason = excluded.status_reason,
                     status_changed_at = CASE WHEN vehicles.status IS excluded.status THEN vehicles.status_changed_at ELSE excluded.status_changed_at END
-                """).run([.text(vin.rawValue), .integer(now.millisecondsSince1970), .text(status.rawValue), reason.map(SQLiteValue.text) ?? .null])
+                """
+            ).run([
+                .text(vin.rawValue), .integer(now.millisecondsSince1970), .text(status.rawValue),
+                reason.map(SQLiteValue.text) ?? .null,
+            ])
         }
     }
 
     /// Every row of `vehicles`, by VIN.
     public func vehicles() throws -> [VehicleRecord] {
         try withConnection { connection in
-            let statement = try connection.cachedStatement("""
+            let statement = try connection.cachedStatement(
+                """
                 SELECT vin, brand, clearance_status, clearance_changed_at, status, status_reason, last_polled_at, last_http_status
                 FROM vehicles ORDER BY vin
                 """)
@@ -86,12 +95,17 @@ extension TelemetryStore {
             var result: [VehicleRecord] = []
             while try statement.step() {
                 guard let vin = statement.text(at: 0).flatMap(VIN.init) else { continue }
-                result.append(VehicleRecord(
-                    vin: vin, brand: statement.text(at: 1), clearanceStatus: statement.text(at: 2).flatMap(ClearanceStatus.init),
-                    clearanceChangedAt: statement.isNull(at: 3) ? nil : Timestamp(millisecondsSince1970: statement.int(at: 3)),
-                    status: statement.text(at: 4).flatMap(PollingStatus.init) ?? .active, statusReason: statement.text(at: 5),
-                    lastPolledAt: statement.isNull(at: 6) ? nil : Timestamp(millisecondsSince1970: statement.int(at: 6)),
-                    lastHTTPStatus: statement.isNull(at: 7) ? nil : Int(statement.int(at: 7))))
+                result.append(
+                    VehicleRecord(
+                        vin: vin, brand: statement.text(at: 1),
+                        clearanceStatus: statement.text(at: 2).flatMap(ClearanceStatus.init),
+                        clearanceChangedAt: statement.isNull(at: 3)
+                            ? nil : Timestamp(millisecondsSince1970: statement.int(at: 3)),
+                        status: statement.text(at: 4).flatMap(PollingStatus.init) ?? .active,
+                        statusReason: statement.text(at: 5),
+                        lastPolledAt: statement.isNull(at: 6)
+                            ? nil : Timestamp(millisecondsSince1970: statement.int(at: 6)),
+                        lastHTTPStatus: statement.isNull(at: 7) ? nil : Int(statement.int(at: 7))))
             }
             return result
         }

@@ -14,8 +14,11 @@ extension TelemetryStore {
     /// - Returns: The number of `vehicles` rows whose VIN does not start with `prefix`.
     /// - Throws: ``SQLiteError`` when the file cannot be opened, is not an SQLite database
     ///   (``SQLiteError/Code/notadb``) or has no `vehicles` table (``SQLiteError/Code/error``).
-    public static func vehicleCount(inDatabaseAt path: String, vinsNotStartingWith prefix: String) throws(SQLiteError)
-        -> Int {
+    public static func vehicleCount(
+        inDatabaseAt path: String, vinsNotStartingWith prefix: String
+    ) throws(SQLiteError)
+        -> Int
+    {
         let connection = try Connection(path: path)
         // The prefix is spelled into the SQL, not bound: the SQL is part of the error message
         // the demo prints for a foreign file.

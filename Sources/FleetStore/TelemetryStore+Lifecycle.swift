@@ -23,23 +23,39 @@ extension TelemetryStore {
         for event in events {
             switch event.type {
             case .chargingStarted:
-                try connection.cachedStatement("""
+                try connection.cachedStatement(
+                    """
                     INSERT OR IGNORE INTO charging_sessions (vin, started_at, start_level) VALUES (?1, ?2, ?3)
-                    """).run([.text(event.vin.rawValue), .integer(event.occurredAt.millisecondsSince1970), levels[event.vin].map(SQLiteValue.real) ?? .null])
+                    """
+                ).run([
+                    .text(event.vin.rawValue), .integer(event.occurredAt.millisecondsSince1970),
+                    levels[event.vin].map(SQLiteValue.real) ?? .null,
+                ])
             case .chargingCompleted, .chargingInterrupted, .chargingError:
-                let reason = event.type == .chargingCompleted ? "completed" : event.type == .chargingError ? "error" : "interrupted"
-                let open = try connection.cachedStatement("SELECT started_at FROM charging_sessions WHERE vin = ?1 AND ended_at IS NULL AND started_at <= ?2")
+                let reason =
+                    event.type == .chargingCompleted
+                    ? "completed" : event.type == .chargingError ? "error" : "interrupted"
+                let open = try connection.cachedStatement(
+                    "SELECT started_at FROM charging_sessions WHERE vin = ?1 AND ended_at IS NULL AND started_at <= ?2")
                 try open.bind([.text(event.vin.rawValue), .integer(event.occurredAt.millisecondsSince1970)])
                 var energy: Double?
                 if try open.step() {
                     let startedAt = open.int(at: 0)
                     open.reset()
-                    energy = try chargedEnergy(vin: event.vin, from: startedAt, to: event.occurredAt.millisecondsSince1970, connection: connection)
+                    energy = try chargedEnergy(
+                        vin: event.vin, from: startedAt, to: event.occurredAt.millisecondsSince1970,
+                        connection: connection)
                 }
-                try connection.cachedStatement("""
+                try connection.cachedStatement(
+                    """
                     UPDATE charging_sessions SET ended_at = ?2, end_level = ?3, end_reason = ?4, energy_kwh = ?5
                     WHERE vin = ?1 AND ended_at IS NULL AND started_at <= ?2
-                    """).run([.text(event.vin.rawValue), .integer(event.occurredAt.millisecondsSince1970), levels[event.vin].map(SQLiteValue.real) ?? .null, .text(reason), energy.map(SQLiteValue.real) ?? .null])
+                    """
+                ).run([
+                    .text(event.vin.rawValue), .integer(event.occurredAt.millisecondsSince1970),
+                    levels[event.vin].map(SQLiteValue.real) ?? .null, .text(reason),
+                    energy.map(SQLiteValue.real) ?? .null,
+                ])
             default:
                 continue
             }
@@ -49,7 +65,8 @@ extension TelemetryStore {
     /// `charging.charging_rate` (kW) integrated from `start` to `end` (ms): each observed rate holds
     /// until the next observation.
     func chargedEnergy(vin: VIN, from start: Int64, to end: Int64, connection: Connection) throws -> Double? {
-        let statement = try connection.cachedStatement("""
+        let statement = try connection.cachedStatement(
+            """
             SELECT observed_at, value_num FROM samples
             WHERE vin = ?1 AND property = 'charging.charging_rate' AND instance = '' AND observed_at >= ?2 AND observed_at <= ?3
               AND unit = 'kilowatts' ORDER BY observed_at
@@ -73,10 +90,12 @@ extension TelemetryStore {
     @discardableResult
     public func closeStaleChargingSessions(now: Timestamp, timeout: Duration) throws -> Int {
         try withConnection { connection in
-            try connection.cachedStatement("""
+            try connection.cachedStatement(
+                """
                 UPDATE charging_sessions SET ended_at = started_at + ?2, end_reason = 'timeout'
                 WHERE ended_at IS NULL AND started_at + ?2 <= ?1
-                """).run([.integer(now.millisecondsSince1970), .integer(timeout.milliseconds)])
+                """
+            ).run([.integer(now.millisecondsSince1970), .integer(timeout.milliseconds)])
             return connection.changes
         }
     }
@@ -84,7 +103,8 @@ extension TelemetryStore {
     /// Charging sessions of `vin` (or all), oldest first.
     public func chargingSessions(vin: VIN? = nil) throws -> [ChargingSession] {
         try withConnection { connection in
-            let statement = try connection.cachedStatement("""
+            let statement = try connection.cachedStatement(
+                """
                 SELECT vin, started_at, ended_at, start_level, end_level, end_reason, energy_kwh FROM charging_sessions
                 WHERE ?1 IS NULL OR vin = ?1 ORDER BY started_at, id
                 """)
@@ -92,12 +112,14 @@ extension TelemetryStore {
             var sessions: [ChargingSession] = []
             while try statement.step() {
                 guard let vin = statement.text(at: 0).flatMap(VIN.init) else { continue }
-                sessions.append(ChargingSession(
-                    vin: vin, startedAt: Timestamp(millisecondsSince1970: statement.int(at: 1)),
-                    endedAt: statement.isNull(at: 2) ? nil : Timestamp(millisecondsSince1970: statement.int(at: 2)),
-                    startLevel: statement.isNull(at: 3) ? nil : statement.double(at: 3),
-                    endLevel: statement.isNull(at: 4) ? nil : statement.double(at: 4), endReason: statement.text(at: 5),
-                    energyKWh: statement.isNull(at: 6) ? nil : statement.double(at: 6)))
+                sessions.append(
+                    ChargingSession(
+                        vin: vin, startedAt: Timestamp(millisecondsSince1970: statement.int(at: 1)),
+                        endedAt: statement.isNull(at: 2) ? nil : Timestamp(millisecondsSince1970: statement.int(at: 2)),
+                        startLevel: statement.isNull(at: 3) ? nil : statement.double(at: 3),
+                        endLevel: statement.isNull(at: 4) ? nil : statement.double(at: 4),
+                        endReason: statement.text(at: 5),
+                        energyKWh: statement.isNull(at: 6) ? nil : statement.double(at: 6)))
             }
             return sessions
         }
@@ -113,13 +135,15 @@ extension TelemetryStore {
         guard let after = detector.silentAfter else { return [] }
         return try withConnection { connection in
             try connection.transaction {
-                let statement = try connection.cachedStatement("""
+                let statement = try connection.cachedStatement(
+                    """
                     SELECT l.vin, max(l.received_at) AS newest FROM latest l
                     WHERE NOT EXISTS (SELECT 1 FROM rule_state r WHERE r.vin = l.vin AND r.key = ?3)
                     GROUP BY l.vin HAVING newest + ?2 <= ?1
                     """)
                 try statement.bind([
-                    .integer(now.millisecondsSince1970), .integer(after.milliseconds), .text(RuleStateKey.silent.rawValue),
+                    .integer(now.millisecondsSince1970), .integer(after.milliseconds),
+                    .text(RuleStateKey.silent.rawValue),
                 ])
                 var found: [(VIN, Int64)] = []
                 while try statement.step() {
@@ -145,7 +169,9 @@ extension TelemetryStore {
     /// state, the event and the poll row are one write.
     ///
     /// - Returns: The events stored, with ids.
-    public func setPrivacyMode(_ active: Bool, vin: VIN, at time: Timestamp, detector: some ChangeDetecting) throws -> [Event] {
+    public func setPrivacyMode(
+        _ active: Bool, vin: VIN, at time: Timestamp, detector: some ChangeDetecting
+    ) throws -> [Event] {
         try withConnection { connection in
             try connection.transaction {
                 var state = try ruleState(vin: vin)

@@ -36,12 +36,15 @@ extension TelemetryStore {
     /// - Parameter now: The time against which shown values are counted stale (`stale_after_seconds`).
     public func status(now: Timestamp = SystemWallClock().now()) throws -> [VehicleStatus] {
         try withConnection { connection in
-            let staleAfter = try connection.scalarInt("SELECT value FROM settings WHERE key = 'stale_after_seconds'") ?? 3600
+            let staleAfter =
+                try connection.scalarInt("SELECT value FROM settings WHERE key = 'stale_after_seconds'") ?? 3600
             // A hand-edited setting of any size must not overflow: clamp to ±292 million years.
             let (scaled, overflow) = max(staleAfter, 0).multipliedReportingOverflow(by: 1000)
-            let (cutoff, underflow) = now.millisecondsSince1970.subtractingReportingOverflow(overflow ? Int64.max : scaled)
+            let (cutoff, underflow) = now.millisecondsSince1970.subtractingReportingOverflow(
+                overflow ? Int64.max : scaled)
             let staleBefore = underflow ? Int64.min : cutoff
-            let vehicles = try connection.cachedStatement("""
+            let vehicles = try connection.cachedStatement(
+                """
                 SELECT v.vin, v.status, s.health, v.last_observed_at FROM vehicles v LEFT JOIN schedule s ON s.vin = v.vin ORDER BY v.vin
                 """)
             try vehicles.bind([])
@@ -55,7 +58,8 @@ extension TelemetryStore {
                 result.append(entry)
             }
             // The property as a small code, so that no text is made per row.
-            let values = try connection.cachedStatement("""
+            let values = try connection.cachedStatement(
+                """
                 SELECT vin, CASE property WHEN 'charging.battery_level' THEN 1 WHEN 'charging.estimated_range' THEN 2
                     WHEN 'doors.locks_state' THEN 3 WHEN 'doors.locks.lock_state' THEN 4 WHEN 'charging.status' THEN 5
                     WHEN 'vehicle_location.coordinates.latitude' THEN 6 WHEN 'vehicle_location.coordinates.longitude' THEN 7 END,
@@ -69,7 +73,9 @@ extension TelemetryStore {
             var current = -1
             var allLocked: Bool?
             func finish() {
-                if current >= 0, result[current].locks == nil, let allLocked { result[current].locks = allLocked ? "locked" : "unlocked" }
+                if current >= 0, result[current].locks == nil, let allLocked {
+                    result[current].locks = allLocked ? "locked" : "unlocked"
+                }
             }
             while try values.step() {
                 let vin = values.text(at: 0) ?? ""
@@ -104,20 +110,28 @@ extension TelemetryStore {
     /// Events, newest last, filtered by VIN, type and time (`occurred_at` ≥ `since`).
     public func events(vin: VIN?, type: EventType?, since: Timestamp?, limit: Int) throws -> [Event] {
         try withConnection { connection in
-            let statement = try connection.cachedStatement("""
+            let statement = try connection.cachedStatement(
+                """
                 SELECT id, vin, type, instance, occurred_at, detected_at, previous_value, new_value FROM (
                     SELECT * FROM events WHERE (?1 IS NULL OR vin = ?1) AND (?2 IS NULL OR type = ?2) AND (?3 IS NULL OR occurred_at >= ?3)
                     ORDER BY occurred_at DESC, id DESC LIMIT ?4)
                 ORDER BY occurred_at, id
                 """)
-            try statement.bind([vin.map { .text($0.rawValue) } ?? .null, type.map { .text($0.rawValue) } ?? .null,
-                                since.map { .integer($0.millisecondsSince1970) } ?? .null, .integer(Int64(limit))])
+            try statement.bind([
+                vin.map { .text($0.rawValue) } ?? .null, type.map { .text($0.rawValue) } ?? .null,
+                since.map { .integer($0.millisecondsSince1970) } ?? .null, .integer(Int64(limit)),
+            ])
             var result: [Event] = []
             while try statement.step() {
-                guard let vin = statement.text(at: 1).flatMap(VIN.init), let type = statement.text(at: 2).flatMap(EventType.init) else { continue }
-                result.append(Event(id: statement.int(at: 0), vin: vin, type: type, instance: statement.text(at: 3) ?? "",
-                                    occurredAt: Timestamp(millisecondsSince1970: statement.int(at: 4)), detectedAt: Timestamp(millisecondsSince1970: statement.int(at: 5)),
-                                    previousValue: statement.text(at: 6), newValue: statement.text(at: 7) ?? ""))
+                guard let vin = statement.text(at: 1).flatMap(VIN.init),
+                    let type = statement.text(at: 2).flatMap(EventType.init)
+                else { continue }
+                result.append(
+                    Event(
+                        id: statement.int(at: 0), vin: vin, type: type, instance: statement.text(at: 3) ?? "",
+                        occurredAt: Timestamp(millisecondsSince1970: statement.int(at: 4)),
+                        detectedAt: Timestamp(millisecondsSince1970: statement.int(at: 5)),
+                        previousValue: statement.text(at: 6), newValue: statement.text(at: 7) ?? ""))
             }
             return result
         }
@@ -126,16 +140,25 @@ extension TelemetryStore {
     /// The history of one property of `vin` (every instance), between `since` and `until` (UTC), oldest first.
     public func history(vin: VIN, property: String, since: Timestamp?, until: Timestamp?) throws -> [Sample] {
         try withConnection { connection in
-            let statement = try connection.cachedStatement("""
+            let statement = try connection.cachedStatement(
+                """
                 SELECT instance, observed_at, value_num, value_text, unit FROM samples
                 WHERE vin = ?1 AND property = ?2 AND observed_at >= ?3 AND observed_at <= ?4
                 ORDER BY observed_at, instance
                 """)
-            try statement.bind([.text(vin.rawValue), .text(property), .integer(since?.millisecondsSince1970 ?? Int64.min), .integer(until?.millisecondsSince1970 ?? Int64.max)])
+            try statement.bind([
+                .text(vin.rawValue), .text(property), .integer(since?.millisecondsSince1970 ?? Int64.min),
+                .integer(until?.millisecondsSince1970 ?? Int64.max),
+            ])
             var result: [Sample] = []
             while try statement.step() {
-                let value: SampleValue = statement.isNull(at: 2) ? .text(statement.text(at: 3) ?? "") : .number(statement.double(at: 2))
-                result.append(Sample(vin: vin, property: property, instance: statement.text(at: 0) ?? "", value: value, unit: statement.text(at: 4), observedAt: Timestamp(millisecondsSince1970: statement.int(at: 1))))
+                let value: SampleValue =
+                    statement.isNull(at: 2) ? .text(statement.text(at: 3) ?? "") : .number(statement.double(at: 2))
+                result.append(
+                    Sample(
+                        vin: vin, property: property, instance: statement.text(at: 0) ?? "", value: value,
+                        unit: statement.text(at: 4), observedAt: Timestamp(millisecondsSince1970: statement.int(at: 1)))
+                )
             }
             return result
         }
@@ -160,7 +183,10 @@ extension TelemetryStore {
         return try withConnection { connection in
             try connection.transaction {
                 var deleted = 0
-                for table in ["samples", "latest", "events", "polls", "property_failures", "charging_sessions", "schedule", "rule_state", "imported_messages", "raw_responses", "vehicles"] {
+                for table in [
+                    "samples", "latest", "events", "polls", "property_failures", "charging_sessions", "schedule",
+                    "rule_state", "imported_messages", "raw_responses", "vehicles",
+                ] {
                     try connection.makeStatement("DELETE FROM \(table) WHERE vin = ?1").run([.text(vin.rawValue)])
                     deleted += connection.changes
                 }

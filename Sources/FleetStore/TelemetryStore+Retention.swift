@@ -16,7 +16,9 @@ extension TelemetryStore {
     /// - Returns: The rows deleted.
     /// - Throws: ``SQLiteError``; the batches committed before the error stay deleted.
     @discardableResult
-    public func prune(samplesBefore: Timestamp?, pollsBefore: Timestamp?, rawBefore: Timestamp? = nil, batch: Int = 5000) throws -> Int {
+    public func prune(
+        samplesBefore: Timestamp?, pollsBefore: Timestamp?, rawBefore: Timestamp? = nil, batch: Int = 5000
+    ) throws -> Int {
         try withConnection { connection in
             func deleteInBatches(_ sql: String, _ values: [SQLiteValue]) throws -> Int {
                 var deleted = 0
@@ -35,19 +37,22 @@ extension TelemetryStore {
                 var all: [String] = []
                 while try vins.step() { all.append(vins.text(at: 0) ?? "") }
                 for vin in all {
-                    deleted += try deleteInBatches("""
+                    deleted += try deleteInBatches(
+                        """
                         DELETE FROM samples WHERE vin = ?1 AND observed_at IN (
                             SELECT observed_at FROM samples WHERE vin = ?1 AND observed_at < ?2 LIMIT ?3)
                         """, [.text(vin), .integer(cutoff.millisecondsSince1970)])
                 }
             }
             if let cutoff = pollsBefore {
-                deleted += try deleteInBatches("""
+                deleted += try deleteInBatches(
+                    """
                     DELETE FROM polls WHERE id IN (SELECT id FROM polls WHERE requested_at < ?1 LIMIT ?2)
                     """, [.integer(cutoff.millisecondsSince1970)])
             }
             if let cutoff = rawBefore {
-                deleted += try deleteInBatches("""
+                deleted += try deleteInBatches(
+                    """
                     DELETE FROM raw_responses WHERE id IN (SELECT id FROM raw_responses WHERE received_at < ?1 LIMIT ?2)
                     """, [.integer(cutoff.millisecondsSince1970)])
             }
@@ -60,7 +65,8 @@ extension TelemetryStore {
     /// sync lists the vehicle again with its clearance only: that row has no data to forget.)
     public func vehiclesRevoked(before cutoff: Timestamp) throws -> [VIN] {
         try withConnection { connection in
-            let statement = try connection.cachedStatement("""
+            let statement = try connection.cachedStatement(
+                """
                 SELECT vin FROM vehicles WHERE clearance_status IN ('revoked', 'rejected', 'canceled')
                 AND clearance_changed_at < ?1 AND (last_polled_at IS NOT NULL OR last_observed_at IS NOT NULL)
                 ORDER BY vin
@@ -78,8 +84,10 @@ extension TelemetryStore {
     /// stale: the `stale_after_seconds` row of `settings`.
     public func setStaleAfter(seconds: Int64) throws {
         try withConnection { connection in
-            try connection.cachedStatement("INSERT INTO settings (key, value) VALUES ('stale_after_seconds', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-                .run([.integer(seconds)])
+            try connection.cachedStatement(
+                "INSERT INTO settings (key, value) VALUES ('stale_after_seconds', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+            )
+            .run([.integer(seconds)])
         }
     }
 
@@ -117,23 +125,31 @@ extension TelemetryStore {
     ///
     /// - Throws: ``SQLiteError`` for errors other than busy.
     public func checkpoint() throws -> CheckpointResult {
-        try withConnection { connection in try connection.withBusyTimeout(milliseconds: 200) {
-            let statement = try connection.makeStatement("PRAGMA wal_checkpoint(TRUNCATE)")
-            defer { statement.reset() }
-            let walPath = connection.path + "-wal"
-            let hasRow: Bool
-            do {
-                hasRow = try statement.step()
-            } catch let error as SQLiteError where error.isLocked {
-                return CheckpointResult(busy: true, walFrames: 0, checkpointedFrames: 0, walBytes: Connection.fileSize(atPath: walPath))
+        try withConnection { connection in
+            try connection.withBusyTimeout(milliseconds: 200) {
+                let statement = try connection.makeStatement("PRAGMA wal_checkpoint(TRUNCATE)")
+                defer { statement.reset() }
+                let walPath = connection.path + "-wal"
+                let hasRow: Bool
+                do {
+                    hasRow = try statement.step()
+                } catch let error as SQLiteError where error.isLocked {
+                    return CheckpointResult(
+                        busy: true, walFrames: 0, checkpointedFrames: 0, walBytes: Connection.fileSize(atPath: walPath))
+                }
+                guard hasRow else {
+                    return CheckpointResult(
+                        busy: true, walFrames: 0, checkpointedFrames: 0, walBytes: Connection.fileSize(atPath: walPath))
+                }
+                let busy = statement.int(at: 0) != 0
+                let frames = Int(statement.int(at: 1))
+                let done = Int(statement.int(at: 2))
+                statement.reset()
+                return CheckpointResult(
+                    busy: busy, walFrames: frames, checkpointedFrames: done,
+                    walBytes: Connection.fileSize(atPath: walPath))
             }
-            guard hasRow else { return CheckpointResult(busy: true, walFrames: 0, checkpointedFrames: 0, walBytes: Connection.fileSize(atPath: walPath)) }
-            let busy = statement.int(at: 0) != 0
-            let frames = Int(statement.int(at: 1))
-            let done = Int(statement.int(at: 2))
-            statement.reset()
-            return CheckpointResult(busy: busy, walFrames: frames, checkpointedFrames: done, walBytes: Connection.fileSize(atPath: walPath))
-        } }
+        }
     }
 }
 
@@ -155,7 +171,9 @@ extension TelemetryStore {
             // The WAL comes on top of the file: checkpoint it at a quarter of the cap, so that the
             // disk use stays near the cap rather than at the 64 MiB of the default.
             let checkpointPages = max(100, min(16_000, effective / 4))
-            try connection.execute("PRAGMA wal_autocheckpoint = \(checkpointPages); PRAGMA journal_size_limit = \(checkpointPages * pageSize)")
+            try connection.execute(
+                "PRAGMA wal_autocheckpoint = \(checkpointPages); PRAGMA journal_size_limit = \(checkpointPages * pageSize)"
+            )
             return effective * pageSize
         }
     }

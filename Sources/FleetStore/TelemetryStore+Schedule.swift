@@ -19,7 +19,10 @@ public struct ScheduleRow: Sendable, Hashable {
     public var day: Int64
     public var updatedAt: Timestamp
 
-    public init(vin: VIN, nextDueAt: Timestamp, health: String, reason: String?, consecutiveFailures: Int, activity: String?, pollsToday: Int, day: Int64, updatedAt: Timestamp) {
+    public init(
+        vin: VIN, nextDueAt: Timestamp, health: String, reason: String?, consecutiveFailures: Int, activity: String?,
+        pollsToday: Int, day: Int64, updatedAt: Timestamp
+    ) {
         self.vin = vin
         self.nextDueAt = nextDueAt
         self.health = health
@@ -38,7 +41,8 @@ extension TelemetryStore {
         guard !rows.isEmpty else { return }
         try withConnection { connection in
             try connection.transaction {
-                let statement = try connection.cachedStatement("""
+                let statement = try connection.cachedStatement(
+                    """
                     INSERT INTO schedule (vin, next_due_at, health, reason, consecutive_failures, activity, polls_today, day, updated_at)
                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                     ON CONFLICT (vin) DO UPDATE SET next_due_at = excluded.next_due_at, health = excluded.health,
@@ -61,7 +65,8 @@ extension TelemetryStore {
     /// Every saved polling state, by VIN.
     public func loadSchedule() throws -> [VIN: ScheduleRow] {
         try withConnection { connection in
-            let statement = try connection.cachedStatement("""
+            let statement = try connection.cachedStatement(
+                """
                 SELECT vin, next_due_at, health, reason, consecutive_failures, activity, polls_today, day, updated_at FROM schedule
                 """)
             try statement.bind([])
@@ -69,9 +74,12 @@ extension TelemetryStore {
             while try statement.step() {
                 guard let vin = statement.text(at: 0).flatMap(VIN.init) else { continue }
                 rows[vin] = ScheduleRow(
-                    vin: vin, nextDueAt: Timestamp(millisecondsSince1970: statement.int(at: 1)), health: statement.text(at: 2) ?? "ok",
-                    reason: statement.text(at: 3), consecutiveFailures: Int(statement.int(at: 4)), activity: statement.text(at: 5),
-                    pollsToday: Int(statement.int(at: 6)), day: statement.int(at: 7), updatedAt: Timestamp(millisecondsSince1970: statement.int(at: 8)))
+                    vin: vin, nextDueAt: Timestamp(millisecondsSince1970: statement.int(at: 1)),
+                    health: statement.text(at: 2) ?? "ok",
+                    reason: statement.text(at: 3), consecutiveFailures: Int(statement.int(at: 4)),
+                    activity: statement.text(at: 5),
+                    pollsToday: Int(statement.int(at: 6)), day: statement.int(at: 7),
+                    updatedAt: Timestamp(millisecondsSince1970: statement.int(at: 8)))
             }
             return rows
         }
@@ -80,14 +88,18 @@ extension TelemetryStore {
     /// Polls requested at or after `since` (UTC), all VINs.
     public func pollCount(since: Timestamp) throws -> Int {
         try withConnection { connection in
-            Int(try connection.scalarInt("SELECT count(*) FROM polls WHERE requested_at >= ?1", [.integer(since.millisecondsSince1970)]) ?? 0)
+            Int(
+                try connection.scalarInt(
+                    "SELECT count(*) FROM polls WHERE requested_at >= ?1", [.integer(since.millisecondsSince1970)]) ?? 0
+            )
         }
     }
 
     /// Manual polls (`poll --store`) with a row id above `afterID`, oldest first; and the highest id seen.
     public func manualPolls(afterID: Int64) throws -> (polls: [(VIN, Timestamp)], lastID: Int64) {
         try withConnection { connection in
-            let statement = try connection.cachedStatement("SELECT id, vin, requested_at FROM polls WHERE id > ?1 AND manual = 1 ORDER BY id")
+            let statement = try connection.cachedStatement(
+                "SELECT id, vin, requested_at FROM polls WHERE id > ?1 AND manual = 1 ORDER BY id")
             try statement.bind([.integer(afterID)])
             var polls: [(VIN, Timestamp)] = []
             var last = afterID
@@ -122,7 +134,8 @@ extension TelemetryStore {
     /// Polls per VIN requested at or after `since` (UTC), scheduled and manual.
     public func pollCountsByVIN(since: Timestamp) throws -> [VIN: Int] {
         try withConnection { connection in
-            let statement = try connection.cachedStatement("SELECT vin, count(*) FROM polls WHERE requested_at >= ?1 GROUP BY vin")
+            let statement = try connection.cachedStatement(
+                "SELECT vin, count(*) FROM polls WHERE requested_at >= ?1 GROUP BY vin")
             try statement.bind([.integer(since.millisecondsSince1970)])
             var counts: [VIN: Int] = [:]
             while try statement.step() {

@@ -111,7 +111,9 @@ public actor TelemetryStore {
     /// - Returns: How many sample rows were written and the events stored, with their ids.
     /// - Throws: ``SQLiteError``; the transaction is then rolled back and nothing of this poll is kept.
     @discardableResult
-    public func record(_ poll: PollRecord, samples: [Sample], failures: [PropertyFailure] = [], detector: some ChangeDetecting) throws -> PollWriteResult {
+    public func record(
+        _ poll: PollRecord, samples: [Sample], failures: [PropertyFailure] = [], detector: some ChangeDetecting
+    ) throws -> PollWriteResult {
         try writeTransaction {
             try write(poll, samples: samples, failures: failures, detector: detector)
         }
@@ -196,11 +198,13 @@ public actor TelemetryStore {
                 try savepoint.run([])
                 do {
                     if let messageID = entry.messageID,
-                       !(try markImported(messageID: messageID, vin: entry.poll.vin, at: entry.poll.receivedAt)) {
+                        !(try markImported(messageID: messageID, vin: entry.poll.vin, at: entry.poll.receivedAt))
+                    {
                         try release.run([])
                         return .duplicate
                     }
-                    let result = try write(entry.poll, samples: entry.samples, failures: entry.failures, detector: detector)
+                    let result = try write(
+                        entry.poll, samples: entry.samples, failures: entry.failures, detector: detector)
                     try release.run([])
                     return .written(result)
                 } catch let error as SQLiteError {
@@ -215,31 +219,46 @@ public actor TelemetryStore {
         }
     }
 
-    private func write(_ poll: PollRecord, samples: [Sample], failures: [PropertyFailure], detector: some ChangeDetecting) throws -> PollWriteResult {
+    private func write(
+        _ poll: PollRecord, samples: [Sample], failures: [PropertyFailure], detector: some ChangeDetecting
+    ) throws -> PollWriteResult {
         let vin = SQLiteValue.text(poll.vin.rawValue)
         let newest = samples.lazy.map(\.observedAt.millisecondsSince1970).max().map(SQLiteValue.integer) ?? .null
         let brand = poll.brand.map { SQLiteValue.text(Brand.canonical($0)) } ?? .null
         if poll.imported {
-            try connection.cachedStatement("""
+            try connection.cachedStatement(
+                """
                 INSERT INTO vehicles (vin, first_seen_at, brand, last_observed_at) VALUES (?1, ?2, ?3, ?4)
                 ON CONFLICT (vin) DO UPDATE SET brand = coalesce(excluded.brand, vehicles.brand),
                     last_observed_at = coalesce(max(vehicles.last_observed_at, excluded.last_observed_at), vehicles.last_observed_at, excluded.last_observed_at)
-                """).run([vin, .integer(poll.receivedAt.millisecondsSince1970), brand, newest])
+                """
+            ).run([vin, .integer(poll.receivedAt.millisecondsSince1970), brand, newest])
         } else {
-            try connection.cachedStatement("""
+            try connection.cachedStatement(
+                """
                 INSERT INTO vehicles (vin, first_seen_at, last_polled_at, last_http_status, last_error, brand, last_observed_at)
                 VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6)
                 ON CONFLICT (vin) DO UPDATE SET last_polled_at = excluded.last_polled_at,
                     last_http_status = excluded.last_http_status, last_error = excluded.last_error,
                     brand = coalesce(excluded.brand, vehicles.brand),
                     last_observed_at = coalesce(max(vehicles.last_observed_at, excluded.last_observed_at), vehicles.last_observed_at, excluded.last_observed_at)
-                """).run([vin, .integer(poll.requestedAt.millisecondsSince1970), poll.httpStatus.map { .integer(Int64($0)) } ?? .null, poll.error.map(SQLiteValue.text) ?? .null, brand, newest])
+                """
+            ).run([
+                vin, .integer(poll.requestedAt.millisecondsSince1970),
+                poll.httpStatus.map { .integer(Int64($0)) } ?? .null, poll.error.map(SQLiteValue.text) ?? .null, brand,
+                newest,
+            ])
         }
 
         if let body = poll.rawBody {
-            try connection.cachedStatement("""
+            try connection.cachedStatement(
+                """
                 INSERT INTO raw_responses (vin, received_at, http_status, body) VALUES (?1, ?2, ?3, ?4)
-                """).run([vin, .integer(poll.receivedAt.millisecondsSince1970), poll.httpStatus.map { .integer(Int64($0)) } ?? .null, .blob(body)])
+                """
+            ).run([
+                vin, .integer(poll.receivedAt.millisecondsSince1970),
+                poll.httpStatus.map { .integer(Int64($0)) } ?? .null, .blob(body),
+            ])
         }
         var written = 0
         var stored: [Event] = []
@@ -252,24 +271,32 @@ public actor TelemetryStore {
         if flagged {
             // Failure flags in `latest` tell what the newest response said: they are set again
             // below for the properties that failed this time.
-            try connection.cachedStatement("""
+            try connection.cachedStatement(
+                """
                 UPDATE latest SET failure_reason = NULL, failed_at = NULL WHERE vin = ?1 AND failure_reason IS NOT NULL
-                """).run([vin])
+                """
+            ).run([vin])
             flaggedNow = false
         }
         let readsState = !samples.isEmpty || poll.privacyMode != nil
         var state = readsState ? try ruleState(vin: poll.vin) : [:]
         let stateBefore = state
         if !samples.isEmpty {
-            let events = detector.events(previous: previous, observed: samples, detectedAt: poll.receivedAt, state: &state)
+            let events = detector.events(
+                previous: previous, observed: samples, detectedAt: poll.receivedAt, state: &state)
             let outcome = try writeSamples(samples, previous: previous, receivedAt: poll.receivedAt)
             written = outcome.written
             moved = outcome.latest
             stored = try insert(events, connection: connection)
-            if stored.contains(where: { [.chargingStarted, .chargingCompleted, .chargingInterrupted, .chargingError].contains($0.type) }) {
-                let level = samples.first { $0.property == "charging.battery_level" }?.value.number
-                    ?? previous[SeriesKey(vin: poll.vin, property: "charging.battery_level", instance: "")]?.value.number
-                try updateChargingSessions(for: stored, levels: level.map { [poll.vin: $0] } ?? [:], connection: connection)
+            if stored.contains(where: {
+                [.chargingStarted, .chargingCompleted, .chargingInterrupted, .chargingError].contains($0.type)
+            }) {
+                let level =
+                    samples.first { $0.property == "charging.battery_level" }?.value.number
+                    ?? previous[SeriesKey(vin: poll.vin, property: "charging.battery_level", instance: "")]?.value
+                    .number
+                try updateChargingSessions(
+                    for: stored, levels: level.map { [poll.vin: $0] } ?? [:], connection: connection)
             }
         }
         if !failures.isEmpty {
@@ -283,16 +310,18 @@ public actor TelemetryStore {
         if state != stateBefore { try saveRuleState(state, replacing: stateBefore, vin: poll.vin, at: poll.receivedAt) }
 
         if !poll.imported {
-            try connection.cachedStatement("""
+            try connection.cachedStatement(
+                """
                 INSERT INTO polls (vin, requested_at, http_status, latency_ms, error, request_id, samples_written, events_emitted, manual)
                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                """).run([
-                    vin, .integer(poll.requestedAt.millisecondsSince1970),
-                    poll.httpStatus.map { .integer(Int64($0)) } ?? .null,
-                    .integer(poll.latencyMilliseconds), poll.error.map(SQLiteValue.text) ?? .null,
-                    poll.requestID.map(SQLiteValue.text) ?? .null,
-                    .integer(Int64(written)), .integer(Int64(stored.count)), .integer(poll.manual ? 1 : 0),
-                ])
+                """
+            ).run([
+                vin, .integer(poll.requestedAt.millisecondsSince1970),
+                poll.httpStatus.map { .integer(Int64($0)) } ?? .null,
+                .integer(poll.latencyMilliseconds), poll.error.map(SQLiteValue.text) ?? .null,
+                poll.requestID.map(SQLiteValue.text) ?? .null,
+                .integer(Int64(written)), .integer(Int64(stored.count)), .integer(poll.manual ? 1 : 0),
+            ])
         }
         // Last, once every statement of the poll succeeded: a poll that fails puts nothing back.
         if readsLatest {
@@ -309,7 +338,9 @@ public actor TelemetryStore {
     ///   (its history row exists already); reprocessing, which deleted those rows, passes `false`.
     /// - Returns: The new `samples` rows, and the samples offered to `latest` (in order; each
     ///   replaced the stored value when newer).
-    func writeSamples(_ samples: [Sample], previous: [SeriesKey: LatestValue], receivedAt: Timestamp, skipStoredLatest: Bool = true) throws -> (written: Int, latest: [Sample]) {
+    func writeSamples(
+        _ samples: [Sample], previous: [SeriesKey: LatestValue], receivedAt: Timestamp, skipStoredLatest: Bool = true
+    ) throws -> (written: Int, latest: [Sample]) {
         var sampleValues: [SQLiteValue] = []
         var latestValues: [SQLiteValue] = []
         var latestSamples: [Sample] = []
@@ -350,7 +381,8 @@ public actor TelemetryStore {
         /// The statement for `rows` rows of the 9 sample columns.
         func sql(rows: Int) -> String {
             let placeholders = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
-            let columns = "(vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit)"
+            let columns =
+                "(vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit)"
             switch self {
             case .samples:
                 return "INSERT OR IGNORE INTO samples \(columns) VALUES \(placeholders)"
@@ -406,13 +438,16 @@ public actor TelemetryStore {
 
     /// Writes the keys of `state` that differ from `old` and deletes those it no longer has.
     func saveRuleState(_ state: RuleState, replacing old: RuleState, vin: VIN, at now: Timestamp) throws {
-        let upsert = try connection.cachedStatement("""
+        let upsert = try connection.cachedStatement(
+            """
             INSERT INTO rule_state (vin, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
             ON CONFLICT (vin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
             """)
         let delete = try connection.cachedStatement("DELETE FROM rule_state WHERE vin = ?1 AND key = ?2")
         for (key, value) in state where old[key] != value {
-            try upsert.run([.text(vin.rawValue), .text(key.rawValue), .text(value), .integer(now.millisecondsSince1970)])
+            try upsert.run([
+                .text(vin.rawValue), .text(key.rawValue), .text(value), .integer(now.millisecondsSince1970),
+            ])
         }
         for key in old.keys where state[key] == nil {
             try delete.run([.text(vin.rawValue), .text(key.rawValue)])
@@ -421,7 +456,8 @@ public actor TelemetryStore {
 
     /// True when push message `messageID` was imported before.
     public func isImported(messageID: String, vin: VIN) throws -> Bool {
-        let statement = try connection.cachedStatement("SELECT 1 FROM imported_messages WHERE vin = ?2 AND message_id = ?1")
+        let statement = try connection.cachedStatement(
+            "SELECT 1 FROM imported_messages WHERE vin = ?2 AND message_id = ?1")
         try statement.bind([.text(messageID), .text(vin.rawValue)])
         defer { statement.reset() }
         return try statement.step()
@@ -429,27 +465,36 @@ public actor TelemetryStore {
 
     /// Records that push message `messageID` was imported; `false` when it already was.
     public func markImported(messageID: String, vin: VIN, at now: Timestamp) throws -> Bool {
-        try connection.cachedStatement("INSERT OR IGNORE INTO imported_messages (vin, message_id, imported_at) VALUES (?2, ?1, ?3)")
-            .run([.text(messageID), .text(vin.rawValue), .integer(now.millisecondsSince1970)])
+        try connection.cachedStatement(
+            "INSERT OR IGNORE INTO imported_messages (vin, message_id, imported_at) VALUES (?2, ?1, ?3)"
+        )
+        .run([.text(messageID), .text(vin.rawValue), .integer(now.millisecondsSince1970)])
         return connection.changes == 1
     }
 
     /// Stores property failures: a row only when the reason differs from the series' last failure.
     private func write(_ failures: [PropertyFailure], vin: VIN, receivedAt: Timestamp) throws {
-        let last = try connection.cachedStatement("""
+        let last = try connection.cachedStatement(
+            """
             SELECT reason, observed_at, received_at FROM property_failures WHERE vin = ?1 AND property = ?2 AND instance = ?3
             ORDER BY observed_at DESC LIMIT 1
             """)
-        let good = try connection.cachedStatement("SELECT received_at FROM latest WHERE vin = ?1 AND property = ?2 AND instance = ?3")
-        let insert = try connection.cachedStatement("""
+        let good = try connection.cachedStatement(
+            "SELECT received_at FROM latest WHERE vin = ?1 AND property = ?2 AND instance = ?3")
+        let insert = try connection.cachedStatement(
+            """
             INSERT OR IGNORE INTO property_failures (vin, property, instance, observed_at, reason, description, received_at)
             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
             """)
-        let flag = try connection.cachedStatement("""
+        let flag = try connection.cachedStatement(
+            """
             UPDATE latest SET failure_reason = ?4, failed_at = ?5 WHERE vin = ?1 AND property = ?2 AND instance = ?3
             """)
         for failure in failures {
-            try flag.run([.text(vin.rawValue), .text(failure.property), .text(failure.instance), .text(failure.reason.rawValue), .integer(receivedAt.millisecondsSince1970)])
+            try flag.run([
+                .text(vin.rawValue), .text(failure.property), .text(failure.instance), .text(failure.reason.rawValue),
+                .integer(receivedAt.millisecondsSince1970),
+            ])
             try last.bind([.text(vin.rawValue), .text(failure.property), .text(failure.instance)])
             let previous = try last.step() ? (last.text(at: 0), last.int(at: 2)) : nil
             last.reset()
@@ -468,14 +513,20 @@ public actor TelemetryStore {
 
     /// The stored failures of one series, oldest first.
     public func failures(vin: VIN, property: String, instance: String = "") throws -> [PropertyFailure] {
-        let statement = try connection.cachedStatement("""
+        let statement = try connection.cachedStatement(
+            """
             SELECT observed_at, reason, description FROM property_failures
             WHERE vin = ?1 AND property = ?2 AND instance = ?3 ORDER BY observed_at, rowid
             """)
         try statement.bind([.text(vin.rawValue), .text(property), .text(instance)])
         var result: [PropertyFailure] = []
         while try statement.step() {
-            result.append(PropertyFailure(property: property, instance: instance, reason: PropertyFailure.Reason(rawValue: statement.text(at: 1) ?? ""), description: statement.text(at: 2), observedAt: Timestamp(millisecondsSince1970: statement.int(at: 0))))
+            result.append(
+                PropertyFailure(
+                    property: property, instance: instance,
+                    reason: PropertyFailure.Reason(rawValue: statement.text(at: 1) ?? ""),
+                    description: statement.text(at: 2),
+                    observedAt: Timestamp(millisecondsSince1970: statement.int(at: 0))))
         }
         return result
     }
@@ -487,7 +538,8 @@ public actor TelemetryStore {
 
     /// Stores events not stored yet; returns those newly stored, with their ids.
     func insert(_ events: [Event], connection: Connection) throws -> [Event] {
-        let statement = try connection.cachedStatement("""
+        let statement = try connection.cachedStatement(
+            """
             INSERT OR IGNORE INTO events (vin, type, instance, occurred_at, detected_at, previous_value, new_value)
             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
             """)
@@ -520,7 +572,8 @@ public actor TelemetryStore {
     /// The newest stored value of every series of `vin`, and whether any carries a failure flag.
     private func latestRows(vin: VIN) throws -> (values: [SeriesKey: LatestValue], flagged: Bool) {
         let statement = try connection.cachedStatement(
-            "SELECT property, instance, observed_at, value_num, value_text, unit, failure_reason IS NOT NULL FROM latest WHERE vin = ?1")
+            "SELECT property, instance, observed_at, value_num, value_text, unit, failure_reason IS NOT NULL FROM latest WHERE vin = ?1"
+        )
         try statement.bind([.text(vin.rawValue)])
         // Not reserved ahead: the map is kept in the `LatestCache`, where room for 64 series took
         // twice the memory of a vehicle's 25.
@@ -528,7 +581,9 @@ public actor TelemetryStore {
         var flagged = false
         while try statement.step() {
             let key = SeriesKey(vin: vin, property: statement.text(at: 0) ?? "", instance: statement.text(at: 1) ?? "")
-            result[key] = LatestValue(value: Self.value(statement, numberColumn: 3, textColumn: 4), unit: statement.text(at: 5), observedAt: Timestamp(millisecondsSince1970: statement.int(at: 2)))
+            result[key] = LatestValue(
+                value: Self.value(statement, numberColumn: 3, textColumn: 4), unit: statement.text(at: 5),
+                observedAt: Timestamp(millisecondsSince1970: statement.int(at: 2)))
             if statement.int(at: 6) != 0 { flagged = true }
         }
         return (result, flagged)
@@ -536,33 +591,42 @@ public actor TelemetryStore {
 
     /// The stored history of one series, oldest first.
     public func samples(vin: VIN, property: String, instance: String = "") throws -> [Sample] {
-        let statement = try connection.cachedStatement("""
+        let statement = try connection.cachedStatement(
+            """
             SELECT observed_at, value_num, value_text, unit FROM samples
             WHERE vin = ?1 AND property = ?2 AND instance = ?3 ORDER BY observed_at
             """)
         try statement.bind([.text(vin.rawValue), .text(property), .text(instance)])
         var result: [Sample] = []
         while try statement.step() {
-            result.append(Sample(vin: vin, property: property, instance: instance, value: Self.value(statement, numberColumn: 1, textColumn: 2), unit: statement.text(at: 3), observedAt: Timestamp(millisecondsSince1970: statement.int(at: 0))))
+            result.append(
+                Sample(
+                    vin: vin, property: property, instance: instance,
+                    value: Self.value(statement, numberColumn: 1, textColumn: 2), unit: statement.text(at: 3),
+                    observedAt: Timestamp(millisecondsSince1970: statement.int(at: 0))))
         }
         return result
     }
 
     /// Stored events, oldest first (by id).
     public func events(vin: VIN? = nil) throws -> [Event] {
-        let statement = try connection.cachedStatement("""
+        let statement = try connection.cachedStatement(
+            """
             SELECT id, vin, type, instance, occurred_at, detected_at, previous_value, new_value FROM events
             WHERE ?1 IS NULL OR vin = ?1 ORDER BY id
             """)
         try statement.bind([vin.map { .text($0.rawValue) } ?? .null])
         var result: [Event] = []
         while try statement.step() {
-            guard let vin = statement.text(at: 1).flatMap(VIN.init), let type = statement.text(at: 2).flatMap(EventType.init) else { continue }
-            result.append(Event(
-                id: statement.int(at: 0), vin: vin, type: type, instance: statement.text(at: 3) ?? "",
-                occurredAt: Timestamp(millisecondsSince1970: statement.int(at: 4)),
-                detectedAt: Timestamp(millisecondsSince1970: statement.int(at: 5)),
-                previousValue: statement.text(at: 6), newValue: statement.text(at: 7) ?? ""))
+            guard let vin = statement.text(at: 1).flatMap(VIN.init),
+                let type = statement.text(at: 2).flatMap(EventType.init)
+            else { continue }
+            result.append(
+                Event(
+                    id: statement.int(at: 0), vin: vin, type: type, instance: statement.text(at: 3) ?? "",
+                    occurredAt: Timestamp(millisecondsSince1970: statement.int(at: 4)),
+                    detectedAt: Timestamp(millisecondsSince1970: statement.int(at: 5)),
+                    previousValue: statement.text(at: 6), newValue: statement.text(at: 7) ?? ""))
         }
         return result
     }
@@ -572,15 +636,22 @@ public actor TelemetryStore {
     public func summary(since: Timestamp = Timestamp(millisecondsSince1970: 0)) throws -> StoreSummary {
         let t = SQLiteValue.integer(since.millisecondsSince1970)
         var summary = StoreSummary()
-        summary.vehicles = Int(try connection.scalarInt("SELECT count(*) FROM vehicles WHERE last_polled_at >= ?1", [t]) ?? 0)
-        summary.samples = Int(try connection.scalarInt("SELECT count(*) FROM samples WHERE received_at >= ?1", [t]) ?? 0)
-        summary.vehiclesWithSamples = Int(try connection.scalarInt("SELECT count(DISTINCT vin) FROM samples WHERE received_at >= ?1", [t]) ?? 0)
-        let polls = try connection.makeStatement("SELECT http_status, count(*) FROM polls WHERE requested_at >= ?1 GROUP BY http_status ORDER BY http_status")
+        summary.vehicles = Int(
+            try connection.scalarInt("SELECT count(*) FROM vehicles WHERE last_polled_at >= ?1", [t]) ?? 0)
+        summary.samples = Int(
+            try connection.scalarInt("SELECT count(*) FROM samples WHERE received_at >= ?1", [t]) ?? 0)
+        summary.vehiclesWithSamples = Int(
+            try connection.scalarInt("SELECT count(DISTINCT vin) FROM samples WHERE received_at >= ?1", [t]) ?? 0)
+        let polls = try connection.makeStatement(
+            "SELECT http_status, count(*) FROM polls WHERE requested_at >= ?1 GROUP BY http_status ORDER BY http_status"
+        )
         try polls.bind([t])
         while try polls.step() {
-            summary.pollsByStatus[polls.isNull(at: 0) ? nil : Int(polls.int(at: 0)), default: 0] += Int(polls.int(at: 1))
+            summary.pollsByStatus[polls.isNull(at: 0) ? nil : Int(polls.int(at: 0)), default: 0] += Int(
+                polls.int(at: 1))
         }
-        let events = try connection.makeStatement("SELECT type, count(*) FROM events WHERE detected_at >= ?1 GROUP BY type ORDER BY type")
+        let events = try connection.makeStatement(
+            "SELECT type, count(*) FROM events WHERE detected_at >= ?1 GROUP BY type ORDER BY type")
         try events.bind([t])
         while try events.step() {
             summary.eventsByType[events.text(at: 0) ?? "", default: 0] += Int(events.int(at: 1))
@@ -589,7 +660,8 @@ public actor TelemetryStore {
     }
 
     private static func value(_ statement: Statement, numberColumn: Int32, textColumn: Int32) -> SampleValue {
-        statement.isNull(at: numberColumn) ? .text(statement.text(at: textColumn) ?? "") : .number(statement.double(at: numberColumn))
+        statement.isNull(at: numberColumn)
+            ? .text(statement.text(at: textColumn) ?? "") : .number(statement.double(at: numberColumn))
     }
 }
 
@@ -623,7 +695,10 @@ public struct PollRecord: Sendable, Hashable {
     /// that `fleet-telemetry reprocess` reads); `nil` archives nothing.
     public var rawBody: [UInt8]?
 
-    public init(vin: VIN, requestedAt: Timestamp, receivedAt: Timestamp, httpStatus: Int?, latencyMilliseconds: Int64, error: String? = nil, requestID: String? = nil, brand: String? = nil) {
+    public init(
+        vin: VIN, requestedAt: Timestamp, receivedAt: Timestamp, httpStatus: Int?, latencyMilliseconds: Int64,
+        error: String? = nil, requestID: String? = nil, brand: String? = nil
+    ) {
         self.brand = brand
         self.vin = vin
         self.requestedAt = requestedAt

@@ -18,7 +18,8 @@ struct APIOptions: ParsableArguments {
     func makeClient() throws -> (DaemonConfiguration, HighMobilityClient) {
         do {
             let configuration = try ConfigLoader.load(path: config)
-            let clientConfiguration = try configuration.clientConfiguration(file: config, environment: ProcessInfo.processInfo.environment)
+            let clientConfiguration = try configuration.clientConfiguration(
+                file: config, environment: ProcessInfo.processInfo.environment)
             var logger = Logger(label: "fleet-telemetry")
             logger.logLevel = .error
             return (configuration, HighMobilityClient(configuration: clientConfiguration, logger: logger))
@@ -31,7 +32,9 @@ struct APIOptions: ParsableArguments {
 
 /// Runs `body` with the client, shuts the client down, and turns an API error into one line on
 /// standard error and exit status 1.
-func withClient<T>(_ options: APIOptions, _ body: (DaemonConfiguration, HighMobilityClient) async throws -> T) async throws -> T {
+func withClient<T>(
+    _ options: APIOptions, _ body: (DaemonConfiguration, HighMobilityClient) async throws -> T
+) async throws -> T {
     let (configuration, client) = try options.makeClient()
     do {
         let result = try await body(configuration, client)
@@ -66,13 +69,17 @@ func printTable(_ header: [String], _ rows: [[String]]) {
     let rows = rows.map { row in
         row.map { cell in
             cell.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F }
-                ? String(String.UnicodeScalarView(cell.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "\u{FFFD}" : $0 }))
+                ? String(
+                    String.UnicodeScalarView(
+                        cell.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "\u{FFFD}" : $0 }))
                 : cell
         }
     }
     var widths = header.map(\.count)
     for row in rows {
-        for (index, cell) in row.enumerated() where index < widths.count { widths[index] = max(widths[index], cell.count) }
+        for (index, cell) in row.enumerated() where index < widths.count {
+            widths[index] = max(widths[index], cell.count)
+        }
     }
     // One string written once: a table of 10,000 vehicles prints in milliseconds.
     var text = ""
@@ -80,7 +87,8 @@ func printTable(_ header: [String], _ rows: [[String]]) {
         for (index, cell) in cells.enumerated() {
             text += cell
             if index < cells.count - 1 {
-                text += String(repeating: " ", count: max(0, (index < widths.count ? widths[index] : 0) - cell.count) + 2)
+                text += String(
+                    repeating: " ", count: max(0, (index < widths.count ? widths[index] : 0) - cell.count) + 2)
             }
         }
         text += "\n"
@@ -97,7 +105,10 @@ func printJSON(_ value: JSONValue) {
 
 extension FleetVehicle {
     var json: JSONValue {
-        var object: JSONObject = ["vin": .string(vin.rawValue), "status": .string(status.rawValue), "tags": .object(JSONObject(strings: tags))]
+        var object: JSONObject = [
+            "vin": .string(vin.rawValue), "status": .string(status.rawValue),
+            "tags": .object(JSONObject(strings: tags)),
+        ]
         object["brand"] = brand.map(JSONValue.string) ?? .null
         if let licensePlate { object["license_plate"] = .string(licensePlate) }
         if let description { object["description"] = .string(description) }
@@ -105,6 +116,10 @@ extension FleetVehicle {
     }
 
     var row: [String] {
-        [vin.rawValue, brand ?? "-", status.rawValue, tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",") + (description.map { " \($0)" } ?? "")]
+        [
+            vin.rawValue, brand ?? "-", status.rawValue,
+            tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+                + (description.map { " \($0)" } ?? ""),
+        ]
     }
 }

@@ -27,12 +27,18 @@ struct DemoCommand: AsyncParsableCommand {
 
     @OptionGroup var simulation: SimulationOptions
 
-    @Option(name: .long, help: "Polling interval per VIN, in wall-clock time (e.g. 1s, 500ms); default 1s, or polling.interval of --config.")
+    @Option(
+        name: .long,
+        help:
+            "Polling interval per VIN, in wall-clock time (e.g. 1s, 500ms); default 1s, or polling.interval of --config."
+    )
     var interval: String?
 
     @Option(
         name: .long,
-        help: "A config file whose settings apply (its api section is replaced by the emulator, its fleet sync and vehicles by the emulator's fleet).")
+        help:
+            "A config file whose settings apply (its api section is replaced by the emulator, its fleet sync and vehicles by the emulator's fleet)."
+    )
     var config: String?
 
     @Option(name: .long, help: "The SQLite database file.")
@@ -42,13 +48,17 @@ struct DemoCommand: AsyncParsableCommand {
     var logLevel: String = "warning"
 
     func validate() throws {
-        guard duration > 0, duration <= 31_536_000 else { throw ValidationError("--duration must be between 1 and 31536000 seconds (a year)") }
+        guard duration > 0, duration <= 31_536_000 else {
+            throw ValidationError("--duration must be between 1 and 31536000 seconds (a year)")
+        }
         if let interval {
             guard let d = DurationParser.parse(interval), d >= .milliseconds(50) else {
                 throw ValidationError("--interval must be a duration of at least 50ms, such as 1s or 500ms")
             }
         }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical") }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
     }
 
     func run() async throws {
@@ -187,7 +197,13 @@ enum DemoDatabase {
         guard size > 0 else { return }
         do {
             let others = try TelemetryStore.vehicleCount(inDatabaseAt: path, vinsNotStartingWith: "1HMEMU")
-            guard others == 0 else { throw NotADemoDatabase(path: path, reason: "holds data of \(others) vehicle\(others == 1 ? "" : "s") that \(others == 1 ? "is" : "are") not the emulator's") }
+            guard others == 0 else {
+                throw NotADemoDatabase(
+                    path: path,
+                    reason:
+                        "holds data of \(others) vehicle\(others == 1 ? "" : "s") that \(others == 1 ? "is" : "are") not the emulator's"
+                )
+            }
         } catch let error as NotADemoDatabase {
             throw error
         } catch {

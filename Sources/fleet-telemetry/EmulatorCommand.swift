@@ -20,7 +20,9 @@ struct EmulatorCommand: AsyncParsableCommand {
 
     @OptionGroup var simulation: SimulationOptions
 
-    @Option(name: .long, help: "Vehicle-data body shape: auto_api (the live platform) or simplified (the OpenAPI document).")
+    @Option(
+        name: .long, help: "Vehicle-data body shape: auto_api (the live platform) or simplified (the OpenAPI document)."
+    )
     var shape: String = "auto_api"
 
     @Option(name: .long, help: "The client id the emulator accepts.")
@@ -29,20 +31,29 @@ struct EmulatorCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Log level on standard error.")
     var logLevel: String = "info"
 
-    @Option(name: .long, help: "An emulator config file (fleet, delays, rate limit, faults); replaces --vehicles, --seed, --time-scale, --shape and --client-id.")
+    @Option(
+        name: .long,
+        help:
+            "An emulator config file (fleet, delays, rate limit, faults); replaces --vehicles, --seed, --time-scale, --shape and --client-id."
+    )
     var config: String?
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard !clientID.isEmpty else { throw ValidationError("--client-id must not be empty") }
-        guard VehicleDataRenderer.Shape(rawValue: shape) != nil else { throw ValidationError("--shape must be auto_api or simplified") }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical") }
+        guard VehicleDataRenderer.Shape(rawValue: shape) != nil else {
+            throw ValidationError("--shape must be auto_api or simplified")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
     }
 
     func run() async throws {
         bootstrapLogging(level: logLevel)
         let logger = Logger(label: "fleet-telemetry.emulator")
-        var configuration = simulation.emulatorConfiguration(clientID: clientID, shape: VehicleDataRenderer.Shape(rawValue: shape) ?? .autoAPI)
+        var configuration = simulation.emulatorConfiguration(
+            clientID: clientID, shape: VehicleDataRenderer.Shape(rawValue: shape) ?? .autoAPI)
         var faults: [(vin: VIN?, fault: Emulator.Fault, count: Int)] = []
         if let config {
             do {

@@ -35,21 +35,29 @@ enum EmulatorConfigFile {
 
     static func load(path: String) throws(ConfigError) -> Loaded {
         guard let text = readFile(path) else {
-            throw ConfigError(file: path, key: nil, message: "cannot read the config file (missing, unreadable or not UTF-8)")
+            throw ConfigError(
+                file: path, key: nil, message: "cannot read the config file (missing, unreadable or not UTF-8)")
         }
         let root = try ConfigNode.parse(text, file: path)
-        let top = try root.mapping(allowed: ["vehicles", "seed", "time_scale", "shape", "client_id", "approval_delay", "removal_delay", "rate_limit", "faults"])
+        let top = try root.mapping(allowed: [
+            "vehicles", "seed", "time_scale", "shape", "client_id", "approval_delay", "removal_delay", "rate_limit",
+            "faults",
+        ])
         var configuration = EmulatorConfiguration()
         if let n = top["vehicles"] { configuration.vehicleCount = try n.integer(in: 1...100_000) }
         if let n = top["seed"] { configuration.seed = UInt64(try n.integer(in: 0...Int.max)) }
         if let n = top["time_scale"] {
             let text = try n.string()
-            guard let scale = Double(text), scale > 0, scale <= 1_000_000 else { throw n.error("expected a number above 0 and at most 1000000, got \"\(text)\"") }
+            guard let scale = Double(text), scale > 0, scale <= 1_000_000 else {
+                throw n.error("expected a number above 0 and at most 1000000, got \"\(text)\"")
+            }
             configuration.timeScale = scale
         }
         if let n = top["shape"] {
             let text = try n.string()
-            guard let shape = VehicleDataRenderer.Shape(rawValue: text) else { throw n.error("expected auto_api or simplified, got \"\(text)\"") }
+            guard let shape = VehicleDataRenderer.Shape(rawValue: text) else {
+                throw n.error("expected auto_api or simplified, got \"\(text)\"")
+            }
             configuration.shape = shape
         }
         if let n = top["client_id"] {
@@ -60,14 +68,21 @@ enum EmulatorConfigFile {
         if let n = top["removal_delay"] { configuration.removalDelay = try n.duration(min: .zero) }
         if let n = top["rate_limit"] {
             let limit = try n.mapping(allowed: ["requests", "per"])
-            guard let requests = limit["requests"], let per = limit["per"] else { throw n.error("give both `requests` and `per`") }
-            configuration.rateLimit = .init(requests: try requests.integer(in: 1...1_000_000), per: try per.duration(min: .milliseconds(1)))
+            guard let requests = limit["requests"], let per = limit["per"] else {
+                throw n.error("give both `requests` and `per`")
+            }
+            configuration.rateLimit = .init(
+                requests: try requests.integer(in: 1...1_000_000), per: try per.duration(min: .milliseconds(1)))
         }
         var faults: [(vin: VIN?, fault: Emulator.Fault, count: Int)] = []
         if let n = top["faults"] {
             for item in try n.sequence() {
-                let fields = try item.mapping(allowed: ["vin", "status", "retry_after", "body", "delay", "drip", "drop", "count"])
-                guard let vinNode = fields["vin"], let statusNode = fields["status"] else { throw item.error("a fault needs `vin` (a VIN or all) and `status`") }
+                let fields = try item.mapping(allowed: [
+                    "vin", "status", "retry_after", "body", "delay", "drip", "drop", "count",
+                ])
+                guard let vinNode = fields["vin"], let statusNode = fields["status"] else {
+                    throw item.error("a fault needs `vin` (a VIN or all) and `status`")
+                }
                 let vinText = try vinNode.string()
                 var vin: VIN?
                 if vinText != "all" {

@@ -9,7 +9,11 @@ struct FleetTelemetryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fleet-telemetry",
         abstract: "Polls the High Mobility Vehicle Data API for a fleet and keeps every reading in one SQLite file.",
-        subcommands: [RunCommand.self, DemoCommand.self, EmulatorCommand.self, VehiclesCommand.self, EligibilityCommand.self, PollCommand.self, ImportCommand.self, StatusCommand.self, HistoryCommand.self, EventsCommand.self, BackupCommand.self, PurgeCommand.self, ReprocessCommand.self]
+        subcommands: [
+            RunCommand.self, DemoCommand.self, EmulatorCommand.self, VehiclesCommand.self, EligibilityCommand.self,
+            PollCommand.self, ImportCommand.self, StatusCommand.self, HistoryCommand.self, EventsCommand.self,
+            BackupCommand.self, PurgeCommand.self, ReprocessCommand.self,
+        ]
     )
 }
 

@@ -33,7 +33,9 @@ struct ImportCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard !files.isEmpty else { throw ValidationError("give at least one file to import") }
-        if config == nil && database == nil { throw ValidationError("give --database PATH (or --config with database.path)") }
+        if config == nil && database == nil {
+            throw ValidationError("give --database PATH (or --config with database.path)")
+        }
     }
 
     func run() async throws {
@@ -71,11 +73,13 @@ struct ImportCommand: AsyncParsableCommand {
             let progress: (Importer.Summary) -> Void = { running in
                 guard interactive, ContinuousClock.now - lastShown > .milliseconds(200) else { return }
                 lastShown = ContinuousClock.now
-                FileHandle.standardError.write(Data("\r\(file): \(running.responses) imported, \(running.rejected.count) rejected".utf8))
+                FileHandle.standardError.write(
+                    Data("\r\(file): \(running.responses) imported, \(running.rejected.count) rejected".utf8))
             }
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory), !isDirectory.boolValue,
-                  let handle = FileHandle(forReadingAtPath: file) else {
+                let handle = FileHandle(forReadingAtPath: file)
+            else {
                 summary.rejected.append(.init(file: file, line: 0, reason: "cannot read the file"))
                 continue
             }
@@ -84,14 +88,19 @@ struct ImportCommand: AsyncParsableCommand {
                 if file.lowercased().hasSuffix(".json") {
                     // One document (or an array of them): parsed whole.
                     let data = try handle.readToEnd() ?? Data()
-                    try await importer.importFile(named: file, content: Array(data), wholeDocument: true, into: &summary, progress: progress)
+                    try await importer.importFile(
+                        named: file, content: Array(data), wholeDocument: true, into: &summary, progress: progress)
                 } else {
                     // JSON lines, read 4 MiB at a time: memory stays bounded whatever the file's size.
-                    try await importer.importLines(named: file, read: { try handle.read(upToCount: 4 << 20).map(Array.init) }, into: &summary, progress: progress)
+                    try await importer.importLines(
+                        named: file, read: { try handle.read(upToCount: 4 << 20).map(Array.init) }, into: &summary,
+                        progress: progress)
                 }
             } catch let error as SQLiteError {
                 let cap = error.isFull ? maxSizeMegabytes.map { "; database.max_size_mb is \($0)" } ?? "" : ""
-                printError("\nfleet-telemetry: could not write to the database: \(error) (documents imported before are kept\(cap))")
+                printError(
+                    "\nfleet-telemetry: could not write to the database: \(error) (documents imported before are kept\(cap))"
+                )
                 Self.report(summary)
                 throw ExitStatus.ioError
             } catch {
@@ -101,14 +110,17 @@ struct ImportCommand: AsyncParsableCommand {
         if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
         Self.report(summary)
         // 1 when nothing could be stored, or a named file could not be read at all.
-        if (summary.responses == 0 && !summary.rejected.isEmpty) || summary.rejected.contains(where: { $0.line == 0 && $0.reason.hasPrefix("cannot read") }) {
+        if (summary.responses == 0 && !summary.rejected.isEmpty)
+            || summary.rejected.contains(where: { $0.line == 0 && $0.reason.hasPrefix("cannot read") })
+        {
             throw ExitStatus.failure
         }
     }
 
     /// Prints the counts and the first 50 rejections on standard error.
     static func report(_ summary: Importer.Summary) {
-        var text = "imported \(summary.responses) documents (\(summary.duplicates) duplicate push messages skipped), \(summary.samples) samples, \(summary.events) events, \(summary.rejected.count) rejected"
+        var text =
+            "imported \(summary.responses) documents (\(summary.duplicates) duplicate push messages skipped), \(summary.samples) samples, \(summary.events) events, \(summary.rejected.count) rejected"
         for rejection in summary.rejected.prefix(50) { text += "\n  rejected \(rejection)" }
         if summary.rejected.count > 50 { text += "\n  … \(summary.rejected.count - 50) more" }
         printError(text)

@@ -17,7 +17,8 @@ struct PollCommand: AsyncParsableCommand {
     @OptionGroup var options: APIOptions
     @Argument(help: "The VIN.") var vin: String
     @Flag(name: .long, help: "Also write the samples, events and poll row to the database.") var store = false
-    @Option(name: .long, help: "The SQLite database file (overrides database.path; with --store).") var database: String?
+    @Option(name: .long, help: "The SQLite database file (overrides database.path; with --store).") var database:
+        String?
 
     func validate() throws { _ = try parseVIN(vin) }
 
@@ -83,24 +84,39 @@ struct PollCommand: AsyncParsableCommand {
         }
         try? await client.shutdown()
         if options.json {
-            printJSON(.object([
-                "vin": .string(vin.rawValue), "shape": .string(payload.shape.rawValue),
-                "samples": .array(payload.samples.map { sample in
-                    .object([
-                        "property": .string(sample.property), "instance": .string(sample.instance),
-                        "value": sample.value.number.map(JSONValue.number) ?? .string(sample.value.text ?? ""),
-                        "unit": sample.unit.map(JSONValue.string) ?? .null, "observed_at": .string(sample.observedAt.iso8601),
-                    ])
-                }),
-                "failures": .array(payload.failures.map { .object(["property": .string($0.property), "reason": .string($0.reason.rawValue), "description": $0.description.map(JSONValue.string) ?? .null]) }),
-                "stored": .bool(store), "events": .array(events.map { .string($0.jsonLine) }),
-            ]))
+            printJSON(
+                .object([
+                    "vin": .string(vin.rawValue), "shape": .string(payload.shape.rawValue),
+                    "samples": .array(
+                        payload.samples.map { sample in
+                            .object([
+                                "property": .string(sample.property), "instance": .string(sample.instance),
+                                "value": sample.value.number.map(JSONValue.number) ?? .string(sample.value.text ?? ""),
+                                "unit": sample.unit.map(JSONValue.string) ?? .null,
+                                "observed_at": .string(sample.observedAt.iso8601),
+                            ])
+                        }),
+                    "failures": .array(
+                        payload.failures.map {
+                            .object([
+                                "property": .string($0.property), "reason": .string($0.reason.rawValue),
+                                "description": $0.description.map(JSONValue.string) ?? .null,
+                            ])
+                        }),
+                    "stored": .bool(store), "events": .array(events.map { .string($0.jsonLine) }),
+                ]))
         } else {
-            printTable(["PROPERTY", "INSTANCE", "VALUE", "UNIT", "OBSERVED AT"], payload.samples.map {
-                [$0.property, $0.instance.isEmpty ? "-" : $0.instance, $0.value.description, $0.unit ?? "-", $0.observedAt.iso8601]
-            })
+            printTable(
+                ["PROPERTY", "INSTANCE", "VALUE", "UNIT", "OBSERVED AT"],
+                payload.samples.map {
+                    [
+                        $0.property, $0.instance.isEmpty ? "-" : $0.instance, $0.value.description, $0.unit ?? "-",
+                        $0.observedAt.iso8601,
+                    ]
+                })
             for failure in payload.failures {
-                printError("failed: \(failure.property): \(failure.reason)\(failure.description.map { " (\($0))" } ?? "")")
+                printError(
+                    "failed: \(failure.property): \(failure.reason)\(failure.description.map { " (\($0))" } ?? "")")
             }
             if store {
                 printError("stored \(payload.samples.count) samples, \(events.count) events")

@@ -83,12 +83,18 @@ struct DatabaseOptions: ParsableArguments {
     static func csvCell(_ value: JSONValue) -> String {
         var text = value == .null ? "" : Self.text(value)
         // Control characters (an escape sequence) are shown, not obeyed; --json keeps them exactly.
-        if text.unicodeScalars.contains(where: { ($0.value < 0x20 && $0 != "\n" && $0 != "\r" && $0 != "\t") || $0.value == 0x7F }) {
-            text = String(String.UnicodeScalarView(text.unicodeScalars.map {
-                ($0.value < 0x20 && $0 != "\n" && $0 != "\r" && $0 != "\t") || $0.value == 0x7F ? "\u{FFFD}" : $0
-            }))
+        if text.unicodeScalars.contains(where: {
+            ($0.value < 0x20 && $0 != "\n" && $0 != "\r" && $0 != "\t") || $0.value == 0x7F
+        }) {
+            text = String(
+                String.UnicodeScalarView(
+                    text.unicodeScalars.map {
+                        ($0.value < 0x20 && $0 != "\n" && $0 != "\r" && $0 != "\t") || $0.value == 0x7F
+                            ? "\u{FFFD}" : $0
+                    }))
         }
-        return text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
+        return text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" })
+            ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
     }
 }
 
@@ -97,7 +103,8 @@ func parseTime(_ text: String?, option: String) throws -> Timestamp? {
     guard let text else { return nil }
     if let time = Timestamp(iso8601: text) { return time }
     if let ago = DurationParser.parse(text) { return SystemWallClock().now().adding(milliseconds: -ago.milliseconds) }
-    throw ValidationError("\(option) takes an RFC 3339 time (2026-11-28T06:00:00Z) or a duration ago (24h), got \"\(text)\"")
+    throw ValidationError(
+        "\(option) takes an RFC 3339 time (2026-11-28T06:00:00Z) or a duration ago (24h), got \"\(text)\"")
 }
 
 func number(_ value: Double?) -> JSONValue { value.map(JSONValue.number) ?? .null }
@@ -105,22 +112,32 @@ func string(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .nul
 
 /// `fleet-telemetry status`: one line per vehicle.
 struct StatusCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "status", abstract: "One line per vehicle: last seen, battery, range, locks, charging, position, stale values, health.")
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "One line per vehicle: last seen, battery, range, locks, charging, position, stale values, health.")
     @OptionGroup var options: DatabaseOptions
 
     func run() async throws {
         let store = try options.openStore()
         let rows = try await store.status().map { s -> [JSONValue] in
-            [.string(s.vin.rawValue), string(s.lastSeen?.iso8601), number(s.batteryPercent), number(s.rangeKm), string(s.locks), string(s.charging),
-             number(s.latitude), number(s.longitude), .number(Double(s.staleValues)), string(s.health ?? s.status)]
+            [
+                .string(s.vin.rawValue), string(s.lastSeen?.iso8601), number(s.batteryPercent), number(s.rangeKm),
+                string(s.locks), string(s.charging),
+                number(s.latitude), number(s.longitude), .number(Double(s.staleValues)), string(s.health ?? s.status),
+            ]
         }
-        options.output(["vin", "last_seen", "battery_percent", "range_km", "locks", "charging", "latitude", "longitude", "stale_values", "health"], rows)
+        options.output(
+            [
+                "vin", "last_seen", "battery_percent", "range_km", "locks", "charging", "latitude", "longitude",
+                "stale_values", "health",
+            ], rows)
     }
 }
 
 /// `fleet-telemetry history VIN PROPERTY`.
 struct HistoryCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "history", abstract: "The stored history of one property of one vehicle.")
+    static let configuration = CommandConfiguration(
+        commandName: "history", abstract: "The stored history of one property of one vehicle.")
     @OptionGroup var options: DatabaseOptions
     @Argument(help: "The VIN.") var vin: String
     @Argument(help: "The property path, e.g. charging.battery_level.") var property: String
@@ -135,16 +152,24 @@ struct HistoryCommand: AsyncParsableCommand {
 
     func run() async throws {
         let store = try options.openStore()
-        let samples = try await store.history(vin: try parseVIN(vin), property: property, since: try parseTime(since, option: "--since"), until: try parseTime(until, option: "--until"))
-        options.output(["observed_at", "instance", "value", "unit"], samples.map {
-            [.string($0.observedAt.iso8601), .string($0.instance), $0.value.number.map(JSONValue.number) ?? .string($0.value.text ?? ""), string($0.unit)]
-        })
+        let samples = try await store.history(
+            vin: try parseVIN(vin), property: property, since: try parseTime(since, option: "--since"),
+            until: try parseTime(until, option: "--until"))
+        options.output(
+            ["observed_at", "instance", "value", "unit"],
+            samples.map {
+                [
+                    .string($0.observedAt.iso8601), .string($0.instance),
+                    $0.value.number.map(JSONValue.number) ?? .string($0.value.text ?? ""), string($0.unit),
+                ]
+            })
     }
 }
 
 /// `fleet-telemetry events`.
 struct EventsCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "events", abstract: "Stored change events, oldest first.")
+    static let configuration = CommandConfiguration(
+        commandName: "events", abstract: "Stored change events, oldest first.")
     @OptionGroup var options: DatabaseOptions
     @Option(name: .long, help: "Only this VIN.") var vin: String?
     @Option(name: .long, help: "Only this event type (e.g. door_unlocked).") var type: String?
@@ -154,7 +179,8 @@ struct EventsCommand: AsyncParsableCommand {
     func validate() throws {
         if let vin { _ = try parseVIN(vin) }
         if let type, EventType(rawValue: type) == nil {
-            throw ValidationError("unknown event type \"\(type)\"; known: \(EventType.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw ValidationError(
+                "unknown event type \"\(type)\"; known: \(EventType.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         _ = try parseTime(since, option: "--since")
         guard limit > 0 else { throw ValidationError("--limit must be positive") }
@@ -162,17 +188,25 @@ struct EventsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let store = try options.openStore()
-        let events = try await store.events(vin: try vin.map(parseVIN), type: type.flatMap(EventType.init), since: try parseTime(since, option: "--since"), limit: limit)
-        options.output(["id", "vin", "type", "instance", "occurred_at", "detected_at", "previous_value", "new_value"], events.map {
-            [.number(Double($0.id ?? 0)), .string($0.vin.rawValue), .string($0.type.rawValue), .string($0.instance), .string($0.occurredAt.iso8601),
-             .string($0.detectedAt.iso8601), string($0.previousValue), .string($0.newValue)]
-        })
+        let events = try await store.events(
+            vin: try vin.map(parseVIN), type: type.flatMap(EventType.init),
+            since: try parseTime(since, option: "--since"), limit: limit)
+        options.output(
+            ["id", "vin", "type", "instance", "occurred_at", "detected_at", "previous_value", "new_value"],
+            events.map {
+                [
+                    .number(Double($0.id ?? 0)), .string($0.vin.rawValue), .string($0.type.rawValue),
+                    .string($0.instance), .string($0.occurredAt.iso8601),
+                    .string($0.detectedAt.iso8601), string($0.previousValue), .string($0.newValue),
+                ]
+            })
     }
 }
 
 /// `fleet-telemetry backup DEST`.
 struct BackupCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "backup", abstract: "Write a consistent copy of the live database (ingestion goes on).")
+    static let configuration = CommandConfiguration(
+        commandName: "backup", abstract: "Write a consistent copy of the live database (ingestion goes on).")
     @OptionGroup var options: DatabaseOptions
     @Argument(help: "The file to write; it must not exist.") var destination: String
 
@@ -194,7 +228,8 @@ struct BackupCommand: AsyncParsableCommand {
 
 /// `fleet-telemetry purge VIN`.
 struct PurgeCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "purge", abstract: "Remove every row of one vehicle from the database.")
+    static let configuration = CommandConfiguration(
+        commandName: "purge", abstract: "Remove every row of one vehicle from the database.")
     @OptionGroup var options: DatabaseOptions
     @Argument(help: "The VIN.") var vin: String
 
@@ -222,7 +257,10 @@ struct ReprocessCommand: AsyncParsableCommand {
             """
     )
     @OptionGroup var options: DatabaseOptions
-    @Option(name: .long, help: "From this receive time (RFC 3339, or a duration ago such as 24h); default: the whole archive.") var since: String?
+    @Option(
+        name: .long,
+        help: "From this receive time (RFC 3339, or a duration ago such as 24h); default: the whole archive.")
+    var since: String?
 
     func validate() throws { _ = try parseTime(since, option: "--since") }
 
@@ -244,23 +282,28 @@ struct ReprocessCommand: AsyncParsableCommand {
             throw ExitStatus.ioError
         }
         guard let start = summary.since else {
-            printError("the raw-response archive is empty (archive.raw_days is 0, or nothing was polled yet): nothing to reprocess")
+            printError(
+                "the raw-response archive is empty (archive.raw_days is 0, or nothing was polled yet): nothing to reprocess"
+            )
             return
         }
         if let requested, requested < start {
             printError("note: the archive starts at \(start.iso8601); earlier samples are kept as they are")
         }
-        let line = "reprocessed \(summary.responses) responses of \(summary.vehicles) vehicles since \(start.iso8601): "
+        let line =
+            "reprocessed \(summary.responses) responses of \(summary.vehicles) vehicles since \(start.iso8601): "
             + "\(summary.samplesDeleted) sample rows replaced by \(summary.samplesWritten), "
             + "\(summary.unreadable) responses still unreadable, \(summary.eventsAdded) events added"
         if options.json || options.csv {
             options.output(
                 ["since", "vehicles", "responses", "unreadable", "samples_deleted", "samples_written", "events_added"],
-                [[
-                    .string(start.iso8601), .number(Double(summary.vehicles)), .number(Double(summary.responses)),
-                    .number(Double(summary.unreadable)), .number(Double(summary.samplesDeleted)),
-                    .number(Double(summary.samplesWritten)), .number(Double(summary.eventsAdded)),
-                ]])
+                [
+                    [
+                        .string(start.iso8601), .number(Double(summary.vehicles)), .number(Double(summary.responses)),
+                        .number(Double(summary.unreadable)), .number(Double(summary.samplesDeleted)),
+                        .number(Double(summary.samplesWritten)), .number(Double(summary.eventsAdded)),
+                    ]
+                ])
         } else {
             printError(line)
         }

@@ -49,7 +49,8 @@ struct RunCommand: AsyncParsableCommand {
         let client = HighMobilityClient(configuration: clientConfiguration, clock: clock, logger: logger)
         let daemon = Daemon(configuration: configuration, store: store, client: client, clock: clock, logger: logger)
         logger.info(
-            "database \(databasePath), API \(clientConfiguration.baseURL) (\(clientConfiguration.pathFamily.rawValue) paths)")
+            "database \(databasePath), API \(clientConfiguration.baseURL) (\(clientConfiguration.pathFamily.rawValue) paths)"
+        )
         try await runServices([daemon], logger: logger)
         withExtendedLifetime(lock) {}
     }

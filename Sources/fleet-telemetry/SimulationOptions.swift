@@ -14,11 +14,16 @@ struct SimulationOptions: ParsableArguments {
 
     func validate() throws {
         guard (1...100_000).contains(vehicles) else { throw ValidationError("--vehicles must be between 1 and 100000") }
-        guard timeScale > 0, timeScale <= 1_000_000 else { throw ValidationError("--time-scale must be between 0 and 1000000") }
+        guard timeScale > 0, timeScale <= 1_000_000 else {
+            throw ValidationError("--time-scale must be between 0 and 1000000")
+        }
     }
 
     /// The emulator configuration these options describe.
-    func emulatorConfiguration(clientID: String = EmulatorConfiguration.defaultClientID, shape: VehicleDataRenderer.Shape = .autoAPI) -> EmulatorConfiguration {
-        EmulatorConfiguration(vehicleCount: vehicles, seed: seed, timeScale: timeScale, clientID: clientID, shape: shape)
+    func emulatorConfiguration(
+        clientID: String = EmulatorConfiguration.defaultClientID, shape: VehicleDataRenderer.Shape = .autoAPI
+    ) -> EmulatorConfiguration {
+        EmulatorConfiguration(
+            vehicleCount: vehicles, seed: seed, timeScale: timeScale, clientID: clientID, shape: shape)
     }
 }

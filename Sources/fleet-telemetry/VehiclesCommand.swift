@@ -11,7 +11,8 @@ struct VehiclesCommand: AsyncParsableCommand {
     )
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the fleet's vehicles and their clearance status.")
+        static let configuration = CommandConfiguration(
+            abstract: "List the fleet's vehicles and their clearance status.")
         @OptionGroup var options: APIOptions
 
         func run() async throws {
@@ -21,7 +22,8 @@ struct VehiclesCommand: AsyncParsableCommand {
     }
 
     struct Add: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Register a vehicle for clearance (it starts as pending).")
+        static let configuration = CommandConfiguration(
+            abstract: "Register a vehicle for clearance (it starts as pending).")
         @OptionGroup var options: APIOptions
         @Argument(help: "The VIN.") var vin: String
         @Option(name: .long, help: "The brand (e.g. sandbox, mercedes-benz, bmw).") var brand: String
@@ -30,7 +32,9 @@ struct VehiclesCommand: AsyncParsableCommand {
 
         func validate() throws {
             _ = try parseVIN(vin)
-            guard Brand.isValid(brand) else { throw ValidationError("--brand must be a brand name such as sandbox, mercedes-benz or bmw") }
+            guard Brand.isValid(brand) else {
+                throw ValidationError("--brand must be a brand name such as sandbox, mercedes-benz or bmw")
+            }
             for item in tag where !item.contains("=") || item.hasPrefix("=") {
                 throw ValidationError("--tag takes key=value, got \"\(item)\"")
             }
@@ -47,7 +51,9 @@ struct VehiclesCommand: AsyncParsableCommand {
             let answers = try await withClient(options) { _, client in try await client.register([request]) }
             printVehicles(answers, json: options.json)
             if answers.contains(where: { $0.status == .error }) {
-                printError("fleet-telemetry: registration of \(vin) failed: \(answers.first { $0.status == .error }?.description ?? "error")")
+                printError(
+                    "fleet-telemetry: registration of \(vin) failed: \(answers.first { $0.status == .error }?.description ?? "error")"
+                )
                 throw ExitStatus.failure
             }
         }
@@ -68,7 +74,8 @@ struct VehiclesCommand: AsyncParsableCommand {
     }
 
     struct Remove: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Remove a vehicle from the fleet (revokes an approved clearance, cancels a pending one).")
+        static let configuration = CommandConfiguration(
+            abstract: "Remove a vehicle from the fleet (revokes an approved clearance, cancels a pending one).")
         @OptionGroup var options: APIOptions
         @Argument(help: "The VIN.") var vin: String
 
@@ -103,24 +110,36 @@ struct EligibilityCommand: AsyncParsableCommand {
 
     func validate() throws {
         _ = try parseVIN(vin)
-        guard Brand.isValid(brand) else { throw ValidationError("--brand must be a brand name such as sandbox, mercedes-benz or bmw") }
+        guard Brand.isValid(brand) else {
+            throw ValidationError("--brand must be a brand name such as sandbox, mercedes-benz or bmw")
+        }
     }
 
     func run() async throws {
         let vin = try parseVIN(vin)
         let answer = try await withClient(options) { _, client in try await client.eligibility(vin: vin, brand: brand) }
         if options.json {
-            var object: JSONObject = ["vin": .string(answer.vin.rawValue), "eligible": .bool(answer.eligible), "data_delivery": .array(answer.dataDelivery.map(JSONValue.string))]
+            var object: JSONObject = [
+                "vin": .string(answer.vin.rawValue), "eligible": .bool(answer.eligible),
+                "data_delivery": .array(answer.dataDelivery.map(JSONValue.string)),
+            ]
             object["connectivity_status"] = answer.connectivityStatus.map(JSONValue.string) ?? .null
             object["primary_user_assigned"] = answer.primaryUserAssigned.map(JSONValue.bool) ?? .null
-            if !answer.capabilities.isEmpty { object["capabilities"] = .array(answer.capabilities.map(JSONValue.string)) }
+            if !answer.capabilities.isEmpty {
+                object["capabilities"] = .array(answer.capabilities.map(JSONValue.string))
+            }
             if let required = answer.clearanceRequired { object["clearance_required"] = .bool(required) }
             printJSON(.object(object))
         } else {
-            printTable(["VIN", "ELIGIBLE", "DATA DELIVERY", "CONNECTIVITY"], [[
-                answer.vin.rawValue, answer.eligible ? "yes" : "no",
-                answer.dataDelivery.isEmpty ? "-" : answer.dataDelivery.joined(separator: ","), answer.connectivityStatus ?? "-",
-            ]])
+            printTable(
+                ["VIN", "ELIGIBLE", "DATA DELIVERY", "CONNECTIVITY"],
+                [
+                    [
+                        answer.vin.rawValue, answer.eligible ? "yes" : "no",
+                        answer.dataDelivery.isEmpty ? "-" : answer.dataDelivery.joined(separator: ","),
+                        answer.connectivityStatus ?? "-",
+                    ]
+                ])
         }
     }
 }

@@ -57,7 +57,8 @@ extension Timestamp {
         let provider = TokenProvider(renewalMargin: .seconds(60), clock: clock) {
             counter.calls.withLock { $0 += 1 }
             if counter.failing.withLock({ $0 }) { throw Refused() }
-            return AccessToken(value: Secret("t\(counter.calls.withLock { $0 })"), expiresAt: clock.now().adding(.seconds(300)))
+            return AccessToken(
+                value: Secret("t\(counter.calls.withLock { $0 })"), expiresAt: clock.now().adding(.seconds(300)))
         }
         #expect(try await provider.token().value.value == "t1")
         counter.failing.withLock { $0 = true }
@@ -83,16 +84,27 @@ extension Timestamp {
 }
 
 @Suite struct APIErrorTests {
-    @Test(arguments: [
-        (#"{"errors":[{"title":"Not Authorized","detail":"Invalid token","source":"Authorization"}],"request_id":"abc"}"#, "Not Authorized", "Invalid token", "abc"),
-        (#"{"error":"invalid_request","error_description":"client_secret is invalid"}"#, "invalid_request", "client_secret is invalid", nil),
-        (#"[{"title":"Forbidden","detail":"This service account is not associated with a fleet.","source":"Authorization"}]"#, "Forbidden", "This service account is not associated with a fleet.", nil),
-        ("<html><h1>502 Bad Gateway</h1></html>", nil, "non-JSON body: <html><h1>502 Bad Gateway</h1></html>", nil),
-        (#"{"errors":[{"title":"Too Ma"#, nil, #"non-JSON body: {"errors":[{"title":"Too Ma"#, nil),
-        ("", nil, "empty body", nil),
-    ] as [(String, String?, String, String?)])
+    @Test(
+        arguments: [
+            (
+                #"{"errors":[{"title":"Not Authorized","detail":"Invalid token","source":"Authorization"}],"request_id":"abc"}"#,
+                "Not Authorized", "Invalid token", "abc"
+            ),
+            (
+                #"{"error":"invalid_request","error_description":"client_secret is invalid"}"#, "invalid_request",
+                "client_secret is invalid", nil
+            ),
+            (
+                #"[{"title":"Forbidden","detail":"This service account is not associated with a fleet.","source":"Authorization"}]"#,
+                "Forbidden", "This service account is not associated with a fleet.", nil
+            ),
+            ("<html><h1>502 Bad Gateway</h1></html>", nil, "non-JSON body: <html><h1>502 Bad Gateway</h1></html>", nil),
+            (#"{"errors":[{"title":"Too Ma"#, nil, #"non-JSON body: {"errors":[{"title":"Too Ma"#, nil),
+            ("", nil, "empty body", nil),
+        ] as [(String, String?, String, String?)])
     func everyErrorShapeParses(body: String, title: String?, detail: String, requestID: String?) {
-        let error = APIError.fromResponse(status: 401, body: Array(body.utf8), endpoint: "GET /x", vin: nil, retryAfter: nil)
+        let error = APIError.fromResponse(
+            status: 401, body: Array(body.utf8), endpoint: "GET /x", vin: nil, retryAfter: nil)
         #expect(error.status == 401)
         #expect(error.title == title)
         #expect(error.detail == detail)
@@ -106,28 +118,42 @@ extension Timestamp {
     }
 
     @Test func redactionRemovesEchoedSecrets() {
-        let echoed = APIError.fromResponse(status: 400, body: Array(#"{"error":"invalid_request","error_description":"client_secret S3cr3tFAKE is malformed"}"#.utf8), endpoint: "POST /v1/access_tokens", vin: nil, retryAfter: nil)
+        let echoed = APIError.fromResponse(
+            status: 400,
+            body: Array(
+                #"{"error":"invalid_request","error_description":"client_secret S3cr3tFAKE is malformed"}"#.utf8),
+            endpoint: "POST /v1/access_tokens", vin: nil, retryAfter: nil)
         let redacted = echoed.redacting(["S3cr3tFAKE"])
         #expect(redacted.description.contains("client_secret <redacted> is malformed"))
         #expect(!redacted.description.contains("S3cr3tFAKE"))
     }
 
     @Test func classification() {
-        let consent = APIError(kind: .http, endpoint: "GET /v1/vehicle-data/autoapi-13/X", status: 401, title: "Not Authorized", detail: "Consent is removed by OEM")
+        let consent = APIError(
+            kind: .http, endpoint: "GET /v1/vehicle-data/autoapi-13/X", status: 401, title: "Not Authorized",
+            detail: "Consent is removed by OEM")
         #expect(consent.isConsentRemoved && !consent.isInvalidToken && !consent.isCredentialsRejected)
         let token = APIError(kind: .http, endpoint: "GET /x", status: 401, detail: "Invalid token")
         #expect(token.isInvalidToken)
-        let credentials = APIError(kind: .http, endpoint: "POST /v1/access_tokens", status: 401, title: "invalid_client")
+        let credentials = APIError(
+            kind: .http, endpoint: "POST /v1/access_tokens", status: 401, title: "invalid_client")
         #expect(credentials.isCredentialsRejected)
         #expect(APIError(kind: .http, endpoint: "POST /v1/access_token", status: 400).isCredentialsRejected)
     }
 
-    @Test(arguments: [("120", Int64(120_000)), (" 5 ", 5000), ("Sat, 28 Nov 2026 09:02:00 GMT", 120_000), ("Sat, 28 Nov 2026 08:00:00 GMT", 0)] as [(String, Int64)])
+    @Test(
+        arguments: [
+            ("120", Int64(120_000)), (" 5 ", 5000), ("Sat, 28 Nov 2026 09:02:00 GMT", 120_000),
+            ("Sat, 28 Nov 2026 08:00:00 GMT", 0),
+        ] as [(String, Int64)])
     func retryAfterParses(value: String, milliseconds: Int64) {
         #expect(RetryAfter.parse(value, now: start)?.milliseconds == milliseconds)
     }
 
-    @Test(arguments: ["abc", "-5", "", "1.5", "Sat, 28 Nov 2026 09:02:00 PST", "Xyz, 99 Foo 2026 09:02:00 GMT", "9223372036854775807", "604801", "Sat, 28 Nov 2099 09:02:00 GMT", "１２"])
+    @Test(arguments: [
+        "abc", "-5", "", "1.5", "Sat, 28 Nov 2026 09:02:00 PST", "Xyz, 99 Foo 2026 09:02:00 GMT", "9223372036854775807",
+        "604801", "Sat, 28 Nov 2099 09:02:00 GMT", "１２",
+    ])
     func retryAfterRejects(value: String) {
         #expect(RetryAfter.parse(value, now: start) == nil)
     }

@@ -6,16 +6,17 @@ import FleetModel
 import Foundation
 import Testing
 
-let exampleConfig = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("config/fleet-telemetry.yaml").path
+let exampleConfig = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("config/fleet-telemetry.yaml").path
 
 let minimal = """
-api:
-  base_url: http://127.0.0.1:8080
-  client_id: emulator-client
-  client_secret:
-    env: HM_SECRET
-vehicles: [1HMFT000000000001]
-"""
+    api:
+      base_url: http://127.0.0.1:8080
+      client_id: emulator-client
+      client_secret:
+        env: HM_SECRET
+    vehicles: [1HMFT000000000001]
+    """
 
 @Suite struct ConfigLoaderTests {
     @Test func theShippedExampleLoads() throws {
@@ -24,7 +25,10 @@ vehicles: [1HMFT000000000001]
         #expect(configuration.api.clientSecret == .credential("hm-client-secret"))
         #expect(configuration.polling.interval == .seconds(300))
         #expect(configuration.polling.maxConcurrentRequests == 4)
-        #expect(configuration.polling.activityIntervals == [.driving: .seconds(120), .charging: .seconds(300), .parked: .seconds(900)])
+        #expect(
+            configuration.polling.activityIntervals == [
+                .driving: .seconds(120), .charging: .seconds(300), .parked: .seconds(900),
+            ])
         #expect(configuration.polling.policy.slowInterval == .seconds(1800))
         #expect(configuration.polling.policy.privacyInterval == .seconds(6 * 3600))
         #expect(configuration.polling.maxRequestsPerSecond == nil)
@@ -45,27 +49,84 @@ vehicles: [1HMFT000000000001]
     }
 
     @Test(arguments: [
-        (minimal + "\npolling:\n  intervall: 5m\n", "c.yaml:8: polling.intervall: unknown key (did you mean `interval`?)"),
-        (minimal + "\npolling:\n  interval: 5 minutes\n", "c.yaml:8: polling.interval: expected a duration such as 30s, 5m, 1h or 1h30m; got \"5 minutes\""),
+        (
+            minimal + "\npolling:\n  intervall: 5m\n",
+            "c.yaml:8: polling.intervall: unknown key (did you mean `interval`?)"
+        ),
+        (
+            minimal + "\npolling:\n  interval: 5 minutes\n",
+            "c.yaml:8: polling.interval: expected a duration such as 30s, 5m, 1h or 1h30m; got \"5 minutes\""
+        ),
         (minimal + "\npolling:\n  interval: 0s\n", "c.yaml:8: polling.interval: must be at least 1s, got 0s"),
-        (minimal + "\npolling:\n  max_concurrent_requests: many\n", "c.yaml:8: polling.max_concurrent_requests: expected a whole number, got \"many\""),
-        (minimal + "\npolling:\n  intervals:\n    sleeping: 1h\n", "c.yaml:9: polling.intervals.sleeping: unknown key; allowed here: charging, driving, parked"),
-        (minimal + "\npolling:\n  max_requests_per_second: 0\n", "c.yaml:8: polling.max_requests_per_second: expected a number of requests per second between 0.001 and 100000, got \"0\""),
-        (minimal + "\npolling:\n  daily_budget: -3\n", "c.yaml:8: polling.daily_budget: must be between 1 and 1000000000, got -3"),
-        (minimal + "\npolling:\n  interval: 10000000000d\n", "c.yaml:8: polling.interval: must be at most 3650d (10 years), got 10000000000d"),
-        (minimal.replacingOccurrences(of: "127.0.0.1:8080", with: "127.0.0.1:99999"), "c.yaml:2: api.base_url: the port must be between 1 and 65535, got 99999"),
-        (minimal.replacingOccurrences(of: "env: HM_SECRET", with: "credential: ../etc/shadow"), "c.yaml:5: api.client_secret.credential: a credential name is a file name in $CREDENTIALS_DIRECTORY, without '/'"),
-        (minimal + "\n\tpolling: 1\n", "c.yaml:7: not valid YAML: while scanning for the next token: found character that cannot start any token"),
+        (
+            minimal + "\npolling:\n  max_concurrent_requests: many\n",
+            "c.yaml:8: polling.max_concurrent_requests: expected a whole number, got \"many\""
+        ),
+        (
+            minimal + "\npolling:\n  intervals:\n    sleeping: 1h\n",
+            "c.yaml:9: polling.intervals.sleeping: unknown key; allowed here: charging, driving, parked"
+        ),
+        (
+            minimal + "\npolling:\n  max_requests_per_second: 0\n",
+            "c.yaml:8: polling.max_requests_per_second: expected a number of requests per second between 0.001 and 100000, got \"0\""
+        ),
+        (
+            minimal + "\npolling:\n  daily_budget: -3\n",
+            "c.yaml:8: polling.daily_budget: must be between 1 and 1000000000, got -3"
+        ),
+        (
+            minimal + "\npolling:\n  interval: 10000000000d\n",
+            "c.yaml:8: polling.interval: must be at most 3650d (10 years), got 10000000000d"
+        ),
+        (
+            minimal.replacingOccurrences(of: "127.0.0.1:8080", with: "127.0.0.1:99999"),
+            "c.yaml:2: api.base_url: the port must be between 1 and 65535, got 99999"
+        ),
+        (
+            minimal.replacingOccurrences(of: "env: HM_SECRET", with: "credential: ../etc/shadow"),
+            "c.yaml:5: api.client_secret.credential: a credential name is a file name in $CREDENTIALS_DIRECTORY, without '/'"
+        ),
+        (
+            minimal + "\n\tpolling: 1\n",
+            "c.yaml:7: not valid YAML: while scanning for the next token: found character that cannot start any token"
+        ),
         (minimal + "\nvehicles: [1HMFT000000000002]\n", "c.yaml:6: key given twice: vehicles"),
-        (minimal + "\nevents:\n  disabled: [door_exploded]\n", "c.yaml:8: events.disabled[0]: unknown event type \"door_exploded\""),
-        (minimal + "\nevents:\n  battery_low: {below: 30, rearm_above: 20}\n", "c.yaml:8: events.battery_low.rearm_above: must be at least `below` (30.0)"),
-        (minimal + "\nevents:\n  geofences:\n    - {name: depot, latitude: 95, longitude: 13, radius_m: 100}\n", "c.yaml:9: events.geofences[0].latitude: must be between -90.0 and 90.0, got 95"),
-        (minimal + "\nlog_level: loud\n", "c.yaml:7: log_level: expected one of trace, debug, info, notice, warning, error, critical; got \"loud\""),
-        (minimal + "\ndatabse:\n  path: x\n", "c.yaml:7: databse: unknown key (did you mean `database`?); allowed here: api, archive, database, events, fleet, log_level, polling, retention, vehicles"),
-        (minimal.replacingOccurrences(of: "[1HMFT000000000001]", with: "[1HMFT00000000000I]"), "c.yaml:6: vehicles[0]: invalid VIN \"1HMFT00000000000I\": character 17 ('I') is not in the ISO 3779 alphabet (0-9, A-Z without I, O, Q)"),
-        (minimal.replacingOccurrences(of: "[1HMFT000000000001]", with: "[1HMFT000000000001, 1hmft000000000001]"), "c.yaml:6: vehicles[1]: VIN 1HMFT000000000001 is listed twice"),
-        (minimal.replacingOccurrences(of: "    env: HM_SECRET", with: "    env: A\n    file: /x"), "c.yaml:5: api.client_secret: give exactly one of `file`, `env` or `credential`"),
-        (minimal.replacingOccurrences(of: "http://127.0.0.1:8080", with: "ftp://x"), "c.yaml:2: api.base_url: expected an http:// or https:// URL, got \"ftp://x\""),
+        (
+            minimal + "\nevents:\n  disabled: [door_exploded]\n",
+            "c.yaml:8: events.disabled[0]: unknown event type \"door_exploded\""
+        ),
+        (
+            minimal + "\nevents:\n  battery_low: {below: 30, rearm_above: 20}\n",
+            "c.yaml:8: events.battery_low.rearm_above: must be at least `below` (30.0)"
+        ),
+        (
+            minimal + "\nevents:\n  geofences:\n    - {name: depot, latitude: 95, longitude: 13, radius_m: 100}\n",
+            "c.yaml:9: events.geofences[0].latitude: must be between -90.0 and 90.0, got 95"
+        ),
+        (
+            minimal + "\nlog_level: loud\n",
+            "c.yaml:7: log_level: expected one of trace, debug, info, notice, warning, error, critical; got \"loud\""
+        ),
+        (
+            minimal + "\ndatabse:\n  path: x\n",
+            "c.yaml:7: databse: unknown key (did you mean `database`?); allowed here: api, archive, database, events, fleet, log_level, polling, retention, vehicles"
+        ),
+        (
+            minimal.replacingOccurrences(of: "[1HMFT000000000001]", with: "[1HMFT00000000000I]"),
+            "c.yaml:6: vehicles[0]: invalid VIN \"1HMFT00000000000I\": character 17 ('I') is not in the ISO 3779 alphabet (0-9, A-Z without I, O, Q)"
+        ),
+        (
+            minimal.replacingOccurrences(of: "[1HMFT000000000001]", with: "[1HMFT000000000001, 1hmft000000000001]"),
+            "c.yaml:6: vehicles[1]: VIN 1HMFT000000000001 is listed twice"
+        ),
+        (
+            minimal.replacingOccurrences(of: "    env: HM_SECRET", with: "    env: A\n    file: /x"),
+            "c.yaml:5: api.client_secret: give exactly one of `file`, `env` or `credential`"
+        ),
+        (
+            minimal.replacingOccurrences(of: "http://127.0.0.1:8080", with: "ftp://x"),
+            "c.yaml:2: api.base_url: expected an http:// or https:// URL, got \"ftp://x\""
+        ),
         ("vehicles: []\n", "c.yaml:1: missing key `api`"),
         ("api: [1, 2\n", "c.yaml:2: not valid YAML: while parsing a flow sequence: did not find expected ',' or ']'"),
         ("", "c.yaml: the file is empty"),
@@ -80,17 +141,17 @@ vehicles: [1HMFT000000000001]
 
     @Test func pathsProxyAndFleetSync() throws {
         let reordered = """
-        api:
-          base_url: http://127.0.0.1:8080
-          client_id: emulator-client
-          client_secret:
-            env: HM_SECRET
-          paths: document
-          proxy: http://proxy.example:3128
-          insecure_skip_tls_verify: true
-        fleet:
-          sync_interval: 10m
-        """
+            api:
+              base_url: http://127.0.0.1:8080
+              client_id: emulator-client
+              client_secret:
+                env: HM_SECRET
+              paths: document
+              proxy: http://proxy.example:3128
+              insecure_skip_tls_verify: true
+            fleet:
+              sync_interval: 10m
+            """
         let configuration = try ConfigLoader.parse(reordered, file: "c.yaml")
         #expect(configuration.api.pathFamily == .document)
         #expect(configuration.fleet.sync, "no static vehicles: the fleet sync is on")
@@ -98,14 +159,28 @@ vehicles: [1HMFT000000000001]
         let client = try configuration.clientConfiguration(file: "c.yaml", environment: ["HM_SECRET": "x"])
         #expect(client.proxy == .init(host: "proxy.example", port: 3128))
         #expect(client.insecureSkipTLSVerify)
-        #expect(try ConfigLoader.parse(minimal, file: "c.yaml").fleet.sync == false, "static vehicles only: no sync unless asked")
+        #expect(
+            try ConfigLoader.parse(minimal, file: "c.yaml").fleet.sync == false,
+            "static vehicles only: no sync unless asked")
     }
 
     @Test(arguments: [
-        ("api:\n  base_url: https://api.high-mobility.com\n  client_id: x\n  client_secret: {env: S}\n  insecure_skip_tls_verify: true\n", "c.yaml:5: api.insecure_skip_tls_verify: certificate verification can only be skipped for a loopback base_url"),
-        ("api:\n  base_url: https://api.high-mobility.com\n  client_id: x\n  client_secret: {env: S}\n  paths: v2\n", "c.yaml:5: api.paths: expected platform or document, got \"v2\""),
-        ("api:\n  base_url: https://api.high-mobility.com\n  client_id: x\n  client_secret: {env: S}\nfleet:\n  sync: false\n", "c.yaml:6: fleet: nothing to poll"),
-        ("api:\n  base_url: https://api.high-mobility.com\n  client_id: x\n  client_secret: {env: S}\nfleet:\n  sync: maybe\n", "c.yaml:6: fleet.sync: expected true or false, got \"maybe\""),
+        (
+            "api:\n  base_url: https://api.high-mobility.com\n  client_id: x\n  client_secret: {env: S}\n  insecure_skip_tls_verify: true\n",
+            "c.yaml:5: api.insecure_skip_tls_verify: certificate verification can only be skipped for a loopback base_url"
+        ),
+        (
+            "api:\n  base_url: https://api.high-mobility.com\n  client_id: x\n  client_secret: {env: S}\n  paths: v2\n",
+            "c.yaml:5: api.paths: expected platform or document, got \"v2\""
+        ),
+        (
+            "api:\n  base_url: https://api.high-mobility.com\n  client_id: x\n  client_secret: {env: S}\nfleet:\n  sync: false\n",
+            "c.yaml:6: fleet: nothing to poll"
+        ),
+        (
+            "api:\n  base_url: https://api.high-mobility.com\n  client_id: x\n  client_secret: {env: S}\nfleet:\n  sync: maybe\n",
+            "c.yaml:6: fleet.sync: expected true or false, got \"maybe\""
+        ),
     ])
     func fleetAndTransportKeysAreChecked(text: String, message: String) {
         #expect {
@@ -117,38 +192,57 @@ vehicles: [1HMFT000000000001]
 
     @Test func proxyFromEnvironmentHonoursNoProxy() {
         let base = "https://api.high-mobility.com"
-        #expect(ClientConfiguration.Proxy.fromEnvironment(["HTTPS_PROXY": "http://p.example:8080"], baseURL: base) == .init(host: "p.example", port: 8080))
-        #expect(ClientConfiguration.Proxy.fromEnvironment(["https_proxy": "p.example:3128"], baseURL: base) == .init(host: "p.example", port: 3128))
-        #expect(ClientConfiguration.Proxy.fromEnvironment(["HTTPS_PROXY": "http://p.example:8080", "NO_PROXY": "localhost,.high-mobility.com"], baseURL: base) == nil)
-        #expect(ClientConfiguration.Proxy.fromEnvironment(["HTTPS_PROXY": "http://p.example:8080", "no_proxy": "*"], baseURL: base) == nil)
-        #expect(ClientConfiguration.Proxy.fromEnvironment(["HTTP_PROXY": "http://p.example:8080"], baseURL: base) == nil, "HTTP_PROXY is not for https")
-        #expect(ClientConfiguration.isLoopback("http://127.0.0.1:8080") && ClientConfiguration.isLoopback("https://localhost") && ClientConfiguration.isLoopback("http://[::1]:80"))
+        #expect(
+            ClientConfiguration.Proxy.fromEnvironment(["HTTPS_PROXY": "http://p.example:8080"], baseURL: base)
+                == .init(host: "p.example", port: 8080))
+        #expect(
+            ClientConfiguration.Proxy.fromEnvironment(["https_proxy": "p.example:3128"], baseURL: base)
+                == .init(host: "p.example", port: 3128))
+        #expect(
+            ClientConfiguration.Proxy.fromEnvironment(
+                ["HTTPS_PROXY": "http://p.example:8080", "NO_PROXY": "localhost,.high-mobility.com"], baseURL: base)
+                == nil)
+        #expect(
+            ClientConfiguration.Proxy.fromEnvironment(
+                ["HTTPS_PROXY": "http://p.example:8080", "no_proxy": "*"], baseURL: base) == nil)
+        #expect(
+            ClientConfiguration.Proxy.fromEnvironment(["HTTP_PROXY": "http://p.example:8080"], baseURL: base) == nil,
+            "HTTP_PROXY is not for https")
+        #expect(
+            ClientConfiguration.isLoopback("http://127.0.0.1:8080")
+                && ClientConfiguration.isLoopback("https://localhost")
+                && ClientConfiguration.isLoopback("http://[::1]:80"))
         #expect(!ClientConfiguration.isLoopback("https://127.evil.example"))
     }
 
     @Test func eventsSection() throws {
-        let configuration = try ConfigLoader.parse(minimal + """
+        let configuration = try ConfigLoader.parse(
+            minimal + """
 
-        events:
-          disabled: [door_opened, door_closed]
-          battery_low: {below: 15, rearm_above: 30}
-          vehicle_moved_km: 2.5
-          geofences:
-            - {name: depot, latitude: 52.5, longitude: 13.4, radius_m: 300}
-        """, file: "c.yaml")
+                events:
+                  disabled: [door_opened, door_closed]
+                  battery_low: {below: 15, rearm_above: 30}
+                  vehicle_moved_km: 2.5
+                  geofences:
+                    - {name: depot, latitude: 52.5, longitude: 13.4, radius_m: 300}
+                """, file: "c.yaml")
         #expect(configuration.events.disabled == [.doorOpened, .doorClosed])
-        let retained = try ConfigLoader.parse(minimal + "\nretention:\n  samples_days: 30\n  polls_days: 7\n", file: "c.yaml")
+        let retained = try ConfigLoader.parse(
+            minimal + "\nretention:\n  samples_days: 30\n  polls_days: 7\n", file: "c.yaml")
         #expect(retained.retention == .init(samples: .seconds(30 * 86_400), polls: .seconds(7 * 86_400)))
         #expect(configuration.events.batteryLow == .init(below: 15, rearmAbove: 30))
         #expect(configuration.events.movedDistanceKm == 2.5)
-        #expect(configuration.events.geofences == [.init(name: "depot", latitude: 52.5, longitude: 13.4, radiusMeters: 300)])
+        #expect(
+            configuration.events.geofences == [.init(name: "depot", latitude: 52.5, longitude: 13.4, radiusMeters: 300)]
+        )
     }
 
     @Test func missingFileIsAClearError() {
         #expect {
             try ConfigLoader.load(path: "/nonexistent/config.yaml")
         } throws: { error in
-            (error as? ConfigError)?.description == "/nonexistent/config.yaml: cannot read the config file (missing, unreadable or not UTF-8)"
+            (error as? ConfigError)?.description
+                == "/nonexistent/config.yaml: cannot read the config file (missing, unreadable or not UTF-8)"
         }
     }
 
@@ -158,16 +252,24 @@ vehicles: [1HMFT000000000001]
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try "s3cret\n".write(toFile: directory + "/hm", atomically: true, encoding: .utf8)
         #expect(try SecretSource.file(directory + "/hm").resolve(file: "c.yaml", environment: [:]).value == "s3cret")
-        #expect(try SecretSource.credential("hm").resolve(file: "c.yaml", environment: ["CREDENTIALS_DIRECTORY": directory]).value == "s3cret")
+        #expect(
+            try SecretSource.credential("hm").resolve(file: "c.yaml", environment: ["CREDENTIALS_DIRECTORY": directory])
+                .value == "s3cret")
         #expect(try SecretSource.environment("HM").resolve(file: "c.yaml", environment: ["HM": "abc"]).value == "abc")
         #expect {
             try SecretSource.environment("HM").resolve(file: "c.yaml", environment: [:])
         } throws: { error in
             (error as? ConfigError)?.description == "c.yaml: api.client_secret: environment variable HM is not set"
         }
-        #expect(throws: ConfigError.self) { try SecretSource.environment("HM").resolve(file: "c.yaml", environment: ["HM": "  \n"]) }
-        #expect(throws: ConfigError.self) { try SecretSource.environment("HM").resolve(file: "c.yaml", environment: ["HM": "line1\nline2"]) }
-        #expect(throws: ConfigError.self) { try SecretSource.credential("hm").resolve(file: "c.yaml", environment: [:]) }
+        #expect(throws: ConfigError.self) {
+            try SecretSource.environment("HM").resolve(file: "c.yaml", environment: ["HM": "  \n"])
+        }
+        #expect(throws: ConfigError.self) {
+            try SecretSource.environment("HM").resolve(file: "c.yaml", environment: ["HM": "line1\nline2"])
+        }
+        #expect(throws: ConfigError.self) {
+            try SecretSource.credential("hm").resolve(file: "c.yaml", environment: [:])
+        }
     }
 
     @Test func secretNeverPrints() {
@@ -178,12 +280,18 @@ vehicles: [1HMFT000000000001]
 }
 
 @Suite struct DurationParserTests {
-    @Test(arguments: [("30s", 30_000), ("5m", 300_000), ("1h", 3_600_000), ("1h30m", 5_400_000), ("250ms", 250), ("2d", 172_800_000)] as [(String, Int64)])
+    @Test(
+        arguments: [
+            ("30s", 30_000), ("5m", 300_000), ("1h", 3_600_000), ("1h30m", 5_400_000), ("250ms", 250),
+            ("2d", 172_800_000),
+        ] as [(String, Int64)])
     func parses(text: String, milliseconds: Int64) {
         #expect(DurationParser.parse(text)?.milliseconds == milliseconds)
     }
 
-    @Test(arguments: ["", "5", "m", "5 m", "-5s", "5x", "1.5h", "99999999999999s", "3651d", "1h1h", "30m1h", "1s500ms1s"])
+    @Test(arguments: [
+        "", "5", "m", "5 m", "-5s", "5x", "1.5h", "99999999999999s", "3651d", "1h1h", "30m1h", "1s500ms1s",
+    ])
     func rejects(text: String) {
         #expect(DurationParser.parse(text) == nil)
     }

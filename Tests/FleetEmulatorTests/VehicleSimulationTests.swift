@@ -6,9 +6,12 @@ let start = Timestamp(iso8601: "2026-11-28T00:00:00Z")!
 let vin = VIN("1HMEMU00000000001")!
 
 /// Samples a vehicle every `step` minutes for `hours`.
-func trace(seed: UInt64, hours: Int = 48, stepMinutes: Int = 5, battery: Double? = nil) -> [VehicleSimulation.Snapshot] {
+func trace(seed: UInt64, hours: Int = 48, stepMinutes: Int = 5, battery: Double? = nil) -> [VehicleSimulation.Snapshot]
+{
     var simulation = VehicleSimulation(vin: vin, seed: seed, start: start, initialBatteryPercent: battery)
-    return stride(from: 0, through: hours * 60, by: stepMinutes).map { simulation.snapshot(at: start.adding(milliseconds: Int64($0) * 60_000)) }
+    return stride(from: 0, through: hours * 60, by: stepMinutes).map {
+        simulation.snapshot(at: start.adding(milliseconds: Int64($0) * 60_000))
+    }
 }
 
 @Suite struct VehicleSimulationTests {
@@ -33,7 +36,9 @@ func trace(seed: UInt64, hours: Int = 48, stepMinutes: Int = 5, battery: Double?
                 #expect(after.odometerKm == before.odometerKm)
                 #expect(after.latitude == before.latitude && after.longitude == before.longitude)
             }
-            if after.odometerKm > before.odometerKm && after.chargingStatus != "charging" && before.chargingStatus != "charging" {
+            if after.odometerKm > before.odometerKm && after.chargingStatus != "charging"
+                && before.chargingStatus != "charging"
+            {
                 #expect(after.batteryPercent < before.batteryPercent, "driving drains the battery")
             }
             #expect((0...100).contains(after.batteryPercent))
@@ -56,7 +61,8 @@ func trace(seed: UInt64, hours: Int = 48, stepMinutes: Int = 5, battery: Double?
         let snapshots = trace(seed: 7, hours: 72, stepMinutes: 1, battery: 52)
         let charging = snapshots.filter { $0.chargingStatus == "charging" }
         #expect(!charging.isEmpty)
-        #expect(charging.allSatisfy { $0.pluggedIn == "plugged_in" && $0.batteryPercent <= 80 && $0.chargingPowerKW == 11 })
+        #expect(
+            charging.allSatisfy { $0.pluggedIn == "plugged_in" && $0.batteryPercent <= 80 && $0.chargingPowerKW == 11 })
         let completeIndex = try! #require(snapshots.firstIndex { $0.chargingStatus == "charging_complete" })
         #expect(snapshots[completeIndex].batteryPercent == 80)
     }

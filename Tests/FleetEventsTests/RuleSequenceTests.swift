@@ -36,12 +36,18 @@ struct Sequence {
 @Suite struct RuleSequenceTests {
     @Test func vehicleLock() {
         var s = Sequence()
-        #expect(s.text("doors.locks_state", ["locked", "unlocked", "unlocked", "locked"]) == [[], ["vehicle_unlocked"], [], ["vehicle_locked"]])
+        #expect(
+            s.text("doors.locks_state", ["locked", "unlocked", "unlocked", "locked"]) == [
+                [], ["vehicle_unlocked"], [], ["vehicle_locked"],
+            ])
     }
 
     @Test func doorsOpenAndClose() {
         var s = Sequence()
-        #expect(s.text("doors.positions.position", ["closed", "open", "closed"], instance: "rear_left") == [[], ["door_opened[rear_left]"], ["door_closed[rear_left]"]])
+        #expect(
+            s.text("doors.positions.position", ["closed", "open", "closed"], instance: "rear_left") == [
+                [], ["door_opened[rear_left]"], ["door_closed[rear_left]"],
+            ])
     }
 
     @Test func trunk() {
@@ -51,25 +57,41 @@ struct Sequence {
 
     @Test func chargingLifecycle() {
         var s = Sequence()
-        #expect(s.text("charging.status", ["not_charging", "charging", "fast_charging", "charging_paused", "charging", "charging_error", "charging", "charging_complete"]) == [
-            [], ["charging_started"], [], ["charging_interrupted"], ["charging_started"], ["charging_error"], ["charging_started"], ["charging_completed"],
-        ])
+        #expect(
+            s.text(
+                "charging.status",
+                [
+                    "not_charging", "charging", "fast_charging", "charging_paused", "charging", "charging_error",
+                    "charging", "charging_complete",
+                ]) == [
+                    [], ["charging_started"], [], ["charging_interrupted"], ["charging_started"], ["charging_error"],
+                    ["charging_started"], ["charging_completed"],
+                ])
     }
 
     @Test func plugAndUnplug() {
         var s = Sequence()
-        #expect(s.text("charging.plugged_in", ["disconnected", "plugged_in", "plugged_in_both_sides", "disconnected"]) == [[], ["plugged_in"], [], ["unplugged"]])
+        #expect(
+            s.text("charging.plugged_in", ["disconnected", "plugged_in", "plugged_in_both_sides", "disconnected"]) == [
+                [], ["plugged_in"], [], ["unplugged"],
+            ])
     }
 
     @Test func ignition() {
         var s = Sequence()
-        #expect(s.text("ignition.state", ["lock", "accessory", "on", "start", "off"]) == [[], [], ["ignition_on"], [], ["ignition_off"]])
+        #expect(
+            s.text("ignition.state", ["lock", "accessory", "on", "start", "off"]) == [
+                [], [], ["ignition_on"], [], ["ignition_off"],
+            ])
     }
 
     /// Fires once below 20 %, not again until re-armed above 25 %.
     @Test func batteryLowHysteresis() {
         var s = Sequence()
-        #expect(s.numbers("charging.battery_level", [30, 21, 19.9, 18, 21, 19, 26, 19]) == [[], [], ["battery_low"], [], [], [], [], ["battery_low"]])
+        #expect(
+            s.numbers("charging.battery_level", [30, 21, 19.9, 18, 21, 19, 26, 19]) == [
+                [], [], ["battery_low"], [], [], [], [], ["battery_low"],
+            ])
     }
 
     @Test func firstObservationBelowTheThresholdIsABaseline() {
@@ -83,7 +105,10 @@ struct Sequence {
         configuration.geofences = [.init(name: "depot", latitude: 52.5, longitude: 13.4, radiusMeters: 500)]
         var s = Sequence(configuration)
         func at(_ lat: Double, _ lon: Double) -> [(String, String, SampleValue)] {
-            [("vehicle_location.coordinates.latitude", "", .number(lat)), ("vehicle_location.coordinates.longitude", "", .number(lon))]
+            [
+                ("vehicle_location.coordinates.latitude", "", .number(lat)),
+                ("vehicle_location.coordinates.longitude", "", .number(lon)),
+            ]
         }
         #expect(s.observe(at(52.5, 13.4)) == [], "baseline, inside the depot")
         #expect(Set(s.observe(at(52.51, 13.4))) == ["vehicle_moved", "geofence_exited[depot]"], "1.1 km north")
@@ -96,7 +121,10 @@ struct Sequence {
         var configuration = EventRulesConfiguration()
         configuration.disabled = [.doorUnlocked]
         var s = Sequence(configuration)
-        #expect(s.text("doors.locks.lock_state", ["locked", "unlocked", "locked"], instance: "front_left") == [[], [], ["door_locked[front_left]"]])
+        #expect(
+            s.text("doors.locks.lock_state", ["locked", "unlocked", "locked"], instance: "front_left") == [
+                [], [], ["door_locked[front_left]"],
+            ])
     }
 
     @Test func olderObservationAfterANewerOneIsNoEvent() {

@@ -45,9 +45,13 @@ enum Expected {
         E("dashboard_lights.dashboard_lights.state", "engine_indicator", .text("off"), nil, "2026-11-28T08:55:10.000Z"),
         E("dashboard_lights.dashboard_lights.state", "tire_failure", .text("on"), nil, "2026-11-28T08:55:10.000Z"),
         E("diagnostics.battery_voltage", "", .number(12.6), "volts", "2026-11-28T09:14:03.000Z"),
-        E("diagnostics.check_control_messages.remaining_time", "1043", .number(0), "seconds", "2026-11-28T08:55:10.000Z"),
+        E(
+            "diagnostics.check_control_messages.remaining_time", "1043", .number(0), "seconds",
+            "2026-11-28T08:55:10.000Z"),
         E("diagnostics.check_control_messages.status", "1043", .text("active"), nil, "2026-11-28T08:55:10.000Z"),
-        E("diagnostics.check_control_messages.text", "1043", .text("Tyre pressure low"), nil, "2026-11-28T08:55:10.000Z"),
+        E(
+            "diagnostics.check_control_messages.text", "1043", .text("Tyre pressure low"), nil,
+            "2026-11-28T08:55:10.000Z"),
         E("diagnostics.engine_coolant_temperature", "", .number(29.5), "celsius", "2026-11-28T08:55:10.000Z"),
         E("diagnostics.engine_oil_temperature", "", .number(31), "celsius", "2026-11-28T08:55:10.000Z"),
         E("diagnostics.engine_rpm", "", .number(0), "revolutions_per_minute", "2026-11-28T09:14:03.000Z"),
@@ -60,7 +64,9 @@ enum Expected {
         E("diagnostics.tire_pressure_statuses.status", "rear_left", .text("low"), nil, "2026-11-28T08:55:10.000Z"),
         E("diagnostics.tire_pressure_statuses.status", "rear_right", .text("normal"), nil, "2026-11-28T08:55:10.000Z"),
         E("diagnostics.tire_pressures.pressure", "front_left", .number(250), "kilopascals", "2026-11-28T08:55:10.000Z"),
-        E("diagnostics.tire_pressures.pressure", "front_right", .number(250), "kilopascals", "2026-11-28T08:55:10.000Z"),
+        E(
+            "diagnostics.tire_pressures.pressure", "front_right", .number(250), "kilopascals",
+            "2026-11-28T08:55:10.000Z"),
         E("diagnostics.tire_pressures.pressure", "rear_left", .number(230), "kilopascals", "2026-11-28T08:55:10.000Z"),
         E("diagnostics.tire_pressures.pressure", "rear_right", .number(270), "kilopascals", "2026-11-28T08:55:10.000Z"),
         E("diagnostics.washer_fluid_level", "", .text("filled"), nil, "2026-11-27T18:40:22.000Z"),

@@ -19,19 +19,25 @@ import Testing
     }
 
     @Test func propertyFailuresAreReportedNotStored() throws {
-        let payload = try normalizer.normalize(body: try fixture("vehicle_data_autoapi13_with_property_failures.json"), vin: VIN("1HMFT000000000003")!, receivedAt: receivedAt)
+        let payload = try normalizer.normalize(
+            body: try fixture("vehicle_data_autoapi13_with_property_failures.json"), vin: VIN("1HMFT000000000003")!,
+            receivedAt: receivedAt)
         let byProperty = Dictionary(uniqueKeysWithValues: payload.failures.map { ($0.property, $0.reason) })
-        #expect(byProperty == [
-            "diagnostics.fuel_level": "oem_error",
-            "diagnostics.tire_pressures": "pending",
-            "vehicle_location.coordinates": "privacy_mode_active",
-            "charging.status": "unauthorised",
-        ])
-        #expect(!payload.samples.contains { $0.property == "charging.status" || $0.property.hasPrefix("vehicle_location") })
+        #expect(
+            byProperty == [
+                "diagnostics.fuel_level": "oem_error",
+                "diagnostics.tire_pressures": "pending",
+                "vehicle_location.coordinates": "privacy_mode_active",
+                "charging.status": "unauthorised",
+            ])
+        #expect(
+            !payload.samples.contains { $0.property == "charging.status" || $0.property.hasPrefix("vehicle_location") })
     }
 
     @Test func simplifiedShapeFixture() throws {
-        let payload = try normalizer.normalize(body: try fixture("vehicle_data_seed_simplified_schema.json"), vin: VIN("1HMFT000000000001")!, receivedAt: receivedAt)
+        let payload = try normalizer.normalize(
+            body: try fixture("vehicle_data_seed_simplified_schema.json"), vin: VIN("1HMFT000000000001")!,
+            receivedAt: receivedAt)
         #expect(payload.shape == .simplified)
         #expect(payload.samples.map(E.init) == Expected.simplified)
         #expect(payload.samples.allSatisfy { $0.timeSource == .received })
@@ -41,24 +47,30 @@ import Testing
     /// must have the same path, instance, value and unit there.
     @Test func simplifiedShapeGivesTheSamePathsAsTheAutoAPI() throws {
         let vin = VIN("1HMFT000000000001")!
-        let simplified = try normalizer.normalize(body: try fixture("vehicle_data_seed_simplified_schema.json"), vin: vin, receivedAt: receivedAt)
-        let full = try normalizer.normalize(body: try fixture("vehicle_data_autoapi13_full.json"), vin: vin, receivedAt: receivedAt)
+        let simplified = try normalizer.normalize(
+            body: try fixture("vehicle_data_seed_simplified_schema.json"), vin: vin, receivedAt: receivedAt)
+        let full = try normalizer.normalize(
+            body: try fixture("vehicle_data_autoapi13_full.json"), vin: vin, receivedAt: receivedAt)
         let fullByKey = Dictionary(full.samples.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
         for sample in simplified.samples {
-            let match = try #require(fullByKey[sample.key], "\(sample.property)[\(sample.instance)] missing from the Auto API fixture")
+            let match = try #require(
+                fullByKey[sample.key], "\(sample.property)[\(sample.instance)] missing from the Auto API fixture")
             #expect(match.value == sample.value, "\(sample.property)[\(sample.instance)]")
             #expect(match.unit == sample.unit, "\(sample.property)[\(sample.instance)]")
         }
     }
 
     @Test func simplifiedShapeUsesTopLevelTimestamp() throws {
-        let body = #"{"vin":"1HMFT000000000001","timestamp":"2026-11-28T08:00:00Z","charging":{"charging_state":"completed"},"diagnostics":{"mileage":100}}"#
-        let payload = try normalizer.normalize(body: Array(body.utf8), vin: VIN("1HMFT000000000001")!, receivedAt: receivedAt)
-        #expect(payload.samples.map(E.init) == [
-            E("charging.plugged_in", "", .text("plugged_in"), nil, "2026-11-28T08:00:00.000Z"),
-            E("charging.status", "", .text("charging_complete"), nil, "2026-11-28T08:00:00.000Z"),
-            E("diagnostics.odometer", "", .number(100), "kilometers", "2026-11-28T08:00:00.000Z"),
-        ])
+        let body =
+            #"{"vin":"1HMFT000000000001","timestamp":"2026-11-28T08:00:00Z","charging":{"charging_state":"completed"},"diagnostics":{"mileage":100}}"#
+        let payload = try normalizer.normalize(
+            body: Array(body.utf8), vin: VIN("1HMFT000000000001")!, receivedAt: receivedAt)
+        #expect(
+            payload.samples.map(E.init) == [
+                E("charging.plugged_in", "", .text("plugged_in"), nil, "2026-11-28T08:00:00.000Z"),
+                E("charging.status", "", .text("charging_complete"), nil, "2026-11-28T08:00:00.000Z"),
+                E("diagnostics.odometer", "", .number(100), "kilometers", "2026-11-28T08:00:00.000Z"),
+            ])
         #expect(payload.samples.allSatisfy { $0.timeSource == .response })
     }
 
@@ -80,29 +92,38 @@ import Testing
 
     @Test func oddValuesBecomeFailuresNotCrashes() throws {
         let body = #"""
-        {"charging": {"battery_level": {"data": 0.5, "timestamp": "2026-11-28T09:00:00Z"},
-                      "status": "charging",
-                      "Bad Name": {"data": 1},
-                      "estimated_range": {"data": {"value": 10, "unit": "miles"}, "timestamp": "not a time"}},
-         "doors": "closed",
-         "diagnostics": {"tire_pressures": [1, {"data": {"location": "front_left", "pressure": {"value": 36, "unit": "pounds_force_per_square_inch"}}, "timestamp": "2026-11-28T09:00:00+01:00"}]}}
-        """#
-        let payload = try normalizer.normalize(body: Array(body.utf8), vin: VIN("1HMFT000000000001")!, receivedAt: receivedAt)
-        #expect(payload.samples.map(E.init) == [
-            E("charging.battery_level", "", .number(50), "percent", "2026-11-28T09:00:00.000Z"),
-            E("diagnostics.tire_pressures.pressure", "front_left", .number(248.21136), "kilopascals", "2026-11-28T08:00:00.000Z"),
-        ])
+            {"charging": {"battery_level": {"data": 0.5, "timestamp": "2026-11-28T09:00:00Z"},
+                          "status": "charging",
+                          "Bad Name": {"data": 1},
+                          "estimated_range": {"data": {"value": 10, "unit": "miles"}, "timestamp": "not a time"}},
+             "doors": "closed",
+             "diagnostics": {"tire_pressures": [1, {"data": {"location": "front_left", "pressure": {"value": 36, "unit": "pounds_force_per_square_inch"}}, "timestamp": "2026-11-28T09:00:00+01:00"}]}}
+            """#
+        let payload = try normalizer.normalize(
+            body: Array(body.utf8), vin: VIN("1HMFT000000000001")!, receivedAt: receivedAt)
+        #expect(
+            payload.samples.map(E.init) == [
+                E("charging.battery_level", "", .number(50), "percent", "2026-11-28T09:00:00.000Z"),
+                E(
+                    "diagnostics.tire_pressures.pressure", "front_left", .number(248.21136), "kilopascals",
+                    "2026-11-28T08:00:00.000Z"),
+            ])
         #expect(Set(payload.failures.map(\.reason)) == ["unreadable", "invalid_value"])
-        #expect(payload.failures.first { $0.reason == "invalid_value" }?.description == "unreadable timestamp \"not a time\"", "a bad timestamp is never replaced by the receive time")
+        #expect(
+            payload.failures.first { $0.reason == "invalid_value" }?.description
+                == "unreadable timestamp \"not a time\"", "a bad timestamp is never replaced by the receive time")
         #expect(payload.failures.count == 5)
     }
 
     @Test func arrayEntriesWithoutKeyUseTheirIndex() throws {
-        let body = #"{"charging":{"departure_times":[{"data":{"state":"active"},"timestamp":"2026-11-28T09:00:00Z"},{"data":{"state":"inactive"},"timestamp":"2026-11-28T09:00:00Z"}]}}"#
-        let payload = try normalizer.normalize(body: Array(body.utf8), vin: VIN("1HMFT000000000001")!, receivedAt: receivedAt)
-        #expect(payload.samples.map { "\($0.property)[\($0.instance)]=\($0.value)" } == [
-            "charging.departure_times.state[0]=active", "charging.departure_times.state[1]=inactive",
-        ])
+        let body =
+            #"{"charging":{"departure_times":[{"data":{"state":"active"},"timestamp":"2026-11-28T09:00:00Z"},{"data":{"state":"inactive"},"timestamp":"2026-11-28T09:00:00Z"}]}}"#
+        let payload = try normalizer.normalize(
+            body: Array(body.utf8), vin: VIN("1HMFT000000000001")!, receivedAt: receivedAt)
+        #expect(
+            payload.samples.map { "\($0.property)[\($0.instance)]=\($0.value)" } == [
+                "charging.departure_times.state[0]=active", "charging.departure_times.state[1]=inactive",
+            ])
     }
 }
 
@@ -140,7 +161,10 @@ import Testing
         #expect(Timestamp(iso8601: text)?.millisecondsSince1970 == milliseconds)
     }
 
-    @Test(arguments: ["", "2026-13-01T00:00:00Z", "2025-02-29T00:00:00Z", "2026-11-28 09:14", "2026-11-28T09:14:03Zjunk", "2026-11-28T25:00:00Z", "2026-11-28T09:14:03.Z"])
+    @Test(arguments: [
+        "", "2026-13-01T00:00:00Z", "2025-02-29T00:00:00Z", "2026-11-28 09:14", "2026-11-28T09:14:03Zjunk",
+        "2026-11-28T25:00:00Z", "2026-11-28T09:14:03.Z",
+    ])
     func rejects(text: String) {
         #expect(Timestamp(iso8601: text) == nil)
     }
@@ -158,8 +182,12 @@ import Testing
         #expect(try VIN(validating: "ABHJNPRZ099876543").rawValue == "ABHJNPRZ099876543")
     }
 
-    @Test(arguments: ["", "1HMFT00000000001", "1HMFT0000000000012", "1HMFT00000000000I", "1HMFT0000000000/1", "1HMFT00000000000\n", "1HMEMU0000000000ſ", "1HMEMU000000000ﬀ", "1HMEMU0000000000ß",
-                       "1HMFT0000000000@1", "1HMFT0000000000[1", "1HMFT0000000000:1", "1HMFT0000000000/1", "1HMFT00000000000O", "1HMFT00000000000Q"])
+    @Test(arguments: [
+        "", "1HMFT00000000001", "1HMFT0000000000012", "1HMFT00000000000I", "1HMFT0000000000/1", "1HMFT00000000000\n",
+        "1HMEMU0000000000ſ", "1HMEMU000000000ﬀ", "1HMEMU0000000000ß",
+        "1HMFT0000000000@1", "1HMFT0000000000[1", "1HMFT0000000000:1", "1HMFT0000000000/1", "1HMFT00000000000O",
+        "1HMFT00000000000Q",
+    ])
     func rejects(text: String) {
         #expect(throws: VINError.self) { try VIN(validating: text) }
     }

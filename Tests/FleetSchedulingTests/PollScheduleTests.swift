@@ -47,7 +47,8 @@ extension Timestamp {
     }
 
     @Test func retryAfterIsClampedAboveOnly() {
-        var schedule = PollSchedule(vins: [a], policy: .init(interval: .seconds(60), maxRetryAfter: .seconds(3600)), start: start, seed: 1)
+        var schedule = PollSchedule(
+            vins: [a], policy: .init(interval: .seconds(60), maxRetryAfter: .seconds(3600)), start: start, seed: 1)
         schedule.record(.rateLimited(retryAfter: .seconds(86_400 * 30)), for: a, at: start)
         #expect(schedule.entries[a]!.nextDue == start.plus(seconds: 3600))
         schedule.record(.rateLimited(retryAfter: .seconds(1)), for: a, at: start)
@@ -100,7 +101,10 @@ extension String {
     let vins = (1...10).map { VIN("1HMFT0000000000" + String(format: "%02d", $0))! }
 
     /// Drives the schedule like the daemon: every `step`, take what is due and answer it.
-    func simulate(_ schedule: inout PollSchedule, from: Timestamp, for seconds: Int, step: Double = 1, answer: (VIN, Timestamp) -> PollSchedule.Outcome = { _, _ in .success(nil) }) -> [(VIN, Timestamp)] {
+    func simulate(
+        _ schedule: inout PollSchedule, from: Timestamp, for seconds: Int, step: Double = 1,
+        answer: (VIN, Timestamp) -> PollSchedule.Outcome = { _, _ in .success(nil) }
+    ) -> [(VIN, Timestamp)] {
         var polls: [(VIN, Timestamp)] = []
         var now = from
         let end = from.plus(seconds: Double(seconds))
@@ -129,7 +133,9 @@ extension String {
 
     @Test func oneRateLimitedVINDoesNotPauseOthers() {
         var schedule = PollSchedule(vins: vins, policy: .init(interval: .seconds(60)), start: start, seed: 1)
-        let polls = simulate(&schedule, from: start, for: 300) { vin, _ in vin == vins[0] ? .rateLimited(retryAfter: .seconds(1000)) : .success(nil) }
+        let polls = simulate(&schedule, from: start, for: 300) { vin, _ in
+            vin == vins[0] ? .rateLimited(retryAfter: .seconds(1000)) : .success(nil)
+        }
         #expect(polls.filter { $0.0 == vins[0] }.count == 1)
         #expect(polls.filter { $0.0 == vins[1] }.count == 5)
     }
@@ -143,7 +149,11 @@ extension String {
     }
 
     @Test func activityIntervalsApply() {
-        var schedule = PollSchedule(vins: [a], policy: .init(interval: .seconds(300), activityIntervals: [.driving: .seconds(60), .parked: .seconds(900)]), start: start, seed: 1)
+        var schedule = PollSchedule(
+            vins: [a],
+            policy: .init(
+                interval: .seconds(300), activityIntervals: [.driving: .seconds(60), .parked: .seconds(900)]),
+            start: start, seed: 1)
         let first = schedule.entries[a]!.nextDue
         schedule.record(.success(.driving), for: a, at: first)
         #expect(schedule.entries[a]!.nextDue == first.plus(seconds: 60))
@@ -157,18 +167,23 @@ extension String {
     /// budget (600 for 10 VINs) are never exceeded, by stretched intervals rather than bursts.
     @Test func dailyBudgetsAreNeverExceeded() {
         let dayStart = Timestamp(millisecondsSince1970: PollSchedule.day(of: start) * 86_400_000)
-        var schedule = PollSchedule(vins: vins, policy: .init(interval: .seconds(10), dailyBudgetPerVIN: 100, dailyBudgetApplication: 600), start: dayStart, seed: 1)
+        var schedule = PollSchedule(
+            vins: vins, policy: .init(interval: .seconds(10), dailyBudgetPerVIN: 100, dailyBudgetApplication: 600),
+            start: dayStart, seed: 1)
         let polls = simulate(&schedule, from: dayStart, for: 86_400, step: 5)
         #expect(polls.count <= 600)
         #expect(polls.count >= 550, "the budget is spent, not wasted: \(polls.count)")
         for vin in vins { #expect(polls.filter { $0.0 == vin }.count <= 100) }
-        let gaps = zip(polls, polls.dropFirst()).filter { $0.0.0 == $0.1.0 }.map { $0.1.1.millisecondsSince1970 - $0.0.1.millisecondsSince1970 }
+        let gaps = zip(polls, polls.dropFirst()).filter { $0.0.0 == $0.1.0 }.map {
+            $0.1.1.millisecondsSince1970 - $0.0.1.millisecondsSince1970
+        }
         #expect(gaps.allSatisfy { $0 >= 10_000 })
     }
 
     @Test func tokenBucketCapsTheRequestRate() {
         let many = (1...100).map { VIN("1HMFT000000000" + String(format: "%03d", $0))! }
-        var schedule = PollSchedule(vins: many, policy: .init(interval: .seconds(10), maxRequestsPerSecond: 5), start: start, seed: 1)
+        var schedule = PollSchedule(
+            vins: many, policy: .init(interval: .seconds(10), maxRequestsPerSecond: 5), start: start, seed: 1)
         let polls = simulate(&schedule, from: start, for: 60, step: 0.1)
         // A bucket of 5 tokens refilled at 5/s: any window of T seconds holds at most 5 + 5T requests.
         let times = polls.map(\.1.millisecondsSince1970)
@@ -182,7 +197,9 @@ extension String {
     @Test func restoredStateKeepsALongWaitAndSpreadsPastDueTimes() {
         var schedule = PollSchedule(vins: [], policy: .init(interval: .seconds(60)), start: start, seed: 1)
         let waiting = VIN("1HMFT000000000099")!
-        schedule.restore(waiting, entry: .init(nextDue: start.plus(seconds: 3600), consecutiveFailures: 1, health: .rateLimited), at: start)
+        schedule.restore(
+            waiting, entry: .init(nextDue: start.plus(seconds: 3600), consecutiveFailures: 1, health: .rateLimited),
+            at: start)
         for vin in vins { schedule.restore(vin, entry: .init(nextDue: start.plus(seconds: -500)), at: start) }
         #expect(schedule.entries[waiting]!.nextDue == start.plus(seconds: 3600))
         let offsets = vins.map { schedule.entries[$0]!.nextDue.millisecondsSince1970 - start.millisecondsSince1970 }
@@ -202,7 +219,8 @@ extension String {
     }
 
     @Test func manualPollsSpendTheBudget() {
-        var schedule = PollSchedule(vins: [a, b], policy: .init(interval: .seconds(10), dailyBudgetPerVIN: 2), start: start, seed: 1)
+        var schedule = PollSchedule(
+            vins: [a, b], policy: .init(interval: .seconds(10), dailyBudgetPerVIN: 2), start: start, seed: 1)
         schedule.countManualPoll(a, at: start)
         schedule.countManualPoll(a, at: start)
         let taken = schedule.takeDue(at: start.plus(seconds: 10))

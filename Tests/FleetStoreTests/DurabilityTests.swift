@@ -45,13 +45,18 @@ private final class LockHolder: @unchecked Sendable {
         let db = TemporaryDatabase()
         let store = try TelemetryStore(path: db.path)
         try await store.record(poll(at: minute(0)), samples: batterySample(50, at: minute(0)), detector: EventRules())
-        let size = try #require(try FileManager.default.attributesOfItem(atPath: db.path)[.size] as? NSNumber).int64Value
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: db.path)[.size] as? NSNumber)
+            .int64Value
         try await store.setMaximumSize(bytes: size)
         var stored = 1
         var failure: SQLiteError?
         for n in 1..<2_000 {
             // Large text values fill pages quickly.
-            let samples = [Sample(vin: vin, property: "diagnostics.note", value: .text(String(repeating: "x", count: 3_000) + "\(n)"), observedAt: minute(n))]
+            let samples = [
+                Sample(
+                    vin: vin, property: "diagnostics.note", value: .text(String(repeating: "x", count: 3_000) + "\(n)"),
+                    observedAt: minute(n))
+            ]
             do {
                 try await store.record(poll(at: minute(n)), samples: samples, detector: EventRules())
                 stored += 1
@@ -69,7 +74,8 @@ private final class LockHolder: @unchecked Sendable {
         #expect(try check.scalarInt("SELECT count(*) FROM samples") == Int64(stored), "no sample of the failed poll")
 
         try await store.setMaximumSize(bytes: 1 << 30)
-        try await store.record(poll(at: minute(5_000)), samples: batterySample(51, at: minute(5_000)), detector: EventRules())
+        try await store.record(
+            poll(at: minute(5_000)), samples: batterySample(51, at: minute(5_000)), detector: EventRules())
         #expect(try check.scalarInt("SELECT count(*) FROM polls") == Int64(stored + 1), "the retry is stored")
     }
 
@@ -81,13 +87,17 @@ private final class LockHolder: @unchecked Sendable {
         try await store.record(poll(at: minute(0)), samples: batterySample(50, at: minute(0)), detector: EventRules())
         try await store.withConnection { try $0.execute("PRAGMA query_only = 1") }
         await #expect {
-            try await store.record(poll(at: minute(1)), samples: batterySample(51, at: minute(1)), detector: EventRules())
+            try await store.record(
+                poll(at: minute(1)), samples: batterySample(51, at: minute(1)), detector: EventRules())
         } throws: { error in
             (error as? SQLiteError)?.code == .readonly && "\(error)".contains("readonly")
         }
         try await store.withConnection { try $0.execute("PRAGMA query_only = 0") }
         try await store.record(poll(at: minute(2)), samples: batterySample(52, at: minute(2)), detector: EventRules())
-        #expect(try await store.samples(vin: vin, property: "charging.battery_level").map(\.value) == [.number(50), .number(52)])
+        #expect(
+            try await store.samples(vin: vin, property: "charging.battery_level").map(\.value) == [
+                .number(50), .number(52),
+            ])
         #expect(try await store.summary().pollsByStatus == [200: 2])
     }
 
@@ -99,7 +109,8 @@ private final class LockHolder: @unchecked Sendable {
         try await store.record(poll(at: minute(0)), samples: batterySample(50, at: minute(0)), detector: EventRules())
         let holder = LockHolder(path: db.path, holdFor: 1.0)
         for n in 1...5 {
-            try await store.record(poll(at: minute(n)), samples: batterySample(50 + Double(n), at: minute(n)), detector: EventRules())
+            try await store.record(
+                poll(at: minute(n)), samples: batterySample(50 + Double(n), at: minute(n)), detector: EventRules())
         }
         holder.wait()
         #expect(holder.failure == nil)
@@ -118,7 +129,8 @@ private final class LockHolder: @unchecked Sendable {
         try reader.execute("BEGIN")
         #expect(try reader.scalarInt("SELECT count(*) FROM samples") == 1)
         for n in 1...300 {
-            try await store.record(poll(at: minute(n)), samples: batterySample(Double(n % 100), at: minute(n)), detector: EventRules())
+            try await store.record(
+                poll(at: minute(n)), samples: batterySample(Double(n % 100), at: minute(n)), detector: EventRules())
         }
         let blocked = try await store.checkpoint()
         #expect(blocked.busy, "the reader's snapshot still needs the WAL")
@@ -142,10 +154,14 @@ private final class LockHolder: @unchecked Sendable {
         let recent = now.adding(milliseconds: -60_000)
         let old = now.adding(milliseconds: -7_200_000)
         let samples = [
-            Sample(vin: vin, property: "charging.battery_level", value: .number(60), unit: "percent", observedAt: recent),
-            Sample(vin: vin, property: "diagnostics.odometer", value: .number(1200), unit: "kilometers", observedAt: old),
+            Sample(
+                vin: vin, property: "charging.battery_level", value: .number(60), unit: "percent", observedAt: recent),
+            Sample(
+                vin: vin, property: "diagnostics.odometer", value: .number(1200), unit: "kilometers", observedAt: old),
         ]
-        try await store.record(PollRecord(vin: vin, requestedAt: now, receivedAt: now, httpStatus: 200, latencyMilliseconds: 1), samples: samples, detector: EventRules())
+        try await store.record(
+            PollRecord(vin: vin, requestedAt: now, receivedAt: now, httpStatus: 200, latencyMilliseconds: 1),
+            samples: samples, detector: EventRules())
         let check = try Connection(path: db.path)
         func stale(_ property: String) throws -> (Int64?, String?) {
             let statement = try check.makeStatement("SELECT stale, failure_reason FROM latest_view WHERE property = ?1")
@@ -162,15 +178,24 @@ private final class LockHolder: @unchecked Sendable {
         #expect(try stale("diagnostics.odometer") == (0, nil))
 
         // The next response fails for the battery level: flagged, value kept.
-        let failure = PropertyFailure(property: "charging.battery_level", reason: .rateLimit, description: nil, observedAt: nil)
-        try await store.record(PollRecord(vin: vin, requestedAt: now, receivedAt: now.adding(milliseconds: 1), httpStatus: 200, latencyMilliseconds: 1), samples: [samples[1]], failures: [failure], detector: EventRules())
+        let failure = PropertyFailure(
+            property: "charging.battery_level", reason: .rateLimit, description: nil, observedAt: nil)
+        try await store.record(
+            PollRecord(
+                vin: vin, requestedAt: now, receivedAt: now.adding(milliseconds: 1), httpStatus: 200,
+                latencyMilliseconds: 1), samples: [samples[1]], failures: [failure], detector: EventRules())
         #expect(try stale("charging.battery_level") == (1, "rate_limit"))
         #expect(try await store.status(now: now).map(\.staleValues) == [1])
         #expect(try await store.status(now: now).first?.lastSeen == recent, "the newest observation of any property")
-        #expect(try await store.latestValues(vin: vin)[SeriesKey(vin: vin, property: "charging.battery_level", instance: "")]?.value == .number(60))
+        #expect(
+            try await store.latestValues(vin: vin)[
+                SeriesKey(vin: vin, property: "charging.battery_level", instance: "")]?.value == .number(60))
 
         // The one after reports it again: the flag is gone.
-        try await store.record(PollRecord(vin: vin, requestedAt: now, receivedAt: now.adding(milliseconds: 2), httpStatus: 200, latencyMilliseconds: 1), samples: samples, detector: EventRules())
+        try await store.record(
+            PollRecord(
+                vin: vin, requestedAt: now, receivedAt: now.adding(milliseconds: 2), httpStatus: 200,
+                latencyMilliseconds: 1), samples: samples, detector: EventRules())
         #expect(try stale("charging.battery_level") == (0, nil))
     }
 
@@ -185,7 +210,8 @@ private final class LockHolder: @unchecked Sendable {
         for n in 1...3 {
             var record = poll(at: minute(n))
             record.rawBody = Array("{\"n\":\(n)}".utf8)
-            try await store.record(record, samples: batterySample(40 + Double(n), at: minute(n)), detector: EventRules())
+            try await store.record(
+                record, samples: batterySample(40 + Double(n), at: minute(n)), detector: EventRules())
         }
         #expect(try await store.oldestArchivedResponse() == minute(1).adding(milliseconds: 40))
         let archived = try await store.archivedResponses(vin: vin, since: minute(2))
@@ -193,17 +219,30 @@ private final class LockHolder: @unchecked Sendable {
 
         // Normalized again, each response now yields a second property too.
         let responses = archived.map { response in
-            (receivedAt: response.receivedAt, samples: [
-                Sample(vin: vin, property: "charging.battery_level", value: .number(90), unit: "percent", observedAt: response.receivedAt),
-                Sample(vin: vin, property: "charging.charge_limit", value: .number(80), unit: "percent", observedAt: response.receivedAt),
-            ])
+            (
+                receivedAt: response.receivedAt,
+                samples: [
+                    Sample(
+                        vin: vin, property: "charging.battery_level", value: .number(90), unit: "percent",
+                        observedAt: response.receivedAt),
+                    Sample(
+                        vin: vin, property: "charging.charge_limit", value: .number(80), unit: "percent",
+                        observedAt: response.receivedAt),
+                ]
+            )
         }
-        let counts = try await store.replaceArchivedSamples(vin: vin, since: minute(2), responses: responses, detector: EventRules())
+        let counts = try await store.replaceArchivedSamples(
+            vin: vin, since: minute(2), responses: responses, detector: EventRules())
         #expect(counts.deleted == 2)
         #expect(counts.inserted == 4)
-        #expect(try await store.samples(vin: vin, property: "charging.battery_level").map(\.value) == [.number(40), .number(41), .number(90), .number(90)])
+        #expect(
+            try await store.samples(vin: vin, property: "charging.battery_level").map(\.value) == [
+                .number(40), .number(41), .number(90), .number(90),
+            ])
         #expect(try await store.samples(vin: vin, property: "charging.charge_limit").count == 2)
-        #expect(try await store.latestValues(vin: vin)[SeriesKey(vin: vin, property: "charging.charge_limit", instance: "")]?.value == .number(80))
+        #expect(
+            try await store.latestValues(vin: vin)[
+                SeriesKey(vin: vin, property: "charging.charge_limit", instance: "")]?.value == .number(80))
 
         // Retention of the archive, and purge, reach raw_responses.
         #expect(try await store.prune(samplesBefore: nil, pollsBefore: nil, rawBefore: minute(3)) == 2)
@@ -221,10 +260,21 @@ private final class LockHolder: @unchecked Sendable {
         let results = try await withThrowingTaskGroup(of: (VIN, PollWriteResult).self) { group in
             for (index, vin) in vins.enumerated() {
                 group.addTask {
-                    let record = PollRecord(vin: vin, requestedAt: minute(0), receivedAt: minute(0), httpStatus: 200, latencyMilliseconds: 1)
-                    let samples = [Sample(vin: vin, property: "charging.battery_level", value: .number(Double(index)), unit: "percent", observedAt: minute(0)),
-                                   Sample(vin: vin, property: "diagnostics.odometer", value: .number(100), unit: "kilometers", observedAt: minute(0))]
-                    return (vin, try await store.recordGrouped(PollWrite(poll: record, samples: samples), detector: EventRules()))
+                    let record = PollRecord(
+                        vin: vin, requestedAt: minute(0), receivedAt: minute(0), httpStatus: 200, latencyMilliseconds: 1
+                    )
+                    let samples = [
+                        Sample(
+                            vin: vin, property: "charging.battery_level", value: .number(Double(index)),
+                            unit: "percent", observedAt: minute(0)),
+                        Sample(
+                            vin: vin, property: "diagnostics.odometer", value: .number(100), unit: "kilometers",
+                            observedAt: minute(0)),
+                    ]
+                    return (
+                        vin,
+                        try await store.recordGrouped(PollWrite(poll: record, samples: samples), detector: EventRules())
+                    )
                 }
             }
             return try await group.reduce(into: [VIN: PollWriteResult]()) { $0[$1.0] = $1.1 }
@@ -233,7 +283,10 @@ private final class LockHolder: @unchecked Sendable {
         #expect(results.values.allSatisfy { $0.samplesWritten == 2 })
         #expect(try await store.summary().pollsByStatus == [200: 20])
         for (index, vin) in vins.enumerated() {
-            #expect(try await store.samples(vin: vin, property: "charging.battery_level").map(\.value) == [.number(Double(index))])
+            #expect(
+                try await store.samples(vin: vin, property: "charging.battery_level").map(\.value) == [
+                    .number(Double(index))
+                ])
         }
     }
 
@@ -244,7 +297,8 @@ private final class LockHolder: @unchecked Sendable {
         let other = VIN("1HMFT000000000002")!
         do {
             let connection = try Connection(path: db.path)
-            try connection.execute("""
+            try connection.execute(
+                """
                 CREATE TRIGGER refuse_other BEFORE INSERT ON samples WHEN NEW.vin = '1HMFT000000000002'
                 BEGIN SELECT RAISE(ABORT, 'refused for the test'); END
                 """)
@@ -253,21 +307,35 @@ private final class LockHolder: @unchecked Sendable {
         imported.imported = true
         var refused = imported
         refused.vin = other
-        let outcomes = try await store.record(batch: [
-            PollWrite(poll: imported, samples: batterySample(50, at: minute(1)), messageID: "m1"),
-            PollWrite(poll: refused, samples: [Sample(vin: other, property: "charging.battery_level", value: .number(1), unit: "percent", observedAt: minute(1))]),
-            PollWrite(poll: imported, samples: batterySample(51, at: minute(2)), messageID: "m1"),
-            PollWrite(poll: imported, samples: batterySample(52, at: minute(3))),
-        ], detector: EventRules())
+        let outcomes = try await store.record(
+            batch: [
+                PollWrite(poll: imported, samples: batterySample(50, at: minute(1)), messageID: "m1"),
+                PollWrite(
+                    poll: refused,
+                    samples: [
+                        Sample(
+                            vin: other, property: "charging.battery_level", value: .number(1), unit: "percent",
+                            observedAt: minute(1))
+                    ]),
+                PollWrite(poll: imported, samples: batterySample(51, at: minute(2)), messageID: "m1"),
+                PollWrite(poll: imported, samples: batterySample(52, at: minute(3))),
+            ], detector: EventRules())
         #expect(outcomes.count == 4)
-        guard case .written = outcomes[0], case .failed(let error) = outcomes[1], case .duplicate = outcomes[2], case .written = outcomes[3] else {
+        guard case .written = outcomes[0], case .failed(let error) = outcomes[1], case .duplicate = outcomes[2],
+            case .written = outcomes[3]
+        else {
             Issue.record("unexpected outcomes \(outcomes)")
             return
         }
         #expect(error.message.contains("refused for the test"))
-        #expect(try await store.samples(vin: vin, property: "charging.battery_level").map(\.value) == [.number(50), .number(52)])
+        #expect(
+            try await store.samples(vin: vin, property: "charging.battery_level").map(\.value) == [
+                .number(50), .number(52),
+            ])
         let check = try Connection(path: db.path)
-        #expect(try check.scalarInt("SELECT count(*) FROM vehicles WHERE vin = '1HMFT000000000002'") == 0, "the failed entry left no row")
+        #expect(
+            try check.scalarInt("SELECT count(*) FROM vehicles WHERE vin = '1HMFT000000000002'") == 0,
+            "the failed entry left no row")
     }
 
     /// The statements of the write path build no temporary b-tree (an `IN (…)` list in an index
@@ -275,11 +343,14 @@ private final class LockHolder: @unchecked Sendable {
     @Test func writePathBuildsNoTemporaryTables() async throws {
         let db = TemporaryDatabase()
         let store = try TelemetryStore(path: db.path)
-        let failure = PropertyFailure(property: "charging.status", reason: .rateLimit, description: nil, observedAt: nil)
+        let failure = PropertyFailure(
+            property: "charging.status", reason: .rateLimit, description: nil, observedAt: nil)
         for n in 0..<3 {
             var record = poll(at: minute(n))
             record.rawBody = Array("{}".utf8)
-            let samples = batterySample(Double(10 + n * 40), at: minute(n)) + lockSamples(n % 2 == 0 ? "locked" : "unlocked", at: minute(n))
+            let samples =
+                batterySample(Double(10 + n * 40), at: minute(n))
+                + lockSamples(n % 2 == 0 ? "locked" : "unlocked", at: minute(n))
             try await store.record(record, samples: samples, failures: [failure], detector: EventRules())
         }
         let statements = await store.withConnection { $0.cachedSQL }
@@ -289,7 +360,9 @@ private final class LockHolder: @unchecked Sendable {
             let explain = try check.makeStatement("EXPLAIN " + sql)
             var opcodes: [String] = []
             while try explain.step() { opcodes.append(explain.text(at: 1) ?? "") }
-            #expect(!opcodes.contains("OpenEphemeral") && !opcodes.contains("SorterOpen") && !opcodes.contains("OpenAutoindex"), "\(sql)")
+            #expect(
+                !opcodes.contains("OpenEphemeral") && !opcodes.contains("SorterOpen")
+                    && !opcodes.contains("OpenAutoindex"), "\(sql)")
         }
     }
 
@@ -303,9 +376,15 @@ private final class LockHolder: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: db.path + "-wal")
         try? FileManager.default.removeItem(atPath: db.path + "-shm")
         let before = try Data(contentsOf: URL(fileURLWithPath: db.path))
-        #expect(throws: StoreError.foreignDatabase(path: db.path, table: "invoices")) { try TelemetryStore(path: db.path) }
-        #expect(throws: StoreError.foreignDatabase(path: db.path, table: "invoices")) { try TelemetryStore(existingPath: db.path) }
-        #expect(try Data(contentsOf: URL(fileURLWithPath: db.path)) == before, "not a byte changed (not even the journal mode)")
+        #expect(throws: StoreError.foreignDatabase(path: db.path, table: "invoices")) {
+            try TelemetryStore(path: db.path)
+        }
+        #expect(throws: StoreError.foreignDatabase(path: db.path, table: "invoices")) {
+            try TelemetryStore(existingPath: db.path)
+        }
+        #expect(
+            try Data(contentsOf: URL(fileURLWithPath: db.path)) == before,
+            "not a byte changed (not even the journal mode)")
 
         let empty = db.directory + "/empty.sqlite"
         #expect(FileManager.default.createFile(atPath: empty, contents: nil))
@@ -321,10 +400,15 @@ private final class LockHolder: @unchecked Sendable {
         let db = TemporaryDatabase()
         let store = try TelemetryStore(path: db.path)
         let text = "a,\"b\"\nc\u{0}d\u{1B}[2J"
-        try await store.record(poll(at: minute(0)), samples: [Sample(vin: vin, property: "diagnostics.note", value: .text(text), observedAt: minute(0))], detector: EventRules())
+        try await store.record(
+            poll(at: minute(0)),
+            samples: [Sample(vin: vin, property: "diagnostics.note", value: .text(text), observedAt: minute(0))],
+            detector: EventRules())
         #expect(try await store.samples(vin: vin, property: "diagnostics.note").map(\.value) == [.text(text)])
         for value in ["1e300", "-1e300", "9223372036854775807", "'text'"] {
-            try await store.withConnection { try $0.execute("UPDATE settings SET value = \(value) WHERE key = 'stale_after_seconds'") }
+            try await store.withConnection {
+                try $0.execute("UPDATE settings SET value = \(value) WHERE key = 'stale_after_seconds'")
+            }
             #expect(try await store.status().count == 1)
         }
     }
@@ -335,14 +419,27 @@ private final class LockHolder: @unchecked Sendable {
         let store = try TelemetryStore(path: db.path)
         let other = VIN("1HMFT000000000002")!
         let noData = VIN("1HMFT000000000003")!
-        _ = try await store.recordClearance([FleetVehicle(vin: vin, brand: "sandbox", status: .approved), FleetVehicle(vin: other, brand: "sandbox", status: .approved)], at: minute(0), detector: EventRules())
+        _ = try await store.recordClearance(
+            [
+                FleetVehicle(vin: vin, brand: "sandbox", status: .approved),
+                FleetVehicle(vin: other, brand: "sandbox", status: .approved),
+            ], at: minute(0), detector: EventRules())
         try await store.record(poll(at: minute(1)), samples: batterySample(50, at: minute(1)), detector: EventRules())
-        _ = try await store.recordClearance([FleetVehicle(vin: vin, brand: "sandbox", status: .revoked), FleetVehicle(vin: other, brand: "sandbox", status: .approved),
-                                             FleetVehicle(vin: noData, brand: "sandbox", status: .revoked)], at: minute(10), detector: EventRules())
+        _ = try await store.recordClearance(
+            [
+                FleetVehicle(vin: vin, brand: "sandbox", status: .revoked),
+                FleetVehicle(vin: other, brand: "sandbox", status: .approved),
+                FleetVehicle(vin: noData, brand: "sandbox", status: .revoked),
+            ], at: minute(10), detector: EventRules())
         #expect(try await store.vehiclesRevoked(before: minute(5)).isEmpty)
-        #expect(try await store.vehiclesRevoked(before: minute(11)) == [vin], "a revoked vehicle without data has nothing to purge")
+        #expect(
+            try await store.vehiclesRevoked(before: minute(11)) == [vin],
+            "a revoked vehicle without data has nothing to purge")
         try await store.purge(vin: vin)
-        _ = try await store.recordClearance([FleetVehicle(vin: vin, brand: "sandbox", status: .revoked)], at: minute(12), detector: EventRules())
-        #expect(try await store.vehiclesRevoked(before: minute(20)).isEmpty, "listed again by the fleet sync, it is not purged again")
+        _ = try await store.recordClearance(
+            [FleetVehicle(vin: vin, brand: "sandbox", status: .revoked)], at: minute(12), detector: EventRules())
+        #expect(
+            try await store.vehiclesRevoked(before: minute(20)).isEmpty,
+            "listed again by the fleet sync, it is not purged again")
     }
 }

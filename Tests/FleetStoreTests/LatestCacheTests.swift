@@ -29,15 +29,29 @@ import Testing
             // Observation times sometimes repeat or go back (a response older than the stored one).
             let observed = clock.adding(milliseconds: Int64.random(in: -180_000...0, using: &random))
             var samples = [
-                Sample(vin: car, property: Self.lock, instance: "front_left", value: .text(Bool.random(using: &random) ? "locked" : "unlocked"), observedAt: observed),
-                Sample(vin: car, property: "charging.battery_level", value: .number(Double(Int.random(in: 10...30, using: &random))), unit: "percent", observedAt: observed),
-                Sample(vin: car, property: "charging.status", value: .text(["charging", "charging_complete", "disconnected"].randomElement(using: &random)!), observedAt: observed),
+                Sample(
+                    vin: car, property: Self.lock, instance: "front_left",
+                    value: .text(Bool.random(using: &random) ? "locked" : "unlocked"), observedAt: observed),
+                Sample(
+                    vin: car, property: "charging.battery_level",
+                    value: .number(Double(Int.random(in: 10...30, using: &random))), unit: "percent",
+                    observedAt: observed),
+                Sample(
+                    vin: car, property: "charging.status",
+                    value: .text(["charging", "charging_complete", "disconnected"].randomElement(using: &random)!),
+                    observedAt: observed),
                 // No timestamp of its own: stored only when the value changes.
-                Sample(vin: car, property: "diagnostics.odometer", value: .number(Double(round / 7)), unit: "km", observedAt: clock, timeSource: .received),
+                Sample(
+                    vin: car, property: "diagnostics.odometer", value: .number(Double(round / 7)), unit: "km",
+                    observedAt: clock, timeSource: .received),
             ]
             if Bool.random(using: &random) { samples.reverse() }
-            let failures = round % 11 == 0 ? [PropertyFailure(property: "charging.status", reason: .rateLimit, description: nil, observedAt: nil)] : []
-            let record = PollRecord(vin: car, requestedAt: clock, receivedAt: clock, httpStatus: 200, latencyMilliseconds: 10)
+            let failures =
+                round % 11 == 0
+                ? [PropertyFailure(property: "charging.status", reason: .rateLimit, description: nil, observedAt: nil)]
+                : []
+            let record = PollRecord(
+                vin: car, requestedAt: clock, receivedAt: clock, httpStatus: 200, latencyMilliseconds: 10)
             if round % 3 == 0 {
                 // Through the group commit's batch path as well.
                 let write = PollWrite(poll: record, samples: samples, failures: failures)
@@ -49,7 +63,9 @@ import Testing
             }
         }
         func strip(_ events: [Event]) -> [String] {
-            events.map { "\($0.vin) \($0.type) \($0.instance) \($0.occurredAt) \($0.previousValue ?? "-") \($0.newValue)" }
+            events.map {
+                "\($0.vin) \($0.type) \($0.instance) \($0.occurredAt) \($0.previousValue ?? "-") \($0.newValue)"
+            }
         }
         let cachedEvents = try await cached.events()
         #expect(!cachedEvents.isEmpty)
@@ -59,7 +75,9 @@ import Testing
             #expect(try await cached.latestValues(vin: car) == (try await plain.latestValues(vin: car)))
             for property in [Self.lock, "charging.battery_level", "charging.status", "diagnostics.odometer"] {
                 let instance = property == Self.lock ? "front_left" : ""
-                #expect(try await cached.samples(vin: car, property: property, instance: instance) == (try await plain.samples(vin: car, property: property, instance: instance)))
+                #expect(
+                    try await cached.samples(vin: car, property: property, instance: instance)
+                        == (try await plain.samples(vin: car, property: property, instance: instance)))
             }
         }
     }
@@ -76,7 +94,8 @@ import Testing
 
         // Unlocked after unlocked: no change, so no event (the stale memory said "locked").
         let later = t0.adding(milliseconds: 120_000)
-        let result = try await store.record(poll(at: later), samples: lockSample("unlocked", at: later), detector: EventRules())
+        let result = try await store.record(
+            poll(at: later), samples: lockSample("unlocked", at: later), detector: EventRules())
         #expect(result.events.isEmpty)
     }
 
@@ -88,11 +107,14 @@ import Testing
         try await store.record(poll(at: t0), samples: lockSample("locked", at: t0), detector: EventRules())
         // Any `door_unlocked` event fails its poll, after `latest` was written.
         try await store.withConnection {
-            try $0.execute("CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.type = 'door_unlocked' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+            try $0.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.type = 'door_unlocked' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
         }
 
         let t1 = t0.adding(milliseconds: 60_000)
-        let batch = try await store.record(batch: [PollWrite(poll: poll(at: t1), samples: lockSample("unlocked", at: t1))], detector: EventRules())
+        let batch = try await store.record(
+            batch: [PollWrite(poll: poll(at: t1), samples: lockSample("unlocked", at: t1))], detector: EventRules())
         guard case .failed = batch[0] else {
             Issue.record("the batch entry should have failed, got \(batch[0])")
             return
@@ -105,7 +127,8 @@ import Testing
 
         // Still "locked" in the database: unlocking now is a change, and its event is stored.
         let t3 = t0.adding(milliseconds: 180_000)
-        let result = try await store.record(poll(at: t3), samples: lockSample("unlocked", at: t3), detector: EventRules())
+        let result = try await store.record(
+            poll(at: t3), samples: lockSample("unlocked", at: t3), detector: EventRules())
         #expect(result.events.map(\.type) == [.doorUnlocked])
         #expect(try await store.latestValues(vin: vin).values.map(\.value) == [.text("unlocked")])
     }

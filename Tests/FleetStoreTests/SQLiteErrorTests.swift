@@ -23,8 +23,9 @@ private func outcome(_ body: () throws -> Void) -> String {
         let connection = try Connection(path: ":memory:")
         try connection.execute("CREATE TABLE t (x INTEGER UNIQUE)")
         try connection.execute("INSERT INTO t VALUES (1)")
-        #expect(outcome { try connection.execute("INSERT INTO t VALUES (1)") } == "constraint",
-                "caught by the name of its primary code")
+        #expect(
+            outcome { try connection.execute("INSERT INTO t VALUES (1)") } == "constraint",
+            "caught by the name of its primary code")
         let error = try #require(throws: SQLiteError.self) { try connection.execute("INSERT INTO t VALUES (1)") }
         #expect(error.code == .constraint)
         #expect(error.extendedCode == .constraintUnique)

@@ -23,13 +23,19 @@ let vin = VIN("1HMFT000000000001")!
 let t0 = Timestamp(iso8601: "2026-11-28T09:00:00Z")!
 
 func poll(at time: Timestamp, status: Int? = 200, error: String? = nil) -> PollRecord {
-    PollRecord(vin: vin, requestedAt: time, receivedAt: time.adding(milliseconds: 40), httpStatus: status, latencyMilliseconds: 40, error: error, requestID: "r1")
+    PollRecord(
+        vin: vin, requestedAt: time, receivedAt: time.adding(milliseconds: 40), httpStatus: status,
+        latencyMilliseconds: 40, error: error, requestID: "r1")
 }
 
 func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSource = .property) -> [Sample] {
     [
-        Sample(vin: vin, property: "doors.locks.lock_state", instance: "front_left", value: .text(state), observedAt: time, timeSource: source),
-        Sample(vin: vin, property: "charging.battery_level", value: .number(64), unit: "percent", observedAt: time, timeSource: source),
+        Sample(
+            vin: vin, property: "doors.locks.lock_state", instance: "front_left", value: .text(state), observedAt: time,
+            timeSource: source),
+        Sample(
+            vin: vin, property: "charging.battery_level", value: .number(64), unit: "percent", observedAt: time,
+            timeSource: source),
     ]
 }
 
@@ -57,13 +63,20 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
     @Test func roundTrip() async throws {
         let db = TemporaryDatabase()
         let store = try TelemetryStore(path: db.path)
-        let result = try await store.record(poll(at: t0), samples: lockSamples("locked", at: t0), detector: EventRules())
+        let result = try await store.record(
+            poll(at: t0), samples: lockSamples("locked", at: t0), detector: EventRules())
         #expect(result.samplesWritten == 2)
         #expect(result.events.isEmpty)
         let history = try await store.samples(vin: vin, property: "charging.battery_level")
-        #expect(history == [Sample(vin: vin, property: "charging.battery_level", value: .number(64), unit: "percent", observedAt: t0)])
+        #expect(
+            history == [
+                Sample(
+                    vin: vin, property: "charging.battery_level", value: .number(64), unit: "percent", observedAt: t0)
+            ])
         let latest = try await store.latestValues(vin: vin)
-        #expect(latest[SeriesKey(vin: vin, property: "doors.locks.lock_state", instance: "front_left")] == LatestValue(value: .text("locked"), unit: nil, observedAt: t0))
+        #expect(
+            latest[SeriesKey(vin: vin, property: "doors.locks.lock_state", instance: "front_left")]
+                == LatestValue(value: .text("locked"), unit: nil, observedAt: t0))
         let summary = try await store.summary()
         #expect(summary.pollsByStatus == [200: 1])
         #expect(summary.samples == 2)
@@ -73,7 +86,8 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
         let db = TemporaryDatabase()
         let store = try TelemetryStore(path: db.path)
         try await store.record(poll(at: t0), samples: lockSamples("locked", at: t0), detector: EventRules())
-        let again = try await store.record(poll(at: t0.adding(milliseconds: 60_000)), samples: lockSamples("locked", at: t0), detector: EventRules())
+        let again = try await store.record(
+            poll(at: t0.adding(milliseconds: 60_000)), samples: lockSamples("locked", at: t0), detector: EventRules())
         #expect(again.samplesWritten == 0)
         #expect(try await store.summary().samples == 2)
         #expect(try await store.summary().pollsByStatus == [200: 2])
@@ -82,12 +96,15 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
     @Test func samplesWithoutTheirOwnTimeAreWrittenOnlyWhenTheValueChanges() async throws {
         let db = TemporaryDatabase()
         let store = try TelemetryStore(path: db.path)
-        try await store.record(poll(at: t0), samples: lockSamples("locked", at: t0, source: .received), detector: EventRules())
+        try await store.record(
+            poll(at: t0), samples: lockSamples("locked", at: t0, source: .received), detector: EventRules())
         let t1 = t0.adding(milliseconds: 60_000)
-        let same = try await store.record(poll(at: t1), samples: lockSamples("locked", at: t1, source: .received), detector: EventRules())
+        let same = try await store.record(
+            poll(at: t1), samples: lockSamples("locked", at: t1, source: .received), detector: EventRules())
         #expect(same.samplesWritten == 0)
         let t2 = t1.adding(milliseconds: 60_000)
-        let changed = try await store.record(poll(at: t2), samples: lockSamples("unlocked", at: t2, source: .received), detector: EventRules())
+        let changed = try await store.record(
+            poll(at: t2), samples: lockSamples("unlocked", at: t2, source: .received), detector: EventRules())
         #expect(changed.samplesWritten == 1)
         #expect(changed.events.map(\.type) == [.doorUnlocked])
     }
@@ -97,7 +114,9 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
         do {
             let store = try TelemetryStore(path: db.path)
             try await store.record(poll(at: t0), samples: lockSamples("locked", at: t0), detector: EventRules())
-            try await store.record(poll(at: t0.adding(milliseconds: 1000)), samples: lockSamples("unlocked", at: t0.adding(milliseconds: 1000)), detector: EventRules())
+            try await store.record(
+                poll(at: t0.adding(milliseconds: 1000)),
+                samples: lockSamples("unlocked", at: t0.adding(milliseconds: 1000)), detector: EventRules())
         }
         let reopened = try TelemetryStore(path: db.path)
         #expect(try await reopened.summary().samples == 4)
@@ -115,20 +134,29 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
         #expect(late.samplesWritten == 2, "history keeps the late observation")
         #expect(late.events.isEmpty, "a stale observation is not a change")
         let latest = try await store.latestValues(vin: vin)
-        #expect(latest[SeriesKey(vin: vin, property: "doors.locks.lock_state", instance: "front_left")]?.value == .text("unlocked"))
+        #expect(
+            latest[SeriesKey(vin: vin, property: "doors.locks.lock_state", instance: "front_left")]?.value
+                == .text("unlocked"))
     }
 
     @Test func eventIsStoredOnceEvenWhenDetectedTwice() async throws {
         struct Always: ChangeDetecting {
-            func events(previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp,
-                        state: inout RuleState) -> [Event] {
-                [Event(vin: vin, type: .chargingStarted, instance: "", occurredAt: t0, detectedAt: detectedAt, previousValue: "not_charging", newValue: "charging")]
+            func events(
+                previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp,
+                state: inout RuleState
+            ) -> [Event] {
+                [
+                    Event(
+                        vin: vin, type: .chargingStarted, instance: "", occurredAt: t0, detectedAt: detectedAt,
+                        previousValue: "not_charging", newValue: "charging")
+                ]
             }
         }
         let db = TemporaryDatabase()
         let store = try TelemetryStore(path: db.path)
         let first = try await store.record(poll(at: t0), samples: lockSamples("locked", at: t0), detector: Always())
-        let second = try await store.record(poll(at: t0.adding(milliseconds: 5)), samples: lockSamples("locked", at: t0), detector: Always())
+        let second = try await store.record(
+            poll(at: t0.adding(milliseconds: 5)), samples: lockSamples("locked", at: t0), detector: Always())
         #expect(first.events.count == 1)
         #expect(first.events.first?.id != nil)
         #expect(second.events.isEmpty)
@@ -138,10 +166,12 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
     @Test func failedPollIsRecordedWithoutSamples() async throws {
         let db = TemporaryDatabase()
         let store = try TelemetryStore(path: db.path)
-        let result = try await store.record(poll(at: t0, status: 429, error: "HTTP 429"), samples: [], detector: EventRules())
+        let result = try await store.record(
+            poll(at: t0, status: 429, error: "HTTP 429"), samples: [], detector: EventRules())
         #expect(result.samplesWritten == 0)
         #expect(try await store.summary().pollsByStatus == [429: 1])
-        let noResponse = try await store.record(poll(at: t0, status: nil, error: "timeout"), samples: [], detector: EventRules())
+        let noResponse = try await store.record(
+            poll(at: t0, status: nil, error: "timeout"), samples: [], detector: EventRules())
         #expect(noResponse.samplesWritten == 0)
         #expect(try await store.summary().pollsByStatus == [nil: 1, 429: 1])
     }
@@ -212,11 +242,13 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
             #expect {
                 try DatabaseLock(databasePath: db.path)
             } throws: { error in
-                (error as? LockError)?.description == db.path + ": another fleet-telemetry process is using this database"
+                (error as? LockError)?.description == db.path
+                    + ": another fleet-telemetry process is using this database"
             }
             // The same file under another name: a hard link and a symbolic link.
             try FileManager.default.linkItem(atPath: db.path, toPath: db.directory + "/hard.sqlite")
-            try FileManager.default.createSymbolicLink(atPath: db.directory + "/soft.sqlite", withDestinationPath: db.path)
+            try FileManager.default.createSymbolicLink(
+                atPath: db.directory + "/soft.sqlite", withDestinationPath: db.path)
             for other in ["/hard.sqlite", "/soft.sqlite"] {
                 #expect(throws: LockError.self) { try DatabaseLock(databasePath: db.directory + other) }
             }
@@ -242,8 +274,12 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
             for index in 0..<version { try connection.execute(Schema.migrations[index]) }
             try connection.execute("PRAGMA user_version = \(version)")
             try connection.execute("INSERT INTO vehicles (vin, first_seen_at) VALUES ('1HMFT000000000001', 1)")
-            try connection.execute("INSERT INTO samples (vin, property, instance, observed_at, value_num, unit, received_at) VALUES ('1HMFT000000000001', 'charging.battery_level', '', 5, 64, 'percent', 6)")
-            try connection.execute("INSERT INTO polls (vin, requested_at, http_status, latency_ms) VALUES ('1HMFT000000000001', 5, 200, 3)")
+            try connection.execute(
+                "INSERT INTO samples (vin, property, instance, observed_at, value_num, unit, received_at) VALUES ('1HMFT000000000001', 'charging.battery_level', '', 5, 64, 'percent', 6)"
+            )
+            try connection.execute(
+                "INSERT INTO polls (vin, requested_at, http_status, latency_ms) VALUES ('1HMFT000000000001', 5, 200, 3)"
+            )
         }
         let store = try TelemetryStore(path: db.path)
         #expect(try await store.samples(vin: vin, property: "charging.battery_level").map(\.value) == [.number(64)])
@@ -258,7 +294,11 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
     @Test func ruleStateSurvivesARestart() async throws {
         let db = TemporaryDatabase()
         func battery(_ level: Double, minute: Int64) -> [Sample] {
-            [Sample(vin: vin, property: "charging.battery_level", value: .number(level), unit: "percent", observedAt: t0.adding(milliseconds: minute * 60_000))]
+            [
+                Sample(
+                    vin: vin, property: "charging.battery_level", value: .number(level), unit: "percent",
+                    observedAt: t0.adding(milliseconds: minute * 60_000))
+            ]
         }
         do {
             let store = try TelemetryStore(path: db.path)
@@ -277,12 +317,24 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
         let store = try TelemetryStore(path: db.path)
         for minute in 0..<25 {
             let time = t0.adding(milliseconds: Int64(minute) * 60_000)
-            try await store.record(poll(at: time), samples: [Sample(vin: vin, property: "charging.battery_level", value: .number(Double(minute)), unit: "percent", observedAt: time)], detector: EventRules())
+            try await store.record(
+                poll(at: time),
+                samples: [
+                    Sample(
+                        vin: vin, property: "charging.battery_level", value: .number(Double(minute)), unit: "percent",
+                        observedAt: time)
+                ], detector: EventRules())
         }
-        let deleted = try await store.prune(samplesBefore: t0.adding(milliseconds: 20 * 60_000), pollsBefore: t0.adding(milliseconds: 10 * 60_000), batch: 3)
+        let deleted = try await store.prune(
+            samplesBefore: t0.adding(milliseconds: 20 * 60_000), pollsBefore: t0.adding(milliseconds: 10 * 60_000),
+            batch: 3)
         #expect(deleted == 20 + 10)
-        #expect(try await store.samples(vin: vin, property: "charging.battery_level").map(\.value) == (20..<25).map { .number(Double($0)) })
+        #expect(
+            try await store.samples(vin: vin, property: "charging.battery_level").map(\.value)
+                == (20..<25).map { .number(Double($0)) })
         #expect(try await store.summary().pollsByStatus == [200: 15])
-        #expect(try await store.latestValues(vin: vin)[SeriesKey(vin: vin, property: "charging.battery_level", instance: "")]?.value == .number(24))
+        #expect(
+            try await store.latestValues(vin: vin)[
+                SeriesKey(vin: vin, property: "charging.battery_level", instance: "")]?.value == .number(24))
     }
 }

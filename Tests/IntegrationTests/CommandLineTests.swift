@@ -21,7 +21,8 @@ struct CLI {
     }
 
     func run(_ arguments: [String], secret: String = EmulatorConfiguration.defaultClientSecret) throws -> Result {
-        try Self.execute(arguments + ["--config", config], environment: ["HM_SECRET": secret, "PATH": "/usr/bin:/bin"])
+        try Self.execute(
+            arguments + ["--config", config], environment: ["HM_SECRET": secret, "PATH": "/usr/bin:/bin"])
     }
 
     /// Runs the binary with `arguments` and waits for it.
@@ -37,7 +38,9 @@ struct CLI {
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+        return Result(
+            status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+            stderr: String(decoding: stderr, as: UTF8.self))
     }
 }
 
@@ -61,7 +64,8 @@ struct CLI {
     /// pending and once approved, a poll stored in the database, remove, remove again.
     @Test(arguments: PathFamily.allCases)
     func clearanceLifecycleThroughTheCLI(family: PathFamily) async throws {
-        #expect(FileManager.default.isExecutableFile(atPath: CLI.binary.path), "fleet-telemetry is built next to the tests")
+        #expect(
+            FileManager.default.isExecutableFile(atPath: CLI.binary.path), "fleet-telemetry is built next to the tests")
         try await withHarness(emulator: .init(vehicleCount: 1, approvalDelay: .seconds(10)), family: family) { h in
             let cli = CLI(config: try makeConfig(port: h.port, family: family, database: h.databasePath))
             defer { try? FileManager.default.removeItem(atPath: cli.config) }
@@ -71,7 +75,9 @@ struct CLI {
             #expect(eligibility.status == 0, "\(eligibility.stderr)")
             #expect(eligibility.stdout.contains(#""eligible":true"#))
 
-            let add = try cli.run(["vehicles", "add", vin, "--brand", "sandbox", "--tag", "depot=north", "--license-plate", "B-HM 42"])
+            let add = try cli.run([
+                "vehicles", "add", vin, "--brand", "sandbox", "--tag", "depot=north", "--license-plate", "B-HM 42",
+            ])
             #expect(add.status == 0, "\(add.stderr)")
             #expect(add.stdout.contains(vin) && add.stdout.contains("pending"))
 
@@ -112,10 +118,15 @@ struct CLI {
             #expect(badVIN.stderr.contains("invalid VIN"))
             let wrongSecret = try cli.run(["vehicles", "list"], secret: "wrong-secret")
             #expect(wrongSecret.status == 78)
-            #expect(wrongSecret.stderr.contains("HTTP 401") && wrongSecret.stderr.contains("api.client_secret") && !wrongSecret.stderr.contains("wrong-secret"))
+            #expect(
+                wrongSecret.stderr.contains("HTTP 401") && wrongSecret.stderr.contains("api.client_secret")
+                    && !wrongSecret.stderr.contains("wrong-secret"))
             let missing = try CLI(config: "/nonexistent.yaml").run(["vehicles", "list"])
             #expect(missing.status == 78)
-            #expect(missing.stderr == "fleet-telemetry: /nonexistent.yaml: cannot read the config file (missing, unreadable or not UTF-8)\n")
+            #expect(
+                missing.stderr
+                    == "fleet-telemetry: /nonexistent.yaml: cannot read the config file (missing, unreadable or not UTF-8)\n"
+            )
         }
     }
 
@@ -138,12 +149,18 @@ struct CLI {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let file = directory + "/capture.jsonl"
-        try [try fixtureText("vehicle_data_autoapi13_full.json"), "{broken", try fixtureText("vehicle_data_autoapi13_minimal.json")]
-            .joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        try [
+            try fixtureText("vehicle_data_autoapi13_full.json"), "{broken",
+            try fixtureText("vehicle_data_autoapi13_minimal.json"),
+        ]
+        .joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
         let result = try CLI.execute(["import", file, "--database", directory + "/t.sqlite"])
         let stderr = result.stderr
         #expect(result.status == 0)
-        #expect(stderr.hasPrefix("imported 2 documents (0 duplicate push messages skipped), 57 samples, 0 events, 1 rejected"), "\(stderr)")
+        #expect(
+            stderr.hasPrefix(
+                "imported 2 documents (0 duplicate push messages skipped), 57 samples, 0 events, 1 rejected"),
+            "\(stderr)")
         #expect(stderr.contains("rejected \(file):2: not valid JSON"))
     }
 
@@ -155,10 +172,13 @@ struct CLI {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         // ~6 MB of the emulator's responses: 100 vehicles, one every 5 simulated minutes.
         let start = Timestamp(iso8601: "2026-11-28T00:00:00Z")!
-        var simulations = (1...100).map { VehicleSimulation(vin: EmulatorConfiguration.vin(index: $0), seed: UInt64($0), start: start) }
+        var simulations = (1...100).map {
+            VehicleSimulation(vin: EmulatorConfiguration.vin(index: $0), seed: UInt64($0), start: start)
+        }
         var lines: [String] = []
         for index in 0..<3_000 {
-            let snapshot = simulations[index % 100].snapshot(at: start.adding(milliseconds: Int64(index / 100) * 300_000))
+            let snapshot = simulations[index % 100].snapshot(
+                at: start.adding(milliseconds: Int64(index / 100) * 300_000))
             lines.append(VehicleDataRenderer.render(snapshot, shape: .autoAPI, requestID: "r").serialized)
         }
         let file = directory + "/capture.jsonl"
@@ -184,7 +204,9 @@ struct CLI {
         #expect(((try FileManager.default.attributesOfItem(atPath: database))[.size] as? Int ?? .max) <= 1 << 20)
         let connection = try Connection(path: database)
         #expect(try connection.scalarText("PRAGMA integrity_check") == "ok")
-        #expect(try connection.scalarInt("SELECT count(*) FROM samples") ?? 0 > 0, "batches committed before the cap are kept")
+        #expect(
+            try connection.scalarInt("SELECT count(*) FROM samples") ?? 0 > 0,
+            "batches committed before the cap are kept")
     }
 }
 

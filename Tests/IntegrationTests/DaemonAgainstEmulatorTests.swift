@@ -20,7 +20,9 @@ import Testing
             }
             let stored = try await h.store.events()
             let delivered = await h.sink.events
-            #expect(delivered.sorted { $0.id! < $1.id! } == stored, "every stored event is delivered exactly once, with its id")
+            #expect(
+                delivered.sorted { $0.id! < $1.id! } == stored,
+                "every stored event is delivered exactly once, with its id")
             #expect(Set(stored.map { "\($0.vin)|\($0.type)|\($0.instance)|\($0.occurredAt)" }).count == stored.count)
             for event in stored where event.type == .doorUnlocked {
                 #expect(event.previousValue == "locked" && event.newValue == "unlocked")
@@ -39,7 +41,8 @@ import Testing
                 let odometer = try #require(latest[SeriesKey(vin: vin, property: "diagnostics.odometer", instance: "")])
                 #expect(odometer.unit == "kilometers")
                 #expect(odometer.value.number! <= truth.odometerKm)
-                let battery = try #require(latest[SeriesKey(vin: vin, property: "charging.battery_level", instance: "")])
+                let battery = try #require(
+                    latest[SeriesKey(vin: vin, property: "charging.battery_level", instance: "")])
                 #expect(battery.unit == "percent")
                 #expect((0...100).contains(battery.value.number!))
                 #expect(latest[SeriesKey(vin: vin, property: "doors.locks.lock_state", instance: "front_left")] != nil)
@@ -64,7 +67,9 @@ import Testing
             let waited = second.at.millisecondsSince1970 - first.at.millisecondsSince1970
             #expect(waited >= 30_000 && waited <= 30_100, "second request \(waited) ms after the 429")
             #expect(otherRequests.count == 6)
-            let gaps = zip(otherRequests, otherRequests.dropFirst()).map { $1.at.millisecondsSince1970 - $0.at.millisecondsSince1970 }
+            let gaps = zip(otherRequests, otherRequests.dropFirst()).map {
+                $1.at.millisecondsSince1970 - $0.at.millisecondsSince1970
+            }
             #expect(gaps.allSatisfy { $0 == 10_000 }, "other VIN's gaps: \(gaps)")
             let summary = try await h.store.summary()
             #expect(summary.pollsByStatus[429] == 1)
@@ -126,7 +131,8 @@ import Testing
             await #expect {
                 _ = try await h.client.vehicleData(vin: unknown)
             } throws: { error in
-                (error as? APIError)?.status == 403 && (error as? APIError)?.detail == "No active consent for this vehicle"
+                (error as? APIError)?.status == 403
+                    && (error as? APIError)?.detail == "No active consent for this vehicle"
             }
         }
     }
@@ -137,7 +143,9 @@ import Testing
             await h.step(by: .seconds(1))
             let firstCount = try await h.store.summary().samples
             let latest = try await h.store.latestValues(vin: vin)
-            #expect(latest[SeriesKey(vin: vin, property: "doors.locks.lock_state", instance: "front_left")]?.value == .text("locked"))
+            #expect(
+                latest[SeriesKey(vin: vin, property: "doors.locks.lock_state", instance: "front_left")]?.value
+                    == .text("locked"))
             #expect(latest[SeriesKey(vin: vin, property: "diagnostics.odometer", instance: "")]?.unit == "kilometers")
             #expect(latest[SeriesKey(vin: vin, property: "charging.status", instance: "")] != nil)
             // In real time the parked car stays parked for minutes: nothing changes.
@@ -154,7 +162,8 @@ import Testing
             #expect(!results.isEmpty)
             #expect(results.allSatisfy { $0.outcome == .credentialsRejected })
             await #expect(throws: DaemonError.self) { try await h.runToEnd() }
-            #expect(h.emulator.tokenRequestCount == 1, "concurrent requests share one token request, even a failing one")
+            #expect(
+                h.emulator.tokenRequestCount == 1, "concurrent requests share one token request, even a failing one")
             #expect(h.emulator.requestLog.isEmpty, "no vehicle data is requested without a token")
             let message = DaemonError.credentialsRejected(results[0].error ?? "").description
             #expect(message.contains("api.client_secret") && message.contains("HTTP 401") && !message.contains("wrong"))

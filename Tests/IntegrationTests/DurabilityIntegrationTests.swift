@@ -16,7 +16,8 @@ import Glibc
 /// Every sample row, as comparable text, in primary-key order.
 private func sampleRows(_ path: String) throws -> [String] {
     let connection = try Connection(path: path)
-    let statement = try connection.makeStatement("""
+    let statement = try connection.makeStatement(
+        """
         SELECT vin, property, instance, observed_at, coalesce(value_num, ''), coalesce(value_text, ''), coalesce(unit, ''), received_at
         FROM samples ORDER BY vin, observed_at, property, instance
         """)
@@ -46,12 +47,20 @@ private func sampleRows(_ path: String) throws -> [String] {
             #expect(summary.unreadable == 0)
             #expect(try sampleRows(h.databasePath) == before)
 
-            try connection.execute("DELETE FROM samples WHERE received_at >= \(harnessStart.adding(milliseconds: 180_000).millisecondsSince1970)")
-            let result = try CLI.execute(["reprocess", "--database", h.databasePath, "--since", harnessStart.adding(milliseconds: 150_000).iso8601])
+            try connection.execute(
+                "DELETE FROM samples WHERE received_at >= \(harnessStart.adding(milliseconds: 180_000).millisecondsSince1970)"
+            )
+            let result = try CLI.execute([
+                "reprocess", "--database", h.databasePath, "--since",
+                harnessStart.adding(milliseconds: 150_000).iso8601,
+            ])
             #expect(result.status == 0, "\(result.stderr)")
             #expect(result.stderr.contains("reprocessed"), "\(result.stderr)")
             let after = try sampleRows(h.databasePath)
-            #expect(after == before, "missing: \(Set(before).subtracting(after).sorted().prefix(3)), extra: \(Set(after).subtracting(before).sorted().prefix(3))")
+            #expect(
+                after == before,
+                "missing: \(Set(before).subtracting(after).sorted().prefix(3)), extra: \(Set(after).subtracting(before).sorted().prefix(3))"
+            )
         }
     }
 
@@ -66,7 +75,10 @@ private func sampleRows(_ path: String) throws -> [String] {
         let database = directory + "/demo.sqlite"
         let process = Process()
         process.executableURL = CLI.binary
-        process.arguments = ["demo", "--vehicles", "20", "--interval", "50ms", "--time-scale", "1440", "--duration", "120", "--database", database, "--log-level", "critical"]
+        process.arguments = [
+            "demo", "--vehicles", "20", "--interval", "50ms", "--time-scale", "1440", "--duration", "120", "--database",
+            database, "--log-level", "critical",
+        ]
         let out = Pipe()
         process.standardOutput = out
         process.standardError = FileHandle.nullDevice
@@ -96,7 +108,9 @@ private func sampleRows(_ path: String) throws -> [String] {
             let statement = try connection.makeStatement("SELECT vin, type FROM events WHERE id = ?1")
             try statement.bind([.integer(id)])
             #expect(try statement.step(), "printed event \(id) is stored")
-            #expect(statement.text(at: 0) == event["vin"]?.stringValue && statement.text(at: 1) == event["type"]?.stringValue)
+            #expect(
+                statement.text(at: 0) == event["vin"]?.stringValue
+                    && statement.text(at: 1) == event["type"]?.stringValue)
         }
         // Each poll wrote its samples and its polls row in one transaction.
         let written = try connection.scalarInt("SELECT coalesce(sum(samples_written), 0) FROM polls") ?? -1
@@ -116,7 +130,9 @@ private func sampleRows(_ path: String) throws -> [String] {
             let connection = try Connection(path: h.databasePath)
             let storedBefore = try connection.scalarInt("SELECT count(*) FROM samples") ?? 0
             #expect(storedBefore > 0)
-            let size = try #require(try FileManager.default.attributesOfItem(atPath: h.databasePath)[.size] as? NSNumber).int64Value
+            let size = try #require(
+                try FileManager.default.attributesOfItem(atPath: h.databasePath)[.size] as? NSNumber
+            ).int64Value
             try await h.store.setMaximumSize(bytes: size)
             var failed: PollPipeline.Result?
             for _ in 0..<30 where failed == nil {
@@ -150,13 +166,29 @@ private func sampleRows(_ path: String) throws -> [String] {
         let revoked = VIN("1HMFT000000000001")!, approved = VIN("1HMFT000000000002")!
         let day: Int64 = 86_400_000
         let start = Timestamp(iso8601: "2026-11-01T00:00:00Z")!
-        _ = try await store.recordClearance([FleetVehicle(vin: revoked, brand: "sandbox", status: .approved), FleetVehicle(vin: approved, brand: "sandbox", status: .approved)], at: start, detector: EventRules())
+        _ = try await store.recordClearance(
+            [
+                FleetVehicle(vin: revoked, brand: "sandbox", status: .approved),
+                FleetVehicle(vin: approved, brand: "sandbox", status: .approved),
+            ], at: start, detector: EventRules())
         for (index, vin) in [revoked, approved].enumerated() {
-            var record = PollRecord(vin: vin, requestedAt: start.adding(milliseconds: Int64(index)), receivedAt: start.adding(milliseconds: Int64(index) + 1), httpStatus: 200, latencyMilliseconds: 1)
+            var record = PollRecord(
+                vin: vin, requestedAt: start.adding(milliseconds: Int64(index)),
+                receivedAt: start.adding(milliseconds: Int64(index) + 1), httpStatus: 200, latencyMilliseconds: 1)
             record.rawBody = Array("{}".utf8)
-            try await store.record(record, samples: [Sample(vin: vin, property: "charging.battery_level", value: .number(50), unit: "percent", observedAt: start)], detector: EventRules())
+            try await store.record(
+                record,
+                samples: [
+                    Sample(
+                        vin: vin, property: "charging.battery_level", value: .number(50), unit: "percent",
+                        observedAt: start)
+                ], detector: EventRules())
         }
-        _ = try await store.recordClearance([FleetVehicle(vin: revoked, brand: "sandbox", status: .revoked), FleetVehicle(vin: approved, brand: "sandbox", status: .approved)], at: start.adding(milliseconds: day), detector: EventRules())
+        _ = try await store.recordClearance(
+            [
+                FleetVehicle(vin: revoked, brand: "sandbox", status: .revoked),
+                FleetVehicle(vin: approved, brand: "sandbox", status: .approved),
+            ], at: start.adding(milliseconds: day), detector: EventRules())
 
         let logs = LogCapture()
         let logger = logs.logger(label: "t")

@@ -22,17 +22,18 @@ import Testing
 
     /// Faults and the rate limit from the config file are served by the running emulator.
     @Test func configuredFaultsAreServed() async throws {
-        let path = try write("""
-        vehicles: 2
-        seed: 7
-        faults:
-          - vin: all
-            status: 503
-            count: 1
-          - vin: 1HMEMU00000000002
-            status: 429
-            retry_after: "45"
-        """)
+        let path = try write(
+            """
+            vehicles: 2
+            seed: 7
+            faults:
+              - vin: all
+                status: 503
+                count: 1
+              - vin: 1HMEMU00000000002
+                status: 429
+                retry_after: "45"
+            """)
         defer { try? FileManager.default.removeItem(atPath: path) }
         let process = Process()
         process.executableURL = CLI.binary
@@ -54,9 +55,14 @@ import Testing
         }
         let line = try #require(announced.split(separator: "\n").first { $0.contains("http://127.0.0.1:") })
         let base = String(line[line.range(of: "http://")!.lowerBound...])
-        let client = HighMobilityClient(configuration: .init(baseURL: base, clientID: EmulatorConfiguration.defaultClientID, clientSecret: Secret(EmulatorConfiguration.defaultClientSecret)))
+        let client = HighMobilityClient(
+            configuration: .init(
+                baseURL: base, clientID: EmulatorConfiguration.defaultClientID,
+                clientSecret: Secret(EmulatorConfiguration.defaultClientSecret)))
         do {
-            await #expect { _ = try await client.vehicleData(vin: EmulatorConfiguration.vin(index: 1)) } throws: { ($0 as? APIError)?.status == 503 }
+            await #expect { _ = try await client.vehicleData(vin: EmulatorConfiguration.vin(index: 1)) } throws: {
+                ($0 as? APIError)?.status == 503
+            }
             await #expect { _ = try await client.vehicleData(vin: EmulatorConfiguration.vin(index: 2)) } throws: {
                 ($0 as? APIError)?.status == 429 && ($0 as? APIError)?.retryAfter == .seconds(45)
             }

@@ -25,7 +25,11 @@ let newVIN = VIN("1HMFT000000000042")!
                 #expect(!eligibility.capabilities.isEmpty)
             }
 
-            let registered = try await h.client.register([FleetVehicle(vin: newVIN, brand: "mercedes-benz", status: .pending, tags: ["depot": "north"], licensePlate: "B-HM 42")])
+            let registered = try await h.client.register([
+                FleetVehicle(
+                    vin: newVIN, brand: "mercedes-benz", status: .pending, tags: ["depot": "north"],
+                    licensePlate: "B-HM 42")
+            ])
             #expect(registered.map(\.status) == [.pending])
             #expect(registered.first?.brand == "mercedes_benz", "brands are stored in one canonical form")
 
@@ -34,7 +38,9 @@ let newVIN = VIN("1HMFT000000000042")!
             #expect(listed.first { $0.vin == newVIN }?.status == .pending)
 
             // Not approved yet: vehicle data is refused.
-            await #expect { _ = try await h.client.vehicleData(vin: newVIN) } throws: { ($0 as? APIError)?.status == 403 }
+            await #expect { _ = try await h.client.vehicleData(vin: newVIN) } throws: {
+                ($0 as? APIError)?.status == 403
+            }
 
             h.clock.advance(by: .seconds(5))
             #expect(try await h.client.fleetVehicle(vin: newVIN).status == .approved)
@@ -48,14 +54,21 @@ let newVIN = VIN("1HMFT000000000042")!
             if family == .platform {
                 #expect(try await h.client.fleetVehicle(vin: newVIN).status == .revoked)
             }
-            await #expect { _ = try await h.client.fleetVehicle(vin: VIN("1HMFT000000000099")!) } throws: { ($0 as? APIError)?.status == 404 }
-            #expect(h.emulator.tokenRequestLog == [family == .platform ? "POST /v1/access_tokens json" : "POST /v1/access_token form"])
+            await #expect { _ = try await h.client.fleetVehicle(vin: VIN("1HMFT000000000099")!) } throws: {
+                ($0 as? APIError)?.status == 404
+            }
+            #expect(
+                h.emulator.tokenRequestLog == [
+                    family == .platform ? "POST /v1/access_tokens json" : "POST /v1/access_token form"
+                ])
         }
     }
 
     @Test func registrationErrorsArePerVehicle() async throws {
         try await withHarness(emulator: .init(vehicleCount: 1)) { h in
-            let answers = try await h.client.register([FleetVehicle(vin: newVIN, brand: "no_such_brand", status: .pending)])
+            let answers = try await h.client.register([
+                FleetVehicle(vin: newVIN, brand: "no_such_brand", status: .pending)
+            ])
             #expect(answers.first?.status == .error)
             #expect(answers.first?.description == "The brand is invalid")
         }
@@ -102,11 +115,18 @@ let newVIN = VIN("1HMFT000000000042")!
         try await withHarness(emulator: .init(vehicleCount: 2)) { h in
             let vin = EmulatorConfiguration.vin(index: 1)
             await h.step(by: .seconds(1))
-            h.emulator.inject(.init(status: 401, body: #"{"errors":[{"title":"Not Authorized","detail":"Consent is removed by OEM"}],"request_id":"r-1"}"#), vin: vin, count: 1)
+            h.emulator.inject(
+                .init(
+                    status: 401,
+                    body:
+                        #"{"errors":[{"title":"Not Authorized","detail":"Consent is removed by OEM"}],"request_id":"r-1"}"#
+                ), vin: vin, count: 1)
             await h.step(by: .seconds(1))
             let before = h.emulator.requestLog.filter { $0.vin == vin.rawValue }.count
             for _ in 0..<10 { await h.step(by: .seconds(1)) }
-            #expect(h.emulator.requestLog.filter { $0.vin == vin.rawValue }.count == before, "no request after consent was removed")
+            #expect(
+                h.emulator.requestLog.filter { $0.vin == vin.rawValue }.count == before,
+                "no request after consent was removed")
             #expect(h.emulator.requestLog.filter { $0.vin == EmulatorConfiguration.vin(index: 2).rawValue }.count >= 12)
             let record = try #require(try await h.store.vehicles().first { $0.vin == vin })
             #expect(record.status == .consentRemoved)
@@ -117,7 +137,9 @@ let newVIN = VIN("1HMFT000000000042")!
     /// The daemon lists the fleet: approved VINs are polled, pending ones wait, and every status
     /// change is recorded in `vehicles` and becomes a `clearance_changed` event.
     @Test func fleetSyncFollowsTheClearanceLifecycle() async throws {
-        try await withHarness(emulator: .init(vehicleCount: 2, approvalDelay: .seconds(30), removalDelay: .seconds(600)), fleetSync: true) { h in
+        try await withHarness(
+            emulator: .init(vehicleCount: 2, approvalDelay: .seconds(30), removalDelay: .seconds(600)), fleetSync: true
+        ) { h in
             _ = try await h.client.register([FleetVehicle(vin: newVIN, brand: "sandbox", status: .pending)])
             // The loop syncs the fleet at its start, then every 60 s (the harness's sync interval).
             for _ in 0..<5 { await h.step(by: .seconds(1)) }
@@ -133,14 +155,18 @@ let newVIN = VIN("1HMFT000000000042")!
             let seen = await h.sink.events.map(\.jsonLine)
             #expect(await clearanceChanges() == ["\(newVIN) pending approved"], "\(seen)")
             for _ in 0..<3 { await h.step(by: .seconds(1)) }
-            #expect(h.emulator.requestLog.contains { $0.vin == newVIN.rawValue && $0.status == 200 }, "an approved VIN is polled")
+            #expect(
+                h.emulator.requestLog.contains { $0.vin == newVIN.rawValue && $0.status == 200 },
+                "an approved VIN is polled")
 
             _ = try await h.client.remove(vin: newVIN)
             await h.step(by: .seconds(60))
             #expect(await clearanceChanges().last == "\(newVIN) approved revoking")
             let countAfterRemoval = h.emulator.requestLog.filter { $0.vin == newVIN.rawValue }.count
             for _ in 0..<5 { await h.step(by: .seconds(1)) }
-            #expect(h.emulator.requestLog.filter { $0.vin == newVIN.rawValue }.count == countAfterRemoval, "a revoking VIN stops")
+            #expect(
+                h.emulator.requestLog.filter { $0.vin == newVIN.rawValue }.count == countAfterRemoval,
+                "a revoking VIN stops")
 
             h.emulator.setClearance(.rejected, vin: EmulatorConfiguration.vin(index: 2))
             await h.step(by: .seconds(60))

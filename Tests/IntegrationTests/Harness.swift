@@ -169,8 +169,9 @@ func withHarness<T: Sendable>(
     var daemonConfiguration = DaemonConfiguration(
         api: .init(baseURL: "http://127.0.0.1", clientID: configuration.clientID, clientSecret: .literal(Secret(""))),
         databasePath: directory + "/telemetry.sqlite")
-    daemonConfiguration.polling = .init(policy: policy ?? .init(interval: interval, maxBackoff: interval * 8),
-                                        maxConcurrentRequests: maxConcurrentRequests)
+    daemonConfiguration.polling = .init(
+        policy: policy ?? .init(interval: interval, maxBackoff: interval * 8),
+        maxConcurrentRequests: maxConcurrentRequests)
     daemonConfiguration.fleet = .init(sync: fleetSync, syncInterval: .seconds(60))
     daemonConfiguration.vehicles = fleetSync ? [] : configuration.vins
     daemonConfiguration.events = events

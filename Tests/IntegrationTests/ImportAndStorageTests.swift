@@ -48,18 +48,26 @@ func chunks(of bytes: [UInt8], size: Int) -> () -> [UInt8]? {
 @Suite(.serialized) struct ImportAndStorageTests {
     @Test func importsGoodLinesAndReportsBadOnes() async throws {
         try await withImporter { importer, store, _ in
-            let push = #"{"version":2,"message_id":"m-1","vin":"1HMFT000000000002","data":{"diagnostics":{"odometer":[{"data":{"value":10600,"unit":"kilometers"},"timestamp":"2026-11-28T08:00:00.000Z"}]}}}"#
-            let lines = [try fixtureText("vehicle_data_autoapi13_full.json"), "not json", try fixtureText("vehicle_data_autoapi13_minimal.json"),
-                         #"{"vin":"BAD"}"#, push, push, "", "[1]", try fixtureText("vehicle_data_autoapi13_with_property_failures.json")]
+            let push =
+                #"{"version":2,"message_id":"m-1","vin":"1HMFT000000000002","data":{"diagnostics":{"odometer":[{"data":{"value":10600,"unit":"kilometers"},"timestamp":"2026-11-28T08:00:00.000Z"}]}}}"#
+            let lines = [
+                try fixtureText("vehicle_data_autoapi13_full.json"), "not json",
+                try fixtureText("vehicle_data_autoapi13_minimal.json"),
+                #"{"vin":"BAD"}"#, push, push, "", "[1]",
+                try fixtureText("vehicle_data_autoapi13_with_property_failures.json"),
+            ]
             var summary = Importer.Summary()
-            try await importer.importFile(named: "capture.jsonl", content: Array(lines.joined(separator: "\n").utf8), wholeDocument: false, into: &summary)
+            try await importer.importFile(
+                named: "capture.jsonl", content: Array(lines.joined(separator: "\n").utf8), wholeDocument: false,
+                into: &summary)
             #expect(summary.responses == 4)
             #expect(summary.duplicates == 1)
-            #expect(summary.rejected.map(\.description) == [
-                "capture.jsonl:2: not valid JSON (invalid literal at byte 0)",
-                "capture.jsonl:4: invalid VIN \"BAD\": must be 17 characters, got 3",
-                "capture.jsonl:8: not a JSON object",
-            ])
+            #expect(
+                summary.rejected.map(\.description) == [
+                    "capture.jsonl:2: not valid JSON (invalid literal at byte 0)",
+                    "capture.jsonl:4: invalid VIN \"BAD\": must be 17 characters, got 3",
+                    "capture.jsonl:8: not a JSON object",
+                ])
             #expect(summary.samples == 54 + 3 + 1 + 2)
             let odometer = try await store.samples(vin: VIN("1HMFT000000000002")!, property: "diagnostics.odometer")
             #expect(odometer.map(\.value) == [.number(10532), .number(10600)])
@@ -70,13 +78,19 @@ func chunks(of bytes: [UInt8], size: Int) -> () -> [UInt8]? {
     /// A JSON-lines file read in small chunks (lines cut anywhere, a last line without newline)
     /// imports exactly as when read whole.
     @Test func chunkedReadingImportsLikeAWholeFile() async throws {
-        let lines = [try fixtureText("vehicle_data_autoapi13_full.json"), "not json", try fixtureText("vehicle_data_autoapi13_minimal.json"), "", "[1]"]
+        let lines = [
+            try fixtureText("vehicle_data_autoapi13_full.json"), "not json",
+            try fixtureText("vehicle_data_autoapi13_minimal.json"), "", "[1]",
+        ]
         let bytes = Array(lines.joined(separator: "\n").utf8)
         try await withImporter { importer, store, _ in
             var summary = Importer.Summary()
             try await importer.importLines(named: "c.jsonl", read: chunks(of: bytes, size: 7), into: &summary)
             #expect(summary.responses == 2)
-            #expect(summary.rejected.map(\.description) == ["c.jsonl:2: not valid JSON (invalid literal at byte 0)", "c.jsonl:5: not a JSON object"])
+            #expect(
+                summary.rejected.map(\.description) == [
+                    "c.jsonl:2: not valid JSON (invalid literal at byte 0)", "c.jsonl:5: not a JSON object",
+                ])
             #expect(summary.samples == 54 + 3)
             #expect(try await store.samples(vin: fullVIN, property: "diagnostics.odometer").count == 1)
         }
@@ -91,12 +105,14 @@ func chunks(of bytes: [UInt8], size: Int) -> () -> [UInt8]? {
         let bytes = Array(lines.joined(separator: "\n").utf8)
         try await withImporter { importer, _, _ in
             var summary = Importer.Summary()
-            try await importer.importLines(named: "l.jsonl", read: chunks(of: bytes, size: 100), into: &summary, maximumLineBytes: 1_000)
-            #expect(summary.rejected.map(\.description) == [
-                "l.jsonl:3: line longer than 1000 bytes; skipped",
-                "l.jsonl:4: not valid JSON (invalid literal at byte 0)",
-                "l.jsonl:5: line longer than 1000 bytes; skipped",
-            ])
+            try await importer.importLines(
+                named: "l.jsonl", read: chunks(of: bytes, size: 100), into: &summary, maximumLineBytes: 1_000)
+            #expect(
+                summary.rejected.map(\.description) == [
+                    "l.jsonl:3: line longer than 1000 bytes; skipped",
+                    "l.jsonl:4: not valid JSON (invalid literal at byte 0)",
+                    "l.jsonl:5: line longer than 1000 bytes; skipped",
+                ])
             #expect(summary.responses == 2)
             #expect(summary.samples == 3, "the minimal document's 3 samples, once")
         }
@@ -104,10 +120,12 @@ func chunks(of bytes: [UInt8], size: Int) -> () -> [UInt8]? {
         try await withImporter { importer, _, _ in
             var summary = Importer.Summary()
             var delivered = false
-            try await importer.importLines(named: "l.jsonl", read: {
-                defer { delivered = true }
-                return delivered ? nil : bytes
-            }, into: &summary, maximumLineBytes: 1_000)
+            try await importer.importLines(
+                named: "l.jsonl",
+                read: {
+                    defer { delivered = true }
+                    return delivered ? nil : bytes
+                }, into: &summary, maximumLineBytes: 1_000)
             #expect(summary.rejected.map(\.line) == [3, 4, 5])
             #expect(summary.responses == 2)
         }
@@ -116,7 +134,8 @@ func chunks(of bytes: [UInt8], size: Int) -> () -> [UInt8]? {
     /// A push message whose `message_id` cannot identify it is refused, not imported again on every run.
     @Test func pushMessageWithUnusableMessageIDIsRefused() async throws {
         try await withImporter { importer, _, _ in
-            let line = #"{"version":2,"message_id":{"x":1},"vin":"1HMFT000000000002","data":{"diagnostics":{"odometer":[{"data":{"value":1,"unit":"kilometers"},"timestamp":"2026-11-28T08:00:00.000Z"}]}}}"#
+            let line =
+                #"{"version":2,"message_id":{"x":1},"vin":"1HMFT000000000002","data":{"diagnostics":{"odometer":[{"data":{"value":1,"unit":"kilometers"},"timestamp":"2026-11-28T08:00:00.000Z"}]}}}"#
             var summary = Importer.Summary()
             try await importer.importFile(named: "f", content: Array(line.utf8), wholeDocument: false, into: &summary)
             #expect(summary.responses == 0)
@@ -125,10 +144,12 @@ func chunks(of bytes: [UInt8], size: Int) -> () -> [UInt8]? {
         // Numeric ids beyond 2^53 are not exact once read: refused rather than taken for each other.
         try await withImporter { importer, _, _ in
             let lines = ["9007199254740993", "9007199254740994", "1.5", "42"].enumerated().map { index, id in
-                #"{"version":1,"message_id":"# + id + #","vin":"1HMFT000000000002","data":{"charging":{"battery_level":{"data":0.\#(index + 1),"timestamp":"2026-11-28T07:0\#(index):00.000Z"}}}}"#
+                #"{"version":1,"message_id":"# + id
+                    + #","vin":"1HMFT000000000002","data":{"charging":{"battery_level":{"data":0.\#(index + 1),"timestamp":"2026-11-28T07:0\#(index):00.000Z"}}}}"#
             }
             var summary = Importer.Summary()
-            try await importer.importFile(named: "f", content: Array(lines.joined(separator: "\n").utf8), wholeDocument: false, into: &summary)
+            try await importer.importFile(
+                named: "f", content: Array(lines.joined(separator: "\n").utf8), wholeDocument: false, into: &summary)
             #expect(summary.responses == 1, "only the id 42 is usable")
             #expect(summary.duplicates == 0)
             #expect(summary.rejected.map(\.line) == [1, 2, 3])
@@ -146,7 +167,10 @@ func chunks(of bytes: [UInt8], size: Int) -> () -> [UInt8]? {
             let failed = #"{"failure":{"reason":"rate_limit","description":"slow down"}}"#
             let other = #"{"failure":{"reason":"oem_error","description":"oops"}}"#
             var summary = Importer.Summary()
-            let text = [body(good, at: "2026-11-28T06:00:00Z"), body(failed, at: "2026-11-28T06:01:00Z"), body(failed, at: "2026-11-28T06:02:00Z"), body(other, at: "2026-11-28T06:03:00Z")].joined(separator: "\n")
+            let text = [
+                body(good, at: "2026-11-28T06:00:00Z"), body(failed, at: "2026-11-28T06:01:00Z"),
+                body(failed, at: "2026-11-28T06:02:00Z"), body(other, at: "2026-11-28T06:03:00Z"),
+            ].joined(separator: "\n")
             try await importer.importFile(named: "f", content: Array(text.utf8), wholeDocument: false, into: &summary)
             let latest = try await store.latestValues(vin: vin)
             #expect(latest[SeriesKey(vin: vin, property: "charging.status", instance: "")]?.value == .text("charging"))
@@ -160,7 +184,9 @@ func chunks(of bytes: [UInt8], size: Int) -> () -> [UInt8]? {
         try await withImporter { importer, store, _ in
             let line = try fixtureText("vehicle_data_autoapi13_full.json")
             var summary = Importer.Summary()
-            try await importer.importFile(named: "f", content: Array(Array(repeating: line, count: 100).joined(separator: "\n").utf8), wholeDocument: false, into: &summary)
+            try await importer.importFile(
+                named: "f", content: Array(Array(repeating: line, count: 100).joined(separator: "\n").utf8),
+                wholeDocument: false, into: &summary)
             #expect(summary.responses == 100)
             #expect(summary.samples == 54)
             #expect(try await store.summary().samples == 54)
@@ -171,23 +197,36 @@ func chunks(of bytes: [UInt8], size: Int) -> () -> [UInt8]? {
     /// A partial response keeps the values it does not mention; a unit switch is no change.
     @Test func partialResponsesAndUnitSwitches() async throws {
         try await withImporter { importer, store, sink in
-            let first = #"{"vin":"1HMFT000000000001","diagnostics":{"odometer":{"data":{"value":100,"unit":"miles"},"timestamp":"2026-11-28T06:00:00Z"}},"charging":{"battery_level":{"data":0.5,"timestamp":"2026-11-28T06:00:00Z"}}}"#
-            let partial = #"{"vin":"1HMFT000000000001","diagnostics":{"odometer":{"data":{"value":160.9344,"unit":"kilometers"},"timestamp":"2026-11-28T06:05:00Z"}}}"#
+            let first =
+                #"{"vin":"1HMFT000000000001","diagnostics":{"odometer":{"data":{"value":100,"unit":"miles"},"timestamp":"2026-11-28T06:00:00Z"}},"charging":{"battery_level":{"data":0.5,"timestamp":"2026-11-28T06:00:00Z"}}}"#
+            let partial =
+                #"{"vin":"1HMFT000000000001","diagnostics":{"odometer":{"data":{"value":160.9344,"unit":"kilometers"},"timestamp":"2026-11-28T06:05:00Z"}}}"#
             var summary = Importer.Summary()
-            try await importer.importFile(named: "f", content: Array([first, partial].joined(separator: "\n").utf8), wholeDocument: false, into: &summary)
+            try await importer.importFile(
+                named: "f", content: Array([first, partial].joined(separator: "\n").utf8), wholeDocument: false,
+                into: &summary)
             let latest = try await store.latestValues(vin: fullVIN)
-            #expect(latest[SeriesKey(vin: fullVIN, property: "charging.battery_level", instance: "")]?.value == .number(50), "kept")
+            #expect(
+                latest[SeriesKey(vin: fullVIN, property: "charging.battery_level", instance: "")]?.value == .number(50),
+                "kept")
             let odometer = try await store.samples(vin: fullVIN, property: "diagnostics.odometer")
-            #expect(odometer.map(\.value) == [.number(160.9344), .number(160.9344)], "the same distance in another unit")
+            #expect(
+                odometer.map(\.value) == [.number(160.9344), .number(160.9344)], "the same distance in another unit")
             #expect(await sink.events.isEmpty)
         }
     }
 
     @Test func wholeJSONFileWithAnArrayOfDocuments() async throws {
         try await withImporter { importer, store, _ in
-            let text = "[" + [try fixtureText("vehicle_data_autoapi13_minimal.json"), try fixtureText("vehicle_data_seed_simplified_schema.json")].joined(separator: ",") + "]"
+            let text =
+                "["
+                + [
+                    try fixtureText("vehicle_data_autoapi13_minimal.json"),
+                    try fixtureText("vehicle_data_seed_simplified_schema.json"),
+                ].joined(separator: ",") + "]"
             var summary = Importer.Summary()
-            try await importer.importFile(named: "capture.json", content: Array(text.utf8), wholeDocument: true, into: &summary)
+            try await importer.importFile(
+                named: "capture.json", content: Array(text.utf8), wholeDocument: true, into: &summary)
             #expect(summary.responses == 2 && summary.rejected.isEmpty)
             #expect(try await store.summary().vehiclesWithSamples == 2)
         }
@@ -200,7 +239,8 @@ func chunks(of bytes: [UInt8], size: Int) -> () -> [UInt8]? {
         try await withImporter { importer, store, _ in
             let lines = (0..<50).map { #"{"vin":"1HMFT000000000006","diagnostics":{"mileage":\#(1000 + $0)}}"# }
             var summary = Importer.Summary()
-            try await importer.importFile(named: "f", content: Array(lines.joined(separator: "\n").utf8), wholeDocument: false, into: &summary)
+            try await importer.importFile(
+                named: "f", content: Array(lines.joined(separator: "\n").utf8), wholeDocument: false, into: &summary)
             let history = try await store.samples(vin: VIN("1HMFT000000000006")!, property: "diagnostics.odometer")
             #expect(history.count == 50)
             #expect(history.last?.value == .number(1049))
@@ -210,13 +250,18 @@ func chunks(of bytes: [UInt8], size: Int) -> () -> [UInt8]? {
     /// Two readings of one series in one push message: a time series, and both transitions.
     @Test func severalReadingsInOneDocument() async throws {
         try await withImporter { importer, store, sink in
-            let first = #"{"vin":"1HMFT000000000001","doors":{"locks":[{"data":{"location":"front_left","lock_state":"locked"},"timestamp":"2026-11-28T00:00:00Z"}]},"diagnostics":{"odometer":[{"data":{"value":10,"unit":"kilometers"},"timestamp":"2026-11-28T00:00:00Z"}]}}"#
-            let second = #"{"version":2,"message_id":"m2","vin":"1HMFT000000000001","data":{"doors":{"locks":[{"data":{"location":"front_left","lock_state":"unlocked"},"timestamp":"2026-11-28T00:01:00Z"},{"data":{"location":"front_left","lock_state":"locked"},"timestamp":"2026-11-28T00:02:00Z"}]},"diagnostics":{"odometer":[{"data":{"value":30,"unit":"kilometers"},"timestamp":"2026-11-28T00:02:00Z"},{"data":{"value":31,"unit":"kilometers"},"timestamp":"2026-11-28T00:03:00Z"}]}}}"#
+            let first =
+                #"{"vin":"1HMFT000000000001","doors":{"locks":[{"data":{"location":"front_left","lock_state":"locked"},"timestamp":"2026-11-28T00:00:00Z"}]},"diagnostics":{"odometer":[{"data":{"value":10,"unit":"kilometers"},"timestamp":"2026-11-28T00:00:00Z"}]}}"#
+            let second =
+                #"{"version":2,"message_id":"m2","vin":"1HMFT000000000001","data":{"doors":{"locks":[{"data":{"location":"front_left","lock_state":"unlocked"},"timestamp":"2026-11-28T00:01:00Z"},{"data":{"location":"front_left","lock_state":"locked"},"timestamp":"2026-11-28T00:02:00Z"}]},"diagnostics":{"odometer":[{"data":{"value":30,"unit":"kilometers"},"timestamp":"2026-11-28T00:02:00Z"},{"data":{"value":31,"unit":"kilometers"},"timestamp":"2026-11-28T00:03:00Z"}]}}}"#
             var summary = Importer.Summary()
-            try await importer.importFile(named: "f", content: Array([first, second].joined(separator: "\n").utf8), wholeDocument: false, into: &summary)
+            try await importer.importFile(
+                named: "f", content: Array([first, second].joined(separator: "\n").utf8), wholeDocument: false,
+                into: &summary)
             #expect(await sink.events.map(\.type) == [.doorUnlocked, .doorLocked])
             let odometer = try await store.samples(vin: fullVIN, property: "diagnostics.odometer")
-            #expect(odometer.map(\.value) == [.number(10), .number(30), .number(31)], "one series over time, instance ''")
+            #expect(
+                odometer.map(\.value) == [.number(10), .number(30), .number(31)], "one series over time, instance ''")
         }
     }
 
@@ -226,7 +271,10 @@ func chunks(of bytes: [UInt8], size: Int) -> () -> [UInt8]? {
             func line(_ data: String, _ minute: Int) -> String {
                 #"{"vin":"1HMFT000000000001","diagnostics":{"odometer":{"data":\#(data),"timestamp":"2026-11-28T00:0\#(minute):00Z"}}}"#
             }
-            let text = [line(#"{"value":1,"unit":"kilometers"}"#, 1), line("null", 2), line(#"{"value":2,"unit":"kilometers"}"#, 3), line("null", 4)].joined(separator: "\n")
+            let text = [
+                line(#"{"value":1,"unit":"kilometers"}"#, 1), line("null", 2),
+                line(#"{"value":2,"unit":"kilometers"}"#, 3), line("null", 4),
+            ].joined(separator: "\n")
             var summary = Importer.Summary()
             try await importer.importFile(named: "f", content: Array(text.utf8), wholeDocument: false, into: &summary)
             #expect(try await store.failures(vin: fullVIN, property: "diagnostics.odometer").count == 2)
@@ -235,11 +283,15 @@ func chunks(of bytes: [UInt8], size: Int) -> () -> [UInt8]? {
 
     @Test func pushMessageIdsAreScopedToTheirVehicle() async throws {
         try await withImporter { importer, store, _ in
-            let a = #"{"version":2,"message_id":"m1","vin":"1HMFT000000000001","data":{"diagnostics":{"odometer":[{"data":{"value":1,"unit":"kilometers"},"timestamp":"2026-11-28T00:00:00Z"}]}}}"#
-            let b = #"{"version":2,"message_id":"m1","vin":"1HMFT000000000002","data":{"diagnostics":{"odometer":[{"data":{"value":2,"unit":"kilometers"},"timestamp":"2026-11-28T00:00:00Z"}]}}}"#
+            let a =
+                #"{"version":2,"message_id":"m1","vin":"1HMFT000000000001","data":{"diagnostics":{"odometer":[{"data":{"value":1,"unit":"kilometers"},"timestamp":"2026-11-28T00:00:00Z"}]}}}"#
+            let b =
+                #"{"version":2,"message_id":"m1","vin":"1HMFT000000000002","data":{"diagnostics":{"odometer":[{"data":{"value":2,"unit":"kilometers"},"timestamp":"2026-11-28T00:00:00Z"}]}}}"#
             let noData = #"{"version":2,"message_id":"m3","vin":"1HMFT000000000002","data":null}"#
             var summary = Importer.Summary()
-            try await importer.importFile(named: "f", content: Array([a, b, noData].joined(separator: "\n").utf8), wholeDocument: false, into: &summary)
+            try await importer.importFile(
+                named: "f", content: Array([a, b, noData].joined(separator: "\n").utf8), wholeDocument: false,
+                into: &summary)
             #expect(summary.responses == 2 && summary.duplicates == 0)
             #expect(summary.rejected.map(\.reason) == ["a push message without a \"data\" object"])
             #expect(try await store.summary().vehiclesWithSamples == 2)

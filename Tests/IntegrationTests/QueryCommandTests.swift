@@ -13,13 +13,31 @@ import Testing
         let a = VIN("1HMFT000000000001")!, b = VIN("1HMFT000000000002")!
         func record(_ vin: VIN, minute: Int64, _ samples: [(String, String, SampleValue, String?)]) async throws {
             let time = harnessStart.adding(milliseconds: minute * 60_000)
-            try await store.record(PollRecord(vin: vin, requestedAt: time, receivedAt: time, httpStatus: 200, latencyMilliseconds: 5),
-                                   samples: samples.map { Sample(vin: vin, property: $0.0, instance: $0.1, value: $0.2, unit: $0.3, observedAt: time) }, detector: EventRules())
+            try await store.record(
+                PollRecord(vin: vin, requestedAt: time, receivedAt: time, httpStatus: 200, latencyMilliseconds: 5),
+                samples: samples.map {
+                    Sample(vin: vin, property: $0.0, instance: $0.1, value: $0.2, unit: $0.3, observedAt: time)
+                }, detector: EventRules())
         }
-        try await record(a, minute: 0, [("charging.battery_level", "", .number(60), "percent"), ("doors.locks_state", "", .text("locked"), nil),
-                                        ("vehicle_location.coordinates.latitude", "", .number(52.520008), nil), ("vehicle_location.coordinates.longitude", "", .number(13.404954), nil)])
-        try await record(a, minute: 10, [("charging.battery_level", "", .number(55.5), "percent"), ("doors.locks_state", "", .text("unlocked"), nil)])
-        try await record(b, minute: 5, [("charging.battery_level", "", .number(30), "percent"), ("charging.status", "", .text("not_charging"), nil)])
+        try await record(
+            a, minute: 0,
+            [
+                ("charging.battery_level", "", .number(60), "percent"), ("doors.locks_state", "", .text("locked"), nil),
+                ("vehicle_location.coordinates.latitude", "", .number(52.520008), nil),
+                ("vehicle_location.coordinates.longitude", "", .number(13.404954), nil),
+            ])
+        try await record(
+            a, minute: 10,
+            [
+                ("charging.battery_level", "", .number(55.5), "percent"),
+                ("doors.locks_state", "", .text("unlocked"), nil),
+            ])
+        try await record(
+            b, minute: 5,
+            [
+                ("charging.battery_level", "", .number(30), "percent"),
+                ("charging.status", "", .text("not_charging"), nil),
+            ])
         try await record(b, minute: 15, [("charging.status", "", .text("charging"), nil)])
         return store
     }
@@ -33,21 +51,30 @@ import Testing
 
         let status = try CLI.execute(["status", "--database", path, "--csv"])
         #expect(status.status == 0, "\(status.stderr)")
-        #expect(status.stdout == """
-            vin,last_seen,battery_percent,range_km,locks,charging,latitude,longitude,stale_values,health
-            1HMFT000000000001,2026-11-28T06:10:00.000Z,55.5,,unlocked,,52.520008,13.404954,4,active
-            1HMFT000000000002,2026-11-28T06:15:00.000Z,30,,,charging,,,2,active
+        #expect(
+            status.stdout == """
+                vin,last_seen,battery_percent,range_km,locks,charging,latitude,longitude,stale_values,health
+                1HMFT000000000001,2026-11-28T06:10:00.000Z,55.5,,unlocked,,52.520008,13.404954,4,active
+                1HMFT000000000002,2026-11-28T06:15:00.000Z,30,,,charging,,,2,active
 
-            """)
+                """)
 
-        let history = try CLI.execute(["history", "1HMFT000000000001", "charging.battery_level", "--database", path, "--json"])
+        let history = try CLI.execute([
+            "history", "1HMFT000000000001", "charging.battery_level", "--database", path, "--json",
+        ])
         #expect(history.stdout.split(separator: "\n").count == 2)
         #expect(history.stdout.contains(#""value":55.5"#))
-        let since = try CLI.execute(["history", "1HMFT000000000001", "charging.battery_level", "--database", path, "--since", "2026-11-28T06:05:00Z"])
+        let since = try CLI.execute([
+            "history", "1HMFT000000000001", "charging.battery_level", "--database", path, "--since",
+            "2026-11-28T06:05:00Z",
+        ])
         #expect(since.stdout.split(separator: "\n").count == 2, "header and one row")
 
         let events = try CLI.execute(["events", "--database", path, "--csv"])
-        #expect(events.stdout.split(separator: "\n").map { $0.split(separator: ",")[2] } == ["type", "vehicle_unlocked", "charging_started"])
+        #expect(
+            events.stdout.split(separator: "\n").map { $0.split(separator: ",")[2] } == [
+                "type", "vehicle_unlocked", "charging_started",
+            ])
         let filtered = try CLI.execute(["events", "--database", path, "--vin", "1HMFT000000000002", "--json"])
         #expect(filtered.stdout.split(separator: "\n").count == 1)
         let badType = try CLI.execute(["events", "--database", path, "--type", "door_exploded"])
@@ -58,8 +85,15 @@ import Testing
         async let backup = CLI.execute(["backup", copy, "--database", path])
         for minute in 20..<40 {
             let time = harnessStart.adding(milliseconds: Int64(minute) * 60_000)
-            try await store.record(PollRecord(vin: VIN("1HMFT000000000001")!, requestedAt: time, receivedAt: time, httpStatus: 200, latencyMilliseconds: 1),
-                                   samples: [Sample(vin: VIN("1HMFT000000000001")!, property: "charging.battery_level", value: .number(Double(minute)), unit: "percent", observedAt: time)], detector: EventRules())
+            try await store.record(
+                PollRecord(
+                    vin: VIN("1HMFT000000000001")!, requestedAt: time, receivedAt: time, httpStatus: 200,
+                    latencyMilliseconds: 1),
+                samples: [
+                    Sample(
+                        vin: VIN("1HMFT000000000001")!, property: "charging.battery_level",
+                        value: .number(Double(minute)), unit: "percent", observedAt: time)
+                ], detector: EventRules())
         }
         #expect(try await backup.status == 0)
         let copied = try Connection(path: copy)
@@ -68,7 +102,10 @@ import Testing
 
         let purge = try CLI.execute(["purge", "1HMFT000000000001", "--database", path])
         #expect(purge.status == 0)
-        #expect(try await store.history(vin: VIN("1HMFT000000000001")!, property: "charging.battery_level", since: nil, until: nil).isEmpty)
+        #expect(
+            try await store.history(
+                vin: VIN("1HMFT000000000001")!, property: "charging.battery_level", since: nil, until: nil
+            ).isEmpty)
         #expect(try await store.status().map(\.vin.rawValue) == ["1HMFT000000000002"])
     }
 }

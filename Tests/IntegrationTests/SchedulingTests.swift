@@ -127,23 +127,31 @@ import Testing
 
     /// Polls made by hand (`poll --store`, another process) count against the daily budget.
     @Test func manualPollsCountAgainstTheBudget() async throws {
-        try await withHarness(emulator: .init(vehicleCount: 2), policy: .init(interval: .seconds(10), dailyBudgetPerVIN: 3)) { h in
+        try await withHarness(
+            emulator: .init(vehicleCount: 2), policy: .init(interval: .seconds(10), dailyBudgetPerVIN: 3)
+        ) { h in
             let vin = EmulatorConfiguration.vin(index: 1)
             for _ in 0..<3 {
-                var record = PollRecord(vin: vin, requestedAt: h.clock.now(), receivedAt: h.clock.now(), httpStatus: 200, latencyMilliseconds: 1)
+                var record = PollRecord(
+                    vin: vin, requestedAt: h.clock.now(), receivedAt: h.clock.now(), httpStatus: 200,
+                    latencyMilliseconds: 1)
                 record.manual = true
                 try await h.store.record(record, samples: [], detector: EventRules())
             }
             for _ in 0..<300 { await h.step(by: .seconds(1)) }
             #expect(requests(h, vin).isEmpty, "the budget was spent by hand")
-            #expect(requests(h, EmulatorConfiguration.vin(index: 2)).count == 1, "the other VIN polls at its stretched interval")
+            #expect(
+                requests(h, EmulatorConfiguration.vin(index: 2)).count == 1,
+                "the other VIN polls at its stretched interval")
         }
     }
 
     /// A dropped connection and an answer slower than the read timeout are recorded as polls
     /// without a status, and the VIN backs off.
     @Test func droppedConnectionsAndTimeoutsAreFaults() async throws {
-        try await withHarness(emulator: .init(vehicleCount: 2), interval: .seconds(10), requestTimeout: .milliseconds(500)) { h in
+        try await withHarness(
+            emulator: .init(vehicleCount: 2), interval: .seconds(10), requestTimeout: .milliseconds(500)
+        ) { h in
             let dropped = EmulatorConfiguration.vin(index: 1)
             let slow = EmulatorConfiguration.vin(index: 2)
             h.emulator.inject(.init(status: 200, drop: true), vin: dropped)
@@ -152,7 +160,9 @@ import Testing
             #expect(results.count == 2)
             #expect(results.allSatisfy { $0.outcome == .failed })
             let droppedResult = try #require(results.first { $0.vin == dropped })
-            #expect(droppedResult.error?.contains("response interrupted after HTTP 200") == true, "\(droppedResult.error ?? "")")
+            #expect(
+                droppedResult.error?.contains("response interrupted after HTTP 200") == true,
+                "\(droppedResult.error ?? "")")
             let slowResult = try #require(results.first { $0.vin == slow })
             #expect(slowResult.httpStatus == nil)
             #expect(slowResult.error?.contains("answer within 500ms") == true, "\(slowResult.error ?? "")")
@@ -163,12 +173,17 @@ import Testing
 
     /// A server that trickles its body cannot hold a poll longer than the request timeout.
     @Test func tricklingBodyIsCutAtTheRequestTimeout() async throws {
-        try await withHarness(emulator: .init(vehicleCount: 1), interval: .seconds(10), requestTimeout: .milliseconds(500)) { h in
+        try await withHarness(
+            emulator: .init(vehicleCount: 1), interval: .seconds(10), requestTimeout: .milliseconds(500)
+        ) { h in
             let vin = EmulatorConfiguration.vin(index: 1)
-            h.emulator.inject(.init(status: 200, body: String(repeating: " ", count: 200), drip: .milliseconds(50)), vin: vin)
+            h.emulator.inject(
+                .init(status: 200, body: String(repeating: " ", count: 200), drip: .milliseconds(50)), vin: vin)
             let results = await h.step(by: .seconds(10))
             // The whole-response deadline cut it (a read timeout alone resets on every byte).
-            #expect(results.first?.error?.contains("no complete answer within 500ms") == true, "\(results.first?.error ?? "")")
+            #expect(
+                results.first?.error?.contains("no complete answer within 500ms") == true,
+                "\(results.first?.error ?? "")")
             #expect(results.first?.httpStatus == nil)
         }
     }
@@ -204,7 +219,8 @@ import Testing
     @Test func propertyLevelRateLimitSlowsTheVIN() async throws {
         try await withHarness(emulator: .init(vehicleCount: 2), interval: .seconds(10)) { h in
             let vin = EmulatorConfiguration.vin(index: 1)
-            let body = #"{"vin":"\#(vin)","diagnostics":{"odometer":{"failure":{"reason":"rate_limit","description":"Too many requests for this property"}}}}"#
+            let body =
+                #"{"vin":"\#(vin)","diagnostics":{"odometer":{"failure":{"reason":"rate_limit","description":"Too many requests for this property"}}}}"#
             h.emulator.inject(.init(status: 200, body: body), vin: vin)
             for _ in 0..<40 { await h.step(by: .seconds(1)) }
             #expect(requests(h, vin).count == 1, "slow cadence (60 s) after a property rate limit")
@@ -215,10 +231,15 @@ import Testing
     }
 
     @Test func privacyModeBecomesEvents() async throws {
-        try await withHarness(emulator: .init(vehicleCount: 1), interval: .seconds(10), policy: .init(interval: .seconds(10), privacyInterval: .seconds(30))) { h in
+        try await withHarness(
+            emulator: .init(vehicleCount: 1), interval: .seconds(10),
+            policy: .init(interval: .seconds(10), privacyInterval: .seconds(30))
+        ) { h in
             let vin = EmulatorConfiguration.vin(index: 1)
             for _ in 0..<12 { await h.step(by: .seconds(1)) }
-            h.emulator.inject(.init(status: 403, body: #"{"errors":[{"title":"Forbidden","detail":"Privacy mode is active"}]}"#), vin: vin)
+            h.emulator.inject(
+                .init(status: 403, body: #"{"errors":[{"title":"Forbidden","detail":"Privacy mode is active"}]}"#),
+                vin: vin)
             for _ in 0..<60 { await h.step(by: .seconds(1)) }
             let types = await h.sink.events.map(\.type).filter { $0 == .privacyModeEntered || $0 == .privacyModeLeft }
             #expect(types == [.privacyModeEntered, .privacyModeLeft])
