@@ -11,8 +11,9 @@ import NIOSSL
 /// It owns an `HTTPClient` with explicit connect and read timeouts, no redirects, an optional
 /// proxy and certificate verification (skipped only when the config allows it for a loopback
 /// emulator); obtains client-credentials access tokens through a ``TokenProvider``; speaks either
-/// ``PathFamily``; and turns every failure into an ``APIError``. Call ``shutdown()`` before
-/// dropping it.
+/// ``PathFamily``; and turns every failure into an ``APIError``, whose ``VehicleDataFailure``
+/// says what it means for the vehicle. Call ``shutdown()`` before dropping it. FleetClient never
+/// decides a schedule, stores anything or reads vehicle data beyond its envelope.
 public final class HighMobilityClient: Sendable {
     public let configuration: ClientConfiguration
     private let http: HTTPClient

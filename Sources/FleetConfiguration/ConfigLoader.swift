@@ -7,6 +7,9 @@ import Yams
 
 /// Reads `config.yaml` strictly: an unknown or misspelled key, a wrong type or a bad value is a
 /// ``ConfigError`` that names the file, the key and the line — never silently ignored.
+///
+/// FleetConfiguration owns the config file's format and its defaults; it never opens the
+/// database, calls the API or starts anything (the daemon assembly does).
 public enum ConfigLoader {
     /// Loads and validates the config file at `path`.
     ///

@@ -3,6 +3,9 @@ import Foundation
 
 /// The change-event rules: which transitions of which properties are events.
 ///
+/// FleetEvents decides every event and what the rules remember; it never reads the database or
+/// the clock (the store hands it the facts inside the write's transaction), and never delivers.
+///
 /// A rule fires only when a series moves forward in time to a new value: the new observation is
 /// newer than the stored latest one and its value differs. A VIN's first observation of a series
 /// sets the baseline and emits nothing; a missing section or a property failure writes no sample,

@@ -2,6 +2,9 @@ import FleetModel
 
 /// Who is due for a poll and when: the only owner of the daemon's time decisions.
 ///
+/// FleetScheduling (this type and ``Chores``) is pure: it never reads a clock, sleeps, sends a
+/// request or touches the database; it decides from the times and outcomes it is given.
+///
 /// A value type with explicit transitions, driven by the times it is given, so that tests move
 /// time forward instead of sleeping. Due times live in a binary heap, so finding the due VINs
 /// costs O(k log n) for k due out of n, and an idle schedule costs nothing between due times.

@@ -121,6 +121,10 @@ struct CLI {
             #expect(
                 wrongSecret.stderr.contains("HTTP 401") && wrongSecret.stderr.contains("api.client_secret")
                     && !wrongSecret.stderr.contains("wrong-secret"))
+            // The daemon itself: the fleet sync learns that the credentials are refused and stops it.
+            let daemon = try cli.run(["run"], secret: "wrong-secret")
+            #expect(daemon.status == 78, "\(daemon.stderr)")
+            #expect(daemon.stderr.contains("api.client_secret") && !daemon.stderr.contains("wrong-secret"))
             let missing = try CLI(config: "/nonexistent.yaml").run(["vehicles", "list"])
             #expect(missing.status == 78)
             #expect(
