@@ -123,15 +123,7 @@ extension TelemetryStore {
             ])
             var result: [Event] = []
             while try statement.step() {
-                guard let vin = statement.text(at: 1).flatMap(VIN.init),
-                    let type = statement.text(at: 2).flatMap(EventType.init)
-                else { continue }
-                result.append(
-                    Event(
-                        id: statement.int(at: 0), vin: vin, type: type, instance: statement.text(at: 3) ?? "",
-                        occurredAt: Timestamp(millisecondsSince1970: statement.int(at: 4)),
-                        detectedAt: Timestamp(millisecondsSince1970: statement.int(at: 5)),
-                        previousValue: statement.text(at: 6), newValue: statement.text(at: 7) ?? ""))
+                if let event = Self.event(statement) { result.append(event) }
             }
             return result
         }

@@ -618,17 +618,22 @@ public actor TelemetryStore {
         try statement.bind([vin.map { .text($0.rawValue) } ?? .null])
         var result: [Event] = []
         while try statement.step() {
-            guard let vin = statement.text(at: 1).flatMap(VIN.init),
-                let type = statement.text(at: 2).flatMap(EventType.init)
-            else { continue }
-            result.append(
-                Event(
-                    id: statement.int(at: 0), vin: vin, type: type, instance: statement.text(at: 3) ?? "",
-                    occurredAt: Timestamp(millisecondsSince1970: statement.int(at: 4)),
-                    detectedAt: Timestamp(millisecondsSince1970: statement.int(at: 5)),
-                    previousValue: statement.text(at: 6), newValue: statement.text(at: 7) ?? ""))
+            if let event = Self.event(statement) { result.append(event) }
         }
         return result
+    }
+
+    /// The event of the current row of a statement that selects `id, vin, type, instance,
+    /// occurred_at, detected_at, previous_value, new_value`; `nil` for a row this release cannot read.
+    static func event(_ statement: Statement) -> Event? {
+        guard let vin = statement.text(at: 1).flatMap(VIN.init),
+            let type = statement.text(at: 2).flatMap(EventType.init)
+        else { return nil }
+        return Event(
+            id: statement.int(at: 0), vin: vin, type: type, instance: statement.text(at: 3) ?? "",
+            occurredAt: Timestamp(millisecondsSince1970: statement.int(at: 4)),
+            detectedAt: Timestamp(millisecondsSince1970: statement.int(at: 5)),
+            previousValue: statement.text(at: 6), newValue: statement.text(at: 7) ?? "")
     }
 
     /// Row counts and poll outcomes since `since` (UTC; polls by `requested_at`, samples by

@@ -71,9 +71,10 @@ struct DemoCommand: AsyncParsableCommand {
         configuration.polling.privacyInterval = .seconds(5)
         configuration.logLevel = logLevel
         // A geofence around the simulated vehicles' home area, so trips show geofence events; a
-        // parked vehicle sends nothing new for hours of simulated time: silent after 8 s.
+        // parked vehicle sends nothing new for hours of simulated time (about 8 s of wall time):
+        // silent after 6 s.
         configuration.events.geofences = [.init(name: "home", latitude: 52.52, longitude: 13.40, radiusMeters: 8000)]
-        configuration.events.silentAfter = .seconds(8)
+        configuration.events.silentAfter = .seconds(6)
         if let config {
             do {
                 configuration = try ConfigLoader.load(path: config)

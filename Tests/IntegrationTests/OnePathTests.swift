@@ -287,3 +287,18 @@ extension CommandLineTests {
         }
     }
 }
+
+/// The loop's maintenance chore decides silence through the event rules.
+@Suite struct MaintenanceChoreTests {
+    @Test func aVehicleThatSendsNothingNewFallsSilentOnce() async throws {
+        var events = EventRulesConfiguration()
+        events.silentAfter = .seconds(30)
+        try await withHarness(emulator: .init(vehicleCount: 1), interval: .seconds(5), events: events) { h in
+            for _ in 0..<3 { await h.step(by: .seconds(5)) }
+            h.emulator.inject(.init(status: 503), vin: nil, count: 1_000)
+            for _ in 0..<12 { await h.step(by: .seconds(5)) }
+            let delivered = await h.sink.events
+            #expect(delivered.filter { $0.type == .vehicleSilent }.count == 1, "\(delivered.map(\.jsonLine))")
+        }
+    }
+}
