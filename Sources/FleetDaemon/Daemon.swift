@@ -75,13 +75,17 @@ public struct Daemon: Sendable {
     }
 
     /// Opens (creating if needed) the database at `path` with the `database` settings that live in
-    /// the file (`stale_after`, `max_size_mb`), as every writing command does.
+    /// the file (`stale_after`, `max_size_mb`), as every writing command does, and records which
+    /// kind of command writes it (`demo` replaces only databases of its own).
     ///
     /// - Throws: ``DatabasePathError`` for a path that would lose data (empty, in memory);
     ///   ``SQLiteError`` or ``StoreError`` when the file cannot be opened.
-    public static func openStore(path: String, configuration: DaemonConfiguration?) async throws -> TelemetryStore {
+    public static func openStore(
+        path: String, configuration: DaemonConfiguration?, role: DatabaseRole = .daemon
+    ) async throws -> TelemetryStore {
         try DatabasePathError.check(path)
         let store = try TelemetryStore(path: path)
+        try await store.setRole(role)
         if let configuration {
             try await store.setStaleAfter(seconds: configuration.staleAfter.components.seconds)
             if let megabytes = configuration.maxSizeMegabytes {

@@ -26,3 +26,43 @@ extension TelemetryStore {
         return Int(try connection.scalarInt("SELECT count(*) FROM vehicles WHERE vin NOT LIKE \(literal)") ?? 0)
     }
 }
+
+/// Which kind of command writes a database: the `written_by` setting.
+public enum DatabaseRole: String, Sendable, Hashable {
+    /// `run`, `poll --store`, `import`: data to keep.
+    case daemon
+    /// `fleet-telemetry demo`: replaced by the next demo.
+    case demo
+}
+
+extension TelemetryStore {
+    /// Records which kind of command writes this database (the `settings` row `written_by`); a
+    /// database written by the daemon stays so, whatever writes it later.
+    public func setRole(_ role: DatabaseRole) throws {
+        try withConnection { connection in
+            try connection.cachedStatement(
+                """
+                INSERT INTO settings (key, value) VALUES ('written_by', ?1)
+                ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE settings.value IS NOT 'daemon'
+                """
+            )
+            .run([.text(role.rawValue)])
+        }
+    }
+
+    /// The role recorded in the database at `path`, read without an open store; `nil` for a
+    /// database of an earlier release (no `written_by` setting, or no `settings` table).
+    ///
+    /// - Throws: ``SQLiteError`` when the file cannot be opened or is not an SQLite database.
+    public static func role(ofDatabaseAt path: String) throws(SQLiteError) -> DatabaseRole? {
+        let connection = try Connection(path: path)
+        let hasSettings =
+            try connection.scalarInt("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'settings'")
+            ?? 0
+        guard hasSettings > 0 else { return nil }
+        let statement = try connection.makeStatement("SELECT value FROM settings WHERE key = 'written_by'")
+        try statement.bind([])
+        guard try statement.step() else { return nil }
+        return statement.text(at: 0).flatMap(DatabaseRole.init)
+    }
+}

@@ -103,7 +103,7 @@ struct DemoCommand: AsyncParsableCommand {
 
         let store: TelemetryStore
         do {
-            store = try await Daemon.openStore(path: databasePath, configuration: configuration)
+            store = try await Daemon.openStore(path: databasePath, configuration: configuration, role: .demo)
         } catch {
             printError("fleet-telemetry: \(error)")
             throw ExitStatus.ioError
@@ -190,13 +190,18 @@ enum DemoDatabase {
     }
 
     /// Empties `path` (and removes its `-wal`/`-shm` files) when it is a database an earlier demo wrote:
-    /// one whose vehicles are all the emulator's (`1HMEMU…`).
+    /// one that no daemon command wrote (the `written_by` setting) and whose vehicles are all the
+    /// emulator's (`1HMEMU…`).
     ///
     /// - Throws: ``NotADemoDatabase`` for any other existing file, which is left untouched.
     static func prepare(path: String) throws {
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value ?? 0
         guard size > 0 else { return }
         do {
+            if try TelemetryStore.role(ofDatabaseAt: path) == .daemon {
+                throw NotADemoDatabase(
+                    path: path, reason: "was written by fleet-telemetry run, poll --store or import")
+            }
             let others = try TelemetryStore.vehicleCount(inDatabaseAt: path, vinsNotStartingWith: "1HMEMU")
             guard others == 0 else {
                 throw NotADemoDatabase(

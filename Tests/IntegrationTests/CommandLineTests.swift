@@ -136,14 +136,24 @@ struct CLI {
 
     /// The demo replaces only its own databases: a daemon database is refused and left as it was.
     @Test func demoNeverReplacesADaemonDatabase() async throws {
+        // Only the emulator's VINs, but written by the daemon: data to keep.
         try await withHarness(emulator: .init(vehicleCount: 1)) { h in
-            try await h.store.setStatus(.active, reason: nil, vin: newVIN, at: harnessStart)
+            for _ in 0..<3 { await h.step(by: .seconds(1)) }
+            let polls = try await h.store.summary().pollsByStatus.values.reduce(0, +)
             let result = try CLI(config: "/nonexistent.yaml").runDemo(database: h.databasePath)
             #expect(result.status == 74)
-            #expect(result.stderr.contains("holds data of 1 vehicle that is not the emulator's"))
-            #expect(FileManager.default.fileExists(atPath: h.databasePath))
-            #expect(try await h.store.vehicles().map(\.vin) == [newVIN])
+            #expect(result.stderr.contains("was written by fleet-telemetry run, poll --store or import"))
+            #expect(try await h.store.summary().pollsByStatus.values.reduce(0, +) == polls, "left as it was")
         }
+        // A database of an earlier release (no role recorded) with another vehicle.
+        let path = NSTemporaryDirectory() + "ft-demo-\(UUID().uuidString).sqlite"
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        let store = try TelemetryStore(path: path)
+        try await store.setStatus(.active, reason: nil, vin: newVIN, at: harnessStart)
+        let result = try CLI(config: "/nonexistent.yaml").runDemo(database: path)
+        #expect(result.status == 74)
+        #expect(result.stderr.contains("holds data of 1 vehicle that is not the emulator's"))
+        #expect(try await store.vehicles().map(\.vin) == [newVIN])
     }
 }
 
