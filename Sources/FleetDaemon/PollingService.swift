@@ -245,9 +245,9 @@ public actor PollingService: Service {
         unsaved.removeAll(keepingCapacity: true)
         do {
             try await pipeline.ingestion.store.saveSchedule(rows)
-            scheduleSaveFailedAt = nil
         } catch {
-            // Logged once a minute while it lasts (a full disk fails every write).
+            // Logged at most once a minute (a full disk fails most writes; one that succeeds now
+            // and then must not restart the count).
             if scheduleSaveFailedAt.map({ now >= $0.adding(.seconds(60)) }) ?? true {
                 scheduleSaveFailedAt = now
                 logger.error("could not save the polling schedule: \(error)")

@@ -13,8 +13,22 @@ public struct Reprocessor: Sendable {
     /// The path whose store, normalizer and rules are used.
     public let ingestion: Ingestion
 
-    public init(ingestion: Ingestion) {
+    /// False when the configured rules are not known (`reprocess --database` without a config
+    /// file): no event is added then, since one that the operator's rules disable could not be
+    /// taken back.
+    public var detectsEvents: Bool
+
+    public init(ingestion: Ingestion, detectsEvents: Bool = true) {
         self.ingestion = ingestion
+        self.detectsEvents = detectsEvents
+    }
+
+    /// Detects nothing.
+    private struct NoEvents: ChangeDetecting {
+        func events(
+            previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp,
+            state: inout RuleState
+        ) -> [Event] { [] }
     }
 
     /// What a reprocess run did.
@@ -51,7 +65,8 @@ public struct Reprocessor: Sendable {
         summary.since = start
         for vin in try await store.archivedVINs(since: start) {
             var responses: [(receivedAt: Timestamp, samples: [Sample])] = []
-            for response in try await store.archivedResponses(vin: vin, since: start) {
+            let archived = try await store.archivedResponses(vin: vin, since: start)
+            for response in archived {
                 summary.responses += 1
                 guard response.isSuccess,
                     let payload = try? ingestion.normalizer.normalize(
@@ -62,8 +77,14 @@ public struct Reprocessor: Sendable {
                 }
                 responses.append((response.receivedAt, payload.samples))
             }
-            let counts = try await store.replaceArchivedSamples(
-                vin: vin, since: start, responses: responses, detector: rules)
+            // Only what was read is replaced: a poll the daemon stores meanwhile keeps its samples.
+            let until = archived.map(\.receivedAt).max()
+            let counts =
+                detectsEvents
+                ? try await store.replaceArchivedSamples(
+                    vin: vin, since: start, until: until, responses: responses, detector: rules)
+                : try await store.replaceArchivedSamples(
+                    vin: vin, since: start, until: until, responses: responses, detector: NoEvents())
             summary.vehicles += 1
             summary.samplesDeleted += counts.deleted
             summary.samplesWritten += counts.inserted

@@ -72,8 +72,9 @@ extension TelemetryStore {
     /// Replaces the samples that `vin`'s archived responses since `since` produced with
     /// `responses`' samples (the same responses normalized again), in one transaction.
     ///
-    /// Only sample rows whose `received_at` is the receive time of an archived response are
-    /// deleted: rows from imports or from responses older than the archive stay. Samples without
+    /// Only sample rows whose `received_at` is the receive time of an archived response received
+    /// from `since` to `until` (the newest response read: a poll stored meanwhile keeps its rows)
+    /// are deleted: rows from imports or from responses older than the archive stay. Samples without
     /// a timestamp of their own are stored only when their value changed, as when polling;
     /// `latest` takes every newer observation.
     ///
@@ -84,7 +85,7 @@ extension TelemetryStore {
     ///
     /// - Throws: ``SQLiteError``; the transaction is rolled back and the vehicle's samples are as before.
     public func replaceArchivedSamples(
-        vin: VIN, since: Timestamp, responses: [(receivedAt: Timestamp, samples: [Sample])],
+        vin: VIN, since: Timestamp, until: Timestamp? = nil, responses: [(receivedAt: Timestamp, samples: [Sample])],
         detector: some ChangeDetecting
     ) throws -> ReprocessCounts {
         // `latest` is rewritten outside the poll path: the cached rows are read again afterwards.
@@ -95,9 +96,12 @@ extension TelemetryStore {
                 try connection.makeStatement(
                     """
                     DELETE FROM samples WHERE vin = ?1 AND received_at IN (
-                        SELECT received_at FROM raw_responses WHERE vin = ?1 AND received_at >= ?2)
+                        SELECT received_at FROM raw_responses WHERE vin = ?1 AND received_at >= ?2 AND received_at <= ?3)
                     """
-                ).run([.text(vin.rawValue), .integer(since.millisecondsSince1970)])
+                ).run([
+                    .text(vin.rawValue), .integer(since.millisecondsSince1970),
+                    .integer(until?.millisecondsSince1970 ?? Int64.max),
+                ])
                 counts.deleted = connection.changes
                 var previous: [SeriesKey: LatestValue] = [:]
                 var events: [Event] = []

@@ -2,6 +2,7 @@ import ArgumentParser
 import FleetClient
 import FleetConfiguration
 import FleetDaemon
+import FleetIngestion
 import FleetEvents
 import FleetEmulator
 import FleetModel
@@ -159,8 +160,10 @@ struct DemoDaemon: Service {
                 baseURL: "http://127.0.0.1:\(port)", clientID: emulator.configuration.clientID,
                 clientSecret: Secret(emulator.configuration.clientSecret)),
             clock: clock, logger: logger)
+        let sink = StdoutEventSink(logger: logger)
+        defer { sink.flush(timeout: .seconds(2)) }
         let daemon = Daemon(
-            configuration: configuration, store: store, client: client, clock: clock,
+            configuration: configuration, store: store, client: client, clock: clock, sink: sink,
             seed: emulator.configuration.seed, logger: logger)
         try await daemon.run()
     }

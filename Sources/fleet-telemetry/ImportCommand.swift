@@ -60,11 +60,14 @@ struct ImportCommand: AsyncParsableCommand {
         }
         var logger = Logger(label: "fleet-telemetry")
         logger.logLevel = .error
+        let sink = StdoutEventSink(logger: logger)
+        // Every event printed before the command ends, whatever way it ends.
+        defer { sink.flush() }
         // The configured rules (geofences, disabled events, thresholds), as when polling.
         let ingestion = Daemon.ingestion(
             events: configuration?.events ?? EventRulesConfiguration(),
             archiveRawDays: configuration?.archiveRawDays ?? DaemonConfiguration.defaultArchiveRawDays,
-            store: store, sink: StdoutEventSink(logger: logger), logger: logger)
+            store: store, sink: sink, logger: logger)
         let importer = Importer(ingestion: ingestion)
         var summary = Importer.Summary()
         let interactive = isatty(STDERR_FILENO) == 1

@@ -252,8 +252,9 @@ struct ReprocessCommand: AsyncParsableCommand {
             after --since is normalized again; the sample rows it had produced are replaced, one \
             vehicle per transaction. Rows from imports and from responses older than the archive \
             are kept. The event rules without memory (transitions such as door_unlocked, and \
-            geofences; from --config when given) run again over the responses: events not \
-            stored yet are added, none is removed. Safe while the daemon runs.
+            geofences) of the config file run again over the responses: events not stored yet \
+            are added, none is removed. Without a config file (--database alone), no event is \
+            added. Safe while the daemon runs.
             """
     )
     @OptionGroup var options: DatabaseOptions
@@ -269,10 +270,12 @@ struct ReprocessCommand: AsyncParsableCommand {
         var logger = Logger(label: "fleet-telemetry")
         logger.logLevel = .error
         // The configured rules when there is a config file: transitions and geofences run again.
-        let events = try options.loadConfiguration()?.events ?? EventRulesConfiguration()
+        // Without a config file the operator's rules are unknown: no event is added then.
+        let configuration = try options.loadConfiguration()
         let ingestion = Daemon.ingestion(
-            events: events, archiveRawDays: 0, store: store, sink: DiscardingEventSink(), logger: logger)
-        let reprocessor = Reprocessor(ingestion: ingestion)
+            events: configuration?.events ?? EventRulesConfiguration(), archiveRawDays: 0, store: store,
+            sink: DiscardingEventSink(), logger: logger)
+        let reprocessor = Reprocessor(ingestion: ingestion, detectsEvents: configuration != nil)
         let requested = try parseTime(since, option: "--since")
         let summary: Reprocessor.Summary
         do {

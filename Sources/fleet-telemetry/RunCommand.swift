@@ -2,6 +2,7 @@ import ArgumentParser
 import FleetClient
 import FleetConfiguration
 import FleetDaemon
+import FleetIngestion
 import FleetModel
 import FleetStore
 import Foundation
@@ -47,10 +48,13 @@ struct RunCommand: AsyncParsableCommand {
         }
         let clock = SystemWallClock()
         let client = HighMobilityClient(configuration: clientConfiguration, clock: clock, logger: logger)
-        let daemon = Daemon(configuration: configuration, store: store, client: client, clock: clock, logger: logger)
+        let sink = StdoutEventSink(logger: logger)
+        let daemon = Daemon(
+            configuration: configuration, store: store, client: client, clock: clock, sink: sink, logger: logger)
         logger.info(
             "database \(databasePath), API \(clientConfiguration.baseURL) (\(clientConfiguration.pathFamily.rawValue) paths)"
         )
+        defer { sink.flush(timeout: .seconds(2)) }
         try await runServices([daemon], logger: logger)
         withExtendedLifetime(lock) {}
     }

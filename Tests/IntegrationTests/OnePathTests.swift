@@ -187,7 +187,7 @@ extension CommandLineTests {
 }
 
 /// The loop production runs: waiting for a free request slot costs no wake-ups, and a closed
-/// event output leaves polling and storing going.
+/// or stalled event output leaves polling and storing going.
 @Suite struct PollingLoopTests {
     @Test func everySlotBusyOnSlowAnswersDoesNotSpin() async throws {
         try await withHarness(
@@ -205,6 +205,25 @@ extension CommandLineTests {
         }
     }
 
+    @Test func aReaderThatStopsReadingNeverStallsDelivery() async throws {
+        var descriptors: [Int32] = [0, 0]
+        #expect(pipe(&descriptors) == 0)
+        defer {
+            close(descriptors[0])
+            close(descriptors[1])
+        }
+        let logs = LogCapture()
+        let sink = StdoutEventSink(fileDescriptor: descriptors[1], logger: logs.logger(label: "sink"))
+        let event = Event(
+            vin: VIN("1HMFT000000000079")!, type: .doorUnlocked, instance: "front_left", occurredAt: harnessStart,
+            detectedAt: harnessStart, previousValue: "locked", newValue: "unlocked")
+        // Far more than a pipe holds (64 KiB) and than the sink queues: nobody reads.
+        let batch = [Event](repeating: event, count: 1_000)
+        for _ in 0..<40 { await sink.deliver(batch) }
+        #expect(!sink.flush(timeout: .milliseconds(200)), "the lines wait for a reader")
+        #expect(logs.text.components(separatedBy: "event output is not being read").count == 2, "logged once")
+    }
+
     @Test func closedEventOutputIsLoggedOnceAndNothingStops() async throws {
         var descriptors: [Int32] = [0, 0]
         #expect(pipe(&descriptors) == 0)
@@ -216,6 +235,7 @@ extension CommandLineTests {
             vin: VIN("1HMFT000000000079")!, type: .doorUnlocked, instance: "front_left", occurredAt: harnessStart,
             detectedAt: harnessStart, previousValue: "locked", newValue: "unlocked")
         await sink.deliver([event])
+        #expect(sink.flush(timeout: .seconds(10)))
         await sink.deliver([event])
         #expect(sink.isBroken)
         #expect(logs.text.components(separatedBy: "event output closed").count == 2, "logged once: \(logs.text)")
@@ -284,6 +304,33 @@ extension CommandLineTests {
                 #expect(process.terminationReason == .exit && process.terminationStatus == 0)
                 #expect(String(decoding: stderr, as: UTF8.self).contains("event output closed"))
             }
+        }
+    }
+}
+
+/// `reprocess` while the daemon polls: a poll stored after the archive was read keeps its samples.
+@Suite struct ReprocessWhilePollingTests {
+    @Test func aPollStoredMeanwhileKeepsItsSamples() async throws {
+        try await withHarness(emulator: .init(vehicleCount: 1), interval: .seconds(60)) { h in
+            let vin = EmulatorConfiguration.vin(index: 1)
+            for _ in 0..<3 { await h.step(by: .seconds(60)) }
+            let store = h.store
+            let archived = try await store.archivedResponses(vin: vin, since: Timestamp(millisecondsSince1970: 0))
+            let normalizer = h.daemon.ingestion.normalizer
+            let responses = try archived.map { response in
+                (
+                    response.receivedAt,
+                    try normalizer.normalize(body: response.body, vin: vin, receivedAt: response.receivedAt).samples
+                )
+            }
+            // The daemon stores another poll between the reprocessor's read and its write.
+            await h.step(by: .seconds(60))
+            let before = try await store.summary().samples
+            let counts = try await store.replaceArchivedSamples(
+                vin: vin, since: Timestamp(millisecondsSince1970: 0), until: archived.map(\.receivedAt).max(),
+                responses: responses, detector: h.daemon.ingestion.rules.replaying)
+            #expect(counts.deleted == counts.inserted)
+            #expect(try await store.summary().samples == before, "no sample of the later poll was deleted")
         }
     }
 }
