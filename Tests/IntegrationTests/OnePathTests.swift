@@ -38,20 +38,19 @@ extension CommandLineTests {
     @Suite struct ConfiguredRulesTests {
         /// A config with a geofence around the emulator's home area and `vehicle_moved` disabled.
         func config(port: Int, database: String) throws -> String {
-            let path = NSTemporaryDirectory() + "ft-rules-\(UUID().uuidString).yaml"
-            try """
-            api:
-              base_url: http://127.0.0.1:\(port)
-              client_id: \(EmulatorConfiguration.defaultClientID)
-              client_secret:
-                env: HM_SECRET
-            database:
-              path: \(database)
-            events:
-              disabled: [vehicle_moved]
-              geofences:
-                - {name: home, latitude: 52.52, longitude: 13.40, radius_m: 50000}
-            """.write(toFile: path, atomically: true, encoding: .utf8)
+            let path = try CommandLineTests().makeConfig(port: port, family: .platform, database: database)
+            let events = """
+
+                events:
+                  disabled: [vehicle_moved]
+                  geofences:
+                    - {name: home, latitude: 52.52, longitude: 13.40, radius_m: 50000}
+
+                """
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            defer { try? handle.close() }
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data(events.utf8))
             return path
         }
 
