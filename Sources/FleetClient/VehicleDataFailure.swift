@@ -31,7 +31,7 @@ extension APIError {
     public var vehicleDataFailure: VehicleDataFailure {
         if isCredentialsRejected { return .credentialsRejected }
         if isConsentRemoved { return .consentRemoved }
-        if isRateLimited { return .rateLimited(retryAfter: requestedWait) }
+        if isRateLimited || isQuotaExhausted { return .rateLimited(retryAfter: requestedWait) }
         guard kind == .http else { return .transientFault }
         switch status {
         case 408: return .asleep
@@ -39,6 +39,17 @@ extension APIError {
         case 403 where (detail ?? "").lowercased().contains("privacy"): return .privacyMode
         case 403: return .notCleared
         default: return .transientFault
+        }
+    }
+
+    /// True for a 401 or 403 whose title or detail says a quota or limit is spent (`quota
+    /// exceeded`, `limit exceeded`, `too many requests`): some OEMs answer an exhausted quota so.
+    /// It is a rate limit (back off, then resume), not a lost clearance or consent.
+    public var isQuotaExhausted: Bool {
+        guard kind == .http, status == 401 || status == 403 else { return false }
+        let text = ((title ?? "") + " " + (detail ?? "")).lowercased()
+        return ["quota exceeded", "limit exceeded", "too many requests", "quota exhausted"].contains {
+            text.contains($0)
         }
     }
 

@@ -158,3 +158,36 @@ extension Timestamp {
         #expect(RetryAfter.parse(value, now: start) == nil)
     }
 }
+
+/// What an error means for the vehicle: the one reading of statuses and details.
+@Suite struct VehicleDataFailureTests {
+    func error(
+        _ status: Int, detail: String? = nil, endpoint: String = "GET /v1/vehicle-data/autoapi-13/VIN"
+    )
+        -> APIError
+    {
+        APIError(kind: .http, endpoint: endpoint, status: status, detail: detail)
+    }
+
+    @Test func eachAnswerHasItsMeaning() {
+        #expect(error(408).vehicleDataFailure == .asleep)
+        #expect(error(422).vehicleDataFailure == .dataPending)
+        #expect(error(403, detail: "Privacy mode is active").vehicleDataFailure == .privacyMode)
+        #expect(error(403, detail: "No active consent").vehicleDataFailure == .notCleared)
+        #expect(error(401, detail: "Consent is removed by OEM").vehicleDataFailure == .consentRemoved)
+        #expect(error(401, endpoint: "POST /v1/access_tokens").vehicleDataFailure == .credentialsRejected)
+        #expect(error(503).vehicleDataFailure == .transientFault)
+        #expect(APIError(kind: .transport, endpoint: "GET /x").vehicleDataFailure == .transientFault)
+    }
+
+    /// Some OEMs answer an exhausted quota with 403 or 401: a rate limit, not a lost clearance.
+    @Test(arguments: [
+        (403, "Quota exceeded for this application"), (401, "Daily limit exceeded"), (403, "Too Many Requests"),
+    ])
+    func quotaSpentInAnotherStatusIsARateLimit(status: Int, detail: String) {
+        #expect(error(status, detail: detail).vehicleDataFailure == .rateLimited(retryAfter: nil))
+        var withWait = error(status, detail: detail)
+        withWait.retryAfter = .seconds(30)
+        #expect(withWait.vehicleDataFailure == .rateLimited(retryAfter: .seconds(30)))
+    }
+}

@@ -79,6 +79,26 @@ import Testing
         }
     }
 
+    /// An OEM that answers a spent quota with 403 "quota exceeded": the vehicle backs off as for a
+    /// 429 and is polled again, never marked not cleared.
+    @Test func quotaSpentIn403BacksOffAndRecovers() async throws {
+        try await withHarness(emulator: .init(vehicleCount: 1), interval: .seconds(10)) { h in
+            let vin = EmulatorConfiguration.vin(index: 1)
+            let body = #"{"errors":[{"title":"Forbidden","detail":"Quota exceeded for this application"}]}"#
+            h.emulator.inject(.init(status: 403, retryAfter: "30", body: body), vin: vin)
+            let first = await h.step(by: .seconds(10))
+            #expect(first.map(\.outcome) == [.rateLimited(retryAfter: .seconds(30))])
+            let row = try await h.store.loadSchedule()[vin]
+            #expect(row?.health == "rate_limited")
+            for _ in 0..<60 { await h.step(by: .seconds(1)) }
+            let log = requests(h, vin)
+            #expect(log.map(\.status).prefix(2) == [403, 200], "polled again after the wait")
+            if log.count >= 2 { #expect(log[1].at.millisecondsSince1970 - log[0].at.millisecondsSince1970 >= 30_000) }
+            let vehicle = try await h.store.vehicles().first { $0.vin == vin }
+            #expect(vehicle?.status != .notCleared)
+        }
+    }
+
     @Test func asleepVehicleMovesToTheSlowCadence() async throws {
         try await withHarness(emulator: .init(vehicleCount: 1), interval: .seconds(10)) { h in
             let vin = EmulatorConfiguration.vin(index: 1)
