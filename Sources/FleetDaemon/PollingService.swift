@@ -74,7 +74,7 @@ public actor PollingService: Service {
             cadence: .init(
                 fleetSync: fleetSync?.interval, manualPollCount: countsManualPolls ? .seconds(10) : nil,
                 maintenance: maintenance.interval),
-            start: start)
+            start: start, seed: seed)
         self.staticVINs = Set(vins)
         self.fleetSync = fleetSync
         self.pipeline = pipeline
@@ -301,7 +301,8 @@ public actor PollingService: Service {
     /// events) and updates who is polled: `approved` VINs are added, VINs that left `approved`
     /// are removed (unless listed in the config), and VINs whose consent was removed stay stopped.
     ///
-    /// A failed listing is logged and retried after ``Chores/fleetSyncRetry``; the current
+    /// A failed listing is logged and retried after a backoff that starts at a second
+    /// (``Chores/fleetSyncFailed(at:)``); the current
     /// schedule is kept meanwhile.
     ///
     /// - Returns: The error that stops the daemon: refused client credentials.
@@ -338,8 +339,7 @@ public actor PollingService: Service {
             if let error = error as? APIError, error.vehicleDataFailure == .credentialsRejected {
                 return .credentialsRejected(error.description)
             }
-            let retry = chores.fleetSyncRetry
-            chores.failed(.fleetSync, at: now, retry: retry)
+            let retry = chores.fleetSyncFailed(at: now)
             logger.warning("fleet sync failed, retrying in \(DurationParser.format(retry)): \(error)")
             return nil
         }

@@ -3,7 +3,7 @@ import FleetModel
 /// The daemon's periodic work besides polling, on the same time model as ``PollSchedule``: a
 /// value that says what is due at the time it is given, so that the polling loop has no timer
 /// of its own and tests drive every chore with a manual clock.
-public struct Chores: Sendable, Hashable {
+public struct Chores: Sendable {
     /// One kind of periodic work.
     public enum Chore: Sendable, Hashable, CaseIterable {
         /// List the fleet (Fleet Clearance API) and update who is polled.
@@ -41,11 +41,20 @@ public struct Chores: Sendable, Hashable {
     public let cadence: Cadence
     /// When each chore is next due, UTC; absent when it is not scheduled.
     private var dueAt: [Chore: Timestamp] = [:]
+    /// Fleet listings failed in a row.
+    public private(set) var fleetSyncFailures = 0
+    private var random: SplitMix64
+
+    /// The first wait after a failed fleet listing, doubled at each failure in a row.
+    public static let fleetSyncFirstRetry: Duration = .seconds(1)
 
     /// Every periodic chore is first due at `start`; ``Chore/scheduleSave`` only once a poll
     /// needs saving (``needsSave(at:)``).
-    public init(cadence: Cadence, start: Timestamp) {
+    ///
+    /// - Parameter seed: Seeds the jitter of the fleet-sync retries.
+    public init(cadence: Cadence, start: Timestamp, seed: UInt64 = 0) {
         self.cadence = cadence
+        self.random = SplitMix64(seed: seed)
         if cadence.fleetSync != nil { dueAt[.fleetSync] = start }
         if cadence.manualPollCount != nil { dueAt[.manualPollCount] = start }
         dueAt[.maintenance] = start
@@ -70,16 +79,13 @@ public struct Chores: Sendable, Hashable {
     /// waits for the next poll that needs one.
     public mutating func completed(_ chore: Chore, at now: Timestamp) {
         switch chore {
-        case .fleetSync: dueAt[chore] = cadence.fleetSync.map { now.adding($0) }
+        case .fleetSync:
+            dueAt[chore] = cadence.fleetSync.map { now.adding($0) }
+            fleetSyncFailures = 0
         case .manualPollCount: dueAt[chore] = cadence.manualPollCount.map { now.adding($0) }
         case .maintenance: dueAt[chore] = now.adding(cadence.maintenance)
         case .scheduleSave: dueAt[chore] = nil
         }
-    }
-
-    /// Records that `chore` failed at `now`: it is due again after `retry`.
-    public mutating func failed(_ chore: Chore, at now: Timestamp, retry: Duration) {
-        dueAt[chore] = now.adding(retry)
     }
 
     /// A poll ended whose polling state is to be written: the save is due within
@@ -89,9 +95,21 @@ public struct Chores: Sendable, Hashable {
         dueAt[.scheduleSave] = min(dueAt[.scheduleSave] ?? due, due)
     }
 
-    /// How long a failed fleet listing waits before the next try: a fifth of the sync interval,
-    /// at most 5 minutes.
-    public var fleetSyncRetry: Duration {
-        min((cadence.fleetSync ?? .seconds(300)) / 5, .seconds(300))
+    /// Records a failed fleet listing at `now` and schedules the next try: a backoff from
+    /// ``fleetSyncFirstRetry`` doubling at each failure in a row, at most a fifth of the sync
+    /// interval and 5 minutes, with jitter (between half and all of it), so that a daemon started
+    /// before the network is up, or during an outage, polls within seconds of its end.
+    ///
+    /// - Returns: The wait before the next try.
+    @discardableResult
+    public mutating func fleetSyncFailed(at now: Timestamp) -> Duration {
+        fleetSyncFailures += 1
+        let cap = min((cadence.fleetSync ?? .seconds(300)) / 5, .seconds(300))
+        let exponent = min(fleetSyncFailures - 1, 20)
+        let full = min(Self.fleetSyncFirstRetry * (1 << exponent), cap)
+        let fraction = 0.5 + Double(random.next() >> 11) / Double(1 << 53) / 2
+        let wait = Duration.milliseconds(max(1, Int64(Double(full.milliseconds) * fraction)))
+        dueAt[.fleetSync] = now.adding(wait)
+        return wait
     }
 }

@@ -24,11 +24,20 @@ import Testing
         #expect(chores.due(at: t0.adding(.seconds(86_400))) == [.maintenance])
     }
 
-    @Test func aFailedFleetSyncIsRetriedSooner() {
-        var chores = Chores(cadence: .init(fleetSync: .seconds(3600)), start: t0)
-        chores.failed(.fleetSync, at: t0, retry: chores.fleetSyncRetry)
-        #expect(chores.fleetSyncRetry == .seconds(300))
-        #expect(chores.nextDue(.fleetSync) == t0.adding(.seconds(300)))
+    /// A failed listing is tried again within seconds, then less often, never past the cap.
+    @Test func aFailedFleetSyncBacksOffFromASecondWithJitter() {
+        var chores = Chores(cadence: .init(fleetSync: .seconds(3600)), start: t0, seed: 7)
+        var waits: [Duration] = []
+        for _ in 0..<12 { waits.append(chores.fleetSyncFailed(at: t0)) }
+        #expect(waits[0] >= .milliseconds(500) && waits[0] <= .seconds(1))
+        #expect(waits[1] >= .seconds(1) && waits[1] <= .seconds(2))
+        #expect(waits[3] >= .seconds(4) && waits[3] <= .seconds(8))
+        #expect(waits.allSatisfy { $0 <= .seconds(300) }, "at most a fifth of the interval and 5 minutes")
+        #expect(waits.last! >= .seconds(150))
+        #expect(chores.nextDue(.fleetSync) == t0.adding(waits.last!))
+        chores.completed(.fleetSync, at: t0)
+        #expect(chores.fleetSyncFailures == 0)
+        #expect(chores.fleetSyncFailed(at: t0) <= .seconds(1), "a success starts the backoff over")
     }
 
     @Test func aSaveWaitsForAPollThatNeedsOneAndAnUrgentOneIsDueAtOnce() {
