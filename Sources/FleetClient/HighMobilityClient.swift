@@ -37,6 +37,9 @@ public final class HighMobilityClient: Sendable {
             read: .milliseconds(configuration.requestTimeout.milliseconds))
         httpConfiguration.redirectConfiguration = .disallow
         httpConfiguration.connectionPool = .init(idleTimeout: .seconds(60))
+        // A refused connection is reported at once, not retried until the connect timeout: the
+        // scheduler backs off and tries again itself, and an operator at a terminal wants to know.
+        httpConfiguration.connectionPool.retryConnectionEstablishment = false
         if configuration.insecureSkipTLSVerify {
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.certificateVerification = .none

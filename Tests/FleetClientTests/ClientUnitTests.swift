@@ -191,3 +191,18 @@ extension Timestamp {
         #expect(withWait.vehicleDataFailure == .rateLimited(retryAfter: .seconds(30)))
     }
 }
+
+/// A refused connection is an error at once, not after the connect timeout.
+@Suite struct RefusedConnectionTests {
+    @Test func aRefusedConnectionFailsBeforeTheConnectTimeout() async throws {
+        // Port 1 on loopback: nothing listens there on a test machine.
+        let client = HighMobilityClient(
+            configuration: .init(
+                baseURL: "http://127.0.0.1:1", clientID: "id", clientSecret: Secret("secret"),
+                connectTimeout: .seconds(120)))
+        let started = ContinuousClock.now
+        await #expect(throws: APIError.self) { _ = try await client.fleetVehicles() }
+        #expect(ContinuousClock.now - started < .seconds(60), "well inside the 120 s connect timeout")
+        try await client.shutdown()
+    }
+}
