@@ -42,14 +42,6 @@ func usage() -> Never {
     exit(64)
 }
 
-/// Change detection that finds nothing: the generated history holds values only, no events.
-struct NoEvents: ChangeDetecting {
-    func events(
-        previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp,
-        state: inout RuleState
-    ) -> [Event] { [] }
-}
-
 func generate(path: String, samples: Int) async throws {
     guard !FileManager.default.fileExists(atPath: path) else {
         print("\(path) exists; remove it first")

@@ -19,9 +19,13 @@ import ServiceLifecycle
 /// from ``ingestion(events:archiveRawDays:store:sink:logger:metrics:)``, the only place that
 /// builds the event rules.
 public struct Daemon: Sendable {
+    /// The validated configuration the daemon was built from.
     public let configuration: DaemonConfiguration
+    /// The database every write goes to.
     public let store: TelemetryStore
+    /// The API client; shut down when ``run()`` returns.
     public let client: HighMobilityClient
+    /// The ingestion path of the daemon's polls, with the configured rules and sink.
     public let ingestion: Ingestion
     /// The polling loop.
     public let polling: PollingService

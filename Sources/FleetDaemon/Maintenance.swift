@@ -9,11 +9,13 @@ import Logging
 /// retention (samples, polls, the raw archive, vehicles whose clearance ended) and keeping the
 /// WAL bounded.
 public struct Maintenance: Sendable {
+    /// The store, the rules that decide silence and the sink for its events.
     public let ingestion: Ingestion
     /// `retention`: how long history is kept.
     public var retention: DaemonConfiguration.Retention
     /// The `-wal` file size above which the WAL is checkpointed and truncated.
     public var walCheckpointBytes: Int64 = 32 << 20
+    /// Where retention, purges and WAL checkpoints are reported.
     public let logger: Logger
 
     public init(ingestion: Ingestion, retention: DaemonConfiguration.Retention, logger: Logger) {

@@ -9,8 +9,11 @@ import FleetScheduling
 /// It never throws: every failure (HTTP error, timeout, malformed body, failed write) becomes a
 /// ``Result`` whose ``PollSchedule/Outcome`` the scheduler records.
 public struct PollPipeline: Sendable {
+    /// Sends the vehicle-data request.
     public let client: HighMobilityClient
+    /// Normalizes and stores the answer, and delivers its events.
     public let ingestion: Ingestion
+    /// The request and failure times (UTC).
     public let clock: any WallClock
 
     public init(client: HighMobilityClient, ingestion: Ingestion, clock: any WallClock) {
@@ -21,11 +24,15 @@ public struct PollPipeline: Sendable {
 
     /// What one poll did.
     public struct Result: Sendable {
+        /// The vehicle polled.
         public var vin: VIN
+        /// What the answer means for the schedule.
         public var outcome: PollSchedule.Outcome
         /// The HTTP status, `nil` when no response came.
         public var httpStatus: Int?
+        /// New rows in `samples`.
         public var samplesWritten: Int
+        /// Events stored (with ids) and delivered.
         public var events: [Event]
         /// The one-line error of a failed poll.
         public var error: String?

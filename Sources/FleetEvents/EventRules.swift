@@ -215,12 +215,6 @@ public struct EventRules: ChangeDetecting {
         }
     }
 
-    /// The event for a change of `property` from `old` to `new`, if the standard transition
-    /// rules name one.
-    static func eventType(property: String, from old: String?, to new: String) -> EventType? {
-        TransitionRule.standard.first { $0.property == property && $0.matches(from: old, to: new) }?.event
-    }
-
     /// A coordinate in degrees with six decimals (`52.520008`, `-0.127600`): about 0.1 m, the
     /// text of the `vehicle_moved` anchor and of its event values. Written without Foundation's
     /// `String(format:)`, which cost more than the rest of the rule.

@@ -13,6 +13,7 @@ import Foundation
 public struct Importer: Sendable {
     /// The path every document goes through; its sink receives the events.
     public let ingestion: Ingestion
+    /// The import time (UTC): `received_at`, and the time of values without one.
     public let clock: any WallClock
     private let lastReceived = LastReceived()
 
@@ -43,7 +44,9 @@ public struct Importer: Sendable {
         public var responses = 0
         /// Push messages skipped because their `message_id` was imported before.
         public var duplicates = 0
+        /// New rows in `samples`.
         public var samples = 0
+        /// Events stored and delivered.
         public var events = 0
         /// Documents refused: where (`file:line`) and why.
         public var rejected: [Rejection] = []
@@ -53,9 +56,11 @@ public struct Importer: Sendable {
 
     /// A document that could not be imported.
     public struct Rejection: Sendable, Hashable, CustomStringConvertible {
+        /// The file, as named on the command line.
         public var file: String
         /// 1-based line of a JSON-lines file; 0 for a whole `.json` file.
         public var line: Int
+        /// Why, as one readable line.
         public var reason: String
         public var description: String { line > 0 ? "\(file):\(line): \(reason)" : "\(file): \(reason)" }
 

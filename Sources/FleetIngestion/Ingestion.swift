@@ -28,6 +28,7 @@ public struct Ingestion: Sendable {
     public let normalizer = Normalizer()
     /// `archive.raw_days`: days raw responses are kept for `reprocess`; 0 archives none.
     public let archiveRawDays: Int
+    /// Where failed requests, unreadable bodies and failed writes are logged.
     public let logger: Logger
     /// Where the counters go: the process-wide `MetricsSystem` unless a test injects its own.
     public let metrics: any MetricsFactory
@@ -252,6 +253,7 @@ public struct Ingestion: Sendable {
 
 /// What ingesting one vehicle-data answer did.
 public struct IngestedPoll: Sendable {
+    /// The vehicle asked for.
     public var vin: VIN
     /// The HTTP status recorded, `nil` when no whole answer came.
     public var httpStatus: Int?
@@ -275,7 +277,4 @@ public struct IngestedPoll: Sendable {
     public init(vin: VIN) {
         self.vin = vin
     }
-
-    /// True for a response whose data was read and stored.
-    public var succeeded: Bool { stored && payload != nil }
 }

@@ -23,14 +23,6 @@ public struct Reprocessor: Sendable {
         self.detectsEvents = detectsEvents
     }
 
-    /// Detects nothing.
-    private struct NoEvents: ChangeDetecting {
-        func events(
-            previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp,
-            state: inout RuleState
-        ) -> [Event] { [] }
-    }
-
     /// What a reprocess run did.
     public struct Summary: Sendable, Hashable {
         /// Vehicles reprocessed (one transaction each).
@@ -79,12 +71,9 @@ public struct Reprocessor: Sendable {
             }
             // Only what was read is replaced: a poll the daemon stores meanwhile keeps its samples.
             let until = archived.map(\.receivedAt).max()
-            let counts =
-                detectsEvents
-                ? try await store.replaceArchivedSamples(
-                    vin: vin, since: start, until: until, responses: responses, detector: rules)
-                : try await store.replaceArchivedSamples(
-                    vin: vin, since: start, until: until, responses: responses, detector: NoEvents())
+            let detector: any ChangeDetecting = detectsEvents ? rules : NoEvents()
+            let counts = try await store.replaceArchivedSamples(
+                vin: vin, since: start, until: until, responses: responses, detector: detector)
             summary.vehicles += 1
             summary.samplesDeleted += counts.deleted
             summary.samplesWritten += counts.inserted

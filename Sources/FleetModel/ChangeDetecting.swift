@@ -68,3 +68,14 @@ extension ChangeDetecting {
         []
     }
 }
+
+/// A detector that finds no change: for writes whose events are not wanted (`reprocess` without
+/// the operator's rules, generated benchmark data). It never emits, and keeps no state.
+public struct NoEvents: ChangeDetecting {
+    public init() {}
+
+    public func events(
+        previous: [SeriesKey: LatestValue], observed: [Sample], detectedAt: Timestamp,
+        state: inout RuleState
+    ) -> [Event] { [] }
+}

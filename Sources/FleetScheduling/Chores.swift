@@ -22,6 +22,7 @@ public struct Chores: Sendable {
         public var fleetSync: Duration?
         /// `nil` when no daily budget is set (nothing to count).
         public var manualPollCount: Duration?
+        /// ``Chore/maintenance``: once a minute unless silence needs it sooner.
         public var maintenance: Duration
         /// How long polling states may wait to be written: a second of lost due times costs
         /// nothing at a restart (overdue vehicles are spread), a transaction per poll does.
@@ -38,6 +39,7 @@ public struct Chores: Sendable {
         }
     }
 
+    /// How often each chore runs.
     public let cadence: Cadence
     /// When each chore is next due, UTC; absent when it is not scheduled.
     private var dueAt: [Chore: Timestamp] = [:]

@@ -36,15 +36,13 @@ struct DatabaseOptions: ParsableArguments {
 
     /// Opens the store: exits 78 for a bad config, 74 for a database that cannot be opened.
     func openStore() throws -> TelemetryStore {
-        var path = database
-        if path == nil {
-            do {
-                path = try ConfigLoader.load(path: config).databasePath
-            } catch {
-                printError("fleet-telemetry: \(error)")
-                throw ExitStatus.config
-            }
-        }
+        try openStore(configuration: database == nil ? loadConfiguration() : nil)
+    }
+
+    /// Opens the store at `--database`, else at `database.path` of `configuration` (a config
+    /// read already); exits 74 for a database that cannot be opened.
+    func openStore(configuration: DaemonConfiguration?) throws -> TelemetryStore {
+        let path = database ?? configuration?.databasePath
         guard let path, FileManager.default.fileExists(atPath: path) else {
             printError("fleet-telemetry: no database at \(path ?? "?")")
             throw ExitStatus.ioError
@@ -266,12 +264,11 @@ struct ReprocessCommand: AsyncParsableCommand {
     func validate() throws { _ = try parseTime(since, option: "--since") }
 
     func run() async throws {
-        let store = try options.openStore()
-        var logger = Logger(label: "fleet-telemetry")
-        logger.logLevel = .error
-        // The configured rules when there is a config file: transitions and geofences run again.
         // Without a config file the operator's rules are unknown: no event is added then.
         let configuration = try options.loadConfiguration()
+        let store = try options.openStore(configuration: configuration)
+        var logger = Logger(label: "fleet-telemetry")
+        logger.logLevel = .error
         let ingestion = Daemon.ingestion(
             events: configuration?.events ?? EventRulesConfiguration(), archiveRawDays: 0, store: store,
             sink: DiscardingEventSink(), logger: logger)
