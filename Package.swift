@@ -99,6 +99,7 @@ let package = Package(
                 "FleetModel", "FleetNormalizer", "FleetStore", "FleetEvents", "FleetClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),

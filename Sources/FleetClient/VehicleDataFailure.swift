@@ -13,9 +13,15 @@ public enum VehicleDataFailure: Sendable, Hashable {
     case privacyMode
     /// HTTP 403 otherwise: the application has no clearance for the vehicle.
     case notCleared
-    /// HTTP 429, with the wait the API asked for (`Retry-After`, or a `retry after 10s` in the
-    /// detail) when it gave a usable one.
-    case rateLimited(retryAfter: Duration?)
+    /// HTTP 429 (or a 401/403 quota error, ``APIError/isQuotaExhausted``), with the wait the API
+    /// asked for (`Retry-After`, or a `retry after 10s` in the detail) when it gave a usable one;
+    /// `applicationWide` when the error says the application's (or account's) limit is reached
+    /// rather than the vehicle's (``APIError/isApplicationWide``).
+    case rateLimited(retryAfter: Duration?, applicationWide: Bool = false)
+    /// No access token could be obtained (the token endpoint is down, unreachable or limits the
+    /// application), so no request was sent: no failure of the vehicle. `retryAfter` is the wait
+    /// until the next token request of the shared backoff.
+    case tokenUnavailable(retryAfter: Duration?)
     /// HTTP 401 `Consent is removed by OEM`: the vehicle must not be polled any more.
     case consentRemoved
     /// The token endpoint refused `api.client_id` / `api.client_secret` (HTTP 400/401): no
@@ -30,8 +36,11 @@ extension APIError {
     /// What this error means for the vehicle the request was about.
     public var vehicleDataFailure: VehicleDataFailure {
         if isCredentialsRejected { return .credentialsRejected }
+        if isTokenRequest { return .tokenUnavailable(retryAfter: retryAfter) }
         if isConsentRemoved { return .consentRemoved }
-        if isRateLimited || isQuotaExhausted { return .rateLimited(retryAfter: requestedWait) }
+        if isRateLimited || isQuotaExhausted {
+            return .rateLimited(retryAfter: requestedWait, applicationWide: isApplicationWide)
+        }
         guard kind == .http else { return .transientFault }
         switch status {
         case 408: return .asleep
@@ -51,6 +60,19 @@ extension APIError {
         return ["quota exceeded", "limit exceeded", "too many requests", "quota exhausted"].contains {
             text.contains($0)
         }
+    }
+
+    /// True for a rate-limit error whose title or detail says the limit is the application's or
+    /// the account's (`application`, `account`, `per app`), not the vehicle's.
+    public var isApplicationWide: Bool {
+        let text = " " + ((title ?? "") + " " + (detail ?? "")).lowercased() + " "
+        return ["application", "account", "per app", " app limit", " app "].contains { text.contains($0) }
+    }
+
+    /// True when the error came from the token request (`POST /v1/access_tokens`), so the
+    /// request it was for was never sent.
+    public var isTokenRequest: Bool {
+        endpoint.hasPrefix("POST /v1/access_token")
     }
 
     /// The HTTP status to record for the request: `nil` when no whole answer came (a response

@@ -2,6 +2,7 @@ import FleetClient
 import FleetIngestion
 import FleetModel
 import FleetScheduling
+import ServiceLifecycle
 
 /// One scheduled poll: the API client's request, then the ingestion path, then what the answer
 /// means for the schedule.
@@ -29,31 +30,52 @@ public struct PollPipeline: Sendable {
         /// What the answer means for the schedule.
         public var outcome: PollSchedule.Outcome
         /// The HTTP status, `nil` when no response came.
-        public var httpStatus: Int?
+        public var httpStatus: Int? = nil
         /// New rows in `samples`.
         public var samplesWritten: Int
         /// Events stored (with ids) and delivered.
         public var events: [Event]
         /// The one-line error of a failed poll.
         public var error: String?
+        /// False when the answer could not be written (disk full, database locked).
+        public var stored = true
     }
 
     /// Polls `vin` once and stores what came back.
     ///
     /// If the database write fails (disk full, locked), the error is logged and the poll counts as
     /// failed, so the VIN backs off; rows committed earlier are untouched.
+    ///
+    /// Two answers are not the vehicle's and write no `polls` row:
+    /// - On graceful shutdown (or cancellation) a request still waiting for its answer is
+    ///   cancelled: ``PollSchedule/Outcome/cancelled``. An answer already in hand is stored.
+    /// - When no access token can be obtained the request is never sent:
+    ///   ``PollSchedule/Outcome/tokenUnavailable(retryAfter:)``.
     public func poll(_ vin: VIN) async -> Result {
         let requestedAt = clock.now()
         let answer: Swift.Result<VehicleDataResponse, APIError>
+        let client = self.client
         do {
-            answer = .success(try await client.vehicleData(vin: vin))
-        } catch {
+            answer = .success(try await cancelWhenGracefulShutdown { try await client.vehicleData(vin: vin) })
+        } catch let error as APIError {
+            if error.kind == .transport && (Task.isCancelled || Task.isShuttingDownGracefully) {
+                return Result(vin: vin, outcome: .cancelled, samplesWritten: 0, events: [], error: "cancelled")
+            }
+            if case .tokenUnavailable(let retryAfter) = error.vehicleDataFailure {
+                return Result(
+                    vin: vin, outcome: .tokenUnavailable(retryAfter: retryAfter), samplesWritten: 0, events: [],
+                    error: error.description)
+            }
             answer = .failure(error)
+        } catch {
+            // Only the cancellation of a stopping daemon throws anything but an `APIError`.
+            return Result(vin: vin, outcome: .cancelled, samplesWritten: 0, events: [], error: "cancelled")
         }
         let ingested = await ingestion.ingest(vin: vin, requestedAt: requestedAt, answer: answer, failedAt: clock.now())
         return Result(
             vin: vin, outcome: PollSchedule.Outcome(ingested), httpStatus: ingested.httpStatus,
-            samplesWritten: ingested.samplesWritten, events: ingested.events, error: ingested.error)
+            samplesWritten: ingested.samplesWritten, events: ingested.events, error: ingested.error,
+            stored: ingested.stored)
     }
 }
 
@@ -67,7 +89,9 @@ extension PollSchedule.Outcome {
         switch poll.failure {
         case .credentialsRejected: self = .credentialsRejected
         case .consentRemoved: self = .stop
-        case .rateLimited(let retryAfter): self = .rateLimited(retryAfter: retryAfter)
+        case .rateLimited(let retryAfter, let applicationWide):
+            self = .rateLimited(retryAfter: retryAfter, applicationWide: applicationWide)
+        case .tokenUnavailable(let retryAfter): self = .tokenUnavailable(retryAfter: retryAfter)
         case .asleep: self = .slow(.asleep)
         case .dataPending: self = .slow(.pending)
         case .privacyMode: self = .slow(.privacy)

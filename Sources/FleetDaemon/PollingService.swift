@@ -4,6 +4,7 @@ import FleetModel
 import FleetScheduling
 import FleetStore
 import Logging
+import Metrics
 import ServiceLifecycle
 
 /// The daemon's one polling loop: asks the ``PollSchedule`` who is due and the ``Chores`` what
@@ -11,8 +12,11 @@ import ServiceLifecycle
 /// ``PollPipeline`` (at most `maxConcurrentRequests` at once, in one task group), records each
 /// outcome, and sleeps on the injected clock until the next thing is due.
 ///
-/// A `Service`: it stops on graceful shutdown (SIGTERM/SIGINT through `ServiceGroup`) after the
-/// polls in flight have been stored, so no accepted response is lost. Tests run this same loop
+/// A `Service`: on graceful shutdown (SIGTERM/SIGINT through `ServiceGroup`) or cancellation it
+/// starts nothing new, cancels the requests still waiting for their answer (their vehicles stay
+/// due; no `polls` row, no failure), lets a poll whose answer is in hand finish its write, bounds
+/// waits for another process's database lock to a second, saves the schedule and returns: a stop
+/// takes about a second whatever the API or a `sqlite3` shell is doing. Tests run this same loop
 /// with a manual clock and wait for it with ``settled(at:)``.
 public actor PollingService: Service {
     private var schedule: PollSchedule
@@ -36,6 +40,13 @@ public actor PollingService: Service {
     private var unsaved: [VIN: (PollSchedule.Health, String?)] = [:]
     /// When a failed schedule write was last logged.
     private var scheduleSaveFailedAt: Timestamp?
+    /// The application-wide state last written to the database.
+    private var savedApplication: ApplicationScheduleState?
+    /// Since when no access token could be obtained, while that lasts.
+    private var tokenOutageSince: Timestamp?
+    /// At stop: requests cancelled, and answers that could not be stored.
+    private var cancelledAtStop = 0
+    private var unstoredAtStop = 0
 
     /// How many times the loop has woken up: a figure for tests and benchmarks (an idle loop,
     /// or one waiting for a free request slot, does not wake).
@@ -100,6 +111,23 @@ public actor PollingService: Service {
     ///   secret, since no poll can succeed until the config is fixed.
     public func run() async throws {
         defer { finish() }
+        let store = pipeline.ingestion.store
+        // At stop, a wait for another process's lock lasts at most a second (also one in progress).
+        try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                try await loop()
+            } onGracefulShutdown: {
+                store.giveUpLockWaits(after: Self.lockWaitAtStop)
+            }
+        } onCancel: {
+            store.giveUpLockWaits(after: Self.lockWaitAtStop)
+        }
+    }
+
+    /// How long a write may wait for another process's lock once the daemon is stopping.
+    public static let lockWaitAtStop: Duration = .seconds(1)
+
+    private func loop() async throws {
         let fleet = fleetSync == nil ? "" : ", fleet sync on"
         logger.info(
             "polling \(schedule.count) vehicle\(schedule.count == 1 ? "" : "s") every \(DurationParser.format(schedule.policy.interval))\(fleet)"
@@ -161,13 +189,58 @@ public actor PollingService: Service {
             group.cancelAll()
         }
         await saveSchedule(at: clock.now())
-        logger.info("polling stopped")
+        if unstoredAtStop > 0 {
+            logger.warning(
+                "\(unstoredAtStop) answer\(unstoredAtStop == 1 ? "" : "s") could not be stored while stopping (the database is locked by another process); those vehicles are polled again after the restart"
+            )
+        }
+        let cancelled =
+            cancelledAtStop == 0
+            ? ""
+            : "; \(cancelledAtStop) request\(cancelledAtStop == 1 ? "" : "s") cancelled, polled again at the next start"
+        logger.info("polling stopped\(cancelled)")
     }
 
     /// Records a finished poll in the schedule; the error that stops the daemon, if it is one.
     private func record(_ result: PollPipeline.Result) -> DaemonError? {
         let now = clock.now()
+        let pauseBefore = schedule.globalPauseUntil
+        let rateBefore = schedule.rate.current
         schedule.record(result.outcome, for: result.vin, at: now)
+        let stopping = Task.isShuttingDownGracefully || Task.isCancelled
+        switch result.outcome {
+        case .cancelled:
+            cancelledAtStop += 1
+            onPoll?(result)
+            return nil
+        case .tokenUnavailable(let retryAfter):
+            if schedule.globalPauseUntil != pauseBefore {
+                // One line per backoff step, whatever the fleet size.
+                if tokenOutageSince == nil { tokenOutageSince = now }
+                let wait = DurationParser.format(retryAfter ?? .seconds(1))
+                logger.warning("no access token, polling paused; next token request in \(wait): \(result.error ?? "")")
+                chores.needsSave(at: now, urgent: true)
+            }
+            onPoll?(result)
+            return nil
+        default:
+            if let since = tokenOutageSince {
+                tokenOutageSince = nil
+                logger.info(
+                    "access token obtained again after \(DurationParser.format(now.duration(since: since))); polling resumed"
+                )
+            }
+        }
+        if stopping && result.outcome == .failed && !result.stored { unstoredAtStop += 1 }
+        if schedule.pauseReason == .rateLimited, schedule.globalPauseUntil != pauseBefore,
+            let until = schedule.globalPauseUntil
+        {
+            let rate = schedule.rate.current.map { Self.format(rate: $0) } ?? "?"
+            let was = rateBefore.map { " (was \(Self.format(rate: $0)))" } ?? ""
+            logger.warning(
+                "the API limits the whole application: request rate set to \(rate)\(was), fleet paused until \(until)")
+            chores.needsSave(at: now, urgent: true)
+        }
         let health: PollSchedule.Health =
             result.outcome == .stop ? .consentRemoved : schedule.entry(result.vin)?.health ?? .ok
         unsaved[result.vin] = (health, result.error)
@@ -230,11 +303,27 @@ public actor PollingService: Service {
         settleWaiters.removeAll()
     }
 
+    /// `1.5 requests/s`.
+    static func format(rate: Double) -> String {
+        let rounded = rate >= 10 ? (rate * 10).rounded() / 10 : (rate * 1000).rounded() / 1000
+        return "\(rounded) requests/s"
+    }
+
     // MARK: - Chores
 
-    /// Writes the polling states of the VINs polled since the last save to the `schedule` table.
+    /// The application-wide state to persist: the learned rate and a running fleet-wide pause.
+    private func applicationState() -> ApplicationScheduleState {
+        ApplicationScheduleState(
+            learnedRatePerSecond: schedule.rate.learned, pausedUntil: schedule.globalPauseUntil,
+            pauseReason: schedule.pauseReason?.rawValue)
+    }
+
+    /// Writes the polling states of the VINs polled since the last save to the `schedule` table,
+    /// and the application-wide state when it changed; updates the schedule's gauges.
     private func saveSchedule(at now: Timestamp) async {
-        guard !unsaved.isEmpty else { return }
+        let application = applicationState()
+        let applicationChanged = application != savedApplication
+        guard !unsaved.isEmpty || applicationChanged else { return }
         let rows = unsaved.map { vin, value -> ScheduleRow in
             let entry = schedule.entry(vin) ?? PollSchedule.Entry(nextDue: now)
             return ScheduleRow(
@@ -243,8 +332,10 @@ public actor PollingService: Service {
                 pollsToday: entry.pollsToday, day: entry.day, updatedAt: now)
         }
         unsaved.removeAll(keepingCapacity: true)
+        updateGauges(rows: rows, at: now)
         do {
-            try await pipeline.ingestion.store.saveSchedule(rows)
+            try await pipeline.ingestion.store.saveSchedule(rows, application: applicationChanged ? application : nil)
+            savedApplication = application
         } catch {
             // Logged at most once a minute (a full disk fails most writes; one that succeeds now
             // and then must not restart the count).
@@ -252,6 +343,37 @@ public actor PollingService: Service {
                 scheduleSaveFailedAt = now
                 logger.error("could not save the polling schedule: \(error)")
             }
+        }
+    }
+
+    /// The schedule's figures as gauges (the metrics endpoint exports them):
+    /// - `fleet_telemetry_request_rate`: the rate requests are paced at, requests/s (0: not limited);
+    /// - `fleet_telemetry_fleet_paused` (1 or 0) and `fleet_telemetry_fleet_paused_until_seconds`
+    ///   (Unix time, 0 when not paused);
+    /// - `fleet_telemetry_polls_today` and `fleet_telemetry_projected_polls_today`: the
+    ///   application's polls this UTC day and those expected for the rest of it;
+    /// - per VIN (dimension `vin`, for the vehicles just saved): `fleet_telemetry_vehicle_polls_today`,
+    ///   `fleet_telemetry_vehicle_projected_polls_today` and `fleet_telemetry_vehicle_next_due_seconds`.
+    private func updateGauges(rows: [ScheduleRow], at now: Timestamp) {
+        let metrics = pipeline.ingestion.metrics
+        Gauge(label: "fleet_telemetry_request_rate", factory: metrics).record(schedule.rate.current ?? 0)
+        let paused = schedule.globalPauseUntil.map { $0 > now } ?? false
+        Gauge(label: "fleet_telemetry_fleet_paused", factory: metrics).record(paused ? 1 : 0)
+        Gauge(label: "fleet_telemetry_fleet_paused_until_seconds", factory: metrics)
+            .record(paused ? Double(schedule.globalPauseUntil!.millisecondsSince1970) / 1000 : 0)
+        Gauge(label: "fleet_telemetry_polls_today", factory: metrics).record(schedule.applicationPollsToday)
+        var projected = 0
+        for entry in schedule.entries.values { projected += schedule.projectedPolls(for: entry, at: now) }
+        Gauge(label: "fleet_telemetry_projected_polls_today", factory: metrics).record(projected)
+        for row in rows {
+            guard let entry = schedule.entry(row.vin) else { continue }
+            let vin = [("vin", row.vin.rawValue)]
+            Gauge(label: "fleet_telemetry_vehicle_polls_today", dimensions: vin, factory: metrics)
+                .record(entry.pollsToday)
+            Gauge(label: "fleet_telemetry_vehicle_projected_polls_today", dimensions: vin, factory: metrics)
+                .record(schedule.projectedPolls(for: entry, at: now))
+            Gauge(label: "fleet_telemetry_vehicle_next_due_seconds", dimensions: vin, factory: metrics)
+                .record(Double(entry.nextDue.millisecondsSince1970) / 1000)
         }
     }
 
@@ -276,6 +398,19 @@ public actor PollingService: Service {
             let dayStart = now.startOfUTCDay
             schedule.setApplicationPollsToday(try await store.pollCount(since: dayStart), at: now)
             pollsToday = try await store.pollCountsByVIN(since: dayStart)
+            let application = try await store.loadApplicationState()
+            savedApplication = application
+            schedule.restoreApplication(
+                learnedRate: application.learnedRatePerSecond, pausedUntil: application.pausedUntil,
+                reason: application.pauseReason.flatMap(PollSchedule.PauseReason.init), at: now)
+            if let rate = application.learnedRatePerSecond {
+                logger.info("request rate learned by the last run: \(Self.format(rate: rate))")
+            }
+            if let until = schedule.globalPauseUntil {
+                logger.warning(
+                    "the fleet stays paused until \(until) (\(schedule.pauseReason?.rawValue ?? "rate_limited")), as the last run saved it"
+                )
+            }
             for (vin, row) in try await store.loadSchedule() {
                 saved[vin] = PollSchedule.Entry(
                     nextDue: row.nextDueAt, consecutiveFailures: row.consecutiveFailures,
@@ -310,7 +445,8 @@ public actor PollingService: Service {
         guard let fleetSync else { return nil }
         let ingestion = pipeline.ingestion
         do {
-            let fleet = try await fleetSync.list()
+            let list = fleetSync.list
+            let fleet = try await cancelWhenGracefulShutdown { try await list() }
             let events = try await ingestion.store.recordClearance(fleet, at: now, detector: ingestion.rules)
             await ingestion.sink.deliver(events)
             let stopped = Set(try await ingestion.store.vehicles().filter { $0.status == .consentRemoved }.map(\.vin))
@@ -336,6 +472,8 @@ public actor PollingService: Service {
             chores.completed(.fleetSync, at: now)
             return nil
         } catch {
+            // A listing cut short by the stop is no failure.
+            if Task.isShuttingDownGracefully || Task.isCancelled { return nil }
             if let error = error as? APIError, error.vehicleDataFailure == .credentialsRejected {
                 return .credentialsRejected(error.description)
             }

@@ -4,6 +4,7 @@ import FleetModel
 import FleetNormalizer
 import FleetStore
 import Logging
+import ServiceLifecycle
 import Metrics
 
 /// The one ingestion path: an answer of the API, or a captured document, goes normalize → store
@@ -135,6 +136,13 @@ public struct Ingestion: Sendable {
             result.stored = true
             await sink.deliver(written.events)
         } catch {
+            if Self.isStopping {
+                // The daemon is stopping: it says in one line how many answers were not stored.
+                logger.debug("could not store the poll of \(vin) while stopping: \(error)")
+                result.error = "\(error)"
+                result.stored = false
+                return result
+            }
             var hint = ""
             if let error = error as? SQLiteError, error.isFull {
                 hint =
@@ -182,6 +190,10 @@ public struct Ingestion: Sendable {
             poll: record, samples: payload.samples, failures: payload.failures, messageID: payload.messageID)
     }
 
+    /// True while the daemon is stopping (graceful shutdown or cancellation): a locked write is
+    /// not tried again then.
+    static var isStopping: Bool { Task.isShuttingDownGracefully || Task.isCancelled }
+
     /// Writes the poll, trying again while another process holds the write lock: each attempt
     /// waits up to the connection's busy timeout, so a lock held for minutes still loses nothing.
     private func writeRetryingWhileLocked(_ write: PollWrite) async throws -> PollWriteResult {
@@ -189,7 +201,9 @@ public struct Ingestion: Sendable {
         while true {
             do {
                 return try await store.recordGrouped(write, detector: rules)
-            } catch let error as SQLiteError where error.isLocked && attempt < Self.lockedWriteAttempts {
+            } catch let error as SQLiteError
+                where error.isLocked && attempt < Self.lockedWriteAttempts && !Self.isStopping
+            {
                 attempt += 1
                 logger.warning(
                     "the database is locked by another process; still waiting to store the poll of \(write.poll.vin) (attempt \(attempt))"

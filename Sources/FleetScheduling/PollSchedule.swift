@@ -14,16 +14,22 @@ import FleetModel
 ///   ``Policy/activityIntervals``), from a random start offset within the first interval.
 /// - Daily budgets stretch the interval, never cause bursts: with a per-VIN budget B the interval
 ///   is at least 24 h / B; with an application budget A for N VINs, at least 24 h × N / A.
-/// - A rate limit (``Outcome/rateLimited(retryAfter:)``) delays that VIN for its `Retry-After` (clamped above by ``Policy/maxRetryAfter``, never
-///   below what the server asked, and never below the interval); without one, an exponential
-///   backoff with full jitter. 429s for
-///   ``Policy/globalRateLimitThreshold`` different VINs within a minute mean the application's
-///   quota is spent: the whole fleet pauses.
+/// - A rate limit (``Outcome/rateLimited(retryAfter:applicationWide:)``) delays that VIN for its
+///   `Retry-After` (clamped above by ``Policy/maxRetryAfter``, never below the interval); without
+///   one, an exponential backoff with full jitter. A per-vehicle 429 affects only its vehicle.
+/// - An application-wide refusal (429s for ``Policy/globalRateLimitThreshold`` different VINs
+///   within a minute, or an error that says so) lowers the learned ``ApplicationRate`` and pauses
+///   the whole fleet for the `Retry-After` (else 1 s, doubling while the refusals go on). Requests
+///   are paced at the learned rate, so the end of a pause, a restart or a fleet sync that adds
+///   many vehicles never releases them all at once.
 /// - Faults back off exponentially with full jitter between the interval and
 ///   `min(maxBackoff, interval × 2^(failures-1))`: the error path is never faster than success.
 /// - A vehicle asleep or without data yet moves to ``Policy/slowInterval``; privacy mode to
 ///   ``Policy/privacyInterval``; no clearance marks it not cleared at the slow cadence.
-/// - ``Policy/maxRequestsPerSecond`` caps the request rate with a token bucket.
+/// - ``Policy/maxRequestsPerSecond`` caps the request rate: requests are paced at it.
+/// - A request that was not answered (the daemon stopped, ``Outcome/cancelled``) or not sent (no
+///   access token, ``Outcome/tokenUnavailable(retryAfter:)``) is no failure of the vehicle: it
+///   stays due and is not counted against the budgets; a missing token pauses the whole fleet.
 public struct PollSchedule: Sendable {
     /// The timing rules.
     public struct Policy: Sendable, Hashable {
@@ -39,13 +45,14 @@ public struct PollSchedule: Sendable {
         public var privacyInterval: Duration
         /// Interval per activity (`driving`, `charging`, `parked`), overriding ``interval``.
         public var activityIntervals: [VehicleActivity: Duration]
-        /// At most this many requests per second for the whole application, or no cap.
+        /// At most this many requests per second for the whole application, or no cap: the
+        /// ceiling of the learned ``ApplicationRate``.
         public var maxRequestsPerSecond: Double?
         /// At most this many polls per VIN per UTC day, or no budget.
         public var dailyBudgetPerVIN: Int?
         /// At most this many polls per UTC day for the whole application, or no budget.
         public var dailyBudgetApplication: Int?
-        /// 429s for this many different VINs within a minute pause the whole fleet.
+        /// 429s for this many different VINs within a minute are an application-wide refusal.
         public var globalRateLimitThreshold: Int
 
         /// Defaults: backoff up to 1h, `Retry-After` up to 24h, slow cadence 6 × interval,
@@ -87,8 +94,9 @@ public struct PollSchedule: Sendable {
     public enum Outcome: Sendable, Hashable {
         /// A response with data; the activity it showed, when known.
         case success(VehicleActivity?)
-        /// The API limited the rate, with the `Retry-After` delay when the server gave a usable one.
-        case rateLimited(retryAfter: Duration?)
+        /// The API limited the rate, with the `Retry-After` delay when the server gave a usable one;
+        /// `applicationWide` when the error said the application's limit (not the vehicle's) is reached.
+        case rateLimited(retryAfter: Duration?, applicationWide: Bool = false)
         /// A transport failure, a server error or a malformed body: back off.
         case failed
         /// An answer that means "ask again much later": asleep, data pending, privacy mode, not
@@ -98,6 +106,22 @@ public struct PollSchedule: Sendable {
         case credentialsRejected
         /// The vehicle must not be polled any more (`Consent is removed by OEM`).
         case stop
+        /// The request was cancelled before its answer came (the daemon is stopping): the vehicle
+        /// stays due and the poll is not counted.
+        case cancelled
+        /// No request was sent: no access token could be obtained. The vehicle stays due, the poll
+        /// is not counted, and the fleet waits for the next token attempt (`retryAfter`, else 1 s).
+        case tokenUnavailable(retryAfter: Duration?)
+    }
+
+    /// Why the whole fleet is paused.
+    public enum PauseReason: String, Sendable, Hashable {
+        /// The API refused the application (429s for several vehicles, or an error that says so).
+        case rateLimited = "rate_limited"
+        /// `polling.daily_budget` is spent for the UTC day.
+        case dailyBudget = "daily_budget"
+        /// No access token could be obtained.
+        case tokenUnavailable = "token_unavailable"
     }
 
     /// One VIN's place in the schedule.
@@ -133,11 +157,16 @@ public struct PollSchedule: Sendable {
     private(set) public var entries: [VIN: Entry] = [:]
     private var heap = DueHeap()
     private var random: SplitMix64
-    /// While set, no VIN is handed out before it (application-wide rate limit).
+    /// While set, no VIN is handed out before it (application-wide rate limit, daily budget,
+    /// no access token).
     private(set) public var globalPauseUntil: Timestamp?
-    private var recent429s: [(VIN, Timestamp)] = []
-    private var bucketTokens: Double = 0
-    private var bucketUpdatedAt: Timestamp?
+    /// Why ``globalPauseUntil`` is set.
+    private(set) public var pauseReason: PauseReason?
+    /// The learned application-wide request rate and the pacing at it.
+    private(set) public var rate: ApplicationRate
+    /// Application-wide refusals in a row (reset when the rate rises again): the pause without a
+    /// `Retry-After` doubles with each.
+    private var applicationRefusals = 0
     private var applicationDay: Int64 = 0
     private(set) public var applicationPollsToday = 0
 
@@ -148,7 +177,7 @@ public struct PollSchedule: Sendable {
     public init(vins: [VIN], policy: Policy, start: Timestamp, seed: UInt64) {
         self.policy = policy
         self.random = SplitMix64(seed: seed)
-        self.bucketTokens = policy.maxRequestsPerSecond.map { max(1, $0) } ?? 0
+        self.rate = ApplicationRate(ceiling: policy.maxRequestsPerSecond, threshold: policy.globalRateLimitThreshold)
         for vin in vins { add(vin, at: start) }
     }
 
@@ -217,25 +246,19 @@ public struct PollSchedule: Sendable {
     }
 
     /// Hands out at most `limit` VINs due at `now`, earliest first, and marks them in flight.
-    /// Respects the global pause, the request-rate token bucket and the daily budgets.
+    /// Respects the global pause, the pacing at the application rate and the daily budgets.
     public mutating func takeDue(at now: Timestamp, limit: Int = .max) -> [VIN] {
         if let pause = globalPauseUntil {
             if now < pause { return [] }
-            globalPauseUntil = nil
+            endPause(at: now)
         }
         rollApplicationDay(now)
-        refillBucket(now)
+        rate.advance(to: now)
         var taken: [VIN] = []
         while taken.count < limit, let top = heap.peek, top.due <= now {
+            guard rate.mayRelease(at: now) else { break }
             heap.pop()
             guard var entry = entries[top.vin], !entry.inFlight, entry.nextDue == top.due else { continue }
-            if policy.maxRequestsPerSecond != nil {
-                guard bucketTokens >= 1 else {
-                    heap.push(top)
-                    break
-                }
-                bucketTokens -= 1
-            }
             let today = Self.day(of: now)
             if entry.day != today {
                 entry.day = today
@@ -249,8 +272,7 @@ public struct PollSchedule: Sendable {
             }
             if let budget = policy.dailyBudgetApplication, applicationPollsToday >= budget {
                 heap.push(top)
-                let resume = Self.startOfNextDay(now)
-                globalPauseUntil = resume
+                pause(until: Self.startOfNextDay(now), reason: .dailyBudget)
                 break
             }
             entry.pollsToday += 1
@@ -258,8 +280,42 @@ public struct PollSchedule: Sendable {
             entry.inFlight = true
             entries[top.vin] = entry
             taken.append(top.vin)
+            rate.released(at: now, jitter: random.uniform(0...1))
         }
         return taken
+    }
+
+    /// Pauses the whole fleet until `time` (a pause already longer is kept).
+    mutating func pause(until time: Timestamp, reason: PauseReason) {
+        guard globalPauseUntil.map({ time > $0 }) ?? true else { return }
+        globalPauseUntil = time
+        pauseReason = reason
+        rate.holdReleases(until: time)
+    }
+
+    /// Ends the fleet-wide pause. After a spent daily budget with no learned rate, the VINs due
+    /// by now are spread over one interval instead of all being due at midnight.
+    private mutating func endPause(at now: Timestamp) {
+        let reason = pauseReason
+        globalPauseUntil = nil
+        pauseReason = nil
+        guard reason == .dailyBudget, rate.current == nil else { return }
+        for (vin, entry) in entries where !entry.inFlight && entry.nextDue <= now {
+            var spread = entry
+            spread.nextDue = now.adding(
+                milliseconds: Int64(random.next() % UInt64(max(1, policy.interval.milliseconds))))
+            set(vin, spread)
+        }
+    }
+
+    /// Restores the application-wide state saved by an earlier run: the learned rate, and a
+    /// fleet-wide pause still running at `now` (a 24 h `Retry-After` survives a restart).
+    public mutating func restoreApplication(
+        learnedRate: Double?, pausedUntil: Timestamp?, reason: PauseReason?, at now: Timestamp
+    ) {
+        rate = ApplicationRate(
+            ceiling: policy.maxRequestsPerSecond, threshold: policy.globalRateLimitThreshold, learned: learnedRate)
+        if let pausedUntil, pausedUntil > now { pause(until: pausedUntil, reason: reason ?? .rateLimited) }
     }
 
     /// Counts a poll made outside the schedule (`fleet-telemetry poll --store`) against the budgets.
@@ -290,7 +346,7 @@ public struct PollSchedule: Sendable {
         applicationPollsToday = count
     }
 
-    /// The earliest time something is due (respecting the global pause and the token bucket),
+    /// The earliest time something is due (respecting the global pause and the pacing),
     /// or `nil` when nothing is scheduled.
     public mutating func nextDueTime() -> Timestamp? {
         while let top = heap.peek {
@@ -299,11 +355,7 @@ public struct PollSchedule: Sendable {
         }
         guard var next = heap.peek?.due else { return nil }
         if let pause = globalPauseUntil, pause > next { next = pause }
-        if let rate = policy.maxRequestsPerSecond, bucketTokens < 1, let updated = bucketUpdatedAt {
-            let wait = min(((1 - bucketTokens) / rate * 1000).rounded(.up), Double(Timestamp.millisecondsPerDay))
-            let refill = updated.adding(milliseconds: Int64(wait))
-            if refill > next { next = refill }
-        }
+        if let release = rate.nextRelease, release > next { next = release }
         return next
     }
 
@@ -319,6 +371,14 @@ public struct PollSchedule: Sendable {
         guard var entry = entries[vin] else { return }
         entry.inFlight = false
         switch outcome {
+        case .cancelled, .tokenUnavailable:
+            break
+        case .rateLimited:
+            break
+        default:
+            rate.noteAnswer(from: vin, at: now, refused: false, fleetSize: entries.count)
+        }
+        switch outcome {
         case .success(let activity):
             entry.consecutiveFailures = 0
             entry.health = .ok
@@ -328,18 +388,34 @@ public struct PollSchedule: Sendable {
             var next = entry.nextDue.adding(interval)
             if next <= now { next = now.adding(interval) }
             entry.nextDue = next
-        case .rateLimited(let retryAfter?):
+        case .rateLimited(let retryAfter, let applicationWide):
             entry.consecutiveFailures += 1
             entry.health = .rateLimited
-            // Never sooner than the interval: a `Retry-After: 0` or a date in the past must not
-            // turn the error path into a tight loop. Never later than the clamp.
-            entry.nextDue = now.adding(max(min(retryAfter, policy.maxRetryAfter), policy.interval))
-            noteRateLimit(vin, at: now, until: entry.nextDue)
-        case .rateLimited(nil):
-            entry.consecutiveFailures += 1
-            entry.health = .rateLimited
-            entry.nextDue = now.adding(backoff(failures: entry.consecutiveFailures))
-            noteRateLimit(vin, at: now, until: entry.nextDue)
+            if let retryAfter {
+                // Never sooner than the interval: a `Retry-After: 0` or a date in the past must not
+                // turn the error path into a tight loop. Never later than the clamp.
+                entry.nextDue = now.adding(max(min(retryAfter, policy.maxRetryAfter), policy.interval))
+            } else {
+                entry.nextDue = now.adding(backoff(failures: entry.consecutiveFailures))
+            }
+            let signal = rate.noteAnswer(
+                from: vin, at: now, refused: true, applicationWide: applicationWide, fleetSize: entries.count)
+            if signal {
+                // The application's limit, not this vehicle's: the vehicle is due again when the
+                // fleet resumes, at the lowered rate.
+                applicationRefusals += 1
+                let wait =
+                    retryAfter.map { min($0, policy.maxRetryAfter) }
+                    ?? min(.seconds(1) * (1 << min(applicationRefusals - 1, 12)), policy.maxBackoff)
+                let resume = now.adding(max(wait, .milliseconds(1)))
+                pause(until: resume, reason: .rateLimited)
+                entry.nextDue = max(resume, globalPauseUntil ?? resume)
+            }
+        case .cancelled:
+            uncount(&entry)
+        case .tokenUnavailable(let retryAfter):
+            uncount(&entry)
+            pause(until: now.adding(max(retryAfter ?? .seconds(1), .milliseconds(1))), reason: .tokenUnavailable)
         case .failed, .credentialsRejected:
             entry.consecutiveFailures += 1
             entry.health = entry.consecutiveFailures >= 5 ? .error : .backoff
@@ -355,29 +431,56 @@ public struct PollSchedule: Sendable {
         set(vin, entry)
     }
 
+    /// The polls `entry` is expected to make from `now` to the end of the UTC day, at its current
+    /// cadence (the slow or privacy interval for those healths, the effective interval otherwise)
+    /// and within the per-VIN daily budget; 0 for a stopped VIN.
+    public func projectedPolls(for entry: Entry, at now: Timestamp) -> Int {
+        Self.projectedPolls(for: entry, policy: policy, fleetSize: entries.count, at: now)
+    }
+
+    /// ``projectedPolls(for:at:)`` for a saved state (`fleet-telemetry schedule`), with `fleetSize`
+    /// the VINs the application budget is shared by.
+    public static func projectedPolls(for entry: Entry, policy: Policy, fleetSize: Int, at now: Timestamp) -> Int {
+        let cadence: Duration
+        switch entry.health {
+        case .consentRemoved: return 0
+        case .asleep, .pending, .notCleared: cadence = policy.slowInterval
+        case .privacy: cadence = policy.privacyInterval
+        default: cadence = effectiveInterval(for: entry, policy: policy, fleetSize: fleetSize)
+        }
+        let end = now.startOfUTCDay.adding(.days(1))
+        let first = max(entry.nextDue, now)
+        guard first < end else { return 0 }
+        let step = max(1, cadence.milliseconds)
+        var polls = Int((end.millisecondsSince1970 - 1 - first.millisecondsSince1970) / step) + 1
+        if let budget = policy.dailyBudgetPerVIN {
+            let used = entry.day == now.utcDay ? entry.pollsToday : 0
+            polls = min(polls, max(0, budget - used))
+        }
+        return polls
+    }
+
     /// The interval after a success: the activity's (or the base), stretched by daily budgets.
     public func effectiveInterval(for entry: Entry) -> Duration {
+        Self.effectiveInterval(for: entry, policy: policy, fleetSize: entries.count)
+    }
+
+    static func effectiveInterval(for entry: Entry, policy: Policy, fleetSize: Int) -> Duration {
         var interval = entry.activity.flatMap { policy.activityIntervals[$0] } ?? policy.interval
         if let budget = policy.dailyBudgetPerVIN, budget > 0 {
             interval = max(interval, .milliseconds(Timestamp.millisecondsPerDay / Int64(budget)))
         }
         if let budget = policy.dailyBudgetApplication, budget > 0 {
-            let perVIN = Timestamp.millisecondsPerDay * Int64(max(1, entries.count)) / Int64(budget)
+            let perVIN = Timestamp.millisecondsPerDay * Int64(max(1, fleetSize)) / Int64(budget)
             interval = max(interval, .milliseconds(perVIN))
         }
         return interval
     }
 
-    /// 429s for several different VINs within a minute: pause everyone until the latest of
-    /// their waits.
-    private mutating func noteRateLimit(_ vin: VIN, at now: Timestamp, until: Timestamp) {
-        let windowStart = now.adding(milliseconds: -60_000)
-        recent429s.removeAll { $0.1 < windowStart || $0.0 == vin }
-        recent429s.append((vin, now))
-        if recent429s.count >= policy.globalRateLimitThreshold {
-            let pause = max(until, globalPauseUntil ?? until)
-            globalPauseUntil = pause
-        }
+    /// Takes back the count of a poll that was never answered (or never sent).
+    private mutating func uncount(_ entry: inout Entry) {
+        if entry.pollsToday > 0 { entry.pollsToday -= 1 }
+        if applicationPollsToday > 0 { applicationPollsToday -= 1 }
     }
 
     /// Exponential backoff with full jitter between the interval and
@@ -389,15 +492,6 @@ public struct PollSchedule: Sendable {
         let ceiling = base > cap >> exponent ? cap : min(cap, base << exponent)
         let span = max(0, ceiling - base)
         return .milliseconds(base + Int64(random.next() % UInt64(span + 1)))
-    }
-
-    private mutating func refillBucket(_ now: Timestamp) {
-        guard let rate = policy.maxRequestsPerSecond else { return }
-        if let updated = bucketUpdatedAt, now > updated {
-            let elapsed = Double(now.millisecondsSince1970 - updated.millisecondsSince1970) / 1000
-            bucketTokens = min(max(1, rate), bucketTokens + elapsed * rate)
-        }
-        bucketUpdatedAt = now
     }
 
     private mutating func rollApplicationDay(_ now: Timestamp) {

@@ -1,5 +1,7 @@
 import CSQLite
+import Dispatch
 import Foundation
+import Synchronization
 
 /// `SQLITE_TRANSIENT`: Swift does not import the macro, so it is rebuilt from its value (-1).
 let SQLITE_TRANSIENT = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
@@ -17,6 +19,8 @@ final class Connection {
     private var statementCache: [String: Statement] = [:]
     /// The busy timeout given at opening, in milliseconds.
     let busyTimeoutMilliseconds: Int32
+    /// How this connection waits for another connection's lock (``BusyWait``).
+    let busyWait: BusyWait
 
     /// Opens (creating if needed) the database at `path`, in WAL mode with `synchronous=NORMAL`,
     /// foreign keys on and a busy timeout.
@@ -51,7 +55,8 @@ final class Connection {
         busyTimeoutMilliseconds = Int32(
             clamping: busyTimeout.components.seconds * 1000 + busyTimeout.components.attoseconds / 1_000_000_000_000_000
         )
-        sqlite3_busy_timeout(db, busyTimeoutMilliseconds)
+        busyWait = BusyWait(timeoutMilliseconds: Int64(busyTimeoutMilliseconds))
+        sqlite3_busy_handler(db, busyHandler, Unmanaged.passUnretained(busyWait).toOpaque())
         if path != ":memory:" {
             // Switched only when needed: a reader of a read-only file cannot write the mode.
             var mode = try scalarText("PRAGMA journal_mode")
@@ -118,8 +123,8 @@ final class Connection {
     /// Runs `body` with a shorter busy timeout, for work that should give up rather than wait
     /// (a checkpoint while a reader holds the WAL).
     func withBusyTimeout<T>(milliseconds: Int32, _ body: () throws -> T) rethrows -> T {
-        sqlite3_busy_timeout(handle, milliseconds)
-        defer { sqlite3_busy_timeout(handle, busyTimeoutMilliseconds) }
+        busyWait.timeoutMilliseconds = Int64(milliseconds)
+        defer { busyWait.timeoutMilliseconds = Int64(busyTimeoutMilliseconds) }
         return try body()
     }
 
@@ -191,4 +196,49 @@ final class Connection {
             throw error
         }
     }
+}
+
+/// How a connection waits for a lock held by another connection: SQLite's busy handler, which
+/// retries for up to the busy timeout (sleeping 1 ms growing to 25 ms between tries), and gives
+/// up at once after a deadline set from any thread (``giveUp(after:)``): a daemon that is
+/// stopping must not wait 30 s for a `sqlite3` shell's write lock.
+///
+/// `@unchecked Sendable`: ``deadline`` is atomic; the other fields are used only by the
+/// connection's owner, on its thread (the busy handler runs inside that thread's SQLite call).
+final class BusyWait: @unchecked Sendable {
+    /// `DispatchTime` uptime in nanoseconds after which every wait gives up; `UInt64.max`: never.
+    private let deadline = Atomic<UInt64>(UInt64.max)
+    /// The longest wait for one lock, in milliseconds (connection thread only).
+    var timeoutMilliseconds: Int64
+    /// When the current wait began (connection thread only).
+    private var started: UInt64 = 0
+
+    init(timeoutMilliseconds: Int64) {
+        self.timeoutMilliseconds = timeoutMilliseconds
+    }
+
+    /// From now on, lock waits end at most `duration` from now (also a wait in progress).
+    func giveUp(after duration: Duration) {
+        let nanoseconds = UInt64(max(0, duration.milliseconds)) * 1_000_000
+        let at = DispatchTime.now().uptimeNanoseconds &+ nanoseconds
+        deadline.store(at, ordering: .relaxed)
+    }
+
+    /// True to try the lock again (after a short sleep), false to fail with `SQLITE_BUSY`.
+    fileprivate func retry(attempt: Int32) -> Bool {
+        let now = DispatchTime.now().uptimeNanoseconds
+        if attempt == 0 { started = now }
+        let limit = min(deadline.load(ordering: .relaxed), started &+ UInt64(max(0, timeoutMilliseconds)) * 1_000_000)
+        guard now < limit else { return false }
+        let delays: [UInt64] = [1, 2, 5, 10, 15, 20, 25]
+        let delay = min(delays[Int(min(max(attempt, 0), 6))] * 1_000_000, limit - now)
+        usleep(UInt32(delay / 1000))
+        return true
+    }
+}
+
+/// SQLite's busy handler: asks the connection's ``BusyWait``.
+private let busyHandler: @convention(c) (UnsafeMutableRawPointer?, Int32) -> Int32 = { context, attempt in
+    guard let context else { return 0 }
+    return Unmanaged<BusyWait>.fromOpaque(context).takeUnretainedValue().retry(attempt: attempt) ? 1 : 0
 }

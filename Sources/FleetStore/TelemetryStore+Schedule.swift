@@ -35,12 +35,43 @@ public struct ScheduleRow: Sendable, Hashable {
     }
 }
 
+/// The application-wide polling state that survives a restart: the `settings` rows
+/// `learned_rate_per_second`, `paused_until` (ms since 1970, UTC) and `pause_reason`.
+public struct ApplicationScheduleState: Sendable, Hashable {
+    /// The request rate learned from the API's refusals, requests per second; `nil`: none learned.
+    public var learnedRatePerSecond: Double?
+    /// The end of a fleet-wide pause, UTC; `nil`: not paused.
+    public var pausedUntil: Timestamp?
+    /// Why the fleet is paused: `rate_limited`, `daily_budget` or `token_unavailable`.
+    public var pauseReason: String?
+
+    public init(learnedRatePerSecond: Double? = nil, pausedUntil: Timestamp? = nil, pauseReason: String? = nil) {
+        self.learnedRatePerSecond = learnedRatePerSecond
+        self.pausedUntil = pausedUntil
+        self.pauseReason = pauseReason
+    }
+}
+
 extension TelemetryStore {
-    /// Saves polling states, in one transaction.
-    public func saveSchedule(_ rows: [ScheduleRow]) throws {
-        guard !rows.isEmpty else { return }
+    /// Saves polling states and, when given, the application-wide state, in one transaction.
+    public func saveSchedule(_ rows: [ScheduleRow], application: ApplicationScheduleState? = nil) throws {
+        guard !rows.isEmpty || application != nil else { return }
         try withConnection { connection in
             try connection.transaction {
+                if let application {
+                    let setting = try connection.cachedStatement(
+                        "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+                    )
+                    try setting.run([
+                        .text("learned_rate_per_second"),
+                        application.learnedRatePerSecond.map(SQLiteValue.real) ?? .null,
+                    ])
+                    try setting.run([
+                        .text("paused_until"),
+                        application.pausedUntil.map { .integer($0.millisecondsSince1970) } ?? .null,
+                    ])
+                    try setting.run([.text("pause_reason"), application.pauseReason.map(SQLiteValue.text) ?? .null])
+                }
                 let statement = try connection.cachedStatement(
                     """
                     INSERT INTO schedule (vin, next_due_at, health, reason, consecutive_failures, activity, polls_today, day, updated_at)
@@ -59,6 +90,29 @@ extension TelemetryStore {
                     ])
                 }
             }
+        }
+    }
+
+    /// The application-wide state saved by ``saveSchedule(_:application:)``; empty when none was.
+    public func loadApplicationState() throws -> ApplicationScheduleState {
+        try withConnection { connection in
+            let statement = try connection.cachedStatement(
+                "SELECT key, value FROM settings WHERE key IN ('learned_rate_per_second', 'paused_until', 'pause_reason')"
+            )
+            try statement.bind([])
+            var state = ApplicationScheduleState()
+            while try statement.step() {
+                guard !statement.isNull(at: 1) else { continue }
+                switch statement.text(at: 0) {
+                case "learned_rate_per_second":
+                    let rate = statement.double(at: 1)
+                    state.learnedRatePerSecond = rate.isFinite && rate > 0 ? rate : nil
+                case "paused_until": state.pausedUntil = Timestamp(millisecondsSince1970: statement.int(at: 1))
+                case "pause_reason": state.pauseReason = statement.text(at: 1)
+                default: break
+                }
+            }
+            return state
         }
     }
 

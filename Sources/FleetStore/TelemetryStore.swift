@@ -18,6 +18,8 @@ import FleetModel
 /// disk never leaves half a poll behind and never loses rows already committed.
 public actor TelemetryStore {
     private let connection: Connection
+    /// The connection's lock waits, bounded from outside at shutdown (``giveUpLockWaits(after:)``).
+    private let busyWait: BusyWait
     /// The thread this store's jobs, and so all its SQLite calls, run on; stopped in `deinit`.
     private let executor: DatabaseExecutor
     /// Polls waiting for the group commit being gathered (see ``recordGrouped(_:detector:)``).
@@ -54,6 +56,7 @@ public actor TelemetryStore {
         let connection = try Connection(path: path)
         try Schema.migrate(connection)
         self.connection = connection
+        busyWait = connection.busyWait
         latestCache = LatestCache(capacity: latestCacheVehicles)
         // Started last: a store that fails to open leaves no thread behind.
         executor = DatabaseExecutor(name: Self.threadName)
@@ -74,12 +77,21 @@ public actor TelemetryStore {
         let connection = try Connection(path: path)
         try Schema.migrate(connection)
         self.connection = connection
+        busyWait = connection.busyWait
         latestCache = LatestCache(capacity: Self.defaultLatestCacheVehicles)
         executor = DatabaseExecutor(name: Self.threadName)
     }
 
     deinit {
         executor.shutdown()
+    }
+
+    /// Bounds every wait for another process's lock to end at most `duration` from now, also a
+    /// wait in progress: the daemon calls it when it starts stopping, so that a `sqlite3` shell
+    /// holding the write lock cannot hold the shutdown (a write that gives up fails with
+    /// `SQLITE_BUSY` and loses nothing committed). Callable from any thread.
+    public nonisolated func giveUpLockWaits(after duration: Duration) {
+        busyWait.giveUp(after: duration)
     }
 
     /// The name of every store's executor thread (Linux keeps 15 characters of a thread name).

@@ -48,6 +48,45 @@ extension Timestamp {
         #expect(counter.calls.withLock { $0 } == 1)
     }
 
+    /// With no valid token, a fleet of callers shares one backoff: one token request per step
+    /// (1 s, then about 2 s, 4 s, … with jitter), the others get the last failure at once with
+    /// the wait left; the first success ends it.
+    @Test func callersWithoutATokenShareOneBackoff() async throws {
+        let clock = ManualWallClock(start: start)
+        let counter = Counter()
+        counter.failing.withLock { $0 = true }
+        let provider = TokenProvider(renewalMargin: .seconds(60), clock: clock, seed: 3) {
+            counter.calls.withLock { $0 += 1 }
+            if counter.failing.withLock({ $0 }) {
+                throw APIError(kind: .transport, endpoint: "POST /v1/access_tokens", detail: "connection refused")
+            }
+            return AccessToken(value: Secret("t"), expiresAt: clock.now().adding(.seconds(300)))
+        }
+        var waits: [Duration] = []
+        for _ in 0..<100 {
+            do {
+                _ = try await provider.token()
+                Issue.record("no token can be had")
+            } catch let error as APIError {
+                waits.append(error.retryAfter ?? .zero)
+            }
+        }
+        #expect(counter.calls.withLock { $0 } == 1, "100 callers, one token request")
+        #expect(waits.allSatisfy { $0 > .zero && $0 <= .seconds(1) }, "\(waits.prefix(3))")
+        // Step through 20 simulated seconds, 1000 callers every 100 ms.
+        for _ in 0..<200 {
+            clock.advance(by: .milliseconds(100))
+            for _ in 0..<5 { _ = try? await provider.token() }
+        }
+        let requests = counter.calls.withLock { $0 }
+        #expect(requests >= 4 && requests <= 8, "one request per backoff step, not per caller: \(requests)")
+        #expect(await provider.consecutiveFailures == requests)
+        counter.failing.withLock { $0 = false }
+        clock.advance(by: .seconds(60))
+        #expect(try await provider.token().value.value == "t")
+        #expect(await provider.consecutiveFailures == 0)
+    }
+
     /// A renewal that fails while the old token is valid keeps the old token and is retried with
     /// backoff; once the token has expired the failure is reported.
     @Test func failedRenewalBacksOffWhileTheOldTokenIsValid() async throws {
@@ -182,13 +221,39 @@ extension Timestamp {
 
     /// Some OEMs answer an exhausted quota with 403 or 401: a rate limit, not a lost clearance.
     @Test(arguments: [
-        (403, "Quota exceeded for this application"), (401, "Daily limit exceeded"), (403, "Too Many Requests"),
+        (403, "Quota exceeded for this vehicle"), (401, "Daily limit exceeded"), (403, "Too Many Requests"),
     ])
     func quotaSpentInAnotherStatusIsARateLimit(status: Int, detail: String) {
         #expect(error(status, detail: detail).vehicleDataFailure == .rateLimited(retryAfter: nil))
         var withWait = error(status, detail: detail)
         withWait.retryAfter = .seconds(30)
         #expect(withWait.vehicleDataFailure == .rateLimited(retryAfter: .seconds(30)))
+    }
+
+    /// A rate-limit error that names the application's or account's limit is application-wide;
+    /// the platform's plain `Rate limit exceeded` is not (the scheduler decides from how many
+    /// vehicles are refused).
+    @Test(arguments: [
+        (429, "Rate limit exceeded", false), (429, "Rate limit exceeded for this application", true),
+        (403, "Quota exceeded for your account", true), (429, "App limit reached", true),
+        (403, "Quota exceeded for this vehicle", false),
+    ])
+    func applicationWideLimitsAreRecognised(status: Int, detail: String, applicationWide: Bool) {
+        #expect(
+            error(status, detail: detail).vehicleDataFailure
+                == .rateLimited(retryAfter: nil, applicationWide: applicationWide))
+    }
+
+    /// A failed token request means the vehicle-data request was never sent: not the vehicle's
+    /// failure. Refused credentials stay what they are.
+    @Test func aTokenFailureIsNoVehicleFailure() {
+        var down = APIError(kind: .transport, endpoint: "POST /v1/access_tokens", detail: "connection refused")
+        down.retryAfter = .seconds(4)
+        #expect(down.vehicleDataFailure == .tokenUnavailable(retryAfter: .seconds(4)))
+        let busy = APIError(kind: .http, endpoint: "POST /v1/access_token", status: 503)
+        #expect(busy.vehicleDataFailure == .tokenUnavailable(retryAfter: nil))
+        let refused = APIError(kind: .http, endpoint: "POST /v1/access_tokens", status: 401)
+        #expect(refused.vehicleDataFailure == .credentialsRejected)
     }
 }
 

@@ -84,7 +84,7 @@ import Testing
     @Test func quotaSpentIn403BacksOffAndRecovers() async throws {
         try await withHarness(emulator: .init(vehicleCount: 1), interval: .seconds(10)) { h in
             let vin = EmulatorConfiguration.vin(index: 1)
-            let body = #"{"errors":[{"title":"Forbidden","detail":"Quota exceeded for this application"}]}"#
+            let body = #"{"errors":[{"title":"Forbidden","detail":"Quota exceeded for this vehicle"}]}"#
             h.emulator.inject(.init(status: 403, retryAfter: "30", body: body), vin: vin)
             let first = await h.step(by: .seconds(10))
             #expect(first.map(\.outcome) == [.rateLimited(retryAfter: .seconds(30))])

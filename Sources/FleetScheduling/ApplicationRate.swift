@@ -1,0 +1,190 @@
+import FleetModel
+
+/// The application-wide request rate the scheduler learns from the API's refusals, and the
+/// pacing of requests at that rate: additive increase, multiplicative decrease (AIMD), as TCP
+/// learns a link's capacity.
+///
+/// A pure value on the schedule's time model (it never reads a clock); ``PollSchedule`` owns one.
+///
+/// Rules:
+/// - Until the API limits the application (and without ``ceiling``) the rate is unknown and
+///   requests are not paced: only `polling.max_concurrent_requests` bounds them.
+/// - An application-wide refusal (429s for ``threshold`` different VINs within
+///   ``signalWindow``, or one 429 whose error says the application's limit is reached) sets the
+///   rate to `min(0.8 × rate, 0.9 × admitted)`, where *admitted* is the rate of answers that
+///   were not refusals over the last ``measureWindow``: the first refusal after a start at full
+///   speed lands next to the real limit in one step, not after many halvings.
+/// - Each ``quietPeriod`` without any 429, while pacing held a due vehicle back (the rate is in
+///   use), raises the rate by 1 % of the rate set at the last decrease (additive increase).
+/// - The rate never exceeds ``ceiling`` (`polling.max_requests_per_second`) nor falls below
+///   ``floor``.
+/// - Requests are paced: two releases are at least the *pacing gap* (1 / rate) apart, with a
+///   jitter that only lengthens it (0–10 %), so that the rate is never exceeded.
+public struct ApplicationRate: Sendable {
+    /// The learned rate in requests per second, `nil` while the API never limited the application.
+    public private(set) var learned: Double?
+    /// `polling.max_requests_per_second`, or `nil`.
+    public let ceiling: Double?
+    /// 429s for this many different VINs within ``signalWindow`` mean the application's limit.
+    public let threshold: Int
+    /// The window in which refusals of different VINs add up to an application-wide signal.
+    public static let signalWindow: Duration = .seconds(60)
+    /// The window over which the admitted rate is measured at a decrease.
+    public static let measureWindow: Duration = .seconds(10)
+    /// The time without a 429 after which the rate is raised one step.
+    public static let quietPeriod: Duration = .seconds(5)
+    /// The lowest rate: one request a minute.
+    public static let floor = 1.0 / 60
+    /// The factor of a decrease.
+    public static let decrease = 0.8
+    /// An increase step, as a fraction of the rate set at the last decrease.
+    public static let increaseStep = 0.01
+
+    /// The rate set at the last decrease, the unit of the additive increase.
+    private var base: Double?
+    private var recentRefusals: [(vin: VIN, at: Timestamp)] = []
+    private var lastRefusal: Timestamp?
+    private var lastChange: Timestamp?
+    /// True when pacing held a due vehicle back since the last change.
+    private var heldBack = false
+    /// The earliest time the next request may be released, when pacing.
+    public private(set) var nextRelease: Timestamp?
+    /// Answers in the last ``measureWindow``, in 100 ms buckets: (second bucket index, sent, admitted).
+    private var buckets: [Bucket] = []
+
+    private struct Bucket: Sendable {
+        var index: Int64
+        var sent: Int
+        var admitted: Int
+    }
+
+    /// - Parameters:
+    ///   - ceiling: `polling.max_requests_per_second`; requests are paced at it until a lower
+    ///     rate is learned.
+    ///   - threshold: `polling.global_rate_limit_threshold`.
+    ///   - learned: A rate learned by an earlier run (persisted), clamped to the ceiling.
+    public init(ceiling: Double?, threshold: Int, learned: Double? = nil) {
+        self.ceiling = ceiling.flatMap { $0 > 0 ? $0 : nil }
+        self.threshold = max(1, threshold)
+        if let learned, learned.isFinite, learned > 0 {
+            self.learned = min(max(learned, Self.floor), self.ceiling ?? .infinity)
+            self.base = self.learned
+        }
+    }
+
+    /// The rate requests are paced at, in requests per second: the learned rate, else the
+    /// ceiling; `nil` when nothing limits the rate.
+    public var current: Double? {
+        switch (learned, ceiling) {
+        case (let learned?, let ceiling?): return min(learned, ceiling)
+        case (let learned?, nil): return learned
+        case (nil, let ceiling?): return ceiling
+        case (nil, nil): return nil
+        }
+    }
+
+    /// The shortest time between two releases at the current rate, or `nil` when not pacing.
+    public var pacingGap: Duration? {
+        current.map { .milliseconds(max(1, Int64((1000 / $0).rounded(.up)))) }
+    }
+
+    // MARK: - Pacing
+
+    /// True when a request may be released at `now`; otherwise notes that pacing held one back.
+    public mutating func mayRelease(at now: Timestamp) -> Bool {
+        guard let nextRelease, now < nextRelease else { return true }
+        heldBack = true
+        return false
+    }
+
+    /// Records a release at `now` and sets the next one a pacing gap (plus a jitter of 0–10 %,
+    /// from `unit` in [0, 1)) later.
+    public mutating func released(at now: Timestamp, jitter unit: Double) {
+        guard let gap = pacingGap else {
+            nextRelease = nil
+            return
+        }
+        let wait = Double(gap.milliseconds) * (1 + 0.1 * min(max(unit, 0), 1))
+        nextRelease = now.adding(milliseconds: Int64(wait.rounded(.up)))
+    }
+
+    /// Moves the next release to no earlier than `time` (the end of a fleet-wide pause).
+    mutating func holdReleases(until time: Timestamp) {
+        nextRelease = max(nextRelease ?? time, time)
+    }
+
+    // MARK: - Learning
+
+    /// Records the answer to one request at `now`.
+    ///
+    /// - Parameters:
+    ///   - refused: The API answered 429 (or a quota error).
+    ///   - applicationWide: The error itself said the application's limit is reached.
+    ///   - fleetSize: VINs scheduled: a fleet of two cannot show three refused VINs.
+    /// - Returns: True when the answer completes an application-wide signal (the rate was lowered).
+    @discardableResult
+    public mutating func noteAnswer(
+        from vin: VIN, at now: Timestamp, refused: Bool, applicationWide: Bool = false, fleetSize: Int = .max
+    ) -> Bool {
+        count(at: now, admitted: !refused)
+        guard refused else { return false }
+        lastRefusal = now
+        let windowStart = now.subtracting(Self.signalWindow)
+        recentRefusals.removeAll { $0.at < windowStart || $0.vin == vin }
+        recentRefusals.append((vin, now))
+        let needed = min(threshold, max(2, fleetSize))
+        guard applicationWide || recentRefusals.count >= needed else { return false }
+        recentRefusals.removeAll()
+        lower(at: now)
+        return true
+    }
+
+    /// Raises the rate by one step when a ``quietPeriod`` has passed without a 429 while the
+    /// rate was in use. Call it whenever the schedule looks at the time.
+    public mutating func advance(to now: Timestamp) {
+        guard let learned, let base else { return }
+        guard let reference = [lastRefusal, lastChange].compactMap({ $0 }).max() else {
+            lastChange = now
+            return
+        }
+        guard now >= reference.adding(Self.quietPeriod) else { return }
+        if heldBack {
+            self.learned = min(learned + base * Self.increaseStep, ceiling ?? .infinity)
+        }
+        // Not in use: the rate stays where it is, and the quiet period starts again.
+        lastChange = now
+        heldBack = false
+    }
+
+    private mutating func lower(at now: Timestamp) {
+        let windowStart = now.subtracting(Self.measureWindow)
+        let live = buckets.filter { $0.index * 100 >= windowStart.millisecondsSince1970 }
+        let first = live.map(\.index).min().map { $0 * 100 } ?? now.millisecondsSince1970
+        // Measured over the window, or since the first answer in it (at least a second).
+        let seconds = max(1, Double(now.millisecondsSince1970 - first) / 1000)
+        let admitted = Double(live.reduce(0) { $0 + $1.admitted }) / seconds
+        let sent = Double(live.reduce(0) { $0 + $1.sent }) / seconds
+        let from = current ?? sent
+        var rate = min(Self.decrease * from, 0.9 * admitted)
+        if rate <= 0 { rate = Self.decrease * from }
+        rate = min(max(rate, Self.floor), ceiling ?? .infinity)
+        learned = rate
+        base = rate
+        lastChange = now
+        heldBack = false
+    }
+
+    private mutating func count(at now: Timestamp, admitted: Bool) {
+        let index = now.millisecondsSince1970 / 100
+        if let last = buckets.last, last.index == index {
+            buckets[buckets.count - 1].sent += 1
+            if admitted { buckets[buckets.count - 1].admitted += 1 }
+        } else {
+            buckets.append(Bucket(index: index, sent: 1, admitted: admitted ? 1 : 0))
+        }
+        let oldest = (now.millisecondsSince1970 - Self.measureWindow.milliseconds) / 100
+        if let first = buckets.first, first.index < oldest {
+            buckets.removeAll { $0.index < oldest }
+        }
+    }
+}
