@@ -270,6 +270,13 @@ public actor PollingService: Service {
 
     // MARK: - Waiting for the loop (tests)
 
+    /// The schedule as it stands (a copy): due times, the learned rate, a fleet-wide pause.
+    public var currentSchedule: PollSchedule { schedule }
+
+    /// The earliest wake-up the loop waits for while it is parked, or `nil` (running, or waiting
+    /// only for polls in flight). Tests step a manual clock to it.
+    public var nextWakeUp: Timestamp? { parked?.wakeAt }
+
     /// Returns once the loop has done everything due up to `target` and waits for nothing
     /// before a later time: no poll in flight, no wake-up due at or before `target`. Returns at
     /// once when the loop has ended.

@@ -94,6 +94,12 @@ public final class Emulator: Sendable {
         var clearances: [VIN: Clearance] = [:]
         var windowStart: Timestamp?
         var windowCount = 0
+        /// The limits in force (the configuration's, changed at run time by ``setLimits(_:)``).
+        var limits: Limits
+        /// Per VIN: the start of its quota window and the requests in it.
+        var quotaWindows: [VIN: (start: Timestamp, count: Int)] = [:]
+        /// Faults served instead of access tokens, each with how many requests it still answers.
+        var tokenFaults: [(fault: Fault, remaining: Int)] = []
         var scripts: [VIN: [[String: [String: JSONValue]]]] = [:]
     }
 
@@ -112,7 +118,9 @@ public final class Emulator: Sendable {
             vehicles[vin] = VehicleSimulation(
                 vin: vin, seed: seed, start: start, initialBatteryPercent: offset == 0 ? 52 : offset == 1 ? 24 : nil)
         }
-        var initial = State(vehicles: vehicles)
+        var initial = State(
+            vehicles: vehicles,
+            limits: Limits(rateLimit: configuration.rateLimit, vehicleQuota: configuration.vehicleQuota))
         for vin in vehicles.keys {
             initial.clearances[vin] = Clearance(
                 brand: "sandbox", status: .approved, changelog: [(.pending, start), (.approved, start)],
@@ -134,13 +142,63 @@ public final class Emulator: Sendable {
         state.withLock { $0.faults[vin ?? Self.allVehicles, default: []].append((fault, count)) }
     }
 
+    /// The request limits the emulator enforces; both can change while it runs.
+    public struct Limits: Sendable, Hashable {
+        /// Vehicle-data requests of the whole application per window: 429 `Rate limit exceeded`.
+        public var rateLimit: EmulatorConfiguration.RateLimit?
+        /// Vehicle-data requests per vehicle per window: 403 `Quota exceeded for this vehicle`.
+        public var vehicleQuota: EmulatorConfiguration.RateLimit?
+
+        public init(
+            rateLimit: EmulatorConfiguration.RateLimit? = nil, vehicleQuota: EmulatorConfiguration.RateLimit? = nil
+        ) {
+            self.rateLimit = rateLimit
+            self.vehicleQuota = vehicleQuota
+        }
+    }
+
+    /// The limits in force.
+    public var limits: Limits { state.withLock { $0.limits } }
+
+    /// Replaces the limits in force (windows start afresh).
+    public func setLimits(_ limits: Limits) {
+        state.withLock { state in
+            state.limits = limits
+            state.windowStart = nil
+            state.windowCount = 0
+            state.quotaWindows = [:]
+        }
+    }
+
+    /// Queues `fault` to be served instead of an access token for the next `count` token requests
+    /// (an outage of the token endpoint).
+    public func injectTokenFault(_ fault: Fault, count: Int = 1) {
+        guard count > 0 else { return }
+        state.withLock { $0.tokenFaults.append((fault, count)) }
+    }
+
+    /// Counts a request of `vin` against its quota; how long to wait when the quota is spent.
+    private func admitVehicle(_ vin: VIN, now: Timestamp) -> Duration? {
+        state.withLock { state in
+            guard let quota = state.limits.vehicleQuota else { return nil }
+            if let window = state.quotaWindows[vin], now < window.start.adding(quota.per) {
+                if window.count >= quota.requests { return window.start.adding(quota.per).duration(since: now) }
+                state.quotaWindows[vin] = (window.start, window.count + 1)
+                return nil
+            }
+            state.quotaWindows[vin] = (now, 1)
+            return nil
+        }
+    }
+
     /// The key of faults that apply to every vehicle (not a VIN the emulator ever serves).
     static let allVehicles = VIN("00000000000000000")!
 
     /// Counts a vehicle-data request against the application-wide limit; returns how long to
     /// wait when it is exceeded (a fixed window of `limit.per`).
-    private func admitRequest(now: Timestamp, limit: EmulatorConfiguration.RateLimit) -> Duration? {
+    private func admitRequest(now: Timestamp) -> Duration? {
         state.withLock { state in
+            guard let limit = state.limits.rateLimit else { return nil }
             if let start = state.windowStart, now < start.adding(limit.per) {
                 if state.windowCount >= limit.requests {
                     return start.adding(limit.per).duration(since: now)
@@ -185,9 +243,22 @@ public final class Emulator: Sendable {
     public func accessToken(
         grantType: String?, clientID: String?, clientSecret: String?, via route: String = "POST /v1/access_tokens json"
     ) -> Reply {
-        state.withLock {
-            $0.tokenRequests += 1
-            $0.tokenPaths.append(route)
+        let fault = state.withLock { state -> Fault? in
+            state.tokenRequests += 1
+            state.tokenPaths.append(route)
+            guard !state.tokenFaults.isEmpty else { return nil }
+            let fault = state.tokenFaults[0].fault
+            state.tokenFaults[0].remaining -= 1
+            if state.tokenFaults[0].remaining == 0 { state.tokenFaults.removeFirst() }
+            return fault
+        }
+        if let fault {
+            var headers = [("Content-Type", "application/json")]
+            if let retryAfter = fault.retryAfter { headers.append(("Retry-After", retryAfter)) }
+            return Reply(
+                status: fault.status, headers: headers,
+                body: fault.body ?? Self.encode(Self.errorBody(fault.status, requestID: nextRequestID())),
+                delay: fault.delay, drop: fault.drop, drip: fault.drip)
         }
         guard let grantType, let clientID, let clientSecret, !grantType.isEmpty, !clientID.isEmpty,
             !clientSecret.isEmpty
@@ -253,9 +324,15 @@ public final class Emulator: Sendable {
         else {
             return Self.apiError(403, "Forbidden", "No active consent for this vehicle", requestID: requestID)
         }
-        if let limit = configuration.rateLimit, let wait = admitRequest(now: now, limit: limit) {
+        if let wait = admitRequest(now: now) {
             let seconds = max(1, Int(wait.seconds.rounded(.up)))
             var reply = Self.apiError(429, "Too Many Requests", "Rate limit exceeded", requestID: requestID)
+            reply.headers.append(("Retry-After", String(seconds)))
+            return reply
+        }
+        if let wait = admitVehicle(vin, now: now) {
+            let seconds = max(1, Int(wait.seconds.rounded(.up)))
+            var reply = Self.apiError(403, "Forbidden", "Quota exceeded for this vehicle", requestID: requestID)
             reply.headers.append(("Retry-After", String(seconds)))
             return reply
         }

@@ -22,6 +22,9 @@ public struct EmulatorConfiguration: Sendable {
     public var removalDelay: Duration
     /// An application-wide limit on vehicle-data requests, answered with 429 and `Retry-After`.
     public var rateLimit: RateLimit?
+    /// A limit per vehicle, answered with 403 `Quota exceeded for this vehicle` and `Retry-After`
+    /// (as some OEMs answer a spent quota).
+    public var vehicleQuota: RateLimit?
 
     /// At most `requests` vehicle-data requests per `per` (a fixed window, wall-clock).
     public struct RateLimit: Sendable, Hashable {
@@ -43,9 +46,11 @@ public struct EmulatorConfiguration: Sendable {
         shape: VehicleDataRenderer.Shape = .autoAPI,
         approvalDelay: Duration = .seconds(5),
         removalDelay: Duration = .seconds(5),
-        rateLimit: RateLimit? = nil
+        rateLimit: RateLimit? = nil,
+        vehicleQuota: RateLimit? = nil
     ) {
         self.rateLimit = rateLimit
+        self.vehicleQuota = vehicleQuota
         self.approvalDelay = approvalDelay
         self.removalDelay = removalDelay
         self.vehicleCount = vehicleCount

@@ -14,7 +14,10 @@ struct DroppedConnection: Error {}
 /// - platform: `POST /v1/eligibility`, `GET|POST /v1/fleets/vehicles`, `GET|DELETE /v1/fleets/vehicles/{vin}`;
 /// - document: `GET /v1/eligibility/{vin}`, `GET|POST /v1/fleet/vehicles`, `GET|DELETE /v1/fleet/vehicles/{vin}`;
 /// - `POST /emulator/clearance` with `{"vin", "status"}`: force a clearance status;
-/// - `POST /emulator/faults` with `{"vin", "status", "retry_after"?, "body"?, "count"?}`: queue a fault;
+/// - `POST /emulator/faults` with `{"vin", "status", "retry_after"?, "body"?, "count"?}`: queue a fault
+///   (`"endpoint": "token"` and no `vin`: a fault of the token endpoint);
+/// - `GET|POST /emulator/limits` with `{"rate_limit"?: {"requests", "per_ms"}|null, "vehicle_quota"?: …}`:
+///   the application-wide rate limit (429) and the per-vehicle quota (403 `Quota exceeded`);
 /// - `GET /emulator/vehicles`: the simulated VINs and their current phase.
 public enum EmulatorServer {
     /// Builds the Hummingbird application.
@@ -43,7 +46,7 @@ public enum EmulatorServer {
                 fields = formFields(String(buffer: body))
                 kind = "form"
             }
-            return response(
+            return try await serve(
                 emulator.accessToken(
                     grantType: fields["grant_type"], clientID: fields["client_id"],
                     clientSecret: fields["client_secret"], via: "POST /v1/access_tokens " + kind))
@@ -51,32 +54,14 @@ public enum EmulatorServer {
         router.post("/v1/access_token") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 64 * 1024)
             let fields = formFields(String(buffer: body))
-            return response(
+            return try await serve(
                 emulator.accessToken(
                     grantType: fields["grant_type"], clientID: fields["client_id"],
                     clientSecret: fields["client_secret"], via: "POST /v1/access_token form"))
         }
         router.get("/v1/vehicle-data/autoapi-13/:vin") { request, context -> Response in
             let vin = context.parameters.get("vin") ?? ""
-            let reply = emulator.vehicleData(vinText: vin, authorization: request.headers[.authorization])
-            if let delay = reply.delay { try await Task.sleep(for: delay) }
-            if reply.drop {
-                // A body that fails mid-stream makes the server close the connection unanswered.
-                return Response(status: .ok, headers: [:], body: ResponseBody { _ in throw DroppedConnection() })
-            }
-            if let drip = reply.drip {
-                let bytes = Array(reply.body.utf8)
-                return Response(
-                    status: .init(code: reply.status), headers: [.contentType: "application/json"],
-                    body: ResponseBody { writer in
-                        for byte in bytes {
-                            try await writer.write(ByteBuffer(bytes: [byte]))
-                            try await Task.sleep(for: drip)
-                        }
-                        try await writer.finish(nil)
-                    })
-            }
-            return response(reply)
+            return try await serve(emulator.vehicleData(vinText: vin, authorization: request.headers[.authorization]))
         }
         router.post("/v1/eligibility") { request, _ -> Response in
             let json = try await jsonBody(request)
@@ -133,8 +118,10 @@ public enum EmulatorServer {
             let body = try await request.body.collect(upTo: 64 * 1024)
             let usage =
                 "expected {\"vin\": VIN or \"all\", \"status\": 100-599, \"retry_after\"?: string, \"body\"?: string, \"delay_ms\"?: int, \"drop\"?: bool, \"drip_ms\"?: int, \"count\"?: int}"
-            guard let json = try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView)),
-                let vinText = json["vin"]?.stringValue, vinText == "all" || VIN(vinText) != nil,
+            let json = try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView))
+            let forToken = json?["endpoint"]?.stringValue == "token"
+            let vinText = json?["vin"]?.stringValue ?? (forToken ? "all" : "")
+            guard let json, vinText == "all" || VIN(vinText) != nil,
                 let status = json["status"]?.numberValue, (100...599).contains(status)
             else {
                 return response(Emulator.apiError(400, "Bad Request", usage, requestID: "emulator"))
@@ -150,8 +137,42 @@ public enum EmulatorServer {
             let fault = Emulator.Fault(
                 status: Int(status), retryAfter: retryAfter, body: json["body"]?.stringValue, delay: delay, drop: drop,
                 drip: drip)
-            emulator.inject(fault, vin: VIN(vinText), count: count)
+            if forToken {
+                emulator.injectTokenFault(fault, count: count)
+            } else {
+                emulator.inject(fault, vin: VIN(vinText), count: count)
+            }
             return response(.init(status: 204, headers: [], body: ""))
+        }
+        router.get("/emulator/limits") { _, _ -> Response in
+            response(
+                .init(status: 200, headers: [("Content-Type", "application/json")], body: limitsJSON(emulator.limits)))
+        }
+        router.post("/emulator/limits") { request, _ -> Response in
+            guard case .object(let json)? = try await jsonBody(request) else {
+                return response(Emulator.apiError(400, "Bad Request", limitsUsage, requestID: "emulator"))
+            }
+            var limits = emulator.limits
+            for (key, value) in json {
+                let limit: EmulatorConfiguration.RateLimit?
+                if case .null = value {
+                    limit = nil
+                } else if let requests = value["requests"]?.numberValue, requests >= 1, requests <= 1_000_000,
+                    let per = value["per_ms"]?.numberValue, per >= 1, per <= 86_400_000 * 7
+                {
+                    limit = .init(requests: Int(requests), per: .milliseconds(Int64(per)))
+                } else {
+                    return response(Emulator.apiError(400, "Bad Request", limitsUsage, requestID: "emulator"))
+                }
+                switch key {
+                case "rate_limit": limits.rateLimit = limit
+                case "vehicle_quota": limits.vehicleQuota = limit
+                default: return response(Emulator.apiError(400, "Bad Request", limitsUsage, requestID: "emulator"))
+                }
+            }
+            emulator.setLimits(limits)
+            return response(
+                .init(status: 200, headers: [("Content-Type", "application/json")], body: limitsJSON(limits)))
         }
         router.get("/emulator/vehicles") { _, _ -> Response in
             let vehicles = emulator.configuration.vins.compactMap { vin -> JSONValue? in
@@ -172,6 +193,42 @@ public enum EmulatorServer {
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
             logger: logger
         )
+    }
+
+    static let limitsUsage =
+        "expected {\"rate_limit\"?: {\"requests\": 1-1000000, \"per_ms\": 1-604800000} or null, \"vehicle_quota\"?: the same}"
+
+    static func limitsJSON(_ limits: Emulator.Limits) -> String {
+        func json(_ limit: EmulatorConfiguration.RateLimit?) -> JSONValue {
+            guard let limit else { return .null }
+            return .object([
+                "requests": .number(Double(limit.requests)), "per_ms": .number(Double(limit.per.milliseconds)),
+            ])
+        }
+        return Emulator.encode(
+            .object(["rate_limit": json(limits.rateLimit), "vehicle_quota": json(limits.vehicleQuota)]))
+    }
+
+    /// Serves `reply` as it asks: after its delay, dropped, trickled byte by byte, or whole.
+    static func serve(_ reply: Emulator.Reply) async throws -> Response {
+        if let delay = reply.delay { try await Task.sleep(for: delay) }
+        if reply.drop {
+            // A body that fails mid-stream makes the server close the connection unanswered.
+            return Response(status: .ok, headers: [:], body: ResponseBody { _ in throw DroppedConnection() })
+        }
+        if let drip = reply.drip {
+            let bytes = Array(reply.body.utf8)
+            return Response(
+                status: .init(code: reply.status), headers: [.contentType: "application/json"],
+                body: ResponseBody { writer in
+                    for byte in bytes {
+                        try await writer.write(ByteBuffer(bytes: [byte]))
+                        try await Task.sleep(for: drip)
+                    }
+                    try await writer.finish(nil)
+                })
+        }
+        return response(reply)
     }
 
     /// The request body as JSON, or `nil` when it is not JSON; at most 1 MiB is read.

@@ -10,12 +10,16 @@ import FleetModel
 /// - Until the API limits the application (and without ``ceiling``) the rate is unknown and
 ///   requests are not paced: only `polling.max_concurrent_requests` bounds them.
 /// - An application-wide refusal (429s for ``threshold`` different VINs within
-///   ``signalWindow``, or one 429 whose error says the application's limit is reached) sets the
-///   rate to `min(0.8 × rate, 0.9 × admitted)`, where *admitted* is the rate of answers that
-///   were not refusals over the last ``measureWindow``: the first refusal after a start at full
-///   speed lands next to the real limit in one step, not after many halvings.
+///   ``signalWindow``, or one 429 whose error says the application's limit is reached) lowers
+///   the rate to 0.8 × the rate; when fewer than half of the requests of the last
+///   ``measureWindow`` were admitted (a start at full speed far above the limit), to 0.9 × the
+///   admitted rate instead, so that it lands next to the real limit in one step, not after many.
 /// - Each ``quietPeriod`` without any 429, while pacing held a due vehicle back (the rate is in
 ///   use), raises the rate by 1 % of the rate set at the last decrease (additive increase).
+/// - After the first decrease of a run with no rate learned yet, whose estimate comes from a
+///   second or two of answers and so is low, the rate probes: +5 % of itself every
+///   ``probePeriod`` without a 429, until an application-wide refusal after a probing step (as
+///   TCP's slow start ends at its first loss). A rate restored from an earlier run does not probe.
 /// - The rate never exceeds ``ceiling`` (`polling.max_requests_per_second`) nor falls below
 ///   ``floor``.
 /// - Requests are paced: two releases are at least the *pacing gap* (1 / rate) apart, with a
@@ -33,6 +37,10 @@ public struct ApplicationRate: Sendable {
     public static let measureWindow: Duration = .seconds(10)
     /// The time without a 429 after which the rate is raised one step.
     public static let quietPeriod: Duration = .seconds(5)
+    /// The quiet period while probing.
+    public static let probePeriod: Duration = .seconds(2)
+    /// A probing step, as a fraction of the current rate.
+    public static let probeStep = 0.05
     /// The lowest rate: one request a minute.
     public static let floor = 1.0 / 60
     /// The factor of a decrease.
@@ -47,6 +55,10 @@ public struct ApplicationRate: Sendable {
     private var lastChange: Timestamp?
     /// True when pacing held a due vehicle back since the last change.
     private var heldBack = false
+    /// True between the first decrease of a run without a learned rate and the next decrease.
+    public private(set) var probing = false
+    /// True once a probing step raised the rate: the next decrease ends the probing.
+    private var probed = false
     /// The earliest time the next request may be released, when pacing.
     public private(set) var nextRelease: Timestamp?
     /// Answers in the last ``measureWindow``, in 100 ms buckets: (second bucket index, sent, admitted).
@@ -147,9 +159,11 @@ public struct ApplicationRate: Sendable {
             lastChange = now
             return
         }
-        guard now >= reference.adding(Self.quietPeriod) else { return }
+        guard now >= reference.adding(probing ? Self.probePeriod : Self.quietPeriod) else { return }
         if heldBack {
-            self.learned = min(learned + base * Self.increaseStep, ceiling ?? .infinity)
+            let step = probing ? learned * Self.probeStep : base * Self.increaseStep
+            self.learned = min(learned + step, ceiling ?? .infinity)
+            if probing { probed = true }
         }
         // Not in use: the rate stays where it is, and the quiet period starts again.
         lastChange = now
@@ -165,9 +179,12 @@ public struct ApplicationRate: Sendable {
         let admitted = Double(live.reduce(0) { $0 + $1.admitted }) / seconds
         let sent = Double(live.reduce(0) { $0 + $1.sent }) / seconds
         let from = current ?? sent
-        var rate = min(Self.decrease * from, 0.9 * admitted)
-        if rate <= 0 { rate = Self.decrease * from }
+        var rate = Self.decrease * from
+        if admitted > 0 && admitted < 0.5 * from { rate = 0.9 * admitted }
         rate = min(max(rate, Self.floor), ceiling ?? .infinity)
+        // Decreases in a row at the start (refusals of requests sent at full speed) keep probing on.
+        probing = learned == nil || (probing && !probed)
+        probed = false
         learned = rate
         base = rate
         lastChange = now

@@ -55,11 +55,13 @@ struct EmulatorCommand: AsyncParsableCommand {
         var configuration = simulation.emulatorConfiguration(
             clientID: clientID, shape: VehicleDataRenderer.Shape(rawValue: shape) ?? .autoAPI)
         var faults: [(vin: VIN?, fault: Emulator.Fault, count: Int)] = []
+        var tokenFaults: [(fault: Emulator.Fault, count: Int)] = []
         if let config {
             do {
                 let loaded = try EmulatorConfigFile.load(path: config)
                 configuration = loaded.configuration
                 faults = loaded.faults
+                tokenFaults = loaded.tokenFaults
             } catch {
                 printError("fleet-telemetry: \(error)")
                 throw ExitStatus.config
@@ -69,6 +71,7 @@ struct EmulatorCommand: AsyncParsableCommand {
         let clientID = configuration.clientID
         let clientSecret = configuration.clientSecret
         for item in faults { emulator.inject(item.fault, vin: item.vin, count: item.count) }
+        for item in tokenFaults { emulator.injectTokenFault(item.fault, count: item.count) }
         let vins = emulator.configuration.vins
         let host = self.host
         let app = EmulatorServer.application(emulator: emulator, host: host, port: port, logger: logger) { bound in

@@ -17,8 +17,11 @@ import FleetModel
 /// rate_limit:              # application-wide, on vehicle data: 429 with Retry-After
 ///   requests: 100
 ///   per: 1m
+/// vehicle_quota:           # per vehicle: 403 "Quota exceeded for this vehicle" with Retry-After
+///   requests: 24
+///   per: 1d
 /// faults:                  # served before real data, in order
-///   - vin: all             # or one VIN
+///   - vin: all             # or one VIN; or `endpoint: token` for the token endpoint
 ///     status: 503
 ///     retry_after: "30"    # sent as given: delta-seconds or an HTTP-date
 ///     body: "..."          # sent as given; default the platform's error body
@@ -31,6 +34,7 @@ enum EmulatorConfigFile {
     struct Loaded {
         var configuration: EmulatorConfiguration
         var faults: [(vin: VIN?, fault: Emulator.Fault, count: Int)]
+        var tokenFaults: [(fault: Emulator.Fault, count: Int)] = []
     }
 
     static func load(path: String) throws(ConfigError) -> Loaded {
@@ -41,7 +45,7 @@ enum EmulatorConfigFile {
         let root = try ConfigNode.parse(text, file: path)
         let top = try root.mapping(allowed: [
             "vehicles", "seed", "time_scale", "shape", "client_id", "approval_delay", "removal_delay", "rate_limit",
-            "faults",
+            "vehicle_quota", "faults",
         ])
         var configuration = EmulatorConfiguration()
         if let n = top["vehicles"] { configuration.vehicleCount = try n.integer(in: 1...100_000) }
@@ -66,30 +70,36 @@ enum EmulatorConfigFile {
         }
         if let n = top["approval_delay"] { configuration.approvalDelay = try n.duration(min: .zero) }
         if let n = top["removal_delay"] { configuration.removalDelay = try n.duration(min: .zero) }
-        if let n = top["rate_limit"] {
-            let limit = try n.mapping(allowed: ["requests", "per"])
-            guard let requests = limit["requests"], let per = limit["per"] else {
-                throw n.error("give both `requests` and `per`")
-            }
-            configuration.rateLimit = .init(
-                requests: try requests.integer(in: 1...1_000_000), per: try per.duration(min: .milliseconds(1)))
-        }
+        if let n = top["rate_limit"] { configuration.rateLimit = try limit(n) }
+        if let n = top["vehicle_quota"] { configuration.vehicleQuota = try limit(n) }
         var faults: [(vin: VIN?, fault: Emulator.Fault, count: Int)] = []
+        var tokenFaults: [(fault: Emulator.Fault, count: Int)] = []
         if let n = top["faults"] {
             for item in try n.sequence() {
                 let fields = try item.mapping(allowed: [
-                    "vin", "status", "retry_after", "body", "delay", "drip", "drop", "count",
+                    "vin", "endpoint", "status", "retry_after", "body", "delay", "drip", "drop", "count",
                 ])
-                guard let vinNode = fields["vin"], let statusNode = fields["status"] else {
-                    throw item.error("a fault needs `vin` (a VIN or all) and `status`")
+                var forToken = false
+                if let endpoint = fields["endpoint"] {
+                    let text = try endpoint.string()
+                    guard text == "token" || text == "vehicle_data" else {
+                        throw endpoint.error("expected token or vehicle_data, got \"\(text)\"")
+                    }
+                    forToken = text == "token"
                 }
-                let vinText = try vinNode.string()
+                guard let statusNode = fields["status"], forToken || fields["vin"] != nil else {
+                    throw item.error(
+                        "a fault needs `vin` (a VIN or all) and `status`, or `endpoint: token` and `status`")
+                }
                 var vin: VIN?
-                if vinText != "all" {
-                    do {
-                        vin = try VIN(validating: vinText)
-                    } catch {
-                        throw vinNode.error(error.description)
+                if let vinNode = fields["vin"], !forToken {
+                    let vinText = try vinNode.string()
+                    if vinText != "all" {
+                        do {
+                            vin = try VIN(validating: vinText)
+                        } catch {
+                            throw vinNode.error(error.description)
+                        }
                     }
                 }
                 var fault = Emulator.Fault(status: try statusNode.integer(in: 100...599))
@@ -98,10 +108,24 @@ enum EmulatorConfigFile {
                 fault.delay = try fields["delay"]?.duration(min: .zero)
                 fault.drip = try fields["drip"]?.duration(min: .milliseconds(1))
                 fault.drop = try fields["drop"]?.boolean() ?? false
-                faults.append((vin, fault, try fields["count"]?.integer(in: 1...1_000_000) ?? 1))
+                let count = try fields["count"]?.integer(in: 1...1_000_000) ?? 1
+                if forToken {
+                    tokenFaults.append((fault, count))
+                } else {
+                    faults.append((vin, fault, count))
+                }
             }
         }
-        return Loaded(configuration: configuration, faults: faults)
+        return Loaded(configuration: configuration, faults: faults, tokenFaults: tokenFaults)
+    }
+
+    /// A `{requests, per}` limit.
+    private static func limit(_ node: ConfigNode) throws(ConfigError) -> EmulatorConfiguration.RateLimit {
+        let limit = try node.mapping(allowed: ["requests", "per"])
+        guard let requests = limit["requests"], let per = limit["per"] else {
+            throw node.error("give both `requests` and `per`")
+        }
+        return .init(requests: try requests.integer(in: 1...1_000_000), per: try per.duration(min: .milliseconds(1)))
     }
 
     private static func readFile(_ path: String) -> String? {

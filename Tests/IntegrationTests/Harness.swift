@@ -72,6 +72,17 @@ struct Harness {
         return runner.takeResults()
     }
 
+    /// Moves the clock to the loop's next wake-up (at most `limit` ahead, at least 1 ms), as
+    /// ``step(by:)`` does: simulated time that skips the idle stretches, for long runs.
+    @discardableResult
+    func stepToNextWakeUp(limit: Duration = .seconds(1)) async -> [PollPipeline.Result] {
+        runner.startIfNeeded()
+        let now = clock.now()
+        let next = await runner.daemon.polling.nextWakeUp ?? now.adding(limit)
+        let wait = min(max(next.duration(since: now), .milliseconds(1)), limit)
+        return await step(by: wait)
+    }
+
     /// Stops the running daemon (as a restart of the process would) and assembles a new one on
     /// the same database, emulator and clock; it starts at the next ``step(by:)``.
     func restart(seed: UInt64) async {
