@@ -168,9 +168,10 @@ func withHarness<T: Sendable>(
     policy: PollSchedule.Policy? = nil,
     events: EventRulesConfiguration = .init(),
     requestTimeout: Duration = .seconds(30),
+    start: Timestamp = harnessStart,
     _ body: (Harness) async throws -> T
 ) async throws -> T {
-    let clock = ManualWallClock(start: harnessStart)
+    let clock = ManualWallClock(start: start)
     let emulator = Emulator(configuration: configuration, wallClock: clock)
     let directory = NSTemporaryDirectory() + "fleet-telemetry-it-" + UUID().uuidString
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

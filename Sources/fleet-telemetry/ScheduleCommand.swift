@@ -1,0 +1,132 @@
+import ArgumentParser
+import FleetConfiguration
+import FleetDaemon
+import FleetModel
+import FleetScheduling
+import FleetStore
+import Foundation
+
+/// `fleet-telemetry schedule`: what the scheduler saved, as the running daemon left it: the
+/// learned request rate, a fleet-wide pause, and per vehicle the polls of the UTC day, those
+/// projected for the rest of it and the next due time.
+struct ScheduleCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "schedule",
+        abstract: "The learned request rate, a fleet-wide pause, and per vehicle: polls today, projected, next due.",
+        discussion: """
+            Read from the database the daemon writes (every second while it polls), with the
+            intervals and budgets of the config file. --json prints one line for the application
+            ("scope": "application") and then one per vehicle ("scope": "vehicle"); --csv prints
+            the vehicles only.
+            """)
+    @OptionGroup var options: DatabaseOptions
+
+    func run() async throws {
+        let configuration = try options.loadConfiguration()
+        let policy = (configuration?.polling ?? DaemonConfiguration.Polling()).policy
+        let store = try options.openStore(configuration: configuration)
+        let now = SystemWallClock().now()
+        let dayStart = now.startOfUTCDay
+        let application: ApplicationScheduleState
+        let saved: [VIN: ScheduleRow]
+        let pollsToday: [VIN: Int]
+        let applicationPolls: Int
+        do {
+            application = try await store.loadApplicationState()
+            saved = try await store.loadSchedule()
+            pollsToday = try await store.pollCountsByVIN(since: dayStart)
+            applicationPolls = try await store.pollCount(since: dayStart)
+        } catch {
+            printError("fleet-telemetry: \(error)")
+            throw ExitStatus.ioError
+        }
+        var vins = Set(saved.keys)
+        for vin in configuration?.vehicles ?? [] { vins.insert(vin) }
+        var projectedTotal = 0
+        var rows: [[JSONValue]] = []
+        for vin in vins.sorted() {
+            guard let row = saved[vin] else {
+                rows.append([.string(vin.rawValue), .string("not_polled_yet"), .null, number(0), .null, .null, .null])
+                continue
+            }
+            let entry = PollSchedule.Entry(
+                nextDue: row.nextDueAt, consecutiveFailures: row.consecutiveFailures,
+                health: PollSchedule.Health(rawValue: row.health) ?? .ok,
+                activity: row.activity.flatMap(VehicleActivity.init), pollsToday: pollsToday[vin] ?? 0,
+                day: now.utcDay)
+            var projected = PollSchedule.projectedPolls(for: entry, policy: policy, fleetSize: vins.count, at: now)
+            if let pause = application.pausedUntil, pause > now {
+                let resumed = PollSchedule.Entry(
+                    nextDue: max(pause, entry.nextDue), health: entry.health, day: now.utcDay)
+                projected = min(
+                    projected, PollSchedule.projectedPolls(for: resumed, policy: policy, fleetSize: vins.count, at: now)
+                )
+            }
+            projectedTotal += projected
+            rows.append([
+                .string(vin.rawValue), .string(row.health), .string(row.nextDueAt.iso8601),
+                number(Double(pollsToday[vin] ?? 0)), number(Double(projected)),
+                policy.dailyBudgetPerVIN.map { .number(Double($0)) } ?? .null, string(row.reason),
+            ])
+        }
+        let current = Self.currentRate(learned: application.learnedRatePerSecond, cap: policy.maxRequestsPerSecond)
+        let paused = application.pausedUntil.flatMap { $0 > now ? $0 : nil }
+        let keys = ["vin", "health", "next_due", "polls_today", "projected_today", "daily_budget", "reason"]
+        if options.json {
+            printJSON(
+                .object(
+                    JSONObject(members: [
+                        (key: "scope", value: .string("application")),
+                        (key: "request_rate_per_second", value: number(current)),
+                        (key: "learned_rate_per_second", value: number(application.learnedRatePerSecond)),
+                        (key: "max_requests_per_second", value: number(policy.maxRequestsPerSecond)),
+                        (key: "paused_until", value: string(paused?.iso8601)),
+                        (key: "pause_reason", value: paused == nil ? .null : string(application.pauseReason)),
+                        (key: "polls_today", value: .number(Double(applicationPolls))),
+                        (key: "projected_today", value: .number(Double(projectedTotal))),
+                        (
+                            key: "daily_budget",
+                            value: policy.dailyBudgetApplication.map { .number(Double($0)) } ?? .null
+                        ),
+                    ])))
+            for row in rows {
+                printJSON(
+                    .object(
+                        JSONObject(
+                            members: [(key: "scope", value: .string("vehicle"))]
+                                + zip(keys, row).map { (key: $0, value: $1) })))
+            }
+            return
+        }
+        if !options.csv {
+            var rate = "not limited (no refusal seen)"
+            if let current {
+                let learned = application.learnedRatePerSecond == nil ? "polling.max_requests_per_second" : "learned"
+                rate = "\(Self.format(current)) requests/s (\(learned))"
+            }
+            var text = "request rate: \(rate)\n"
+            text +=
+                paused.map { "fleet: paused until \($0.iso8601) (\(application.pauseReason ?? "rate_limited"))\n" }
+                ?? "fleet: polling\n"
+            let budget = policy.dailyBudgetApplication.map { " of a daily budget of \($0)" } ?? ""
+            text +=
+                "polls today (UTC): \(applicationPolls)\(budget); projected for the rest of the day: \(projectedTotal)\n\n"
+            FileHandle.standardOutput.write(Data(text.utf8))
+        }
+        options.output(keys, rows)
+    }
+
+    /// The rate requests are paced at: the learned one within the cap, else the cap.
+    static func currentRate(learned: Double?, cap: Double?) -> Double? {
+        switch (learned, cap) {
+        case (let learned?, let cap?): return min(learned, cap)
+        case (let learned?, nil): return learned
+        case (nil, let cap?): return cap
+        case (nil, nil): return nil
+        }
+    }
+
+    static func format(_ rate: Double) -> String {
+        String(format: rate >= 10 ? "%.1f" : "%.3f", rate)
+    }
+}
