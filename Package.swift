@@ -146,6 +146,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(
+            name: "quota-benchmark",
+            dependencies: [
+                "FleetClient", "FleetConfiguration", "FleetDaemon", "FleetEmulator", "FleetIngestion", "FleetModel",
+                "FleetScheduling", "FleetStore", .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/QuotaBenchmark",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
             name: "e2e-benchmark",
             dependencies: [
                 "FleetClient", "FleetEmulator", "FleetModel", "FleetStore",

@@ -60,9 +60,11 @@ struct RunCommand: AsyncParsableCommand {
     }
 }
 
-/// Runs `services` in one `ServiceGroup` that stops gracefully on SIGTERM and SIGINT; polls in
-/// flight get 10 s to finish and be stored, then they are cancelled. Refused credentials end the
-/// command with one line on standard error and ``ExitStatus/config``.
+/// Runs `services` in one `ServiceGroup` that stops gracefully on SIGTERM and SIGINT: the polling
+/// loop cancels the requests still waiting for an answer and stores those answered, which takes
+/// about a second (waits for another process's database lock are cut to 1 s); 10 s after the
+/// signal anything still running is cancelled. Refused credentials end the command with one line
+/// on standard error and ``ExitStatus/config``.
 func runServices(_ services: [ServiceGroupConfiguration.ServiceConfiguration], logger: Logger) async throws {
     var groupConfiguration = ServiceGroupConfiguration(
         services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
