@@ -59,7 +59,8 @@ func run(
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
     var configuration = DaemonConfiguration(
-        api: .init(baseURL: "http://127.0.0.1", clientID: emulatorConfiguration.clientID, clientSecret: .literal(Secret(""))),
+        api: .init(
+            baseURL: "http://127.0.0.1", clientID: emulatorConfiguration.clientID, clientSecret: .literal(Secret(""))),
         databasePath: directory + "/telemetry.sqlite")
     configuration.polling = .init(
         policy: .init(interval: .seconds(1), maxBackoff: .seconds(8)), maxConcurrentRequests: 8)

@@ -38,6 +38,9 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
     public var retryAfter: Duration?
     /// The raw `Retry-After` header, when one was sent (also when it could not be parsed).
     public var retryAfterHeader: String?
+    /// For a failed token request: the wait before the next one of the shared backoff
+    /// (``TokenProvider``), set by the provider; `nil` otherwise.
+    public var nextAttemptIn: Duration?
 
     /// The wait the server asked for: `Retry-After`, else a `retry after 10s` in the error detail
     /// (the fleet API's 429 body says so), else `nil`.

@@ -51,7 +51,14 @@ public final class HighMobilityClient: Sendable {
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
         self.http = http
         let configurationCopy = configuration
-        self.tokens = TokenProvider(renewalMargin: configuration.tokenRenewalMargin, clock: clock) {
+        self.tokens = TokenProvider(
+            renewalMargin: configuration.tokenRenewalMargin, clock: clock,
+            onRenewalFailure: { error, validUntil, retryIn in
+                logger.warning(
+                    "access token renewal failed, the current token is valid until \(validUntil); next try in \(retryIn.milliseconds / 1000) s: \(error)"
+                )
+            }
+        ) {
             try await Self.requestToken(http: http, configuration: configurationCopy, clock: clock)
         }
     }

@@ -10,7 +10,7 @@ import FleetModel
 /// - With no valid token, one backoff is shared by every caller whatever the fleet size: after a
 ///   failed token request the next one is sent only after 1 s, doubling with jitter (between half
 ///   and all of it) up to 60 s, or after the token endpoint's `Retry-After` when longer. Callers
-///   meanwhile get the last failure at once, with ``APIError/retryAfter`` set to the wait left.
+///   meanwhile get the last failure at once, with ``APIError/nextAttemptIn`` set to the wait left.
 public actor TokenProvider {
     /// Fetches a new token; the client's token request.
     public typealias Fetch = @Sendable () async throws -> AccessToken
@@ -27,6 +27,10 @@ public actor TokenProvider {
     /// With no valid token: the earliest time of the next token request, and the last failure.
     private var nextFetch: (at: Timestamp, error: any Error)?
     private var random: SplitMix64
+    /// Called once per failed renewal while the current token is still valid (a warning to log:
+    /// nothing fails yet, but polling stops when the token expires).
+    private let onRenewalFailure:
+        (@Sendable (_ error: any Error, _ validUntil: Timestamp, _ retryIn: Duration) -> Void)?
 
     /// The longest wait of the shared backoff.
     public static let maxBackoff: Duration = .seconds(60)
@@ -39,8 +43,10 @@ public actor TokenProvider {
     ///   - fetch: Requests a new token.
     public init(
         renewalMargin: Duration, clock: any WallClock, seed: UInt64 = UInt64.random(in: 0...UInt64.max),
+        onRenewalFailure: (@Sendable (_ error: any Error, _ validUntil: Timestamp, _ retryIn: Duration) -> Void)? = nil,
         fetch: @escaping Fetch
     ) {
+        self.onRenewalFailure = onRenewalFailure
         self.fetch = fetch
         self.clock = clock
         self.renewalMargin = renewalMargin
@@ -54,7 +60,7 @@ public actor TokenProvider {
     ///
     /// - Throws: The token endpoint's ``APIError`` (e.g. HTTP 401 for bad client credentials) or
     ///   a transport error, when no valid token is left; during the shared backoff the last such
-    ///   failure, at once, with ``APIError/retryAfter`` set to the wait before the next attempt.
+    ///   failure, at once, with ``APIError/nextAttemptIn`` set to the wait before the next attempt.
     public func token() async throws -> AccessToken {
         let now = clock.now()
         if let cached, cached.isFresh(at: now, margin: renewalMargin) {
@@ -77,6 +83,7 @@ public actor TokenProvider {
             failedRenewals += 1
             let backoff = min(60, 1 << min(failedRenewals - 1, 6))
             nextRenewalAttempt = clock.now().adding(.seconds(backoff))
+            onRenewalFailure?(error, stillValid.expiresAt, .seconds(backoff))
             return stillValid
         }
     }
@@ -132,7 +139,7 @@ public actor TokenProvider {
 
     private static func annotated(_ error: any Error, wait: Duration) -> any Error {
         guard var error = error as? APIError else { return error }
-        error.retryAfter = wait
+        error.nextAttemptIn = wait
         return error
     }
 

@@ -15,9 +15,9 @@ public enum VehicleDataFailure: Sendable, Hashable {
     case notCleared
     /// HTTP 429 (or a 401/403 quota error, ``APIError/isQuotaExhausted``), with the wait the API
     /// asked for (`Retry-After`, or a `retry after 10s` in the detail) when it gave a usable one;
-    /// `applicationWide` when the error says the application's (or account's) limit is reached
-    /// rather than the vehicle's (``APIError/isApplicationWide``).
-    case rateLimited(retryAfter: Duration?, applicationWide: Bool = false)
+    /// `applicationWide` says whose limit the error names (``APIError/limitIsApplicationWide``):
+    /// `true` the application's or account's, `false` the vehicle's, `nil` it does not say.
+    case rateLimited(retryAfter: Duration?, applicationWide: Bool? = nil)
     /// No access token could be obtained (the token endpoint is down, unreachable or limits the
     /// application), so no request was sent: no failure of the vehicle. `retryAfter` is the wait
     /// until the next token request of the shared backoff.
@@ -36,10 +36,10 @@ extension APIError {
     /// What this error means for the vehicle the request was about.
     public var vehicleDataFailure: VehicleDataFailure {
         if isCredentialsRejected { return .credentialsRejected }
-        if isTokenRequest { return .tokenUnavailable(retryAfter: retryAfter) }
+        if isTokenRequest { return .tokenUnavailable(retryAfter: nextAttemptIn ?? retryAfter) }
         if isConsentRemoved { return .consentRemoved }
         if isRateLimited || isQuotaExhausted {
-            return .rateLimited(retryAfter: requestedWait, applicationWide: isApplicationWide)
+            return .rateLimited(retryAfter: requestedWait, applicationWide: limitIsApplicationWide)
         }
         guard kind == .http else { return .transientFault }
         switch status {
@@ -62,11 +62,16 @@ extension APIError {
         }
     }
 
-    /// True for a rate-limit error whose title or detail says the limit is the application's or
-    /// the account's (`application`, `account`, `per app`), not the vehicle's.
-    public var isApplicationWide: Bool {
+    /// Whose limit a rate-limit error names: `true` when its title or detail says the
+    /// application's or the account's (`application`, `account`, `per app`), `false` when it says
+    /// the vehicle's (`vehicle`, `VIN`), `nil` when it says neither.
+    public var limitIsApplicationWide: Bool? {
         let text = " " + ((title ?? "") + " " + (detail ?? "")).lowercased() + " "
-        return ["application", "account", "per app", " app limit", " app "].contains { text.contains($0) }
+        if ["application", "account", "per app", " app limit", " app "].contains(where: { text.contains($0) }) {
+            return true
+        }
+        if ["vehicle", " vin", "per car"].contains(where: { text.contains($0) }) { return false }
+        return nil
     }
 
     /// True when the error came from the token request (`POST /v1/access_tokens`), so the

@@ -44,6 +44,8 @@ public actor PollingService: Service {
     private var savedApplication: ApplicationScheduleState?
     /// Since when no access token could be obtained, while that lasts.
     private var tokenOutageSince: Timestamp?
+    /// The end of the token pause last logged: one line per backoff step.
+    private var tokenPauseLogged: Timestamp?
     /// At stop: requests cancelled, and answers that could not be stored.
     private var cancelledAtStop = 0
     private var unstoredAtStop = 0
@@ -128,7 +130,7 @@ public actor PollingService: Service {
     public static let lockWaitAtStop: Duration = .seconds(1)
 
     private func loop() async throws {
-        let fleet = fleetSync == nil ? "" : ", fleet sync on"
+        let fleet = fleetSync == nil ? "" : ", fleet sync on (approved vehicles join as the fleet listing finds them)"
         logger.info(
             "polling \(schedule.count) vehicle\(schedule.count == 1 ? "" : "s") every \(DurationParser.format(schedule.policy.interval))\(fleet)"
         )
@@ -214,13 +216,7 @@ public actor PollingService: Service {
             onPoll?(result)
             return nil
         case .tokenUnavailable(let retryAfter):
-            if schedule.globalPauseUntil != pauseBefore {
-                // One line per backoff step, whatever the fleet size.
-                if tokenOutageSince == nil { tokenOutageSince = now }
-                let wait = DurationParser.format(retryAfter ?? .seconds(1))
-                logger.warning("no access token, polling paused; next token request in \(wait): \(result.error ?? "")")
-                chores.needsSave(at: now, urgent: true)
-            }
+            tokenUnavailable(retryAfter: retryAfter, error: result.error ?? "", now: now)
             onPoll?(result)
             return nil
         default:
@@ -310,6 +306,24 @@ public actor PollingService: Service {
         settleWaiters.removeAll()
     }
 
+    /// No access token could be obtained (a poll or the fleet listing found out): the fleet waits
+    /// for the next token request of the shared backoff, logged once per backoff step.
+    private func tokenUnavailable(retryAfter: Duration?, error: String, now: Timestamp) {
+        let until = now.adding(max(retryAfter ?? .seconds(1), .milliseconds(1)))
+        schedule.pause(until: until, reason: .tokenUnavailable)
+        if fleetSync != nil, let due = chores.nextDue(.fleetSync), due < until {
+            // The listing needs a token too: it waits for the same attempt, not a backoff of its own.
+            chores.postponeFleetSync(until: until)
+        }
+        // Callers of one failed attempt see the same end, give or take their own clock readings.
+        guard tokenPauseLogged.map({ until > $0.adding(.milliseconds(500)) }) ?? true else { return }
+        tokenPauseLogged = until
+        if tokenOutageSince == nil { tokenOutageSince = now }
+        let wait = DurationParser.format(retryAfter ?? .seconds(1))
+        logger.warning("no access token, polling paused; next token request in \(wait): \(error)")
+        chores.needsSave(at: now, urgent: true)
+    }
+
     /// `1.5 requests/s`.
     static func format(rate: Double) -> String {
         let rounded = rate >= 10 ? (rate * 10).rounded() / 10 : (rate * 1000).rounded() / 1000
@@ -371,6 +385,12 @@ public actor PollingService: Service {
         Gauge(label: "fleet_telemetry_polls_today", factory: metrics).record(schedule.applicationPollsToday)
         var projected = 0
         for entry in schedule.entries.values { projected += schedule.projectedPolls(for: entry, at: now) }
+        if let rate = schedule.rate.current {
+            // The pacing bounds the rest of the day too.
+            let from = max(now, schedule.globalPauseUntil ?? now)
+            let left = Double(now.startOfUTCDay.adding(.days(1)).millisecondsSince1970 - from.millisecondsSince1970)
+            projected = min(projected, Int(rate * max(0, left) / 1000))
+        }
         Gauge(label: "fleet_telemetry_projected_polls_today", factory: metrics).record(projected)
         for row in rows {
             guard let entry = schedule.entry(row.vin) else { continue }
@@ -483,6 +503,11 @@ public actor PollingService: Service {
             if Task.isShuttingDownGracefully || Task.isCancelled { return nil }
             if let error = error as? APIError, error.vehicleDataFailure == .credentialsRejected {
                 return .credentialsRejected(error.description)
+            }
+            if let error = error as? APIError, case .tokenUnavailable(let retryAfter) = error.vehicleDataFailure {
+                // Not the listing's failure: it is tried again with the next token request.
+                tokenUnavailable(retryAfter: retryAfter, error: error.description, now: now)
+                return nil
             }
             let retry = chores.fleetSyncFailed(at: now)
             logger.warning("fleet sync failed, retrying in \(DurationParser.format(retry)): \(error)")

@@ -117,7 +117,7 @@ public enum EmulatorServer {
         router.post("/emulator/faults") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 64 * 1024)
             let usage =
-                "expected {\"vin\": VIN or \"all\", \"status\": 100-599, \"retry_after\"?: string, \"body\"?: string, \"delay_ms\"?: int, \"drop\"?: bool, \"drip_ms\"?: int, \"count\"?: int}"
+                "expected {\"vin\": VIN or \"all\" (or \"endpoint\": \"token\"), \"status\": 100-599, \"retry_after\"?: string, \"body\"?: string, \"delay_ms\"?: int, \"drop\"?: bool, \"drip_ms\"?: int, \"count\"?: int}"
             let json = try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView))
             let forToken = json?["endpoint"]?.stringValue == "token"
             let vinText = json?["vin"]?.stringValue ?? (forToken ? "all" : "")

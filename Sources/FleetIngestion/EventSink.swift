@@ -113,6 +113,14 @@ public final class StdoutEventSink: EventSink, @unchecked Sendable {
             condition.unlock()
             var failure: Int32?
             for bytes in batch where failure == nil { failure = Self.write(bytes, to: fileDescriptor) }
+            if let failure {
+                // Logged before the sink reads as broken and a flush returns: the line is there
+                // by the time anyone can see that the output closed.
+                let reason = String(cString: strerror(failure))
+                logger?.error(
+                    "event output closed (\(reason)): events are no longer printed; they are still stored in the database"
+                )
+            }
             condition.lock()
             queue.removeFirst(batch.count)
             queuedBytes -= batch.reduce(0) { $0 + $1.count }
@@ -123,13 +131,7 @@ public final class StdoutEventSink: EventSink, @unchecked Sendable {
             }
             condition.broadcast()
             condition.unlock()
-            if let failure {
-                let reason = String(cString: strerror(failure))
-                logger?.error(
-                    "event output closed (\(reason)): events are no longer printed; they are still stored in the database"
-                )
-                return
-            }
+            if failure != nil { return }
         }
     }
 

@@ -97,6 +97,12 @@ public struct Chores: Sendable {
         dueAt[.scheduleSave] = min(dueAt[.scheduleSave] ?? due, due)
     }
 
+    /// Moves the next fleet listing to `time` (it waits for the next access-token attempt).
+    public mutating func postponeFleetSync(until time: Timestamp) {
+        guard dueAt[.fleetSync] != nil else { return }
+        dueAt[.fleetSync] = time
+    }
+
     /// Records a failed fleet listing at `now` and schedules the next try: a backoff from
     /// ``fleetSyncFirstRetry`` doubling at each failure in a row, at most a fifth of the sync
     /// interval and 5 minutes, with jitter (between half and all of it), so that a daemon started

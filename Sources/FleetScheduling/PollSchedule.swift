@@ -95,8 +95,10 @@ public struct PollSchedule: Sendable {
         /// A response with data; the activity it showed, when known.
         case success(VehicleActivity?)
         /// The API limited the rate, with the `Retry-After` delay when the server gave a usable one;
-        /// `applicationWide` when the error said the application's limit (not the vehicle's) is reached.
-        case rateLimited(retryAfter: Duration?, applicationWide: Bool = false)
+        /// `applicationWide`: `true` when the error said the application's limit is reached, `false`
+        /// when it said the vehicle's (never counted towards an application-wide refusal), `nil`
+        /// when it said neither.
+        case rateLimited(retryAfter: Duration?, applicationWide: Bool? = nil)
         /// A transport failure, a server error or a malformed body: back off.
         case failed
         /// An answer that means "ask again much later": asleep, data pending, privacy mode, not
@@ -138,6 +140,8 @@ public struct PollSchedule: Sendable {
         /// Polls of this VIN in the current UTC day.
         public var pollsToday: Int
         public var day: Int64
+        /// When the poll in flight was handed out.
+        public var sentAt: Timestamp? = nil
 
         public init(
             nextDue: Timestamp, consecutiveFailures: Int = 0, inFlight: Bool = false, health: Health = .ok,
@@ -164,9 +168,10 @@ public struct PollSchedule: Sendable {
     private(set) public var pauseReason: PauseReason?
     /// The learned application-wide request rate and the pacing at it.
     private(set) public var rate: ApplicationRate
-    /// Application-wide refusals in a row (reset when the rate rises again): the pause without a
+    /// Application-wide refusals in a row (none for a minute resets it): the pause without a
     /// `Retry-After` doubles with each.
     private var applicationRefusals = 0
+    private var lastApplicationRefusal: Timestamp?
     private var applicationDay: Int64 = 0
     private(set) public var applicationPollsToday = 0
 
@@ -205,6 +210,10 @@ public struct PollSchedule: Sendable {
     public mutating func restore(_ vin: VIN, entry: Entry, at now: Timestamp) {
         var entry = entry
         entry.inFlight = false
+        entry.consecutiveFailures = min(max(entry.consecutiveFailures, 0), 1_000)
+        entry.pollsToday = max(entry.pollsToday, 0)
+        // No saved wait outlasts the longest this policy can set (a corrupt row, an old config).
+        entry.nextDue = min(entry.nextDue, now.adding(longestWait))
         // A healthy VIN waits at most one current interval, whatever an earlier config said.
         if entry.health == .ok, entry.nextDue > now.adding(effectiveInterval(for: entry)) {
             entry.nextDue = now
@@ -278,6 +287,7 @@ public struct PollSchedule: Sendable {
             entry.pollsToday += 1
             applicationPollsToday += 1
             entry.inFlight = true
+            entry.sentAt = now
             entries[top.vin] = entry
             taken.append(top.vin)
             rate.released(at: now, jitter: random.uniform(0...1))
@@ -286,11 +296,15 @@ public struct PollSchedule: Sendable {
     }
 
     /// Pauses the whole fleet until `time` (a pause already longer is kept).
-    mutating func pause(until time: Timestamp, reason: PauseReason) {
-        guard globalPauseUntil.map({ time > $0 }) ?? true else { return }
+    ///
+    /// - Returns: True when the pause was set or extended.
+    @discardableResult
+    public mutating func pause(until time: Timestamp, reason: PauseReason) -> Bool {
+        guard globalPauseUntil.map({ time > $0 }) ?? true else { return false }
         globalPauseUntil = time
         pauseReason = reason
         rate.holdReleases(until: time)
+        return true
     }
 
     /// Ends the fleet-wide pause. After a spent daily budget with no learned rate, the VINs due
@@ -309,13 +323,26 @@ public struct PollSchedule: Sendable {
     }
 
     /// Restores the application-wide state saved by an earlier run: the learned rate, and a
-    /// fleet-wide pause still running at `now` (a 24 h `Retry-After` survives a restart).
+    /// fleet-wide pause still running at `now` (a 24 h `Retry-After` survives a restart), at most
+    /// ``Policy/maxRetryAfter`` ahead. A pause for a spent daily budget holds only while the
+    /// policy still has that budget; a pause for a missing token does not survive (a new process
+    /// asks for a token at once).
     public mutating func restoreApplication(
         learnedRate: Double?, pausedUntil: Timestamp?, reason: PauseReason?, at now: Timestamp
     ) {
         rate = ApplicationRate(
             ceiling: policy.maxRequestsPerSecond, threshold: policy.globalRateLimitThreshold, learned: learnedRate)
-        if let pausedUntil, pausedUntil > now { pause(until: pausedUntil, reason: reason ?? .rateLimited) }
+        let reason = reason ?? .rateLimited
+        guard let pausedUntil, pausedUntil > now, reason != .tokenUnavailable else { return }
+        guard reason != .dailyBudget || policy.dailyBudgetApplication != nil else { return }
+        let bound = reason == .dailyBudget ? Self.startOfNextDay(now) : now.adding(policy.maxRetryAfter)
+        pause(until: min(pausedUntil, bound), reason: reason)
+    }
+
+    /// The longest wait this policy can give a VIN (backoff, `Retry-After`, slow cadences, a day).
+    private var longestWait: Duration {
+        max(policy.maxBackoff, policy.maxRetryAfter, policy.slowInterval, policy.privacyInterval, .days(1))
+            + effectiveInterval(for: Entry(nextDue: Timestamp(millisecondsSince1970: 0)))
     }
 
     /// Counts a poll made outside the schedule (`fleet-telemetry poll --store`) against the budgets.
@@ -376,7 +403,7 @@ public struct PollSchedule: Sendable {
         case .rateLimited:
             break
         default:
-            rate.noteAnswer(from: vin, at: now, refused: false, fleetSize: entries.count)
+            rate.noteAnswer(from: vin, at: now, sentAt: entry.sentAt, refused: false, fleetSize: entries.count)
         }
         switch outcome {
         case .success(let activity):
@@ -389,7 +416,7 @@ public struct PollSchedule: Sendable {
             if next <= now { next = now.adding(interval) }
             entry.nextDue = next
         case .rateLimited(let retryAfter, let applicationWide):
-            entry.consecutiveFailures += 1
+            entry.consecutiveFailures = min(entry.consecutiveFailures, 1_000_000) + 1
             entry.health = .rateLimited
             if let retryAfter {
                 // Never sooner than the interval: a `Retry-After: 0` or a date in the past must not
@@ -398,12 +425,18 @@ public struct PollSchedule: Sendable {
             } else {
                 entry.nextDue = now.adding(backoff(failures: entry.consecutiveFailures))
             }
+            // A refusal that names the vehicle's own limit says nothing of the application's.
             let signal = rate.noteAnswer(
-                from: vin, at: now, refused: true, applicationWide: applicationWide, fleetSize: entries.count)
+                from: vin, at: now, sentAt: entry.sentAt, refused: applicationWide != false,
+                applicationWide: applicationWide == true, fleetSize: entries.count)
             if signal {
                 // The application's limit, not this vehicle's: the vehicle is due again when the
                 // fleet resumes, at the lowered rate.
+                if let last = lastApplicationRefusal, now >= last.adding(ApplicationRate.signalWindow) {
+                    applicationRefusals = 0
+                }
                 applicationRefusals += 1
+                lastApplicationRefusal = now
                 let wait =
                     retryAfter.map { min($0, policy.maxRetryAfter) }
                     ?? min(.seconds(1) * (1 << min(applicationRefusals - 1, 12)), policy.maxBackoff)
@@ -417,7 +450,7 @@ public struct PollSchedule: Sendable {
             uncount(&entry)
             pause(until: now.adding(max(retryAfter ?? .seconds(1), .milliseconds(1))), reason: .tokenUnavailable)
         case .failed, .credentialsRejected:
-            entry.consecutiveFailures += 1
+            entry.consecutiveFailures = min(entry.consecutiveFailures, 1_000_000) + 1
             entry.health = entry.consecutiveFailures >= 5 ? .error : .backoff
             entry.nextDue = now.adding(backoff(failures: entry.consecutiveFailures))
         case .slow(let health):

@@ -13,18 +13,30 @@ struct ScheduleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "schedule",
         abstract: "The learned request rate, a fleet-wide pause, and per vehicle: polls today, projected, next due.",
-        discussion: """
-            Read from the database the daemon writes (every second while it polls), with the
-            intervals and budgets of the config file. --json prints one line for the application
-            ("scope": "application") and then one per vehicle ("scope": "vehicle"); --csv prints
-            the vehicles only.
-            """)
+        discussion:
+            "Read from the database the daemon writes (every second while it polls), with the intervals and budgets of the config file. --json prints one line for the application (\"scope\": \"application\") and then one per vehicle (\"scope\": \"vehicle\"); --csv prints the vehicles only. With the daemon stopped, --clear-pause ends a saved fleet-wide pause and --forget-rate forgets the learned request rate (after the API's quota was raised)."
+    )
     @OptionGroup var options: DatabaseOptions
+
+    @Flag(name: .long, help: "End a saved fleet-wide pause (the daemon must be stopped).")
+    var clearPause = false
+
+    @Flag(name: .long, help: "Forget the learned request rate (the daemon must be stopped).")
+    var forgetRate = false
 
     func run() async throws {
         let configuration = try options.loadConfiguration()
+        if configuration == nil {
+            printError(
+                "fleet-telemetry: no config file at \(options.config): projections use the default polling settings (interval 5m, no budgets)"
+            )
+        }
         let policy = (configuration?.polling ?? DaemonConfiguration.Polling()).policy
         let store = try options.openStore(configuration: configuration)
+        if clearPause || forgetRate {
+            try await reset(store, path: options.database ?? configuration?.databasePath ?? "")
+            return
+        }
         let now = SystemWallClock().now()
         let dayStart = now.startOfUTCDay
         let application: ApplicationScheduleState
@@ -69,8 +81,29 @@ struct ScheduleCommand: AsyncParsableCommand {
                 policy.dailyBudgetPerVIN.map { .number(Double($0)) } ?? .null, string(row.reason),
             ])
         }
-        let current = Self.currentRate(learned: application.learnedRatePerSecond, cap: policy.maxRequestsPerSecond)
+        // As the daemon reads it back: clamped to the cap and to [1/min, 100,000/s].
+        let learned = ApplicationRate(
+            ceiling: policy.maxRequestsPerSecond, threshold: policy.globalRateLimitThreshold,
+            learned: application.learnedRatePerSecond
+        ).learned
+        let current = Self.currentRate(learned: learned, cap: policy.maxRequestsPerSecond)
         let paused = application.pausedUntil.flatMap { $0 > now ? $0 : nil }
+        // The pacing bounds the day as well: at most rate × the seconds left (after a pause).
+        if let current {
+            let from = max(now, paused ?? now)
+            let seconds = max(
+                0, Double(now.startOfUTCDay.adding(.days(1)).millisecondsSince1970 - from.millisecondsSince1970) / 1000)
+            let bound = Int(current * seconds)
+            if projectedTotal > bound {
+                let factor = Double(bound) / Double(projectedTotal)
+                for index in rows.indices {
+                    if let projected = rows[index][4].numberValue {
+                        rows[index][4] = .number((projected * factor).rounded(.down))
+                    }
+                }
+                projectedTotal = bound
+            }
+        }
         let keys = ["vin", "health", "next_due", "polls_today", "projected_today", "daily_budget", "reason"]
         if options.json {
             printJSON(
@@ -78,7 +111,7 @@ struct ScheduleCommand: AsyncParsableCommand {
                     JSONObject(members: [
                         (key: "scope", value: .string("application")),
                         (key: "request_rate_per_second", value: number(current)),
-                        (key: "learned_rate_per_second", value: number(application.learnedRatePerSecond)),
+                        (key: "learned_rate_per_second", value: number(learned)),
                         (key: "max_requests_per_second", value: number(policy.maxRequestsPerSecond)),
                         (key: "paused_until", value: string(paused?.iso8601)),
                         (key: "pause_reason", value: paused == nil ? .null : string(application.pauseReason)),
@@ -101,8 +134,8 @@ struct ScheduleCommand: AsyncParsableCommand {
         if !options.csv {
             var rate = "not limited (no refusal seen)"
             if let current {
-                let learned = application.learnedRatePerSecond == nil ? "polling.max_requests_per_second" : "learned"
-                rate = "\(Self.format(current)) requests/s (\(learned))"
+                let source = learned == nil ? "polling.max_requests_per_second" : "learned"
+                rate = "\(Self.format(current)) requests/s (\(source))"
             }
             var text = "request rate: \(rate)\n"
             text +=
@@ -114,6 +147,35 @@ struct ScheduleCommand: AsyncParsableCommand {
             FileHandle.standardOutput.write(Data(text.utf8))
         }
         options.output(keys, rows)
+    }
+
+    /// `--clear-pause` / `--forget-rate`: rewrites the saved application state, refused while a
+    /// daemon holds the database (it keeps its state in memory and would write it back).
+    func reset(_ store: TelemetryStore, path: String) async throws {
+        let lock: DatabaseLock
+        do {
+            lock = try DatabaseLock(databasePath: path)
+        } catch {
+            printError("fleet-telemetry: \(error); stop the daemon first (systemctl stop fleet-telemetry)")
+            throw ExitStatus.ioError
+        }
+        do {
+            var state = try await store.loadApplicationState()
+            if clearPause {
+                state.pausedUntil = nil
+                state.pauseReason = nil
+            }
+            if forgetRate { state.learnedRatePerSecond = nil }
+            try await store.saveSchedule([], application: state)
+        } catch {
+            printError("fleet-telemetry: \(error)")
+            throw ExitStatus.ioError
+        }
+        withExtendedLifetime(lock) {}
+        var done: [String] = []
+        if clearPause { done.append("the fleet-wide pause is cleared") }
+        if forgetRate { done.append("the learned request rate is forgotten") }
+        print(done.joined(separator: "; ") + "; they apply at the next start of the daemon")
     }
 
     /// The rate requests are paced at: the learned one within the cap, else the cap.

@@ -68,7 +68,7 @@ extension Timestamp {
                 _ = try await provider.token()
                 Issue.record("no token can be had")
             } catch let error as APIError {
-                waits.append(error.retryAfter ?? .zero)
+                waits.append(error.nextAttemptIn ?? .zero)
             }
         }
         #expect(counter.calls.withLock { $0 } == 1, "100 callers, one token request")
@@ -221,7 +221,7 @@ extension Timestamp {
 
     /// Some OEMs answer an exhausted quota with 403 or 401: a rate limit, not a lost clearance.
     @Test(arguments: [
-        (403, "Quota exceeded for this vehicle"), (401, "Daily limit exceeded"), (403, "Too Many Requests"),
+        (403, "Quota exceeded"), (401, "Daily limit exceeded"), (403, "Too Many Requests"),
     ])
     func quotaSpentInAnotherStatusIsARateLimit(status: Int, detail: String) {
         #expect(error(status, detail: detail).vehicleDataFailure == .rateLimited(retryAfter: nil))
@@ -233,12 +233,13 @@ extension Timestamp {
     /// A rate-limit error that names the application's or account's limit is application-wide;
     /// the platform's plain `Rate limit exceeded` is not (the scheduler decides from how many
     /// vehicles are refused).
-    @Test(arguments: [
-        (429, "Rate limit exceeded", false), (429, "Rate limit exceeded for this application", true),
-        (403, "Quota exceeded for your account", true), (429, "App limit reached", true),
-        (403, "Quota exceeded for this vehicle", false),
-    ])
-    func applicationWideLimitsAreRecognised(status: Int, detail: String, applicationWide: Bool) {
+    @Test(
+        arguments: [
+            (429, "Rate limit exceeded", nil), (429, "Rate limit exceeded for this application", true),
+            (403, "Quota exceeded for your account", true), (429, "App limit reached", true),
+            (403, "Quota exceeded for this vehicle", false), (429, "Too many requests for this VIN", false),
+        ] as [(Int, String, Bool?)])
+    func applicationWideLimitsAreRecognised(status: Int, detail: String, applicationWide: Bool?) {
         #expect(
             error(status, detail: detail).vehicleDataFailure
                 == .rateLimited(retryAfter: nil, applicationWide: applicationWide))
@@ -248,7 +249,7 @@ extension Timestamp {
     /// failure. Refused credentials stay what they are.
     @Test func aTokenFailureIsNoVehicleFailure() {
         var down = APIError(kind: .transport, endpoint: "POST /v1/access_tokens", detail: "connection refused")
-        down.retryAfter = .seconds(4)
+        down.nextAttemptIn = .seconds(4)
         #expect(down.vehicleDataFailure == .tokenUnavailable(retryAfter: .seconds(4)))
         let busy = APIError(kind: .http, endpoint: "POST /v1/access_token", status: 503)
         #expect(busy.vehicleDataFailure == .tokenUnavailable(retryAfter: nil))

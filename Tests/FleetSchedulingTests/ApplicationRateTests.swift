@@ -138,6 +138,102 @@ func drive(
         #expect(schedule.globalPauseUntil == nil)
     }
 
+    /// Refusals that name the vehicle's own limit (403 `Quota exceeded for this vehicle`) never
+    /// add up to an application-wide refusal, however many vehicles run out at once.
+    @Test func vehicleScopedRefusalsOfManyVehiclesLeaveTheFleetAlone() {
+        let fleet = (1...10).map { VIN("1HMFT00000000" + String(format: "%04d", $0))! }
+        var schedule = PollSchedule(vins: fleet, policy: .init(interval: .seconds(1)), start: start, seed: 1)
+        let now = start.plus(seconds: 1)
+        for vin in schedule.takeDue(at: now) {
+            schedule.record(.rateLimited(retryAfter: .seconds(86_400), applicationWide: false), for: vin, at: now)
+        }
+        #expect(schedule.rate.learned == nil)
+        #expect(schedule.globalPauseUntil == nil)
+        #expect(schedule.entries.values.allSatisfy { $0.health == .rateLimited })
+    }
+
+    /// Three refusals among thousands of answers are vehicles' own limits: no application-wide
+    /// refusal, no pause, no learned rate.
+    @Test func aFewRefusalsInABigFleetAreNoApplicationSignal() {
+        let fleet = (1...300).map { VIN("1HMFT00000000" + String(format: "%04d", $0))! }
+        var schedule = PollSchedule(vins: fleet, policy: .init(interval: .seconds(1)), start: start, seed: 1)
+        var now = start
+        var refusals = 0
+        for _ in 0..<30 {
+            for vin in schedule.takeDue(at: now) {
+                let refuse = now >= start.plus(seconds: 20) && refusals < 3
+                if refuse { refusals += 1 }
+                schedule.record(refuse ? .rateLimited(retryAfter: .seconds(86_400)) : .success(nil), for: vin, at: now)
+            }
+            now = now.plus(seconds: 1)
+        }
+        #expect(refusals == 3)
+        #expect(schedule.globalPauseUntil == nil)
+        #expect(schedule.rate.learned == nil)
+    }
+
+    /// Application-wide refusals without `Retry-After` a few minutes apart each pause for 1 s:
+    /// the doubling is for refusals in a row only.
+    @Test func thePauseWithoutRetryAfterDoublesOnlyInARow() {
+        let fleet = (1...10).map { VIN("1HMFT00000000" + String(format: "%04d", $0))! }
+        var schedule = PollSchedule(vins: fleet, policy: .init(interval: .seconds(1)), start: start, seed: 1)
+        var pauses: [Duration] = []
+        var now = start
+        for round in 0..<5 {
+            now = start.plus(seconds: Double(round) * 300 + 1)
+            let due = schedule.takeDue(at: now)
+            for vin in due.prefix(1) {
+                schedule.record(.rateLimited(retryAfter: nil, applicationWide: true), for: vin, at: now)
+            }
+            for vin in due.dropFirst() { schedule.record(.success(nil), for: vin, at: now) }
+            if let pause = schedule.globalPauseUntil { pauses.append(pause.duration(since: now)) }
+            // Let everyone be served at the learned rate until the next round.
+            var t = now
+            while t < now.plus(seconds: 290) {
+                for vin in schedule.takeDue(at: t) { schedule.record(.success(nil), for: vin, at: t) }
+                t = max(schedule.nextDueTime() ?? t, t.adding(milliseconds: 1))
+            }
+        }
+        #expect(pauses == Array(repeating: .seconds(1), count: 5), "\(pauses)")
+    }
+
+    /// A rate pushed far down (a burst of refusals, or restored from an earlier run) climbs back:
+    /// after ``ApplicationRate/probeAfter`` in use without a refusal it probes up to the limit.
+    @Test func aRateFarBelowTheLimitRecovers() {
+        let fleet = (1...10).map { VIN("1HMFT00000000" + String(format: "%04d", $0))! }
+        var schedule = PollSchedule(
+            vins: fleet, policy: .init(interval: .seconds(1), maxBackoff: .seconds(8)), start: start, seed: 3)
+        schedule.restoreApplication(learnedRate: 0.05, pausedUntil: nil, reason: nil, at: start)
+        var api = LimitedAPI(limit: 2)
+        let polls = drive(&schedule, api: &api, from: start, seconds: 600)
+        let late = polls.filter { $0.at >= start.plus(seconds: 480) }
+        let admitted = late.filter { !$0.refused }.count
+        #expect(Double(admitted) / 120 >= 1.2, "\(admitted) admitted in the last 2 minutes at a limit of 2/s")
+    }
+
+    /// A saved state is bounded by the policy: a pause beyond `max_retry_after` is cut to it, a
+    /// budget pause without a budget and a token pause are dropped; an absurd due time or
+    /// failure count of a VIN is bounded (no overflow).
+    @Test func restoredStateIsBoundedByThePolicy() {
+        let policy = PollSchedule.Policy(interval: .seconds(60), maxRetryAfter: .seconds(3600))
+        var schedule = PollSchedule(vins: [], policy: policy, start: start, seed: 1)
+        let far = Timestamp(millisecondsSince1970: Int64.max / 2)
+        schedule.restoreApplication(learnedRate: 1e308, pausedUntil: far, reason: .rateLimited, at: start)
+        #expect(schedule.globalPauseUntil == start.plus(seconds: 3600))
+        #expect(schedule.rate.learned == ApplicationRate.maximum)
+        for reason in [PollSchedule.PauseReason.dailyBudget, .tokenUnavailable] {
+            var other = PollSchedule(vins: [], policy: policy, start: start, seed: 1)
+            other.restoreApplication(learnedRate: nil, pausedUntil: start.plus(seconds: 600), reason: reason, at: start)
+            #expect(other.globalPauseUntil == nil, "\(reason)")
+        }
+        schedule.restore(a, entry: .init(nextDue: far, consecutiveFailures: .max, health: .backoff), at: start)
+        let entry = schedule.entry(a)!
+        #expect(entry.nextDue <= start.plus(seconds: 2 * 86_400))
+        schedule.start(a)
+        schedule.record(.failed, for: a, at: start)
+        #expect(schedule.entry(a)!.consecutiveFailures <= 1_001)
+    }
+
     /// A 429 that says the application's limit is reached lowers the rate at once.
     @Test func anApplicationWideErrorLowersTheRateAtOnce() {
         var schedule = PollSchedule(vins: [a, b], policy: .init(interval: .seconds(1)), start: start, seed: 1)

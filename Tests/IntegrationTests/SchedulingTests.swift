@@ -87,7 +87,7 @@ import Testing
             let body = #"{"errors":[{"title":"Forbidden","detail":"Quota exceeded for this vehicle"}]}"#
             h.emulator.inject(.init(status: 403, retryAfter: "30", body: body), vin: vin)
             let first = await h.step(by: .seconds(10))
-            #expect(first.map(\.outcome) == [.rateLimited(retryAfter: .seconds(30))])
+            #expect(first.map(\.outcome) == [.rateLimited(retryAfter: .seconds(30), applicationWide: false)])
             let row = try await h.store.loadSchedule()[vin]
             #expect(row?.health == "rate_limited")
             for _ in 0..<60 { await h.step(by: .seconds(1)) }
