@@ -205,6 +205,7 @@ let package = Package(
                 "FleetDaemon", "FleetEmulator", "FleetStore", "FleetModel", "FleetClient",
                 "FleetNormalizer", "FleetEvents", "FleetConfiguration", "FleetIngestion", "FleetScheduling",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -157,8 +157,10 @@ public enum EmulatorServer {
                 let limit: EmulatorConfiguration.RateLimit?
                 if case .null = value {
                     limit = nil
-                } else if let requests = value["requests"]?.numberValue, requests >= 1, requests <= 1_000_000,
-                    let per = value["per_ms"]?.numberValue, per >= 1, per <= 86_400_000 * 7
+                } else if let fields = value.objectValue, Set(fields.keys) == ["requests", "per_ms"],
+                    let requests = value["requests"]?.numberValue, requests >= 1, requests <= 1_000_000,
+                    requests == requests.rounded(),
+                    let per = value["per_ms"]?.numberValue, per >= 1, per <= 86_400_000 * 7, per == per.rounded()
                 {
                     limit = .init(requests: Int(requests), per: .milliseconds(Int64(per)))
                 } else {
@@ -170,7 +172,7 @@ public enum EmulatorServer {
                 default: return response(Emulator.apiError(400, "Bad Request", limitsUsage, requestID: "emulator"))
                 }
             }
-            emulator.setLimits(limits)
+            if limits != emulator.limits { emulator.setLimits(limits) }
             return response(
                 .init(status: 200, headers: [("Content-Type", "application/json")], body: limitsJSON(limits)))
         }

@@ -86,6 +86,9 @@ enum EmulatorConfigFile {
                         throw endpoint.error("expected token or vehicle_data, got \"\(text)\"")
                     }
                     forToken = text == "token"
+                    if forToken, let vin = fields["vin"] {
+                        throw vin.error("a fault of the token endpoint takes no `vin`")
+                    }
                 }
                 guard let statusNode = fields["status"], forToken || fields["vin"] != nil else {
                     throw item.error(

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import FleetClient
 import FleetDaemon
 import FleetEmulator
@@ -5,6 +6,7 @@ import FleetModel
 import FleetScheduling
 import FleetStore
 import Foundation
+import NIOCore
 import Testing
 
 /// Issue 15 through the real loop, the real client and the emulator over loopback HTTP, on the
@@ -82,6 +84,33 @@ import Testing
             let schedule = try await h.store.loadSchedule()
             #expect(schedule.values.allSatisfy { $0.health == "ok" }, "a token failure is no vehicle failure")
             #expect(Set(h.emulator.requestLog.map(\.vin)).count == 20, "every vehicle polled after the outage")
+        }
+    }
+
+    /// `POST /emulator/limits` takes whole numbers and the two known fields only, and says why.
+    @Test func emulatorLimitsEndpointChecksItsInput() async throws {
+        try await withHarness(emulator: .init(vehicleCount: 1)) { h in
+            func post(_ body: String) async throws -> (Int, String) {
+                var request = HTTPClientRequest(url: "http://127.0.0.1:\(h.port)/emulator/limits")
+                request.method = .POST
+                request.body = .bytes(ByteBuffer(string: body))
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+                let text = String(buffer: try await response.body.collect(upTo: 65_536))
+                return (Int(response.status.code), text)
+            }
+            for bad in [
+                #"{"rate_limit":{"requests":1.5,"per_ms":1000}}"#, #"{"rate_limit":{"requests":1,"per_ms":0}}"#,
+                #"{"rate_limit":{"requests":1,"per_ms":1000,"extra":1}}"#, #"{"speed":null}"#, "not json",
+            ] {
+                let (status, text) = try await post(bad)
+                #expect(status == 400, "\(bad)")
+                #expect(text.contains("per_ms"), "the usage is given: \(text)")
+            }
+            #expect(h.emulator.limits == .init())
+            let (status, text) = try await post(#"{"rate_limit":{"requests":3,"per_ms":1000}}"#)
+            #expect(status == 200)
+            #expect(text.contains(#""requests":3"#), "\(text)")
+            #expect(h.emulator.limits.rateLimit == .init(requests: 3, per: .seconds(1)))
         }
     }
 
