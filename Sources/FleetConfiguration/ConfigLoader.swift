@@ -23,187 +23,261 @@ public enum ConfigLoader {
     }
 
     /// Parses config text; `file` is only used in errors.
+    ///
+    /// - Throws: The first ``ConfigError`` of ``validate(_:file:)``.
     public static func parse(_ text: String, file: String) throws(ConfigError) -> DaemonConfiguration {
-        let root = try ConfigNode.parse(text, file: file)
-        let top = try root.mapping(allowed: [
-            "api", "database", "polling", "fleet", "events", "retention", "archive", "vehicles", "log_level",
-        ])
-
-        guard let apiNode = top["api"] else { throw root.error("missing key `api`") }
-        let api = try apiNode.mapping(allowed: [
-            "base_url", "client_id", "client_secret", "connect_timeout", "request_timeout", "max_response_bytes",
-            "paths", "proxy", "insecure_skip_tls_verify",
-        ])
-        guard let baseURLNode = api["base_url"] else { throw apiNode.error("missing key `base_url`") }
-        let baseURL = try baseURLNode.string()
-        guard baseURL.hasPrefix("https://") || baseURL.hasPrefix("http://"), baseURL.count > 8, !baseURL.contains(" "),
-            let url = URL(string: baseURL), let host = url.host, !host.isEmpty, url.query == nil, url.fragment == nil
-        else {
-            throw baseURLNode.error("expected an http:// or https:// URL, got \"\(baseURL)\"")
-        }
-        if let port = url.port, !(1...65535).contains(port) {
-            throw baseURLNode.error("the port must be between 1 and 65535, got \(port)")
-        }
-        guard let clientIDNode = api["client_id"] else { throw apiNode.error("missing key `client_id`") }
-        let clientID = try clientIDNode.string()
-        guard !clientID.isEmpty else { throw clientIDNode.error("must not be empty") }
-        guard let secretNode = api["client_secret"] else {
-            throw apiNode.error("missing key `client_secret` (one of file, env, credential)")
-        }
-        let secretFields = try secretNode.mapping(allowed: ["file", "env", "credential"])
-        guard secretFields.count == 1, let (kind, valueNode) = secretFields.first else {
-            throw secretNode.error("give exactly one of `file`, `env` or `credential`")
-        }
-        let secretValue = try valueNode.string()
-        guard !secretValue.isEmpty else { throw valueNode.error("must not be empty") }
-        if kind == "credential", secretValue.contains("/") || secretValue == "." || secretValue == ".." {
-            throw valueNode.error("a credential name is a file name in $CREDENTIALS_DIRECTORY, without '/'")
-        }
-        let secret: SecretSource =
-            kind == "file" ? .file(secretValue) : kind == "env" ? .environment(secretValue) : .credential(secretValue)
-
-        var configuration = DaemonConfiguration(api: .init(baseURL: baseURL, clientID: clientID, clientSecret: secret))
-        if let n = api["connect_timeout"] { configuration.api.connectTimeout = try n.duration(min: .milliseconds(100)) }
-        if let n = api["request_timeout"] {
-            configuration.api.requestTimeout = try n.duration(min: .seconds(1))
-            guard configuration.api.requestTimeout <= .seconds(600) else {
-                throw n.error("must be at most 10m, got \(try n.string())")
-            }
-        }
-        if let n = api["max_response_bytes"] {
-            configuration.api.maxResponseBytes = try n.integer(in: 1024...1_073_741_824)
-        }
-        if let n = api["paths"] {
-            let text = try n.string()
-            guard let family = PathFamily(rawValue: text) else {
-                throw n.error("expected platform or document, got \"\(text)\"")
-            }
-            configuration.api.pathFamily = family
-        }
-        if let n = api["proxy"] {
-            let text = try n.string()
-            guard ClientConfiguration.Proxy(url: text) != nil else {
-                throw n.error("expected a proxy URL such as http://proxy.example:3128, got \"\(text)\"")
-            }
-            configuration.api.proxy = text
-        }
-        if let n = api["insecure_skip_tls_verify"] {
-            configuration.api.insecureSkipTLSVerify = try n.boolean()
-            if configuration.api.insecureSkipTLSVerify && !ClientConfiguration.isLoopback(baseURL) {
-                throw n.error(
-                    "certificate verification can only be skipped for a loopback base_url (an emulator on 127.0.0.1 or localhost)"
-                )
-            }
-        }
-
-        if let databaseNode = top["database"] {
-            let database = try databaseNode.mapping(allowed: ["path", "stale_after", "max_size_mb"])
-            if let n = database["max_size_mb"] { configuration.maxSizeMegabytes = try n.integer(in: 1...16_000_000) }
-            if let n = database["stale_after"] { configuration.staleAfter = try n.duration(min: .seconds(1)) }
-            if let n = database["path"] {
-                configuration.databasePath = try n.string()
-                guard !configuration.databasePath.isEmpty else { throw n.error("must not be empty") }
-            }
-        }
-        if let pollingNode = top["polling"] {
-            let polling = try pollingNode.mapping(allowed: [
-                "interval", "max_backoff", "max_retry_after", "max_concurrent_requests", "slow_interval",
-                "privacy_interval",
-                "intervals", "max_requests_per_second", "daily_budget_per_vehicle", "daily_budget",
-                "global_rate_limit_threshold",
-            ])
-            if let n = polling["interval"] { configuration.polling.interval = try n.duration(min: .seconds(1)) }
-            if let n = polling["max_backoff"] { configuration.polling.maxBackoff = try n.duration(min: .seconds(1)) }
-            if let n = polling["max_retry_after"] {
-                configuration.polling.maxRetryAfter = try n.duration(min: .seconds(1))
-            }
-            if let n = polling["max_concurrent_requests"] {
-                configuration.polling.maxConcurrentRequests = try n.integer(in: 1...1024)
-            }
-            if let n = polling["slow_interval"] {
-                configuration.polling.slowInterval = try n.duration(min: .seconds(1))
-            }
-            if let n = polling["privacy_interval"] {
-                configuration.polling.privacyInterval = try n.duration(min: .seconds(1))
-            }
-            if let n = polling["intervals"] {
-                let intervals = try n.mapping(allowed: Set(PollSchedule.VehicleActivity.allCases.map(\.rawValue)))
-                for (name, node) in intervals {
-                    configuration.polling.activityIntervals[PollSchedule.VehicleActivity(rawValue: name)!] =
-                        try node.duration(min: .seconds(1))
-                }
-            }
-            if let n = polling["max_requests_per_second"] {
-                let text = try n.string()
-                guard let rate = Double(text), rate >= 0.001, rate <= 100_000,
-                    text.allSatisfy({ $0.isNumber || $0 == "." })
-                else {
-                    throw n.error("expected a number of requests per second between 0.001 and 100000, got \"\(text)\"")
-                }
-                configuration.polling.maxRequestsPerSecond = rate
-            }
-            if let n = polling["daily_budget_per_vehicle"] {
-                configuration.polling.dailyBudgetPerVIN = try n.integer(in: 1...86_400_000)
-            }
-            if let n = polling["daily_budget"] {
-                configuration.polling.dailyBudgetApplication = try n.integer(in: 1...1_000_000_000)
-            }
-            if let n = polling["global_rate_limit_threshold"] {
-                configuration.polling.globalRateLimitThreshold = try n.integer(in: 1...100_000)
-            }
-        }
-        if let fleetNode = top["fleet"] {
-            let fleet = try fleetNode.mapping(allowed: ["sync", "sync_interval"])
-            if let n = fleet["sync"] { configuration.fleet.sync = try n.boolean() }
-            if let n = fleet["sync_interval"] { configuration.fleet.syncInterval = try n.duration(min: .seconds(10)) }
-        }
-        if let retentionNode = top["retention"] {
-            let retention = try retentionNode.mapping(allowed: ["samples_days", "polls_days", "purge_revoked_days"])
-            if let n = retention["purge_revoked_days"] {
-                configuration.retention.purgeRevoked = .seconds(Int64(try n.integer(in: 0...36_500)) * 86_400)
-            }
-            if let n = retention["samples_days"] {
-                configuration.retention.samples = .seconds(Int64(try n.integer(in: 1...36_500)) * 86_400)
-            }
-            if let n = retention["polls_days"] {
-                configuration.retention.polls = .seconds(Int64(try n.integer(in: 1...36_500)) * 86_400)
-            }
-        }
-        if let archiveNode = top["archive"] {
-            let archive = try archiveNode.mapping(allowed: ["raw_days"])
-            if let n = archive["raw_days"] { configuration.archiveRawDays = try n.integer(in: 0...3650) }
-        }
-        if let eventsNode = top["events"] {
-            configuration.events = try readEvents(eventsNode)
-        }
-        if let vehiclesNode = top["vehicles"] {
-            var seen = Set<VIN>()
-            for item in try vehiclesNode.sequence() {
-                let text = try item.string()
-                let vin: VIN
-                do {
-                    vin = try VIN(validating: text)
-                } catch {
-                    throw item.error(error.description)
-                }
-                guard seen.insert(vin).inserted else { throw item.error("VIN \(vin) is listed twice") }
-                configuration.vehicles.append(vin)
-            }
-        }
-        if top["vehicles"] != nil, top["fleet"]?.node.mapping?["sync"] == nil {
-            configuration.fleet.sync = configuration.vehicles.isEmpty
-        }
-        if !configuration.fleet.sync && configuration.vehicles.isEmpty {
-            throw (top["fleet"] ?? root).error("nothing to poll: list VINs under `vehicles`, or turn on `fleet.sync`")
-        }
-        if let n = top["log_level"] {
-            let level = try n.string()
-            guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(level) else {
-                throw n.error("expected one of trace, debug, info, notice, warning, error, critical; got \"\(level)\"")
-            }
-            configuration.logLevel = level
-        }
+        let (configuration, errors) = try validate(text, file: file)
+        if let first = errors.first { throw first }
         return configuration
+    }
+
+    /// Checks the config file at `path` and returns every error found (one per section at most:
+    /// a section is read up to its first bad key), for `fleet-telemetry check-config`.
+    public static func validate(path: String) -> (DaemonConfiguration?, [ConfigError]) {
+        guard let text = readTextFile(path) else {
+            return (
+                nil,
+                [
+                    ConfigError(
+                        file: path, key: nil, message: "cannot read the config file (missing, unreadable or not UTF-8)")
+                ]
+            )
+        }
+        do {
+            let (configuration, errors) = try validate(text, file: path)
+            return (errors.isEmpty ? configuration : nil, errors)
+        } catch {
+            return (nil, [error])
+        }
+    }
+
+    /// Parses config text, collecting the errors of each section.
+    ///
+    /// - Throws: ``ConfigError`` when the text is not YAML or not a mapping at all.
+    static func validate(_ text: String, file: String) throws(ConfigError) -> (DaemonConfiguration, [ConfigError]) {
+        let root = try ConfigNode.parse(text, file: file)
+        var errors: [ConfigError] = []
+        let top = try root.mapping(
+            allowed: [
+                "api", "database", "polling", "fleet", "events", "retention", "archive", "vehicles", "log_level",
+            ], errors: &errors)
+        func collect(_ body: () throws(ConfigError) -> Void) {
+            do { try body() } catch { errors.append(error) }
+        }
+        // A stand-in while `api` is checked, so that the other sections are checked too.
+        var configuration = DaemonConfiguration(
+            api: .init(baseURL: "http://127.0.0.1", clientID: "-", clientSecret: .environment("-")))
+        collect { () throws(ConfigError) in
+
+            guard let apiNode = top["api"] else { throw root.error("missing key `api`") }
+            let api = try apiNode.mapping(allowed: [
+                "base_url", "client_id", "client_secret", "connect_timeout", "request_timeout", "max_response_bytes",
+                "paths", "proxy", "insecure_skip_tls_verify",
+            ])
+            guard let baseURLNode = api["base_url"] else { throw apiNode.error("missing key `base_url`") }
+            let baseURL = try baseURLNode.string()
+            guard baseURL.hasPrefix("https://") || baseURL.hasPrefix("http://"), baseURL.count > 8,
+                !baseURL.contains(" "),
+                let url = URL(string: baseURL), let host = url.host, !host.isEmpty, url.query == nil,
+                url.fragment == nil
+            else {
+                throw baseURLNode.error("expected an http:// or https:// URL, got \"\(baseURL)\"")
+            }
+            if let port = url.port, !(1...65535).contains(port) {
+                throw baseURLNode.error("the port must be between 1 and 65535, got \(port)")
+            }
+            guard let clientIDNode = api["client_id"] else { throw apiNode.error("missing key `client_id`") }
+            let clientID = try clientIDNode.string()
+            guard !clientID.isEmpty else { throw clientIDNode.error("must not be empty") }
+            guard let secretNode = api["client_secret"] else {
+                throw apiNode.error("missing key `client_secret` (one of file, env, credential)")
+            }
+            let secretFields = try secretNode.mapping(allowed: ["file", "env", "credential"])
+            guard secretFields.count == 1, let (kind, valueNode) = secretFields.first else {
+                throw secretNode.error("give exactly one of `file`, `env` or `credential`")
+            }
+            let secretValue = try valueNode.string()
+            guard !secretValue.isEmpty else { throw valueNode.error("must not be empty") }
+            if kind == "credential", secretValue.contains("/") || secretValue == "." || secretValue == ".." {
+                throw valueNode.error("a credential name is a file name in $CREDENTIALS_DIRECTORY, without '/'")
+            }
+            let secret: SecretSource =
+                kind == "file"
+                ? .file(secretValue) : kind == "env" ? .environment(secretValue) : .credential(secretValue)
+
+            configuration = DaemonConfiguration(api: .init(baseURL: baseURL, clientID: clientID, clientSecret: secret))
+            if let n = api["connect_timeout"] {
+                configuration.api.connectTimeout = try n.duration(min: .milliseconds(100))
+            }
+            if let n = api["request_timeout"] {
+                configuration.api.requestTimeout = try n.duration(min: .seconds(1))
+                guard configuration.api.requestTimeout <= .seconds(600) else {
+                    throw n.error("must be at most 10m, got \(try n.string())")
+                }
+            }
+            if let n = api["max_response_bytes"] {
+                configuration.api.maxResponseBytes = try n.integer(in: 1024...1_073_741_824)
+            }
+            if let n = api["paths"] {
+                let text = try n.string()
+                guard let family = PathFamily(rawValue: text) else {
+                    throw n.error("expected platform or document, got \"\(text)\"")
+                }
+                configuration.api.pathFamily = family
+            }
+            if let n = api["proxy"] {
+                let text = try n.string()
+                guard ClientConfiguration.Proxy(url: text) != nil else {
+                    throw n.error("expected a proxy URL such as http://proxy.example:3128, got \"\(text)\"")
+                }
+                configuration.api.proxy = text
+            }
+            if let n = api["insecure_skip_tls_verify"] {
+                configuration.api.insecureSkipTLSVerify = try n.boolean()
+                if configuration.api.insecureSkipTLSVerify && !ClientConfiguration.isLoopback(baseURL) {
+                    throw n.error(
+                        "certificate verification can only be skipped for a loopback base_url (an emulator on 127.0.0.1 or localhost)"
+                    )
+                }
+            }
+        }
+        collect { () throws(ConfigError) in
+            if let databaseNode = top["database"] {
+                let database = try databaseNode.mapping(allowed: ["path", "stale_after", "max_size_mb"])
+                if let n = database["max_size_mb"] {
+                    configuration.maxSizeMegabytes = try n.integer(in: 1...16_000_000)
+                }
+                if let n = database["stale_after"] { configuration.staleAfter = try n.duration(min: .seconds(1)) }
+                if let n = database["path"] {
+                    configuration.databasePath = try n.string()
+                    guard !configuration.databasePath.isEmpty else { throw n.error("must not be empty") }
+                }
+            }
+        }
+        collect { () throws(ConfigError) in
+            if let pollingNode = top["polling"] {
+                let polling = try pollingNode.mapping(allowed: [
+                    "interval", "max_backoff", "max_retry_after", "max_concurrent_requests", "slow_interval",
+                    "privacy_interval",
+                    "intervals", "max_requests_per_second", "daily_budget_per_vehicle", "daily_budget",
+                    "global_rate_limit_threshold",
+                ])
+                if let n = polling["interval"] { configuration.polling.interval = try n.duration(min: .seconds(1)) }
+                if let n = polling["max_backoff"] {
+                    configuration.polling.maxBackoff = try n.duration(min: .seconds(1))
+                }
+                if let n = polling["max_retry_after"] {
+                    configuration.polling.maxRetryAfter = try n.duration(min: .seconds(1))
+                }
+                if let n = polling["max_concurrent_requests"] {
+                    configuration.polling.maxConcurrentRequests = try n.integer(in: 1...1024)
+                }
+                if let n = polling["slow_interval"] {
+                    configuration.polling.slowInterval = try n.duration(min: .seconds(1))
+                }
+                if let n = polling["privacy_interval"] {
+                    configuration.polling.privacyInterval = try n.duration(min: .seconds(1))
+                }
+                if let n = polling["intervals"] {
+                    let intervals = try n.mapping(allowed: Set(PollSchedule.VehicleActivity.allCases.map(\.rawValue)))
+                    for (name, node) in intervals {
+                        configuration.polling.activityIntervals[PollSchedule.VehicleActivity(rawValue: name)!] =
+                            try node.duration(min: .seconds(1))
+                    }
+                }
+                if let n = polling["max_requests_per_second"] {
+                    let text = try n.string()
+                    guard let rate = Double(text), rate >= 0.001, rate <= 100_000,
+                        text.allSatisfy({ $0.isNumber || $0 == "." })
+                    else {
+                        throw n.error(
+                            "expected a number of requests per second between 0.001 and 100000, got \"\(text)\"")
+                    }
+                    configuration.polling.maxRequestsPerSecond = rate
+                }
+                if let n = polling["daily_budget_per_vehicle"] {
+                    configuration.polling.dailyBudgetPerVIN = try n.integer(in: 1...86_400_000)
+                }
+                if let n = polling["daily_budget"] {
+                    configuration.polling.dailyBudgetApplication = try n.integer(in: 1...1_000_000_000)
+                }
+                if let n = polling["global_rate_limit_threshold"] {
+                    configuration.polling.globalRateLimitThreshold = try n.integer(in: 1...100_000)
+                }
+            }
+        }
+        collect { () throws(ConfigError) in
+            if let fleetNode = top["fleet"] {
+                let fleet = try fleetNode.mapping(allowed: ["sync", "sync_interval"])
+                if let n = fleet["sync"] { configuration.fleet.sync = try n.boolean() }
+                if let n = fleet["sync_interval"] {
+                    configuration.fleet.syncInterval = try n.duration(min: .seconds(10))
+                }
+            }
+        }
+        collect { () throws(ConfigError) in
+            if let retentionNode = top["retention"] {
+                let retention = try retentionNode.mapping(allowed: ["samples_days", "polls_days", "purge_revoked_days"])
+                if let n = retention["purge_revoked_days"] {
+                    configuration.retention.purgeRevoked = .seconds(Int64(try n.integer(in: 0...36_500)) * 86_400)
+                }
+                if let n = retention["samples_days"] {
+                    configuration.retention.samples = .seconds(Int64(try n.integer(in: 1...36_500)) * 86_400)
+                }
+                if let n = retention["polls_days"] {
+                    configuration.retention.polls = .seconds(Int64(try n.integer(in: 1...36_500)) * 86_400)
+                }
+            }
+        }
+        collect { () throws(ConfigError) in
+            if let archiveNode = top["archive"] {
+                let archive = try archiveNode.mapping(allowed: ["raw_days"])
+                if let n = archive["raw_days"] { configuration.archiveRawDays = try n.integer(in: 0...3650) }
+            }
+        }
+        collect { () throws(ConfigError) in
+            if let eventsNode = top["events"] {
+                configuration.events = try readEvents(eventsNode)
+            }
+        }
+        collect { () throws(ConfigError) in
+            if let vehiclesNode = top["vehicles"] {
+                var seen = Set<VIN>()
+                for item in try vehiclesNode.sequence() {
+                    let text = try item.string()
+                    let vin: VIN
+                    do {
+                        vin = try VIN(validating: text)
+                    } catch {
+                        throw item.error(String(describing: error))
+                    }
+                    guard seen.insert(vin).inserted else { throw item.error("VIN \(vin) is listed twice") }
+                    configuration.vehicles.append(vin)
+                }
+            }
+        }
+        collect { () throws(ConfigError) in
+            if top["vehicles"] != nil, top["fleet"]?.node.mapping?["sync"] == nil {
+                configuration.fleet.sync = configuration.vehicles.isEmpty
+            }
+        }
+        collect { () throws(ConfigError) in
+            if !configuration.fleet.sync && configuration.vehicles.isEmpty {
+                throw (top["fleet"] ?? root).error(
+                    "nothing to poll: list VINs under `vehicles`, or turn on `fleet.sync`")
+            }
+        }
+        collect { () throws(ConfigError) in
+            if let n = top["log_level"] {
+                let level = try n.string()
+                guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(level) else {
+                    throw n.error(
+                        "expected one of trace, debug, info, notice, warning, error, critical; got \"\(level)\"")
+                }
+                configuration.logLevel = level
+            }
+        }
+        return (configuration, errors)
     }
 }
 
@@ -323,6 +397,25 @@ public struct ConfigNode {
 
     private func child(_ name: String, _ node: Node) -> ConfigNode {
         ConfigNode(node: node, key: key.map { "\($0).\(name)" } ?? name, file: file)
+    }
+
+    /// The mapping's values by key; a key outside `allowed` is added to `errors` and skipped.
+    public func mapping(allowed: Set<String>, errors: inout [ConfigError]) throws(ConfigError) -> [String: ConfigNode] {
+        guard case .mapping(let mapping) = node else { throw error("expected a mapping of keys") }
+        var result: [String: ConfigNode] = [:]
+        for (keyNode, valueNode) in mapping {
+            guard case .scalar(let scalar) = keyNode, allowed.contains(scalar.string) else {
+                do {
+                    _ = try ConfigNode(node: .mapping([keyNode: valueNode]), key: key, file: file).mapping(
+                        allowed: allowed)
+                } catch {
+                    errors.append(error)
+                }
+                continue
+            }
+            result[scalar.string] = child(scalar.string, valueNode)
+        }
+        return result
     }
 
     /// The mapping's values by key; any key outside `allowed` is an error.

@@ -39,11 +39,12 @@ public struct Daemon: Sendable {
     ///   - sink: Where events go; by default one JSON line each on standard output.
     ///   - seed: Seeds the start offsets and jitter; random by default.
     ///   - metrics: Counters and timers; the process-wide `MetricsSystem` by default.
+    ///   - notifier: Tells systemd about readiness, status and the watchdog (``ServiceNotifier``).
     ///   - onPoll: Called with each poll's result once it is recorded.
     public init(
         configuration: DaemonConfiguration, store: TelemetryStore, client: HighMobilityClient, clock: any WallClock,
         sink: (any EventSink)? = nil, seed: UInt64? = nil, logger: Logger, metrics: (any MetricsFactory)? = nil,
-        onPoll: (@Sendable (PollPipeline.Result) -> Void)? = nil
+        notifier: ServiceNotifier = .disabled, onPoll: (@Sendable (PollPipeline.Result) -> Void)? = nil
     ) {
         self.configuration = configuration
         self.store = store
@@ -60,7 +61,7 @@ public struct Daemon: Sendable {
             pipeline: PollPipeline(client: client, ingestion: ingestion, clock: clock),
             maintenance: Maintenance(ingestion: ingestion, retention: configuration.retention, logger: logger),
             clock: clock, maxConcurrentRequests: configuration.polling.maxConcurrentRequests, fleetSync: fleetSync,
-            seed: seed ?? UInt64.random(in: 0...UInt64.max), logger: logger, onPoll: onPoll)
+            seed: seed ?? UInt64.random(in: 0...UInt64.max), logger: logger, notifier: notifier, onPoll: onPoll)
     }
 
     /// The ingestion path with the configured event rules: what the daemon's polls use, and what

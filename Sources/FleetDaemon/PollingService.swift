@@ -46,6 +46,11 @@ public actor PollingService: Service {
     private var tokenOutageSince: Timestamp?
     /// The end of the token pause last logged: one line per backoff step.
     private var tokenPauseLogged: Timestamp?
+    /// Tells the service manager about readiness, status, the watchdog and the stop.
+    private let notifier: ServiceNotifier
+    /// Polls and failed polls per second of the last minute, for `STATUS=`.
+    private var recentPolls: [(second: Int64, polls: Int, failed: Int)] = []
+    private var lastError: String?
     /// At stop: requests cancelled, and answers that could not be stored.
     private var cancelledAtStop = 0
     private var unstoredAtStop = 0
@@ -77,16 +82,18 @@ public actor PollingService: Service {
     public init(
         vins: [VIN], policy: PollSchedule.Policy, pipeline: PollPipeline, maintenance: Maintenance,
         clock: any WallClock, maxConcurrentRequests: Int, fleetSync: FleetSync? = nil,
-        seed: UInt64 = UInt64.random(in: 0...UInt64.max), logger: Logger,
+        seed: UInt64 = UInt64.random(in: 0...UInt64.max), logger: Logger, notifier: ServiceNotifier = .disabled,
         onPoll: (@Sendable (PollPipeline.Result) -> Void)? = nil
     ) {
+        self.notifier = notifier
         let start = clock.now()
         self.schedule = PollSchedule(vins: vins, policy: policy, start: start, seed: seed)
         let countsManualPolls = policy.dailyBudgetPerVIN != nil || policy.dailyBudgetApplication != nil
         self.chores = Chores(
             cadence: .init(
                 fleetSync: fleetSync?.interval, manualPollCount: countsManualPolls ? .seconds(10) : nil,
-                maintenance: maintenance.interval),
+                maintenance: maintenance.interval, watchdog: notifier.watchdogPing,
+                status: notifier.isEnabled ? .seconds(5) : nil),
             start: start, seed: seed)
         self.staticVINs = Set(vins)
         self.fleetSync = fleetSync
@@ -114,11 +121,13 @@ public actor PollingService: Service {
     public func run() async throws {
         defer { finish() }
         let store = pipeline.ingestion.store
+        let notifier = self.notifier
         // At stop, a wait for another process's lock lasts at most a second (also one in progress).
         try await withTaskCancellationHandler {
             try await withGracefulShutdownHandler {
                 try await loop()
             } onGracefulShutdown: {
+                notifier.send(["STOPPING=1", "STATUS=stopping"])
                 store.giveUpLockWaits(after: Self.lockWaitAtStop)
             }
         } onCancel: {
@@ -135,6 +144,8 @@ public actor PollingService: Service {
             "polling \(schedule.count) vehicle\(schedule.count == 1 ? "" : "s") every \(DurationParser.format(schedule.policy.interval))\(fleet)"
         )
         await restore(now: clock.now())
+        // Ready: the database is open and the schedule loaded.
+        notifier.send(["READY=1", "STATUS=" + statusLine(at: clock.now())])
         let pipeline = self.pipeline
         let clock = self.clock
         try await withThrowingTaskGroup(of: LoopEvent.self) { group in
@@ -228,6 +239,7 @@ public actor PollingService: Service {
             }
         }
         if stopping && result.outcome == .failed && !result.stored { unstoredAtStop += 1 }
+        countForStatus(failed: result.error != nil, error: result.error, at: now)
         if schedule.pauseReason == .rateLimited, schedule.globalPauseUntil != pauseBefore,
             let until = schedule.globalPauseUntil
         {
@@ -259,6 +271,11 @@ public actor PollingService: Service {
             await maintenance.run(now: now)
         case .scheduleSave:
             await saveSchedule(at: now)
+        case .watchdog:
+            // From the loop itself: a loop that stops turning is killed by the service manager.
+            notifier.send("WATCHDOG=1")
+        case .status:
+            notifier.send("STATUS=" + statusLine(at: now))
         }
         chores.completed(chore, at: now)
         return nil
@@ -322,6 +339,37 @@ public actor PollingService: Service {
         let wait = DurationParser.format(retryAfter ?? .seconds(1))
         logger.warning("no access token, polling paused; next token request in \(wait): \(error)")
         chores.needsSave(at: now, urgent: true)
+    }
+
+    /// Counts a poll for `STATUS=`: per second, the last minute kept.
+    private func countForStatus(failed: Bool, error: String?, at now: Timestamp) {
+        let second = now.millisecondsSince1970 / 1000
+        if recentPolls.last?.second == second {
+            recentPolls[recentPolls.count - 1].polls += 1
+            if failed { recentPolls[recentPolls.count - 1].failed += 1 }
+        } else {
+            recentPolls.append((second, 1, failed ? 1 : 0))
+        }
+        if let first = recentPolls.first, first.second < second - 60 {
+            recentPolls.removeAll { $0.second < second - 60 }
+        }
+        if failed, let error { lastError = error }
+    }
+
+    /// The `STATUS=` line: `polling 12 vehicles; last minute 140 polls, 2 failed; 1.5 requests/s;
+    /// last error: …`.
+    func statusLine(at now: Timestamp) -> String {
+        let second = now.millisecondsSince1970 / 1000
+        let minute = recentPolls.filter { $0.second >= second - 60 }
+        var text = "polling \(schedule.count) vehicle\(schedule.count == 1 ? "" : "s")"
+        text +=
+            "; last minute \(minute.reduce(0) { $0 + $1.polls }) polls, \(minute.reduce(0) { $0 + $1.failed }) failed"
+        if let rate = schedule.rate.current { text += "; " + Self.format(rate: rate) }
+        if let pause = schedule.globalPauseUntil, pause > now {
+            text += "; paused until \(pause) (\(schedule.pauseReason?.rawValue ?? "rate_limited"))"
+        }
+        if let lastError { text += "; last error: " + String(lastError.prefix(160)) }
+        return text
     }
 
     /// `1.5 requests/s`.

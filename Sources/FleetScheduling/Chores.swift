@@ -14,6 +14,10 @@ public struct Chores: Sendable {
         case maintenance
         /// Write the polling states of the vehicles polled since the last save.
         case scheduleSave
+        /// Tell the service manager the loop still turns (`WATCHDOG=1`).
+        case watchdog
+        /// Tell the service manager what the daemon is doing (`STATUS=`).
+        case status
     }
 
     /// How often each chore runs.
@@ -27,11 +31,17 @@ public struct Chores: Sendable {
         /// How long polling states may wait to be written: a second of lost due times costs
         /// nothing at a restart (overdue vehicles are spread), a transaction per poll does.
         public var scheduleSaveDelay: Duration
+        /// Half of the service manager's `WATCHDOG_USEC`; `nil` without a watchdog.
+        public var watchdog: Duration?
+        /// How often `STATUS=` is refreshed; `nil` without a service manager.
+        public var status: Duration?
 
         public init(
             fleetSync: Duration?, manualPollCount: Duration? = .seconds(10), maintenance: Duration = .seconds(60),
-            scheduleSaveDelay: Duration = .seconds(1)
+            scheduleSaveDelay: Duration = .seconds(1), watchdog: Duration? = nil, status: Duration? = nil
         ) {
+            self.watchdog = watchdog
+            self.status = status
             self.fleetSync = fleetSync
             self.manualPollCount = manualPollCount
             self.maintenance = maintenance
@@ -60,6 +70,8 @@ public struct Chores: Sendable {
         if cadence.fleetSync != nil { dueAt[.fleetSync] = start }
         if cadence.manualPollCount != nil { dueAt[.manualPollCount] = start }
         dueAt[.maintenance] = start
+        if cadence.watchdog != nil { dueAt[.watchdog] = start }
+        if cadence.status != nil { dueAt[.status] = start }
     }
 
     /// The chores due at `now`, in the order of ``Chore`` (the fleet first: it decides who is polled).
@@ -87,6 +99,8 @@ public struct Chores: Sendable {
         case .manualPollCount: dueAt[chore] = cadence.manualPollCount.map { now.adding($0) }
         case .maintenance: dueAt[chore] = now.adding(cadence.maintenance)
         case .scheduleSave: dueAt[chore] = nil
+        case .watchdog: dueAt[chore] = cadence.watchdog.map { now.adding($0) }
+        case .status: dueAt[chore] = cadence.status.map { now.adding($0) }
         }
     }
 

@@ -12,7 +12,7 @@ struct FleetTelemetryCommand: AsyncParsableCommand {
         subcommands: [
             RunCommand.self, DemoCommand.self, EmulatorCommand.self, VehiclesCommand.self, EligibilityCommand.self,
             PollCommand.self, ImportCommand.self, StatusCommand.self, HistoryCommand.self, EventsCommand.self,
-            ScheduleCommand.self, BackupCommand.self, PurgeCommand.self, ReprocessCommand.self,
+            ScheduleCommand.self, CheckConfigCommand.self, BackupCommand.self, PurgeCommand.self, ReprocessCommand.self,
         ]
     )
 }

@@ -50,7 +50,8 @@ struct RunCommand: AsyncParsableCommand {
         let client = HighMobilityClient(configuration: clientConfiguration, clock: clock, logger: logger)
         let sink = StdoutEventSink(logger: logger)
         let daemon = Daemon(
-            configuration: configuration, store: store, client: client, clock: clock, sink: sink, logger: logger)
+            configuration: configuration, store: store, client: client, clock: clock, sink: sink, logger: logger,
+            notifier: ServiceNotifier(environment: ProcessInfo.processInfo.environment))
         logger.info(
             "database \(databasePath), API \(clientConfiguration.baseURL) (\(clientConfiguration.pathFamily.rawValue) paths)"
         )
