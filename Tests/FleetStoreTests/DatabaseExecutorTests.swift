@@ -63,7 +63,8 @@ private final class WriteLockHolder: Sendable {
         let stores = try (0...ProcessInfo.processInfo.activeProcessorCount).map { _ in
             try TelemetryStore(path: db.path)
         }
-        let holder = try WriteLockHolder(path: db.path, holdFor: 3)
+        // Long enough for a loaded machine (other suites run meanwhile) to get to the task.
+        let holder = try WriteLockHolder(path: db.path, holdFor: 6)
         let writes = Task {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for (index, store) in stores.enumerated() {

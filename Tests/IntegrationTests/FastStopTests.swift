@@ -9,8 +9,8 @@ import Testing
 /// whatever the API or another process holding the database does, and losing no answered poll.
 extension CommandLineTests {
     /// Starts `run` against the harness's emulator on a database of its own; returns the process,
-    /// its standard-error pipe and the database path.
-    func startDaemon(_ h: Harness, vehicles: [VIN]) throws -> (Process, Pipe, String) {
+    /// the file its standard error goes to and the database path.
+    func startDaemon(_ h: Harness, vehicles: [VIN]) throws -> (Process, String, String) {
         let database = NSTemporaryDirectory() + "ft-stop-\(UUID().uuidString).sqlite"
         let config = NSTemporaryDirectory() + "ft-stop-\(UUID().uuidString).yaml"
         try """
@@ -30,11 +30,19 @@ extension CommandLineTests {
         process.executableURL = CLI.binary
         process.arguments = ["run", "--config", config]
         process.environment = ["HM_SECRET": EmulatorConfiguration.defaultClientSecret, "PATH": "/usr/bin:/bin"]
-        let err = Pipe()
+        // A file, not a pipe: the test never blocks a cooperative thread reading it.
+        let err = database + ".stderr"
+        _ = FileManager.default.createFile(atPath: err, contents: nil)
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = err
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
         try process.run()
         return (process, err, database)
+    }
+
+    /// Waits for `process` to exit without blocking a thread; its standard error, read after.
+    func exited(_ process: Process, stderr path: String) async throws -> String {
+        while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+        return (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
     }
 
     /// Polls with HTTP 200 stored in `database` (0 while it does not exist yet).
@@ -60,6 +68,7 @@ extension CommandLineTests {
             defer {
                 if process.isRunning { process.terminate() }
                 try? FileManager.default.removeItem(atPath: database)
+                try? FileManager.default.removeItem(atPath: err)
             }
             try await waitUntil {
                 storedPolls(database) >= 4 && h.emulator.requestLog.contains { $0.vin == slow.rawValue }
@@ -67,10 +76,8 @@ extension CommandLineTests {
             #expect(storedPolls(database) >= 4, "the other vehicles were polled")
             let sent = ContinuousClock.now
             process.terminate()
-            let stderr = err.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
+            let log = try await exited(process, stderr: err)
             let took = ContinuousClock.now - sent
-            let log = String(decoding: stderr, as: UTF8.self)
             #expect(process.terminationReason == .exit && process.terminationStatus == 0, "\(log.suffix(400))")
             #expect(took < .seconds(10), "stopped in \(took), not after the 20 s answer")
             #expect(log.contains("1 request cancelled"), "\(log.suffix(400))")
@@ -96,6 +103,7 @@ extension CommandLineTests {
             defer {
                 if process.isRunning { process.terminate() }
                 try? FileManager.default.removeItem(atPath: database)
+                try? FileManager.default.removeItem(atPath: err)
             }
             try await waitUntil { storedPolls(database) >= 2 }
             let shell = try Connection(path: database)
@@ -104,11 +112,9 @@ extension CommandLineTests {
             try await Task.sleep(for: .milliseconds(2500))
             let sent = ContinuousClock.now
             process.terminate()
-            let stderr = err.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
+            let log = try await exited(process, stderr: err)
             let took = ContinuousClock.now - sent
             try shell.execute("ROLLBACK")
-            let log = String(decoding: stderr, as: UTF8.self)
             #expect(process.terminationReason == .exit && process.terminationStatus == 0, "\(log.suffix(400))")
             #expect(took < .seconds(10), "stopped in \(took) with the database locked")
             #expect(log.contains("could not be stored while stopping"), "\(log.suffix(600))")

@@ -97,7 +97,7 @@ extension CommandLineTests {
                 messages += notify.receive()
             }
             process.terminate()
-            process.waitUntilExit()
+            while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
             messages += notify.receive()
             #expect(process.terminationStatus == 0)
             let ready = try #require(messages.firstIndex { $0.hasPrefix("READY=1") }, "\(messages)")
