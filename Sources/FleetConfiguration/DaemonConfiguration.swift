@@ -8,7 +8,7 @@ import FleetScheduling
 /// The file format, with every key, is `config/fleet-telemetry.yaml`; ``ConfigLoader`` reads it.
 public struct DaemonConfiguration: Sendable {
     /// `api`: how to reach the High Mobility API.
-    public struct API: Sendable {
+    public struct API: Sendable, Hashable {
         /// `api.base_url`, e.g. `https://sandbox.api.high-mobility.com`.
         public var baseURL: String
         /// `api.client_id`.
@@ -30,7 +30,7 @@ public struct DaemonConfiguration: Sendable {
     }
 
     /// `fleet`: the fleet clearance sync.
-    public struct Fleet: Sendable {
+    public struct Fleet: Sendable, Hashable {
         /// `fleet.sync`: list the fleet and poll its `approved` VINs (default: on when `vehicles` is empty).
         public var sync: Bool
         /// `fleet.sync_interval` (default 1h).
@@ -43,7 +43,7 @@ public struct DaemonConfiguration: Sendable {
     }
 
     /// `polling`: the schedule.
-    public struct Polling: Sendable {
+    public struct Polling: Sendable, Hashable {
         /// `polling.interval`: each VIN is polled this often (default 5m).
         public var interval: Duration = .seconds(300)
         /// `polling.max_backoff`: the longest wait after repeated failures (default 1h).

@@ -64,6 +64,41 @@ public struct Daemon: Sendable {
             seed: seed ?? UInt64.random(in: 0...UInt64.max), logger: logger, notifier: notifier, onPoll: onPoll)
     }
 
+    /// What a reload did: the changes applied, and the settings that differ but apply only
+    /// after a restart.
+    public struct ReloadOutcome: Sendable, Hashable {
+        public var applied: [String]
+        public var needRestart: [String]
+    }
+
+    /// Applies `new` (a re-read config file) in place of `old` without dropping state: the
+    /// `polling` section, the `vehicles` list, the `events` rules and geofences and
+    /// `archive.raw_days`. `api`, `database`, `fleet` and `retention` take effect only after a
+    /// restart and are named in ``ReloadOutcome/needRestart`` when they differ.
+    public func reload(from old: DaemonConfiguration, to new: DaemonConfiguration) async -> ReloadOutcome {
+        var needRestart: [String] = []
+        if new.api != old.api { needRestart.append("api") }
+        if new.databasePath != old.databasePath || new.staleAfter != old.staleAfter
+            || new.maxSizeMegabytes != old.maxSizeMegabytes
+        {
+            needRestart.append("database")
+        }
+        if new.fleet != old.fleet { needRestart.append("fleet") }
+        if new.retention != old.retention { needRestart.append("retention") }
+        let ingestion = Self.ingestion(
+            events: new.events, archiveRawDays: new.archiveRawDays, store: store, sink: self.ingestion.sink,
+            logger: self.ingestion.logger, metrics: self.ingestion.metrics)
+        var applied = await polling.apply(
+            policy: new.polling.policy, vehicles: new.vehicles, ingestion: ingestion)
+        if new.polling.maxConcurrentRequests != old.polling.maxConcurrentRequests {
+            needRestart.append("polling.max_concurrent_requests")
+        }
+        if new.events != old.events { applied.append("event rules") }
+        if new.archiveRawDays != old.archiveRawDays { applied.append("archive.raw_days") }
+        if new.logLevel != old.logLevel { applied.append("log_level \(new.logLevel)") }
+        return ReloadOutcome(applied: applied, needRestart: needRestart)
+    }
+
     /// The ingestion path with the configured event rules: what the daemon's polls use, and what
     /// `poll --store`, `import` and `reprocess` use.
     ///

@@ -1,5 +1,6 @@
 import FleetClient
 import FleetConfiguration
+import FleetIngestion
 import FleetModel
 import FleetScheduling
 import FleetStore
@@ -21,13 +22,17 @@ import ServiceLifecycle
 public actor PollingService: Service {
     private var schedule: PollSchedule
     private var chores: Chores
-    private let pipeline: PollPipeline
+    private var pipeline: PollPipeline
     private let maintenance: Maintenance
     private let clock: any WallClock
     private let maxConcurrentRequests: Int
     private let logger: Logger
     private let fleetSync: FleetSync?
-    private let staticVINs: Set<VIN>
+    private var staticVINs: Set<VIN>
+    /// VINs the last fleet listing found approved (polled besides ``staticVINs``).
+    private var fleetApproved: Set<VIN> = []
+    /// The loop's child task waiting for a reload, while the loop runs.
+    private var reloadWaiter: CheckedContinuation<Void, Never>?
     /// Called with every poll's result once it is recorded (metrics, tests).
     private let onPoll: (@Sendable (PollPipeline.Result) -> Void)?
     /// Polling states saved by an earlier run, used when a VIN joins the schedule.
@@ -109,6 +114,8 @@ public actor PollingService: Service {
     private enum LoopEvent: Sendable {
         case polled(PollPipeline.Result)
         case wake(Timestamp)
+        /// A reload changed what is due: look again.
+        case reloaded
     }
 
     /// Polls each VIN as it falls due, independently: a slow VIN holds one of the
@@ -152,6 +159,7 @@ public actor PollingService: Service {
             var inFlight = 0
             // Deadlines of the wake-ups asked for and not yet seen, earliest first.
             var wakes: [Timestamp] = []
+            group.addTask { await self.waitForReload() }
             while true {
                 turns += 1
                 let stopping = Task.isShuttingDownGracefully || Task.isCancelled
@@ -191,6 +199,10 @@ public actor PollingService: Service {
                 switch event {
                 case .wake(let deadline):
                     if let index = wakes.firstIndex(of: deadline) { wakes.remove(at: index) }
+                case .reloaded:
+                    if !(Task.isShuttingDownGracefully || Task.isCancelled) {
+                        group.addTask { await self.waitForReload() }
+                    }
                 case .polled(let result):
                     inFlight -= 1
                     if let fatal = record(result) {
@@ -356,6 +368,9 @@ public actor PollingService: Service {
         if failed, let error { lastError = error }
     }
 
+    /// The `STATUS=` line as of now.
+    public var status: String { statusLine(at: clock.now()) }
+
     /// The `STATUS=` line: `polling 12 vehicles; last minute 140 polls, 2 failed; 1.5 requests/s;
     /// last error: …`.
     func statusLine(at now: Timestamp) -> String {
@@ -376,6 +391,63 @@ public actor PollingService: Service {
     static func format(rate: Double) -> String {
         let rounded = rate >= 10 ? (rate * 10).rounded() / 10 : (rate * 1000).rounded() / 1000
         return "\(rounded) requests/s"
+    }
+
+    // MARK: - Reload
+
+    /// Applies a reloaded configuration without dropping state: the policy (intervals, budgets,
+    /// rate cap), the VINs listed in the config (new ones join at a random offset within one
+    /// interval, removed ones stop unless the fleet listing approved them) and the ingestion path
+    /// (event rules, geofences). Polls in flight finish with what they started with.
+    ///
+    /// - Returns: What changed, one phrase each (for the log line).
+    public func apply(policy: PollSchedule.Policy, vehicles: [VIN], ingestion: Ingestion) -> [String] {
+        var changes: [String] = []
+        let now = clock.now()
+        if policy != schedule.policy {
+            schedule.update(policy: policy, at: now)
+            changes.append("polling settings")
+        }
+        let listed = Set(vehicles)
+        let added = listed.subtracting(staticVINs)
+        let removed = staticVINs.subtracting(listed)
+        for vin in added.sorted() where schedule.entry(vin) == nil {
+            if let entry = saved[vin] {
+                schedule.restore(vin, entry: entry, at: now)
+            } else {
+                schedule.add(vin, at: now)
+            }
+        }
+        for vin in removed where !fleetApproved.contains(vin) { schedule.remove(vin) }
+        staticVINs = listed
+        if !added.isEmpty { changes.append("\(added.count) vehicle\(added.count == 1 ? "" : "s") added") }
+        if !removed.isEmpty { changes.append("\(removed.count) vehicle\(removed.count == 1 ? "" : "s") removed") }
+        pipeline = PollPipeline(client: pipeline.client, ingestion: ingestion, clock: pipeline.clock)
+        // The loop may sleep until a time the old settings chose: wake it to look again.
+        reloadWaiter?.resume()
+        reloadWaiter = nil
+        return changes
+    }
+
+    /// The loop's child task: returns at the next reload, or when the loop stops.
+    private func waitForReload() async -> LoopEvent {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                if Task.isCancelled {
+                    continuation.resume()
+                } else {
+                    reloadWaiter = continuation
+                }
+            }
+        } onCancel: {
+            Task { await self.cancelReloadWait() }
+        }
+        return .reloaded
+    }
+
+    private func cancelReloadWait() {
+        reloadWaiter?.resume()
+        reloadWaiter = nil
     }
 
     // MARK: - Chores
@@ -525,6 +597,7 @@ public actor PollingService: Service {
             let events = try await ingestion.store.recordClearance(fleet, at: now, detector: ingestion.rules)
             await ingestion.sink.deliver(events)
             let stopped = Set(try await ingestion.store.vehicles().filter { $0.status == .consentRemoved }.map(\.vin))
+            fleetApproved = Set(fleet.filter { $0.status.isPollable && !stopped.contains($0.vin) }.map(\.vin))
             for vehicle in fleet where !staticVINs.contains(vehicle.vin) {
                 guard vehicle.status.isPollable && !stopped.contains(vehicle.vin) else {
                     schedule.remove(vehicle.vin)

@@ -157,7 +157,7 @@ public struct PollSchedule: Sendable {
         }
     }
 
-    public let policy: Policy
+    public private(set) var policy: Policy
     private(set) public var entries: [VIN: Entry] = [:]
     private var heap = DueHeap()
     private var random: SplitMix64
@@ -319,6 +319,26 @@ public struct PollSchedule: Sendable {
             spread.nextDue = now.adding(
                 milliseconds: Int64(random.next() % UInt64(max(1, policy.interval.milliseconds))))
             set(vin, spread)
+        }
+    }
+
+    /// Applies a new policy (a reloaded config) without dropping state: due times, failures,
+    /// daily counts and the learned rate stay (within the new ceiling); a healthy VIN due later
+    /// than one new interval from `now` is brought forward to it.
+    public mutating func update(policy newPolicy: Policy, at now: Timestamp) {
+        guard newPolicy != policy else { return }
+        policy = newPolicy
+        rate = ApplicationRate(
+            ceiling: newPolicy.maxRequestsPerSecond, threshold: newPolicy.globalRateLimitThreshold,
+            learned: rate.learned)
+        if let pause = globalPauseUntil { rate.holdReleases(until: pause) }
+        for (vin, entry) in entries where !entry.inFlight && entry.health == .ok {
+            let latest = now.adding(effectiveInterval(for: entry))
+            if entry.nextDue > latest {
+                var moved = entry
+                moved.nextDue = latest
+                set(vin, moved)
+            }
         }
     }
 

@@ -49,14 +49,17 @@ struct RunCommand: AsyncParsableCommand {
         let clock = SystemWallClock()
         let client = HighMobilityClient(configuration: clientConfiguration, clock: clock, logger: logger)
         let sink = StdoutEventSink(logger: logger)
+        let notifier = ServiceNotifier(environment: ProcessInfo.processInfo.environment)
         let daemon = Daemon(
             configuration: configuration, store: store, client: client, clock: clock, sink: sink, logger: logger,
-            notifier: ServiceNotifier(environment: ProcessInfo.processInfo.environment))
+            notifier: notifier)
+        let reloader = ReloadService(
+            daemon: daemon, path: config, initial: configuration, notifier: notifier, logger: logger)
         logger.info(
             "database \(databasePath), API \(clientConfiguration.baseURL) (\(clientConfiguration.pathFamily.rawValue) paths)"
         )
         defer { sink.flush(timeout: .seconds(2)) }
-        try await runServices([daemon], logger: logger)
+        try await runServices([daemon, reloader], logger: logger)
         withExtendedLifetime(lock) {}
     }
 }

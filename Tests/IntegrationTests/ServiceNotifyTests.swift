@@ -108,4 +108,80 @@ extension CommandLineTests {
             #expect(messages.last?.hasPrefix("STOPPING=1") == true, "\(messages.suffix(3))")
         }
     }
+
+    /// SIGHUP: the config is re-read and applied (a vehicle added to `vehicles` gets polled,
+    /// systemd hears RELOADING=1 then READY=1); an invalid file is refused with its file, line and
+    /// key, and the running config stays (polling goes on).
+    @Test func sighupReloadsTheConfig() async throws {
+        let notify = try NotifySocket()
+        try await withHarness(emulator: .init(vehicleCount: 3)) { h in
+            let vins = h.emulator.configuration.vins
+            let database = NSTemporaryDirectory() + "ft-reload-\(UUID().uuidString).sqlite"
+            let config = NSTemporaryDirectory() + "ft-reload-\(UUID().uuidString).yaml"
+            let stderr = database + ".stderr"
+            func write(_ vehicles: [VIN], extra: String = "") throws {
+                try """
+                api:
+                  base_url: http://127.0.0.1:\(h.port)
+                  client_id: \(EmulatorConfiguration.defaultClientID)
+                  client_secret:
+                    env: HM_SECRET
+                database:
+                  path: \(database)
+                polling:
+                  interval: 1s
+                vehicles:
+                \(vehicles.map { "  - \($0.rawValue)" }.joined(separator: "\n"))
+                \(extra)
+                """.write(toFile: config, atomically: true, encoding: .utf8)
+            }
+            try write(Array(vins.prefix(2)))
+            defer {
+                for path in [database, config, stderr] { try? FileManager.default.removeItem(atPath: path) }
+            }
+            _ = FileManager.default.createFile(atPath: stderr, contents: nil)
+            let process = Process()
+            process.executableURL = CLI.binary
+            process.arguments = ["run", "--config", config]
+            process.environment = [
+                "HM_SECRET": EmulatorConfiguration.defaultClientSecret, "PATH": "/usr/bin:/bin",
+                "NOTIFY_SOCKET": notify.path,
+            ]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderr))
+            try process.run()
+            defer { if process.isRunning { process.terminate() } }
+            var messages: [String] = []
+            func wait(until condition: () -> Bool) async throws {
+                let deadline = ContinuousClock.now + .seconds(20)
+                while !condition() && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(100))
+                    messages += notify.receive()
+                }
+            }
+            try await wait { messages.contains { $0.hasPrefix("READY=1") } }
+            #expect(!h.emulator.requestLog.contains { $0.vin == vins[2].rawValue })
+            try write(vins)
+            kill(process.processIdentifier, SIGHUP)
+            try await wait { h.emulator.requestLog.contains { $0.vin == vins[2].rawValue } }
+            #expect(h.emulator.requestLog.contains { $0.vin == vins[2].rawValue }, "the added vehicle is polled")
+            #expect(messages.contains { $0.hasPrefix("RELOADING=1\nMONOTONIC_USEC=") }, "\(messages)")
+            #expect(messages.filter { $0.hasPrefix("READY=1") }.count == 2)
+            try write(vins, extra: "log_level: loud")
+            kill(process.processIdentifier, SIGHUP)
+            try await wait { messages.filter { $0.hasPrefix("READY=1") }.count == 3 }
+            let before = h.emulator.requestLog.count
+            try await wait { h.emulator.requestLog.count > before + 3 }
+            #expect(h.emulator.requestLog.count > before + 3, "polling goes on with the running config")
+            process.terminate()
+            while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+            let log = (try? String(contentsOfFile: stderr, encoding: .utf8)) ?? ""
+            #expect(log.contains("config reloaded from \(config): 1 vehicle added"), "\(log.suffix(800))")
+            #expect(
+                log.contains("config reload refused, the running config stays: \(config):14: log_level"),
+                "\(log.suffix(800))")
+            #expect(process.terminationStatus == 0)
+            #expect(log.contains("polling 2 vehicles every 1s"), "\(log)")
+        }
+    }
 }
