@@ -28,7 +28,9 @@ private func sampleRows(_ path: String) throws -> [String] {
     return rows
 }
 
-@Suite(.serialized) struct DurabilityIntegrationTests {
+/// In `CommandLineTests` (serialized): the kill test waits on a child process, which holds a
+/// thread of the cooperative pool; two such at once starve every other suite on two cores.
+extension CommandLineTests {
     /// Polls archive their raw responses; `reprocess` rebuilds exactly the samples they produced,
     /// through the library and through the command.
     @Test func reprocessRebuildsSamplesFromTheArchive() async throws {

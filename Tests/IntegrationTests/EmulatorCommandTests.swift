@@ -5,15 +5,16 @@ import Foundation
 import Testing
 
 /// `fleet-telemetry emulator --config FILE`, run as a user runs it.
-@Suite(.serialized) struct EmulatorCommandTests {
-    func write(_ text: String) throws -> String {
+/// In `CommandLineTests` (serialized): these wait on child processes (see DurabilityIntegrationTests).
+extension CommandLineTests {
+    func writeEmulatorConfig(_ text: String) throws -> String {
         let path = NSTemporaryDirectory() + "ft-emulator-\(UUID().uuidString).yaml"
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }
 
     @Test func badEmulatorConfigNamesTheKey() throws {
-        let path = try write("vehicles: 2\nfaults:\n  - vin: all\n    status: 700\n")
+        let path = try writeEmulatorConfig("vehicles: 2\nfaults:\n  - vin: all\n    status: 700\n")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let result = try CLI.execute(["emulator", "--port", "0", "--config", path])
         #expect(result.status == 78)
@@ -22,7 +23,7 @@ import Testing
 
     /// Faults and the rate limit from the config file are served by the running emulator.
     @Test func configuredFaultsAreServed() async throws {
-        let path = try write(
+        let path = try writeEmulatorConfig(
             """
             vehicles: 2
             seed: 7
