@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // The system SQLite, reached through its C API. Nothing but the module map and a header.
@@ -103,6 +104,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The metrics and health endpoint (Prometheus text format over Hummingbird).
+        .target(
+            name: "FleetMonitoring",
+            dependencies: [
+                "FleetDaemon", "FleetModel", "FleetStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The daemon assembly and its one polling loop.
         .target(
             name: "FleetDaemon",
@@ -119,7 +131,8 @@ let package = Package(
             name: "fleet-telemetry",
             dependencies: [
                 "FleetDaemon", "FleetEmulator", "FleetStore", "FleetModel", "FleetEvents", "FleetNormalizer",
-                "FleetClient", "FleetConfiguration", "FleetIngestion", "FleetScheduling",
+                "FleetClient", "FleetConfiguration", "FleetIngestion", "FleetScheduling", "FleetMonitoring",
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

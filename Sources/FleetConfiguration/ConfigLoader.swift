@@ -60,6 +60,7 @@ public enum ConfigLoader {
         let top = try root.mapping(
             allowed: [
                 "api", "database", "polling", "fleet", "events", "retention", "archive", "vehicles", "log_level",
+                "metrics",
             ], errors: &errors)
         func collect(_ body: () throws(ConfigError) -> Void) {
             do { try body() } catch { errors.append(error) }
@@ -275,6 +276,20 @@ public enum ConfigLoader {
                         "expected one of trace, debug, info, notice, warning, error, critical; got \"\(level)\"")
                 }
                 configuration.logLevel = level
+            }
+        }
+        collect { () throws(ConfigError) in
+            if let metricsNode = top["metrics"] {
+                let metrics = try metricsNode.mapping(allowed: ["listen"])
+                if let n = metrics["listen"] {
+                    let text = try n.string()
+                    let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+                    guard parts.count == 2, let port = Int(parts[1]), (1...65535).contains(port) else {
+                        throw n.error("expected host:port such as 127.0.0.1:9464, got \"\(text)\"")
+                    }
+                    let host = parts[0].isEmpty ? "127.0.0.1" : String(parts[0])
+                    configuration.metricsListen = .init(host: host, port: port)
+                }
             }
         }
         return (configuration, errors)

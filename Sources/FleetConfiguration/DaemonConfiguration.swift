@@ -145,6 +145,19 @@ public struct DaemonConfiguration: Sendable {
     public var vehicles: [VIN] = []
     /// `log_level`: `trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical` (default `info`).
     public var logLevel: String = "info"
+    /// `metrics.listen`: the address of the metrics and health endpoint (`GET /metrics`,
+    /// `GET /healthz`), `nil` (the default) for none.
+    public var metricsListen: ListenAddress?
+
+    /// A `host:port` to listen on.
+    public struct ListenAddress: Sendable, Hashable {
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+    }
 
     public init(
         api: API, databasePath: String = "/var/lib/fleet-telemetry/telemetry.sqlite", polling: Polling = Polling(),

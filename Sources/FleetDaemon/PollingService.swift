@@ -162,6 +162,7 @@ public actor PollingService: Service {
             group.addTask { await self.waitForReload() }
             while true {
                 turns += 1
+                lastTurnAt = clock.now()
                 let stopping = Task.isShuttingDownGracefully || Task.isCancelled
                 let now = clock.now()
                 if !stopping {
@@ -294,6 +295,29 @@ public actor PollingService: Service {
     }
 
     // MARK: - Waiting for the loop (tests)
+
+    /// When the loop last woke up, `nil` before it started.
+    public private(set) var lastTurnAt: Timestamp?
+
+    /// Whether the daemon is healthy: the loop turned within three maintenance periods (it
+    /// turns at least once per period, for the maintenance chore) and the database takes a
+    /// write (``TelemetryStore/probeWritable()``).
+    ///
+    /// - Returns: `nil` when healthy, else the reason.
+    public func unhealthyReason() async -> String? {
+        let now = clock.now()
+        let allowed = maintenance.interval * 3
+        guard let lastTurnAt else { return "the polling loop has not started" }
+        if now.duration(since: lastTurnAt) > allowed {
+            return "the polling loop last turned \(DurationParser.format(now.duration(since: lastTurnAt))) ago"
+        }
+        do {
+            try await pipeline.ingestion.store.probeWritable()
+        } catch {
+            return "the database is not writable: \(error)"
+        }
+        return nil
+    }
 
     /// The schedule as it stands (a copy): due times, the learned rate, a fleet-wide pause.
     public var currentSchedule: PollSchedule { schedule }
@@ -512,6 +536,12 @@ public actor PollingService: Service {
             projected = min(projected, Int(rate * max(0, left) / 1000))
         }
         Gauge(label: "fleet_telemetry_projected_polls_today", factory: metrics).record(projected)
+        var byHealth: [PollSchedule.Health: Int] = [:]
+        for entry in schedule.entries.values { byHealth[entry.health, default: 0] += 1 }
+        for health in PollSchedule.Health.allCases {
+            Gauge(label: "fleet_telemetry_vehicles", dimensions: [("health", health.rawValue)], factory: metrics)
+                .record(byHealth[health] ?? 0)
+        }
         for row in rows {
             guard let entry = schedule.entry(row.vin) else { continue }
             let vin = [("vin", row.vin.rawValue)]

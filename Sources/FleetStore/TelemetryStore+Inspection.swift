@@ -66,3 +66,18 @@ extension TelemetryStore {
         return statement.text(at: 0).flatMap(DatabaseRole.init)
     }
 }
+
+extension TelemetryStore {
+    /// Checks that the database takes a write now: takes the write lock (waiting at most a
+    /// second) and lets it go, writing nothing. For the health endpoint.
+    ///
+    /// - Throws: ``SQLiteError``: `SQLITE_BUSY` while another process holds the lock,
+    ///   `SQLITE_READONLY`, `SQLITE_IOERR`, … .
+    public func probeWritable() throws {
+        try withConnection { connection in
+            try connection.withBusyTimeout(milliseconds: 1000) {
+                try connection.execute("BEGIN IMMEDIATE; ROLLBACK")
+            }
+        }
+    }
+}

@@ -6,7 +6,10 @@ import FleetIngestion
 import FleetModel
 import FleetStore
 import Foundation
+import FleetMonitoring
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 
 /// `fleet-telemetry run`: the daemon proper.
@@ -46,6 +49,16 @@ struct RunCommand: AsyncParsableCommand {
             printError("fleet-telemetry: \(error)")
             throw ExitStatus.ioError
         }
+        // The metrics endpoint's registry collects every counter, gauge and timer of the process.
+        let registry = PrometheusCollectorRegistry()
+        if configuration.metricsListen != nil {
+            var factory = PrometheusMetricsFactory(registry: registry)
+            factory.defaultDurationHistogramBuckets = [
+                .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
+                .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30),
+            ]
+            MetricsSystem.bootstrap(factory)
+        }
         let clock = SystemWallClock()
         let client = HighMobilityClient(configuration: clientConfiguration, clock: clock, logger: logger)
         let sink = StdoutEventSink(logger: logger)
@@ -59,7 +72,16 @@ struct RunCommand: AsyncParsableCommand {
             "database \(databasePath), API \(clientConfiguration.baseURL) (\(clientConfiguration.pathFamily.rawValue) paths)"
         )
         defer { sink.flush(timeout: .seconds(2)) }
-        try await runServices([daemon, reloader], logger: logger)
+        var services: [any Service] = [daemon, reloader]
+        if let listen = configuration.metricsListen {
+            let polling = daemon.polling
+            services.append(
+                MonitoringServer.application(
+                    host: listen.host, port: listen.port, registry: registry,
+                    unhealthyReason: { await polling.unhealthyReason() }, logger: logger))
+            logger.info("metrics and health on http://\(listen.host):\(listen.port)/metrics and /healthz")
+        }
+        try await runServices(services, logger: logger)
         withExtendedLifetime(lock) {}
     }
 }

@@ -109,7 +109,7 @@ let minimal = """
         ),
         (
             minimal + "\ndatabse:\n  path: x\n",
-            "c.yaml:7: databse: unknown key (did you mean `database`?); allowed here: api, archive, database, events, fleet, log_level, polling, retention, vehicles"
+            "c.yaml:7: databse: unknown key (did you mean `database`?); allowed here: api, archive, database, events, fleet, log_level, metrics, polling, retention, vehicles"
         ),
         (
             minimal.replacingOccurrences(of: "[1HMFT000000000001]", with: "[1HMFT00000000000I]"),
