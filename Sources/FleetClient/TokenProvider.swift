@@ -1,4 +1,5 @@
 import FleetModel
+import Metrics
 
 /// Caches the application's access token and renews it before it expires.
 ///
@@ -114,6 +115,7 @@ public actor TokenProvider {
     }
 
     private func succeeded(_ token: AccessToken) {
+        Counter(label: "fleet_telemetry_token_requests_total", dimensions: [("result", "ok")]).increment()
         inFlight = nil
         cached = token
         failedRenewals = 0
@@ -125,6 +127,7 @@ public actor TokenProvider {
     /// Books a failed token request; the error callers get, with the wait before the next try
     /// when no valid token is left.
     private func failed(_ error: any Error) -> any Error {
+        Counter(label: "fleet_telemetry_token_requests_total", dimensions: [("result", "failed")]).increment()
         inFlight = nil
         let now = clock.now()
         guard cached.map({ now >= $0.expiresAt }) ?? true else { return error }

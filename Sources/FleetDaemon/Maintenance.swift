@@ -3,6 +3,7 @@ import FleetIngestion
 import FleetModel
 import FleetStore
 import Logging
+import Metrics
 
 /// The periodic work no poll triggers (the ``Chores/Chore/maintenance`` chore): `vehicle_silent`
 /// (decided by the event rules), closing charging sessions whose end was never observed,
@@ -43,6 +44,7 @@ public struct Maintenance: Sendable {
                 pollsBefore: retention.polls.map { now.subtracting($0) },
                 rawBefore: now.subtracting(.days(ingestion.archiveRawDays)))
             if pruned > 0 { logger.info("retention: pruned \(pruned) rows") }
+            Gauge(label: "fleet_telemetry_wal_bytes", factory: ingestion.metrics).record(Double(await store.walSize()))
             if let after = retention.purgeRevoked {
                 for vin in try await store.vehiclesRevoked(before: now.subtracting(after)) {
                     let rows = try await store.purge(vin: vin)

@@ -41,7 +41,9 @@ public struct Ingestion: Sendable {
     ///   - archiveRawDays: `archive.raw_days` (default 7); 0 keeps no raw response.
     ///   - metrics: Counters `fleet_telemetry_polls_total{status}` (HTTP status, or `none`),
     ///     `fleet_telemetry_samples_written_total`, `fleet_telemetry_events_total{type}`,
-    ///     `fleet_telemetry_property_failures_total{reason}`; timer `fleet_telemetry_poll_latency`.
+    ///     `fleet_telemetry_property_failures_total{reason}`; timers (histograms in seconds)
+    ///     `fleet_telemetry_poll_duration_seconds` (request to answer) and
+    ///     `fleet_telemetry_database_write_seconds` (one poll's transaction).
     public init(
         store: TelemetryStore, rules: EventRules, sink: any EventSink, archiveRawDays: Int = 7,
         logger: Logger, metrics: (any MetricsFactory)? = nil
@@ -118,14 +120,18 @@ public struct Ingestion: Sendable {
             label: "fleet_telemetry_polls_total",
             dimensions: [("status", record.httpStatus.map(String.init) ?? "none")], factory: metrics
         ).increment()
-        Metrics.Timer(label: "fleet_telemetry_poll_latency", factory: metrics)
+        Metrics.Timer(label: "fleet_telemetry_poll_duration_seconds", factory: metrics)
             .recordMilliseconds(record.latencyMilliseconds)
         record.privacyMode = rules.privacyMode(
             answerSaysPrivacy: result.failure == .privacyMode,
             failureReasons: failures.map(\.reason), hasSamples: !samples.isEmpty)
         do {
+            let writeStarted = ContinuousClock.now
             let written = try await writeRetryingWhileLocked(
                 PollWrite(poll: record, samples: samples, failures: failures))
+            let took = (ContinuousClock.now - writeStarted).components
+            Metrics.Timer(label: "fleet_telemetry_database_write_seconds", factory: metrics)
+                .recordNanoseconds(took.seconds * 1_000_000_000 + took.attoseconds / 1_000_000_000)
             count(written)
             if result.failure == .consentRemoved {
                 try await store.setStatus(.consentRemoved, reason: record.error, vin: vin, at: record.receivedAt)

@@ -70,7 +70,8 @@ extension CommandLineTests {
             for series in [
                 "# TYPE fleet_telemetry_polls_total counter", "fleet_telemetry_vehicles{health=\"ok\"}",
                 "fleet_telemetry_samples_written_total", "fleet_telemetry_request_rate",
-                "fleet_telemetry_poll_latency_bucket",
+                "fleet_telemetry_poll_duration_seconds_bucket", "fleet_telemetry_database_write_seconds_count",
+                "fleet_telemetry_token_requests_total{result=\"ok\"} 1", "fleet_telemetry_wal_bytes",
             ] {
                 #expect(text.contains(series), "\(series) in \(text.prefix(2000))")
             }
