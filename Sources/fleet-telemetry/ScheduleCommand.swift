@@ -82,11 +82,10 @@ struct ScheduleCommand: AsyncParsableCommand {
             ])
         }
         // As the daemon reads it back: clamped to the cap and to [1/min, 100,000/s].
-        let learned = ApplicationRate(
+        let rate = ApplicationRate(
             ceiling: policy.maxRequestsPerSecond, threshold: policy.globalRateLimitThreshold,
-            learned: application.learnedRatePerSecond
-        ).learned
-        let current = Self.currentRate(learned: learned, cap: policy.maxRequestsPerSecond)
+            learned: application.learnedRatePerSecond)
+        let (learned, current) = (rate.learned, rate.current)
         let paused = application.pausedUntil.flatMap { $0 > now ? $0 : nil }
         // The pacing bounds the day as well: at most rate × the seconds left (after a pause).
         if let current {
@@ -176,16 +175,6 @@ struct ScheduleCommand: AsyncParsableCommand {
         if clearPause { done.append("the fleet-wide pause is cleared") }
         if forgetRate { done.append("the learned request rate is forgotten") }
         print(done.joined(separator: "; ") + "; they apply at the next start of the daemon")
-    }
-
-    /// The rate requests are paced at: the learned one within the cap, else the cap.
-    static func currentRate(learned: Double?, cap: Double?) -> Double? {
-        switch (learned, cap) {
-        case (let learned?, let cap?): return min(learned, cap)
-        case (let learned?, nil): return learned
-        case (nil, let cap?): return cap
-        case (nil, nil): return nil
-        }
     }
 
     static func format(_ rate: Double) -> String {

@@ -8,43 +8,6 @@ import Testing
 /// The stop of the built binary (`fleet-telemetry run`) on SIGTERM, against the emulator: fast
 /// whatever the API or another process holding the database does, and losing no answered poll.
 extension CommandLineTests {
-    /// Starts `run` against the harness's emulator on a database of its own; returns the process,
-    /// the file its standard error goes to and the database path.
-    func startDaemon(_ h: Harness, vehicles: [VIN]) throws -> (Process, String, String) {
-        let database = NSTemporaryDirectory() + "ft-stop-\(UUID().uuidString).sqlite"
-        let config = NSTemporaryDirectory() + "ft-stop-\(UUID().uuidString).yaml"
-        try """
-        api:
-          base_url: http://127.0.0.1:\(h.port)
-          client_id: \(EmulatorConfiguration.defaultClientID)
-          client_secret:
-            env: HM_SECRET
-        database:
-          path: \(database)
-        polling:
-          interval: 1s
-        vehicles:
-        \(vehicles.map { "  - \($0.rawValue)" }.joined(separator: "\n"))
-        """.write(toFile: config, atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = CLI.binary
-        process.arguments = ["run", "--config", config]
-        process.environment = ["HM_SECRET": EmulatorConfiguration.defaultClientSecret, "PATH": "/usr/bin:/bin"]
-        // A file, not a pipe: the test never blocks a cooperative thread reading it.
-        let err = database + ".stderr"
-        _ = FileManager.default.createFile(atPath: err, contents: nil)
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
-        try process.run()
-        return (process, err, database)
-    }
-
-    /// Waits for `process` to exit without blocking a thread; its standard error, read after.
-    func exited(_ process: Process, stderr path: String) async throws -> String {
-        while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
-        return (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-    }
-
     /// Polls with HTTP 200 stored in `database` (0 while it does not exist yet).
     func storedPolls(_ database: String, vin: VIN? = nil) -> Int {
         guard let connection = try? Connection(path: database) else { return 0 }
@@ -64,19 +27,16 @@ extension CommandLineTests {
         try await withHarness(emulator: .init(vehicleCount: 3)) { h in
             let slow = EmulatorConfiguration.vin(index: 1)
             h.emulator.inject(.init(status: 200, delay: .seconds(20)), vin: slow, count: 1000)
-            let (process, err, database) = try startDaemon(h, vehicles: h.emulator.configuration.vins)
-            defer {
-                if process.isRunning { process.terminate() }
-                try? FileManager.default.removeItem(atPath: database)
-                try? FileManager.default.removeItem(atPath: err)
-            }
+            let daemon = try DaemonProcess(h, vehicles: h.emulator.configuration.vins)
+            let (process, database) = (daemon.process, daemon.database)
+            defer { withExtendedLifetime(daemon) {} }
             try await waitUntil {
                 storedPolls(database) >= 4 && h.emulator.requestLog.contains { $0.vin == slow.rawValue }
             }
             #expect(storedPolls(database) >= 4, "the other vehicles were polled")
             let sent = ContinuousClock.now
             process.terminate()
-            let log = try await exited(process, stderr: err)
+            let log = try await daemon.exited()
             let took = ContinuousClock.now - sent
             #expect(process.terminationReason == .exit && process.terminationStatus == 0, "\(log.suffix(400))")
             #expect(took < .seconds(10), "stopped in \(took), not after the 20 s answer")
@@ -99,12 +59,9 @@ extension CommandLineTests {
     /// line, and exits 0; the unstored vehicles are polled again after the restart.
     @Test func sigtermWithTheDatabaseLockedStopsAtOnce() async throws {
         try await withHarness(emulator: .init(vehicleCount: 2)) { h in
-            let (process, err, database) = try startDaemon(h, vehicles: h.emulator.configuration.vins)
-            defer {
-                if process.isRunning { process.terminate() }
-                try? FileManager.default.removeItem(atPath: database)
-                try? FileManager.default.removeItem(atPath: err)
-            }
+            let daemon = try DaemonProcess(h, vehicles: h.emulator.configuration.vins)
+            let (process, database) = (daemon.process, daemon.database)
+            defer { withExtendedLifetime(daemon) {} }
             try await waitUntil { storedPolls(database) >= 2 }
             let shell = try Connection(path: database)
             try shell.execute("BEGIN IMMEDIATE")
@@ -112,7 +69,7 @@ extension CommandLineTests {
             try await Task.sleep(for: .milliseconds(2500))
             let sent = ContinuousClock.now
             process.terminate()
-            let log = try await exited(process, stderr: err)
+            let log = try await daemon.exited()
             let took = ContinuousClock.now - sent
             try shell.execute("ROLLBACK")
             #expect(process.terminationReason == .exit && process.terminationStatus == 0, "\(log.suffix(400))")

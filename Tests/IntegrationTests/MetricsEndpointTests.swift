@@ -13,34 +13,10 @@ extension CommandLineTests {
     @Test func metricsAndHealthEndpoints() async throws {
         try await withHarness(emulator: .init(vehicleCount: 2)) { h in
             let port = Int.random(in: 20_000...60_000)
-            let base = NSTemporaryDirectory() + "ft-metrics-\(UUID().uuidString)"
-            let database = base + ".sqlite"
-            try """
-            api:
-              base_url: http://127.0.0.1:\(h.port)
-              client_id: \(EmulatorConfiguration.defaultClientID)
-              client_secret:
-                env: HM_SECRET
-            database:
-              path: \(database)
-            polling:
-              interval: 1s
-            metrics:
-              listen: 127.0.0.1:\(port)
-            vehicles:
-            \(h.emulator.configuration.vins.map { "  - \($0.rawValue)" }.joined(separator: "\n"))
-            """.write(toFile: base + ".yaml", atomically: true, encoding: .utf8)
-            defer {
-                for path in [base + ".yaml", database] { try? FileManager.default.removeItem(atPath: path) }
-            }
-            let process = Process()
-            process.executableURL = CLI.binary
-            process.arguments = ["run", "--config", base + ".yaml"]
-            process.environment = ["HM_SECRET": EmulatorConfiguration.defaultClientSecret, "PATH": "/usr/bin:/bin"]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            defer { if process.isRunning { process.terminate() } }
+            let daemon = try DaemonProcess(
+                h, vehicles: h.emulator.configuration.vins, extra: "metrics:\n  listen: 127.0.0.1:\(port)")
+            let (process, database) = (daemon.process, daemon.database)
+            defer { withExtendedLifetime(daemon) {} }
             func get(_ path: String) async -> (Int, String)? {
                 let request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
                 guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(10)),
@@ -87,7 +63,7 @@ extension CommandLineTests {
             let again = await get("/healthz")
             #expect(again?.0 == 200)
             process.terminate()
-            while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+            _ = try await daemon.exited()
             #expect(process.terminationStatus == 0)
         }
     }

@@ -55,36 +55,11 @@ extension CommandLineTests {
         #expect(ServiceNotifier(environment: ["WATCHDOG_USEC": "1000000"]).watchdogInterval == nil)
         let notify = try NotifySocket()
         try await withHarness(emulator: .init(vehicleCount: 2)) { h in
-            let database = NSTemporaryDirectory() + "ft-notify-\(UUID().uuidString).sqlite"
-            let config = NSTemporaryDirectory() + "ft-notify-\(UUID().uuidString).yaml"
-            try """
-            api:
-              base_url: http://127.0.0.1:\(h.port)
-              client_id: \(EmulatorConfiguration.defaultClientID)
-              client_secret:
-                env: HM_SECRET
-            database:
-              path: \(database)
-            polling:
-              interval: 1s
-            vehicles:
-            \(h.emulator.configuration.vins.map { "  - \($0.rawValue)" }.joined(separator: "\n"))
-            """.write(toFile: config, atomically: true, encoding: .utf8)
-            defer {
-                try? FileManager.default.removeItem(atPath: database)
-                try? FileManager.default.removeItem(atPath: config)
-            }
-            let process = Process()
-            process.executableURL = CLI.binary
-            process.arguments = ["run", "--config", config]
-            process.environment = [
-                "HM_SECRET": EmulatorConfiguration.defaultClientSecret, "PATH": "/usr/bin:/bin",
-                "NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "2000000",
-            ]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            defer { if process.isRunning { process.terminate() } }
+            let daemon = try DaemonProcess(
+                h, vehicles: h.emulator.configuration.vins,
+                environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "2000000"])
+            let process = daemon.process
+            defer { withExtendedLifetime(daemon) {} }
             var messages: [String] = []
             let deadline = ContinuousClock.now + .seconds(30)
             func counting(_ message: String) -> Bool {
@@ -116,41 +91,10 @@ extension CommandLineTests {
         let notify = try NotifySocket()
         try await withHarness(emulator: .init(vehicleCount: 3)) { h in
             let vins = h.emulator.configuration.vins
-            let database = NSTemporaryDirectory() + "ft-reload-\(UUID().uuidString).sqlite"
-            let config = NSTemporaryDirectory() + "ft-reload-\(UUID().uuidString).yaml"
-            let stderr = database + ".stderr"
-            func write(_ vehicles: [VIN], extra: String = "") throws {
-                try """
-                api:
-                  base_url: http://127.0.0.1:\(h.port)
-                  client_id: \(EmulatorConfiguration.defaultClientID)
-                  client_secret:
-                    env: HM_SECRET
-                database:
-                  path: \(database)
-                polling:
-                  interval: 1s
-                vehicles:
-                \(vehicles.map { "  - \($0.rawValue)" }.joined(separator: "\n"))
-                \(extra)
-                """.write(toFile: config, atomically: true, encoding: .utf8)
-            }
-            try write(Array(vins.prefix(2)))
-            defer {
-                for path in [database, config, stderr] { try? FileManager.default.removeItem(atPath: path) }
-            }
-            _ = FileManager.default.createFile(atPath: stderr, contents: nil)
-            let process = Process()
-            process.executableURL = CLI.binary
-            process.arguments = ["run", "--config", config]
-            process.environment = [
-                "HM_SECRET": EmulatorConfiguration.defaultClientSecret, "PATH": "/usr/bin:/bin",
-                "NOTIFY_SOCKET": notify.path,
-            ]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderr))
-            try process.run()
-            defer { if process.isRunning { process.terminate() } }
+            let daemon = try DaemonProcess(
+                h, vehicles: Array(vins.prefix(2)), environment: ["NOTIFY_SOCKET": notify.path])
+            let process = daemon.process
+            defer { withExtendedLifetime(daemon) {} }
             var messages: [String] = []
             func wait(until condition: () -> Bool) async throws {
                 let deadline = ContinuousClock.now + .seconds(20)
@@ -161,24 +105,23 @@ extension CommandLineTests {
             }
             try await wait { messages.contains { $0.hasPrefix("READY=1") } }
             #expect(!h.emulator.requestLog.contains { $0.vin == vins[2].rawValue })
-            try write(vins)
+            try daemon.writeConfig(vehicles: vins)
             kill(process.processIdentifier, SIGHUP)
             try await wait { h.emulator.requestLog.contains { $0.vin == vins[2].rawValue } }
             #expect(h.emulator.requestLog.contains { $0.vin == vins[2].rawValue }, "the added vehicle is polled")
             #expect(messages.contains { $0.hasPrefix("RELOADING=1\nMONOTONIC_USEC=") }, "\(messages)")
             #expect(messages.filter { $0.hasPrefix("READY=1") }.count == 2)
-            try write(vins, extra: "log_level: loud")
+            try daemon.writeConfig(vehicles: vins, extra: "log_level: loud")
             kill(process.processIdentifier, SIGHUP)
             try await wait { messages.filter { $0.hasPrefix("READY=1") }.count == 3 }
             let before = h.emulator.requestLog.count
             try await wait { h.emulator.requestLog.count > before + 3 }
             #expect(h.emulator.requestLog.count > before + 3, "polling goes on with the running config")
             process.terminate()
-            while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
-            let log = (try? String(contentsOfFile: stderr, encoding: .utf8)) ?? ""
-            #expect(log.contains("config reloaded from \(config): 1 vehicle added"), "\(log.suffix(800))")
+            let log = try await daemon.exited()
+            #expect(log.contains("config reloaded from \(daemon.config): 1 vehicle added"), "\(log.suffix(800))")
             #expect(
-                log.contains("config reload refused, the running config stays: \(config):14: log_level"),
+                log.contains("config reload refused, the running config stays: \(daemon.config):15: log_level"),
                 "\(log.suffix(800))")
             #expect(process.terminationStatus == 0)
             #expect(log.contains("polling 2 vehicles every 1s"), "\(log)")
