@@ -31,8 +31,9 @@ public enum ConfigLoader {
         return configuration
     }
 
-    /// Checks the config file at `path` and returns every error found (one per section at most:
-    /// a section is read up to its first bad key), for `fleet-telemetry check-config`.
+    /// Checks the config file at `path` and returns every error found, each with its file, line
+    /// and key, for `fleet-telemetry check-config`. A value that depends on a bad one (a geofence
+    /// with a bad latitude, the `api` section without a usable `base_url`) is reported once.
     public static func validate(path: String) -> (DaemonConfiguration?, [ConfigError]) {
         guard let text = readTextFile(path) else {
             return (
@@ -51,200 +52,67 @@ public enum ConfigLoader {
         }
     }
 
-    /// Parses config text, collecting the errors of each section.
+    /// Parses config text, collecting every error: each key is checked on its own, so one bad
+    /// value does not hide the next.
     ///
     /// - Throws: ``ConfigError`` when the text is not YAML or not a mapping at all.
     static func validate(_ text: String, file: String) throws(ConfigError) -> (DaemonConfiguration, [ConfigError]) {
         let root = try ConfigNode.parse(text, file: file)
-        var errors: [ConfigError] = []
+        var report = ConfigReport()
         let top = try root.mapping(
             allowed: [
                 "api", "database", "polling", "fleet", "events", "retention", "archive", "vehicles", "log_level",
                 "metrics",
-            ], errors: &errors)
-        func collect(_ body: () throws(ConfigError) -> Void) {
-            do { try body() } catch { errors.append(error) }
-        }
+            ], errors: &report.errors)
         // A stand-in while `api` is checked, so that the other sections are checked too.
         var configuration = DaemonConfiguration(
-            api: .init(baseURL: "http://127.0.0.1", clientID: "-", clientSecret: .environment("-")))
-        collect { () throws(ConfigError) in
+            api: readAPI(top["api"], root: root, report: &report)
+                ?? .init(baseURL: "http://127.0.0.1", clientID: "-", clientSecret: .environment("-")))
 
-            guard let apiNode = top["api"] else { throw root.error("missing key `api`") }
-            let api = try apiNode.mapping(allowed: [
-                "base_url", "client_id", "client_secret", "connect_timeout", "request_timeout", "max_response_bytes",
-                "paths", "proxy", "insecure_skip_tls_verify",
-            ])
-            guard let baseURLNode = api["base_url"] else { throw apiNode.error("missing key `base_url`") }
-            let baseURL = try baseURLNode.string()
-            guard baseURL.hasPrefix("https://") || baseURL.hasPrefix("http://"), baseURL.count > 8,
-                !baseURL.contains(" "),
-                let url = URL(string: baseURL), let host = url.host, !host.isEmpty, url.query == nil,
-                url.fragment == nil
-            else {
-                throw baseURLNode.error("expected an http:// or https:// URL, got \"\(baseURL)\"")
-            }
-            if let port = url.port, !(1...65535).contains(port) {
-                throw baseURLNode.error("the port must be between 1 and 65535, got \(port)")
-            }
-            guard let clientIDNode = api["client_id"] else { throw apiNode.error("missing key `client_id`") }
-            let clientID = try clientIDNode.string()
-            guard !clientID.isEmpty else { throw clientIDNode.error("must not be empty") }
-            guard let secretNode = api["client_secret"] else {
-                throw apiNode.error("missing key `client_secret` (one of file, env, credential)")
-            }
-            let secretFields = try secretNode.mapping(allowed: ["file", "env", "credential"])
-            guard secretFields.count == 1, let (kind, valueNode) = secretFields.first else {
-                throw secretNode.error("give exactly one of `file`, `env` or `credential`")
-            }
-            let secretValue = try valueNode.string()
-            guard !secretValue.isEmpty else { throw valueNode.error("must not be empty") }
-            if kind == "credential", secretValue.contains("/") || secretValue == "." || secretValue == ".." {
-                throw valueNode.error("a credential name is a file name in $CREDENTIALS_DIRECTORY, without '/'")
-            }
-            let secret: SecretSource =
-                kind == "file"
-                ? .file(secretValue) : kind == "env" ? .environment(secretValue) : .credential(secretValue)
+        let database = report.section(top["database"], allowed: ["path", "stale_after", "max_size_mb"])
+        report.read(database["max_size_mb"], into: &configuration.maxSizeMegabytes) { n throws(ConfigError) in
+            try n.integer(in: 1...16_000_000)
+        }
+        report.read(database["stale_after"], into: &configuration.staleAfter) { n throws(ConfigError) in
+            try n.duration(min: .seconds(1))
+        }
+        report.read(database["path"], into: &configuration.databasePath) { n throws(ConfigError) in
+            let path = try n.string()
+            guard !path.isEmpty else { throw n.error("must not be empty") }
+            return path
+        }
 
-            configuration = DaemonConfiguration(api: .init(baseURL: baseURL, clientID: clientID, clientSecret: secret))
-            if let n = api["connect_timeout"] {
-                configuration.api.connectTimeout = try n.duration(min: .milliseconds(100))
-            }
-            if let n = api["request_timeout"] {
-                configuration.api.requestTimeout = try n.duration(min: .seconds(1))
-                guard configuration.api.requestTimeout <= .seconds(600) else {
-                    throw n.error("must be at most 10m, got \(try n.string())")
-                }
-            }
-            if let n = api["max_response_bytes"] {
-                configuration.api.maxResponseBytes = try n.integer(in: 1024...1_073_741_824)
-            }
-            if let n = api["paths"] {
-                let text = try n.string()
-                guard let family = PathFamily(rawValue: text) else {
-                    throw n.error("expected platform or document, got \"\(text)\"")
-                }
-                configuration.api.pathFamily = family
-            }
-            if let n = api["proxy"] {
-                let text = try n.string()
-                guard ClientConfiguration.Proxy(url: text) != nil else {
-                    throw n.error("expected a proxy URL such as http://proxy.example:3128, got \"\(text)\"")
-                }
-                configuration.api.proxy = text
-            }
-            if let n = api["insecure_skip_tls_verify"] {
-                configuration.api.insecureSkipTLSVerify = try n.boolean()
-                if configuration.api.insecureSkipTLSVerify && !ClientConfiguration.isLoopback(baseURL) {
-                    throw n.error(
-                        "certificate verification can only be skipped for a loopback base_url (an emulator on 127.0.0.1 or localhost)"
-                    )
-                }
-            }
+        readPolling(top["polling"], into: &configuration.polling, report: &report)
+
+        let fleet = report.section(top["fleet"], allowed: ["sync", "sync_interval"])
+        report.read(fleet["sync"], into: &configuration.fleet.sync) { n throws(ConfigError) in try n.boolean() }
+        report.read(fleet["sync_interval"], into: &configuration.fleet.syncInterval) { n throws(ConfigError) in
+            try n.duration(min: .seconds(10))
         }
-        collect { () throws(ConfigError) in
-            if let databaseNode = top["database"] {
-                let database = try databaseNode.mapping(allowed: ["path", "stale_after", "max_size_mb"])
-                if let n = database["max_size_mb"] {
-                    configuration.maxSizeMegabytes = try n.integer(in: 1...16_000_000)
-                }
-                if let n = database["stale_after"] { configuration.staleAfter = try n.duration(min: .seconds(1)) }
-                if let n = database["path"] {
-                    configuration.databasePath = try n.string()
-                    guard !configuration.databasePath.isEmpty else { throw n.error("must not be empty") }
-                }
-            }
+
+        let retention = report.section(
+            top["retention"], allowed: ["samples_days", "polls_days", "purge_revoked_days"])
+        func days(_ range: ClosedRange<Int>) -> (ConfigNode) throws(ConfigError) -> Duration {
+            { n throws(ConfigError) in .seconds(Int64(try n.integer(in: range)) * 86_400) }
         }
-        collect { () throws(ConfigError) in
-            if let pollingNode = top["polling"] {
-                let polling = try pollingNode.mapping(allowed: [
-                    "interval", "max_backoff", "max_retry_after", "max_concurrent_requests", "slow_interval",
-                    "privacy_interval",
-                    "intervals", "max_requests_per_second", "daily_budget_per_vehicle", "daily_budget",
-                    "global_rate_limit_threshold",
-                ])
-                if let n = polling["interval"] { configuration.polling.interval = try n.duration(min: .seconds(1)) }
-                if let n = polling["max_backoff"] {
-                    configuration.polling.maxBackoff = try n.duration(min: .seconds(1))
-                }
-                if let n = polling["max_retry_after"] {
-                    configuration.polling.maxRetryAfter = try n.duration(min: .seconds(1))
-                }
-                if let n = polling["max_concurrent_requests"] {
-                    configuration.polling.maxConcurrentRequests = try n.integer(in: 1...1024)
-                }
-                if let n = polling["slow_interval"] {
-                    configuration.polling.slowInterval = try n.duration(min: .seconds(1))
-                }
-                if let n = polling["privacy_interval"] {
-                    configuration.polling.privacyInterval = try n.duration(min: .seconds(1))
-                }
-                if let n = polling["intervals"] {
-                    let intervals = try n.mapping(allowed: Set(PollSchedule.VehicleActivity.allCases.map(\.rawValue)))
-                    for (name, node) in intervals {
-                        configuration.polling.activityIntervals[PollSchedule.VehicleActivity(rawValue: name)!] =
-                            try node.duration(min: .seconds(1))
-                    }
-                }
-                if let n = polling["max_requests_per_second"] {
-                    let text = try n.string()
-                    guard let rate = Double(text), rate >= 0.001, rate <= 100_000,
-                        text.allSatisfy({ $0.isNumber || $0 == "." })
-                    else {
-                        throw n.error(
-                            "expected a number of requests per second between 0.001 and 100000, got \"\(text)\"")
-                    }
-                    configuration.polling.maxRequestsPerSecond = rate
-                }
-                if let n = polling["daily_budget_per_vehicle"] {
-                    configuration.polling.dailyBudgetPerVIN = try n.integer(in: 1...86_400_000)
-                }
-                if let n = polling["daily_budget"] {
-                    configuration.polling.dailyBudgetApplication = try n.integer(in: 1...1_000_000_000)
-                }
-                if let n = polling["global_rate_limit_threshold"] {
-                    configuration.polling.globalRateLimitThreshold = try n.integer(in: 1...100_000)
-                }
-            }
+        report.read(retention["purge_revoked_days"], into: &configuration.retention.purgeRevoked, days(0...36_500))
+        report.read(retention["samples_days"], into: &configuration.retention.samples, days(1...36_500))
+        report.read(retention["polls_days"], into: &configuration.retention.polls, days(1...36_500))
+
+        let archive = report.section(top["archive"], allowed: ["raw_days"])
+        report.read(archive["raw_days"], into: &configuration.archiveRawDays) { n throws(ConfigError) in
+            try n.integer(in: 0...3650)
         }
-        collect { () throws(ConfigError) in
-            if let fleetNode = top["fleet"] {
-                let fleet = try fleetNode.mapping(allowed: ["sync", "sync_interval"])
-                if let n = fleet["sync"] { configuration.fleet.sync = try n.boolean() }
-                if let n = fleet["sync_interval"] {
-                    configuration.fleet.syncInterval = try n.duration(min: .seconds(10))
-                }
-            }
+
+        if let eventsNode = top["events"] {
+            configuration.events = readEvents(eventsNode, report: &report)
         }
-        collect { () throws(ConfigError) in
-            if let retentionNode = top["retention"] {
-                let retention = try retentionNode.mapping(allowed: ["samples_days", "polls_days", "purge_revoked_days"])
-                if let n = retention["purge_revoked_days"] {
-                    configuration.retention.purgeRevoked = .seconds(Int64(try n.integer(in: 0...36_500)) * 86_400)
-                }
-                if let n = retention["samples_days"] {
-                    configuration.retention.samples = .seconds(Int64(try n.integer(in: 1...36_500)) * 86_400)
-                }
-                if let n = retention["polls_days"] {
-                    configuration.retention.polls = .seconds(Int64(try n.integer(in: 1...36_500)) * 86_400)
-                }
-            }
-        }
-        collect { () throws(ConfigError) in
-            if let archiveNode = top["archive"] {
-                let archive = try archiveNode.mapping(allowed: ["raw_days"])
-                if let n = archive["raw_days"] { configuration.archiveRawDays = try n.integer(in: 0...3650) }
-            }
-        }
-        collect { () throws(ConfigError) in
-            if let eventsNode = top["events"] {
-                configuration.events = try readEvents(eventsNode)
-            }
-        }
-        collect { () throws(ConfigError) in
-            if let vehiclesNode = top["vehicles"] {
-                var seen = Set<VIN>()
-                for item in try vehiclesNode.sequence() {
+
+        var vehiclesValid = true
+        if let vehiclesNode = top["vehicles"] {
+            var seen = Set<VIN>()
+            for item in report.check({ () throws(ConfigError) in try vehiclesNode.sequence() }) ?? [] {
+                let vin = report.check { () throws(ConfigError) -> VIN in
                     let text = try item.string()
                     let vin: VIN
                     do {
@@ -253,70 +121,249 @@ public enum ConfigLoader {
                         throw item.error(String(describing: error))
                     }
                     guard seen.insert(vin).inserted else { throw item.error("VIN \(vin) is listed twice") }
-                    configuration.vehicles.append(vin)
+                    return vin
                 }
+                if let vin { configuration.vehicles.append(vin) } else { vehiclesValid = false }
+            }
+            if fleet["sync"] == nil { configuration.fleet.sync = configuration.vehicles.isEmpty && vehiclesValid }
+        }
+        if !configuration.fleet.sync && configuration.vehicles.isEmpty && vehiclesValid {
+            report.errors.append(
+                (top["fleet"] ?? root).error("nothing to poll: list VINs under `vehicles`, or turn on `fleet.sync`"))
+        }
+
+        report.read(top["log_level"], into: &configuration.logLevel) { n throws(ConfigError) in
+            let level = try n.string()
+            guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(level) else {
+                throw n.error("expected one of trace, debug, info, notice, warning, error, critical; got \"\(level)\"")
+            }
+            return level
+        }
+
+        let metrics = report.section(top["metrics"], allowed: ["listen"])
+        report.read(metrics["listen"], into: &configuration.metricsListen) { n throws(ConfigError) in
+            let text = try n.string()
+            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 2, let port = Int(parts[1]), (1...65535).contains(port) else {
+                throw n.error("expected host:port such as 127.0.0.1:9464, got \"\(text)\"")
+            }
+            return .init(host: parts[0].isEmpty ? "127.0.0.1" : String(parts[0]), port: port)
+        }
+        return (configuration, report.errors)
+    }
+
+    /// The `api` section, or `nil` (with the errors in `report`) when a required key is missing or bad.
+    static func readAPI(_ node: ConfigNode?, root: ConfigNode, report: inout ConfigReport) -> DaemonConfiguration.API? {
+        guard let node else {
+            report.errors.append(root.error("missing key `api`"))
+            return nil
+        }
+        let api = report.section(
+            node,
+            allowed: [
+                "base_url", "client_id", "client_secret", "connect_timeout", "request_timeout", "max_response_bytes",
+                "paths", "proxy", "insecure_skip_tls_verify",
+            ])
+        let baseURL = report.require(api["base_url"], in: node, "missing key `base_url`") { n throws(ConfigError) in
+            let baseURL = try n.string()
+            guard baseURL.hasPrefix("https://") || baseURL.hasPrefix("http://"), baseURL.count > 8,
+                !baseURL.contains(" "),
+                let url = URL(string: baseURL), let host = url.host, !host.isEmpty, url.query == nil,
+                url.fragment == nil
+            else {
+                throw n.error("expected an http:// or https:// URL, got \"\(baseURL)\"")
+            }
+            if let port = url.port, !(1...65535).contains(port) {
+                throw n.error("the port must be between 1 and 65535, got \(port)")
+            }
+            return baseURL
+        }
+        let clientID = report.require(api["client_id"], in: node, "missing key `client_id`") { n throws(ConfigError) in
+            let clientID = try n.string()
+            guard !clientID.isEmpty else { throw n.error("must not be empty") }
+            return clientID
+        }
+        let secret = report.require(
+            api["client_secret"], in: node, "missing key `client_secret` (one of file, env, credential)"
+        ) { n throws(ConfigError) -> SecretSource in
+            let fields = try n.mapping(allowed: ["file", "env", "credential"])
+            guard fields.count == 1, let (kind, valueNode) = fields.first else {
+                throw n.error("give exactly one of `file`, `env` or `credential`")
+            }
+            let value = try valueNode.string()
+            guard !value.isEmpty else { throw valueNode.error("must not be empty") }
+            if kind == "credential", value.contains("/") || value == "." || value == ".." {
+                throw valueNode.error("a credential name is a file name in $CREDENTIALS_DIRECTORY, without '/'")
+            }
+            return kind == "file" ? .file(value) : kind == "env" ? .environment(value) : .credential(value)
+        }
+        var result = DaemonConfiguration.API(
+            baseURL: baseURL ?? "", clientID: clientID ?? "", clientSecret: secret ?? .environment(""))
+        report.read(api["connect_timeout"], into: &result.connectTimeout) { n throws(ConfigError) in
+            try n.duration(min: .milliseconds(100))
+        }
+        report.read(api["request_timeout"], into: &result.requestTimeout) { n throws(ConfigError) in
+            let timeout = try n.duration(min: .seconds(1))
+            guard timeout <= .seconds(600) else { throw n.error("must be at most 10m, got \(try n.string())") }
+            return timeout
+        }
+        report.read(api["max_response_bytes"], into: &result.maxResponseBytes) { n throws(ConfigError) in
+            try n.integer(in: 1024...1_073_741_824)
+        }
+        report.read(api["paths"], into: &result.pathFamily) { n throws(ConfigError) in
+            let text = try n.string()
+            guard let family = PathFamily(rawValue: text) else {
+                throw n.error("expected platform or document, got \"\(text)\"")
+            }
+            return family
+        }
+        report.read(api["proxy"], into: &result.proxy) { n throws(ConfigError) -> String in
+            let text = try n.string()
+            guard ClientConfiguration.Proxy(url: text) != nil else {
+                throw n.error("expected a proxy URL such as http://proxy.example:3128, got \"\(text)\"")
+            }
+            return text
+        }
+        report.read(api["insecure_skip_tls_verify"], into: &result.insecureSkipTLSVerify) { n throws(ConfigError) in
+            let skip = try n.boolean()
+            if skip, let baseURL, !ClientConfiguration.isLoopback(baseURL) {
+                throw n.error(
+                    "certificate verification can only be skipped for a loopback base_url (an emulator on 127.0.0.1 or localhost)"
+                )
+            }
+            return skip
+        }
+        guard baseURL != nil, clientID != nil, secret != nil else { return nil }
+        return result
+    }
+
+    /// The `polling` section.
+    static func readPolling(
+        _ node: ConfigNode?, into polling: inout DaemonConfiguration.Polling, report: inout ConfigReport
+    ) {
+        let fields = report.section(
+            node,
+            allowed: [
+                "interval", "max_backoff", "max_retry_after", "max_concurrent_requests", "slow_interval",
+                "privacy_interval", "intervals", "max_requests_per_second", "daily_budget_per_vehicle", "daily_budget",
+                "global_rate_limit_threshold",
+            ])
+        func duration(_ n: ConfigNode) throws(ConfigError) -> Duration { try n.duration(min: .seconds(1)) }
+        report.read(fields["interval"], into: &polling.interval, duration)
+        report.read(fields["max_backoff"], into: &polling.maxBackoff, duration)
+        report.read(fields["max_retry_after"], into: &polling.maxRetryAfter, duration)
+        report.read(fields["slow_interval"], into: &polling.slowInterval, duration)
+        report.read(fields["privacy_interval"], into: &polling.privacyInterval, duration)
+        report.read(fields["max_concurrent_requests"], into: &polling.maxConcurrentRequests) { n throws(ConfigError) in
+            try n.integer(in: 1...1024)
+        }
+        let intervals = report.section(
+            fields["intervals"], allowed: Set(PollSchedule.VehicleActivity.allCases.map(\.rawValue)))
+        for (name, node) in intervals {
+            guard let activity = PollSchedule.VehicleActivity(rawValue: name) else { continue }
+            if let value = report.check({ () throws(ConfigError) in try duration(node) }) {
+                polling.activityIntervals[activity] = value
             }
         }
-        collect { () throws(ConfigError) in
-            if top["vehicles"] != nil, top["fleet"]?.node.mapping?["sync"] == nil {
-                configuration.fleet.sync = configuration.vehicles.isEmpty
+        report.read(fields["max_requests_per_second"], into: &polling.maxRequestsPerSecond) {
+            n throws(ConfigError) -> Double in
+            let text = try n.string()
+            guard let rate = Double(text), rate >= 0.001, rate <= 100_000,
+                text.allSatisfy({ $0.isNumber || $0 == "." })
+            else {
+                throw n.error("expected a number of requests per second between 0.001 and 100000, got \"\(text)\"")
             }
+            return rate
         }
-        collect { () throws(ConfigError) in
-            if !configuration.fleet.sync && configuration.vehicles.isEmpty {
-                throw (top["fleet"] ?? root).error(
-                    "nothing to poll: list VINs under `vehicles`, or turn on `fleet.sync`")
-            }
+        report.read(fields["daily_budget_per_vehicle"], into: &polling.dailyBudgetPerVIN) { n throws(ConfigError) in
+            try n.integer(in: 1...86_400_000)
         }
-        collect { () throws(ConfigError) in
-            if let n = top["log_level"] {
-                let level = try n.string()
-                guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(level) else {
-                    throw n.error(
-                        "expected one of trace, debug, info, notice, warning, error, critical; got \"\(level)\"")
-                }
-                configuration.logLevel = level
-            }
+        report.read(fields["daily_budget"], into: &polling.dailyBudgetApplication) { n throws(ConfigError) in
+            try n.integer(in: 1...1_000_000_000)
         }
-        collect { () throws(ConfigError) in
-            if let metricsNode = top["metrics"] {
-                let metrics = try metricsNode.mapping(allowed: ["listen"])
-                if let n = metrics["listen"] {
-                    let text = try n.string()
-                    let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-                    guard parts.count == 2, let port = Int(parts[1]), (1...65535).contains(port) else {
-                        throw n.error("expected host:port such as 127.0.0.1:9464, got \"\(text)\"")
-                    }
-                    let host = parts[0].isEmpty ? "127.0.0.1" : String(parts[0])
-                    configuration.metricsListen = .init(host: host, port: port)
-                }
-            }
+        report.read(fields["global_rate_limit_threshold"], into: &polling.globalRateLimitThreshold) {
+            n throws(ConfigError) in try n.integer(in: 1...100_000)
         }
-        return (configuration, errors)
+    }
+}
+
+/// The errors found while reading a config file: each key is read on its own, a bad one is
+/// recorded and the reading goes on.
+struct ConfigReport {
+    var errors: [ConfigError] = []
+
+    /// The body's value, or `nil` with its error recorded.
+    mutating func check<T>(_ body: () throws(ConfigError) -> T) -> T? {
+        do { return try body() } catch {
+            errors.append(error)
+            return nil
+        }
+    }
+
+    /// A section's keys (an unknown key is recorded and skipped); empty when the section is
+    /// absent or not a mapping.
+    mutating func section(_ node: ConfigNode?, allowed: Set<String>) -> [String: ConfigNode] {
+        guard let node else { return [:] }
+        var found: [ConfigError] = []
+        defer { errors += found }
+        do { return try node.mapping(allowed: allowed, errors: &found) } catch {
+            found.append(error)
+            return [:]
+        }
+    }
+
+    /// Reads an optional key into `target`; a bad value is recorded and `target` keeps its default.
+    mutating func read<T>(_ node: ConfigNode?, into target: inout T, _ parse: (ConfigNode) throws(ConfigError) -> T) {
+        guard let node, let value = check({ () throws(ConfigError) in try parse(node) }) else { return }
+        target = value
+    }
+
+    /// Reads an optional key into an optional `target`.
+    mutating func read<T>(_ node: ConfigNode?, into target: inout T?, _ parse: (ConfigNode) throws(ConfigError) -> T) {
+        guard let node, let value = check({ () throws(ConfigError) in try parse(node) }) else { return }
+        target = value
+    }
+
+    /// Reads a required key; a missing one is recorded as `missing` located at `parent`.
+    mutating func require<T>(
+        _ node: ConfigNode?, in parent: ConfigNode, _ missing: String, _ parse: (ConfigNode) throws(ConfigError) -> T
+    ) -> T? {
+        guard let node else {
+            errors.append(parent.error(missing))
+            return nil
+        }
+        return check { () throws(ConfigError) in try parse(node) }
     }
 }
 
 extension ConfigLoader {
-    /// The `events` section.
-    static func readEvents(_ node: ConfigNode) throws(ConfigError) -> EventRulesConfiguration {
+    /// The `events` section; each bad key, event type or geofence is recorded in `report`.
+    static func readEvents(_ node: ConfigNode, report: inout ConfigReport) -> EventRulesConfiguration {
         var events = EventRulesConfiguration()
-        let fields = try node.mapping(allowed: [
-            "disabled", "battery_low", "fuel_low", "vehicle_moved_km", "geofences", "vehicle_silent_after",
-            "charging_session_timeout",
-        ])
-        if let n = fields["vehicle_silent_after"] { events.silentAfter = try n.duration(min: .seconds(60)) }
-        if let n = fields["charging_session_timeout"] {
-            events.chargingSessionTimeout = try n.duration(min: .seconds(60))
+        let fields = report.section(
+            node,
+            allowed: [
+                "disabled", "battery_low", "fuel_low", "vehicle_moved_km", "geofences", "vehicle_silent_after",
+                "charging_session_timeout",
+            ])
+        report.read(fields["vehicle_silent_after"], into: &events.silentAfter) { n throws(ConfigError) in
+            try n.duration(min: .seconds(60))
+        }
+        report.read(fields["charging_session_timeout"], into: &events.chargingSessionTimeout) {
+            n throws(ConfigError) in try n.duration(min: .seconds(60))
         }
         if let n = fields["disabled"] {
-            for item in try n.sequence() {
-                let name = try item.string()
-                guard let type = EventType(rawValue: name) else {
-                    throw item.error(
-                        "unknown event type \"\(name)\"; known: \(EventType.allCases.map(\.rawValue).joined(separator: ", "))"
-                    )
+            for item in report.check({ () throws(ConfigError) in try n.sequence() }) ?? [] {
+                let type = report.check { () throws(ConfigError) -> EventType in
+                    let name = try item.string()
+                    guard let type = EventType(rawValue: name) else {
+                        throw item.error(
+                            "unknown event type \"\(name)\"; known: \(EventType.allCases.map(\.rawValue).joined(separator: ", "))"
+                        )
+                    }
+                    return type
                 }
-                events.disabled.insert(type)
+                if let type { events.disabled.insert(type) }
             }
         }
         func threshold(_ node: ConfigNode) throws(ConfigError) -> EventRulesConfiguration.Threshold {
@@ -329,26 +376,30 @@ extension ConfigLoader {
             guard high >= low else { throw rearm.error("must be at least `below` (\(low))") }
             return .init(below: low, rearmAbove: high)
         }
-        if let n = fields["battery_low"] { events.batteryLow = try threshold(n) }
-        if let n = fields["fuel_low"] { events.fuelLow = try threshold(n) }
-        if let n = fields["vehicle_moved_km"] { events.movedDistanceKm = try n.number(in: 0.01...100_000) }
+        report.read(fields["battery_low"], into: &events.batteryLow, threshold)
+        report.read(fields["fuel_low"], into: &events.fuelLow, threshold)
+        report.read(fields["vehicle_moved_km"], into: &events.movedDistanceKm) { n throws(ConfigError) in
+            try n.number(in: 0.01...100_000)
+        }
         if let n = fields["geofences"] {
             var names = Set<String>()
-            for item in try n.sequence() {
-                let fence = try item.mapping(allowed: ["name", "latitude", "longitude", "radius_m"])
-                guard let name = fence["name"], let lat = fence["latitude"], let lon = fence["longitude"],
-                    let radius = fence["radius_m"]
-                else {
-                    throw item.error("a geofence needs name, latitude, longitude and radius_m")
-                }
-                let text = try name.string()
-                guard !text.isEmpty, names.insert(text).inserted else {
-                    throw name.error("geofence names must be non-empty and unique")
-                }
-                events.geofences.append(
-                    .init(
+            for item in report.check({ () throws(ConfigError) in try n.sequence() }) ?? [] {
+                let fence = report.check { () throws(ConfigError) -> EventRulesConfiguration.Geofence in
+                    let fence = try item.mapping(allowed: ["name", "latitude", "longitude", "radius_m"])
+                    guard let name = fence["name"], let lat = fence["latitude"], let lon = fence["longitude"],
+                        let radius = fence["radius_m"]
+                    else {
+                        throw item.error("a geofence needs name, latitude, longitude and radius_m")
+                    }
+                    let text = try name.string()
+                    guard !text.isEmpty, names.insert(text).inserted else {
+                        throw name.error("geofence names must be non-empty and unique")
+                    }
+                    return .init(
                         name: text, latitude: try lat.number(in: -90...90), longitude: try lon.number(in: -180...180),
-                        radiusMeters: try radius.number(in: 1...10_000_000)))
+                        radiusMeters: try radius.number(in: 1...10_000_000))
+                }
+                if let fence { events.geofences.append(fence) }
             }
         }
         return events

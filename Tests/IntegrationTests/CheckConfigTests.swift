@@ -33,13 +33,17 @@ extension CommandLineTests {
 
         let many = try check(
             valid.replacingOccurrences(of: "https://api.example", with: "ftp://x")
-                + "\npolling:\n  interval: 0s\n  intervall: 5m\nlog_level: loud\nextra: 1\n",
+                + "\npolling:\n  interval: 0s\n  intervall: 5m\nlog_level: loud\nextra: 1\n"
+                + "events:\n  disabled: [door_unlocked, nope]\n  vehicle_moved_km: -1\n",
             environment: ["HM_SECRET": "s", "PATH": "/usr/bin:/bin"])
         #expect(many.status == 78)
         for expected in [
             "c.yaml:2: api.base_url: expected an http:// or https:// URL",
+            "c.yaml:9: polling.interval: must be at least 1s, got 0s",
             "c.yaml:10: polling.intervall: unknown key (did you mean `interval`?)",
-            "c.yaml:11: log_level: expected one of", "c.yaml:12: extra: unknown key", "c.yaml: 4 errors",
+            "c.yaml:11: log_level: expected one of", "c.yaml:12: extra: unknown key",
+            "c.yaml:14: events.disabled[1]: unknown event type \"nope\"",
+            "c.yaml:15: events.vehicle_moved_km: must be between 0.01 and 100000.0, got -1", "c.yaml: 7 errors",
         ] {
             #expect(many.stderr.contains(expected), "\(expected) in \(many.stderr)")
         }
