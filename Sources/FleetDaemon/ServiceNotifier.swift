@@ -42,6 +42,9 @@ public struct ServiceNotifier: Sendable {
 
     /// Sends `lines` (`READY=1`, `STATUS=…`) as one datagram.
     ///
+    /// Never waits: when the manager's queue is full the datagram is dropped (a manager that does
+    /// not read must not stall the polling loop; the next STATUS or WATCHDOG follows).
+    ///
     /// - Returns: False when no service manager listens or the datagram could not be sent (a
     ///   notification is advisory: a failure is not an error of the daemon).
     @discardableResult
@@ -63,7 +66,7 @@ public struct ServiceNotifier: Sendable {
         let message = Array(lines.map { $0.replacingNewlines() }.joined(separator: "\n").utf8)
         let sent = withUnsafePointer(to: &address) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
-                sendto(descriptor, message, message.count, Int32(MSG_NOSIGNAL), socketAddress, length)
+                sendto(descriptor, message, message.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT), socketAddress, length)
             }
         }
         return sent == message.count

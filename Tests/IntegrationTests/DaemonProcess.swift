@@ -6,11 +6,13 @@ import Foundation
 import Glibc
 #endif
 
-/// `fleet-telemetry run` as a child process against a harness's emulator, with a config,
-/// database and standard-error file of its own (a file, not a pipe: a test never blocks a
-/// thread of the cooperative pool reading it). Stopped and its files removed when released.
+/// `fleet-telemetry run` as a child process against a harness's emulator, with a directory of
+/// its own holding its config, database and standard-error file (a file, not a pipe: a test
+/// never blocks a thread of the cooperative pool reading it). Stopped and its directory removed
+/// when released.
 final class DaemonProcess {
     let process = Process()
+    let directory: String
     let config: String
     let database: String
     let stderr: String
@@ -21,14 +23,22 @@ final class DaemonProcess {
     ///   - extra: Extra top-level YAML.
     ///   - environment: Added to `HM_SECRET` and `PATH`.
     ///   - journal: Sets `JOURNAL_STREAM` to the standard-error file, as systemd does for the journal.
+    ///   - directory: An existing directory to use (and remove at the end); a new one by default.
+    ///   - wrapper: A command that runs the binary (`[runner, options..., "--"]`), or none.
     init(
         _ h: Harness, vehicles: [VIN], polling: String = "", extra: String = "",
-        environment: [String: String] = [:], journal: Bool = false
+        environment: [String: String] = [:], journal: Bool = false, directory: String? = nil,
+        wrapper: [String] = []
     ) throws {
-        let base = NSTemporaryDirectory() + "ft-daemon-\(UUID().uuidString)"
-        config = base + ".yaml"
-        database = base + ".sqlite"
-        stderr = base + ".stderr"
+        if let directory {
+            self.directory = directory
+        } else {
+            self.directory = DaemonProcess.newDirectory()
+            try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: false)
+        }
+        config = self.directory + "/config.yaml"
+        database = self.directory + "/telemetry.sqlite"
+        stderr = self.directory + "/stderr"
         port = h.port
         try writeConfig(vehicles: vehicles, polling: polling, extra: extra)
         _ = FileManager.default.createFile(atPath: stderr, contents: nil)
@@ -40,13 +50,21 @@ final class DaemonProcess {
             _ = stat(stderr, &status)
             environment["JOURNAL_STREAM"] = "\(status.st_dev):\(status.st_ino)"
         }
-        process.executableURL = CLI.binary
-        process.arguments = ["run", "--config", config]
+        if let runner = wrapper.first {
+            process.executableURL = URL(fileURLWithPath: runner)
+            process.arguments = wrapper.dropFirst() + [CLI.binary.path, "run", "--config", config]
+        } else {
+            process.executableURL = CLI.binary
+            process.arguments = ["run", "--config", config]
+        }
         process.environment = environment
         process.standardOutput = FileHandle.nullDevice
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderr))
         try process.run()
     }
+
+    /// A fresh path in the temporary directory, not created.
+    static func newDirectory() -> String { NSTemporaryDirectory() + "ft-daemon-\(UUID().uuidString)" }
 
     /// Writes (or rewrites, before a SIGHUP) the config file.
     func writeConfig(vehicles: [VIN], polling: String = "", extra: String = "") throws {
@@ -78,6 +96,6 @@ final class DaemonProcess {
 
     deinit {
         if process.isRunning { process.terminate() }
-        for path in [config, database, stderr] { try? FileManager.default.removeItem(atPath: path) }
+        try? FileManager.default.removeItem(atPath: directory)
     }
 }

@@ -13,8 +13,9 @@ final class NotifySocket {
     let path: String
     private let descriptor: Int32
 
-    init() throws {
-        path = NSTemporaryDirectory() + "ft-notify-\(UUID().uuidString.prefix(8)).sock"
+    /// - Parameter path: Where to bind; a fresh name in the temporary directory by default.
+    init(path: String = NSTemporaryDirectory() + "ft-notify-\(UUID().uuidString.prefix(8)).sock") throws {
+        self.path = path
         descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
