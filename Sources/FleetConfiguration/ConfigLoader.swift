@@ -79,7 +79,7 @@ public enum ConfigLoader {
         report.read(database["path"], into: &configuration.databasePath) { n throws(ConfigError) in
             let path = try n.string()
             guard !path.isEmpty else { throw n.error("must not be empty") }
-            return path
+            return relativeToConfig(path, file: file)
         }
 
         readPolling(top["polling"], into: &configuration.polling, report: &report)
@@ -195,7 +195,11 @@ public enum ConfigLoader {
             if kind == "credential", value.contains("/") || value == "." || value == ".." {
                 throw valueNode.error("a credential name is a file name in $CREDENTIALS_DIRECTORY, without '/'")
             }
-            return kind == "file" ? .file(value) : kind == "env" ? .environment(value) : .credential(value)
+            switch kind {
+            case "file": return .file(relativeToConfig(value, file: node.file))
+            case "env": return .environment(value)
+            default: return .credential(value)
+            }
         }
         var result = DaemonConfiguration.API(
             baseURL: baseURL ?? "", clientID: clientID ?? "", clientSecret: secret ?? .environment(""))
@@ -235,6 +239,14 @@ public enum ConfigLoader {
         }
         guard baseURL != nil, clientID != nil, secret != nil else { return nil }
         return result
+    }
+
+    /// A path from the config file: an absolute one as it is, a relative one from the config
+    /// file's folder (not from the current folder, so every command finds the same files).
+    public static func relativeToConfig(_ path: String, file: String) -> String {
+        guard !path.hasPrefix("/") else { return path }
+        let folder = (file as NSString).deletingLastPathComponent
+        return folder.isEmpty ? path : folder + "/" + path
     }
 
     /// The `polling` section.
@@ -572,8 +584,8 @@ public struct ConfigNode {
     }
 }
 
-/// Levenshtein distance, for "did you mean" hints on misspelled keys.
-func editDistance(_ a: String, _ b: String) -> Int {
+/// Levenshtein distance, for "did you mean" hints on misspelled keys and property names.
+public func editDistance(_ a: String, _ b: String) -> Int {
     let a = Array(a), b = Array(b)
     if a.isEmpty { return b.count }
     if b.isEmpty { return a.count }

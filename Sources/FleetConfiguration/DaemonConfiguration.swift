@@ -200,7 +200,9 @@ public enum SecretSource: Sendable, Hashable {
     /// `api.client_secret.env`: an environment variable.
     case environment(String)
     /// `api.client_secret.credential`: a systemd credential (`LoadCredential=`), read from
-    /// `$CREDENTIALS_DIRECTORY/<name>`.
+    /// `$CREDENTIALS_DIRECTORY/<name>` under the unit; outside it (an operator running `vehicles`
+    /// or `poll` by hand) from the file of that name in the config file's folder, where the
+    /// unit's `LoadCredential=` reads it from (`/etc/fleet-telemetry/hm-client-secret`).
     case credential(String)
     /// A literal value; only for the built-in demo, never read from a config file.
     case literal(Secret)
@@ -221,16 +223,21 @@ public enum SecretSource: Sendable, Hashable {
             guard let v = environment[name] else { throw fail("environment variable \(name) is not set") }
             value = v
         case .file(let path):
-            guard let v = readTextFile(path) else { throw fail("cannot read the secret file \(path)") }
+            guard let v = readTextFile(path) else {
+                throw fail("cannot read the secret file \(path): \(FileProblem.describe(path))")
+            }
             value = v
         case .credential(let name):
-            guard let directory = environment["CREDENTIALS_DIRECTORY"] else {
+            let path = credentialPath(name, file: configFile, environment: environment)
+            guard let v = readTextFile(path) else {
+                if environment["CREDENTIALS_DIRECTORY"] != nil {
+                    throw fail(
+                        "cannot read credential \(name) in $CREDENTIALS_DIRECTORY: \(FileProblem.describe(path))")
+                }
                 throw fail(
-                    "credential \(name) requested but $CREDENTIALS_DIRECTORY is not set (run under systemd with LoadCredential=)"
-                )
-            }
-            guard let v = readTextFile(directory + "/" + name) else {
-                throw fail("cannot read credential \(name) in $CREDENTIALS_DIRECTORY")
+                    "credential \(name): not under systemd ($CREDENTIALS_DIRECTORY is not set), and its source file "
+                        + "\(path) cannot be read: \(FileProblem.describe(path)) (run the command as root, or use "
+                        + "`sudo -E`; see README \"Commands on an installed host\")")
             }
             value = v
         }
@@ -241,9 +248,60 @@ public enum SecretSource: Sendable, Hashable {
         }
         return Secret(trimmed)
     }
+
+    /// The file a credential is read from: in `$CREDENTIALS_DIRECTORY` under systemd, else next
+    /// to the config file.
+    func credentialPath(_ name: String, file configFile: String, environment: [String: String]) -> String {
+        if let directory = environment["CREDENTIALS_DIRECTORY"] { return directory + "/" + name }
+        return ConfigLoader.relativeToConfig(name, file: configFile)
+    }
+
+    /// A warning when the secret's file is readable by every user (`nil` otherwise, and for an
+    /// environment variable): `chmod 600` is what it needs.
+    public func exposureWarning(file configFile: String, environment: [String: String]) -> String? {
+        let path: String
+        switch self {
+        case .file(let p): path = p
+        case .credential(let name):
+            // systemd's copy in $CREDENTIALS_DIRECTORY is private to the service.
+            guard environment["CREDENTIALS_DIRECTORY"] == nil else { return nil }
+            path = credentialPath(name, file: configFile, environment: environment)
+        case .environment, .literal: return nil
+        }
+        var status = stat()
+        guard stat(path, &status) == 0, status.st_mode & S_IROTH != 0 else { return nil }
+        return "the secret file \(path) is readable by every user (mode \(String(status.st_mode & 0o777, radix: 8))); "
+            + "chmod 600 \(path)"
+    }
+}
+
+/// Why a file cannot be read, in words: for errors that name the path.
+public enum FileProblem {
+    /// `does not exist`, `permission denied (owner root, mode 600)`, `is a folder`, or the
+    /// system's own words.
+    public static func describe(_ path: String) -> String {
+        var status = stat()
+        guard stat(path, &status) == 0 else {
+            let code = errno
+            if code == EACCES { return "permission denied on a folder of its path" }
+            return code == ENOENT ? "does not exist" : String(cString: strerror(code))
+        }
+        if status.st_mode & S_IFMT == S_IFDIR { return "is a folder, not a file" }
+        if access(path, R_OK) != 0 {
+            let owner = getpwuid(status.st_uid).map { String(cString: $0.pointee.pw_name) } ?? "uid \(status.st_uid)"
+            let group = getgrgid(status.st_gid).map { String(cString: $0.pointee.gr_name) } ?? "gid \(status.st_gid)"
+            return
+                "permission denied (owner \(owner), group \(group), mode \(String(status.st_mode & 0o777, radix: 8)))"
+        }
+        return "not UTF-8 text"
+    }
 }
 
 import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 func readTextFile(_ path: String) -> String? {
     guard let data = FileManager.default.contents(atPath: path) else { return nil }

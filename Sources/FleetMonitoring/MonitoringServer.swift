@@ -8,7 +8,8 @@ import Synchronization
 /// The operator's endpoint (`metrics.listen`): `GET /metrics` in the Prometheus text format
 /// (every swift-metrics counter, gauge and timer of the process, from `registry`) and
 /// `GET /healthz`: 200 `ok` while the polling loop turns and the database takes a write, 503
-/// with the reason otherwise (an answer within 3 s whatever the database does).
+/// with the reason otherwise (an answer within 3 s whatever the database does); the body's
+/// second line is the version (`fleet-telemetry 0.17.0`), also in the `Server` header.
 public enum MonitoringServer {
     /// Builds the Hummingbird application; run it as a service of the daemon's group.
     ///
@@ -28,11 +29,14 @@ public enum MonitoringServer {
             let status: HTTPResponse.Status = reason == nil ? .ok : .serviceUnavailable
             return Response(
                 status: status, headers: [.contentType: "text/plain; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(string: (reason ?? "ok") + "\n")))
+                body: .init(
+                    byteBuffer: ByteBuffer(
+                        string: (reason ?? "ok") + "\nfleet-telemetry \(FleetTelemetryVersion.current)\n")))
         }
         return Application(
             router: router,
-            configuration: .init(address: .hostname(host, port: port), serverName: "fleet-telemetry"),
+            configuration: .init(
+                address: .hostname(host, port: port), serverName: "fleet-telemetry/\(FleetTelemetryVersion.current)"),
             logger: logger)
     }
 

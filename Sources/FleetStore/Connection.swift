@@ -29,11 +29,17 @@ final class Connection {
     ///   - path: A file path, or `:memory:`.
     ///   - busyTimeout: How long to wait for a lock held by another connection (e.g. a `sqlite3`
     ///     shell) before failing with `SQLITE_BUSY`.
+    ///   - readOnly: Open without write access (an existing file only; its journal mode is left
+    ///     as it is): for a reader who may not write the file, such as a member of the database's
+    ///     group while the daemon runs.
     /// - Throws: ``SQLiteError`` when the file cannot be opened or is not a database.
-    init(path: String, busyTimeout: Duration = .seconds(30)) throws(SQLiteError) {
+    init(path: String, busyTimeout: Duration = .seconds(30), readOnly: Bool = false) throws(SQLiteError) {
         var db: OpaquePointer?
-        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
-        let code = sqlite3_open_v2(path, &db, flags, nil)
+        let (name, flags) =
+            readOnly
+            ? Self.readOnlyName(path)
+            : (path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX)
+        let code = sqlite3_open_v2(name, &db, flags, nil)
         guard code == SQLITE_OK, let db else {
             let error = SQLiteError(connection: db, code: code, sql: nil)
             sqlite3_close_v2(db)
@@ -57,7 +63,7 @@ final class Connection {
         )
         busyWait = BusyWait(timeoutMilliseconds: Int64(busyTimeoutMilliseconds))
         sqlite3_busy_handler(db, busyHandler, Unmanaged.passUnretained(busyWait).toOpaque())
-        if path != ":memory:" {
+        if path != ":memory:" && !readOnly {
             // Switched only when needed: a reader of a read-only file cannot write the mode.
             var mode = try scalarText("PRAGMA journal_mode")
             if mode?.lowercased() != "wal" { mode = try scalarText("PRAGMA journal_mode = WAL") }
@@ -92,6 +98,19 @@ final class Connection {
         ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.int64Value ?? 0
     }
 
+    /// The name and flags that open `path` read-only. When no writer has the file open (its WAL
+    /// is checkpointed and gone), a reader who may not create the -shm file cannot open a WAL
+    /// database at all: it is read as an unchanging file then (`immutable=1`).
+    static func readOnlyName(_ path: String) -> (String, Int32) {
+        let flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX
+        guard !FileManager.default.fileExists(atPath: path + "-wal"), access(path, W_OK) != 0 else {
+            return (path, flags)
+        }
+        let escaped = path.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: "?", with: "%3f")
+            .replacingOccurrences(of: "#", with: "%23")
+        return ("file:\(escaped)?immutable=1", flags | SQLITE_OPEN_URI)
+    }
+
     /// What an existing file holds, read without changing it (no WAL switch, no schema):
     /// its `user_version` and the name of one of its tables, if any.
     ///
@@ -100,7 +119,8 @@ final class Connection {
     static func inspect(path: String) throws(SQLiteError) -> (userVersion: Int64, someTable: String?)? {
         guard fileSize(atPath: path) > 0 else { return nil }
         var db: OpaquePointer?
-        let code = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nil)
+        let (name, flags) = readOnlyName(path)
+        let code = sqlite3_open_v2(name, &db, flags, nil)
         defer { sqlite3_close_v2(db) }
         guard code == SQLITE_OK, let db else { throw SQLiteError(connection: db, code: code, sql: nil) }
         func scalar(_ sql: String) throws(SQLiteError) -> (Int64, String?)? {

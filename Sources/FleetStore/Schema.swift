@@ -235,6 +235,11 @@ enum Schema {
                        > (SELECT value FROM settings WHERE key = 'stale_after_seconds')) AS stale
             FROM latest;
         """,
+        // 8: events found by detection time (`events --since`: what was learned since a time,
+        //    whatever the vehicle's clock says).
+        """
+        CREATE INDEX events_by_detection ON events (detected_at);
+        """,
     ]
 
     /// The schema version this build writes.
@@ -272,6 +277,8 @@ public enum StoreError: Error, Sendable, Hashable, CustomStringConvertible {
     case foreignDatabase(path: String, table: String)
     /// A read-only use (`status`, `history`, …) was given a file that holds no fleet-telemetry data yet.
     case notAFleetDatabase(path: String)
+    /// A reader without write access found an older schema, which only a writer can upgrade.
+    case olderSchemaReadOnly(found: Int64, supported: Int64, path: String)
 
     public var description: String {
         switch self {
@@ -284,6 +291,9 @@ public enum StoreError: Error, Sendable, Hashable, CustomStringConvertible {
         case .notAFleetDatabase(let path):
             return
                 "\(path) is not a fleet-telemetry database (it is empty); run the daemon, the demo or an import first"
+        case .olderSchemaReadOnly(let found, let supported, let path):
+            return
+                "database \(path) has schema version \(found) and this fleet-telemetry reads \(supported); it is read-only for this user, so it cannot be upgraded: start the daemon once (it upgrades the file)"
         }
     }
 }

@@ -21,6 +21,12 @@ public struct VehicleStatus: Sendable, Hashable {
     /// The scheduler's health (`ok`, `backoff`, …) and the polling status (`active`, …).
     public var health: String?
     public var status: String?
+    /// Why the health is not `ok` (the scheduler's reason: the last error, a pause), or `nil`.
+    public var reason: String?
+    /// When the daemon last polled it (wall clock, UTC; `vehicles.last_polled_at`), `nil` if never.
+    public var lastPolled: Timestamp?
+    /// When the daemon polls it next (UTC; `schedule.next_due_at`), `nil` when it has no schedule.
+    public var nextDue: Timestamp?
     /// How many of the values shown are stale: observed longer ago than `database.stale_after`,
     /// or reported as failed by the newest response (see `latest_view.stale` for every property).
     public var staleValues = 0
@@ -45,7 +51,8 @@ extension TelemetryStore {
             let staleBefore = underflow ? Int64.min : cutoff
             let vehicles = try connection.cachedStatement(
                 """
-                SELECT v.vin, v.status, s.health, v.last_observed_at FROM vehicles v LEFT JOIN schedule s ON s.vin = v.vin ORDER BY v.vin
+                SELECT v.vin, v.status, s.health, v.last_observed_at, s.reason, v.last_polled_at, s.next_due_at
+                FROM vehicles v LEFT JOIN schedule s ON s.vin = v.vin ORDER BY v.vin
                 """)
             try vehicles.bind([])
             var result: [VehicleStatus] = []
@@ -54,6 +61,9 @@ extension TelemetryStore {
                 guard let text = vehicles.text(at: 0), let vin = VIN(text) else { continue }
                 var entry = VehicleStatus(vin: vin, health: vehicles.text(at: 2), status: vehicles.text(at: 1))
                 entry.lastSeen = vehicles.isNull(at: 3) ? nil : Timestamp(millisecondsSince1970: vehicles.int(at: 3))
+                entry.reason = vehicles.text(at: 4)
+                entry.lastPolled = vehicles.isNull(at: 5) ? nil : Timestamp(millisecondsSince1970: vehicles.int(at: 5))
+                entry.nextDue = vehicles.isNull(at: 6) ? nil : Timestamp(millisecondsSince1970: vehicles.int(at: 6))
                 index[text] = result.count
                 result.append(entry)
             }
@@ -107,25 +117,107 @@ extension TelemetryStore {
         }
     }
 
-    /// Events, newest last, filtered by VIN, type and time (`occurred_at` ≥ `since`).
-    public func events(vin: VIN?, type: EventType?, since: Timestamp?, limit: Int) throws -> [Event] {
+    /// The largest event id stored, `nil` when there is no event: where `events --follow` starts.
+    public func newestEventID() throws -> Int64? {
+        try withConnection { connection in try connection.scalarInt("SELECT max(id) FROM events") }
+    }
+
+    /// Which events ``events(matching:)`` returns.
+    public struct EventQuery: Sendable, Hashable {
+        /// Only this vehicle's.
+        public var vin: VIN?
+        /// Only this type's.
+        public var type: EventType?
+        /// Detected at or after this time (UTC, `detected_at`): what the daemon learned since then,
+        /// late reports included.
+        public var detectedSince: Timestamp?
+        /// Occurred at or after this time (UTC, `occurred_at`, the vehicle's own time).
+        public var occurredSince: Timestamp?
+        /// Only events with a larger `id`, oldest first: the way to resume or follow.
+        public var afterID: Int64?
+        /// At most this many: the newest ones, or with ``afterID`` the first ones after it.
+        public var limit: Int
+
+        public init(
+            vin: VIN? = nil, type: EventType? = nil, detectedSince: Timestamp? = nil,
+            occurredSince: Timestamp? = nil, afterID: Int64? = nil, limit: Int = 1000
+        ) {
+            self.vin = vin
+            self.type = type
+            self.detectedSince = detectedSince
+            self.occurredSince = occurredSince
+            self.afterID = afterID
+            self.limit = limit
+        }
+    }
+
+    /// Events matching `query`: without ``EventQuery/afterID`` the newest `limit` ones ordered by
+    /// `occurred_at` then `id`; with it the first `limit` ones after that id, by `id` (the order
+    /// they were stored in).
+    ///
+    /// - Returns: The events and whether more matched than `limit`.
+    public func events(matching query: EventQuery) throws -> (events: [Event], truncated: Bool) {
         try withConnection { connection in
-            let statement = try connection.cachedStatement(
+            let filter = """
+                (?1 IS NULL OR vin = ?1) AND (?2 IS NULL OR type = ?2) AND (?3 IS NULL OR detected_at >= ?3)
+                AND (?4 IS NULL OR occurred_at >= ?4) AND (?5 IS NULL OR id > ?5)
                 """
-                SELECT id, vin, type, instance, occurred_at, detected_at, previous_value, new_value FROM (
-                    SELECT * FROM events WHERE (?1 IS NULL OR vin = ?1) AND (?2 IS NULL OR type = ?2) AND (?3 IS NULL OR occurred_at >= ?3)
-                    ORDER BY occurred_at DESC, id DESC LIMIT ?4)
-                ORDER BY occurred_at, id
-                """)
+            let statement = try connection.cachedStatement(
+                query.afterID == nil
+                    ? """
+                    SELECT id, vin, type, instance, occurred_at, detected_at, previous_value, new_value FROM (
+                        SELECT * FROM events WHERE \(filter) ORDER BY occurred_at DESC, id DESC LIMIT ?6)
+                    ORDER BY occurred_at, id
+                    """
+                    : """
+                    SELECT id, vin, type, instance, occurred_at, detected_at, previous_value, new_value FROM events
+                    WHERE \(filter) ORDER BY id LIMIT ?6
+                    """)
             try statement.bind([
-                vin.map { .text($0.rawValue) } ?? .null, type.map { .text($0.rawValue) } ?? .null,
-                since.map { .integer($0.millisecondsSince1970) } ?? .null, .integer(Int64(limit)),
+                query.vin.map { .text($0.rawValue) } ?? .null, query.type.map { .text($0.rawValue) } ?? .null,
+                query.detectedSince.map { .integer($0.millisecondsSince1970) } ?? .null,
+                query.occurredSince.map { .integer($0.millisecondsSince1970) } ?? .null,
+                query.afterID.map { .integer($0) } ?? .null, .integer(Int64(query.limit) + 1),
             ])
             var result: [Event] = []
             while try statement.step() {
                 if let event = Self.event(statement) { result.append(event) }
             }
-            return result
+            guard result.count > query.limit else { return (result, false) }
+            // One more than asked for was read to tell; drop the oldest (or, after an id, the last).
+            return (query.afterID == nil ? Array(result.dropFirst()) : Array(result.dropLast()), true)
+        }
+    }
+
+    /// What the database knows of one property of one vehicle, for explaining an empty history.
+    public struct PropertyPresence: Sendable, Hashable {
+        /// Whether `vin` is in the database at all.
+        public var vehicleKnown: Bool
+        /// The newest observation of the property for `vin` (UTC), `nil` when it has none.
+        public var newest: Timestamp?
+        /// The property paths stored for `vin` (or for any vehicle when `vin` has none), sorted.
+        public var knownProperties: [String]
+    }
+
+    /// Whether `vin` and its `property` are stored, from `latest` (no scan of `samples`).
+    public func presence(vin: VIN, property: String) throws -> PropertyPresence {
+        try withConnection { connection in
+            let known = try connection.scalarInt("SELECT count(*) FROM vehicles WHERE vin = ?1", [.text(vin.rawValue)])
+            let newest = try connection.scalarInt(
+                "SELECT max(observed_at) FROM latest WHERE vin = ?1 AND property = ?2",
+                [.text(vin.rawValue), .text(property)])
+            var names: [String] = []
+            for sql in [
+                "SELECT DISTINCT property FROM latest WHERE vin = ?1 ORDER BY property",
+                "SELECT DISTINCT property FROM latest ORDER BY property",
+            ] where names.isEmpty {
+                let statement = try connection.makeStatement(sql)
+                try statement.bind(sql.contains("?1") ? [.text(vin.rawValue)] : [])
+                while try statement.step() { if let name = statement.text(at: 0) { names.append(name) } }
+            }
+            return PropertyPresence(
+                vehicleKnown: (known ?? 0) > 0, newest: newest.map { Timestamp(millisecondsSince1970: $0) },
+                knownProperties: names)
         }
     }
 

@@ -63,19 +63,32 @@ public actor TelemetryStore {
     }
 
     /// Opens an existing fleet-telemetry database for the query commands: an empty file, or one
-    /// without the fleet-telemetry schema, is refused instead of being given one.
+    /// without the fleet-telemetry schema, is refused instead of being given one. `readOnly`
+    /// opens it without write access (a reader who may not write the file); its schema must be
+    /// this build's then, and every write fails with `SQLITE_READONLY`.
     ///
     /// - Throws: ``StoreError/notAFleetDatabase(path:)``, ``StoreError/foreignDatabase(path:table:)``,
-    ///   ``StoreError/newerSchema(found:supported:path:)`` or ``SQLiteError``.
-    public init(existingPath path: String) throws {
+    ///   ``StoreError/newerSchema(found:supported:path:)``,
+    ///   ``StoreError/olderSchemaReadOnly(found:supported:path:)`` or ``SQLiteError``.
+    public init(existingPath path: String, readOnly: Bool = false) throws {
         // Checked without changing the file: no WAL switch, no schema, for a file that is not ours.
         let found = try Connection.inspect(path: path)
         guard let found, found.userVersion > 0 else {
             if let table = found?.someTable { throw StoreError.foreignDatabase(path: path, table: table) }
             throw StoreError.notAFleetDatabase(path: path)
         }
-        let connection = try Connection(path: path)
-        try Schema.migrate(connection)
+        let connection = try Connection(path: path, readOnly: readOnly)
+        if readOnly {
+            if found.userVersion > Schema.currentVersion {
+                throw StoreError.newerSchema(found: found.userVersion, supported: Schema.currentVersion, path: path)
+            }
+            if found.userVersion < Schema.currentVersion {
+                throw StoreError.olderSchemaReadOnly(
+                    found: found.userVersion, supported: Schema.currentVersion, path: path)
+            }
+        } else {
+            try Schema.migrate(connection)
+        }
         self.connection = connection
         busyWait = connection.busyWait
         latestCache = LatestCache(capacity: Self.defaultLatestCacheVehicles)

@@ -8,7 +8,7 @@ struct CheckConfigCommand: ParsableCommand {
         commandName: "check-config",
         abstract: "Validate a config file (and that its client secret can be read) without running anything.",
         discussion:
-            "Exit 0 with a one-line summary, or 78 (EX_CONFIG) with every error found on standard error, each with its file, line and key (a section is checked up to its first error). Run it before `systemctl reload` or `restart`."
+            "Exit 0 with a one-line summary (and a warning on standard error for a secret file readable by every user), or 78 (EX_CONFIG) with every error found on standard error, each with its file, line and key. Run it before `systemctl reload` or `restart`."
     )
 
     @Argument(help: "The config file.")
@@ -30,6 +30,11 @@ struct CheckConfigCommand: ParsableCommand {
             }
             printError("fleet-telemetry: \(path): \(all.count) error\(all.count == 1 ? "" : "s")")
             throw ExitStatus.config
+        }
+        if let warning = configuration.api.clientSecret.exposureWarning(
+            file: path, environment: ProcessInfo.processInfo.environment)
+        {
+            printError("fleet-telemetry: warning: \(warning)")
         }
         let vehicles =
             configuration.vehicles.isEmpty

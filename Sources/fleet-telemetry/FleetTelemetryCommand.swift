@@ -9,6 +9,7 @@ struct FleetTelemetryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fleet-telemetry",
         abstract: "Polls the High Mobility Vehicle Data API for a fleet and keeps every reading in one SQLite file.",
+        version: "fleet-telemetry \(FleetTelemetryVersion.current)",
         subcommands: [
             RunCommand.self, DemoCommand.self, EmulatorCommand.self, VehiclesCommand.self, EligibilityCommand.self,
             PollCommand.self, ImportCommand.self, StatusCommand.self, HistoryCommand.self, EventsCommand.self,
@@ -28,4 +29,20 @@ func printError(_ text: String) {
         guard written > 0 else { return }
         offset += written
     }
+}
+
+/// Writes `text` to standard output whole, unbuffered; false when the output is closed (a pipe
+/// whose reader exited: `EPIPE`, with `SIGPIPE` ignored so that it is not the end of the process).
+@discardableResult
+func writeStandardOutput(_ text: String) -> Bool {
+    signal(SIGPIPE, SIG_IGN)
+    let bytes = Array(text.utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let written = bytes.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress! + offset, $0.count - offset) }
+        if written < 0 && errno == EINTR { continue }
+        guard written > 0 else { return false }
+        offset += written
+    }
+    return true
 }

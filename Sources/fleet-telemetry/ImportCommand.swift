@@ -25,30 +25,17 @@ struct ImportCommand: AsyncParsableCommand {
     @Argument(help: "Files to import.")
     var files: [String]
 
-    @Option(name: .long, help: "The config file (database.path, database.max_size_mb and the events rules).")
-    var config: String?
-
-    @Option(name: .long, help: "The SQLite database file (overrides database.path).")
-    var database: String?
+    /// `--config` (database.path, database.max_size_mb and the events rules; read when it exists
+    /// with `--database`) and `--database`, as for the other database commands.
+    @OptionGroup var options: DatabaseOptions
 
     func validate() throws {
         guard !files.isEmpty else { throw ValidationError("give at least one file to import") }
-        if config == nil && database == nil {
-            throw ValidationError("give --database PATH (or --config with database.path)")
-        }
     }
 
     func run() async throws {
-        var configuration: DaemonConfiguration?
-        if let config {
-            do {
-                configuration = try ConfigLoader.load(path: config)
-            } catch {
-                printError("fleet-telemetry: \(error)")
-                throw ExitStatus.config
-            }
-        }
-        let databasePath = database ?? configuration?.databasePath ?? ""
+        let configuration = try options.loadConfiguration()
+        let databasePath = options.database ?? configuration?.databasePath ?? ""
         let maxSizeMegabytes = configuration?.maxSizeMegabytes
         let store: TelemetryStore
         do {

@@ -51,6 +51,7 @@ struct PollCommand: AsyncParsableCommand {
         }
         let payload: NormalizedPayload
         var events: [Event] = []
+        var samplesWritten = 0
         if let ingestion {
             // The one ingestion path, as a scheduled poll: configured rules, property failures,
             // privacy mode and the raw archive; the polls row is marked manual.
@@ -68,6 +69,7 @@ struct PollCommand: AsyncParsableCommand {
             }
             payload = read
             events = polled.events
+            samplesWritten = polled.samplesWritten
         } else {
             do {
                 let response = try answer.get()
@@ -103,11 +105,12 @@ struct PollCommand: AsyncParsableCommand {
                                 "description": $0.description.map(JSONValue.string) ?? .null,
                             ])
                         }),
-                    "stored": .bool(store), "events": .array(events.map { .string($0.jsonLine) }),
+                    "stored": .bool(store), "samples_written": store ? .number(Double(samplesWritten)) : .null,
+                    "events": .array(events.map(\.json)),
                 ]))
         } else {
             printTable(
-                ["PROPERTY", "INSTANCE", "VALUE", "UNIT", "OBSERVED AT"],
+                ["PROPERTY", "INSTANCE", "VALUE", "UNIT", "OBSERVED_AT"],
                 payload.samples.map {
                     [
                         $0.property, $0.instance.isEmpty ? "-" : $0.instance, $0.value.description, $0.unit ?? "-",
@@ -119,7 +122,10 @@ struct PollCommand: AsyncParsableCommand {
                     "failed: \(failure.property): \(failure.reason)\(failure.description.map { " (\($0))" } ?? "")")
             }
             if store {
-                printError("stored \(payload.samples.count) samples, \(events.count) events")
+                // What the polls row says: values unchanged since the last poll are not stored again.
+                printError(
+                    "stored \(counted(samplesWritten, "new sample")) of \(payload.samples.count) received "
+                        + "(unchanged values are not stored again), \(counted(events.count, "event"))")
             } else {
                 printError("nothing stored (use --store to write to the database)")
             }

@@ -58,6 +58,8 @@ struct RunCommand: AsyncParsableCommand {
                 .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30),
             ]
             MetricsSystem.bootstrap(factory)
+            Gauge(label: "fleet_telemetry_build_info", dimensions: [("version", FleetTelemetryVersion.current)])
+                .record(1)
         }
         let clock = SystemWallClock()
         let client = HighMobilityClient(configuration: clientConfiguration, clock: clock, logger: logger)
@@ -69,8 +71,13 @@ struct RunCommand: AsyncParsableCommand {
         let reloader = ReloadService(
             daemon: daemon, path: config, initial: configuration, notifier: notifier, logger: logger)
         logger.info(
-            "database \(databasePath), API \(clientConfiguration.baseURL) (\(clientConfiguration.pathFamily.rawValue) paths)"
+            "fleet-telemetry \(FleetTelemetryVersion.current): database \(databasePath), API \(clientConfiguration.baseURL) (\(clientConfiguration.pathFamily.rawValue) paths)"
         )
+        if let warning = configuration.api.clientSecret.exposureWarning(
+            file: config, environment: ProcessInfo.processInfo.environment)
+        {
+            logger.warning("\(warning)")
+        }
         defer { sink.flush(timeout: .seconds(2)) }
         var services: [any Service] = [daemon, reloader]
         if let listen = configuration.metricsListen {

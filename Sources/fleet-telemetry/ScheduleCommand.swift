@@ -17,6 +17,7 @@ struct ScheduleCommand: AsyncParsableCommand {
             "Read from the database the daemon writes (every second while it polls), with the intervals and budgets of the config file. --json prints one line for the application (\"scope\": \"application\") and then one per vehicle (\"scope\": \"vehicle\"); --csv prints the vehicles only. With the daemon stopped, --clear-pause ends a saved fleet-wide pause and --forget-rate forgets the learned request rate (after the API's quota was raised)."
     )
     @OptionGroup var options: DatabaseOptions
+    @OptionGroup var format: OutputOptions
 
     @Flag(name: .long, help: "End a saved fleet-wide pause (the daemon must be stopped).")
     var clearPause = false
@@ -104,7 +105,7 @@ struct ScheduleCommand: AsyncParsableCommand {
             }
         }
         let keys = ["vin", "health", "next_due", "polls_today", "projected_today", "daily_budget", "reason"]
-        if options.json {
+        if format.json {
             printJSON(
                 .object(
                     JSONObject(members: [
@@ -130,7 +131,7 @@ struct ScheduleCommand: AsyncParsableCommand {
             }
             return
         }
-        if !options.csv {
+        if !format.csv {
             var rate = "not limited (no refusal seen)"
             if let current {
                 let source = learned == nil ? "polling.max_requests_per_second" : "learned"
@@ -145,7 +146,7 @@ struct ScheduleCommand: AsyncParsableCommand {
                 "polls today (UTC): \(applicationPolls)\(budget); projected for the rest of the day: \(projectedTotal)\n\n"
             FileHandle.standardOutput.write(Data(text.utf8))
         }
-        options.output(keys, rows)
+        format.output(keys, rows)
     }
 
     /// `--clear-pause` / `--forget-rate`: rewrites the saved application state, refused while a

@@ -69,7 +69,7 @@ struct VehiclesCommand: AsyncParsableCommand {
         func run() async throws {
             let vin = try parseVIN(vin)
             let vehicle = try await withClient(options) { _, client in try await client.fleetVehicle(vin: vin) }
-            printVehicles([vehicle], json: options.json, single: true)
+            printVehicles([vehicle], json: options.json)
         }
     }
 
@@ -84,15 +84,16 @@ struct VehiclesCommand: AsyncParsableCommand {
         func run() async throws {
             let vin = try parseVIN(vin)
             let vehicle = try await withClient(options) { _, client in try await client.remove(vin: vin) }
-            printVehicles([vehicle], json: options.json, single: true)
+            printVehicles([vehicle], json: options.json)
         }
     }
 }
 
-/// Prints fleet vehicles as a table, or as JSON (an array, or one object when `single`).
-func printVehicles(_ vehicles: [FleetVehicle], json: Bool, single: Bool = false) {
+/// Prints fleet vehicles as a table, or as JSON lines (one object per vehicle).
+func printVehicles(_ vehicles: [FleetVehicle], json: Bool) {
     if json {
-        printJSON(single && vehicles.count == 1 ? vehicles[0].json : .array(vehicles.map(\.json)))
+        // JSON lines, one vehicle per line, as every listing prints them.
+        for vehicle in vehicles { printJSON(vehicle.json) }
     } else {
         printTable(["VIN", "BRAND", "STATUS", "TAGS"], vehicles.map(\.row))
     }
@@ -132,7 +133,7 @@ struct EligibilityCommand: AsyncParsableCommand {
             printJSON(.object(object))
         } else {
             printTable(
-                ["VIN", "ELIGIBLE", "DATA DELIVERY", "CONNECTIVITY"],
+                ["VIN", "ELIGIBLE", "DATA_DELIVERY", "CONNECTIVITY"],
                 [
                     [
                         answer.vin.rawValue, answer.eligible ? "yes" : "no",

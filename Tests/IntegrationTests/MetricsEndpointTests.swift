@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import FleetDaemon
 import FleetEmulator
 import FleetModel
 @testable import FleetStore
@@ -48,12 +49,15 @@ extension CommandLineTests {
                 "fleet_telemetry_samples_written_total", "fleet_telemetry_request_rate",
                 "fleet_telemetry_poll_duration_seconds_bucket", "fleet_telemetry_database_write_seconds_count",
                 "fleet_telemetry_token_requests_total{result=\"ok\"} 1", "fleet_telemetry_wal_bytes",
+                "fleet_telemetry_build_info{version=\"\(FleetTelemetryVersion.current)\"} 1",
             ] {
                 #expect(text.contains(series), "\(series) in \(text.prefix(2000))")
             }
             #expect(polls(text) > first, "and keep counting")
             let healthy = await get("/healthz")
-            #expect(healthy?.0 == 200 && healthy?.1 == "ok\n", "\(String(describing: healthy))")
+            #expect(
+                healthy?.0 == 200 && healthy?.1 == "ok\nfleet-telemetry \(FleetTelemetryVersion.current)\n",
+                "\(String(describing: healthy))")
             let shell = try Connection(path: database)
             try shell.execute("BEGIN IMMEDIATE")
             let locked = await get("/healthz")

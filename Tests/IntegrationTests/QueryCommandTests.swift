@@ -53,9 +53,9 @@ import Testing
         #expect(status.status == 0, "\(status.stderr)")
         #expect(
             status.stdout == """
-                vin,last_seen,battery_percent,range_km,locks,charging,latitude,longitude,stale_values,health
-                1HMFT000000000001,2026-11-28T06:10:00.000Z,55.5,,unlocked,,52.520008,13.404954,4,active
-                1HMFT000000000002,2026-11-28T06:15:00.000Z,30,,,charging,,,2,active
+                vin,last_seen,battery_percent,range_km,locks,charging,latitude,longitude,stale_values,health,reason,last_polled,next_due
+                1HMFT000000000001,2026-11-28T06:10:00.000Z,55.5,,unlocked,,52.520008,13.404954,4,active,,2026-11-28T06:10:00.000Z,
+                1HMFT000000000002,2026-11-28T06:15:00.000Z,30,,,charging,,,2,active,,2026-11-28T06:15:00.000Z,
 
                 """)
 
@@ -100,8 +100,13 @@ import Testing
         #expect(try copied.scalarText("PRAGMA integrity_check") == "ok")
         #expect((try copied.scalarInt("SELECT count(*) FROM samples") ?? 0) >= 9)
 
-        let purge = try CLI.execute(["purge", "1HMFT000000000001", "--database", path])
-        #expect(purge.status == 0)
+        // Off a terminal, purge needs --yes: nothing is removed without it.
+        let unconfirmed = try CLI.execute(["purge", "1HMFT000000000001", "--database", path])
+        #expect(unconfirmed.status == 64, "\(unconfirmed.stderr)")
+        #expect(unconfirmed.stderr.contains("--yes"), "\(unconfirmed.stderr)")
+        #expect(try await store.status().count == 2)
+        let purge = try CLI.execute(["purge", "1HMFT000000000001", "--database", path, "--yes"])
+        #expect(purge.status == 0, "\(purge.stderr)")
         #expect(
             try await store.history(
                 vin: VIN("1HMFT000000000001")!, property: "charging.battery_level", since: nil, until: nil
