@@ -69,8 +69,10 @@ extension CommandLineTests {
         try await withHarness(emulator: .init(vehicleCount: 2)) { h in
             let directory = DaemonProcess.newDirectory()
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
-            // In the daemon's own directory: the runner gives the daemon a fresh /tmp.
+            // In the daemon's own directory: the runner gives the daemon a fresh /tmp. Both are
+            // the service user's, as systemd's StateDirectory= makes them.
             let notify = try NotifySocket(path: directory + "/notify")
+            #expect(chown(directory, 65534, 65534) == 0 && chown(notify.path, 65534, 65534) == 0)
             let daemon = try DaemonProcess(
                 h, vehicles: h.emulator.configuration.vins, environment: ["NOTIFY_SOCKET": notify.path],
                 directory: directory, wrapper: [HardenedRunner.path, "--rw", directory, "--deny-kills", "--"])
