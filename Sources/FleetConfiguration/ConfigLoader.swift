@@ -141,13 +141,13 @@ public enum ConfigLoader {
         }
 
         let metrics = report.section(top["metrics"], allowed: ["listen"])
-        report.read(metrics["listen"], into: &configuration.metricsListen) { n throws(ConfigError) in
+        report.read(metrics["listen"], into: &configuration.metricsListen) {
+            n throws(ConfigError) -> DaemonConfiguration.ListenAddress in
             let text = try n.string()
-            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-            guard parts.count == 2, let port = Int(parts[1]), (1...65535).contains(port) else {
-                throw n.error("expected host:port such as 127.0.0.1:9464, got \"\(text)\"")
+            guard let address = DaemonConfiguration.ListenAddress(text) else {
+                throw n.error("expected host:port such as 127.0.0.1:9464 or [::1]:9464, got \"\(text)\"")
             }
-            return .init(host: parts[0].isEmpty ? "127.0.0.1" : String(parts[0]), port: port)
+            return address
         }
         return (configuration, report.errors)
     }
@@ -171,10 +171,15 @@ public enum ConfigLoader {
                 let url = URL(string: baseURL), let host = url.host, !host.isEmpty, url.query == nil,
                 url.fragment == nil
             else {
-                throw n.error("expected an http:// or https:// URL, got \"\(baseURL)\"")
+                let shown = baseURL.contains("@") ? "(a URL with a user part, not shown)" : "\"\(baseURL)\""
+                throw n.error("expected an http:// or https:// URL, got \(shown)")
             }
             if let port = url.port, !(1...65535).contains(port) {
                 throw n.error("the port must be between 1 and 65535, got \(port)")
+            }
+            guard url.user == nil && url.password == nil else {
+                // Not repeated in the message: it may hold a password.
+                throw n.error("must not contain a user name or password; the client secret goes in api.client_secret")
             }
             return baseURL
         }
@@ -242,11 +247,16 @@ public enum ConfigLoader {
     }
 
     /// A path from the config file: an absolute one as it is, a relative one from the config
-    /// file's folder (not from the current folder, so every command finds the same files).
+    /// file's folder (not from the current folder, so every command finds the same files), made
+    /// absolute.
     public static func relativeToConfig(_ path: String, file: String) -> String {
         guard !path.hasPrefix("/") else { return path }
-        let folder = (file as NSString).deletingLastPathComponent
-        return folder.isEmpty ? path : folder + "/" + path
+        var folder = (file as NSString).deletingLastPathComponent
+        if !folder.hasPrefix("/") {
+            let current = FileManager.default.currentDirectoryPath
+            folder = folder.isEmpty ? current : current + "/" + folder
+        }
+        return ((folder + "/" + path) as NSString).standardizingPath
     }
 
     /// The `polling` section.

@@ -150,13 +150,39 @@ public struct DaemonConfiguration: Sendable {
     public var metricsListen: ListenAddress?
 
     /// A `host:port` to listen on.
-    public struct ListenAddress: Sendable, Hashable {
+    public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
+        /// A host name or address (`127.0.0.1`, `::1`, `localhost`).
         public var host: String
+        /// 1–65535.
         public var port: Int
         public init(host: String, port: Int) {
             self.host = host
             self.port = port
         }
+
+        /// `host:port`, `[IPv6]:port` or `:port` (127.0.0.1); `nil` for anything else.
+        public init?(_ text: String) {
+            var host: Substring
+            var portText: Substring
+            if text.hasPrefix("[") {
+                guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
+                    return nil
+                }
+                host = text[text.index(after: text.startIndex)..<close]
+                portText = text[text.index(close, offsetBy: 2)...]
+                guard host.contains(":") else { return nil }
+            } else {
+                let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+                guard parts.count == 2 else { return nil }
+                (host, portText) = (parts[0], parts[1])
+            }
+            guard let port = Int(portText), (1...65535).contains(port), !host.contains(where: \.isWhitespace) else {
+                return nil
+            }
+            self.init(host: host.isEmpty ? "127.0.0.1" : String(host), port: port)
+        }
+
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
     }
 
     public init(

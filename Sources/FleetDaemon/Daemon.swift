@@ -73,8 +73,8 @@ public struct Daemon: Sendable {
 
     /// Applies `new` (a re-read config file) in place of `old` without dropping state: the
     /// `polling` section, the `vehicles` list, the `events` rules and geofences and
-    /// `archive.raw_days`. `api`, `database`, `fleet` and `retention` take effect only after a
-    /// restart and are named in ``ReloadOutcome/needRestart`` when they differ.
+    /// `archive.raw_days`. `api`, `database`, `fleet`, `retention` and `metrics` take effect only
+    /// after a restart and are named in ``ReloadOutcome/needRestart`` when they differ.
     public func reload(from old: DaemonConfiguration, to new: DaemonConfiguration) async -> ReloadOutcome {
         var needRestart: [String] = []
         if new.api != old.api { needRestart.append("api") }
@@ -85,6 +85,7 @@ public struct Daemon: Sendable {
         }
         if new.fleet != old.fleet { needRestart.append("fleet") }
         if new.retention != old.retention { needRestart.append("retention") }
+        if new.metricsListen != old.metricsListen { needRestart.append("metrics") }
         let ingestion = Self.ingestion(
             events: new.events, archiveRawDays: new.archiveRawDays, store: store, sink: self.ingestion.sink,
             logger: self.ingestion.logger, metrics: self.ingestion.metrics)

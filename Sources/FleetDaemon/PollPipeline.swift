@@ -71,7 +71,16 @@ public struct PollPipeline: Sendable {
             // Only the cancellation of a stopping daemon throws anything but an `APIError`.
             return Result(vin: vin, outcome: .cancelled, samplesWritten: 0, events: [], error: "cancelled")
         }
-        let ingested = await ingestion.ingest(vin: vin, requestedAt: requestedAt, answer: answer, failedAt: clock.now())
+        let answeredAt = clock.now()
+        let ingested = await ingestion.ingest(vin: vin, requestedAt: requestedAt, answer: answer, failedAt: answeredAt)
+        // One line per poll at debug: what a running daemon does, without a query.
+        let status = ingested.httpStatus.map { "HTTP \($0)" } ?? "no answer"
+        let milliseconds = answeredAt.millisecondsSince1970 - requestedAt.millisecondsSince1970
+        let values = ingested.payload?.samples.count ?? 0
+        let failure = ingested.error.map { "; \($0)" } ?? ""
+        ingestion.logger.debug(
+            "polled \(vin): \(status) in \(milliseconds) ms, \(values) values, \(ingested.samplesWritten) new samples, \(ingested.events.count) events\(failure)"
+        )
         return Result(
             vin: vin, outcome: PollSchedule.Outcome(ingested), httpStatus: ingested.httpStatus,
             samplesWritten: ingested.samplesWritten, events: ingested.events, error: ingested.error,

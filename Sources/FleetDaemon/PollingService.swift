@@ -147,9 +147,9 @@ public actor PollingService: Service {
 
     private func loop() async throws {
         let fleet = fleetSync == nil ? "" : ", fleet sync on (approved vehicles join as the fleet listing finds them)"
-        logger.info(
-            "polling \(schedule.count) vehicle\(schedule.count == 1 ? "" : "s") every \(DurationParser.format(schedule.policy.interval))\(fleet)"
-        )
+        let cadence = PollSchedule.cadence(
+            of: schedule.policy, fleetSize: schedule.count, format: DurationParser.format)
+        logger.info("polling \(schedule.count) vehicle\(schedule.count == 1 ? "" : "s"): \(cadence)\(fleet)")
         await restore(now: clock.now())
         // Ready: the database is open and the schedule loaded.
         notifier.send(["READY=1", "STATUS=" + statusLine(at: clock.now())])
@@ -442,7 +442,16 @@ public actor PollingService: Service {
                 schedule.add(vin, at: now)
             }
         }
-        for vin in removed where !fleetApproved.contains(vin) { schedule.remove(vin) }
+        for vin in removed where !fleetApproved.contains(vin) {
+            schedule.remove(vin)
+            // A vehicle no longer polled leaves /metrics too.
+            for label in [
+                "fleet_telemetry_vehicle_polls_today", "fleet_telemetry_vehicle_projected_polls_today",
+                "fleet_telemetry_vehicle_next_due_seconds",
+            ] {
+                Gauge(label: label, dimensions: [("vin", vin.rawValue)], factory: pipeline.ingestion.metrics).destroy()
+            }
+        }
         staticVINs = listed
         if !added.isEmpty { changes.append("\(added.count) vehicle\(added.count == 1 ? "" : "s") added") }
         if !removed.isEmpty { changes.append("\(removed.count) vehicle\(removed.count == 1 ? "" : "s") removed") }

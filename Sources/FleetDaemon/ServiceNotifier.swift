@@ -37,8 +37,9 @@ public struct ServiceNotifier: Sendable {
     /// Whether a service manager listens.
     public var isEnabled: Bool { socketPath != nil }
 
-    /// How often the polling loop says it still turns: half of ``watchdogInterval``.
-    public var watchdogPing: Duration? { watchdogInterval.map { $0 / 2 } }
+    /// How often the polling loop says it still turns: half of ``watchdogInterval``, and never
+    /// more often than every 100 ms (a `WATCHDOG_USEC` of a few microseconds must not spin).
+    public var watchdogPing: Duration? { watchdogInterval.map { max($0 / 2, .milliseconds(100)) } }
 
     /// Sends `lines` (`READY=1`, `STATUS=…`) as one datagram.
     ///

@@ -24,6 +24,10 @@ public enum MonitoringServer {
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
         }
+        router.on("/healthz", method: .head) { _, _ -> Response in
+            let reason = await firstAnswer(of: unhealthyReason, within: .seconds(3))
+            return Response(status: reason == nil ? .ok : .serviceUnavailable)
+        }
         router.get("/healthz") { _, _ -> Response in
             let reason = await firstAnswer(of: unhealthyReason, within: .seconds(3))
             let status: HTTPResponse.Status = reason == nil ? .ok : .serviceUnavailable

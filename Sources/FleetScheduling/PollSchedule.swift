@@ -513,6 +513,32 @@ public struct PollSchedule: Sendable {
         return polls
     }
 
+    /// The cadence in words, for the startup log line and `check-config`: the base interval, each
+    /// activity's that differs and the config key it comes from, the slow and privacy cadences
+    /// and how the daily budgets stretch them (`interval 30s; parked 15m from
+    /// polling.intervals.parked; slow 3m, privacy 6h`).
+    public static func cadence(
+        of policy: Policy, fleetSize: Int, format: (Duration) -> String
+    ) -> String {
+        var parts = ["interval \(format(policy.interval))"]
+        for activity in VehicleActivity.allCases {
+            guard let interval = policy.activityIntervals[activity], interval != policy.interval else { continue }
+            parts.append("\(activity.rawValue) \(format(interval)) from polling.intervals.\(activity.rawValue)")
+        }
+        parts.append("slow \(format(policy.slowInterval)) (asleep, no data yet, not cleared)")
+        parts.append("privacy mode \(format(policy.privacyInterval))")
+        let floor = effectiveInterval(
+            for: Entry(nextDue: Timestamp(millisecondsSince1970: 0)),
+            policy: Policy(
+                interval: .milliseconds(1), dailyBudgetPerVIN: policy.dailyBudgetPerVIN,
+                dailyBudgetApplication: policy.dailyBudgetApplication),
+            fleetSize: fleetSize)
+        if floor > .milliseconds(1) {
+            parts.append("daily budgets: never more often than every \(format(floor)) per vehicle")
+        }
+        return parts.joined(separator: "; ")
+    }
+
     /// The interval after a success: the activity's (or the base), stretched by daily budgets.
     public func effectiveInterval(for entry: Entry) -> Duration {
         Self.effectiveInterval(for: entry, policy: policy, fleetSize: entries.count)

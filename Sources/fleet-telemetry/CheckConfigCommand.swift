@@ -1,5 +1,6 @@
 import ArgumentParser
 import FleetConfiguration
+import FleetScheduling
 import Foundation
 
 /// `fleet-telemetry check-config [PATH]`: validates a config file without running anything.
@@ -42,8 +43,11 @@ struct CheckConfigCommand: ParsableCommand {
             : "\(configuration.vehicles.count) vehicle\(configuration.vehicles.count == 1 ? "" : "s")"
         let sync =
             configuration.fleet.sync && !configuration.vehicles.isEmpty ? " and the fleet's approved vehicles" : ""
+        let cadence = PollSchedule.cadence(
+            of: configuration.polling.policy, fleetSize: max(1, configuration.vehicles.count),
+            format: DurationParser.format)
         print(
-            "\(path): OK: polls \(vehicles)\(sync) every \(DurationParser.format(configuration.polling.interval)) from \(configuration.api.baseURL) into \(configuration.databasePath)"
+            "\(path): OK: polls \(vehicles)\(sync) every \(DurationParser.format(configuration.polling.interval)) from \(configuration.api.baseURL) into \(configuration.databasePath) (\(cadence))"
         )
     }
 }

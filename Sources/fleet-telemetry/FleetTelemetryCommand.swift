@@ -19,9 +19,23 @@ struct FleetTelemetryCommand: AsyncParsableCommand {
 }
 
 /// Writes `text` and a newline to standard error; a closed standard error is ignored (the
-/// message is lost, the command goes on).
+/// message is lost, the command goes on). When standard error is the journal (under systemd),
+/// an error line (`fleet-telemetry: …`) carries the `<3>` priority and any other `<6>`, as the
+/// log lines do.
 func printError(_ text: String) {
-    let line = Array((text + "\n").utf8)
+    var text = text
+    if standardErrorIsJournal {
+        let priority = text.hasPrefix("fleet-telemetry:") ? "<3>" : "<6>"
+        text = text.split(separator: "\n", omittingEmptySubsequences: false).map { priority + $0 }
+            .joined(separator: "\n")
+    }
+    writeStandardError(text + "\n")
+}
+
+/// Writes `text` to standard error as it is (the journal log handler's lines carry their own
+/// priority); a closed standard error is ignored.
+func writeStandardError(_ text: String) {
+    let line = Array(text.utf8)
     var offset = 0
     while offset < line.count {
         let written = line.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress! + offset, $0.count - offset) }
@@ -46,3 +60,6 @@ func writeStandardOutput(_ text: String) -> Bool {
     }
     return true
 }
+
+/// Whether standard error is the journal stream systemd set up (`JOURNAL_STREAM`).
+let standardErrorIsJournal = LogOutput.standardErrorIsJournal(environment: ProcessInfo.processInfo.environment)

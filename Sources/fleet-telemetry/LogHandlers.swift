@@ -52,7 +52,8 @@ final class RepeatFilter: Sendable {
                 state.suppressed += 1
                 return (false, nil)
             }
-            let note = state.suppressed > 0 ? "(the previous message was repeated \(state.suppressed) times)" : nil
+            let note =
+                state.suppressed > 0 ? "(the previous message was repeated \(counted(state.suppressed, "time")))" : nil
             state.suppressed = 0
             state.last = level >= .warning ? line : nil
             state.since = now
@@ -96,7 +97,7 @@ struct JournalLogHandler: LogHandler {
         var out = ""
         if let note { out += "<\(Self.priority(event.level))>\(note)\n" }
         out += "<\(Self.priority(event.level))>\(text.replacingOccurrences(of: "\n", with: " "))\n"
-        printError(String(out.dropLast()))
+        writeStandardError(out)
     }
 }
 

@@ -23,6 +23,9 @@ struct ReloadService: Service {
             notifier.send(["RELOADING=1", "MONOTONIC_USEC=\(Self.monotonicMicroseconds())"])
             do {
                 let new = try ConfigLoader.load(path: path)
+                // Refused as `check-config` and the next start would refuse it: a secret that
+                // cannot be read now would keep the service down after a restart.
+                _ = try new.clientConfiguration(file: path, environment: ProcessInfo.processInfo.environment)
                 let outcome = await daemon.reload(from: current, to: new)
                 LogLevelControl.set(new.logLevel)
                 // What needs a restart keeps its running value: the next reload names it again.
@@ -34,6 +37,7 @@ struct ReloadService: Service {
                 running.fleet = current.fleet
                 running.retention = current.retention
                 running.polling.maxConcurrentRequests = current.polling.maxConcurrentRequests
+                running.metricsListen = current.metricsListen
                 current = running
                 let applied = outcome.applied.isEmpty ? "no change" : outcome.applied.joined(separator: ", ")
                 let later =

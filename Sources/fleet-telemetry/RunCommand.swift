@@ -26,6 +26,9 @@ struct RunCommand: AsyncParsableCommand {
     var database: String?
 
     func run() async throws {
+        // `systemctl reload` may come before the reload service listens: a SIGHUP then must not
+        // end the process (its default action); the reload service traps it from then on.
+        signal(SIGHUP, SIG_IGN)
         let configuration: DaemonConfiguration
         let clientConfiguration: ClientConfiguration
         do {
@@ -34,6 +37,14 @@ struct RunCommand: AsyncParsableCommand {
                 file: config, environment: ProcessInfo.processInfo.environment)
         } catch let error as ConfigError {
             printError("fleet-telemetry: \(error)")
+            throw ExitStatus.config
+        }
+        if let listen = configuration.metricsListen,
+            let problem = ListenProbe.problem(host: listen.host, port: listen.port)
+        {
+            printError(
+                "fleet-telemetry: \(config): metrics.listen \(listen): cannot listen: \(problem); change metrics.listen"
+            )
             throw ExitStatus.config
         }
         bootstrapLogging(level: configuration.logLevel)
@@ -86,7 +97,7 @@ struct RunCommand: AsyncParsableCommand {
                 MonitoringServer.application(
                     host: listen.host, port: listen.port, registry: registry,
                     unhealthyReason: { await polling.unhealthyReason() }, logger: logger))
-            logger.info("metrics and health on http://\(listen.host):\(listen.port)/metrics and /healthz")
+            logger.info("metrics and health on http://\(listen)/metrics and /healthz")
         }
         try await runServices(services, logger: logger)
         withExtendedLifetime(lock) {}

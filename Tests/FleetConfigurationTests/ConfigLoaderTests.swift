@@ -25,10 +25,8 @@ let minimal = """
         #expect(configuration.api.clientSecret == .credential("hm-client-secret"))
         #expect(configuration.polling.interval == .seconds(300))
         #expect(configuration.polling.maxConcurrentRequests == 4)
-        #expect(
-            configuration.polling.activityIntervals == [
-                .driving: .seconds(120), .charging: .seconds(300), .parked: .seconds(900),
-            ])
+        // Commented out in the example: `interval` holds for every activity unless the operator says.
+        #expect(configuration.polling.activityIntervals == [:])
         #expect(configuration.polling.policy.slowInterval == .seconds(1800))
         #expect(configuration.polling.policy.privacyInterval == .seconds(6 * 3600))
         #expect(configuration.polling.maxRequestsPerSecond == nil)

@@ -25,7 +25,7 @@ extension CommandLineTests {
             process.terminate()
             let lines = try await daemon.exited().split(separator: "\n")
             #expect(lines.allSatisfy { $0.hasPrefix("<") }, "\(lines)")
-            #expect(lines.contains { $0.hasPrefix("<6>[FleetDaemon] polling 1 vehicle every 1s") }, "\(lines)")
+            #expect(lines.contains { $0.hasPrefix("<6>[FleetDaemon] polling 1 vehicle: interval 1s;") }, "\(lines)")
             let failures = lines.filter { $0.hasPrefix("<4>") && $0.contains("HTTP 503") }
             #expect(failures.count == 1, "printed once: \(lines)")
             #expect(lines.contains { $0.contains("(the previous message was repeated") }, "\(lines)")

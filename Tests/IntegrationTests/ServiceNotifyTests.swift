@@ -125,7 +125,7 @@ extension CommandLineTests {
                 log.contains("config reload refused, the running config stays: \(daemon.config):15: log_level"),
                 "\(log.suffix(800))")
             #expect(process.terminationStatus == 0)
-            #expect(log.contains("polling 2 vehicles every 1s"), "\(log)")
+            #expect(log.contains("polling 2 vehicles: interval 1s;"), "\(log)")
         }
     }
 }
