@@ -26,10 +26,21 @@ struct CLI {
     }
 
     /// Runs the binary with `arguments` and waits for it.
-    static func execute(_ arguments: [String], environment: [String: String]? = nil) throws -> Result {
+    /// - Parameters:
+    ///   - directory: The working directory (the test's own by default).
+    ///   - user: Run as this uid without supplementary groups (through `setpriv`), e.g. 65534.
+    static func execute(
+        _ arguments: [String], environment: [String: String]? = nil, directory: String? = nil, user: UInt32? = nil
+    ) throws -> Result {
         let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
+        if let user {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = ["--reuid=\(user)", "--regid=\(user)", "--clear-groups", binary.path] + arguments
+        } else {
+            process.executableURL = binary
+            process.arguments = arguments
+        }
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         if let environment { process.environment = environment }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
