@@ -29,7 +29,7 @@ install_files() {
   strip "$staged" 2>/dev/null || echo "install.sh: strip is not available or failed; installing the binary unstripped"
   mv -f "$staged" "$root/usr/local/bin/fleet-telemetry"
   install -m 644 "$here/systemd/fleet-telemetry.service" "$root/etc/systemd/system/fleet-telemetry.service"
-  install -m 644 "$here/README.md" "$here/docs/schema.md" "$here/docs/events.md" "$here/docs/units.md" \
+  install -m 644 "$here/README.md" "$here/docs/schema.md" "$here/docs/events.md" "$here/docs/units.md" "$here/docs/emulator.md" \
     "$root/usr/share/doc/fleet-telemetry/"
   install -d -m 755 "$root/etc/fleet-telemetry"
   if [ ! -e "$root/etc/fleet-telemetry/config.yaml" ]; then

@@ -142,6 +142,41 @@ public final class Emulator: Sendable {
         state.withLock { $0.faults[vin ?? Self.allVehicles, default: []].append((fault, count)) }
     }
 
+    /// A fault waiting to be served: for one VIN, for any vehicle (`vin` `nil`) or for the token
+    /// endpoint, the next `remaining` times.
+    public struct QueuedFault: Sendable, Hashable {
+        /// `token` for the token endpoint, `all` for any vehicle, or a VIN.
+        public var target: String
+        public var fault: Fault
+        public var remaining: Int
+    }
+
+    /// Every fault still queued, token faults first, then per VIN and for all vehicles, each in
+    /// the order they are served.
+    public var queuedFaults: [QueuedFault] {
+        state.withLock { state in
+            var result = state.tokenFaults.map {
+                QueuedFault(target: "token", fault: $0.fault, remaining: $0.remaining)
+            }
+            for (vin, queue) in state.faults.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+                let target = vin == Self.allVehicles ? "all" : vin.rawValue
+                result += queue.map { QueuedFault(target: target, fault: $0.fault, remaining: $0.remaining) }
+            }
+            return result
+        }
+    }
+
+    /// Removes every queued fault; how many there were.
+    @discardableResult
+    public func clearFaults() -> Int {
+        state.withLock { state in
+            let count = state.tokenFaults.count + state.faults.values.reduce(0) { $0 + $1.count }
+            state.tokenFaults = []
+            state.faults = [:]
+            return count
+        }
+    }
+
     /// The request limits the emulator enforces; both can change while it runs.
     public struct Limits: Sendable, Hashable {
         /// Vehicle-data requests of the whole application per window: 429 `Rate limit exceeded`.

@@ -14,8 +14,9 @@ struct DroppedConnection: Error {}
 /// - platform: `POST /v1/eligibility`, `GET|POST /v1/fleets/vehicles`, `GET|DELETE /v1/fleets/vehicles/{vin}`;
 /// - document: `GET /v1/eligibility/{vin}`, `GET|POST /v1/fleet/vehicles`, `GET|DELETE /v1/fleet/vehicles/{vin}`;
 /// - `POST /emulator/clearance` with `{"vin", "status"}`: force a clearance status;
-/// - `POST /emulator/faults` with `{"vin", "status", "retry_after"?, "body"?, "count"?}`: queue a fault
-///   (`"endpoint": "token"` and no `vin`: a fault of the token endpoint);
+/// - `POST /emulator/faults` with `{"vin", "status"?, "retry_after"?, "body"?, "count"?, …}`: queue a
+///   fault (`"endpoint": "token"` and no `vin`: a fault of the token endpoint; `status` 503 when
+///   absent); `GET /emulator/faults` lists the queued ones, `DELETE /emulator/faults` clears them;
 /// - `GET|POST /emulator/limits` with `{"rate_limit"?: {"requests", "per_ms"}|null, "vehicle_quota"?: …}`:
 ///   the application-wide rate limit (429) and the per-vehicle quota (403 `Quota exceeded`);
 /// - `GET /emulator/vehicles`: the simulated VINs and their current phase.
@@ -117,14 +118,25 @@ public enum EmulatorServer {
         router.post("/emulator/faults") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 64 * 1024)
             let usage =
-                "expected {\"vin\": VIN or \"all\" (or \"endpoint\": \"token\"), \"status\": 100-599, \"retry_after\"?: string, \"body\"?: string, \"delay_ms\"?: int, \"drop\"?: bool, \"drip_ms\"?: int, \"count\"?: int}"
+                "expected {\"vin\": VIN or \"all\" (or \"endpoint\": \"token\"), \"status\"?: 100-599 (default 503), \"retry_after\"?: string, \"body\"?: string, \"delay_ms\"?: int, \"drop\"?: bool, \"drip_ms\"?: int, \"count\"?: int}"
             let json = try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView))
             let forToken = json?["endpoint"]?.stringValue == "token"
             let vinText = json?["vin"]?.stringValue ?? (forToken ? "all" : "")
-            guard let json, vinText == "all" || VIN(vinText) != nil,
-                let status = json["status"]?.numberValue, (100...599).contains(status)
-            else {
-                return response(Emulator.apiError(400, "Bad Request", usage, requestID: "emulator"))
+            guard let json else {
+                return response(Emulator.apiError(400, "Bad Request", "not JSON; " + usage, requestID: "emulator"))
+            }
+            guard vinText == "all" || VIN(vinText) != nil else {
+                return response(
+                    Emulator.apiError(
+                        400, "Bad Request", "\"vin\" must be a VIN or \"all\", got \"\(vinText)\"; " + usage,
+                        requestID: "emulator"))
+            }
+            let status = json["status"]?.numberValue ?? 503
+            guard (100...599).contains(status), status == status.rounded() else {
+                return response(
+                    Emulator.apiError(
+                        400, "Bad Request", "\"status\" must be an HTTP status 100-599; " + usage,
+                        requestID: "emulator"))
             }
             let count = Int(min(max(json["count"]?.numberValue ?? 1, 0), 1_000_000))
             let delay = json["delay_ms"]?.numberValue.map { Duration.milliseconds(Int64(min(max($0, 0), 600_000))) }
@@ -143,6 +155,30 @@ public enum EmulatorServer {
                 emulator.inject(fault, vin: VIN(vinText), count: count)
             }
             return response(.init(status: 204, headers: [], body: ""))
+        }
+        router.get("/emulator/faults") { _, _ -> Response in
+            let list = emulator.queuedFaults.map { queued -> JSONValue in
+                var object: JSONObject = [
+                    "target": .string(queued.target), "status": .number(Double(queued.fault.status)),
+                    "remaining": .number(Double(queued.remaining)),
+                ]
+                object["retry_after"] = queued.fault.retryAfter.map(JSONValue.string) ?? .null
+                object["body"] = queued.fault.body.map(JSONValue.string) ?? .null
+                object["delay_ms"] = queued.fault.delay.map { .number(Double($0.milliseconds)) } ?? .null
+                object["drip_ms"] = queued.fault.drip.map { .number(Double($0.milliseconds)) } ?? .null
+                object["drop"] = .bool(queued.fault.drop)
+                return .object(object)
+            }
+            return response(
+                .init(status: 200, headers: [("Content-Type", "application/json")], body: Emulator.encode(.array(list)))
+            )
+        }
+        router.delete("/emulator/faults") { _, _ -> Response in
+            let cleared = emulator.clearFaults()
+            return response(
+                .init(
+                    status: 200, headers: [("Content-Type", "application/json")],
+                    body: Emulator.encode(.object(["cleared": .number(Double(cleared))]))))
         }
         router.get("/emulator/limits") { _, _ -> Response in
             response(

@@ -4,7 +4,8 @@ import FleetEmulator
 import FleetModel
 
 /// The emulator's config file (`fleet-telemetry emulator --config FILE`), read as strictly as the
-/// daemon's: an unknown key or a bad value names the file, the key and the line.
+/// daemon's: an unknown key or a bad value names the file, the key and the line. Every key is
+/// documented in `docs/emulator.md`.
 ///
 /// ```yaml
 /// vehicles: 5              # simulated vehicles
@@ -22,7 +23,7 @@ import FleetModel
 ///   per: 1d
 /// faults:                  # served before real data, in order
 ///   - vin: all             # or one VIN; or `endpoint: token` for the token endpoint
-///     status: 503
+///     status: 503          # default 503
 ///     retry_after: "30"    # sent as given: delta-seconds or an HTTP-date
 ///     body: "..."          # sent as given; default the platform's error body
 ///     delay: 2s            # before answering
@@ -90,9 +91,8 @@ enum EmulatorConfigFile {
                         throw vin.error("a fault of the token endpoint takes no `vin`")
                     }
                 }
-                guard let statusNode = fields["status"], forToken || fields["vin"] != nil else {
-                    throw item.error(
-                        "a fault needs `vin` (a VIN or all) and `status`, or `endpoint: token` and `status`")
+                guard forToken || fields["vin"] != nil else {
+                    throw item.error("a fault needs `vin` (a VIN or all), or `endpoint: token`")
                 }
                 var vin: VIN?
                 if let vinNode = fields["vin"], !forToken {
@@ -105,7 +105,7 @@ enum EmulatorConfigFile {
                         }
                     }
                 }
-                var fault = Emulator.Fault(status: try statusNode.integer(in: 100...599))
+                var fault = Emulator.Fault(status: try fields["status"]?.integer(in: 100...599) ?? 503)
                 fault.retryAfter = try fields["retry_after"]?.string()
                 fault.body = try fields["body"]?.string()
                 fault.delay = try fields["delay"]?.duration(min: .zero)

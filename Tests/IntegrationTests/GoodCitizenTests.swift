@@ -7,6 +7,7 @@ import FleetScheduling
 import FleetStore
 import Foundation
 import NIOCore
+import NIOHTTP1
 import Testing
 
 /// Issue 15 through the real loop, the real client and the emulator over loopback HTTP, on the
@@ -111,6 +112,34 @@ import Testing
             #expect(status == 200)
             #expect(text.contains(#""requests":3"#), "\(text)")
             #expect(h.emulator.limits.rateLimit == .init(requests: 3, per: .seconds(1)))
+        }
+    }
+
+    /// `/emulator/faults`: a fault without a status is a 503, a bad VIN is named, the queue is
+    /// listed and cleared.
+    @Test func emulatorFaultsAreListedAndCleared() async throws {
+        try await withHarness(emulator: .init(vehicleCount: 1)) { h in
+            func call(_ method: NIOHTTP1.HTTPMethod, _ body: String? = nil) async throws -> (Int, String) {
+                var request = HTTPClientRequest(url: "http://127.0.0.1:\(h.port)/emulator/faults")
+                request.method = method
+                if let body { request.body = .bytes(ByteBuffer(string: body)) }
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+                return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 65_536)))
+            }
+            let (badStatus, badText) = try await call(.POST, #"{"vin":"nope"}"#)
+            #expect(badStatus == 400)
+            #expect(badText.contains("must be a VIN or") && badText.contains("nope"), "\(badText)")
+            #expect(try await call(.POST, #"{"vin":"all","count":2}"#).0 == 204)
+            #expect(try await call(.POST, #"{"endpoint":"token","status":500}"#).0 == 204)
+            let (listed, list) = try await call(.GET)
+            #expect(listed == 200)
+            #expect(list.contains(#""target":"token""#) && list.contains(#""status":500"#), "\(list)")
+            #expect(list.contains(#""target":"all""#) && list.contains(#""status":503"#), "\(list)")
+            #expect(list.contains(#""remaining":2"#), "\(list)")
+            let (cleared, text) = try await call(.DELETE)
+            #expect(cleared == 200 && text.contains(#""cleared":2"#), "\(text)")
+            #expect(try await call(.GET).1 == "[]")
+            #expect(h.emulator.queuedFaults.isEmpty)
         }
     }
 
