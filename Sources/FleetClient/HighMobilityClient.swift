@@ -258,7 +258,7 @@ public final class HighMobilityClient: Sendable {
             } catch {
                 throw APIError(
                     kind: .transport, endpoint: "POST " + configuration.pathFamily.tokenPath,
-                    detail: String(describing: error))
+                    detail: Self.transportDetail(error, timeout: configuration.requestTimeout))
             }
             var request = HTTPClientRequest(url: configuration.baseURL + path)
             request.method = method
@@ -425,15 +425,34 @@ public final class HighMobilityClient: Sendable {
             default: break
             }
         }
+        if error is CancellationError { return "cancelled" }
         let text = String(describing: error)
         for (needle, readable) in [
-            ("Connection refused", "connection refused"), ("No route to host", "no route to host"),
-            ("Network is unreachable", "network unreachable"), ("Connection reset", "connection reset by peer"),
-            ("certificate", "TLS certificate rejected"), ("NXDOMAIN", "host not found"),
+            ("Connection refused", "connection refused: nothing listens at api.base_url's host and port"),
+            ("No route to host", "no route to host"), ("Network is unreachable", "network unreachable"),
+            ("Connection reset", "connection reset by peer"),
+            ("certificate", "TLS certificate rejected: the server's certificate is not trusted for this host"),
+            ("handshakeFailed", "TLS handshake failed: the server does not speak TLS there, or its certificate is not trusted (check api.base_url)"),
+            ("uncleanShutdown", "the server closed the TLS connection without a proper close"),
+            ("NXDOMAIN", "host not found"), ("UnknownHost", "host not found"), ("getaddrinfo", "host not found"),
+            ("Connection timed out", "connection timed out"),
         ] where text.contains(needle) {
             return readable
         }
-        return String(text.prefix(200))
+        return Self.withoutInternals(text)
+    }
+
+    /// A library's error text as one line without build paths or nested type dumps.
+    static func withoutInternals(_ text: String) -> String {
+        var words: [Substring] = []
+        for word in text.split(whereSeparator: { $0 == " " || $0 == "\n" }) {
+            // `/home/build/.../Sources/X.swift:12` and similar paths say nothing to an operator.
+            if word.contains(".swift") || (word.hasPrefix("/") && word.count > 1) { continue }
+            words.append(word)
+        }
+        var line = words.joined(separator: " ")
+        if line.count > 160 { line = String(line.prefix(160)) + "…" }
+        return line.isEmpty ? "a network error" : line
     }
 
     static func readable(_ duration: Duration) -> String {

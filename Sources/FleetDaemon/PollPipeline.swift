@@ -78,8 +78,9 @@ public struct PollPipeline: Sendable {
         let milliseconds = answeredAt.millisecondsSince1970 - requestedAt.millisecondsSince1970
         let values = ingested.payload?.samples.count ?? 0
         let failure = ingested.error.map { "; \($0)" } ?? ""
+        let events = ingested.events.count == 1 ? "1 event" : "\(ingested.events.count) events"
         ingestion.logger.debug(
-            "polled \(vin): \(status) in \(milliseconds) ms, \(values) values, \(ingested.samplesWritten) new samples, \(ingested.events.count) events\(failure)"
+            "polled \(vin): \(status) in \(milliseconds) ms, \(values) values, \(ingested.samplesWritten) new samples, \(events)\(failure)"
         )
         return Result(
             vin: vin, outcome: PollSchedule.Outcome(ingested), httpStatus: ingested.httpStatus,

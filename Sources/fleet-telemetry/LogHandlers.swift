@@ -1,3 +1,4 @@
+import FleetModel
 import Foundation
 import Logging
 import Synchronization
@@ -10,7 +11,7 @@ import Glibc
 /// - under systemd with standard error connected to the journal (`JOURNAL_STREAM` names the
 ///   device and inode of file descriptor 2), each line starts with its syslog priority (`<3>` for
 ///   an error) and carries no timestamp of its own: the journal stamps it and filters by priority;
-/// - otherwise swift-log's format with a timestamp.
+/// - otherwise each line starts with its UTC time (milliseconds) and level.
 ///
 /// Either way the level is ``LogLevelControl/current`` (a reloaded `log_level` applies at once),
 /// and a warning or error logged again with the same text within a minute is counted instead of
@@ -62,9 +63,13 @@ final class RepeatFilter: Sendable {
     }
 }
 
-/// A journal line: `<priority>[source] message metadata`, no timestamp.
-struct JournalLogHandler: LogHandler {
+/// One log line: on the journal `<priority>[source] message key=value…` (no timestamp: the
+/// journal stamps it), elsewhere `2026-12-01T16:49:42.123Z info [source] message key=value…`
+/// (UTC, milliseconds). Metadata follows the message, sorted by key.
+struct LineLogHandler: LogHandler {
     let label: String
+    /// Journal lines (priority prefix, no timestamp), or plain ones.
+    let journal: Bool
     var metadata: Logger.Metadata = [:]
     var logLevel: Logger.Level {
         get { LogLevelControl.current }
@@ -74,6 +79,9 @@ struct JournalLogHandler: LogHandler {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
+
+    /// Whether a line comes from fleet-telemetry's own modules.
+    static func isOwn(_ source: String) -> Bool { source.hasPrefix("Fleet") || source == "fleet_telemetry" }
 
     static func priority(_ level: Logger.Level) -> Int {
         switch level {
@@ -87,6 +95,9 @@ struct JournalLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
+        // At `debug` the daemon's own lines (one per poll); the libraries' debug lines (whole
+        // configurations, connection pools) only at `trace`.
+        if event.level == .debug && !Self.isOwn(event.source) && LogLevelControl.current != .trace { return }
         let all = metadata.merging(event.metadata ?? [:]) { $1 }
         let details =
             all.isEmpty
@@ -94,38 +105,12 @@ struct JournalLogHandler: LogHandler {
         let text = "[\(event.source)] \(event.message)\(details)"
         let (show, note) = RepeatFilter.shared.admit(text, level: event.level)
         guard show else { return }
+        let prefix =
+            journal ? "<\(Self.priority(event.level))>" : "\(SystemWallClock().now().iso8601) \(event.level.rawValue) "
         var out = ""
-        if let note { out += "<\(Self.priority(event.level))>\(note)\n" }
-        out += "<\(Self.priority(event.level))>\(text.replacingOccurrences(of: "\n", with: " "))\n"
+        if let note { out += prefix + note + "\n" }
+        out += prefix + text.replacingOccurrences(of: "\n", with: " ") + "\n"
         writeStandardError(out)
-    }
-}
-
-/// A standard-error handler (swift-log's format, with a timestamp) whose level is
-/// ``LogLevelControl/current`` and that holds back repeats (``RepeatFilter``).
-struct ReloadableLevelLogHandler: LogHandler {
-    var base: StreamLogHandler
-    var logLevel: Logger.Level {
-        get { LogLevelControl.current }
-        set {}
-    }
-    var metadata: Logger.Metadata {
-        get { base.metadata }
-        set { base.metadata = newValue }
-    }
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { base[metadataKey: key] }
-        set { base[metadataKey: key] = newValue }
-    }
-    func log(event: LogEvent) {
-        let (show, note) = RepeatFilter.shared.admit("\(event.source) \(event.message)", level: event.level)
-        guard show else { return }
-        if let note {
-            var noted = event
-            noted.message = "\(note)"
-            base.log(event: noted)
-        }
-        base.log(event: event)
     }
 }
 
@@ -144,10 +129,5 @@ enum LogLevelControl {
 func bootstrapLogging(level: String) {
     LogLevelControl.set(level)
     let journal = LogOutput.standardErrorIsJournal(environment: ProcessInfo.processInfo.environment)
-    LoggingSystem.bootstrap { label in
-        if journal { return JournalLogHandler(label: label) }
-        var base = StreamLogHandler.standardError(label: label)
-        base.logLevel = .trace
-        return ReloadableLevelLogHandler(base: base)
-    }
+    LoggingSystem.bootstrap { label in LineLogHandler(label: label, journal: journal) }
 }
