@@ -113,7 +113,8 @@ struct PollCommand: AsyncParsableCommand {
                 ["PROPERTY", "INSTANCE", "VALUE", "UNIT", "OBSERVED_AT"],
                 payload.samples.map {
                     [
-                        $0.property, $0.instance.isEmpty ? "-" : $0.instance, $0.value.description, $0.unit ?? "-",
+                        $0.property, $0.instance.isEmpty ? "-" : $0.instance,
+                        $0.value.number.map(tableNumber) ?? $0.value.description, $0.unit ?? "-",
                         $0.observedAt.iso8601,
                     ]
                 })
