@@ -21,6 +21,11 @@ struct DatabaseOptions: ParsableArguments {
     /// `--database` without a config file. Exits 78 for a bad config.
     func loadConfiguration() throws -> DaemonConfiguration? {
         guard database == nil || FileManager.default.fileExists(atPath: config) else { return nil }
+        if database == nil && !FileManager.default.fileExists(atPath: config) {
+            printError(
+                "fleet-telemetry: no config file at \(config) (for database.path): give --config PATH, or --database PATH")
+            throw ExitStatus.config
+        }
         do {
             return try ConfigLoader.load(path: config)
         } catch {
