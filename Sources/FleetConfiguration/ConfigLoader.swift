@@ -17,7 +17,7 @@ public enum ConfigLoader {
     public static func load(path: String) throws(ConfigError) -> DaemonConfiguration {
         guard let text = readTextFile(path) else {
             throw ConfigError(
-                file: path, key: nil, message: "cannot read the config file (missing, unreadable or not UTF-8)")
+                file: path, key: nil, message: "cannot read the config file: \(FileProblem.describe(path))")
         }
         return try parse(text, file: path)
     }
@@ -40,7 +40,7 @@ public enum ConfigLoader {
                 nil,
                 [
                     ConfigError(
-                        file: path, key: nil, message: "cannot read the config file (missing, unreadable or not UTF-8)")
+                        file: path, key: nil, message: "cannot read the config file: \(FileProblem.describe(path))")
                 ]
             )
         }

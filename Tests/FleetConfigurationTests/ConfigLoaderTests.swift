@@ -240,7 +240,7 @@ let minimal = """
             try ConfigLoader.load(path: "/nonexistent/config.yaml")
         } throws: { error in
             (error as? ConfigError)?.description
-                == "/nonexistent/config.yaml: cannot read the config file (missing, unreadable or not UTF-8)"
+                == "/nonexistent/config.yaml: cannot read the config file: does not exist"
         }
     }
 

@@ -140,7 +140,7 @@ struct CLI {
             #expect(missing.status == 78)
             #expect(
                 missing.stderr
-                    == "fleet-telemetry: /nonexistent.yaml: cannot read the config file (missing, unreadable or not UTF-8)\n"
+                    == "fleet-telemetry: /nonexistent.yaml: cannot read the config file: does not exist\n"
             )
         }
     }
