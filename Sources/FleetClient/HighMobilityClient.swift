@@ -432,7 +432,10 @@ public final class HighMobilityClient: Sendable {
             ("No route to host", "no route to host"), ("Network is unreachable", "network unreachable"),
             ("Connection reset", "connection reset by peer"),
             ("certificate", "TLS certificate rejected: the server's certificate is not trusted for this host"),
-            ("handshakeFailed", "TLS handshake failed: the server does not speak TLS there, or its certificate is not trusted (check api.base_url)"),
+            (
+                "handshakeFailed",
+                "TLS handshake failed: the server does not speak TLS there, or its certificate is not trusted (check api.base_url)"
+            ),
             ("uncleanShutdown", "the server closed the TLS connection without a proper close"),
             ("NXDOMAIN", "host not found"), ("UnknownHost", "host not found"), ("getaddrinfo", "host not found"),
             ("Connection timed out", "connection timed out"),

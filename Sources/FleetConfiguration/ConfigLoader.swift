@@ -32,7 +32,8 @@ public enum ConfigLoader {
     }
 
     /// Checks the config file at `path` and returns every error found, each with its file, line
-    /// and key, for `fleet-telemetry check-config`. A value that depends on a bad one (a geofence
+    /// and key, for `fleet-telemetry check-config`; the configuration when its `api` section is
+    /// usable (check the errors before using it). A value that depends on a bad one (a geofence
     /// with a bad latitude, the `api` section without a usable `base_url`) is reported once.
     public static func validate(path: String) -> (DaemonConfiguration?, [ConfigError]) {
         guard let text = readTextFile(path) else {
@@ -46,7 +47,12 @@ public enum ConfigLoader {
         }
         do {
             let (configuration, errors) = try validate(text, file: path)
-            return (errors.isEmpty ? configuration : nil, errors)
+            // With a usable `api` section the configuration is returned even with other errors,
+            // so that the secret is checked too.
+            let apiValid =
+                !errors.contains { $0.key == "api" || $0.key?.hasPrefix("api.") == true }
+                && configuration.api.clientID != "-"
+            return (apiValid || errors.isEmpty ? configuration : nil, errors)
         } catch {
             return (nil, [error])
         }
@@ -247,11 +253,17 @@ public enum ConfigLoader {
     }
 
     /// A path from the config file: an absolute one as it is, a relative one from the config
-    /// file's folder (not from the current folder, so every command finds the same files), made
-    /// absolute.
+    /// file's folder (not from the current folder, so every command finds the same files; the
+    /// target's folder for a symlinked config), made absolute.
     public static func relativeToConfig(_ path: String, file: String) -> String {
         guard !path.hasPrefix("/") else { return path }
-        var folder = (file as NSString).deletingLastPathComponent
+        // The real file's folder: a symlinked config reads the files beside its target.
+        var real = file
+        if let resolved = realpath(file, nil) {
+            real = String(cString: resolved)
+            free(resolved)
+        }
+        var folder = (real as NSString).deletingLastPathComponent
         if !folder.hasPrefix("/") {
             let current = FileManager.default.currentDirectoryPath
             folder = folder.isEmpty ? current : current + "/" + folder

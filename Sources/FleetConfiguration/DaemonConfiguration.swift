@@ -260,10 +260,14 @@ public enum SecretSource: Sendable, Hashable {
                     throw fail(
                         "cannot read credential \(name) in $CREDENTIALS_DIRECTORY: \(FileProblem.describe(path))")
                 }
+                let hint =
+                    getuid() == 0
+                    ? "put the secret there (install -m 600 /dev/stdin \(path))"
+                    : "run the command as root (sudo), which may read it"
                 throw fail(
                     "credential \(name): not under systemd ($CREDENTIALS_DIRECTORY is not set), and its source file "
-                        + "\(path) cannot be read: \(FileProblem.describe(path)) (run the command as root, or use "
-                        + "`sudo -E`; see README \"Commands on an installed host\")")
+                        + "\(path) cannot be read: \(FileProblem.describe(path)); \(hint) (README: \"Commands on an installed host\")"
+                )
             }
             value = v
         }

@@ -122,13 +122,42 @@ public enum EmulatorServer {
             let json = try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView))
             let forToken = json?["endpoint"]?.stringValue == "token"
             let vinText = json?["vin"]?.stringValue ?? (forToken ? "all" : "")
-            guard let json else {
-                return response(Emulator.apiError(400, "Bad Request", "not JSON; " + usage, requestID: "emulator"))
+            guard let json, let fields = json.objectValue else {
+                return response(
+                    Emulator.apiError(400, "Bad Request", "not a JSON object; " + usage, requestID: "emulator"))
+            }
+            let known: Set<String> = [
+                "vin", "endpoint", "status", "retry_after", "body", "delay_ms", "drop", "drip_ms", "count",
+            ]
+            if let unknown = fields.keys.first(where: { !known.contains($0) }) {
+                return response(
+                    Emulator.apiError(
+                        400, "Bad Request", "unknown field \"\(unknown)\"; " + usage, requestID: "emulator"))
+            }
+            if let endpoint = json["endpoint"],
+                endpoint.stringValue != "token" && endpoint.stringValue != "vehicle_data"
+            {
+                return response(
+                    Emulator.apiError(
+                        400, "Bad Request", "\"endpoint\" must be \"token\" or \"vehicle_data\"; " + usage,
+                        requestID: "emulator"))
+            }
+            if let count = json["count"], (count.numberValue ?? 0) < 1 || (count.numberValue ?? 0) > 1_000_000 {
+                return response(
+                    Emulator.apiError(
+                        400, "Bad Request", "\"count\" must be a number from 1 to 1000000; " + usage,
+                        requestID: "emulator"))
             }
             guard vinText == "all" || VIN(vinText) != nil else {
                 return response(
                     Emulator.apiError(
                         400, "Bad Request", "\"vin\" must be a VIN or \"all\", got \"\(vinText)\"; " + usage,
+                        requestID: "emulator"))
+            }
+            if let given = json["status"], given.numberValue == nil {
+                return response(
+                    Emulator.apiError(
+                        400, "Bad Request", "\"status\" must be a number (an HTTP status 100-599); " + usage,
                         requestID: "emulator"))
             }
             let status = json["status"]?.numberValue ?? 503

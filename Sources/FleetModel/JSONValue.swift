@@ -71,7 +71,11 @@ public enum JSONValue: Hashable, Sendable, Codable {
     /// This value as compact JSON text with object keys sorted, so that the same value always
     /// serializes the same way. Whole numbers print without a fraction (`12`, not `12.0`); a
     /// number that is not finite (never produced by ``JSONParser``) prints as `null`.
-    public var serialized: String {
+    public var serialized: String { serialized(sortingKeys: true) }
+
+    /// Compact JSON text with the object members in the order given (for output whose keys
+    /// follow a table's columns), or sorted as ``serialized`` has them.
+    public func serialized(sortingKeys: Bool) -> String {
         switch self {
         case .null: return "null"
         case .bool(let b): return b ? "true" : "false"
@@ -79,10 +83,11 @@ public enum JSONValue: Hashable, Sendable, Codable {
             guard n.isFinite else { return "null" }
             return n.rounded() == n && abs(n) < 1e15 ? String(Int64(n)) : String(n)
         case .string(let s): return JSONValue.quoted(s)
-        case .array(let a): return "[" + a.map(\.serialized).joined(separator: ",") + "]"
+        case .array(let a): return "[" + a.map { $0.serialized(sortingKeys: sortingKeys) }.joined(separator: ",") + "]"
         case .object(let o):
+            let members = sortingKeys ? o.members.sorted { $0.key < $1.key } : o.members
             return "{"
-                + o.members.sorted { $0.key < $1.key }.map { JSONValue.quoted($0.key) + ":" + $0.value.serialized }
+                + members.map { JSONValue.quoted($0.key) + ":" + $0.value.serialized(sortingKeys: sortingKeys) }
                 .joined(separator: ",") + "}"
         }
     }

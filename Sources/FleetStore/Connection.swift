@@ -35,6 +35,12 @@ final class Connection {
     /// - Throws: ``SQLiteError`` when the file cannot be opened or is not a database.
     init(path: String, busyTimeout: Duration = .seconds(30), readOnly: Bool = false) throws(SQLiteError) {
         var db: OpaquePointer?
+        if !readOnly && path != ":memory:" && !path.hasPrefix("file:") {
+            // A new database holds where the vehicles were: readable by its owner and group
+            // only (SQLite's own default is 0644), and its -wal and -shm files take its mode.
+            let created = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+            if created >= 0 { close(created) }
+        }
         let (name, flags) =
             readOnly
             ? Self.readOnlyName(path)

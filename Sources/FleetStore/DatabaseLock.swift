@@ -56,5 +56,7 @@ public struct LockError: Error, Sendable, CustomStringConvertible {
     public var path: String
     /// Why the lock could not be taken (another daemon holds it, or the file cannot be created).
     public var message: String
+    /// True when another process holds the lock (a running daemon), false for a file problem.
+    public var isHeld: Bool { message.hasPrefix("another fleet-telemetry process") }
     public var description: String { "\(path): \(message)" }
 }

@@ -21,7 +21,8 @@ public struct VehicleStatus: Sendable, Hashable {
     /// The scheduler's health (`ok`, `backoff`, …) and the polling status (`active`, …).
     public var health: String?
     public var status: String?
-    /// Why the health is not `ok` (the scheduler's reason: the last error, a pause), or `nil`.
+    /// Why the health is not `ok` (the scheduler's reason: the last error, a pause; else the
+    /// polling status's reason, such as `clearance revoked`), or `nil`.
     public var reason: String?
     /// When the daemon last polled it (wall clock, UTC; `vehicles.last_polled_at`), `nil` if never.
     public var lastPolled: Timestamp?
@@ -51,7 +52,8 @@ extension TelemetryStore {
             let staleBefore = underflow ? Int64.min : cutoff
             let vehicles = try connection.cachedStatement(
                 """
-                SELECT v.vin, v.status, s.health, v.last_observed_at, s.reason, v.last_polled_at, s.next_due_at
+                SELECT v.vin, v.status, s.health, v.last_observed_at, coalesce(s.reason, v.status_reason),
+                    v.last_polled_at, s.next_due_at
                 FROM vehicles v LEFT JOIN schedule s ON s.vin = v.vin ORDER BY v.vin
                 """)
             try vehicles.bind([])

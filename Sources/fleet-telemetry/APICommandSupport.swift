@@ -95,12 +95,13 @@ func printTable(_ header: [String], _ rows: [[String]]) {
     }
     append(header)
     for row in rows { append(row) }
-    FileHandle.standardOutput.write(Data(text.utf8))
+    writeStandardOutput(text)
 }
 
-/// Prints a JSON value on one line.
+/// Prints a JSON value on one line, object members in the order they were built (a table's
+/// column order).
 func printJSON(_ value: JSONValue) {
-    print(value.serialized)
+    writeStandardOutput(value.serialized(sortingKeys: false) + "\n")
 }
 
 extension FleetVehicle {

@@ -45,20 +45,32 @@ func writeStandardError(_ text: String) {
     }
 }
 
-/// Writes `text` to standard output whole, unbuffered; false when the output is closed (a pipe
-/// whose reader exited: `EPIPE`, with `SIGPIPE` ignored so that it is not the end of the process).
-@discardableResult
-func writeStandardOutput(_ text: String) -> Bool {
+/// Writes `text` to standard output whole, unbuffered (every command's data goes through here).
+/// A closed output (a reader that exited, as in `status | head -1`: `EPIPE`, with `SIGPIPE`
+/// ignored) ends the command quietly with status 0; any other failure (a full disk) ends it with
+/// one line on standard error and status 74, so that a cut file is never reported as a success.
+func writeStandardOutput(_ text: String) {
     signal(SIGPIPE, SIG_IGN)
     let bytes = Array(text.utf8)
     var offset = 0
     while offset < bytes.count {
         let written = bytes.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress! + offset, $0.count - offset) }
         if written < 0 && errno == EINTR { continue }
-        guard written > 0 else { return false }
+        guard written > 0 else {
+            let code = errno
+            if code == EPIPE { exit(0) }
+            printError("fleet-telemetry: cannot write the output: \(String(cString: strerror(code)))")
+            exit(74)
+        }
         offset += written
     }
-    return true
+}
+
+/// Ends the command quietly (status 0) when standard output is a pipe whose reader has gone:
+/// for `events --follow`, which may wait long between writes.
+func exitIfOutputClosed() {
+    var descriptor = pollfd(fd: STDOUT_FILENO, events: 0, revents: 0)
+    if poll(&descriptor, 1, 0) > 0 && descriptor.revents & Int16(POLLERR | POLLHUP) != 0 { exit(0) }
 }
 
 /// Whether standard error is the journal stream systemd set up (`JOURNAL_STREAM`).

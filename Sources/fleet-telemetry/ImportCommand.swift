@@ -99,8 +99,9 @@ struct ImportCommand: AsyncParsableCommand {
         }
         if interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
         Self.report(summary)
-        // 1 when nothing could be stored, or a named file could not be read at all.
-        if (summary.responses == 0 && !summary.rejected.isEmpty)
+        // 1 when nothing could be stored (no document at all, or every one rejected), or a named
+        // file could not be read at all.
+        if (summary.responses == 0 && summary.duplicates == 0)
             || summary.rejected.contains(where: { $0.line == 0 && $0.reason.hasPrefix("cannot read") })
         {
             throw ExitStatus.failure
@@ -110,7 +111,7 @@ struct ImportCommand: AsyncParsableCommand {
     /// Prints the counts and the first 50 rejections on standard error.
     static func report(_ summary: Importer.Summary) {
         var text =
-            "imported \(summary.responses) documents (\(summary.duplicates) duplicate push messages skipped), \(summary.samples) samples, \(summary.events) events, \(summary.rejected.count) rejected"
+            "imported \(counted(summary.responses, "document")) (\(counted(summary.duplicates, "duplicate push message")) skipped), \(counted(summary.samples, "sample")), \(counted(summary.events, "event")), \(summary.rejected.count) rejected"
         for rejection in summary.rejected.prefix(50) { text += "\n  rejected \(rejection)" }
         if summary.rejected.count > 50 { text += "\n  … \(summary.rejected.count - 50) more" }
         printError(text)

@@ -23,7 +23,8 @@ struct DatabaseOptions: ParsableArguments {
         guard database == nil || FileManager.default.fileExists(atPath: config) else { return nil }
         if database == nil && !FileManager.default.fileExists(atPath: config) {
             printError(
-                "fleet-telemetry: no config file at \(config) (for database.path): give --config PATH, or --database PATH")
+                "fleet-telemetry: no config file at \(config) (for database.path): give --config PATH, or --database PATH"
+            )
             throw ExitStatus.config
         }
         do {
@@ -53,7 +54,7 @@ struct DatabaseOptions: ParsableArguments {
             printError("fleet-telemetry: no database at \(path) (\(source)); the daemon creates it on its first start")
             throw ExitStatus.ioError
         }
-        guard access(path, R_OK) == 0 else {
+        guard access(path, R_OK) == 0, status.st_mode & S_IFMT != S_IFDIR else {
             printError("fleet-telemetry: cannot read the database \(path): \(FileProblem.describe(path))")
             throw ExitStatus.ioError
         }
@@ -124,7 +125,7 @@ struct OutputOptions: ParsableArguments {
         } else if csv {
             var text = keys.joined(separator: ",") + "\n"
             for row in rows { text += row.map(Self.csvCell).joined(separator: ",") + "\n" }
-            FileHandle.standardOutput.write(Data(text.utf8))
+            writeStandardOutput(text)
         } else {
             printTable(keys.map { $0.uppercased() }, rows.map { $0.map(Self.text) })
         }
@@ -220,8 +221,9 @@ struct StatusCommand: AsyncParsableCommand {
     func run() async throws {
         let statuses = try await options.withStore { try await $0.status() }
         let rows = statuses.map { s -> [JSONValue] in
-            // A vehicle the daemon never polled (imported data, or not polled yet) says so.
-            let health = s.health ?? (s.lastPolled == nil ? "never polled" : s.status)
+            // The scheduler's health; else the polling status (`not_cleared`, …), and a vehicle
+            // that is `active` but was never polled by the daemon (imported data) says so.
+            let health = s.health ?? (s.status == "active" && s.lastPolled == nil ? "never polled" : s.status)
             return [
                 .string(s.vin.rawValue), string(s.lastSeen?.iso8601), number(s.batteryPercent), number(s.rangeKm),
                 string(s.locks), string(s.charging), number(s.latitude), number(s.longitude),
@@ -258,8 +260,11 @@ struct HistoryCommand: AsyncParsableCommand {
 
     func validate() throws {
         _ = try parseVIN(vin)
-        _ = try parseTime(since, option: "--since")
-        _ = try parseTime(until, option: "--until")
+        if let since = try parseTime(since, option: "--since"), let until = try parseTime(until, option: "--until"),
+            since > until
+        {
+            throw ValidationError("--since (\(since.iso8601)) is after --until (\(until.iso8601))")
+        }
     }
 
     func run() async throws {
@@ -406,11 +411,14 @@ struct EventsCommand: AsyncParsableCommand {
                         try await $0.events(matching: query)
                     }
                     if !events.isEmpty {
-                        guard writeStandardOutput(events.map { $0.jsonLine + "\n" }.joined()) else { return }
+                        writeStandardOutput(events.map { $0.jsonLine + "\n" }.joined())
                         query.afterID = events.last?.id ?? query.afterID
                     }
                     if !truncated {
-                        do { try await Task.sleep(for: .seconds(1)) } catch { return }
+                        for _ in 0..<5 {
+                            exitIfOutputClosed()
+                            do { try await Task.sleep(for: .milliseconds(200)) } catch { return }
+                        }
                     }
                 }
             }
@@ -427,6 +435,10 @@ struct BackupCommand: AsyncParsableCommand {
         abstract: "Write a consistent copy of the live database (ingestion goes on); it gets the database's mode.")
     @OptionGroup var options: DatabaseOptions
     @Argument(help: "The file to write; it must not exist.") var destination: String
+
+    func validate() throws {
+        guard !destination.isEmpty else { throw ValidationError("give the backup's file name") }
+    }
 
     func run() async throws {
         guard !FileManager.default.fileExists(atPath: destination) else {
@@ -485,6 +497,11 @@ struct PurgeCommand: AsyncParsableCommand {
             }
         }
         let deleted = try await options.withStore { _ in try await store.purge(vin: vin) }
+        guard deleted > 0 else {
+            printError(
+                "fleet-telemetry: no rows of \(vin) in the database (`status` lists the vehicles); nothing removed")
+            throw ExitStatus.failure
+        }
         printError("removed \(counted(deleted, "row")) of \(vin)")
     }
 }

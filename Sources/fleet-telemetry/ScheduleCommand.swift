@@ -144,7 +144,7 @@ struct ScheduleCommand: AsyncParsableCommand {
             let budget = policy.dailyBudgetApplication.map { " of a daily budget of \($0)" } ?? ""
             text +=
                 "polls today (UTC): \(applicationPolls)\(budget); projected for the rest of the day: \(projectedTotal)\n\n"
-            FileHandle.standardOutput.write(Data(text.utf8))
+            writeStandardOutput(text)
         }
         format.output(keys, rows)
     }
@@ -156,7 +156,9 @@ struct ScheduleCommand: AsyncParsableCommand {
         do {
             lock = try DatabaseLock(databasePath: path)
         } catch {
-            printError("fleet-telemetry: \(error); stop the daemon first (systemctl stop fleet-telemetry)")
+            printError(
+                "fleet-telemetry: \(error)"
+                    + (error.isHeld ? "; stop the daemon first (systemctl stop fleet-telemetry)" : ""))
             throw ExitStatus.ioError
         }
         do {

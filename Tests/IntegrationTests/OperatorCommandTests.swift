@@ -83,7 +83,7 @@ import Glibc
             unreadable.stderr.contains("cannot read the database \(path): permission denied (owner root"),
             "\(unreadable.stderr)")
 
-        chmod(path, 0o644)
+        for file in [path, path + "-wal", path + "-shm"] { chmod(file, 0o644) }
         let readable = try CLI.execute(["status", "--database", path, "--csv"], user: 65534)
         #expect(readable.status == 0, "\(readable.stderr)")
         #expect(readable.stdout.split(separator: "\n").count == 3, "\(readable.stdout)")
@@ -199,6 +199,34 @@ import Glibc
         #expect(
             empty.stderr.contains("no samples of charging.battery_level for 1HMFT000000000001 from 2030-01-01"),
             "\(empty.stderr)")
+    }
+
+    /// A new database is readable by its owner and group only; output that cannot be written (a
+    /// full disk) is an error (74), a reader that went away is not (0).
+    @Test func newDatabasesAreGroupOnlyAndOutputFailuresAreErrors() async throws {
+        let directory = try workspace()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/t.sqlite"
+        _ = try await QueryCommandTests().knownDatabase(path)
+        #expect(mode(path) == 0o640)
+        func run(into output: FileHandle) throws -> (Int32, String) {
+            let process = Process()
+            process.executableURL = CLI.binary
+            process.arguments = ["events", "--database", path, "--after-id", "0"]
+            process.standardOutput = output
+            let errors = Pipe()
+            process.standardError = errors
+            try process.run()
+            let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, text)
+        }
+        let (full, message) = try run(into: try FileHandle(forWritingTo: URL(fileURLWithPath: "/dev/full")))
+        #expect(full == 74)
+        #expect(message.contains("cannot write the output: No space left on device"), "\(message)")
+        let closed = Pipe()
+        try closed.fileHandleForReading.close()
+        #expect(try run(into: closed.fileHandleForWriting).0 == 0, "a reader that exited is not an error")
     }
 
     /// A backup is never readable by more users than the database.
