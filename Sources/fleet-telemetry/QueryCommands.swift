@@ -330,7 +330,9 @@ struct EventsCommand: AsyncParsableCommand {
     var since: String?
     @Option(name: .long, help: "Occurred (vehicle time) at or after this time (RFC 3339, or a duration ago).")
     var occurredSince: String?
-    @Option(name: .long, help: "Only events with a larger id, in stored order (resume from the last id seen).")
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: "Only events with a larger id, in stored order (resume from the last id seen).")
     var afterID: Int64?
     @Flag(name: .long, help: "Keep printing new events as JSON lines until interrupted.") var follow = false
     @Option(name: .long, help: "At most this many per listing (the newest; with --after-id the first).")
