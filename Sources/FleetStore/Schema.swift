@@ -240,6 +240,34 @@ enum Schema {
         """
         CREATE INDEX events_by_detection ON events (detected_at);
         """,
+        // 9: the outbox: every event queued for each delivery sink (webhooks, MQTT) in the
+        //    transaction that stores it, with its delivery state.
+        """
+        CREATE TABLE outbox (
+            sink TEXT NOT NULL,
+            event_id INTEGER NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+            vin TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'dead')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at INTEGER NOT NULL,
+            last_attempt_at INTEGER,
+            last_http_status INTEGER,
+            last_error TEXT,
+            created_at INTEGER NOT NULL,
+            delivered_at INTEGER,
+            PRIMARY KEY (sink, event_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX outbox_pending ON outbox (sink, next_attempt_at) WHERE status = 'pending';
+        CREATE INDEX outbox_by_event ON outbox (event_id);
+        CREATE VIEW outbox_view AS
+            SELECT sink, event_id, vin, status, attempts,
+                   strftime('%Y-%m-%dT%H:%M:%fZ', next_attempt_at / 1000.0, 'unixepoch') AS next_attempt_at,
+                   strftime('%Y-%m-%dT%H:%M:%fZ', last_attempt_at / 1000.0, 'unixepoch') AS last_attempt_at,
+                   last_http_status, last_error,
+                   strftime('%Y-%m-%dT%H:%M:%fZ', created_at / 1000.0, 'unixepoch') AS created_at,
+                   strftime('%Y-%m-%dT%H:%M:%fZ', delivered_at / 1000.0, 'unixepoch') AS delivered_at
+            FROM outbox;
+        """,
     ]
 
     /// The schema version this build writes.

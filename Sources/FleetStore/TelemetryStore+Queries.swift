@@ -270,7 +270,8 @@ extension TelemetryStore {
             try connection.transaction {
                 var deleted = 0
                 for table in [
-                    "samples", "latest", "events", "polls", "property_failures", "charging_sessions", "schedule",
+                    "outbox", "samples", "latest", "events", "polls", "property_failures", "charging_sessions",
+                    "schedule",
                     "rule_state", "imported_messages", "raw_responses", "vehicles",
                 ] {
                     try connection.makeStatement("DELETE FROM \(table) WHERE vin = ?1").run([.text(vin.rawValue)])

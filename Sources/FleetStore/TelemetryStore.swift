@@ -30,6 +30,8 @@ public actor TelemetryStore {
     private var rowWrites: [RowWriteKey: Statement] = [:]
     /// The `latest` rows of recently written vehicles, as committed (see ``LatestCache``).
     var latestCache: LatestCache
+    /// The sinks every newly stored event is queued for (``setOutboxSinks(_:)``).
+    var outboxSinks: [OutboxSink] = []
     struct RowWriteKey: Hashable {
         var write: RowWrite
         var rows: Int
@@ -580,6 +582,9 @@ public actor TelemetryStore {
                 stored.append(event)
             }
         }
+        // Queued in the same transaction: a committed event is never lost to a sink, an event
+        // rolled back is never sent.
+        try enqueue(stored, connection: connection)
         return stored
     }
 
