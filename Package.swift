@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // The system SQLite, reached through its C API. Nothing but the module map and a header.
@@ -55,11 +56,13 @@ let package = Package(
             dependencies: ["FleetModel"],
             swiftSettings: swiftSettings
         ),
-        // The only place that knows HTTP: access tokens, vehicle data, typed API errors.
+        // The only place that knows HTTP: access tokens, vehicle data, typed API errors, and the
+        // signed webhook deliveries.
         .target(
             name: "FleetClient",
             dependencies: [
                 "FleetModel",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
@@ -221,6 +224,8 @@ let package = Package(
                 "FleetNormalizer", "FleetEvents", "FleetConfiguration", "FleetIngestion", "FleetScheduling",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
         ),

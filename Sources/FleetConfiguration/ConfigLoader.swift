@@ -68,7 +68,7 @@ public enum ConfigLoader {
         let top = try root.mapping(
             allowed: [
                 "api", "database", "polling", "fleet", "events", "retention", "archive", "vehicles", "log_level",
-                "metrics",
+                "metrics", "sinks",
             ], errors: &report.errors)
         // A stand-in while `api` is checked, so that the other sections are checked too.
         var configuration = DaemonConfiguration(
@@ -89,6 +89,7 @@ public enum ConfigLoader {
         }
 
         readPolling(top["polling"], into: &configuration.polling, report: &report)
+        readSinks(top["sinks"], into: &configuration, report: &report)
 
         let fleet = report.section(top["fleet"], allowed: ["sync", "sync_interval"])
         report.read(fleet["sync"], into: &configuration.fleet.sync) { n throws(ConfigError) in try n.boolean() }
@@ -196,22 +197,7 @@ public enum ConfigLoader {
         }
         let secret = report.require(
             api["client_secret"], in: node, "missing key `client_secret` (one of file, env, credential)"
-        ) { n throws(ConfigError) -> SecretSource in
-            let fields = try n.mapping(allowed: ["file", "env", "credential"])
-            guard fields.count == 1, let (kind, valueNode) = fields.first else {
-                throw n.error("give exactly one of `file`, `env` or `credential`")
-            }
-            let value = try valueNode.string()
-            guard !value.isEmpty else { throw valueNode.error("must not be empty") }
-            if kind == "credential", value.contains("/") || value == "." || value == ".." {
-                throw valueNode.error("a credential name is a file name in $CREDENTIALS_DIRECTORY, without '/'")
-            }
-            switch kind {
-            case "file": return .file(relativeToConfig(value, file: node.file))
-            case "env": return .environment(value)
-            default: return .credential(value)
-            }
-        }
+        ) { n throws(ConfigError) -> SecretSource in try readSecret(n) }
         var result = DaemonConfiguration.API(
             baseURL: baseURL ?? "", clientID: clientID ?? "", clientSecret: secret ?? .environment(""))
         report.read(api["connect_timeout"], into: &result.connectTimeout) { n throws(ConfigError) in
@@ -269,6 +255,90 @@ public enum ConfigLoader {
             folder = folder.isEmpty ? current : current + "/" + folder
         }
         return ((folder + "/" + path) as NSString).standardizingPath
+    }
+
+    /// A secret's source: exactly one of `file` (relative to the config file), `env` or
+    /// `credential` (a systemd credential name).
+    static func readSecret(_ n: ConfigNode) throws(ConfigError) -> SecretSource {
+        let fields = try n.mapping(allowed: ["file", "env", "credential"])
+        guard fields.count == 1, let (kind, valueNode) = fields.first else {
+            throw n.error("give exactly one of `file`, `env` or `credential`")
+        }
+        let value = try valueNode.string()
+        guard !value.isEmpty else { throw valueNode.error("must not be empty") }
+        if kind == "credential", value.contains("/") || value == "." || value == ".." {
+            throw valueNode.error("a credential name is a file name in $CREDENTIALS_DIRECTORY, without '/'")
+        }
+        switch kind {
+        case "file": return .file(relativeToConfig(value, file: n.file))
+        case "env": return .environment(value)
+        default: return .credential(value)
+        }
+    }
+
+    /// The `sinks` section: where events are delivered.
+    static func readSinks(
+        _ node: ConfigNode?, into configuration: inout DaemonConfiguration, report: inout ConfigReport
+    ) {
+        let sinks = report.section(node, allowed: ["webhooks"])
+        guard let list = sinks["webhooks"] else { return }
+        var names = Set<String>()
+        for item in report.check({ () throws(ConfigError) in try list.sequence() }) ?? [] {
+            let fields = report.section(
+                item, allowed: ["name", "url", "secret", "types", "vins", "max_age", "timeout"])
+            let name = report.require(fields["name"], in: item, "a webhook needs a `name`") {
+                n throws(ConfigError) -> String in
+                let name = try n.string()
+                guard !name.isEmpty, name.count <= 64,
+                    name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") })
+                else { throw n.error("a name of letters, digits, - and _ (at most 64), got \"\(name)\"") }
+                guard names.insert(name).inserted else { throw n.error("webhook \(name) is named twice") }
+                return name
+            }
+            let url = report.require(fields["url"], in: item, "a webhook needs a `url`") {
+                n throws(ConfigError) -> String in
+                let text = try n.string()
+                guard text.hasPrefix("https://") || text.hasPrefix("http://"), let parsed = URL(string: text),
+                    parsed.host?.isEmpty == false, !text.contains(" ")
+                else { throw n.error("expected an http:// or https:// URL, got \"\(text)\"") }
+                return text
+            }
+            let secret = report.require(
+                fields["secret"], in: item, "a webhook needs a `secret` (one of file, env, credential)", readSecret)
+            var webhook = DaemonConfiguration.Webhook(
+                name: name ?? "", url: url ?? "", secret: secret ?? .environment(""))
+            report.read(fields["types"], into: &webhook.types) { n throws(ConfigError) -> Set<EventType> in
+                var types = Set<EventType>()
+                for item in try n.sequence() {
+                    let text = try item.string()
+                    guard let type = EventType(rawValue: text) else {
+                        throw item.error("unknown event type \"\(text)\"")
+                    }
+                    types.insert(type)
+                }
+                return types
+            }
+            report.read(fields["vins"], into: &webhook.vins) { n throws(ConfigError) -> Set<VIN> in
+                var vins = Set<VIN>()
+                for item in try n.sequence() {
+                    do {
+                        vins.insert(try VIN(validating: try item.string()))
+                    } catch let error as ConfigError {
+                        throw error
+                    } catch {
+                        throw item.error(String(describing: error))
+                    }
+                }
+                return vins
+            }
+            report.read(fields["max_age"], into: &webhook.maxAge) { n throws(ConfigError) in
+                try n.duration(min: .seconds(60))
+            }
+            report.read(fields["timeout"], into: &webhook.timeout) { n throws(ConfigError) in
+                try n.duration(min: .seconds(1))
+            }
+            if name != nil && url != nil && secret != nil { configuration.webhooks.append(webhook) }
+        }
     }
 
     /// The `polling` section.

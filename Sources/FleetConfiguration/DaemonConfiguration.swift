@@ -150,6 +150,58 @@ public struct DaemonConfiguration: Sendable {
     public var metricsListen: ListenAddress?
 
     /// A `host:port` to listen on.
+    /// `sinks.webhooks[]`: an endpoint events are POSTed to, signed as Standard Webhooks says.
+    public struct Webhook: Sendable, Hashable {
+        /// `name`: the outbox's sink name, in the CLI and metrics.
+        public var name: String
+        /// `url`: `http://` or `https://`.
+        public var url: String
+        /// `secret`: `whsec_…`, read like the client secret.
+        public var secret: SecretSource
+        /// `types`: only these event types (default: every type).
+        public var types: Set<EventType>?
+        /// `vins`: only these vehicles' events (default: every vehicle).
+        public var vins: Set<VIN>?
+        /// `max_age`: an event still undelivered this long after its detection is dead (default 24h).
+        public var maxAge: Duration = .seconds(86_400)
+        /// `timeout`: the longest wait for the endpoint's answer (default 10s).
+        public var timeout: Duration = .seconds(10)
+
+        public init(name: String, url: String, secret: SecretSource) {
+            self.name = name
+            self.url = url
+            self.secret = secret
+        }
+    }
+
+    /// `sinks.webhooks`.
+    public var webhooks: [Webhook] = []
+
+    /// Every webhook's signing secret, read from its source, by webhook name.
+    ///
+    /// - Throws: ``ConfigError`` naming `sinks.webhooks[N].secret` when a secret cannot be read or
+    ///   is not `whsec_` and base64 (the message never contains it).
+    public func webhookSecrets(file: String, environment: [String: String]) throws -> [String: WebhookSecret] {
+        var result: [String: WebhookSecret] = [:]
+        for (index, webhook) in webhooks.enumerated() {
+            let key = "sinks.webhooks[\(index)].secret"
+            let secret: Secret
+            do {
+                secret = try webhook.secret.resolve(file: file, environment: environment)
+            } catch var error as ConfigError {
+                error.key = key
+                throw error
+            }
+            guard let parsed = WebhookSecret(secret.value) else {
+                throw ConfigError(
+                    file: file, key: key,
+                    message: "expected a Standard Webhooks secret: whsec_ and the base64 of at least 16 bytes")
+            }
+            result[webhook.name] = parsed
+        }
+        return result
+    }
+
     public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
         /// A host name or address (`127.0.0.1`, `::1`, `localhost`).
         public var host: String

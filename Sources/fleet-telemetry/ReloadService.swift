@@ -26,6 +26,7 @@ struct ReloadService: Service {
                 // Refused as `check-config` and the next start would refuse it: a secret that
                 // cannot be read now would keep the service down after a restart.
                 _ = try new.clientConfiguration(file: path, environment: ProcessInfo.processInfo.environment)
+                _ = try new.webhookSecrets(file: path, environment: ProcessInfo.processInfo.environment)
                 let outcome = await daemon.reload(from: current, to: new)
                 LogLevelControl.set(new.logLevel)
                 // What needs a restart keeps its running value: the next reload names it again.
@@ -38,6 +39,7 @@ struct ReloadService: Service {
                 running.retention = current.retention
                 running.polling.maxConcurrentRequests = current.polling.maxConcurrentRequests
                 running.metricsListen = current.metricsListen
+                running.webhooks = current.webhooks
                 current = running
                 let applied = outcome.applied.isEmpty ? "no change" : outcome.applied.joined(separator: ", ")
                 let later =

@@ -19,6 +19,56 @@ let minimal = """
     """
 
 @Suite struct ConfigLoaderTests {
+    /// `sinks.webhooks`: names, URLs, secrets, filters and ages checked, each error with its key.
+    @Test func webhookSinks() throws {
+        let good = try ConfigLoader.parse(
+            minimal + """
+
+                sinks:
+                  webhooks:
+                    - name: ops
+                      url: https://hooks.example.com/fleet
+                      secret: {env: HOOK_SECRET}
+                      types: [door_unlocked, charging_completed]
+                      vins: [1HMFT000000000001]
+                      max_age: 2h
+                    - {name: all, url: "http://127.0.0.1:9000/hook", secret: {file: hook-secret}}
+                """, file: "/etc/ft/c.yaml")
+        #expect(good.webhooks.map(\.name) == ["ops", "all"])
+        #expect(good.webhooks[0].types == [.doorUnlocked, .chargingCompleted])
+        #expect(good.webhooks[0].vins == [VIN("1HMFT000000000001")!])
+        #expect(good.webhooks[0].maxAge == .seconds(7200) && good.webhooks[1].maxAge == .seconds(86_400))
+        #expect(good.webhooks[1].secret == .file("/etc/ft/hook-secret") && good.webhooks[1].types == nil)
+
+        let secret = "whsec_" + Data(repeating: 7, count: 24).base64EncodedString()
+        var one = good
+        one.webhooks = [good.webhooks[0]]
+        #expect(try one.webhookSecrets(file: "c.yaml", environment: ["HOOK_SECRET": secret])["ops"] != nil)
+        #expect {
+            try good.webhookSecrets(file: "c.yaml", environment: ["HOOK_SECRET": "plain"])
+        } throws: { error in
+            (error as? ConfigError)?.key == "sinks.webhooks[0].secret"
+                && !"\(error)".contains("plain")
+        }
+
+        let (_, errors) = try ConfigLoader.validate(
+            minimal + """
+
+                sinks:
+                  webhooks:
+                    - {name: "bad name", url: ftp://x, secret: {env: A}, types: [door_exploded]}
+                    - {name: ok, url: "http://h/x", secret: {env: A}, max_age: 1s}
+                    - {name: ok, url: "http://h/x"}
+                """, file: "c.yaml")
+        for expected in [
+            "sinks.webhooks[0].name: a name of letters", "sinks.webhooks[0].url: expected an http",
+            "sinks.webhooks[0].types[0]: unknown event type", "sinks.webhooks[1].max_age: must be at least 1m",
+            "sinks.webhooks[2].name: webhook ok is named twice", "a webhook needs a `secret`",
+        ] {
+            #expect(errors.contains { "\($0)".contains(expected) }, "\(expected) in \(errors)")
+        }
+    }
+
     @Test func theShippedExampleLoads() throws {
         let configuration = try ConfigLoader.load(path: exampleConfig)
         #expect(configuration.api.baseURL == "https://sandbox.api.high-mobility.com")
@@ -107,7 +157,7 @@ let minimal = """
         ),
         (
             minimal + "\ndatabse:\n  path: x\n",
-            "c.yaml:7: databse: unknown key (did you mean `database`?); allowed here: api, archive, database, events, fleet, log_level, metrics, polling, retention, vehicles"
+            "c.yaml:7: databse: unknown key (did you mean `database`?); allowed here: api, archive, database, events, fleet, log_level, metrics, polling, retention, sinks, vehicles"
         ),
         (
             minimal.replacingOccurrences(of: "[1HMFT000000000001]", with: "[1HMFT00000000000I]"),

@@ -1,0 +1,91 @@
+import AsyncHTTPClient
+import Crypto
+import FleetModel
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// A webhook endpoint's signing secret as the Standard Webhooks specification writes it:
+/// `whsec_` and the base64 of the key. Never printed.
+public struct WebhookSecret: Sendable, CustomStringConvertible {
+    let key: SymmetricKey
+
+    /// `nil` unless `text` is `whsec_` followed by base64 of at least 16 bytes.
+    public init?(_ text: String) {
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard trimmed.hasPrefix("whsec_"), let bytes = Data(base64Encoded: String(trimmed.dropFirst(6))),
+            bytes.count >= 16
+        else { return nil }
+        key = SymmetricKey(data: bytes)
+    }
+
+    public var description: String { "<redacted>" }
+}
+
+/// Sends one event to one webhook endpoint: `POST` of the JSON body, signed as the Standard
+/// Webhooks specification says (`webhook-id`, `webhook-timestamp` in seconds since 1970, and
+/// `webhook-signature: v1,<base64 of HMAC-SHA256 of "id.timestamp.body">`), so that a receiver can
+/// check it with the specification's libraries.
+public struct WebhookSender: Sendable {
+    /// What the endpoint answered.
+    public enum Outcome: Sendable, Equatable {
+        /// A 2xx: acknowledged.
+        case delivered(status: Int)
+        /// Anything else: to be tried again (after `retryAfter` when the endpoint said so with a
+        /// 429 or 503), or given up once too old.
+        case failed(status: Int?, error: String, retryAfter: Duration?)
+    }
+
+    public let url: String
+    let secret: WebhookSecret
+    let timeout: Duration
+    let client: HTTPClient
+
+    /// - Parameters:
+    ///   - url: The endpoint, `http://` or `https://` (TLS verified as for the API).
+    ///   - timeout: The longest wait for the whole answer.
+    public init(url: String, secret: WebhookSecret, timeout: Duration = .seconds(10), client: HTTPClient = .shared) {
+        self.url = url
+        self.secret = secret
+        self.timeout = timeout
+        self.client = client
+    }
+
+    /// `v1,<base64 HMAC-SHA256 of "id.timestamp.body">` (swift-crypto's HMAC).
+    public static func signature(id: String, timestamp: Int64, body: [UInt8], secret: WebhookSecret) -> String {
+        var content = Array("\(id).\(timestamp).".utf8)
+        content += body
+        let mac = HMAC<SHA256>.authenticationCode(for: content, using: secret.key)
+        return "v1," + Data(mac).base64EncodedString()
+    }
+
+    /// Posts `body` as message `id` at `now`; never throws (a failure is an ``Outcome``).
+    public func send(id: String, body: [UInt8], now: Timestamp) async -> Outcome {
+        let timestamp = now.millisecondsSince1970 / 1000
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "User-Agent", value: "fleet-telemetry")
+        request.headers.add(name: "webhook-id", value: id)
+        request.headers.add(name: "webhook-timestamp", value: String(timestamp))
+        request.headers.add(
+            name: "webhook-signature", value: Self.signature(id: id, timestamp: timestamp, body: body, secret: secret))
+        request.body = .bytes(ByteBuffer(bytes: body))
+        do {
+            let response = try await client.execute(request, timeout: .milliseconds(timeout.milliseconds))
+            // The answer's body says nothing we use; at most 64 KiB of it is read.
+            _ = try? await response.body.collect(upTo: 64 * 1024)
+            let status = Int(response.status.code)
+            if (200..<300).contains(status) { return .delivered(status: status) }
+            var retryAfter: Duration?
+            if status == 429 || status == 503, let header = response.headers.first(name: "Retry-After") {
+                retryAfter = RetryAfter.parse(header, now: now)
+            }
+            return .failed(
+                status: status, error: "HTTP \(status) \(response.status.reasonPhrase)", retryAfter: retryAfter)
+        } catch {
+            return .failed(
+                status: nil, error: HighMobilityClient.transportDetail(error, timeout: timeout), retryAfter: nil)
+        }
+    }
+}

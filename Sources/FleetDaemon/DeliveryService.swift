@@ -1,0 +1,149 @@
+import FleetClient
+import FleetModel
+import FleetStore
+import Logging
+import Metrics
+import ServiceLifecycle
+
+/// Delivers the outbox to the webhook sinks, apart from polling: each sink has its own loop,
+/// which takes the due entries oldest first, sends each vehicle's in order (vehicles in
+/// parallel, up to ``maximumParallelVehicles``), and records every outcome in the outbox. A
+/// failed delivery is tried again after an exponential backoff with full jitter (1 s doubling,
+/// at most 10 min), or after the endpoint's `Retry-After` on a 429 or 503; an event still
+/// undelivered ``Sink/maxAge`` after its detection is marked dead. At least once: an entry is
+/// marked delivered only after the endpoint's 2xx, so a stop in between sends it again.
+public struct DeliveryService: Service {
+    /// One webhook endpoint and how long its events are worth trying.
+    public struct Sink: Sendable {
+        public var name: String
+        public var sender: WebhookSender
+        public var maxAge: Duration
+
+        public init(name: String, sender: WebhookSender, maxAge: Duration) {
+            self.name = name
+            self.sender = sender
+            self.maxAge = maxAge
+        }
+    }
+
+    /// How many vehicles' events one sink sends at once.
+    public static let maximumParallelVehicles = 8
+    /// The pause of a sink's loop when nothing is due.
+    public static let idlePause: Duration = .milliseconds(250)
+
+    let sinks: [Sink]
+    let store: TelemetryStore
+    let clock: any WallClock
+    let logger: Logger
+    let metrics: any MetricsFactory
+
+    public init(
+        sinks: [Sink], store: TelemetryStore, clock: any WallClock, logger: Logger,
+        metrics: any MetricsFactory = MetricsSystem.factory
+    ) {
+        self.sinks = sinks
+        self.store = store
+        self.clock = clock
+        self.logger = logger
+        self.metrics = metrics
+    }
+
+    public func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            for sink in sinks {
+                group.addTask { await self.deliver(sink) }
+            }
+        }
+    }
+
+    /// One sink's loop, until graceful shutdown.
+    func deliver(_ sink: Sink) async {
+        while !(Task.isShuttingDownGracefully || Task.isCancelled) {
+            let due: [OutboxEntry]
+            do {
+                due = try await store.dueDeliveries(sink: sink.name, now: clock.now(), limit: 200)
+            } catch {
+                logger.warning("webhook \(sink.name): cannot read the outbox: \(error)")
+                due = []
+            }
+            if due.isEmpty {
+                do { try await Task.sleep(for: Self.idlePause) } catch { return }
+                continue
+            }
+            var byVehicle: [VIN: [OutboxEntry]] = [:]
+            var order: [VIN] = []
+            for entry in due {
+                if byVehicle[entry.event.vin] == nil { order.append(entry.event.vin) }
+                byVehicle[entry.event.vin, default: []].append(entry)
+            }
+            await withTaskGroup(of: Void.self) { group in
+                var running = 0
+                for vin in order {
+                    if running == Self.maximumParallelVehicles {
+                        await group.next()
+                        running -= 1
+                    }
+                    let entries = byVehicle[vin] ?? []
+                    group.addTask { await self.send(entries, to: sink) }
+                    running += 1
+                }
+            }
+            Gauge(label: "fleet_telemetry_outbox_depth", dimensions: [("sink", sink.name)], factory: metrics)
+                .record((try? await store.outboxDepth()[sink.name]) ?? 0)
+        }
+    }
+
+    /// Sends one vehicle's due entries in order, stopping at the first failure (the rest wait
+    /// behind its retry).
+    func send(_ entries: [OutboxEntry], to sink: Sink) async {
+        for entry in entries {
+            guard let id = entry.event.id else { continue }
+            let started = clock.now()
+            let outcome = await sink.sender.send(
+                id: "evt_\(id)", body: Array(entry.event.jsonLine.utf8), now: started)
+            let now = clock.now()
+            Timer(
+                label: "fleet_telemetry_delivery_duration_seconds", dimensions: [("sink", sink.name)], factory: metrics
+            )
+            .recordMilliseconds(now.millisecondsSince1970 - started.millisecondsSince1970)
+            do {
+                switch outcome {
+                case .delivered(let status):
+                    try await store.markDelivered(sink: sink.name, eventID: id, at: now, httpStatus: status)
+                    count(sink, "delivered")
+                case .failed(let status, let error, let retryAfter):
+                    let age = now.millisecondsSince1970 - entry.event.detectedAt.millisecondsSince1970
+                    let retryAt: Timestamp? =
+                        age >= sink.maxAge.milliseconds
+                        ? nil : now.adding(retryAfter ?? Self.backoff(attempts: entry.attempts + 1))
+                    try await store.markFailed(
+                        sink: sink.name, eventID: id, at: now, httpStatus: status, error: error, retryAt: retryAt)
+                    count(sink, retryAt == nil ? "dead" : "failed")
+                    if retryAt == nil {
+                        logger.error(
+                            "webhook \(sink.name): event \(id) given up after \(entry.attempts + 1) attempts: \(error)")
+                    } else {
+                        logger.warning("webhook \(sink.name): event \(id) not delivered (\(error)); tried again later")
+                    }
+                    return
+                }
+            } catch {
+                logger.error("webhook \(sink.name): cannot record the delivery of event \(id): \(error)")
+                return
+            }
+        }
+    }
+
+    func count(_ sink: Sink, _ outcome: String) {
+        Counter(
+            label: "fleet_telemetry_deliveries_total", dimensions: [("sink", sink.name), ("outcome", outcome)],
+            factory: metrics
+        ).increment()
+    }
+
+    /// The wait before attempt `attempts + 1`: full jitter over 1 s doubling per attempt, at most 10 min.
+    static func backoff(attempts: Int) -> Duration {
+        let ceiling = min(600_000, 1000 << min(max(attempts - 1, 0), 20))
+        return .milliseconds(Int64.random(in: 0...Int64(ceiling)))
+    }
+}

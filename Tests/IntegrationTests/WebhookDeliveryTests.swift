@@ -1,0 +1,168 @@
+import Crypto
+import FleetClient
+import FleetDaemon
+import FleetEvents
+import FleetModel
+@testable import FleetStore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import Synchronization
+import Testing
+
+/// A webhook receiver on a free loopback port: it keeps every request and answers each with the
+/// next scripted status (204 once the script is used up).
+final class WebhookReceiver: Sendable {
+    struct Request: Sendable {
+        var id: String?
+        var timestamp: String?
+        var signature: String?
+        var body: String
+    }
+    final class State: Sendable {
+        let mutex = Mutex<(requests: [Request], script: [(Int, String?)])>(([], []))
+    }
+    private let state = State()
+    private let task: Task<Void, any Error>
+    let port: Int
+
+    init(script: [(status: Int, retryAfter: String?)] = []) async throws {
+        let ports = AsyncStream<Int>.makeStream()
+        let router = Router()
+        let state = self.state
+        state.mutex.withLock { $0.script = script.map { ($0.status, $0.retryAfter) } }
+        router.post("/hook") { request, _ -> Response in
+            let body = try await request.body.collect(upTo: 1 << 20)
+            let answer = state.mutex.withLock { state -> (Int, String?) in
+                state.requests.append(
+                    Request(
+                        id: request.headers[HTTPField.Name("webhook-id")!],
+                        timestamp: request.headers[HTTPField.Name("webhook-timestamp")!],
+                        signature: request.headers[HTTPField.Name("webhook-signature")!], body: String(buffer: body)))
+                return state.script.isEmpty ? (204, nil) : state.script.removeFirst()
+            }
+            var headers = HTTPFields()
+            if let retryAfter = answer.1 { headers[.retryAfter] = retryAfter }
+            return Response(status: .init(code: answer.0), headers: headers)
+        }
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in ports.continuation.yield(channel.localAddress?.port ?? 0) },
+            logger: Logger(label: "receiver"))
+        task = Task { try await app.runService() }
+        var found = 0
+        for await port in ports.stream {
+            found = port
+            break
+        }
+        port = found
+    }
+
+    var requests: [Request] { state.mutex.withLock { $0.requests } }
+
+    deinit { task.cancel() }
+}
+
+@Suite(.serialized) struct WebhookDeliveryTests {
+    static let secretText = "whsec_" + Data((0..<24).map { UInt8($0) }).base64EncodedString()
+
+    /// Two vehicles, two events each (door unlocked, then locked again).
+    func storeWithEvents(sink: String, path: String) async throws -> TelemetryStore {
+        let store = try TelemetryStore(path: path)
+        await store.setOutboxSinks([OutboxSink(name: sink)])
+        for vin in [VIN("1HMFT000000000001")!, VIN("1HMFT000000000002")!] {
+            for (index, state) in ["locked", "unlocked", "locked"].enumerated() {
+                let time = harnessStart.adding(milliseconds: Int64(index) * 60_000)
+                _ = try await store.record(
+                    PollRecord(vin: vin, requestedAt: time, receivedAt: time, httpStatus: 200, latencyMilliseconds: 5),
+                    samples: [
+                        Sample(
+                            vin: vin, property: "doors.locks.lock_state", instance: "front_left", value: .text(state),
+                            observedAt: time)
+                    ], detector: EventRules())
+            }
+        }
+        return store
+    }
+
+    func service(_ store: TelemetryStore, port: Int, clock: any WallClock) -> DeliveryService {
+        DeliveryService(
+            sinks: [
+                .init(
+                    name: "ops",
+                    sender: WebhookSender(
+                        url: "http://127.0.0.1:\(port)/hook", secret: WebhookSecret(Self.secretText)!),
+                    maxAge: .seconds(86_400))
+            ], store: store, clock: clock, logger: Logger(label: "delivery"))
+    }
+
+    func waitFor(_ count: Int, _ receiver: WebhookReceiver) async throws {
+        let deadline = ContinuousClock.now + .seconds(15)
+        while receiver.requests.count < count && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// The receiver checks each request as the Standard Webhooks specification says, with its
+    /// own HMAC-SHA256 of `id.timestamp.body`: every event arrives once, in order per vehicle.
+    @Test func everyEventOnceInOrderAndSigned() async throws {
+        let path = NSTemporaryDirectory() + "ft-webhook-\(UUID().uuidString).sqlite"
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        let store = try await storeWithEvents(sink: "ops", path: path)
+        let receiver = try await WebhookReceiver()
+        let clock = ManualWallClock(start: harnessStart.adding(milliseconds: 3_600_000))
+        let delivery = Task { try await service(store, port: receiver.port, clock: clock).run() }
+        try await waitFor(4, receiver)
+        try await Task.sleep(for: .milliseconds(500))  // nothing more comes
+        delivery.cancel()
+        let requests = receiver.requests
+        #expect(requests.count == 4)
+        let key = SymmetricKey(data: Data((0..<24).map { UInt8($0) }))
+        for request in requests {
+            let id = try #require(request.id), timestamp = try #require(request.timestamp)
+            let mac = HMAC<SHA256>.authenticationCode(for: Data("\(id).\(timestamp).\(request.body)".utf8), using: key)
+            #expect(request.signature == "v1," + Data(mac).base64EncodedString(), "signature of \(id)")
+            #expect(Int64(timestamp) == clock.now().millisecondsSince1970 / 1000)
+        }
+        let stored = try await store.events()
+        #expect(Set(requests.compactMap(\.id)) == Set(stored.map { "evt_\($0.id!)" }), "each once")
+        #expect(requests.map(\.body).sorted() == stored.map(\.jsonLine).sorted(), "the daemon's own lines")
+        for vin in ["1HMFT000000000001", "1HMFT000000000002"] {
+            let ids = requests.filter { $0.body.contains(vin) }.compactMap { $0.id.flatMap { Int($0.dropFirst(4)) } }
+            #expect(ids == ids.sorted(), "in order for \(vin)")
+        }
+        #expect(try await store.deliveries(sink: "ops", status: .delivered, limit: 10).count == 4)
+    }
+
+    /// A 429 with `Retry-After: 30` is honoured: the event is not sent again before 30 s have
+    /// passed on the daemon's clock, and the vehicle's next event waits behind it.
+    @Test func aRefusalIsRetriedAfterItsRetryAfter() async throws {
+        let path = NSTemporaryDirectory() + "ft-webhook-\(UUID().uuidString).sqlite"
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        let store = try await storeWithEvents(sink: "ops", path: path)
+        _ = try await store.purge(vin: VIN("1HMFT000000000002")!)
+        let receiver = try await WebhookReceiver(script: [(status: 429, retryAfter: "30")])
+        let clock = ManualWallClock(start: harnessStart.adding(milliseconds: 3_600_000))
+        let delivery = Task { try await service(store, port: receiver.port, clock: clock).run() }
+        defer { delivery.cancel() }
+        try await waitFor(1, receiver)
+        try await Task.sleep(for: .seconds(1))
+        #expect(receiver.requests.count == 1, "nothing before Retry-After, not even the next event")
+        let waiting = try await store.deliveries(sink: "ops", status: .pending, limit: 10)
+        #expect(waiting.first { $0.attempts == 1 }?.lastHTTPStatus == 429)
+        clock.advance(by: .seconds(29))
+        try await Task.sleep(for: .seconds(1))
+        #expect(receiver.requests.count == 1, "29 s is not enough")
+        clock.advance(by: .seconds(1))
+        try await waitFor(3, receiver)
+        let ids = receiver.requests.compactMap(\.id)
+        #expect(ids.count == 3 && ids[0] == ids[1] && ids[2] != ids[0], "the same event again, then the next: \(ids)")
+        // The last acknowledgement is recorded just after the receiver answered.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while try await !store.outboxDepth().isEmpty && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(try await store.outboxDepth().isEmpty)
+    }
+}
