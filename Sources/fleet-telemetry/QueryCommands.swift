@@ -195,7 +195,7 @@ extension Event {
         .object(
             JSONObject(
                 members: zip(
-                    EventsCommand.lineKeys,
+                    EventsListCommand.lineKeys,
                     [
                         id.map { .number(Double($0)) } ?? .null, .string(vin.rawValue), .string(type.rawValue),
                         .string(instance), .string(occurredAt.iso8601), .string(detectedAt.iso8601),
@@ -306,10 +306,18 @@ struct HistoryCommand: AsyncParsableCommand {
     }
 }
 
-/// `fleet-telemetry events`.
+/// `fleet-telemetry events`: the event list (the default), and the outbox's deliveries.
 struct EventsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "events", abstract: "Stored change events: list them, resume after an id, or follow new ones.",
+        commandName: "events", abstract: "Stored change events, and their deliveries to the webhooks.",
+        subcommands: [EventsListCommand.self, DeliveriesCommand.self, RedeliverCommand.self],
+        defaultSubcommand: EventsListCommand.self)
+}
+
+/// `fleet-telemetry events [list]`.
+struct EventsListCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "Stored change events: list them, resume after an id, or follow new ones.",
         discussion: """
             Without --after-id: the newest --limit events (default 1000) matching the filters, \
             oldest first by the vehicle's time; a note on standard error says when more matched. \
@@ -427,6 +435,85 @@ struct EventsCommand: AsyncParsableCommand {
             try await group.next()
             group.cancelAll()
         }
+    }
+}
+
+/// `fleet-telemetry events deliveries`: the outbox, newest event first.
+struct DeliveriesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "deliveries",
+        abstract: "Each event's delivery per sink: pending, failed (to be retried), delivered or dead.",
+        discussion: "Newest event first, at most --limit (default 1000; a note says when more matched).")
+    @OptionGroup var options: DatabaseOptions
+    @OptionGroup var format: OutputOptions
+    @Option(name: .long, help: "Only this sink (a webhook's name).") var sink: String?
+    @Option(name: .long, help: "Only pending, failed, delivered or dead deliveries.") var status: String?
+    @Option(name: .long, help: "At most this many.") var limit: Int = 1000
+
+    func validate() throws {
+        if let status, !["pending", "failed", "delivered", "dead"].contains(status) {
+            throw ValidationError("--status is pending, failed, delivered or dead, got \"\(status)\"")
+        }
+        guard limit > 0 else { throw ValidationError("--limit must be positive") }
+    }
+
+    func run() async throws {
+        let stored = status.flatMap { $0 == "failed" ? .pending : OutboxEntry.Status(rawValue: $0) }
+        var entries = try await options.withStore {
+            try await $0.deliveries(
+                sink: sink, status: stored, limit: status == "failed" || status == "pending" ? Int.max : limit + 1)
+        }
+        if status == "failed" { entries = entries.filter { $0.lastError != nil } }
+        if status == "pending" { entries = entries.filter { $0.lastError == nil } }
+        let cut = entries.count > limit
+        entries = Array(entries.prefix(limit))
+        format.output(
+            [
+                "sink", "event_id", "vin", "type", "status", "attempts", "next_attempt_at", "last_attempt_at",
+                "last_http_status", "last_error", "delivered_at",
+            ],
+            entries.map { entry in
+                let status = entry.status == .pending && entry.lastError != nil ? "failed" : entry.status.rawValue
+                return [
+                    .string(entry.sink), number(entry.event.id.map(Double.init)), .string(entry.event.vin.rawValue),
+                    .string(entry.event.type.rawValue), .string(status), .number(Double(entry.attempts)),
+                    entry.status == .pending ? .string(entry.nextAttemptAt.iso8601) : .null,
+                    string(entry.lastAttemptAt?.iso8601), number(entry.lastHTTPStatus.map(Double.init)),
+                    string(entry.lastError), string(entry.deliveredAt?.iso8601),
+                ]
+            })
+        if cut { printError("showing the newest \(counted(limit, "delivery", plural: "deliveries")); more matched") }
+    }
+}
+
+/// `fleet-telemetry events redeliver`: queues deliveries again.
+struct RedeliverCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "redeliver",
+        abstract: "Send an event again (--id), or every dead delivery (--dead), to one sink or all.",
+        discussion:
+            "The deliveries become pending and due now; a running daemon sends them within a second. Exit 1 when nothing matched."
+    )
+    @OptionGroup var options: DatabaseOptions
+    @Option(name: .long, help: "The event's id.") var id: Int64?
+    @Flag(name: .long, help: "Every dead delivery.") var dead = false
+    @Option(name: .long, help: "Only this sink (a webhook's name).") var sink: String?
+
+    func validate() throws {
+        guard (id == nil) != !dead else { throw ValidationError("give --id ID or --dead (one of them)") }
+    }
+
+    func run() async throws {
+        let queued = try await options.withStore {
+            try await $0.redeliver(eventID: id, sink: sink, now: SystemWallClock().now())
+        }
+        guard queued > 0 else {
+            printError(
+                "fleet-telemetry: no delivery matched\(id.map { " for event \($0)" } ?? " that is dead")"
+                    + "\(sink.map { " on sink \($0)" } ?? "") (`events deliveries` lists them)")
+            throw ExitStatus.failure
+        }
+        printError("queued \(counted(queued, "delivery", plural: "deliveries")) again")
     }
 }
 

@@ -229,6 +229,35 @@ import Glibc
         #expect(try run(into: closed.fileHandleForWriting).0 == 0, "a reader that exited is not an error")
     }
 
+    /// `events deliveries` lists the outbox by status; `events redeliver --dead` queues the dead
+    /// ones again (exit 1 when none matched; `--id` or `--dead` is required).
+    @Test func deliveriesAreListedAndRedelivered() async throws {
+        let directory = try workspace()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/t.sqlite"
+        let store = try await QueryCommandTests().knownDatabase(path)
+        await store.setOutboxSinks([OutboxSink(name: "ops")])
+        try await Self.recordLateUnlock(store)
+        let entry = try #require(try await store.deliveries(sink: "ops", status: nil, limit: 10).first)
+        try await store.markFailed(
+            sink: "ops", eventID: entry.event.id!, at: SystemWallClock().now(), httpStatus: 500, error: "HTTP 500",
+            retryAt: nil)
+        let dead = try CLI.execute(["events", "deliveries", "--database", path, "--status", "dead", "--csv"])
+        #expect(dead.status == 0, "\(dead.stderr)")
+        let rows = dead.stdout.split(separator: "\n")
+        #expect(rows.count == 2 && rows[1].hasPrefix("ops,\(entry.event.id!),1HMFT000000000001,vehicle_locked,dead,1,"))
+        #expect(rows[1].contains(",500,HTTP 500,"), "\(rows)")
+        let again = try CLI.execute(["events", "redeliver", "--dead", "--database", path])
+        #expect(again.status == 0 && again.stderr.contains("queued 1 delivery again"), "\(again.stderr)")
+        #expect(try await store.dueDeliveries(sink: "ops", now: SystemWallClock().now(), limit: 10).count == 1)
+        let failed = try CLI.execute(["events", "deliveries", "--database", path, "--status", "failed", "--json"])
+        #expect(failed.stdout.contains("\"status\":\"failed\""), "\(failed.stdout)")
+        #expect(try CLI.execute(["events", "redeliver", "--dead", "--database", path]).status == 1, "none dead now")
+        #expect(try CLI.execute(["events", "redeliver", "--database", path]).status == 64)
+        let list = try CLI.execute(["events", "--database", path, "--json"])
+        #expect(list.stdout.split(separator: "\n").count == 3, "plain `events` still lists: \(list.stdout)")
+    }
+
     /// A backup is never readable by more users than the database.
     @Test func backupKeepsTheDatabaseMode() async throws {
         let directory = try workspace()
