@@ -135,6 +135,53 @@ final class WebhookReceiver: Sendable {
         #expect(try await store.deliveries(sink: "ops", status: .delivered, limit: 10).count == 4)
     }
 
+    /// A receiver that fails (503 without `Retry-After`, then refused connections while it is
+    /// down) loses nothing: once it answers, every event arrives, each vehicle's in order.
+    @Test func aReceiverDownForAWhileLosesNothing() async throws {
+        let path = NSTemporaryDirectory() + "ft-webhook-\(UUID().uuidString).sqlite"
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        let store = try await storeWithEvents(sink: "ops", path: path)
+        let receiver = try await WebhookReceiver(script: Array(repeating: (status: 503, retryAfter: nil), count: 3))
+        let clock = ManualWallClock(start: harnessStart.adding(milliseconds: 3_600_000))
+        let delivery = Task { try await service(store, port: receiver.port, clock: clock).run() }
+        defer { delivery.cancel() }
+        // Each failure backs off at most 1 s, 2 s, 4 s (full jitter) on the daemon's clock.
+        let deadline = ContinuousClock.now + .seconds(20)
+        while try await !store.outboxDepth().isEmpty && ContinuousClock.now < deadline {
+            clock.advance(by: .seconds(5))
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(try await store.outboxDepth().isEmpty, "every event delivered in the end")
+        #expect(Set(receiver.requests.compactMap(\.id)).count == 4, "the 4 events, none lost")
+        #expect(receiver.requests.count == 7, "3 refused, then the 4 events: \(receiver.requests.map { $0.id ?? "" })")
+        for vin in ["1HMFT000000000001", "1HMFT000000000002"] {
+            let ids = receiver.requests.filter { $0.body.contains(vin) }.compactMap {
+                $0.id.flatMap { Int($0.dropFirst(4)) }
+            }
+            #expect(ids == ids.sorted(), "in order for \(vin), retries included: \(ids)")
+        }
+    }
+
+    /// Events still in the outbox when the daemon stops are delivered after a restart: a new
+    /// store and delivery service on the same file.
+    @Test func undeliveredEventsGoOutAfterARestart() async throws {
+        let path = NSTemporaryDirectory() + "ft-webhook-\(UUID().uuidString).sqlite"
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        do { _ = try await storeWithEvents(sink: "ops", path: path) }
+        let reopened = try TelemetryStore(path: path)
+        #expect(try await reopened.outboxDepth() == ["ops": 4])
+        let receiver = try await WebhookReceiver()
+        let clock = ManualWallClock(start: harnessStart.adding(milliseconds: 3_600_000))
+        let delivery = Task { try await service(reopened, port: receiver.port, clock: clock).run() }
+        defer { delivery.cancel() }
+        try await waitFor(4, receiver)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while try await !reopened.outboxDepth().isEmpty && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(receiver.requests.count == 4 && Set(receiver.requests.compactMap(\.id)).count == 4)
+    }
+
     /// A 429 with `Retry-After: 30` is honoured: the event is not sent again before 30 s have
     /// passed on the daemon's clock, and the vehicle's next event waits behind it.
     @Test func aRefusalIsRetriedAfterItsRetryAfter() async throws {
