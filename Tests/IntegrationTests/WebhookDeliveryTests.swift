@@ -8,6 +8,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import MetricsTestKit
 import Synchronization
 import Testing
 
@@ -86,7 +87,9 @@ final class WebhookReceiver: Sendable {
         return store
     }
 
-    func service(_ store: TelemetryStore, port: Int, clock: any WallClock) -> DeliveryService {
+    func service(
+        _ store: TelemetryStore, port: Int, clock: any WallClock, metrics: TestMetrics = TestMetrics()
+    ) -> DeliveryService {
         DeliveryService(
             sinks: [
                 .init(
@@ -94,7 +97,7 @@ final class WebhookReceiver: Sendable {
                     sender: WebhookSender(
                         url: "http://127.0.0.1:\(port)/hook", secret: WebhookSecret(Self.secretText)!),
                     maxAge: .seconds(86_400))
-            ], store: store, clock: clock, logger: Logger(label: "delivery"))
+            ], store: store, clock: clock, logger: Logger(label: "delivery"), metrics: metrics)
     }
 
     func waitFor(_ count: Int, _ receiver: WebhookReceiver) async throws {
@@ -160,6 +163,33 @@ final class WebhookReceiver: Sendable {
             }
             #expect(ids == ids.sorted(), "in order for \(vin), retries included: \(ids)")
         }
+    }
+
+    /// Deliveries are counted by sink and outcome, timed, and the outbox depth is a gauge.
+    @Test func deliveriesAreMeasured() async throws {
+        let path = NSTemporaryDirectory() + "ft-webhook-\(UUID().uuidString).sqlite"
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        let store = try await storeWithEvents(sink: "ops", path: path)
+        let receiver = try await WebhookReceiver(script: [(status: 500, retryAfter: nil)])
+        let clock = ManualWallClock(start: harnessStart.adding(milliseconds: 3_600_000))
+        let metrics = TestMetrics()
+        let delivery = Task { try await service(store, port: receiver.port, clock: clock, metrics: metrics).run() }
+        defer { delivery.cancel() }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while try await !store.outboxDepth().isEmpty && ContinuousClock.now < deadline {
+            clock.advance(by: .seconds(5))
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        try await Task.sleep(for: .milliseconds(600))  // one more turn of the loop records the depth
+        let counted = { (outcome: String) throws -> Int64 in
+            try metrics.expectCounter("fleet_telemetry_deliveries_total", [("sink", "ops"), ("outcome", outcome)])
+                .totalValue
+        }
+        #expect(try counted("delivered") == 4)
+        #expect(try counted("failed") == 1)
+        #expect(
+            try metrics.expectTimer("fleet_telemetry_delivery_duration_seconds", [("sink", "ops")]).values.count == 5)
+        #expect(try metrics.expectGauge("fleet_telemetry_outbox_depth", [("sink", "ops")]).lastValue == 0)
     }
 
     /// Events still in the outbox when the daemon stops are delivered after a restart: a new
