@@ -36,6 +36,7 @@ public struct WebhookSender: Sendable {
         case failed(status: Int?, error: String, retryAfter: Duration?)
     }
 
+    /// The endpoint.
     public let url: String
     let secret: WebhookSecret
     let timeout: Duration

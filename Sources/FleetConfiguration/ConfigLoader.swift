@@ -26,7 +26,7 @@ public enum ConfigLoader {
     ///
     /// - Throws: The first ``ConfigError`` of ``validate(_:file:)``.
     public static func parse(_ text: String, file: String) throws(ConfigError) -> DaemonConfiguration {
-        let (configuration, errors) = try validate(text, file: file)
+        let (configuration, errors, _) = try validate(text, file: file)
         if let first = errors.first { throw first }
         return configuration
     }
@@ -46,23 +46,23 @@ public enum ConfigLoader {
             )
         }
         do {
-            let (configuration, errors) = try validate(text, file: path)
+            let (configuration, errors, apiUsable) = try validate(text, file: path)
             // With a usable `api` section the configuration is returned even with other errors,
             // so that the secret is checked too.
-            let apiValid =
-                !errors.contains { $0.key == "api" || $0.key?.hasPrefix("api.") == true }
-                && configuration.api.clientID != "-"
-            return (apiValid || errors.isEmpty ? configuration : nil, errors)
+            return (apiUsable ? configuration : nil, errors)
         } catch {
             return (nil, [error])
         }
     }
 
     /// Parses config text, collecting every error: each key is checked on its own, so one bad
-    /// value does not hide the next.
+    /// value does not hide the next. `apiUsable` is false when the `api` section could not be
+    /// read (the configuration then holds a stand-in for it).
     ///
     /// - Throws: ``ConfigError`` when the text is not YAML or not a mapping at all.
-    static func validate(_ text: String, file: String) throws(ConfigError) -> (DaemonConfiguration, [ConfigError]) {
+    static func validate(
+        _ text: String, file: String
+    ) throws(ConfigError) -> (DaemonConfiguration, [ConfigError], apiUsable: Bool) {
         let root = try ConfigNode.parse(text, file: file)
         var report = ConfigReport()
         let top = try root.mapping(
@@ -71,9 +71,9 @@ public enum ConfigLoader {
                 "metrics", "sinks",
             ], errors: &report.errors)
         // A stand-in while `api` is checked, so that the other sections are checked too.
+        let api = readAPI(top["api"], root: root, report: &report)
         var configuration = DaemonConfiguration(
-            api: readAPI(top["api"], root: root, report: &report)
-                ?? .init(baseURL: "http://127.0.0.1", clientID: "-", clientSecret: .environment("-")))
+            api: api ?? .init(baseURL: "http://127.0.0.1", clientID: "-", clientSecret: .environment("-")))
 
         let database = report.section(top["database"], allowed: ["path", "stale_after", "max_size_mb"])
         report.read(database["max_size_mb"], into: &configuration.maxSizeMegabytes) { n throws(ConfigError) in
@@ -156,7 +156,7 @@ public enum ConfigLoader {
             }
             return address
         }
-        return (configuration, report.errors)
+        return (configuration, report.errors, api != nil)
     }
 
     /// The `api` section, or `nil` (with the errors in `report`) when a required key is missing or bad.

@@ -370,12 +370,24 @@ public enum FileProblem {
         }
         if status.st_mode & S_IFMT == S_IFDIR { return "is a folder, not a file" }
         if access(path, R_OK) != 0 {
-            let owner = getpwuid(status.st_uid).map { String(cString: $0.pointee.pw_name) } ?? "uid \(status.st_uid)"
-            let group = getgrgid(status.st_gid).map { String(cString: $0.pointee.gr_name) } ?? "gid \(status.st_gid)"
-            return
-                "permission denied (owner \(owner), group \(group), mode \(String(status.st_mode & 0o777, radix: 8)))"
+            let (owner, group, mode) = ownership(status)
+            return "permission denied (owner \(owner), group \(group), mode \(mode))"
         }
         return "not UTF-8 text"
+    }
+
+    /// The owner's and group's names (or ids) and the octal mode of `path`, `nil` when it
+    /// cannot be examined.
+    public static func ownership(of path: String) -> (owner: String, group: String, mode: String)? {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return nil }
+        return ownership(status)
+    }
+
+    static func ownership(_ status: stat) -> (owner: String, group: String, mode: String) {
+        let owner = getpwuid(status.st_uid).map { String(cString: $0.pointee.pw_name) } ?? "uid \(status.st_uid)"
+        let group = getgrgid(status.st_gid).map { String(cString: $0.pointee.gr_name) } ?? "gid \(status.st_gid)"
+        return (owner, group, String(status.st_mode & 0o777, radix: 8))
     }
 }
 

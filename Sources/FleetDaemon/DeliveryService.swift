@@ -15,8 +15,11 @@ import ServiceLifecycle
 public struct DeliveryService: Service {
     /// One webhook endpoint and how long its events are worth trying.
     public struct Sink: Sendable {
+        /// `sinks.webhooks[].name`: the outbox's sink name and the metrics' `sink` dimension.
         public var name: String
+        /// Sends and signs one event.
         public var sender: WebhookSender
+        /// `max_age`: an event undelivered this long after its detection is marked dead.
         public var maxAge: Duration
 
         public init(name: String, sender: WebhookSender, maxAge: Duration) {
@@ -37,6 +40,11 @@ public struct DeliveryService: Service {
     let logger: Logger
     let metrics: any MetricsFactory
 
+    /// - Parameters:
+    ///   - sinks: One loop each; their names must be the store's outbox sinks.
+    ///   - clock: Decides when an entry is due and when a retry is (wall clock, UTC).
+    ///   - metrics: Where `fleet_telemetry_deliveries_total`, `_outbox_depth` and
+    ///     `_delivery_duration_seconds` go.
     public init(
         sinks: [Sink], store: TelemetryStore, clock: any WallClock, logger: Logger,
         metrics: any MetricsFactory = MetricsSystem.factory

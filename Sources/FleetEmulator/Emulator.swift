@@ -147,7 +147,9 @@ public final class Emulator: Sendable {
     public struct QueuedFault: Sendable, Hashable {
         /// `token` for the token endpoint, `all` for any vehicle, or a VIN.
         public var target: String
+        /// What is served.
         public var fault: Fault
+        /// How many more requests get it.
         public var remaining: Int
     }
 

@@ -258,6 +258,7 @@ enum Schema {
             PRIMARY KEY (sink, event_id)
         ) WITHOUT ROWID;
         CREATE INDEX outbox_pending ON outbox (sink, next_attempt_at) WHERE status = 'pending';
+        CREATE INDEX outbox_pending_by_vin ON outbox (sink, vin, event_id) WHERE status = 'pending';
         CREATE INDEX outbox_by_event ON outbox (event_id);
         CREATE VIEW outbox_view AS
             SELECT sink, event_id, vin, status, attempts,

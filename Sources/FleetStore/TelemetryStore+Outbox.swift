@@ -28,13 +28,17 @@ public struct OutboxEntry: Sendable, Hashable {
         case pending, delivered, dead
     }
 
+    /// The sink's name (`outbox.sink`).
     public var sink: String
+    /// The queued event, with its id (`outbox.event_id` joined to `events`).
     public var event: Event
+    /// Where the delivery stands.
     public var status: Status
     /// Attempts made so far.
     public var attempts: Int
     /// When the next attempt is due (UTC); for a pending entry.
     public var nextAttemptAt: Timestamp
+    /// The last attempt (UTC), `nil` before the first.
     public var lastAttemptAt: Timestamp?
     /// The receiver's HTTP status at the last attempt, `nil` when no answer came.
     public var lastHTTPStatus: Int?
@@ -42,6 +46,7 @@ public struct OutboxEntry: Sendable, Hashable {
     public var lastError: String?
     /// When the event was queued (UTC): its detection time.
     public var createdAt: Timestamp
+    /// When the receiver acknowledged it (UTC), `nil` until then.
     public var deliveredAt: Timestamp?
 }
 

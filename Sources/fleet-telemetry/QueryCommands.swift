@@ -88,11 +88,10 @@ struct DatabaseOptions: ParsableArguments {
     static func describe(_ error: any Error, _ path: String) -> String {
         guard let sqlite = error as? SQLiteError else { return "\(error)" }
         if sqlite.code == .readonly || sqlite.code == .perm || (sqlite.code == .cantopen && access(path, W_OK) != 0) {
-            var status = stat()
-            _ = stat(path, &status)
-            let owner = getpwuid(status.st_uid).map { String(cString: $0.pointee.pw_name) } ?? "uid \(status.st_uid)"
+            let found = FileProblem.ownership(of: path)
+            let owner = found?.owner ?? "its owner"
             return "the database is read-only for this user (permission denied; owner \(owner), mode "
-                + "\(String(status.st_mode & 0o777, radix: 8))): run the command as \(owner == "root" ? "root" : owner + " or root")"
+                + "\(found?.mode ?? "?")): run the command as \(owner == "root" ? "root" : owner + " or root")"
         }
         if sqlite.isLocked {
             return "the database stayed locked by another process (a long write in a sqlite3 shell?); try again"

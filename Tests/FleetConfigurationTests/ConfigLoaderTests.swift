@@ -51,7 +51,7 @@ let minimal = """
                 && !"\(error)".contains("plain")
         }
 
-        let (_, errors) = try ConfigLoader.validate(
+        let (_, errors, _) = try ConfigLoader.validate(
             minimal + """
 
                 sinks:
