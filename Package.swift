@@ -33,6 +33,12 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]
         ),
+        // The Eclipse Mosquitto MQTT client library, reached through its C API.
+        .systemLibrary(
+            name: "CMosquitto",
+            pkgConfig: "libmosquitto",
+            providers: [.apt(["libmosquitto-dev"]), .brew(["mosquitto"])]
+        ),
         // Domain values shared by every module: VIN, Sample, Event, Timestamp, JSONValue.
         .target(
             name: "FleetModel",
@@ -67,6 +73,15 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The only place that knows MQTT: a libmosquitto connection, and events and state as topics.
+        .target(
+            name: "FleetMQTT",
+            dependencies: [
+                "CMosquitto", "FleetModel",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -124,7 +139,7 @@ let package = Package(
             name: "FleetDaemon",
             dependencies: [
                 "FleetModel", "FleetStore", "FleetClient", "FleetEvents", "FleetScheduling",
-                "FleetConfiguration", "FleetIngestion",
+                "FleetConfiguration", "FleetIngestion", "FleetMQTT",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

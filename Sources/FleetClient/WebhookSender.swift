@@ -26,16 +26,7 @@ public struct WebhookSecret: Sendable, CustomStringConvertible {
 /// Webhooks specification says (`webhook-id`, `webhook-timestamp` in seconds since 1970, and
 /// `webhook-signature: v1,<base64 of HMAC-SHA256 of "id.timestamp.body">`), so that a receiver can
 /// check it with the specification's libraries.
-public struct WebhookSender: Sendable {
-    /// What the endpoint answered.
-    public enum Outcome: Sendable, Equatable {
-        /// A 2xx: acknowledged.
-        case delivered(status: Int)
-        /// Anything else: to be tried again (after `retryAfter` when the endpoint said so with a
-        /// 429 or 503), or given up once too old.
-        case failed(status: Int?, error: String, retryAfter: Duration?)
-    }
-
+public struct WebhookSender: EventTransport {
     /// The endpoint.
     public let url: String
     let secret: WebhookSecret
@@ -60,8 +51,14 @@ public struct WebhookSender: Sendable {
         return "v1," + Data(mac).base64EncodedString()
     }
 
-    /// Posts `body` as message `id` at `now`; never throws (a failure is an ``Outcome``).
-    public func send(id: String, body: [UInt8], now: Timestamp) async -> Outcome {
+    /// Posts the event's JSON line (``Event/jsonLine``) as message `evt_<id>`.
+    public func send(_ event: Event, now: Timestamp) async -> DeliveryOutcome {
+        await send(id: "evt_\(event.id ?? 0)", body: Array(event.jsonLine.utf8), now: now)
+    }
+
+    /// Posts `body` as message `id` at `now`; never throws (a failure is a ``DeliveryOutcome``):
+    /// a 2xx is delivered, anything else failed, with the `Retry-After` of a 429 or 503.
+    public func send(id: String, body: [UInt8], now: Timestamp) async -> DeliveryOutcome {
         let timestamp = now.millisecondsSince1970 / 1000
         var request = HTTPClientRequest(url: url)
         request.method = .POST

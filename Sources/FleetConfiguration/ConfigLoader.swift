@@ -280,7 +280,8 @@ public enum ConfigLoader {
     static func readSinks(
         _ node: ConfigNode?, into configuration: inout DaemonConfiguration, report: inout ConfigReport
     ) {
-        let sinks = report.section(node, allowed: ["webhooks"])
+        let sinks = report.section(node, allowed: ["webhooks", "mqtt"])
+        if let mqtt = sinks["mqtt"] { configuration.mqtt = readMQTT(mqtt, report: &report) }
         guard let list = sinks["webhooks"] else { return }
         var names = Set<String>()
         for item in report.check({ () throws(ConfigError) in try list.sequence() }) ?? [] {
@@ -292,6 +293,9 @@ public enum ConfigLoader {
                 guard !name.isEmpty, name.count <= 64,
                     name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") })
                 else { throw n.error("a name of letters, digits, - and _ (at most 64), got \"\(name)\"") }
+                guard name != DaemonConfiguration.MQTT.sinkName else {
+                    throw n.error("`\(name)` is the MQTT sink's name in the outbox; choose another")
+                }
                 guard names.insert(name).inserted else { throw n.error("webhook \(name) is named twice") }
                 return name
             }
@@ -307,30 +311,8 @@ public enum ConfigLoader {
                 fields["secret"], in: item, "a webhook needs a `secret` (one of file, env, credential)", readSecret)
             var webhook = DaemonConfiguration.Webhook(
                 name: name ?? "", url: url ?? "", secret: secret ?? .environment(""))
-            report.read(fields["types"], into: &webhook.types) { n throws(ConfigError) -> Set<EventType> in
-                var types = Set<EventType>()
-                for item in try n.sequence() {
-                    let text = try item.string()
-                    guard let type = EventType(rawValue: text) else {
-                        throw item.error("unknown event type \"\(text)\"")
-                    }
-                    types.insert(type)
-                }
-                return types
-            }
-            report.read(fields["vins"], into: &webhook.vins) { n throws(ConfigError) -> Set<VIN> in
-                var vins = Set<VIN>()
-                for item in try n.sequence() {
-                    do {
-                        vins.insert(try VIN(validating: try item.string()))
-                    } catch let error as ConfigError {
-                        throw error
-                    } catch {
-                        throw item.error(String(describing: error))
-                    }
-                }
-                return vins
-            }
+            report.read(fields["types"], into: &webhook.types, readEventTypes)
+            report.read(fields["vins"], into: &webhook.vins, readVINs)
             report.read(fields["max_age"], into: &webhook.maxAge) { n throws(ConfigError) in
                 try n.duration(min: .seconds(60))
             }
@@ -339,6 +321,96 @@ public enum ConfigLoader {
             }
             if name != nil && url != nil && secret != nil { configuration.webhooks.append(webhook) }
         }
+    }
+
+    /// `sinks.webhooks[].types`, `sinks.mqtt.types`: known event type names.
+    static func readEventTypes(_ n: ConfigNode) throws(ConfigError) -> Set<EventType> {
+        var types = Set<EventType>()
+        for item in try n.sequence() {
+            let text = try item.string()
+            guard let type = EventType(rawValue: text) else {
+                let known = EventType.allCases.map(\.rawValue).sorted().joined(separator: ", ")
+                throw item.error("unknown event type \"\(text)\"; known: \(known)")
+            }
+            types.insert(type)
+        }
+        return types
+    }
+
+    /// `sinks.webhooks[].vins`, `sinks.mqtt.vins`: valid VINs.
+    static func readVINs(_ n: ConfigNode) throws(ConfigError) -> Set<VIN> {
+        var vins = Set<VIN>()
+        for item in try n.sequence() {
+            do {
+                vins.insert(try VIN(validating: try item.string()))
+            } catch let error as ConfigError {
+                throw error
+            } catch {
+                throw item.error(String(describing: error))
+            }
+        }
+        return vins
+    }
+
+    /// `sinks.mqtt`: the broker events and state are published to.
+    static func readMQTT(_ node: ConfigNode, report: inout ConfigReport) -> DaemonConfiguration.MQTT? {
+        let fields = report.section(
+            node,
+            allowed: [
+                "url", "prefix", "username", "password", "client_id", "ca_file", "types", "vins", "max_age",
+                "timeout", "keepalive", "home_assistant",
+            ])
+        let url = report.require(fields["url"], in: node, "the MQTT sink needs a `url` (mqtt:// or mqtts://)") {
+            n throws(ConfigError) -> DaemonConfiguration.MQTT.BrokerURL in
+            let text = try n.string()
+            guard let url = DaemonConfiguration.MQTT.BrokerURL(text) else {
+                throw n.error("expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], got \"\(text)\"")
+            }
+            return url
+        }
+        guard let url else { return nil }
+        var mqtt = DaemonConfiguration.MQTT(url: url)
+        report.read(fields["prefix"], into: &mqtt.prefix) { n throws(ConfigError) -> String in
+            let text = try n.string()
+            guard !text.isEmpty, !text.hasPrefix("/"), !text.hasSuffix("/"), !text.contains("//"),
+                !text.contains(where: { $0 == "+" || $0 == "#" || $0 == "\0" }), text.utf8.count <= 200
+            else {
+                throw n.error("a topic prefix without +, #, leading, trailing or doubled /, got \"\(text)\"")
+            }
+            return text
+        }
+        report.read(fields["username"], into: &mqtt.username) { n throws(ConfigError) -> String in
+            let text = try n.string()
+            guard !text.isEmpty else { throw n.error("must not be empty") }
+            return text
+        }
+        report.read(fields["password"], into: &mqtt.password, readSecret)
+        report.read(fields["client_id"], into: &mqtt.clientID) { n throws(ConfigError) -> String in
+            let text = try n.string()
+            guard !text.isEmpty, text.utf8.count <= 128 else { throw n.error("1 to 128 bytes") }
+            return text
+        }
+        report.read(fields["ca_file"], into: &mqtt.caFile) { n throws(ConfigError) -> String in
+            let text = try n.string()
+            guard !text.isEmpty else { throw n.error("must not be empty") }
+            return relativeToConfig(text, file: n.file)
+        }
+        report.read(fields["types"], into: &mqtt.types, readEventTypes)
+        report.read(fields["vins"], into: &mqtt.vins, readVINs)
+        report.read(fields["max_age"], into: &mqtt.maxAge) { n throws(ConfigError) in try n.duration(min: .seconds(60))
+        }
+        report.read(fields["timeout"], into: &mqtt.timeout) { n throws(ConfigError) in try n.duration(min: .seconds(1))
+        }
+        report.read(fields["keepalive"], into: &mqtt.keepAlive) { n throws(ConfigError) in
+            let value = try n.duration(min: .seconds(5))
+            guard value <= .seconds(65_535) else { throw n.error("must be at most 65535s") }
+            return value
+        }
+        report.read(fields["home_assistant"], into: &mqtt.homeAssistant) { n throws(ConfigError) in try n.boolean() }
+        if mqtt.caFile != nil && !url.useTLS {
+            report.errors.append(fields["ca_file"]!.error("a CA file is only used with mqtts://"))
+        }
+        return mqtt
     }
 
     /// The `polling` section.

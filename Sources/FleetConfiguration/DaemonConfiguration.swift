@@ -177,6 +177,107 @@ public struct DaemonConfiguration: Sendable {
     /// `sinks.webhooks`.
     public var webhooks: [Webhook] = []
 
+    /// `sinks.mqtt`: the MQTT broker events and state are published to.
+    public struct MQTT: Sendable, Hashable {
+        /// The MQTT sink's name in the outbox, the CLI and metrics (no webhook may take it).
+        public static let sinkName = "mqtt"
+
+        /// `url`: `mqtt://HOST[:PORT]` (1883 by default) or `mqtts://HOST[:PORT]` (TLS, 8883).
+        public struct BrokerURL: Sendable, Hashable, CustomStringConvertible {
+            public var host: String
+            public var port: Int
+            public var useTLS: Bool
+
+            /// `nil` unless `text` is `mqtt://` or `mqtts://`, a host (a name, an address or an
+            /// IPv6 address in brackets) and an optional port 1–65535, with no path.
+            public init?(_ text: String) {
+                let rest: Substring
+                if text.hasPrefix("mqtts://") {
+                    useTLS = true
+                    rest = text.dropFirst(8)
+                } else if text.hasPrefix("mqtt://") {
+                    useTLS = false
+                    rest = text.dropFirst(7)
+                } else {
+                    return nil
+                }
+                var hostPart = rest
+                var portPart: Substring?
+                if rest.hasPrefix("[") {
+                    guard let close = rest.firstIndex(of: "]") else { return nil }
+                    hostPart = rest[rest.index(after: rest.startIndex)..<close]
+                    let after = rest[rest.index(after: close)...]
+                    if !after.isEmpty {
+                        guard after.hasPrefix(":") else { return nil }
+                        portPart = after.dropFirst()
+                    }
+                } else if let colon = rest.lastIndex(of: ":") {
+                    hostPart = rest[..<colon]
+                    portPart = rest[rest.index(after: colon)...]
+                }
+                guard !hostPart.isEmpty,
+                    hostPart.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-._:".contains($0)) })
+                else { return nil }
+                host = String(hostPart)
+                if let portPart {
+                    guard let port = Int(portPart), (1...65535).contains(port) else { return nil }
+                    self.port = port
+                } else {
+                    port = useTLS ? 8883 : 1883
+                }
+            }
+
+            public var description: String {
+                "\(useTLS ? "mqtts" : "mqtt")://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+            }
+        }
+
+        public var url: BrokerURL
+        /// `prefix`: the first topic level (default `fleet-telemetry`).
+        public var prefix = "fleet-telemetry"
+        /// `username`: MQTT user name (default none).
+        public var username: String?
+        /// `password`: read like the client secret (file, env, credential); default none.
+        public var password: SecretSource?
+        /// `client_id`: the MQTT client identifier (default `fleet-telemetry-<host name>`).
+        public var clientID: String?
+        /// `ca_file`: the CA certificates (PEM) an `mqtts://` broker is checked against
+        /// (default: the system's).
+        public var caFile: String?
+        /// `types`: only these event types (default: every type).
+        public var types: Set<EventType>?
+        /// `vins`: only these vehicles' events and state (default: every vehicle).
+        public var vins: Set<VIN>?
+        /// `max_age`: an event still unpublished this long after its detection is dead (default 24h).
+        public var maxAge: Duration = .seconds(86_400)
+        /// `timeout`: the longest wait for the broker's PUBACK (default 10s).
+        public var timeout: Duration = .seconds(10)
+        /// `keepalive`: the MQTT keep-alive interval (default 30s).
+        public var keepAlive: Duration = .seconds(30)
+        /// `home_assistant`: publish Home Assistant MQTT discovery for the state topics (default false).
+        public var homeAssistant = false
+
+        public init(url: BrokerURL) {
+            self.url = url
+        }
+    }
+
+    /// `sinks.mqtt`, `nil` for none.
+    public var mqtt: MQTT?
+
+    /// The MQTT password, read from its source; `nil` when none is configured.
+    ///
+    /// - Throws: ``ConfigError`` naming `sinks.mqtt.password` when it cannot be read.
+    public func mqttPassword(file: String, environment: [String: String]) throws -> Secret? {
+        guard let source = mqtt?.password else { return nil }
+        do {
+            return try source.resolve(file: file, environment: environment)
+        } catch var error as ConfigError {
+            error.key = "sinks.mqtt.password"
+            throw error
+        }
+    }
+
     /// Every webhook's signing secret, read from its source, by webhook name.
     ///
     /// - Throws: ``ConfigError`` naming `sinks.webhooks[N].secret` when a secret cannot be read or

@@ -86,7 +86,7 @@ public struct Daemon: Sendable {
         if new.fleet != old.fleet { needRestart.append("fleet") }
         if new.retention != old.retention { needRestart.append("retention") }
         if new.metricsListen != old.metricsListen { needRestart.append("metrics") }
-        if new.webhooks != old.webhooks { needRestart.append("sinks") }
+        if new.webhooks != old.webhooks || new.mqtt != old.mqtt { needRestart.append("sinks") }
         let ingestion = Self.ingestion(
             events: new.events, archiveRawDays: new.archiveRawDays, store: store, sink: self.ingestion.sink,
             logger: self.ingestion.logger, metrics: self.ingestion.metrics)

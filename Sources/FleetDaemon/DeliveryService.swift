@@ -5,26 +5,28 @@ import Logging
 import Metrics
 import ServiceLifecycle
 
-/// Delivers the outbox to the webhook sinks, apart from polling: each sink has its own loop,
+/// Delivers the outbox to the sinks (webhooks, MQTT), apart from polling: each sink has its own loop,
 /// which takes the due entries oldest first, sends each vehicle's in order (vehicles in
 /// parallel, up to ``maximumParallelVehicles``), and records every outcome in the outbox. A
 /// failed delivery is tried again after an exponential backoff with full jitter (1 s doubling,
 /// at most 10 min), or after the endpoint's `Retry-After` on a 429 or 503; an event still
-/// undelivered ``Sink/maxAge`` after its detection is marked dead. At least once: an entry is
+/// undelivered ``Sink/maxAge`` after its detection is marked dead. While a transport says its
+/// endpoint is unreachable (an MQTT broker down), its loop waits and spends no attempt. At least once: an entry is
 /// marked delivered only after the endpoint's 2xx, so a stop in between sends it again.
 public struct DeliveryService: Service {
-    /// One webhook endpoint and how long its events are worth trying.
+    /// One endpoint and how long its events are worth trying.
     public struct Sink: Sendable {
-        /// `sinks.webhooks[].name`: the outbox's sink name and the metrics' `sink` dimension.
+        /// `sinks.webhooks[].name`, or `mqtt`: the outbox's sink name and the metrics' `sink`
+        /// dimension.
         public var name: String
-        /// Sends and signs one event.
-        public var sender: WebhookSender
+        /// Sends one event: a ``WebhookSender``, an MQTT event publisher.
+        public var transport: any EventTransport
         /// `max_age`: an event undelivered this long after its detection is marked dead.
         public var maxAge: Duration
 
-        public init(name: String, sender: WebhookSender, maxAge: Duration) {
+        public init(name: String, transport: any EventTransport, maxAge: Duration) {
             self.name = name
-            self.sender = sender
+            self.transport = transport
             self.maxAge = maxAge
         }
     }
@@ -67,11 +69,13 @@ public struct DeliveryService: Service {
     /// One sink's loop, until graceful shutdown.
     func deliver(_ sink: Sink) async {
         while !(Task.isShuttingDownGracefully || Task.isCancelled) {
+            await cancelWhenGracefulShutdown { await sink.transport.waitUntilReady() }
+            if Task.isShuttingDownGracefully || Task.isCancelled { return }
             let due: [OutboxEntry]
             do {
                 due = try await store.dueDeliveries(sink: sink.name, now: clock.now(), limit: 200)
             } catch {
-                logger.warning("webhook \(sink.name): cannot read the outbox: \(error)")
+                logger.warning("sink \(sink.name): cannot read the outbox: \(error)")
                 due = []
             }
             if due.isEmpty {
@@ -107,8 +111,7 @@ public struct DeliveryService: Service {
         for entry in entries {
             guard let id = entry.event.id else { continue }
             let started = clock.now()
-            let outcome = await sink.sender.send(
-                id: "evt_\(id)", body: Array(entry.event.jsonLine.utf8), now: started)
+            let outcome = await sink.transport.send(entry.event, now: started)
             let now = clock.now()
             Timer(
                 label: "fleet_telemetry_delivery_duration_seconds", dimensions: [("sink", sink.name)], factory: metrics
@@ -129,14 +132,14 @@ public struct DeliveryService: Service {
                     count(sink, retryAt == nil ? "dead" : "failed")
                     if retryAt == nil {
                         logger.error(
-                            "webhook \(sink.name): event \(id) given up after \(entry.attempts + 1) attempts: \(error)")
+                            "sink \(sink.name): event \(id) given up after \(entry.attempts + 1) attempts: \(error)")
                     } else {
-                        logger.warning("webhook \(sink.name): event \(id) not delivered (\(error)); tried again later")
+                        logger.warning("sink \(sink.name): event \(id) not delivered (\(error)); tried again later")
                     }
                     return
                 }
             } catch {
-                logger.error("webhook \(sink.name): cannot record the delivery of event \(id): \(error)")
+                logger.error("sink \(sink.name): cannot record the delivery of event \(id): \(error)")
                 return
             }
         }

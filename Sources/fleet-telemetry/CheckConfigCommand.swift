@@ -21,7 +21,7 @@ struct CheckConfigCommand: ParsableCommand {
         if let loaded {
             do {
                 _ = try loaded.clientConfiguration(file: path, environment: ProcessInfo.processInfo.environment)
-                _ = try loaded.webhookSecrets(file: path, environment: ProcessInfo.processInfo.environment)
+                _ = try SinkSecrets(configuration: loaded, file: path, environment: ProcessInfo.processInfo.environment)
             } catch let error as ConfigError {
                 all.append(error)
             }

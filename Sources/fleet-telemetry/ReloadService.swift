@@ -26,7 +26,7 @@ struct ReloadService: Service {
                 // Refused as `check-config` and the next start would refuse it: a secret that
                 // cannot be read now would keep the service down after a restart.
                 _ = try new.clientConfiguration(file: path, environment: ProcessInfo.processInfo.environment)
-                _ = try new.webhookSecrets(file: path, environment: ProcessInfo.processInfo.environment)
+                _ = try SinkSecrets(configuration: new, file: path, environment: ProcessInfo.processInfo.environment)
                 let outcome = await daemon.reload(from: current, to: new)
                 LogLevelControl.set(new.logLevel)
                 // What needs a restart keeps its running value: the next reload names it again.
@@ -40,6 +40,7 @@ struct ReloadService: Service {
                 running.polling.maxConcurrentRequests = current.polling.maxConcurrentRequests
                 running.metricsListen = current.metricsListen
                 running.webhooks = current.webhooks
+                running.mqtt = current.mqtt
                 current = running
                 let applied = outcome.applied.isEmpty ? "no change" : outcome.applied.joined(separator: ", ")
                 let later =

@@ -31,13 +31,13 @@ struct RunCommand: AsyncParsableCommand {
         signal(SIGHUP, SIG_IGN)
         let configuration: DaemonConfiguration
         let clientConfiguration: ClientConfiguration
-        let webhookSecrets: [String: WebhookSecret]
+        let sinkSecrets: SinkSecrets
         do {
             configuration = try ConfigLoader.load(path: config)
             clientConfiguration = try configuration.clientConfiguration(
                 file: config, environment: ProcessInfo.processInfo.environment)
-            webhookSecrets = try configuration.webhookSecrets(
-                file: config, environment: ProcessInfo.processInfo.environment)
+            sinkSecrets = try SinkSecrets(
+                configuration: configuration, file: config, environment: ProcessInfo.processInfo.environment)
         } catch let error as ConfigError {
             printError("fleet-telemetry: \(error)")
             throw ExitStatus.config
@@ -94,23 +94,16 @@ struct RunCommand: AsyncParsableCommand {
         }
         defer { sink.flush(timeout: .seconds(2)) }
         var services: [any Service] = [daemon, reloader]
-        if !configuration.webhooks.isEmpty {
-            // Queued in the poll's transaction from now on; delivered apart from polling.
-            await store.setOutboxSinks(
-                configuration.webhooks.map { OutboxSink(name: $0.name, types: $0.types, vins: $0.vins) })
-            services.append(
-                DeliveryService(
-                    sinks: configuration.webhooks.compactMap { webhook in
-                        webhookSecrets[webhook.name].map {
-                            .init(
-                                name: webhook.name,
-                                sender: WebhookSender(url: webhook.url, secret: $0, timeout: webhook.timeout),
-                                maxAge: webhook.maxAge)
-                        }
-                    }, store: store, clock: clock, logger: logger))
-            logger.info(
-                "delivering events to \(configuration.webhooks.map { "webhook \($0.name)" }.joined(separator: ", "))")
+        do {
+            services += try await Daemon.deliveryServices(
+                configuration: configuration, secrets: sinkSecrets, store: store, clock: clock, logger: logger)
+        } catch {
+            printError("fleet-telemetry: \(config): sinks.mqtt: \(error)")
+            throw ExitStatus.config
         }
+        let sinkNames =
+            configuration.webhooks.map { "webhook \($0.name)" } + (configuration.mqtt.map { ["MQTT \($0.url)"] } ?? [])
+        if !sinkNames.isEmpty { logger.info("delivering events to \(sinkNames.joined(separator: ", "))") }
         if let listen = configuration.metricsListen {
             let polling = daemon.polling
             services.append(

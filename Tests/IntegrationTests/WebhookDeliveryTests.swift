@@ -94,7 +94,7 @@ final class WebhookReceiver: Sendable {
             sinks: [
                 .init(
                     name: "ops",
-                    sender: WebhookSender(
+                    transport: WebhookSender(
                         url: "http://127.0.0.1:\(port)/hook", secret: WebhookSecret(Self.secretText)!),
                     maxAge: .seconds(86_400))
             ], store: store, clock: clock, logger: Logger(label: "delivery"), metrics: metrics)

@@ -1,0 +1,18 @@
+import FleetClient
+
+/// The secrets the `sinks` section names, read once at start (and checked by `check-config` and
+/// before a reload): every webhook's signing secret and the MQTT password.
+public struct SinkSecrets: Sendable {
+    /// By webhook name.
+    public var webhooks: [String: WebhookSecret]
+    /// `sinks.mqtt.password`, `nil` when none is configured.
+    public var mqttPassword: Secret?
+
+    /// Reads them from their sources.
+    ///
+    /// - Throws: ``ConfigError`` naming `sinks.webhooks[N].secret` or `sinks.mqtt.password`.
+    public init(configuration: DaemonConfiguration, file: String, environment: [String: String]) throws {
+        webhooks = try configuration.webhookSecrets(file: file, environment: environment)
+        mqttPassword = try configuration.mqttPassword(file: file, environment: environment)
+    }
+}
