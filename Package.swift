@@ -236,7 +236,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "FleetDaemon", "FleetEmulator", "FleetStore", "FleetModel", "FleetClient",
-                "FleetNormalizer", "FleetEvents", "FleetConfiguration", "FleetIngestion", "FleetScheduling",
+                "FleetNormalizer", "FleetEvents", "FleetConfiguration", "FleetIngestion", "FleetScheduling", "FleetMQTT",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -95,7 +95,7 @@ public struct MQTTStateService: Service {
             do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: Self.period) } } catch { break }
         }
         connected.record(0)
-        await connection.stop()
+        connection.stop()
     }
 }
 

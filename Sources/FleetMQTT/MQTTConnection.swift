@@ -194,18 +194,17 @@ public final class MQTTConnection: Sendable {
             "cannot publish on \(topic)")
     }
 
-    /// Says `offline` on the availability topic (waiting up to 2 s for the broker), disconnects
-    /// and ends the library's thread. Publishes still waiting fail.
-    public func stop() async {
+    /// Says `offline` on the availability topic, disconnects and ends the library's thread.
+    /// Publishes still waiting fail.
+    public func stop() {
         let wasStarted = state.withLock { state in
             defer { state.stopped = true }
             return state.started && !state.stopped
         }
         guard wasStarted else { return }
         if isConnected {
-            try? await publish(
-                topic: options.availabilityTopic, payload: Array("offline".utf8), retain: true,
-                timeout: .seconds(2))
+            // Queued ahead of the DISCONNECT, which the broker reads after it.
+            try? publishWithoutWaiting(topic: options.availabilityTopic, payload: Array("offline".utf8), retain: true)
         }
         mosquitto_disconnect_v5(handle, 0, nil)
         mosquitto_loop_stop(handle, false)
