@@ -69,6 +69,65 @@ let minimal = """
         }
     }
 
+    @Test func mqttSink() throws {
+        let good = try ConfigLoader.parse(
+            minimal + """
+
+                sinks:
+                  mqtt:
+                    url: mqtts://broker.example.com
+                    prefix: fleet/north
+                    username: fleet
+                    password: {env: MQTT_PASSWORD}
+                    ca_file: broker-ca.pem
+                    types: [door_unlocked]
+                    home_assistant: true
+                """, file: "/etc/ft/c.yaml")
+        let mqtt = try #require(good.mqtt)
+        #expect(mqtt.url.host == "broker.example.com" && mqtt.url.port == 8883 && mqtt.url.useTLS)
+        #expect(mqtt.prefix == "fleet/north" && mqtt.username == "fleet" && mqtt.homeAssistant)
+        #expect(mqtt.caFile == "/etc/ft/broker-ca.pem" && mqtt.types == [.doorUnlocked] && mqtt.vins == nil)
+        #expect(mqtt.maxAge == .seconds(86_400) && mqtt.keepAlive == .seconds(30) && mqtt.timeout == .seconds(10))
+        #expect(try good.mqttPassword(file: "c.yaml", environment: ["MQTT_PASSWORD": "pw"])?.value == "pw")
+        #expect {
+            try good.mqttPassword(file: "c.yaml", environment: [:])
+        } throws: { error in
+            (error as? ConfigError)?.key == "sinks.mqtt.password"
+        }
+        let plain = try ConfigLoader.parse(minimal + "\nsinks:\n  mqtt:\n    url: mqtt://[::1]:1884\n", file: "c.yaml")
+        #expect(
+            plain.mqtt?.url.host == "::1" && plain.mqtt?.url.port == 1884 && plain.mqtt?.prefix == "fleet-telemetry")
+        #expect(plain.mqtt?.url.description == "mqtt://[::1]:1884")
+
+        let (_, errors, _) = try ConfigLoader.validate(
+            minimal + """
+
+                sinks:
+                  mqtt:
+                    url: mqtt://broker:99999
+                    prefix: fleet/#
+                    keepalive: 1s
+                    qos: 2
+                  webhooks:
+                    - {name: mqtt, url: "http://h/x", secret: {env: A}}
+                """, file: "c.yaml")
+        for expected in [
+            "sinks.mqtt.url: expected mqtt://HOST[:PORT]", "sinks.webhooks[0].name: `mqtt` is the MQTT sink",
+            "sinks.mqtt.qos: unknown key",
+        ] {
+            #expect(errors.contains { "\($0)".contains(expected) }, "\(expected) in \(errors)")
+        }
+        let (_, more, _) = try ConfigLoader.validate(
+            minimal + "\nsinks:\n  mqtt:\n    url: mqtt://b\n    prefix: /x/\n    keepalive: 1s\n    ca_file: ca.pem\n",
+            file: "c.yaml")
+        for expected in [
+            "sinks.mqtt.prefix: a topic prefix", "sinks.mqtt.keepalive: must be at least 5s",
+            "sinks.mqtt.ca_file: a CA file is only used with mqtts://",
+        ] {
+            #expect(more.contains { "\($0)".contains(expected) }, "\(expected) in \(more)")
+        }
+    }
+
     @Test func theShippedExampleLoads() throws {
         let configuration = try ConfigLoader.load(path: exampleConfig)
         #expect(configuration.api.baseURL == "https://sandbox.api.high-mobility.com")
