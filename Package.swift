@@ -196,6 +196,17 @@ let package = Package(
             path: "Benchmarks/EndToEndBenchmark",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "delivery-benchmark",
+            dependencies: [
+                "FleetClient", "FleetConfiguration", "FleetDaemon", "FleetEmulator", "FleetEvents", "FleetIngestion",
+                "FleetMQTT", "FleetModel", "FleetStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/DeliveryBenchmark",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "FleetNormalizerTests",
             dependencies: ["FleetNormalizer", "FleetModel"],

@@ -1,5 +1,6 @@
 import CMosquitto
 import Logging
+import Foundation
 import Synchronization
 
 #if canImport(Glibc)
@@ -8,8 +9,8 @@ import Glibc
 
 /// One MQTT connection to a broker through the Eclipse Mosquitto C library (libmosquitto), MQTT 5.
 ///
-/// The library's own thread connects, keeps the connection alive and reconnects after a loss
-/// (1 s doubling to 30 s); ``publish(topic:payload:retain:timeout:)`` waits for the broker's
+/// A thread of its own connects, keeps the connection alive (libmosquitto's loop) and reconnects
+/// after a loss or a failed connect (1 s doubling to 30 s, with jitter); ``publish(topic:payload:retain:timeout:)`` waits for the broker's
 /// PUBACK (QoS 1). The availability topic (``Options/availabilityTopic``) says `online` (retained)
 /// after each connect, and the broker publishes the last will, `offline` (retained), when the
 /// connection is lost without a goodbye; ``stop()`` says `offline` itself.
@@ -67,13 +68,19 @@ public final class MQTTConnection: Sendable {
         var nextCall: UInt64 = 0
         var started = false
         var stopped = false
+        /// Whether a connect succeeded since the connection's thread last tried (resets its delay).
+        var connectedSinceAttempt = false
     }
 
     public let options: Options
     private let state = Mutex(State())
+    // Unchecked: `stopping` and `threadEnded` are read and written only with `stopCondition` locked.
+    private let stopCondition = NSCondition()
+    nonisolated(unsafe) private var stopping = false
+    nonisolated(unsafe) private var threadEnded = false
     private let logger: Logger
     // The library's handle; libmosquitto locks its own state, so calls from any thread are safe
-    // once `mosquitto_threaded_set` (done by `mosquitto_loop_start`).
+    // once `mosquitto_threaded_set` (done by the connection's thread before it connects).
     nonisolated(unsafe) private let handle: OpaquePointer
 
     private static let libraryReady: Bool = {
@@ -131,25 +138,60 @@ public final class MQTTConnection: Sendable {
         mosquitto_destroy(handle)
     }
 
-    /// Starts connecting (in the library's thread), and reconnecting whenever the connection is
-    /// lost, until ``stop()``.
+    /// Starts connecting, and reconnecting whenever the connection is lost or cannot be made
+    /// (the broker down at the start, a name that does not resolve, a TLS handshake that
+    /// fails), 1 s doubling to 30 s, until ``stop()``. The connection runs on a thread of its own.
     public func start() {
         let first = state.withLock { state in
             defer { state.started = true }
             return !state.started
         }
         guard first else { return }
-        // Kept alive by the library's thread until `stop()` joins it.
-        _ = Unmanaged.passRetained(self)
-        let code = mosquitto_connect_async(handle, options.host, Int32(options.port), Int32(options.keepAlive))
-        if code != MOSQ_ERR_SUCCESS.rawValue {
-            // The library's loop tries again after its reconnect delay.
-            problem(Self.describe(code))
+        // The thread keeps the connection alive until it ends.
+        let thread = Thread { [self] in supervise() }
+        thread.name = "fleet-telemetry mqtt"
+        thread.start()
+    }
+
+    /// The connection's thread: connect, run libmosquitto's loop (which itself reconnects after
+    /// an ordinary loss), and after a failure it does not retry (a refused connect, a DNS or TLS
+    /// error) wait and connect again.
+    private func supervise() {
+        mosquitto_threaded_set(handle, true)
+        var delay = 1.0
+        while !stopRequested {
+            let code = mosquitto_connect_bind_v5(
+                handle, options.host, Int32(options.port), Int32(options.keepAlive), nil, nil)
+            if code == MOSQ_ERR_SUCCESS.rawValue {
+                let loop = mosquitto_loop_forever(handle, 1000, 1)
+                if stopRequested { break }
+                if loop != MOSQ_ERR_SUCCESS.rawValue { problem(Self.describe(loop)) }
+            } else {
+                problem(Self.describe(code))
+            }
+            if state.withLock({ $0.connectedSinceAttempt }) { delay = 1 }
+            state.withLock { $0.connectedSinceAttempt = false }
+            wait(seconds: delay * Double.random(in: 0.8...1.2))
+            delay = min(delay * 2, 30)
         }
-        let loop = mosquitto_loop_start(handle)
-        if loop != MOSQ_ERR_SUCCESS.rawValue {
-            logger.error("mqtt: cannot start the MQTT client's thread: \(Self.describe(loop))")
-        }
+        stopCondition.lock()
+        threadEnded = true
+        stopCondition.broadcast()
+        stopCondition.unlock()
+    }
+
+    private var stopRequested: Bool {
+        stopCondition.lock()
+        defer { stopCondition.unlock() }
+        return stopping
+    }
+
+    /// Sleeps up to `seconds`, less when ``stop()`` comes.
+    private func wait(seconds: Double) {
+        stopCondition.lock()
+        defer { stopCondition.unlock() }
+        let deadline = Date(timeIntervalSinceNow: seconds)
+        while !stopping && stopCondition.wait(until: deadline) {}
     }
 
     /// Whether the broker accepted the connection and it has not been lost since.
@@ -206,15 +248,23 @@ public final class MQTTConnection: Sendable {
             // Queued ahead of the DISCONNECT, which the broker reads after it.
             try? publishWithoutWaiting(topic: options.availabilityTopic, payload: Array("offline".utf8), retain: true)
         }
+        stopCondition.lock()
+        stopping = true
+        stopCondition.broadcast()
+        stopCondition.unlock()
         mosquitto_disconnect_v5(handle, 0, nil)
-        mosquitto_loop_stop(handle, false)
+        // The thread ends once the DISCONNECT is written; a connect still under way (a host that
+        // does not answer) is not waited for beyond 2 s: the thread ends on its own after it.
+        stopCondition.lock()
+        let deadline = Date(timeIntervalSinceNow: 2)
+        while !threadEnded && stopCondition.wait(until: deadline) {}
+        stopCondition.unlock()
         let waiting = state.withLock { state in
             defer { state.waiting = [:] }
             state.connected = false
             return Array(state.waiting.values)
         }
         for continuation in waiting { continuation.resume(throwing: MQTTError.notConnected("stopped")) }
-        Unmanaged.passUnretained(self).release()
     }
 
     private func publishAndWait(topic: String, payload: [UInt8], retain: Bool) async throws {
@@ -257,6 +307,7 @@ public final class MQTTConnection: Sendable {
         if reason == 0 {
             let first = state.withLock { state in
                 state.connected = true
+                state.connectedSinceAttempt = true
                 state.connects += 1
                 state.lastProblem = nil
                 return state.connects == 1

@@ -45,6 +45,22 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(name: .long, help: "The SQLite database file.")
     var database: String?
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Also POST every event to this URL, signed as Standard Webhooks says (sink name `demo`).",
+            discussion:
+                "The signing secret is $FLEET_TELEMETRY_WEBHOOK_SECRET (whsec_…), else a new one printed on standard error."
+        ))
+    var webhook: String?
+
+    @Option(
+        name: .long,
+        help:
+            "Also publish events and state to this MQTT broker (mqtt://HOST[:PORT] or mqtts://…), prefix fleet-telemetry."
+    )
+    var mqtt: String?
+
     @Option(name: .long, help: "Log level on standard error (trace, debug, info, notice, warning, error, critical).")
     var logLevel: String = "warning"
 
@@ -56,6 +72,15 @@ struct DemoCommand: AsyncParsableCommand {
             guard let d = DurationParser.parse(interval), d >= .milliseconds(50) else {
                 throw ValidationError("--interval must be a duration of at least 50ms, such as 1s or 500ms")
             }
+        }
+        if let webhook {
+            guard webhook.hasPrefix("http://") || webhook.hasPrefix("https://"), URL(string: webhook)?.host != nil
+            else {
+                throw ValidationError("--webhook must be an http:// or https:// URL, got \"\(webhook)\"")
+            }
+        }
+        if let mqtt, DaemonConfiguration.MQTT.BrokerURL(mqtt) == nil {
+            throw ValidationError("--mqtt must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT], got \"\(mqtt)\"")
         }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
@@ -89,6 +114,27 @@ struct DemoCommand: AsyncParsableCommand {
         configuration.fleet = .init(sync: true, syncInterval: .seconds(20))
         configuration.databasePath = database ?? configuration.databasePath
         if let interval, let parsed = DurationParser.parse(interval) { configuration.polling.interval = parsed }
+        // The sinks of --config, and those of --webhook and --mqtt.
+        var environment = ProcessInfo.processInfo.environment
+        if let webhook {
+            let variable = "FLEET_TELEMETRY_WEBHOOK_SECRET"
+            if environment[variable] == nil {
+                let key = (0..<24).map { _ in UInt8.random(in: 0...255) }
+                environment[variable] = "whsec_" + Data(key).base64EncodedString()
+                printError("fleet-telemetry demo: webhook \(webhook) signed with \(environment[variable]!)")
+            }
+            configuration.webhooks.removeAll { $0.name == "demo" }
+            configuration.webhooks.append(.init(name: "demo", url: webhook, secret: .environment(variable)))
+        }
+        if let mqtt, let url = DaemonConfiguration.MQTT.BrokerURL(mqtt) { configuration.mqtt = .init(url: url) }
+        let sinkSecrets: SinkSecrets
+        do {
+            sinkSecrets = try SinkSecrets(
+                configuration: configuration, file: config ?? "demo", environment: environment)
+        } catch {
+            printError("fleet-telemetry: \(error)")
+            throw ExitStatus.config
+        }
         let databasePath = configuration.databasePath
         let lock: DatabaseLock
         do {
@@ -126,6 +172,14 @@ struct DemoCommand: AsyncParsableCommand {
         }
         let daemon = DemoDaemon(
             ports: ports, emulator: emulator, configuration: configuration, store: store, clock: clock, logger: logger)
+        let delivery: [any Service]
+        do {
+            delivery = try await Daemon.deliveryServices(
+                configuration: configuration, secrets: sinkSecrets, store: store, clock: clock, logger: logger)
+        } catch {
+            printError("fleet-telemetry: sinks.mqtt: \(error)")
+            throw ExitStatus.config
+        }
         let timer = StopAfter(duration: .seconds(duration))
         printError(
             "fleet-telemetry demo: \(simulation.vehicles) simulated vehicles, \(simulation.timeScale)× simulated time, "
@@ -136,7 +190,7 @@ struct DemoCommand: AsyncParsableCommand {
                 .init(service: server),
                 .init(service: daemon, successTerminationBehavior: .gracefullyShutdownGroup),
                 .init(service: timer, successTerminationBehavior: .gracefullyShutdownGroup),
-            ], logger: logger)
+            ] + delivery.map { .init(service: $0) }, logger: logger)
         let summary = try await store.summary(since: startedAt)
         printError("\nfleet-telemetry demo summary (\(databasePath))\n" + summary.text)
         withExtendedLifetime(lock) {}

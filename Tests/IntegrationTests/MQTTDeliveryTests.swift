@@ -214,6 +214,34 @@ import Testing
         #expect(try await store.outboxDepth().isEmpty)
     }
 
+    /// A broker that is down when the daemon starts is connected to once it is up (the client
+    /// keeps trying), and the events that waited are published.
+    @Test func aBrokerDownAtTheStartIsConnectedToLater() async throws {
+        let broker = try MosquittoBroker()
+        let path = temporaryDatabase()
+        defer { remove(path) }
+        let store = try await storeWithEvents(path: path)
+        let connection = try connection(broker, prefix: "ft")
+        let (state, delivery) = services(connection, store, prefix: "ft")
+        let stateTask = Task { try await state.run() }
+        let deliveryTask = Task { try await delivery.run() }
+        defer {
+            deliveryTask.cancel()
+            stateTask.cancel()
+        }
+        try await Task.sleep(for: .milliseconds(1500))
+        #expect(!connection.isConnected && connection.lastProblem?.contains("refused") == true)
+        #expect(try await store.outboxDepth() == ["mqtt": 4], "nothing spent while the broker is down")
+        #expect(try await store.deliveries(sink: "mqtt", status: .pending, limit: 10).allSatisfy { $0.attempts == 0 })
+        try await broker.start()
+        let deadline = ContinuousClock.now + .seconds(20)
+        while try await !store.outboxDepth().isEmpty && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(try await store.outboxDepth().isEmpty)
+        #expect(connection.connects == 1)
+    }
+
     /// The retained messages for a fleet's state are exactly the known values, and discovery
     /// follows them.
     @Test func stateMessagesCoverTheKnownValues() throws {
