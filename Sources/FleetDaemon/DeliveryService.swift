@@ -31,6 +31,8 @@ public struct DeliveryService: Service {
         }
     }
 
+    /// How many due entries one pass of a sink's loop takes.
+    public static let batchSize = 1000
     /// How many vehicles' events one sink sends at once.
     public static let maximumParallelVehicles = 8
     /// The pause of a sink's loop when nothing is due.
@@ -73,7 +75,7 @@ public struct DeliveryService: Service {
             if Task.isShuttingDownGracefully || Task.isCancelled { return }
             let due: [OutboxEntry]
             do {
-                due = try await store.dueDeliveries(sink: sink.name, now: clock.now(), limit: 200)
+                due = try await store.dueDeliveries(sink: sink.name, now: clock.now(), limit: Self.batchSize)
             } catch {
                 logger.warning("sink \(sink.name): cannot read the outbox: \(error)")
                 due = []
@@ -106,8 +108,22 @@ public struct DeliveryService: Service {
     }
 
     /// Sends one vehicle's due entries in order, stopping at the first failure (the rest wait
-    /// behind its retry).
+    /// behind its retry). Acknowledgements are recorded together, every
+    /// ``acknowledgementBatch`` entries or ``acknowledgementDelay`` (a stop in between sends
+    /// those again: at least once).
     func send(_ entries: [OutboxEntry], to sink: Sink) async {
+        var acknowledged: [TelemetryStore.Acknowledgement] = []
+        var firstAcknowledged = ContinuousClock.now
+        func flush() async -> Bool {
+            defer { acknowledged.removeAll(keepingCapacity: true) }
+            do {
+                try await store.markDelivered(sink: sink.name, acknowledged)
+                return true
+            } catch {
+                logger.error("sink \(sink.name): cannot record \(acknowledged.count) deliveries: \(error)")
+                return false
+            }
+        }
         for entry in entries {
             guard let id = entry.event.id else { continue }
             let started = clock.now()
@@ -117,33 +133,46 @@ public struct DeliveryService: Service {
                 label: "fleet_telemetry_delivery_duration_seconds", dimensions: [("sink", sink.name)], factory: metrics
             )
             .recordMilliseconds(now.millisecondsSince1970 - started.millisecondsSince1970)
-            do {
-                switch outcome {
-                case .delivered(let status):
-                    try await store.markDelivered(sink: sink.name, eventID: id, at: now, httpStatus: status)
-                    count(sink, "delivered")
-                case .failed(let status, let error, let retryAfter):
-                    let age = now.millisecondsSince1970 - entry.event.detectedAt.millisecondsSince1970
-                    let retryAt: Timestamp? =
-                        age >= sink.maxAge.milliseconds
-                        ? nil : now.adding(retryAfter ?? Self.backoff(attempts: entry.attempts + 1))
+            switch outcome {
+            case .delivered(let status):
+                if acknowledged.isEmpty { firstAcknowledged = .now }
+                acknowledged.append(.init(eventID: id, at: now, httpStatus: status))
+                count(sink, "delivered")
+                if acknowledged.count >= Self.acknowledgementBatch
+                    || ContinuousClock.now - firstAcknowledged >= Self.acknowledgementDelay
+                {
+                    guard await flush() else { return }
+                }
+            case .failed(let status, let error, let retryAfter):
+                guard await flush() else { return }
+                let age = now.millisecondsSince1970 - entry.event.detectedAt.millisecondsSince1970
+                let retryAt: Timestamp? =
+                    age >= sink.maxAge.milliseconds
+                    ? nil : now.adding(retryAfter ?? Self.backoff(attempts: entry.attempts + 1))
+                do {
                     try await store.markFailed(
                         sink: sink.name, eventID: id, at: now, httpStatus: status, error: error, retryAt: retryAt)
-                    count(sink, retryAt == nil ? "dead" : "failed")
-                    if retryAt == nil {
-                        logger.error(
-                            "sink \(sink.name): event \(id) given up after \(entry.attempts + 1) attempts: \(error)")
-                    } else {
-                        logger.warning("sink \(sink.name): event \(id) not delivered (\(error)); tried again later")
-                    }
+                } catch {
+                    logger.error("sink \(sink.name): cannot record the delivery of event \(id): \(error)")
                     return
                 }
-            } catch {
-                logger.error("sink \(sink.name): cannot record the delivery of event \(id): \(error)")
+                count(sink, retryAt == nil ? "dead" : "failed")
+                if retryAt == nil {
+                    logger.error(
+                        "sink \(sink.name): event \(id) given up after \(entry.attempts + 1) attempts: \(error)")
+                } else {
+                    logger.warning("sink \(sink.name): event \(id) not delivered (\(error)); tried again later")
+                }
                 return
             }
         }
+        _ = await flush()
     }
+
+    /// How many acknowledged deliveries are recorded in one transaction at most.
+    public static let acknowledgementBatch = 64
+    /// The longest an acknowledged delivery waits to be recorded.
+    public static let acknowledgementDelay: Duration = .milliseconds(200)
 
     func count(_ sink: Sink, _ outcome: String) {
         Counter(

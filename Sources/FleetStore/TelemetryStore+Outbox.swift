@@ -126,19 +126,46 @@ extension TelemetryStore {
         }
     }
 
+    /// One acknowledged delivery, for ``markDelivered(sink:_:)``.
+    public struct Acknowledgement: Sendable, Hashable {
+        public var eventID: Int64
+        /// When the acknowledgement came (UTC).
+        public var at: Timestamp
+        /// A webhook's 2xx; `nil` for MQTT.
+        public var httpStatus: Int?
+
+        public init(eventID: Int64, at: Timestamp, httpStatus: Int?) {
+            self.eventID = eventID
+            self.at = at
+            self.httpStatus = httpStatus
+        }
+    }
+
     /// Records a delivery the receiver acknowledged.
     public func markDelivered(sink: String, eventID: Int64, at time: Timestamp, httpStatus: Int?) throws {
+        try markDelivered(sink: sink, [Acknowledgement(eventID: eventID, at: time, httpStatus: httpStatus)])
+    }
+
+    /// Records acknowledged deliveries in one transaction (one commit for many, which is what
+    /// bounds a fast receiver's throughput).
+    public func markDelivered(sink: String, _ acknowledgements: [Acknowledgement]) throws {
+        guard !acknowledgements.isEmpty else { return }
         try withConnection { connection in
-            try connection.cachedStatement(
-                """
-                UPDATE outbox SET status = 'delivered', attempts = attempts + 1, last_attempt_at = ?3,
-                    delivered_at = ?3, last_http_status = ?4, last_error = NULL
-                WHERE sink = ?1 AND event_id = ?2
-                """
-            ).run([
-                .text(sink), .integer(eventID), .integer(time.millisecondsSince1970),
-                httpStatus.map { .integer(Int64($0)) } ?? .null,
-            ])
+            try connection.transaction {
+                let statement = try connection.cachedStatement(
+                    """
+                    UPDATE outbox SET status = 'delivered', attempts = attempts + 1, last_attempt_at = ?3,
+                        delivered_at = ?3, last_http_status = ?4, last_error = NULL
+                    WHERE sink = ?1 AND event_id = ?2
+                    """)
+                for acknowledgement in acknowledgements {
+                    try statement.run([
+                        .text(sink), .integer(acknowledgement.eventID),
+                        .integer(acknowledgement.at.millisecondsSince1970),
+                        acknowledgement.httpStatus.map { .integer(Int64($0)) } ?? .null,
+                    ])
+                }
+            }
         }
     }
 
