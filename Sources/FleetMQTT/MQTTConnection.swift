@@ -70,6 +70,10 @@ public final class MQTTConnection: Sendable {
         var stopped = false
         /// Whether a connect succeeded since the connection's thread last tried (resets its delay).
         var connectedSinceAttempt = false
+        /// Whether the broker refused the connection since the thread last tried.
+        var refusedSinceAttempt = false
+        /// The problems logged since the last successful connect.
+        var reported: Set<String> = []
     }
 
     public let options: Options
@@ -170,7 +174,10 @@ public final class MQTTConnection: Sendable {
                 problem(Self.describe(code))
             }
             if state.withLock({ $0.connectedSinceAttempt }) { delay = 1 }
-            state.withLock { $0.connectedSinceAttempt = false }
+            state.withLock { state in
+                state.connectedSinceAttempt = false
+                state.refusedSinceAttempt = false
+            }
             wait(seconds: delay * Double.random(in: 0.8...1.2))
             delay = min(delay * 2, 30)
         }
@@ -310,6 +317,7 @@ public final class MQTTConnection: Sendable {
                 state.connectedSinceAttempt = true
                 state.connects += 1
                 state.lastProblem = nil
+                state.reported = []
                 return state.connects == 1
             }
             logger.info("mqtt: connected to \(options.host):\(options.port)\(first ? "" : " again")")
@@ -317,7 +325,8 @@ public final class MQTTConnection: Sendable {
             mosquitto_publish_v5(
                 handle, nil, options.availabilityTopic, Int32(online.count), online, 1, true, nil)
         } else {
-            problem("the broker refused the connection: \(String(cString: mosquitto_reason_string(reason)))")
+            problem(
+                "the broker refused the connection: \(String(cString: mosquitto_reason_string(reason)))", refusal: true)
         }
     }
 
@@ -328,7 +337,9 @@ public final class MQTTConnection: Sendable {
         }
         guard reason != 0 else { return }
         let detail = "connection lost (\(Self.describe(reason)))"
-        state.withLock { $0.lastProblem = detail }
+        state.withLock { state in
+            if !state.refusedSinceAttempt { state.lastProblem = detail }
+        }
         if wasConnected {
             logger.warning("mqtt: \(detail); reconnecting, events wait in the outbox")
         }
@@ -345,10 +356,14 @@ public final class MQTTConnection: Sendable {
     }
 
     /// A problem the library reported: logged when it is new, kept for errors.
-    private func problem(_ detail: String) {
+    /// Each distinct problem is logged once until the next successful connect; a broker's
+    /// refusal (`Not authorized`, …) stays the ``lastProblem`` over the protocol error that
+    /// follows it.
+    private func problem(_ detail: String, refusal: Bool = false) {
         let isNew = state.withLock { state in
-            defer { state.lastProblem = detail }
-            return state.lastProblem != detail
+            if refusal || !state.refusedSinceAttempt { state.lastProblem = detail }
+            if refusal { state.refusedSinceAttempt = true }
+            return state.reported.insert(detail).inserted
         }
         if isNew { logger.warning("mqtt: \(options.host):\(options.port): \(detail)") }
     }

@@ -242,6 +242,44 @@ import Testing
         #expect(connection.connects == 1)
     }
 
+    /// `mqtts://` with a user name and password: the broker's certificate is checked against
+    /// `ca_file`; a wrong password or an unknown CA is refused with the reason, and nothing is
+    /// published.
+    @Test func tlsWithAPassword() async throws {
+        let broker = try MosquittoBroker(tls: true, users: ["fleet": "s3cret"])
+        try await broker.start()
+        func connect(password: String, caFile: String?) async throws -> MQTTConnection {
+            let connection = try MQTTConnection(
+                options: .init(
+                    host: "localhost", port: broker.port, useTLS: true, caFile: caFile, username: "fleet",
+                    password: password, clientID: "ft-tls-\(UUID().uuidString.prefix(8))", keepAlive: 5,
+                    availabilityTopic: "ft/availability"),
+                logger: Logger(label: "mqtt"))
+            connection.start()
+            let deadline = ContinuousClock.now + .seconds(3)
+            while !connection.isConnected && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            return connection
+        }
+        let good = try await connect(password: "s3cret", caFile: broker.caFile)
+        #expect(good.isConnected)
+        try await good.publish(topic: "ft/x", payload: Array("1".utf8), retain: false, timeout: .seconds(5))
+        good.stop()
+
+        let wrong = try await connect(password: "guess", caFile: broker.caFile)
+        #expect(!wrong.isConnected)
+        #expect(wrong.lastProblem?.lowercased().contains("not authorized") == true, "\(wrong.lastProblem ?? "")")
+        await #expect(throws: MQTTError.self) {
+            try await wrong.publish(topic: "ft/x", payload: [], retain: false, timeout: .seconds(1))
+        }
+        wrong.stop()
+
+        let untrusted = try await connect(password: "s3cret", caFile: nil)
+        #expect(!untrusted.isConnected, "the system's CAs do not know the test CA")
+        untrusted.stop()
+    }
+
     /// The retained messages for a fleet's state are exactly the known values, and discovery
     /// follows them.
     @Test func stateMessagesCoverTheKnownValues() throws {

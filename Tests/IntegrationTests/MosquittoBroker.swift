@@ -27,7 +27,11 @@ final class MosquittoBroker {
     let port: Int
     private var process: Process?
 
-    init() throws {
+    /// - Parameters:
+    ///   - tls: Listen with TLS (a CA and a certificate for `localhost` made with openssl, the CA at
+    ///     ``caFile``).
+    ///   - users: User names and passwords; anonymous clients are refused when given.
+    init(tls: Bool = false, users: [String: String] = [:]) throws {
         guard Self.executable != nil, FileManager.default.isExecutableFile(atPath: Self.subscriberExecutable) else {
             throw BrokerError("mosquitto is not installed: apt-get install mosquitto mosquitto-clients (.ci/run does)")
         }
@@ -36,9 +40,21 @@ final class MosquittoBroker {
         port = try Self.freePort()
         // Run as root, mosquitto would switch to its own user, which cannot write here.
         let user = getuid() == 0 ? "user root\n" : ""
+        var security = "allow_anonymous \(users.isEmpty)\n"
+        if tls {
+            try Self.makeCertificates(in: directory)
+            security +=
+                "cafile \(directory)/ca.pem\ncertfile \(directory)/server.pem\nkeyfile \(directory)/server.key\n"
+        }
+        if !users.isEmpty {
+            try users.map { "\($0.key):\($0.value)" }.joined(separator: "\n").appending("\n")
+                .write(toFile: directory + "/passwords", atomically: true, encoding: .utf8)
+            try Self.runTool("/usr/bin/mosquitto_passwd", ["-U", directory + "/passwords"])
+            security += "password_file \(directory)/passwords\n"
+        }
         try """
         \(user)listener \(port) 127.0.0.1
-        allow_anonymous true
+        \(security)
         persistence true
         persistence_location \(directory)/
         log_dest file \(directory)/broker.log
@@ -80,6 +96,47 @@ final class MosquittoBroker {
         let deadline = ContinuousClock.now + .seconds(10)
         while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         self.process = nil
+    }
+
+    /// The CA certificate a TLS broker's certificate is signed with.
+    var caFile: String { directory + "/ca.pem" }
+
+    /// A CA and a server certificate for `localhost` (and 127.0.0.1), signed by it.
+    static func makeCertificates(in directory: String) throws {
+        let openssl = "/usr/bin/openssl"
+        try runTool(
+            openssl,
+            [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=fleet-telemetry test CA",
+                "-keyout", directory + "/ca.key", "-out", directory + "/ca.pem",
+            ])
+        try runTool(
+            openssl,
+            [
+                "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", directory + "/server.key",
+                "-out", directory + "/server.csr",
+            ])
+        try "subjectAltName=DNS:localhost,IP:127.0.0.1\n".write(
+            toFile: directory + "/san.ext", atomically: true, encoding: .utf8)
+        try runTool(
+            openssl,
+            [
+                "x509", "-req", "-in", directory + "/server.csr", "-CA", directory + "/ca.pem", "-CAkey",
+                directory + "/ca.key", "-CAcreateserial", "-days", "2", "-extfile", directory + "/san.ext", "-out",
+                directory + "/server.pem",
+            ])
+    }
+
+    /// Runs a short tool to its end (a few hundred milliseconds at most).
+    static func runTool(_ path: String, _ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw BrokerError("\(path) \(arguments.first ?? "") failed") }
     }
 
     var log: String { (try? String(contentsOfFile: directory + "/broker.log", encoding: .utf8)) ?? "" }
