@@ -284,7 +284,8 @@ public enum ConfigLoader {
         if let mqtt = sinks["mqtt"] { configuration.mqtt = readMQTT(mqtt, report: &report) }
         guard let list = sinks["webhooks"] else { return }
         var names = Set<String>()
-        for item in report.check({ () throws(ConfigError) in try list.sequence() }) ?? [] {
+        let items = report.check({ () throws(ConfigError) in try list.sequence() }) ?? []
+        for (position, item) in items.enumerated() {
             let fields = report.section(
                 item, allowed: ["name", "url", "secret", "types", "vins", "max_age", "timeout"])
             let name = report.require(fields["name"], in: item, "a webhook needs a `name`") {
@@ -311,6 +312,7 @@ public enum ConfigLoader {
                 fields["secret"], in: item, "a webhook needs a `secret` (one of file, env, credential)", readSecret)
             var webhook = DaemonConfiguration.Webhook(
                 name: name ?? "", url: url ?? "", secret: secret ?? .environment(""))
+            webhook.position = position
             report.read(fields["types"], into: &webhook.types, readEventTypes)
             report.read(fields["vins"], into: &webhook.vins, readVINs)
             report.read(fields["max_age"], into: &webhook.maxAge) { n throws(ConfigError) in
@@ -368,8 +370,8 @@ public enum ConfigLoader {
             }
             return url
         }
-        guard let url else { return nil }
-        var mqtt = DaemonConfiguration.MQTT(url: url)
+        // Read on without a good URL, so that every error is reported at once.
+        var mqtt = DaemonConfiguration.MQTT(url: url ?? DaemonConfiguration.MQTT.BrokerURL("mqtt://invalid")!)
         report.read(fields["prefix"], into: &mqtt.prefix) { n throws(ConfigError) -> String in
             let text = try n.string()
             guard !text.isEmpty, !text.hasPrefix("/"), !text.hasSuffix("/"), !text.contains("//"),
@@ -407,10 +409,10 @@ public enum ConfigLoader {
             return value
         }
         report.read(fields["home_assistant"], into: &mqtt.homeAssistant) { n throws(ConfigError) in try n.boolean() }
-        if mqtt.caFile != nil && !url.useTLS {
-            report.errors.append(fields["ca_file"]!.error("a CA file is only used with mqtts://"))
+        if let url, mqtt.caFile != nil, !url.useTLS, let node = fields["ca_file"] {
+            report.errors.append(node.error("a CA file is only used with mqtts://"))
         }
-        return mqtt
+        return url == nil ? nil : mqtt
     }
 
     /// The `polling` section.

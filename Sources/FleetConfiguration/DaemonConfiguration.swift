@@ -166,6 +166,8 @@ public struct DaemonConfiguration: Sendable {
         public var maxAge: Duration = .seconds(86_400)
         /// `timeout`: the longest wait for the endpoint's answer (default 10s).
         public var timeout: Duration = .seconds(10)
+        /// Its index in `sinks.webhooks`, for the keys of error messages.
+        public var position = 0
 
         public init(name: String, url: String, secret: SecretSource) {
             self.name = name
@@ -284,8 +286,8 @@ public struct DaemonConfiguration: Sendable {
     ///   is not `whsec_` and base64 (the message never contains it).
     public func webhookSecrets(file: String, environment: [String: String]) throws -> [String: WebhookSecret] {
         var result: [String: WebhookSecret] = [:]
-        for (index, webhook) in webhooks.enumerated() {
-            let key = "sinks.webhooks[\(index)].secret"
+        for webhook in webhooks {
+            let key = "sinks.webhooks[\(webhook.position)].secret"
             let secret: Secret
             do {
                 secret = try webhook.secret.resolve(file: file, environment: environment)

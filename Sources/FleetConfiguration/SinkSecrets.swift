@@ -12,16 +12,39 @@ public struct SinkSecrets: Sendable {
 
     /// Reads them from their sources.
     ///
-    /// - Throws: ``ConfigError`` naming `sinks.webhooks[N].secret`, `sinks.mqtt.password` or
-    ///   `sinks.mqtt.ca_file`.
+    /// - Throws: The first of ``problems(configuration:file:environment:)``: a ``ConfigError``
+    ///   naming `sinks.webhooks[N].secret`, `sinks.mqtt.password` or `sinks.mqtt.ca_file`.
     public init(configuration: DaemonConfiguration, file: String, environment: [String: String]) throws {
+        if let first = Self.problems(configuration: configuration, file: file, environment: environment).first {
+            throw first
+        }
         webhooks = try configuration.webhookSecrets(file: file, environment: environment)
         mqttPassword = try configuration.mqttPassword(file: file, environment: environment)
-        if let caFile = configuration.mqtt?.caFile, !FileManager.default.isReadableFile(atPath: caFile) {
-            throw ConfigError(
-                file: file, key: "sinks.mqtt.ca_file",
-                message: "cannot read \(caFile)"
-                    + (FileManager.default.fileExists(atPath: caFile) ? "" : ": no such file"))
+    }
+
+    /// Every secret that cannot be read or is malformed, and an unreadable `sinks.mqtt.ca_file`:
+    /// all of them, for `check-config`.
+    public static func problems(
+        configuration: DaemonConfiguration, file: String, environment: [String: String]
+    ) -> [ConfigError] {
+        var problems: [ConfigError] = []
+        for webhook in configuration.webhooks {
+            var one = configuration
+            one.webhooks = [webhook]
+            do { _ = try one.webhookSecrets(file: file, environment: environment) } catch let error as ConfigError {
+                problems.append(error)
+            } catch {}
         }
+        do { _ = try configuration.mqttPassword(file: file, environment: environment) } catch let error as ConfigError {
+            problems.append(error)
+        } catch {}
+        if let caFile = configuration.mqtt?.caFile, !FileManager.default.isReadableFile(atPath: caFile) {
+            problems.append(
+                ConfigError(
+                    file: file, key: "sinks.mqtt.ca_file",
+                    message: "cannot read \(caFile)"
+                        + (FileManager.default.fileExists(atPath: caFile) ? "" : ": no such file")))
+        }
+        return problems
     }
 }

@@ -60,11 +60,29 @@ public struct DeliveryService: Service {
         self.metrics = metrics
     }
 
+    /// How often `fleet_telemetry_outbox_depth` is measured.
+    public static let depthPeriod: Duration = .seconds(5)
+
     public func run() async throws {
         await withTaskGroup(of: Void.self) { group in
             for sink in sinks {
                 group.addTask { await self.deliver(sink) }
             }
+            group.addTask { await self.measureDepth() }
+        }
+    }
+
+    /// Records every sink's outbox depth every ``depthPeriod``, whatever its loop is doing
+    /// (waiting for a broker, sending a long backlog), until graceful shutdown.
+    func measureDepth() async {
+        while !(Task.isShuttingDownGracefully || Task.isCancelled) {
+            if let depth = try? await store.outboxDepth() {
+                for sink in sinks {
+                    Gauge(label: "fleet_telemetry_outbox_depth", dimensions: [("sink", sink.name)], factory: metrics)
+                        .record(depth[sink.name] ?? 0)
+                }
+            }
+            do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: Self.depthPeriod) } } catch { return }
         }
     }
 
@@ -102,6 +120,7 @@ public struct DeliveryService: Service {
                     running += 1
                 }
             }
+            // After each pass, as well as every `depthPeriod`.
             Gauge(label: "fleet_telemetry_outbox_depth", dimensions: [("sink", sink.name)], factory: metrics)
                 .record((try? await store.outboxDepth()[sink.name]) ?? 0)
         }
@@ -145,10 +164,9 @@ public struct DeliveryService: Service {
                 }
             case .failed(let status, let error, let retryAfter):
                 guard await flush() else { return }
-                let age = now.millisecondsSince1970 - entry.event.detectedAt.millisecondsSince1970
-                let retryAt: Timestamp? =
-                    age >= sink.maxAge.milliseconds
-                    ? nil : now.adding(retryAfter ?? Self.backoff(attempts: entry.attempts + 1))
+                let retryAt = Self.retryTime(
+                    after: now, detectedAt: entry.event.detectedAt, maxAge: sink.maxAge,
+                    wait: retryAfter ?? Self.backoff(attempts: entry.attempts + 1))
                 do {
                     try await store.markFailed(
                         sink: sink.name, eventID: id, at: now, httpStatus: status, error: error, retryAt: retryAt)
@@ -179,6 +197,15 @@ public struct DeliveryService: Service {
             label: "fleet_telemetry_deliveries_total", dimensions: [("sink", sink.name), ("outcome", outcome)],
             factory: metrics
         ).increment()
+    }
+
+    /// When a failed entry is tried again: after `wait`, but no later than its `max_age` (the
+    /// last attempt), or `nil` (dead) once it is that old.
+    static func retryTime(after now: Timestamp, detectedAt: Timestamp, maxAge: Duration, wait: Duration) -> Timestamp? {
+        let deadline = detectedAt.adding(maxAge)
+        guard now < deadline else { return nil }
+        let retry = now.adding(wait)
+        return retry < deadline ? retry : deadline
     }
 
     /// The wait before attempt `attempts + 1`: full jitter over 1 s doubling per attempt, at most 10 min.

@@ -21,10 +21,11 @@ struct CheckConfigCommand: ParsableCommand {
         if let loaded {
             do {
                 _ = try loaded.clientConfiguration(file: path, environment: ProcessInfo.processInfo.environment)
-                _ = try SinkSecrets(configuration: loaded, file: path, environment: ProcessInfo.processInfo.environment)
             } catch let error as ConfigError {
                 all.append(error)
             }
+            all += SinkSecrets.problems(
+                configuration: loaded, file: path, environment: ProcessInfo.processInfo.environment)
         }
         guard all.isEmpty, let configuration = loaded else {
             for error in all.sorted(by: { ($0.line ?? .max) < ($1.line ?? .max) }) {
@@ -47,8 +48,11 @@ struct CheckConfigCommand: ParsableCommand {
         let cadence = PollSchedule.cadence(
             of: configuration.polling.policy, fleetSize: max(1, configuration.vehicles.count),
             format: DurationParser.format)
+        let sinks =
+            configuration.webhooks.map { "webhook \($0.name)" } + (configuration.mqtt.map { ["MQTT \($0.url)"] } ?? [])
+        let delivery = sinks.isEmpty ? "" : "; events to \(sinks.joined(separator: ", "))"
         print(
-            "\(path): OK: polls \(vehicles)\(sync) every \(DurationParser.format(configuration.polling.interval)) from \(configuration.api.baseURL) into \(configuration.databasePath) (\(cadence))"
+            "\(path): OK: polls \(vehicles)\(sync) every \(DurationParser.format(configuration.polling.interval)) from \(configuration.api.baseURL) into \(configuration.databasePath) (\(cadence))\(delivery)"
         )
     }
 }

@@ -118,6 +118,12 @@ struct DemoCommand: AsyncParsableCommand {
         var environment = ProcessInfo.processInfo.environment
         if let webhook {
             let variable = "FLEET_TELEMETRY_WEBHOOK_SECRET"
+            if let given = environment[variable], WebhookSecret(given) == nil {
+                printError(
+                    "fleet-telemetry: $\(variable) is not a Standard Webhooks secret (whsec_ and the base64 of at least 16 bytes); unset it for a new one"
+                )
+                throw ExitStatus.config
+            }
             if environment[variable] == nil {
                 let key = (0..<24).map { _ in UInt8.random(in: 0...255) }
                 environment[variable] = "whsec_" + Data(key).base64EncodedString()

@@ -308,7 +308,7 @@ struct HistoryCommand: AsyncParsableCommand {
 /// `fleet-telemetry events`: the event list (the default), and the outbox's deliveries.
 struct EventsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "events", abstract: "Stored change events, and their deliveries to the webhooks.",
+        commandName: "events", abstract: "Stored change events, and their deliveries to the sinks (webhooks, MQTT).",
         subcommands: [EventsListCommand.self, DeliveriesCommand.self, RedeliverCommand.self],
         defaultSubcommand: EventsListCommand.self)
 }
@@ -445,7 +445,7 @@ struct DeliveriesCommand: AsyncParsableCommand {
         discussion: "Newest event first, at most --limit (default 1000; a note says when more matched).")
     @OptionGroup var options: DatabaseOptions
     @OptionGroup var format: OutputOptions
-    @Option(name: .long, help: "Only this sink (a webhook's name).") var sink: String?
+    @Option(name: .long, help: "Only this sink: a webhook's name, or mqtt.") var sink: String?
     @Option(name: .long, help: "Only pending, failed, delivered or dead deliveries.") var status: String?
     @Option(name: .long, help: "At most this many.") var limit: Int = 1000
 
@@ -496,7 +496,7 @@ struct RedeliverCommand: AsyncParsableCommand {
     @OptionGroup var options: DatabaseOptions
     @Option(name: .long, help: "The event's id.") var id: Int64?
     @Flag(name: .long, help: "Every dead delivery.") var dead = false
-    @Option(name: .long, help: "Only this sink (a webhook's name).") var sink: String?
+    @Option(name: .long, help: "Only this sink: a webhook's name, or mqtt.") var sink: String?
 
     func validate() throws {
         guard (id == nil) != !dead else { throw ValidationError("give --id ID or --dead (one of them)") }

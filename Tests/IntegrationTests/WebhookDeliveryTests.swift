@@ -1,6 +1,6 @@
 import Crypto
 import FleetClient
-import FleetDaemon
+@testable import FleetDaemon
 import FleetEvents
 import FleetModel
 @testable import FleetStore
@@ -210,6 +210,23 @@ final class WebhookReceiver: Sendable {
             try await Task.sleep(for: .milliseconds(20))
         }
         #expect(receiver.requests.count == 4 && Set(receiver.requests.compactMap(\.id)).count == 4)
+    }
+
+    /// A retry is never later than `max_age` after the detection: the last attempt is made
+    /// then, and a failure at or after it is dead.
+    @Test func retriesStopAtMaxAge() {
+        let detected = harnessStart
+        let maxAge = Duration.seconds(60)
+        let early = DeliveryService.retryTime(
+            after: detected.adding(.seconds(10)), detectedAt: detected, maxAge: maxAge, wait: .seconds(5))
+        #expect(early == detected.adding(.seconds(15)))
+        let capped = DeliveryService.retryTime(
+            after: detected.adding(.seconds(50)), detectedAt: detected, maxAge: maxAge, wait: .seconds(300))
+        #expect(capped == detected.adding(maxAge), "the last attempt at max_age, not 5 min later")
+        #expect(
+            DeliveryService.retryTime(
+                after: detected.adding(maxAge), detectedAt: detected, maxAge: maxAge, wait: .seconds(1))
+                == nil)
     }
 
     /// A 429 with `Retry-After: 30` is honoured: the event is not sent again before 30 s have
