@@ -128,6 +128,30 @@ let minimal = """
         }
     }
 
+    /// Every unreadable secret is reported, each under its own webhook's index (a webhook
+    /// dropped for a bad URL does not shift the others').
+    @Test func everySinkSecretProblemAtOnce() throws {
+        let (loaded, _, _) = try ConfigLoader.validate(
+            minimal + """
+
+                sinks:
+                  webhooks:
+                    - {name: a, url: "ftp://x", secret: {env: A}}
+                    - {name: b, url: "http://h/x", secret: {env: B}}
+                    - {name: c, url: "http://h/x", secret: {env: C}}
+                  mqtt:
+                    url: mqtts://broker
+                    password: {env: P}
+                    ca_file: /nonexistent/ca.pem
+                """, file: "c.yaml")
+        let configuration = loaded
+        let problems = SinkSecrets.problems(configuration: configuration, file: "c.yaml", environment: ["B": "plain"])
+        #expect(
+            problems.compactMap(\.key) == [
+                "sinks.webhooks[1].secret", "sinks.webhooks[2].secret", "sinks.mqtt.password", "sinks.mqtt.ca_file",
+            ])
+    }
+
     @Test func theShippedExampleLoads() throws {
         let configuration = try ConfigLoader.load(path: exampleConfig)
         #expect(configuration.api.baseURL == "https://sandbox.api.high-mobility.com")
