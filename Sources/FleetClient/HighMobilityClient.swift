@@ -415,8 +415,9 @@ public final class HighMobilityClient: Sendable {
             issuedAt: receivedAt)
     }
 
-    /// A readable line for a transport failure (NIO's descriptions are long and nested).
-    static func transportDetail(_ error: any Error, timeout: Duration) -> String {
+    /// A readable line for a transport failure (NIO's descriptions are long and nested);
+    /// `setting` is the config key that names the endpoint.
+    static func transportDetail(_ error: any Error, timeout: Duration, setting: String = "api.base_url") -> String {
         if let error = error as? HTTPClientError {
             switch error {
             case .deadlineExceeded, .readTimeout: return "no answer within \(readable(timeout))"
@@ -428,13 +429,13 @@ public final class HighMobilityClient: Sendable {
         if error is CancellationError { return "cancelled" }
         let text = String(describing: error)
         for (needle, readable) in [
-            ("Connection refused", "connection refused: nothing listens at api.base_url's host and port"),
+            ("Connection refused", "connection refused: nothing listens at \(setting)'s host and port"),
             ("No route to host", "no route to host"), ("Network is unreachable", "network unreachable"),
             ("Connection reset", "connection reset by peer"),
             ("certificate", "TLS certificate rejected: the server's certificate is not trusted for this host"),
             (
                 "handshakeFailed",
-                "TLS handshake failed: the server does not speak TLS there, or its certificate is not trusted (check api.base_url)"
+                "TLS handshake failed: the server does not speak TLS there, or its certificate is not trusted (check \(setting))"
             ),
             ("uncleanShutdown", "the server closed the TLS connection without a proper close"),
             ("NXDOMAIN", "host not found"), ("UnknownHost", "host not found"), ("getaddrinfo", "host not found"),

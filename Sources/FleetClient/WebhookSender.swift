@@ -36,7 +36,16 @@ public struct WebhookSender: EventTransport {
     /// - Parameters:
     ///   - url: The endpoint, `http://` or `https://` (TLS verified as for the API).
     ///   - timeout: The longest wait for the whole answer.
-    public init(url: String, secret: WebhookSecret, timeout: Duration = .seconds(10), client: HTTPClient = .shared) {
+    /// The client webhooks are sent with: `HTTPClient.shared`'s settings, but redirects are not
+    /// followed (a 3xx is the receiver's answer, a failure), since a redirected POST would
+    /// become a GET elsewhere.
+    public static let client = HTTPClient(
+        eventLoopGroup: HTTPClient.defaultEventLoopGroup,
+        configuration: .init(redirectConfiguration: .disallow))
+
+    public init(
+        url: String, secret: WebhookSecret, timeout: Duration = .seconds(10), client: HTTPClient = WebhookSender.client
+    ) {
         self.url = url
         self.secret = secret
         self.timeout = timeout
@@ -77,13 +86,16 @@ public struct WebhookSender: EventTransport {
             if (200..<300).contains(status) { return .delivered(status: status) }
             var retryAfter: Duration?
             if status == 429 || status == 503, let header = response.headers.first(name: "Retry-After") {
-                retryAfter = RetryAfter.parse(header, now: now)
+                // At least 1 s: `0` or a date in the past must not make a busy loop.
+                retryAfter = RetryAfter.parse(header, now: now).map { max($0, .seconds(1)) }
             }
             return .failed(
                 status: status, error: "HTTP \(status) \(response.status.reasonPhrase)", retryAfter: retryAfter)
         } catch {
             return .failed(
-                status: nil, error: HighMobilityClient.transportDetail(error, timeout: timeout), retryAfter: nil)
+                status: nil,
+                error: HighMobilityClient.transportDetail(error, timeout: timeout, setting: "the webhook's url"),
+                retryAfter: nil)
         }
     }
 }

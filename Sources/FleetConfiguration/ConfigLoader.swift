@@ -303,9 +303,12 @@ public enum ConfigLoader {
             let url = report.require(fields["url"], in: item, "a webhook needs a `url`") {
                 n throws(ConfigError) -> String in
                 let text = try n.string()
-                guard text.hasPrefix("https://") || text.hasPrefix("http://"), let parsed = URL(string: text),
+                guard text.hasPrefix("https://") || text.hasPrefix("http://"), let parsed = URLComponents(string: text),
                     parsed.host?.isEmpty == false, !text.contains(" ")
                 else { throw n.error("expected an http:// or https:// URL, got \"\(text)\"") }
+                if let port = parsed.port, !(1...65535).contains(port) {
+                    throw n.error("the port must be 1–65535, got \(port)")
+                }
                 return text
             }
             let secret = report.require(
@@ -328,6 +331,9 @@ public enum ConfigLoader {
     /// `sinks.webhooks[].types`, `sinks.mqtt.types`: known event type names.
     static func readEventTypes(_ n: ConfigNode) throws(ConfigError) -> Set<EventType> {
         var types = Set<EventType>()
+        if try n.sequence().isEmpty {
+            throw n.error("an empty list would deliver nothing; leave `types` out for every type")
+        }
         for item in try n.sequence() {
             let text = try item.string()
             guard let type = EventType(rawValue: text) else {
@@ -374,10 +380,12 @@ public enum ConfigLoader {
         var mqtt = DaemonConfiguration.MQTT(url: url ?? DaemonConfiguration.MQTT.BrokerURL("mqtt://invalid")!)
         report.read(fields["prefix"], into: &mqtt.prefix) { n throws(ConfigError) -> String in
             let text = try n.string()
-            guard !text.isEmpty, !text.hasPrefix("/"), !text.hasSuffix("/"), !text.contains("//"),
+            guard !text.isEmpty, !text.hasPrefix("/"), !text.hasPrefix("$"), !text.hasSuffix("/"), !text.contains("//"),
                 !text.contains(where: { $0 == "+" || $0 == "#" || $0 == "\0" }), text.utf8.count <= 200
             else {
-                throw n.error("a topic prefix without +, #, leading, trailing or doubled /, got \"\(text)\"")
+                throw n.error(
+                    "a topic prefix without +, #, a leading $ (the broker's own topics), leading, trailing or doubled /, got \"\(text)\""
+                )
             }
             return text
         }

@@ -241,7 +241,7 @@ public struct DaemonConfiguration: Sendable {
         public var username: String?
         /// `password`: read like the client secret (file, env, credential); default none.
         public var password: SecretSource?
-        /// `client_id`: the MQTT client identifier (default `fleet-telemetry-<host name>`).
+        /// `client_id`: the MQTT client identifier (default `fleet-telemetry-<host name>-<process id>`).
         public var clientID: String?
         /// `ca_file`: the CA certificates (PEM) an `mqtts://` broker is checked against
         /// (default: the system's).

@@ -51,15 +51,22 @@ extension Daemon {
                     store: store, clock: clock, logger: logger, metrics: metrics))
         }
         await store.setOutboxSinks(outboxSinks)
+        let configured = Set(outboxSinks.map(\.name))
+        for (name, pending) in (try? await store.outboxDepth()) ?? [:] where !configured.contains(name) {
+            logger.warning(
+                "the outbox holds \(pending) undelivered events for sink \(name), which is no longer configured; they wait until it is again (or see `fleet-telemetry events deliveries --sink \(name)`)"
+            )
+        }
         if !sinks.isEmpty {
             services.append(DeliveryService(sinks: sinks, store: store, clock: clock, logger: logger, metrics: metrics))
         }
         return services
     }
 
-    /// `fleet-telemetry-<host name>`: stable across restarts, distinct between hosts.
+    /// `fleet-telemetry-<host name>-<process id>`: distinct between hosts and between processes
+    /// on one host (a broker disconnects a client when another connects with its id).
     static func defaultClientID() -> String {
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
-        return "fleet-telemetry-\(host.isEmpty ? "host" : host)"
+        return "fleet-telemetry-\(host.isEmpty ? "host" : host)-\(ProcessInfo.processInfo.processIdentifier)"
     }
 }

@@ -269,6 +269,17 @@ enum Schema {
                    strftime('%Y-%m-%dT%H:%M:%fZ', delivered_at / 1000.0, 'unixepoch') AS delivered_at
             FROM outbox;
         """,
+        // 10: event ids are never reused, so a receiver that deduplicates by id never drops a
+        //     new event: the largest id ever deleted (purge, retention) is kept, and the next
+        //     event is numbered after it (see `TelemetryStore.insert(_:connection:)`).
+        """
+        INSERT INTO settings (key, value) SELECT 'event_id_high_water', coalesce(max(id), 0) FROM events
+            WHERE true ON CONFLICT (key) DO NOTHING;
+        CREATE TRIGGER events_keep_high_water AFTER DELETE ON events BEGIN
+            INSERT INTO settings (key, value) VALUES ('event_id_high_water', OLD.id)
+                ON CONFLICT (key) DO UPDATE SET value = max(coalesce(value, 0), excluded.value);
+        END;
+        """,
     ]
 
     /// The schema version this build writes.

@@ -564,22 +564,38 @@ public actor TelemetryStore {
     }
 
     /// Stores events not stored yet; returns those newly stored, with their ids.
+    ///
+    /// An id is never given twice: when the newest events were deleted (`purge`, retention), the
+    /// next one is numbered after the largest id ever deleted (`event_id_high_water`, kept by a
+    /// trigger), not after the largest left.
     func insert(_ events: [Event], connection: Connection) throws -> [Event] {
+        guard !events.isEmpty else { return [] }
         let statement = try connection.cachedStatement(
             """
-            INSERT OR IGNORE INTO events (vin, type, instance, occurred_at, detected_at, previous_value, new_value)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            INSERT OR IGNORE INTO events (id, vin, type, instance, occurred_at, detected_at, previous_value, new_value)
+            VALUES (?8, ?1, ?2, ?3, ?4, ?5, ?6, ?7)
             """)
+        let newest = try connection.cachedStatement(
+            """
+            SELECT coalesce((SELECT max(id) FROM events), 0),
+                coalesce((SELECT value FROM settings WHERE key = 'event_id_high_water'), 0)
+            """)
+        try newest.bind([])
+        var nextID: Int64? = nil
+        if try newest.step(), newest.int(at: 1) >= newest.int(at: 0) { nextID = newest.int(at: 1) + 1 }
+        newest.reset()
         var stored: [Event] = []
         for var event in events {
             try statement.run([
                 .text(event.vin.rawValue), .text(event.type.rawValue), .text(event.instance),
                 .integer(event.occurredAt.millisecondsSince1970), .integer(event.detectedAt.millisecondsSince1970),
                 event.previousValue.map(SQLiteValue.text) ?? .null, .text(event.newValue),
+                nextID.map(SQLiteValue.integer) ?? .null,
             ])
             if connection.changes == 1 {
                 event.id = connection.lastInsertRowID
                 stored.append(event)
+                nextID = nil
             }
         }
         // Queued in the same transaction: a committed event is never lost to a sink, an event

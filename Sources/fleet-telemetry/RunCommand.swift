@@ -76,6 +76,15 @@ struct RunCommand: AsyncParsableCommand {
                 .record(1)
         }
         let clock = SystemWallClock()
+        // Before the API client, which must be shut down once it exists.
+        let delivery: [any Service]
+        do {
+            delivery = try await Daemon.deliveryServices(
+                configuration: configuration, secrets: sinkSecrets, store: store, clock: clock, logger: logger)
+        } catch {
+            printError("fleet-telemetry: \(config): sinks.mqtt: \(error)")
+            throw ExitStatus.config
+        }
         let client = HighMobilityClient(configuration: clientConfiguration, clock: clock, logger: logger)
         let sink = StdoutEventSink(logger: logger)
         let notifier = ServiceNotifier(environment: ProcessInfo.processInfo.environment)
@@ -93,14 +102,7 @@ struct RunCommand: AsyncParsableCommand {
             logger.warning("\(warning)")
         }
         defer { sink.flush(timeout: .seconds(2)) }
-        var services: [any Service] = [daemon, reloader]
-        do {
-            services += try await Daemon.deliveryServices(
-                configuration: configuration, secrets: sinkSecrets, store: store, clock: clock, logger: logger)
-        } catch {
-            printError("fleet-telemetry: \(config): sinks.mqtt: \(error)")
-            throw ExitStatus.config
-        }
+        var services: [any Service] = [daemon, reloader] + delivery
         let sinkNames =
             configuration.webhooks.map { "webhook \($0.name)" } + (configuration.mqtt.map { ["MQTT \($0.url)"] } ?? [])
         if !sinkNames.isEmpty { logger.info("delivering events to \(sinkNames.joined(separator: ", "))") }

@@ -59,11 +59,13 @@ let minimal = """
                     - {name: "bad name", url: ftp://x, secret: {env: A}, types: [door_exploded]}
                     - {name: ok, url: "http://h/x", secret: {env: A}, max_age: 1s}
                     - {name: ok, url: "http://h/x"}
+                    - {name: p, url: "http://h:99999/x", secret: {env: A}, types: []}
                 """, file: "c.yaml")
         for expected in [
             "sinks.webhooks[0].name: a name of letters", "sinks.webhooks[0].url: expected an http",
             "sinks.webhooks[0].types[0]: unknown event type", "sinks.webhooks[1].max_age: must be at least 1m",
             "sinks.webhooks[2].name: webhook ok is named twice", "a webhook needs a `secret`",
+            "sinks.webhooks[3].url: the port must be 1–65535", "sinks.webhooks[3].types: an empty list",
         ] {
             #expect(errors.contains { "\($0)".contains(expected) }, "\(expected) in \(errors)")
         }
@@ -118,11 +120,12 @@ let minimal = """
             #expect(errors.contains { "\($0)".contains(expected) }, "\(expected) in \(errors)")
         }
         let (_, more, _) = try ConfigLoader.validate(
-            minimal + "\nsinks:\n  mqtt:\n    url: mqtt://b\n    prefix: /x/\n    keepalive: 1s\n    ca_file: ca.pem\n",
+            minimal
+                + "\nsinks:\n  mqtt:\n    url: mqtt://b:0\n    prefix: $SYS/x\n    keepalive: 1s\n    ca_file: ca.pem\n",
             file: "c.yaml")
         for expected in [
             "sinks.mqtt.prefix: a topic prefix", "sinks.mqtt.keepalive: must be at least 5s",
-            "sinks.mqtt.ca_file: a CA file is only used with mqtts://",
+            "sinks.mqtt.url: expected mqtt://",
         ] {
             #expect(more.contains { "\($0)".contains(expected) }, "\(expected) in \(more)")
         }

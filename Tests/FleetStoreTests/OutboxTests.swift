@@ -22,6 +22,24 @@ import Testing
         }
     }
 
+    /// Purging the vehicle that owns the newest events does not hand their ids out again: a
+    /// receiver deduplicating by id (`evt_<id>`) never drops a new event. It holds after a reopen.
+    @Test func eventIDsAreNeverReused() async throws {
+        let db = TemporaryDatabase()
+        let other = VIN("1HMFT000000000002")!
+        do {
+            let store = try TelemetryStore(path: db.path)
+            try await recordLockChanges(store)
+            try await recordLockChanges(store, vin: other)
+            #expect(try await store.events().compactMap(\.id) == [1, 2, 3, 4])
+            _ = try await store.purge(vin: other)
+        }
+        let reopened = try TelemetryStore(path: db.path)
+        try await recordLockChanges(reopened, from: t0.adding(milliseconds: 3_600_000))
+        let ids = try await reopened.events().compactMap(\.id)
+        #expect(ids == [1, 2, 5, 6], "after the purged 3 and 4")
+    }
+
     @Test func eventsAreQueuedForEachSinkThatTakesThem() async throws {
         let db = TemporaryDatabase()
         let store = try TelemetryStore(path: db.path)
