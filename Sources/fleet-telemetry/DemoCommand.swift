@@ -199,6 +199,13 @@ struct DemoCommand: AsyncParsableCommand {
             ] + delivery.map { .init(service: $0) }, logger: logger)
         let summary = try await store.summary(since: startedAt)
         printError("\nfleet-telemetry demo summary (\(databasePath))\n" + summary.text)
+        let undelivered = try await store.outboxDepth()
+        if !undelivered.isEmpty {
+            printError(
+                "undelivered: "
+                    + undelivered.sorted { $0.key < $1.key }.map { "\($0.value) for \($0.key)" }.joined(separator: ", ")
+                    + " (in the outbox; `fleet-telemetry events deliveries --database \(databasePath)`)")
+        }
         withExtendedLifetime(lock) {}
     }
 }
