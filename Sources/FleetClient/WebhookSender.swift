@@ -38,10 +38,11 @@ public struct WebhookSender: EventTransport {
     ///   - timeout: The longest wait for the whole answer.
     /// The client webhooks are sent with: `HTTPClient.shared`'s settings, but redirects are not
     /// followed (a 3xx is the receiver's answer, a failure), since a redirected POST would
-    /// become a GET elsewhere.
+    /// become a GET elsewhere, and a receiver that cannot be connected to fails after 3 s
+    /// (connections are retried until then) instead of the whole `timeout`.
     public static let client = HTTPClient(
         eventLoopGroup: HTTPClient.defaultEventLoopGroup,
-        configuration: .init(redirectConfiguration: .disallow))
+        configuration: .init(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(3))))
 
     public init(
         url: String, secret: WebhookSecret, timeout: Duration = .seconds(10), client: HTTPClient = WebhookSender.client

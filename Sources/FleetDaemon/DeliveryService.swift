@@ -146,7 +146,15 @@ public struct DeliveryService: Service {
         for entry in entries {
             guard let id = entry.event.id else { continue }
             let started = clock.now()
-            let outcome = await sink.transport.send(entry.event, now: started)
+            // A send under way when the daemon stops is cut short; a failure then is not
+            // recorded (the event goes again after the restart: at least once).
+            let transport = sink.transport
+            let event = entry.event
+            let outcome = await cancelWhenGracefulShutdown { await transport.send(event, now: started) }
+            if case .failed = outcome, Task.isShuttingDownGracefully || Task.isCancelled {
+                _ = await flush()
+                return
+            }
             let now = clock.now()
             Timer(
                 label: "fleet_telemetry_delivery_duration_seconds", dimensions: [("sink", sink.name)], factory: metrics
