@@ -81,6 +81,34 @@ import Testing
         return (state, delivery)
     }
 
+    /// The connection's state service and the delivery loop, running until ``stop()``.
+    struct Running {
+        let connection: MQTTConnection
+        let state: Task<Void, any Error>
+        let delivery: Task<Void, any Error>
+
+        /// Cancels both without waiting (the end of a test).
+        func cancel() {
+            delivery.cancel()
+            state.cancel()
+        }
+
+        func stop() async {
+            delivery.cancel()
+            _ = await delivery.result
+            state.cancel()
+            _ = await state.result
+        }
+    }
+
+    /// Connects to `broker` (prefix `ft`) and starts publishing `store`'s state and outbox.
+    func start(_ broker: MosquittoBroker, _ store: TelemetryStore) throws -> Running {
+        let connection = try connection(broker, prefix: "ft")
+        let (state, delivery) = services(connection, store, prefix: "ft")
+        return Running(
+            connection: connection, state: Task { try await state.run() }, delivery: Task { try await delivery.run() })
+    }
+
     func temporaryDatabase() -> String { NSTemporaryDirectory() + "ft-mqtt-\(UUID().uuidString).sqlite" }
 
     func remove(_ path: String) {
@@ -98,19 +126,13 @@ import Testing
         let store = try await storeWithEvents(path: path)
         let subscriber = try MQTTSubscriber(broker: broker, topic: "ft/#")
         try await subscriber.subscribed(to: broker)
-        let connection = try connection(broker, prefix: "ft")
-        let (state, delivery) = services(connection, store, prefix: "ft")
-        let stateTask = Task { try await state.run() }
-        let deliveryTask = Task { try await delivery.run() }
+        let running = try start(broker, store)
         try await subscriber.wait { messages in
             messages.filter { $0.topic.contains("/events/") }.count >= 4
                 && messages.contains { $0.topic == "ft/\(Self.vins[1].rawValue)/state/position" }
         }
         try await Task.sleep(for: .milliseconds(300))  // nothing more comes
-        deliveryTask.cancel()
-        _ = await deliveryTask.result
-        stateTask.cancel()
-        _ = await stateTask.result
+        await running.stop()
 
         let stored = try await store.events()
         #expect(stored.count == 4)
@@ -163,14 +185,9 @@ import Testing
         let store = try await storeWithEvents(path: path)
         let subscriber = try MQTTSubscriber(broker: broker, topic: "ft/+/events/#")
         try await subscriber.subscribed(to: broker)
-        let connection = try connection(broker, prefix: "ft")
-        let (state, delivery) = services(connection, store, prefix: "ft")
-        let stateTask = Task { try await state.run() }
-        let deliveryTask = Task { try await delivery.run() }
-        defer {
-            deliveryTask.cancel()
-            stateTask.cancel()
-        }
+        let running = try start(broker, store)
+        let connection = running.connection
+        defer { running.cancel() }
         try await subscriber.wait { $0.count >= 4 }
         #expect(subscriber.messages.count == 4)
 
@@ -225,14 +242,9 @@ import Testing
         let path = temporaryDatabase()
         defer { remove(path) }
         let store = try await storeWithEvents(path: path)
-        let connection = try connection(broker, prefix: "ft")
-        let (state, delivery) = services(connection, store, prefix: "ft")
-        let stateTask = Task { try await state.run() }
-        let deliveryTask = Task { try await delivery.run() }
-        defer {
-            deliveryTask.cancel()
-            stateTask.cancel()
-        }
+        let running = try start(broker, store)
+        let connection = running.connection
+        defer { running.cancel() }
         try await Task.sleep(for: .milliseconds(1500))
         #expect(!connection.isConnected && connection.lastProblem?.contains("refused") == true)
         #expect(try await store.outboxDepth() == ["mqtt": 4], "nothing spent while the broker is down")
