@@ -207,6 +207,16 @@ let package = Package(
             path: "Benchmarks/DeliveryBenchmark",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "storage-benchmark",
+            dependencies: [
+                "CSQLite", "FleetClient", "FleetConfiguration", "FleetDaemon", "FleetEmulator", "FleetIngestion", "FleetModel",
+                "FleetStore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/StorageBenchmark",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "FleetNormalizerTests",
             dependencies: ["FleetNormalizer", "FleetModel"],
