@@ -186,8 +186,11 @@ public struct DaemonConfiguration: Sendable {
 
         /// `url`: `mqtt://HOST[:PORT]` (1883 by default) or `mqtts://HOST[:PORT]` (TLS, 8883).
         public struct BrokerURL: Sendable, Hashable, CustomStringConvertible {
+            /// A host name, an IPv4 address or an IPv6 address (without brackets).
             public var host: String
+            /// 1–65535; 1883 by default, 8883 with TLS.
             public var port: Int
+            /// `mqtts://`: TLS, the broker's certificate and host name verified.
             public var useTLS: Bool
 
             /// `nil` unless `text` is `mqtt://` or `mqtts://`, a host (a name, an address or an
@@ -234,6 +237,7 @@ public struct DaemonConfiguration: Sendable {
             }
         }
 
+        /// `url`: the broker.
         public var url: BrokerURL
         /// `prefix`: the first topic level (default `fleet-telemetry`).
         public var prefix = "fleet-telemetry"
@@ -282,27 +286,36 @@ public struct DaemonConfiguration: Sendable {
 
     /// Every webhook's signing secret, read from its source, by webhook name.
     ///
-    /// - Throws: ``ConfigError`` naming `sinks.webhooks[N].secret` when a secret cannot be read or
-    ///   is not `whsec_` and base64 (the message never contains it).
+    /// - Throws: The first webhook's error of ``webhookSecret(_:file:environment:)``.
     public func webhookSecrets(file: String, environment: [String: String]) throws -> [String: WebhookSecret] {
         var result: [String: WebhookSecret] = [:]
         for webhook in webhooks {
-            let key = "sinks.webhooks[\(webhook.position)].secret"
-            let secret: Secret
-            do {
-                secret = try webhook.secret.resolve(file: file, environment: environment)
-            } catch var error as ConfigError {
-                error.key = key
-                throw error
-            }
-            guard let parsed = WebhookSecret(secret.value) else {
-                throw ConfigError(
-                    file: file, key: key,
-                    message: "expected a Standard Webhooks secret: whsec_ and the base64 of at least 16 bytes")
-            }
-            result[webhook.name] = parsed
+            result[webhook.name] = try Self.webhookSecret(webhook, file: file, environment: environment)
         }
         return result
+    }
+
+    /// One webhook's signing secret, read from its source.
+    ///
+    /// - Throws: ``ConfigError`` naming `sinks.webhooks[N].secret` when the secret cannot be read or
+    ///   is not `whsec_` and base64 (the message never contains it).
+    public static func webhookSecret(
+        _ webhook: Webhook, file: String, environment: [String: String]
+    ) throws -> WebhookSecret {
+        let key = "sinks.webhooks[\(webhook.position)].secret"
+        let secret: Secret
+        do {
+            secret = try webhook.secret.resolve(file: file, environment: environment)
+        } catch var error as ConfigError {
+            error.key = key
+            throw error
+        }
+        guard let parsed = WebhookSecret(secret.value) else {
+            throw ConfigError(
+                file: file, key: key,
+                message: "expected a Standard Webhooks secret: whsec_ and the base64 of at least 16 bytes")
+        }
+        return parsed
     }
 
     public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {

@@ -10,16 +10,14 @@ public struct SinkSecrets: Sendable {
     /// `sinks.mqtt.password`, `nil` when none is configured.
     public var mqttPassword: Secret?
 
-    /// Reads them from their sources.
+    /// Reads them from their sources, each once.
     ///
     /// - Throws: The first of ``problems(configuration:file:environment:)``: a ``ConfigError``
     ///   naming `sinks.webhooks[N].secret`, `sinks.mqtt.password` or `sinks.mqtt.ca_file`.
     public init(configuration: DaemonConfiguration, file: String, environment: [String: String]) throws {
-        if let first = Self.problems(configuration: configuration, file: file, environment: environment).first {
-            throw first
-        }
-        webhooks = try configuration.webhookSecrets(file: file, environment: environment)
-        mqttPassword = try configuration.mqttPassword(file: file, environment: environment)
+        let (secrets, problems) = Self.read(configuration: configuration, file: file, environment: environment)
+        if let first = problems.first { throw first }
+        self = secrets
     }
 
     /// Every secret that cannot be read or is malformed, and an unreadable `sinks.mqtt.ca_file`:
@@ -27,17 +25,27 @@ public struct SinkSecrets: Sendable {
     public static func problems(
         configuration: DaemonConfiguration, file: String, environment: [String: String]
     ) -> [ConfigError] {
+        read(configuration: configuration, file: file, environment: environment).problems
+    }
+
+    /// One pass over the sources: what could be read, and every problem.
+    private static func read(
+        configuration: DaemonConfiguration, file: String, environment: [String: String]
+    ) -> (secrets: SinkSecrets, problems: [ConfigError]) {
+        var secrets = SinkSecrets(webhooks: [:], mqttPassword: nil)
         var problems: [ConfigError] = []
-        for webhook in configuration.webhooks {
-            var one = configuration
-            one.webhooks = [webhook]
-            do { _ = try one.webhookSecrets(file: file, environment: environment) } catch let error as ConfigError {
-                problems.append(error)
-            } catch {}
+        func attempt(_ body: () throws -> Void) {
+            do { try body() } catch let error as ConfigError { problems.append(error) } catch {
+                problems.append(ConfigError(file: file, key: "sinks", message: String(describing: error)))
+            }
         }
-        do { _ = try configuration.mqttPassword(file: file, environment: environment) } catch let error as ConfigError {
-            problems.append(error)
-        } catch {}
+        for webhook in configuration.webhooks {
+            attempt {
+                secrets.webhooks[webhook.name] = try DaemonConfiguration.webhookSecret(
+                    webhook, file: file, environment: environment)
+            }
+        }
+        attempt { secrets.mqttPassword = try configuration.mqttPassword(file: file, environment: environment) }
         if let caFile = configuration.mqtt?.caFile, !FileManager.default.isReadableFile(atPath: caFile) {
             problems.append(
                 ConfigError(
@@ -45,6 +53,11 @@ public struct SinkSecrets: Sendable {
                     message: "cannot read \(caFile)"
                         + (FileManager.default.fileExists(atPath: caFile) ? "" : ": no such file")))
         }
-        return problems
+        return (secrets, problems)
+    }
+
+    private init(webhooks: [String: WebhookSecret], mqttPassword: Secret?) {
+        self.webhooks = webhooks
+        self.mqttPassword = mqttPassword
     }
 }

@@ -63,6 +63,7 @@ public struct DeliveryService: Service {
     /// How often `fleet_telemetry_outbox_depth` is measured.
     public static let depthPeriod: Duration = .seconds(5)
 
+    /// Runs every sink's loop and the depth measurement until graceful shutdown; never throws.
     public func run() async throws {
         await withTaskGroup(of: Void.self) { group in
             for sink in sinks {

@@ -50,6 +50,8 @@ public struct MQTTStateService: Service {
         self.metrics = metrics
     }
 
+    /// Starts the connection, publishes the state until graceful shutdown, then says
+    /// `offline` and disconnects. Never throws: a broker that is down is waited for.
     public func run() async throws {
         connection.start()
         let connected = Gauge(label: "fleet_telemetry_mqtt_connected", factory: metrics)
@@ -102,6 +104,7 @@ public struct MQTTStateService: Service {
 /// The retained messages that describe the fleet's latest state (and, optionally, its Home
 /// Assistant discovery), by topic: pure, so that what is published is tested without a broker.
 public struct MQTTStateMessages: Sendable {
+    /// The prefix the state topics are under.
     public var topics: MQTTTopics
     /// Adds `homeassistant/<component>/fleet_telemetry_<vin>/<name>/config` for each value.
     public var homeAssistant: Bool

@@ -76,6 +76,7 @@ public final class MQTTConnection: Sendable {
         var reported: Set<String> = []
     }
 
+    /// Where and how it connects, as given.
     public let options: Options
     private let state = Mutex(State())
     // Unchecked: `stopping` and `threadEnded` are read and written only with `stopCondition` locked.

@@ -23,7 +23,9 @@ public struct MQTTTopics: Sendable, Hashable {
 /// QoS 1, not retained, with the event's JSON line (``Event/jsonLine``, which carries its `id`)
 /// as the payload: delivered once the broker's PUBACK came.
 public struct MQTTEventPublisher: EventTransport {
+    /// The broker connection, shared with the state topics.
     public let connection: MQTTConnection
+    /// The prefix the topics are under.
     public let topics: MQTTTopics
     /// The longest wait for a PUBACK.
     public let timeout: Duration
@@ -41,6 +43,8 @@ public struct MQTTEventPublisher: EventTransport {
         }
     }
 
+    /// Publishes `event` and waits for the PUBACK: delivered (no status), or failed with the
+    /// ``MQTTError``'s text (never a `retryAfter`: the loop's backoff applies).
     public func send(_ event: Event, now: Timestamp) async -> DeliveryOutcome {
         do {
             try await connection.publish(

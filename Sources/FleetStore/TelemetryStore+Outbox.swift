@@ -128,6 +128,7 @@ extension TelemetryStore {
 
     /// One acknowledged delivery, for ``markDelivered(sink:_:)``.
     public struct Acknowledgement: Sendable, Hashable {
+        /// `events.id`.
         public var eventID: Int64
         /// When the acknowledgement came (UTC).
         public var at: Timestamp
