@@ -160,6 +160,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Benchmarks print figures; they assert nothing (see docs/benchmarks.md).
+        .target(
+            name: "BenchmarkSupport",
+            dependencies: [
+                "FleetClient", "FleetEmulator", "FleetModel", .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/Support",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "scheduler-benchmark",
             dependencies: ["FleetScheduling", "FleetModel"],
@@ -181,6 +189,7 @@ let package = Package(
         .executableTarget(
             name: "quota-benchmark",
             dependencies: [
+                "BenchmarkSupport",
                 "FleetClient", "FleetConfiguration", "FleetDaemon", "FleetEmulator", "FleetIngestion", "FleetModel",
                 "FleetScheduling", "FleetStore", .product(name: "Logging", package: "swift-log"),
             ],
@@ -199,6 +208,7 @@ let package = Package(
         .executableTarget(
             name: "delivery-benchmark",
             dependencies: [
+                "BenchmarkSupport",
                 "FleetClient", "FleetConfiguration", "FleetDaemon", "FleetEmulator", "FleetEvents", "FleetIngestion",
                 "FleetMQTT", "FleetModel", "FleetStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -210,6 +220,7 @@ let package = Package(
         .executableTarget(
             name: "storage-benchmark",
             dependencies: [
+                "BenchmarkSupport",
                 "CSQLite", "FleetClient", "FleetConfiguration", "FleetDaemon", "FleetEmulator", "FleetIngestion", "FleetModel",
                 "FleetStore",
                 .product(name: "Logging", package: "swift-log"),

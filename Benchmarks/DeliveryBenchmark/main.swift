@@ -1,3 +1,4 @@
+import BenchmarkSupport
 import FleetClient
 import FleetConfiguration
 import FleetDaemon
@@ -245,20 +246,7 @@ func cadence(
                 ], detector: rules)
         }
     }
-    let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-    let app = EmulatorServer.application(emulator: emulator, port: 0, logger: logger) { port in
-        portContinuation.yield(port)
-        portContinuation.finish()
-    }
-    return try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await app.run() }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw CancellationError() }
-        let client = HighMobilityClient(
-            configuration: .init(
-                baseURL: "http://127.0.0.1:\(port)", clientID: emulatorConfiguration.clientID,
-                clientSecret: Secret(emulatorConfiguration.clientSecret)),
-            clock: clock, logger: logger)
+    return try await withEmulatedAPI(emulator, clock: clock, logger: logger) { client in
         let polls = Mutex<[VIN: [ContinuousClock.Instant]]>([:])
         let daemon = Daemon(
             configuration: configuration, store: store, client: client, clock: clock, sink: DiscardingEventSink(),
@@ -270,8 +258,6 @@ func cadence(
         for task in delivering { task.cancel() }
         loop.cancel()
         _ = try? await loop.value
-        try await client.shutdown()
-        group.cancelAll()
         let all = polls.withLock { $0 }
         // After the first 3 s (start offsets spread the first polls).
         let settled = all.values.compactMap(\.first).min().map { $0 + .seconds(3) } ?? .now

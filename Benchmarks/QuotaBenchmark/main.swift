@@ -1,3 +1,4 @@
+import BenchmarkSupport
 import FleetClient
 import FleetConfiguration
 import FleetDaemon
@@ -66,20 +67,7 @@ func run(
         policy: .init(interval: .seconds(1), maxBackoff: .seconds(8)), maxConcurrentRequests: 8)
     configuration.vehicles = emulatorConfiguration.vins
     let store = try await Daemon.openStore(path: configuration.databasePath, configuration: configuration)
-    let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-    let app = EmulatorServer.application(emulator: emulator, port: 0, logger: logger) { port in
-        portContinuation.yield(port)
-        portContinuation.finish()
-    }
-    return try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await app.run() }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw CancellationError() }
-        let client = HighMobilityClient(
-            configuration: .init(
-                baseURL: "http://127.0.0.1:\(port)", clientID: emulatorConfiguration.clientID,
-                clientSecret: Secret(emulatorConfiguration.clientSecret)),
-            clock: clock, logger: logger)
+    return try await withEmulatedAPI(emulator, clock: clock, logger: logger) { client in
         let daemon = Daemon(
             configuration: configuration, store: store, client: client, clock: clock, sink: DiscardingEventSink(),
             seed: 7, logger: logger)
@@ -90,8 +78,6 @@ func run(
         let learned = await polling.currentSchedule.rate.learned
         loop.cancel()
         _ = try? await loop.value
-        try await client.shutdown()
-        group.cancelAll()
         let settled = start.adding(.seconds(60))
         let measured = emulator.requestLog.filter { $0.at >= settled }
         return Figures(

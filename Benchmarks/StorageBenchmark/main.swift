@@ -1,3 +1,4 @@
+import BenchmarkSupport
 import CSQLite
 import FleetClient
 import FleetConfiguration
@@ -47,21 +48,8 @@ configuration.polling = .init(policy: .init(interval: .seconds(300)), maxConcurr
 configuration.polling.slowInterval = .seconds(300)
 configuration.vehicles = emulatorConfiguration.vins
 let store = try await Daemon.openStore(path: configuration.databasePath, configuration: configuration)
-let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-let app = EmulatorServer.application(emulator: emulator, port: 0, logger: logger) { port in
-    portContinuation.yield(port)
-    portContinuation.finish()
-}
 let began = ContinuousClock.now
-try await withThrowingTaskGroup(of: Void.self) { group in
-    group.addTask { try await app.run() }
-    var iterator = ports.makeAsyncIterator()
-    guard let port = await iterator.next() else { throw CancellationError() }
-    let client = HighMobilityClient(
-        configuration: .init(
-            baseURL: "http://127.0.0.1:\(port)", clientID: emulatorConfiguration.clientID,
-            clientSecret: Secret(emulatorConfiguration.clientSecret)),
-        clock: clock, logger: logger)
+try await withEmulatedAPI(emulator, clock: clock, logger: logger) { client in
     let daemon = Daemon(
         configuration: configuration, store: store, client: client, clock: clock, sink: DiscardingEventSink(),
         seed: 7, logger: logger)
@@ -76,8 +64,6 @@ try await withThrowingTaskGroup(of: Void.self) { group in
     }
     loop.cancel()
     _ = try? await loop.value
-    try await client.shutdown()
-    group.cancelAll()
 }
 let took = ContinuousClock.now - began
 
