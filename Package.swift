@@ -163,7 +163,8 @@ let package = Package(
         .target(
             name: "BenchmarkSupport",
             dependencies: [
-                "FleetClient", "FleetEmulator", "FleetModel", .product(name: "Logging", package: "swift-log"),
+                "FleetClient", "FleetConfiguration", "FleetEmulator", "FleetModel",
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/Support",
             swiftSettings: swiftSettings

@@ -29,11 +29,7 @@ guard arguments.count <= 1, let eventCount = Int(arguments.first ?? "5000"), eve
     FileHandle.standardError.write(Data("usage: delivery-benchmark [events ≥ 100 (5000)]\n".utf8))
     exit(64)
 }
-let logger: Logger = {
-    var logger = Logger(label: "delivery-benchmark")
-    logger.logLevel = .critical
-    return logger
-}()
+let logger = quietLogger("delivery-benchmark")
 let start = Timestamp(iso8601: "2026-11-28T06:00:00Z")!
 let secretText = "whsec_" + Data((0..<24).map { UInt8($0) }).base64EncodedString()
 
@@ -213,12 +209,9 @@ func cadence(
     let directory = temporaryPath("cadence")
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    var configuration = DaemonConfiguration(
-        api: .init(
-            baseURL: "http://127.0.0.1", clientID: emulatorConfiguration.clientID, clientSecret: .literal(Secret(""))),
-        databasePath: directory + "/telemetry.sqlite")
+    var configuration = daemonConfiguration(
+        for: emulatorConfiguration, databasePath: directory + "/telemetry.sqlite")
     configuration.polling = .init(policy: .init(interval: .seconds(1)), maxConcurrentRequests: 8)
-    configuration.vehicles = emulatorConfiguration.vins
     var receiver: Receiver?
     if let receiverDelay { receiver = try await Receiver(delay: receiverDelay) }
     if let receiver {

@@ -51,21 +51,17 @@ func run(
     limit: Int, clock: any WallClock, seconds: Int,
     drive: @Sendable (PollingService, Timestamp) async -> Void
 ) async throws -> Figures {
-    var logger = Logger(label: "quota-benchmark")
-    logger.logLevel = .critical
+    let logger = quietLogger("quota-benchmark")
     let emulatorConfiguration = EmulatorConfiguration(
         vehicleCount: max(10, 3 * limit), rateLimit: .init(requests: limit, per: .seconds(1)))
     let emulator = Emulator(configuration: emulatorConfiguration, wallClock: clock)
     let directory = NSTemporaryDirectory() + "quota-benchmark-" + UUID().uuidString
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    var configuration = DaemonConfiguration(
-        api: .init(
-            baseURL: "http://127.0.0.1", clientID: emulatorConfiguration.clientID, clientSecret: .literal(Secret(""))),
-        databasePath: directory + "/telemetry.sqlite")
+    var configuration = daemonConfiguration(
+        for: emulatorConfiguration, databasePath: directory + "/telemetry.sqlite")
     configuration.polling = .init(
         policy: .init(interval: .seconds(1), maxBackoff: .seconds(8)), maxConcurrentRequests: 8)
-    configuration.vehicles = emulatorConfiguration.vins
     let store = try await Daemon.openStore(path: configuration.databasePath, configuration: configuration)
     return try await withEmulatedAPI(emulator, clock: clock, logger: logger) { client in
         let daemon = Daemon(

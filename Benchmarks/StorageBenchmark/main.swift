@@ -27,11 +27,7 @@ else {
     FileHandle.standardError.write(Data("usage: storage-benchmark [vehicles ≥ 1 (100)] [hours ≥ 1 (5)]\n".utf8))
     exit(64)
 }
-let logger: Logger = {
-    var logger = Logger(label: "storage-benchmark")
-    logger.logLevel = .critical
-    return logger
-}()
+let logger = quietLogger("storage-benchmark")
 
 let clock = ManualWallClock(start: Timestamp(iso8601: "2026-11-28T06:00:00Z")!)
 let emulatorConfiguration = EmulatorConfiguration(vehicleCount: vehicleCount, timeScale: 1)
@@ -39,14 +35,11 @@ let emulator = Emulator(configuration: emulatorConfiguration, wallClock: clock)
 let directory = NSTemporaryDirectory() + "storage-benchmark-" + UUID().uuidString
 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
 defer { try? FileManager.default.removeItem(atPath: directory) }
-var configuration = DaemonConfiguration(
-    api: .init(
-        baseURL: "http://127.0.0.1", clientID: emulatorConfiguration.clientID, clientSecret: .literal(Secret(""))),
-    databasePath: directory + "/telemetry.sqlite")
+var configuration = daemonConfiguration(
+    for: emulatorConfiguration, databasePath: directory + "/telemetry.sqlite")
 configuration.polling = .init(policy: .init(interval: .seconds(300)), maxConcurrentRequests: 8)
 // Every vehicle at the same cadence, asleep or not: the measurement.
 configuration.polling.slowInterval = .seconds(300)
-configuration.vehicles = emulatorConfiguration.vins
 let store = try await Daemon.openStore(path: configuration.databasePath, configuration: configuration)
 let began = ContinuousClock.now
 try await withEmulatedAPI(emulator, clock: clock, logger: logger) { client in

@@ -1,4 +1,5 @@
 import FleetClient
+import FleetConfiguration
 import FleetEmulator
 import FleetModel
 import Logging
@@ -33,4 +34,22 @@ public func withEmulatedAPI<T: Sendable>(
         try await client.shutdown()
         return try result.get()
     }
+}
+
+/// The daemon's configuration for `emulator`'s fleet: its client id (the client itself comes
+/// from ``withEmulatedAPI(_:clock:logger:_:)``), every one of its VINs, the database at
+/// `databasePath`; the rest at their defaults for the benchmark to set.
+public func daemonConfiguration(for emulator: EmulatorConfiguration, databasePath: String) -> DaemonConfiguration {
+    var configuration = DaemonConfiguration(
+        api: .init(baseURL: "http://127.0.0.1", clientID: emulator.clientID, clientSecret: .literal(Secret(""))),
+        databasePath: databasePath)
+    configuration.vehicles = emulator.vins
+    return configuration
+}
+
+/// A logger that prints only critical messages: a benchmark's output is its figures.
+public func quietLogger(_ label: String) -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = .critical
+    return logger
 }
