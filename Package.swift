@@ -33,6 +33,12 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]
         ),
+        // zlib, for the raw-response archive's deflate with a preset dictionary.
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]
+        ),
         // The Eclipse Mosquitto MQTT client library, reached through its C API.
         .systemLibrary(
             name: "CMosquitto",
@@ -53,7 +59,7 @@ let package = Package(
         // The SQLite layer over the C API and the telemetry store built on it.
         .target(
             name: "FleetStore",
-            dependencies: ["CSQLite", "FleetModel"],
+            dependencies: ["CSQLite", "CZlib", "FleetModel"],
             swiftSettings: swiftSettings
         ),
         // Change events detected by comparing a new observation with the stored latest one.

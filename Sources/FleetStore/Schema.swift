@@ -280,6 +280,30 @@ enum Schema {
                 ON CONFLICT (key) DO UPDATE SET value = max(coalesce(value, 0), excluded.value);
         END;
         """,
+        // 11: the raw archive compressed: each body deflated with a preset dictionary built from
+        //     the fleet's own responses (`archive_dictionaries`), keyed by vehicle and receive
+        //     time, so that a poll costs ~150 bytes instead of a 4 KB page. Bodies archived before
+        //     are kept as they were (`dictionary_id` NULL).
+        """
+        CREATE TABLE archive_dictionaries (
+            id INTEGER PRIMARY KEY,
+            created_at INTEGER NOT NULL,
+            dictionary BLOB NOT NULL
+        );
+        CREATE TABLE raw_responses_v11 (
+            vin TEXT NOT NULL,
+            received_at INTEGER NOT NULL,
+            http_status INTEGER,
+            dictionary_id INTEGER,
+            size INTEGER NOT NULL,
+            body BLOB NOT NULL,
+            PRIMARY KEY (vin, received_at)
+        ) WITHOUT ROWID;
+        INSERT OR IGNORE INTO raw_responses_v11 (vin, received_at, http_status, dictionary_id, size, body)
+            SELECT vin, received_at, http_status, NULL, length(body), body FROM raw_responses ORDER BY vin, received_at, id;
+        DROP TABLE raw_responses;
+        ALTER TABLE raw_responses_v11 RENAME TO raw_responses;
+        """,
     ]
 
     /// The schema version this build writes.

@@ -8,8 +8,10 @@ public struct ArchivedResponse: Sendable, Hashable {
     public var receivedAt: Timestamp
     /// The response's HTTP status.
     public var httpStatus: Int?
-    /// The body exactly as received.
+    /// The body exactly as received (decoded from the archive's deflate).
     public var body: [UInt8]
+    /// The bytes the archive holds for it (compressed), for `fleet-telemetry raw --list`.
+    public var storedBytes: Int
 
     /// True for a success status (2xx) or an unknown one: a body that holds vehicle data.
     public var isSuccess: Bool { httpStatus.map { (200..<300).contains($0) } ?? true }
@@ -30,8 +32,12 @@ extension TelemetryStore {
     /// VINs with archived responses received at or after `since`.
     public func archivedVINs(since: Timestamp) throws -> [VIN] {
         try withConnection { connection in
+            // One seek per vehicle along the key (vin, received_at), never a scan of the archive.
             let statement = try connection.makeStatement(
-                "SELECT DISTINCT vin FROM raw_responses WHERE received_at >= ?1 ORDER BY vin")
+                """
+                SELECT vin FROM vehicles v
+                WHERE EXISTS (SELECT 1 FROM raw_responses r WHERE r.vin = v.vin AND r.received_at >= ?1) ORDER BY vin
+                """)
             try statement.bind([.integer(since.millisecondsSince1970)])
             var result: [VIN] = []
             while try statement.step() {
@@ -44,26 +50,78 @@ extension TelemetryStore {
     /// The receive time of the oldest archived response, or `nil` for an empty archive.
     public func oldestArchivedResponse() throws -> Timestamp? {
         try withConnection { connection in
-            try connection.scalarInt("SELECT min(received_at) FROM raw_responses").map(
-                Timestamp.init(millisecondsSince1970:))
+            try connection.scalarInt(
+                """
+                SELECT min((SELECT min(received_at) FROM raw_responses r WHERE r.vin = v.vin)) FROM vehicles v
+                """
+            ).map(Timestamp.init(millisecondsSince1970:))
         }
     }
 
     /// The archived responses of `vin` received at or after `since`, oldest first.
+    ///
+    /// - Throws: ``ArchiveError/corrupt(_:)`` (naming the response) when a body does not decode;
+    ///   ``SQLiteError``.
     public func archivedResponses(vin: VIN, since: Timestamp) throws -> [ArchivedResponse] {
+        try archivedResponses(
+            vin: vin,
+            sql: """
+                SELECT received_at, http_status, dictionary_id, size, body FROM raw_responses
+                WHERE vin = ?1 AND received_at >= ?2 ORDER BY received_at
+                """,
+            [.integer(since.millisecondsSince1970)])
+    }
+
+    /// The archived response of `vin` received at `at` or, without one then, the newest before
+    /// it; `nil` when the archive holds none that old. `at` `nil` means the newest.
+    ///
+    /// - Throws: ``ArchiveError/corrupt(_:)`` when its body does not decode; ``SQLiteError``.
+    public func archivedResponse(vin: VIN, at: Timestamp?) throws -> ArchivedResponse? {
+        try archivedResponses(
+            vin: vin,
+            sql: """
+                SELECT received_at, http_status, dictionary_id, size, body FROM raw_responses
+                WHERE vin = ?1 AND received_at <= ?2 ORDER BY received_at DESC LIMIT 1
+                """,
+            [.integer(at?.millisecondsSince1970 ?? Int64.max)]
+        ).first
+    }
+
+    /// The newest `limit` archived responses of `vin` received at or before `at` (all when `nil`),
+    /// newest first, with their bodies decoded.
+    public func archivedResponses(vin: VIN, upTo at: Timestamp?, limit: Int) throws -> [ArchivedResponse] {
+        try archivedResponses(
+            vin: vin,
+            sql: """
+                SELECT received_at, http_status, dictionary_id, size, body FROM raw_responses
+                WHERE vin = ?1 AND received_at <= ?2 ORDER BY received_at DESC LIMIT ?3
+                """,
+            [.integer(at?.millisecondsSince1970 ?? Int64.max), .integer(Int64(limit))])
+    }
+
+    private func archivedResponses(vin: VIN, sql: String, _ values: [SQLiteValue]) throws -> [ArchivedResponse] {
         try withConnection { connection in
-            let statement = try connection.cachedStatement(
-                """
-                SELECT received_at, http_status, body FROM raw_responses WHERE vin = ?1 AND received_at >= ?2 ORDER BY received_at, id
-                """)
-            try statement.bind([.text(vin.rawValue), .integer(since.millisecondsSince1970)])
+            let statement = try connection.cachedStatement(sql)
+            try statement.bind([.text(vin.rawValue)] + values)
+            defer { statement.reset() }
             var result: [ArchivedResponse] = []
             while try statement.step() {
+                let receivedAt = Timestamp(millisecondsSince1970: statement.int(at: 0))
+                let stored = statement.blob(at: 4)
+                let body: [UInt8]
+                do {
+                    body = try rawArchive.decode(
+                        dictionaryID: statement.isNull(at: 2) ? nil : statement.int(at: 2),
+                        size: Int(statement.int(at: 3)), stored: stored, connection: connection)
+                } catch let error as ArchiveError {
+                    guard case .corrupt(let reason) = error else { throw error }
+                    throw ArchiveError.corrupt("\(vin), received \(receivedAt.iso8601): \(reason)")
+                }
                 result.append(
                     ArchivedResponse(
-                        vin: vin, receivedAt: Timestamp(millisecondsSince1970: statement.int(at: 0)),
+                        vin: vin, receivedAt: receivedAt,
                         httpStatus: statement.isNull(at: 1) ? nil : Int(statement.int(at: 1)),
-                        body: statement.blob(at: 2)))
+                        body: body, storedBytes: stored.count))
             }
             return result
         }

@@ -32,10 +32,13 @@ extension TelemetryStore {
                 }
             }
             var deleted = 0
-            if let cutoff = samplesBefore {
+            // Samples and archived responses are deleted vehicle by vehicle, along their keys.
+            var all: [String] = []
+            if samplesBefore != nil || rawBefore != nil {
                 let vins = try connection.makeStatement("SELECT vin FROM vehicles ORDER BY vin")
-                var all: [String] = []
                 while try vins.step() { all.append(vins.text(at: 0) ?? "") }
+            }
+            if let cutoff = samplesBefore {
                 for vin in all {
                     deleted += try deleteInBatches(
                         """
@@ -51,10 +54,24 @@ extension TelemetryStore {
                     """, [.integer(cutoff.millisecondsSince1970)])
             }
             if let cutoff = rawBefore {
-                deleted += try deleteInBatches(
-                    """
-                    DELETE FROM raw_responses WHERE id IN (SELECT id FROM raw_responses WHERE received_at < ?1 LIMIT ?2)
-                    """, [.integer(cutoff.millisecondsSince1970)])
+                for vin in all {
+                    deleted += try deleteInBatches(
+                        """
+                        DELETE FROM raw_responses WHERE vin = ?1 AND received_at IN (
+                            SELECT received_at FROM raw_responses WHERE vin = ?1 AND received_at < ?2 LIMIT ?3)
+                        """, [.text(vin), .integer(cutoff.millisecondsSince1970)])
+                }
+                // A dictionary is used until the next one is made: once that happened a day
+                // before the cutoff, every body it encoded was received before the cutoff, and is gone.
+                try connection.transaction {
+                    try connection.cachedStatement(
+                        """
+                        DELETE FROM archive_dictionaries WHERE (
+                            SELECT min(created_at) FROM archive_dictionaries newer WHERE newer.id > archive_dictionaries.id
+                        ) < ?1
+                        """
+                    ).run([.integer(cutoff.millisecondsSince1970 - 86_400_000)])
+                }
             }
             return deleted
         }

@@ -30,6 +30,8 @@ public actor TelemetryStore {
     private var rowWrites: [RowWriteKey: Statement] = [:]
     /// The `latest` rows of recently written vehicles, as committed (see ``LatestCache``).
     var latestCache: LatestCache
+    /// The raw archive's compression and dictionaries (``RawArchive``).
+    let rawArchive = RawArchive()
     /// The sinks every newly stored event is queued for (``setOutboxSinks(_:)``).
     var outboxSinks: [OutboxSink] = []
     struct RowWriteKey: Hashable {
@@ -159,6 +161,7 @@ public actor TelemetryStore {
             }
         } catch {
             latestCache.removeAll()
+            rawArchive.invalidate()
             throw error
         }
     }
@@ -238,6 +241,8 @@ public actor TelemetryStore {
                     // After a full disk SQLite may have rolled the whole transaction back: then
                     // the batch fails as a whole, with the real cause.
                     guard connection.isInTransaction else { throw error }
+                    // The savepoint may have held a new archive dictionary.
+                    rawArchive.invalidate()
                     try rollback.run([])
                     try release.run([])
                     return .failed(error)
@@ -278,14 +283,9 @@ public actor TelemetryStore {
         }
 
         if let body = poll.rawBody {
-            try connection.cachedStatement(
-                """
-                INSERT INTO raw_responses (vin, received_at, http_status, body) VALUES (?1, ?2, ?3, ?4)
-                """
-            ).run([
-                vin, .integer(poll.receivedAt.millisecondsSince1970),
-                poll.httpStatus.map { .integer(Int64($0)) } ?? .null, .blob(body),
-            ])
+            try rawArchive.archive(
+                body, vin: poll.vin, receivedAt: poll.receivedAt.millisecondsSince1970, httpStatus: poll.httpStatus,
+                success: poll.httpStatus.map { (200..<300).contains($0) } ?? false, connection: connection)
         }
         var written = 0
         var stored: [Event] = []

@@ -14,6 +14,7 @@ struct FleetTelemetryCommand: AsyncParsableCommand {
             RunCommand.self, DemoCommand.self, EmulatorCommand.self, VehiclesCommand.self, EligibilityCommand.self,
             PollCommand.self, ImportCommand.self, StatusCommand.self, HistoryCommand.self, EventsCommand.self,
             ScheduleCommand.self, CheckConfigCommand.self, BackupCommand.self, PurgeCommand.self, ReprocessCommand.self,
+            RawCommand.self,
         ]
     )
 }
@@ -50,8 +51,13 @@ func writeStandardError(_ text: String) {
 /// ignored) ends the command quietly with status 0; any other failure (a full disk) ends it with
 /// one line on standard error and status 74, so that a cut file is never reported as a success.
 func writeStandardOutput(_ text: String) {
+    writeStandardOutput(bytes: Array(text.utf8))
+}
+
+/// Writes `bytes` to standard output whole, as ``writeStandardOutput(_:)`` writes text (an
+/// archived body, which need not be UTF-8).
+func writeStandardOutput(bytes: [UInt8]) {
     signal(SIGPIPE, SIG_IGN)
-    let bytes = Array(text.utf8)
     var offset = 0
     while offset < bytes.count {
         let written = bytes.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress! + offset, $0.count - offset) }

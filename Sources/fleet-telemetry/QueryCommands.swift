@@ -664,3 +664,72 @@ struct ReprocessCommand: AsyncParsableCommand {
         }
     }
 }
+
+/// `fleet-telemetry raw VIN [--at T]`: an archived response body as it arrived.
+struct RawCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "raw", abstract: "Print an archived vehicle-data response body exactly as it arrived.",
+        discussion: """
+            Prints the body of the response received for VIN at --at (or the newest one before \
+            it; default: the newest) to standard output, byte for byte, and what it was (receive \
+            time, HTTP status, size) on standard error. With --list, lists the archived responses \
+            instead (newest first). The archive keeps archive.raw_days days (default 7). Exit 1 \
+            when the archive holds no such response.
+            """
+    )
+    @OptionGroup var options: DatabaseOptions
+    @OptionGroup var format: OutputOptions
+    @Argument(help: "The VIN.") var vin: String
+    @Option(
+        name: .long, help: "The response received at this time, or the newest before it (RFC 3339, or a duration ago).")
+    var at: String?
+    @Flag(name: .long, help: "List the archived responses (receive time, HTTP status, bytes) instead of printing one.")
+    var list = false
+    @Option(name: .long, help: "With --list, at most this many (the newest).") var limit: Int = 100
+
+    func validate() throws {
+        _ = try parseVIN(vin)
+        _ = try parseTime(at, option: "--at")
+        guard limit >= 1 else { throw ValidationError("--limit must be at least 1, got \(limit)") }
+        if (format.json || format.csv) && !list {
+            throw ValidationError("--json and --csv go with --list (the body itself is printed as it arrived)")
+        }
+    }
+
+    func run() async throws {
+        let vin = try parseVIN(vin)
+        let at = try parseTime(at, option: "--at")
+        let found: [ArchivedResponse]
+        do {
+            found = try await options.withStore { store in
+                try await store.archivedResponses(vin: vin, upTo: at, limit: list ? limit : 1)
+            }
+        } catch let error as ArchiveError {
+            printError("fleet-telemetry: \(error)")
+            throw ExitStatus.failure
+        }
+        guard let newest = found.first else {
+            let when = at.map { " received at or before \($0.iso8601)" } ?? ""
+            printError(
+                "fleet-telemetry: no archived response of \(vin)\(when) (the archive keeps archive.raw_days days; "
+                    + "`raw \(vin) --list` shows what it holds)")
+            throw ExitStatus.failure
+        }
+        if list {
+            format.output(
+                ["received_at", "http_status", "bytes", "stored_bytes"],
+                found.map {
+                    [
+                        .string($0.receivedAt.iso8601), $0.httpStatus.map { .number(Double($0)) } ?? .null,
+                        .number(Double($0.body.count)), .number(Double($0.storedBytes)),
+                    ]
+                })
+            return
+        }
+        printError(
+            "response of \(vin) received \(newest.receivedAt.iso8601), HTTP "
+                + "\(newest.httpStatus.map(String.init) ?? "-"), \(counted(newest.body.count, "byte")) "
+                + "(\(newest.storedBytes) archived)")
+        writeStandardOutput(bytes: newest.body)
+    }
+}

@@ -280,11 +280,21 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
             try connection.execute(
                 "INSERT INTO polls (vin, requested_at, http_status, latency_ms) VALUES ('1HMFT000000000001', 5, 200, 3)"
             )
+            if (7..<11).contains(version) {
+                // The archive as it was before schema 11: bodies as received.
+                try connection.execute(
+                    "INSERT INTO raw_responses (vin, received_at, http_status, body) VALUES ('1HMFT000000000001', 6, 200, x'7b7d')"
+                )
+            }
         }
         let store = try TelemetryStore(path: db.path)
         #expect(try await store.samples(vin: vin, property: "charging.battery_level").map(\.value) == [.number(64)])
         #expect(try await store.summary().pollsByStatus == [200: 1])
         #expect(try await store.vehicles().first?.status == .active)
+        if version >= 7 {
+            let archived = try await store.archivedResponses(vin: vin, since: Timestamp(millisecondsSince1970: 0))
+            #expect(archived.map(\.body) == [Array("{}".utf8)])
+        }
         let connection = try Connection(path: db.path)
         #expect(try connection.scalarInt("PRAGMA user_version") == Schema.currentVersion)
         #expect(try connection.scalarText("PRAGMA integrity_check") == "ok")

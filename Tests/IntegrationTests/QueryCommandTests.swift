@@ -113,4 +113,48 @@ import Testing
             ).isEmpty)
         #expect(try await store.status().map(\.vin.rawValue) == ["1HMFT000000000002"])
     }
+
+    /// `raw VIN [--at T]` prints an archived body byte for byte; `--list` shows what is kept.
+    @Test func rawPrintsTheArchivedBodyAsItArrived() async throws {
+        let directory = NSTemporaryDirectory() + "ft-raw-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/t.sqlite"
+        let store = try TelemetryStore(path: path)
+        let vin = VIN("1HMFT000000000001")!
+        var bodies: [String] = []
+        for minute in 0..<12 {
+            let time = harnessStart.adding(milliseconds: Int64(minute) * 60_000)
+            var record = PollRecord(
+                vin: vin, requestedAt: time, receivedAt: time, httpStatus: minute == 5 ? 503 : 200,
+                latencyMilliseconds: 1)
+            let body = #"{"charging":{"battery_level":{"data":0.\#(50 + minute)}},"note":"Straße 🚗","n":\#(minute)}"#
+            record.rawBody = Array(body.utf8)
+            bodies.append(body)
+            try await store.record(record, samples: [], detector: EventRules())
+        }
+        let newest = try CLI.execute(["raw", vin.rawValue, "--database", path])
+        #expect(newest.status == 0, "\(newest.stderr)")
+        #expect(newest.stdout == bodies[11])
+        #expect(newest.stderr.contains("HTTP 200"), "\(newest.stderr)")
+        let at = try CLI.execute([
+            "raw", vin.rawValue, "--database", path, "--at",
+            harnessStart.adding(milliseconds: 5 * 60_000 + 30_000).iso8601,
+        ])
+        #expect(at.status == 0, "\(at.stderr)")
+        #expect(at.stdout == bodies[5])
+        #expect(at.stderr.contains("HTTP 503"), "\(at.stderr)")
+        let list = try CLI.execute(["raw", vin.rawValue, "--database", path, "--list", "--limit", "2", "--csv"])
+        #expect(list.status == 0, "\(list.stderr)")
+        #expect(list.stdout.hasPrefix("received_at,http_status,bytes,stored_bytes\n"), "\(list.stdout)")
+        #expect(list.stdout.split(separator: "\n").count == 3, "\(list.stdout)")
+        let before = try CLI.execute([
+            "raw", vin.rawValue, "--database", path, "--at", harnessStart.adding(milliseconds: -1).iso8601,
+        ])
+        #expect(before.status == 1)
+        #expect(before.stdout.isEmpty)
+        #expect(before.stderr.contains("no archived response"), "\(before.stderr)")
+        let unknown = try CLI.execute(["raw", "NOTAVIN", "--database", path])
+        #expect(unknown.status == 64, "\(unknown.stderr)")
+    }
 }
