@@ -300,7 +300,8 @@ enum Schema {
             PRIMARY KEY (vin, received_at)
         ) WITHOUT ROWID;
         INSERT OR IGNORE INTO raw_responses_v11 (vin, received_at, http_status, dictionary_id, size, body)
-            SELECT vin, received_at, http_status, NULL, length(body), body FROM raw_responses ORDER BY vin, received_at, id;
+            SELECT vin, received_at, http_status, NULL, length(body), body FROM raw_responses
+            ORDER BY vin, received_at, id;
         DROP TABLE raw_responses;
         ALTER TABLE raw_responses_v11 RENAME TO raw_responses;
         """,

@@ -108,6 +108,9 @@ final class Statement {
     }
 
     /// True when column `column` (0-based) of the current row is NULL.
+    /// The number of columns of a row.
+    var columnCount: Int32 { sqlite3_column_count(handle) }
+
     func isNull(at column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
     /// Column `column` of the current row as a 64-bit integer (SQLite's conversion rules; 0 for NULL).
     func int(at column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }

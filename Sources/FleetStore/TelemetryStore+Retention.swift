@@ -67,7 +67,8 @@ extension TelemetryStore {
                     try connection.cachedStatement(
                         """
                         DELETE FROM archive_dictionaries WHERE (
-                            SELECT min(created_at) FROM archive_dictionaries newer WHERE newer.id > archive_dictionaries.id
+                            SELECT min(created_at) FROM archive_dictionaries newer
+                            WHERE newer.id > archive_dictionaries.id
                         ) < ?1
                         """
                     ).run([.integer(cutoff.millisecondsSince1970 - 86_400_000)])

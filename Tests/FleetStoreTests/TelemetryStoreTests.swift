@@ -283,7 +283,8 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
             if (7..<11).contains(version) {
                 // The archive as it was before schema 11: bodies as received.
                 try connection.execute(
-                    "INSERT INTO raw_responses (vin, received_at, http_status, body) VALUES ('1HMFT000000000001', 6, 200, x'7b7d')"
+                    "INSERT INTO raw_responses (vin, received_at, http_status, body) "
+                        + "VALUES ('1HMFT000000000001', 6, 200, x'7b7d')"
                 )
             }
         }
