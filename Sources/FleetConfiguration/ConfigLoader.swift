@@ -75,12 +75,17 @@ public enum ConfigLoader {
         var configuration = DaemonConfiguration(
             api: api ?? .init(baseURL: "http://127.0.0.1", clientID: "-", clientSecret: .environment("-")))
 
-        let database = report.section(top["database"], allowed: ["path", "stale_after", "max_size_mb"])
+        let database = report.section(
+            top["database"], allowed: ["path", "stale_after", "max_size_mb", "repeat_heartbeat"])
         report.read(database["max_size_mb"], into: &configuration.maxSizeMegabytes) { n throws(ConfigError) in
             try n.integer(in: 1...16_000_000)
         }
         report.read(database["stale_after"], into: &configuration.staleAfter) { n throws(ConfigError) in
             try n.duration(min: .seconds(1))
+        }
+        report.read(database["repeat_heartbeat"], into: &configuration.repeatHeartbeat) { n throws(ConfigError) in
+            if try n.string() == "0" { return .zero }
+            return try n.duration(min: .zero)
         }
         report.read(database["path"], into: &configuration.databasePath) { n throws(ConfigError) in
             let path = try n.string()

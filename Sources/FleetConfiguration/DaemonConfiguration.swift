@@ -138,6 +138,10 @@ public struct DaemonConfiguration: Sendable {
     /// `database.stale_after`: a `latest` value observed longer ago is shown `stale` in
     /// `latest_view` and `status` (default 1 h).
     public var staleAfter: Duration = .seconds(3600)
+    /// `database.repeat_heartbeat`: a value re-observed unchanged is stored again in the history
+    /// at most this often (default 1 h); in between a repeat only moves the series' newest
+    /// observation time. `0` stores every repeat with a new observation time.
+    public var repeatHeartbeat: Duration = .seconds(3600)
     /// `database.max_size_mb`: a cap on the database file, in MiB (default: none, the disk is the
     /// limit). At the cap, writes fail as on a full disk and are retried; retention makes room.
     public var maxSizeMegabytes: Int?

@@ -79,7 +79,7 @@ public struct Daemon: Sendable {
         var needRestart: [String] = []
         if new.api != old.api { needRestart.append("api") }
         if new.databasePath != old.databasePath || new.staleAfter != old.staleAfter
-            || new.maxSizeMegabytes != old.maxSizeMegabytes
+            || new.maxSizeMegabytes != old.maxSizeMegabytes || new.repeatHeartbeat != old.repeatHeartbeat
         {
             needRestart.append("database")
         }
@@ -130,6 +130,7 @@ public struct Daemon: Sendable {
         try await store.setRole(role)
         if let configuration {
             try await store.setStaleAfter(seconds: configuration.staleAfter.components.seconds)
+            try await store.setRepeatHeartbeat(seconds: configuration.repeatHeartbeat.components.seconds)
             if let megabytes = configuration.maxSizeMegabytes {
                 _ = try await store.setMaximumSize(bytes: Int64(megabytes) << 20)
             }

@@ -22,6 +22,8 @@ struct LatestCache {
     struct Entry {
         /// The newest value of each series.
         var values: [SeriesKey: LatestValue]
+        /// The `series` row behind each value: its id, source unit and newest history row.
+        var rows: [SeriesKey: SeriesRow] = [:]
         /// True when some row may carry a failure flag (`failure_reason` not NULL); `true` is
         /// also allowed when none does (it only costs one `UPDATE` that changes nothing).
         var flagged: Bool
@@ -49,16 +51,6 @@ struct LatestCache {
             entries.remove(at: entries.startIndex)
         }
         entries[vin] = entry
-    }
-
-    /// Moves `values` as the `latest` upsert moves the table: each of `rows` replaces the
-    /// series' value when it is newer (or the series had none).
-    static func apply(_ rows: [Sample], to values: inout [SeriesKey: LatestValue]) {
-        for sample in rows {
-            let key = sample.key
-            if let current = values[key], sample.observedAt <= current.observedAt { continue }
-            values[key] = LatestValue(value: sample.value, unit: sample.unit, observedAt: sample.observedAt)
-        }
     }
 
     /// Removes and returns `vin`'s entry: the poll being written updates it and stores it again

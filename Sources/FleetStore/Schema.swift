@@ -30,6 +30,39 @@ enum Schema {
             FROM samples WHERE property = 'charging.battery_level' AND instance = '';
         """
 
+    /// `samples` and `latest` as views over `series` and `history` (schema 12): the columns of
+    /// the tables they were.
+    static let seriesViews = """
+        CREATE VIEW samples AS
+            SELECT s.vin, s.property, s.instance, h.observed_at, h.value_num, h.value_text, s.unit, h.received_at,
+                   s.source_unit
+            FROM history h JOIN series s ON s.id = h.series_id;
+        CREATE VIEW latest AS
+            SELECT vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit,
+                   failure_reason, failed_at
+            FROM series WHERE current = 1;
+        CREATE VIEW battery_history AS
+            SELECT s.vin, strftime('%Y-%m-%dT%H:%M:%fZ', h.observed_at / 1000.0, 'unixepoch') AS observed_at,
+                   h.observed_at AS observed_at_ms, h.value_num AS battery_percent
+            FROM series s JOIN history h ON h.series_id = s.id
+            WHERE s.property = 'charging.battery_level' AND s.instance = '';
+        CREATE VIEW position_track AS
+            SELECT p.vin, strftime('%Y-%m-%dT%H:%M:%fZ', p.observed_at / 1000.0, 'unixepoch') AS observed_at,
+                   p.observed_at AS observed_at_ms,
+                   (SELECT h.value_num FROM history h WHERE h.series_id = p.latitude_id AND h.observed_at <= p.observed_at
+                    ORDER BY h.observed_at DESC LIMIT 1) AS latitude,
+                   (SELECT h.value_num FROM history h WHERE h.series_id = p.longitude_id AND h.observed_at <= p.observed_at
+                    ORDER BY h.observed_at DESC LIMIT 1) AS longitude
+            FROM (
+                SELECT DISTINCT lat.vin, lat.id AS latitude_id, lon.id AS longitude_id, h.observed_at
+                FROM series lat
+                JOIN series lon ON lon.vin = lat.vin AND lon.property = 'vehicle_location.coordinates.longitude'
+                    AND lon.instance = '' AND lon.current = 1
+                JOIN history h ON h.series_id IN (lat.id, lon.id)
+                WHERE lat.property = 'vehicle_location.coordinates.latitude' AND lat.instance = '' AND lat.current = 1
+            ) p;
+        """
+
     static let migrations: [String] = [
         // 1: the first schema.
         """
@@ -304,6 +337,76 @@ enum Schema {
             ORDER BY vin, received_at, id;
         DROP TABLE raw_responses;
         ALTER TABLE raw_responses_v11 RENAME TO raw_responses;
+        """,
+        // 12: narrow history. A dictionary of series (one integer id per VIN, property, instance
+        //     and unit) holds each series' newest value, updated in place by a poll; `history`
+        //     holds only what varies, keyed by (series, observation time). `samples` and `latest`
+        //     become views with their columns of before, so every documented query still works.
+        //     The rows are moved as they were (repeats included).
+        """
+        DROP VIEW position_track;
+        DROP VIEW battery_history;
+        DROP VIEW latest_view;
+        DROP INDEX latest_status;
+        CREATE TABLE series (
+            id INTEGER PRIMARY KEY,
+            vin TEXT NOT NULL,
+            property TEXT NOT NULL,
+            instance TEXT NOT NULL DEFAULT '',
+            unit TEXT,
+            source_unit TEXT,
+            current INTEGER NOT NULL DEFAULT 1,
+            observed_at INTEGER NOT NULL,
+            value_num REAL,
+            value_text TEXT,
+            received_at INTEGER NOT NULL,
+            failure_reason TEXT,
+            failed_at INTEGER,
+            history_at INTEGER
+        );
+        CREATE UNIQUE INDEX series_by_key ON series (vin, property, instance, coalesce(unit, ''), coalesce(source_unit, ''));
+        CREATE UNIQUE INDEX series_current ON series (vin, property, instance) WHERE current = 1;
+        INSERT INTO series (vin, property, instance, unit, source_unit, current, observed_at, value_num, value_text,
+                received_at, failure_reason, failed_at, history_at)
+            SELECT vin, property, instance, unit, source_unit, 1, observed_at, value_num, value_text, received_at,
+                failure_reason, failed_at, observed_at
+            FROM latest ORDER BY vin, property, instance;
+        INSERT OR IGNORE INTO series (vin, property, instance, unit, source_unit, current, observed_at, value_num,
+                value_text, received_at, history_at)
+            SELECT vin, property, instance, unit, source_unit, 0, max(observed_at), value_num, value_text, received_at,
+                max(observed_at)
+            FROM samples GROUP BY vin, property, instance, unit, source_unit;
+        UPDATE series SET history_at = (
+            SELECT max(x.observed_at) FROM samples x WHERE x.vin = series.vin AND x.property = series.property
+                AND x.instance = series.instance AND x.unit IS series.unit AND x.source_unit IS series.source_unit);
+        CREATE TABLE history (
+            series_id INTEGER NOT NULL,
+            observed_at INTEGER NOT NULL,
+            value_num REAL,
+            value_text TEXT,
+            received_at INTEGER NOT NULL,
+            PRIMARY KEY (series_id, observed_at)
+        ) WITHOUT ROWID;
+        INSERT OR IGNORE INTO history (series_id, observed_at, value_num, value_text, received_at)
+            SELECT s.id, x.observed_at, x.value_num, x.value_text, x.received_at FROM samples x
+            JOIN series s ON s.vin = x.vin AND s.property = x.property AND s.instance = x.instance
+                AND coalesce(s.unit, '') = coalesce(x.unit, '') AND coalesce(s.source_unit, '') = coalesce(x.source_unit, '')
+            ORDER BY s.id, x.observed_at;
+        DROP TABLE samples;
+        DROP TABLE latest;
+        \(seriesViews)
+        CREATE VIEW latest_view AS
+            SELECT vin, property, instance, coalesce(value_num, value_text) AS value, unit,
+                   strftime('%Y-%m-%dT%H:%M:%fZ', observed_at / 1000.0, 'unixepoch') AS observed_at,
+                   (CAST(strftime('%s', 'now') AS INTEGER) * 1000 - observed_at) / 1000 AS age_seconds,
+                   failure_reason,
+                   strftime('%Y-%m-%dT%H:%M:%fZ', failed_at / 1000.0, 'unixepoch') AS failed_at,
+                   (failure_reason IS NOT NULL
+                    OR (CAST(strftime('%s', 'now') AS INTEGER) * 1000 - observed_at) / 1000
+                       > (SELECT value FROM settings WHERE key = 'stale_after_seconds')) AS stale
+            FROM latest;
+        CREATE INDEX latest_status ON series (vin, property, instance, observed_at, value_num, value_text, failure_reason)
+            WHERE current = 1 AND \(statusProperties);
         """,
     ]
 

@@ -151,31 +151,48 @@ extension TelemetryStore {
         return try withConnection { connection in
             try connection.transaction {
                 var counts = ReprocessCounts()
+                let since = since.millisecondsSince1970
                 try connection.makeStatement(
                     """
-                    DELETE FROM samples WHERE vin = ?1 AND received_at IN (
+                    DELETE FROM history WHERE series_id IN (SELECT id FROM series WHERE vin = ?1) AND received_at IN (
                         SELECT received_at FROM raw_responses WHERE vin = ?1 AND received_at >= ?2 AND received_at <= ?3)
                     """
-                ).run([
-                    .text(vin.rawValue), .integer(since.millisecondsSince1970),
-                    .integer(until?.millisecondsSince1970 ?? Int64.max),
-                ])
+                ).run([.text(vin.rawValue), .integer(since), .integer(until?.millisecondsSince1970 ?? Int64.max)])
                 counts.deleted = connection.changes
-                var previous: [SeriesKey: LatestValue] = [:]
+                // Each series as it was before the window: its newest row received before it. A
+                // replay from there decides repeats and heartbeats as the polls did.
+                var state = VehicleSeries()
+                let seed = try connection.cachedStatement(
+                    """
+                    SELECT observed_at, value_num, value_text FROM history
+                    WHERE series_id = ?1 AND received_at < ?2 ORDER BY observed_at DESC LIMIT 1
+                    """)
+                let stored = try latestRows(vin: vin).series
+                for (key, row) in stored.rows {
+                    try seed.bind([.integer(row.id), .integer(since)])
+                    defer { seed.reset() }
+                    guard try seed.step() else { continue }
+                    state.values[key] = LatestValue(
+                        value: Self.value(seed, numberColumn: 1, textColumn: 2),
+                        unit: stored.values[key]?.unit,
+                        observedAt: Timestamp(millisecondsSince1970: seed.int(at: 0)))
+                    state.rows[key] = SeriesRow(id: row.id, sourceUnit: row.sourceUnit, historyAt: seed.int(at: 0))
+                }
                 var events: [Event] = []
                 for response in responses {
                     var scratch: RuleState = [:]
                     events += detector.events(
-                        previous: previous, observed: response.samples, detectedAt: response.receivedAt, state: &scratch
-                    )
+                        previous: state.values, observed: response.samples, detectedAt: response.receivedAt,
+                        state: &scratch)
                     counts.inserted += try writeSamples(
-                        response.samples, previous: previous, receivedAt: response.receivedAt, skipStoredLatest: false
-                    ).written
-                    for sample in response.samples {
-                        previous[sample.key] = LatestValue(
-                            value: sample.value, unit: sample.unit, observedAt: sample.observedAt)
-                    }
+                        response.samples, state: &state, receivedAt: response.receivedAt, replay: true)
                 }
+                try connection.cachedStatement(
+                    """
+                    UPDATE series SET history_at = (SELECT max(observed_at) FROM history WHERE series_id = series.id)
+                    WHERE vin = ?1
+                    """
+                ).run([.text(vin.rawValue)])
                 counts.events = try insert(events, connection: connection)
                 return counts
             }

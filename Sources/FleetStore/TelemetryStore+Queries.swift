@@ -76,8 +76,8 @@ extension TelemetryStore {
                     WHEN 'doors.locks_state' THEN 3 WHEN 'doors.locks.lock_state' THEN 4 WHEN 'charging.status' THEN 5
                     WHEN 'vehicle_location.coordinates.latitude' THEN 6 WHEN 'vehicle_location.coordinates.longitude' THEN 7 END,
                     instance = '', value_num, value_text, failure_reason IS NOT NULL OR observed_at < ?1
-                FROM latest INDEXED BY latest_status
-                WHERE \(Schema.statusProperties)
+                FROM series INDEXED BY latest_status
+                WHERE current = 1 AND \(Schema.statusProperties)
                 ORDER BY vin
                 """)
             try values.bind([.integer(staleBefore)])
@@ -269,8 +269,12 @@ extension TelemetryStore {
         return try withConnection { connection in
             try connection.transaction {
                 var deleted = 0
+                try connection.makeStatement(
+                    "DELETE FROM history WHERE series_id IN (SELECT id FROM series WHERE vin = ?1)"
+                ).run([.text(vin.rawValue)])
+                deleted += connection.changes
                 for table in [
-                    "outbox", "samples", "latest", "events", "polls", "property_failures", "charging_sessions",
+                    "outbox", "series", "events", "polls", "property_failures", "charging_sessions",
                     "schedule",
                     "rule_state", "imported_messages", "raw_responses", "vehicles",
                 ] {

@@ -6,8 +6,9 @@ extension TelemetryStore {
     /// cutoffs, in batches of at most `batch` rows per transaction, so that ingestion never waits
     /// long for the write lock. `latest`, `events` and `charging_sessions` are kept.
     ///
-    /// Samples are deleted one vehicle at a time along the primary key `(vin, observed_at, …)`:
-    /// no full-table scan, whatever the size of the table.
+    /// History rows are deleted one vehicle at a time, series by series along the primary key
+    /// `(series_id, observed_at)`: no full-table scan, whatever the size of the table. The newest
+    /// value of each series (`latest`) stays.
     ///
     /// - Parameters:
     ///   - samplesBefore: Samples observed earlier are deleted; `nil` keeps them all.
@@ -42,8 +43,9 @@ extension TelemetryStore {
                 for vin in all {
                     deleted += try deleteInBatches(
                         """
-                        DELETE FROM samples WHERE vin = ?1 AND observed_at IN (
-                            SELECT observed_at FROM samples WHERE vin = ?1 AND observed_at < ?2 LIMIT ?3)
+                        DELETE FROM history WHERE (series_id, observed_at) IN (
+                            SELECT h.series_id, h.observed_at FROM series s JOIN history h ON h.series_id = s.id
+                            WHERE s.vin = ?1 AND h.observed_at < ?2 LIMIT ?3)
                         """, [.text(vin), .integer(cutoff.millisecondsSince1970)])
                 }
             }
@@ -107,6 +109,22 @@ extension TelemetryStore {
             )
             .run([.integer(seconds)])
         }
+    }
+
+    /// Stores `database.repeat_heartbeat` (`repeat_heartbeat_seconds` in `settings`), which this
+    /// store and every later one on the file apply: a value re-observed unchanged is stored again
+    /// in the history at most every `seconds`; 0 stores every repeat.
+    public func setRepeatHeartbeat(seconds: Int64) throws {
+        try withConnection { connection in
+            try connection.cachedStatement(
+                """
+                INSERT INTO settings (key, value) VALUES ('repeat_heartbeat_seconds', ?1)
+                ON CONFLICT (key) DO UPDATE SET value = excluded.value
+                """
+            )
+            .run([.integer(max(0, seconds))])
+        }
+        repeatHeartbeatMilliseconds = max(0, seconds) * 1000
     }
 
     /// The `stale_after_seconds` setting (3600 unless set).

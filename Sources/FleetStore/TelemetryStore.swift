@@ -17,7 +17,8 @@ import FleetModel
 /// arrive together. Either all of a poll is stored or none of it, so a killed process or a full
 /// disk never leaves half a poll behind and never loses rows already committed.
 public actor TelemetryStore {
-    private let connection: Connection
+    /// The store's connection; used on its executor only.
+    let connection: Connection
     /// The connection's lock waits, bounded from outside at shutdown (``giveUpLockWaits(after:)``).
     private let busyWait: BusyWait
     /// The thread this store's jobs, and so all its SQLite calls, run on; stopped in `deinit`.
@@ -30,6 +31,9 @@ public actor TelemetryStore {
     private var rowWrites: [RowWriteKey: Statement] = [:]
     /// The `latest` rows of recently written vehicles, as committed (see ``LatestCache``).
     var latestCache: LatestCache
+    /// `database.repeat_heartbeat` in ms: how often a value that keeps repeating is stored again
+    /// (0 stores every repeat). Read from `settings` (`repeat_heartbeat_seconds`) at open.
+    var repeatHeartbeatMilliseconds: Int64 = 3_600_000
     /// The raw archive's compression and dictionaries (``RawArchive``).
     let rawArchive = RawArchive()
     /// The sinks every newly stored event is queued for (``setOutboxSinks(_:)``).
@@ -60,6 +64,7 @@ public actor TelemetryStore {
         let connection = try Connection(path: path)
         try Schema.migrate(connection)
         self.connection = connection
+        repeatHeartbeatMilliseconds = try Self.repeatHeartbeat(connection)
         busyWait = connection.busyWait
         latestCache = LatestCache(capacity: latestCacheVehicles)
         // Started last: a store that fails to open leaves no thread behind.
@@ -94,6 +99,7 @@ public actor TelemetryStore {
             try Schema.migrate(connection)
         }
         self.connection = connection
+        repeatHeartbeatMilliseconds = try Self.repeatHeartbeat(connection)
         busyWait = connection.busyWait
         latestCache = LatestCache(capacity: Self.defaultLatestCacheVehicles)
         executor = DatabaseExecutor(name: Self.threadName)
@@ -101,6 +107,12 @@ public actor TelemetryStore {
 
     deinit {
         executor.shutdown()
+    }
+
+    /// The `repeat_heartbeat_seconds` setting in ms (1 h unless set).
+    private static func repeatHeartbeat(_ connection: Connection) throws -> Int64 {
+        max(0, try connection.scalarInt("SELECT value FROM settings WHERE key = 'repeat_heartbeat_seconds'") ?? 3600)
+            * 1000
     }
 
     /// Bounds every wait for another process's lock to end at most `duration` from now, also a
@@ -292,15 +304,15 @@ public actor TelemetryStore {
         // The vehicle's `latest` rows, taken out of the cache while the poll is written (so that
         // they are updated in place) and put back once it is: a poll that fails leaves none.
         let readsLatest = !(samples.isEmpty && failures.isEmpty)
-        let (previous, flagged) = readsLatest ? try takeLatestRows(vin: poll.vin) : ([:], false)
+        var (series, flagged) = readsLatest ? try takeLatestRows(vin: poll.vin) : (VehicleSeries(), false)
+        let previous = series.values
         var flaggedNow = flagged
-        var moved: [Sample] = []
         if flagged {
             // Failure flags in `latest` tell what the newest response said: they are set again
             // below for the properties that failed this time.
             try connection.cachedStatement(
                 """
-                UPDATE latest SET failure_reason = NULL, failed_at = NULL WHERE vin = ?1 AND failure_reason IS NOT NULL
+                UPDATE series SET failure_reason = NULL, failed_at = NULL WHERE vin = ?1 AND failure_reason IS NOT NULL
                 """
             ).run([vin])
             flaggedNow = false
@@ -311,9 +323,7 @@ public actor TelemetryStore {
         if !samples.isEmpty {
             let events = detector.events(
                 previous: previous, observed: samples, detectedAt: poll.receivedAt, state: &state)
-            let outcome = try writeSamples(samples, previous: previous, receivedAt: poll.receivedAt)
-            written = outcome.written
-            moved = outcome.latest
+            written = try writeSamples(samples, state: &series, receivedAt: poll.receivedAt)
             stored = try insert(events, connection: connection)
             if stored.contains(where: {
                 [.chargingStarted, .chargingCompleted, .chargingInterrupted, .chargingError].contains($0.type)
@@ -352,104 +362,19 @@ public actor TelemetryStore {
         }
         // Last, once every statement of the poll succeeded: a poll that fails puts nothing back.
         if readsLatest {
-            var values = consume previous
-            LatestCache.apply(moved, to: &values)
-            latestCache.store(LatestCache.Entry(values: values, flagged: flaggedNow), for: poll.vin)
+            latestCache.store(
+                LatestCache.Entry(values: series.values, rows: series.rows, flagged: flaggedNow), for: poll.vin)
         }
         return PollWriteResult(samplesWritten: written, events: stored)
     }
 
-    /// Stores `samples` (history) and moves `latest` forward.
-    ///
-    /// - Parameter skipStoredLatest: Skip a sample whose observation is the stored latest one
-    ///   (its history row exists already); reprocessing, which deleted those rows, passes `false`.
-    /// - Returns: The new `samples` rows, and the samples offered to `latest` (in order; each
-    ///   replaced the stored value when newer).
-    func writeSamples(
-        _ samples: [Sample], previous: [SeriesKey: LatestValue], receivedAt: Timestamp, skipStoredLatest: Bool = true
-    ) throws -> (written: Int, latest: [Sample]) {
-        var sampleValues: [SQLiteValue] = []
-        var latestValues: [SQLiteValue] = []
-        var latestSamples: [Sample] = []
-        sampleValues.reserveCapacity(samples.count * 9)
-        for sample in samples {
-            let old = previous[sample.key]
-            if sample.timeSource != .property, let old, old.value == sample.value, old.unit == sample.unit {
-                continue
-            }
-            // The stored latest observation has its samples row already: an unchanged re-poll
-            // costs no statement at all.
-            if skipStoredLatest, let old, sample.observedAt == old.observedAt { continue }
-            let row: [SQLiteValue] = [
-                .text(sample.vin.rawValue), .text(sample.property), .text(sample.instance),
-                .integer(sample.observedAt.millisecondsSince1970),
-                sample.value.number.map(SQLiteValue.real) ?? .null,
-                sample.value.text.map(SQLiteValue.text) ?? .null,
-                sample.unit.map(SQLiteValue.text) ?? .null,
-                .integer(receivedAt.millisecondsSince1970),
-                sample.sourceUnit.map(SQLiteValue.text) ?? .null,
-            ]
-            sampleValues += row
-            if old.map({ sample.observedAt > $0.observedAt }) ?? true {
-                latestValues += row
-                latestSamples.append(sample)
-            }
-        }
-        // Many rows per statement: one statement per row cost more than the rows themselves.
-        let written = try runInChunks(.samples, values: sampleValues)
-        _ = try runInChunks(.latest, values: latestValues)
-        return (written, latestSamples)
-    }
-
-    /// The multi-row writes of ``writeSamples(_:previous:receivedAt:skipStoredLatest:)``.
-    enum RowWrite: Hashable {
-        case samples, latest
-
-        /// The statement for `rows` rows of the 9 sample columns.
-        func sql(rows: Int) -> String {
-            let placeholders = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
-            let columns =
-                "(vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit)"
-            switch self {
-            case .samples:
-                return "INSERT OR IGNORE INTO samples \(columns) VALUES \(placeholders)"
-            case .latest:
-                return """
-                    INSERT INTO latest \(columns) VALUES \(placeholders)
-                    ON CONFLICT (vin, property, instance) DO UPDATE SET
-                        observed_at = excluded.observed_at, value_num = excluded.value_num,
-                        value_text = excluded.value_text, unit = excluded.unit, received_at = excluded.received_at,
-                        source_unit = excluded.source_unit, failure_reason = NULL, failed_at = NULL
-                    WHERE excluded.observed_at > latest.observed_at
-                    """
-            }
-        }
-    }
-
-    /// Runs `write` over `values` (rows of 9 columns, in order), at most 32 rows per statement;
-    /// each (write, row count) statement is built and prepared once per connection.
-    ///
-    /// - Returns: The rows changed, as `sqlite3_changes` counts them.
-    private func runInChunks(_ write: RowWrite, values: [SQLiteValue]) throws -> Int {
-        let columns = 9
-        let rows = values.count / columns
-        var changed = 0
-        var start = 0
-        while start < rows {
-            let count = min(32, rows - start)
-            let key = RowWriteKey(write: write, rows: count)
-            let statement: Statement
-            if let cached = rowWrites[key] {
-                statement = cached
-            } else {
-                statement = try connection.cachedStatement(write.sql(rows: count))
-                rowWrites[key] = statement
-            }
-            try statement.run(Array(values[(start * columns)..<((start + count) * columns)]))
-            changed += connection.changes
-            start += count
-        }
-        return changed
+    /// The prepared multi-row statement of `write` for `rows` rows (built once per connection).
+    func rowWriteStatement(_ write: RowWrite, rows: Int) throws -> Statement {
+        let key = RowWriteKey(write: write, rows: rows)
+        if let cached = rowWrites[key] { return cached }
+        let statement = try connection.cachedStatement(write.sql(rows: rows))
+        rowWrites[key] = statement
+        return statement
     }
 
     /// The rule state of `vin` (see ``ChangeDetecting``), by key.
@@ -507,7 +432,7 @@ public actor TelemetryStore {
             ORDER BY observed_at DESC LIMIT 1
             """)
         let good = try connection.cachedStatement(
-            "SELECT received_at FROM latest WHERE vin = ?1 AND property = ?2 AND instance = ?3")
+            "SELECT received_at FROM series WHERE vin = ?1 AND property = ?2 AND instance = ?3 AND current = 1")
         let insert = try connection.cachedStatement(
             """
             INSERT OR IGNORE INTO property_failures (vin, property, instance, observed_at, reason, description, received_at)
@@ -515,7 +440,8 @@ public actor TelemetryStore {
             """)
         let flag = try connection.cachedStatement(
             """
-            UPDATE latest SET failure_reason = ?4, failed_at = ?5 WHERE vin = ?1 AND property = ?2 AND instance = ?3
+            UPDATE series SET failure_reason = ?4, failed_at = ?5
+            WHERE vin = ?1 AND property = ?2 AND instance = ?3 AND current = 1
             """)
         for failure in failures {
             try flag.run([
@@ -606,33 +532,15 @@ public actor TelemetryStore {
 
     /// The newest stored value of every series of `vin`.
     public func latestValues(vin: VIN) throws -> [SeriesKey: LatestValue] {
-        try latestRows(vin: vin).values
+        try latestRows(vin: vin).series.values
     }
 
     /// ``latestRows(vin:)``, taken out of the ``LatestCache`` when it holds `vin`, else read.
-    private func takeLatestRows(vin: VIN) throws -> (values: [SeriesKey: LatestValue], flagged: Bool) {
-        if let entry = latestCache.take(vin) { return (entry.values, entry.flagged) }
-        return try latestRows(vin: vin)
-    }
-
-    /// The newest stored value of every series of `vin`, and whether any carries a failure flag.
-    private func latestRows(vin: VIN) throws -> (values: [SeriesKey: LatestValue], flagged: Bool) {
-        let statement = try connection.cachedStatement(
-            "SELECT property, instance, observed_at, value_num, value_text, unit, failure_reason IS NOT NULL FROM latest WHERE vin = ?1"
-        )
-        try statement.bind([.text(vin.rawValue)])
-        // Not reserved ahead: the map is kept in the `LatestCache`, where room for 64 series took
-        // twice the memory of a vehicle's 25.
-        var result: [SeriesKey: LatestValue] = [:]
-        var flagged = false
-        while try statement.step() {
-            let key = SeriesKey(vin: vin, property: statement.text(at: 0) ?? "", instance: statement.text(at: 1) ?? "")
-            result[key] = LatestValue(
-                value: Self.value(statement, numberColumn: 3, textColumn: 4), unit: statement.text(at: 5),
-                observedAt: Timestamp(millisecondsSince1970: statement.int(at: 2)))
-            if statement.int(at: 6) != 0 { flagged = true }
+    private func takeLatestRows(vin: VIN) throws -> (series: VehicleSeries, flagged: Bool) {
+        if let entry = latestCache.take(vin) {
+            return (VehicleSeries(values: entry.values, rows: entry.rows), entry.flagged)
         }
-        return (result, flagged)
+        return try latestRows(vin: vin)
     }
 
     /// The stored history of one series, oldest first.
@@ -710,10 +618,6 @@ public actor TelemetryStore {
         return summary
     }
 
-    private static func value(_ statement: Statement, numberColumn: Int32, textColumn: Int32) -> SampleValue {
-        statement.isNull(at: numberColumn)
-            ? .text(statement.text(at: textColumn) ?? "") : .number(statement.double(at: numberColumn))
-    }
 }
 
 /// One request for vehicle data and its outcome: a row of the `polls` table.

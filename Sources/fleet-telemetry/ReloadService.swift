@@ -34,6 +34,7 @@ struct ReloadService: Service {
                 running.api = current.api
                 running.databasePath = current.databasePath
                 running.staleAfter = current.staleAfter
+                running.repeatHeartbeat = current.repeatHeartbeat
                 running.maxSizeMegabytes = current.maxSizeMegabytes
                 running.fleet = current.fleet
                 running.retention = current.retention

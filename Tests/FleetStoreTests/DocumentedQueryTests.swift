@@ -124,6 +124,7 @@ import Testing
     @Test func everyDocumentedQueryReturnsTheRowsItDidBefore() async throws {
         let db = TemporaryDatabase()
         let store = try TelemetryStore(path: db.path)
+        try await store.setRepeatHeartbeat(seconds: 0)
         try await Self.fixedInput(store)
         let connection = try Connection(path: db.path)
         var output: [String] = []

@@ -204,6 +204,8 @@ private final class LockHolder: @unchecked Sendable {
     @Test func archivedSamplesAreReplacedAndOthersKept() async throws {
         let db = TemporaryDatabase()
         let store = try TelemetryStore(path: db.path)
+        // Every repeat kept: each response's rows are replaced by its new rows.
+        try await store.setRepeatHeartbeat(seconds: 0)
         var imported = poll(at: minute(0))
         imported.imported = true
         try await store.record(imported, samples: batterySample(40, at: minute(0)), detector: EventRules())
@@ -299,7 +301,7 @@ private final class LockHolder: @unchecked Sendable {
             let connection = try Connection(path: db.path)
             try connection.execute(
                 """
-                CREATE TRIGGER refuse_other BEFORE INSERT ON samples WHEN NEW.vin = '1HMFT000000000002'
+                CREATE TRIGGER refuse_other BEFORE INSERT ON series WHEN NEW.vin = '1HMFT000000000002'
                 BEGIN SELECT RAISE(ABORT, 'refused for the test'); END
                 """)
         }

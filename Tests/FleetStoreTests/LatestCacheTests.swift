@@ -90,7 +90,8 @@ import Testing
         try await store.record(poll(at: t0), samples: lockSample("locked", at: t0), detector: EventRules())
 
         let other = try Connection(path: db.path)
-        try other.execute("UPDATE latest SET value_text = 'unlocked', observed_at = observed_at + 1000")
+        try other.execute(
+            "UPDATE series SET value_text = 'unlocked', observed_at = observed_at + 1000 WHERE current = 1")
 
         // Unlocked after unlocked: no change, so no event (the stale memory said "locked").
         let later = t0.adding(milliseconds: 120_000)

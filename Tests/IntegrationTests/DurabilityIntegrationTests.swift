@@ -42,7 +42,7 @@ extension CommandLineTests {
             #expect(try connection.scalarInt("SELECT count(*) FROM raw_responses") == 18)
 
             // A normalizer upgrade would change these rows; here they are simply lost.
-            try connection.execute("DELETE FROM samples")
+            try connection.execute("DELETE FROM history")
             let summary = try await Reprocessor(ingestion: h.daemon.ingestion).run(since: nil)
             #expect(summary.vehicles == 3)
             #expect(summary.responses == 18)
@@ -50,7 +50,7 @@ extension CommandLineTests {
             #expect(try sampleRows(h.databasePath) == before)
 
             try connection.execute(
-                "DELETE FROM samples WHERE received_at >= \(harnessStart.adding(milliseconds: 180_000).millisecondsSince1970)"
+                "DELETE FROM history WHERE received_at >= \(harnessStart.adding(milliseconds: 180_000).millisecondsSince1970)"
             )
             let result = try CLI.execute([
                 "reprocess", "--database", h.databasePath, "--since",
