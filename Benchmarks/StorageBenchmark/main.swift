@@ -89,14 +89,14 @@ func bytes(_ table: String) throws -> Int64 {
             OR name IN (SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = '\(table)')
         """)
 }
-let samplesBytes = try bytes("samples")
-let archiveBytes = try bytes("raw_responses")
-let latestBytes = try bytes("latest")
+let samplesBytes = try bytes("history")
+let archiveBytes = try bytes("raw_responses") + bytes("archive_dictionaries")
+let latestBytes = try bytes("series")
 let repeats = try count(
     """
     SELECT count(*) FROM (
         SELECT value_num IS lag(value_num) OVER w AND value_text IS lag(value_text) OVER w AND lag(observed_at) OVER w IS NOT NULL AS same
-        FROM samples WINDOW w AS (PARTITION BY vin, property, instance ORDER BY observed_at)
+        FROM history WINDOW w AS (PARTITION BY series_id ORDER BY observed_at)
     ) WHERE same
     """)
 let vehicleDays = Double(vehicleCount) * Double(hours) / 24
@@ -110,7 +110,7 @@ print(
         Double(fileBytes) / vehicleDays / 1000, Double(fileBytes) / 1e6))
 print(
     String(
-        format: "  history rows    %10.1f bytes per row          (samples + indexes)   target ≤ 32 B",
+        format: "  history rows    %10.1f bytes per row          (history + indexes)   target ≤ 32 B",
         Double(samplesBytes) / Double(max(samples, 1))))
 print(
     String(
@@ -118,7 +118,7 @@ print(
         Double(archiveBytes) / Double(max(polls, 1))))
 print(
     String(
-        format: "  latest          %10.1f KB per vehicle", Double(latestBytes) / Double(vehicleCount) / 1000))
+        format: "  series (latest) %10.1f KB per vehicle", Double(latestBytes) / Double(vehicleCount) / 1000))
 print(
     String(
         format: "  repeats         %10.1f %% of samples repeat their series' previous value",

@@ -376,6 +376,13 @@ enum Schema {
             SELECT vin, property, instance, unit, source_unit, 0, max(observed_at), value_num, value_text, received_at,
                 max(observed_at)
             FROM samples GROUP BY vin, property, instance, unit, source_unit;
+        UPDATE series SET current = 1 WHERE id IN (
+            SELECT s.id FROM series s
+            WHERE NOT EXISTS (SELECT 1 FROM series c WHERE c.vin = s.vin AND c.property = s.property
+                    AND c.instance = s.instance AND c.current = 1)
+                AND s.observed_at = (SELECT max(o.observed_at) FROM series o WHERE o.vin = s.vin
+                    AND o.property = s.property AND o.instance = s.instance)
+            GROUP BY s.vin, s.property, s.instance);
         UPDATE series SET history_at = (
             SELECT max(x.observed_at) FROM samples x WHERE x.vin = series.vin AND x.property = series.property
                 AND x.instance = series.instance AND x.unit IS series.unit AND x.source_unit IS series.source_unit);

@@ -281,6 +281,16 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
             try connection.execute(
                 "INSERT INTO polls (vin, requested_at, http_status, latency_ms) VALUES ('1HMFT000000000001', 5, 200, 3)"
             )
+            // A second series with a text value, its latest row and an event.
+            try connection.execute(
+                "INSERT INTO samples (vin, property, instance, observed_at, value_text, received_at) "
+                    + "VALUES ('1HMFT000000000001', 'doors.locks.lock_state', 'front_left', 7, 'unlocked', 8)")
+            try connection.execute(
+                "INSERT INTO latest (vin, property, instance, observed_at, value_text, received_at) "
+                    + "VALUES ('1HMFT000000000001', 'doors.locks.lock_state', 'front_left', 7, 'unlocked', 8)")
+            try connection.execute(
+                "INSERT INTO events (vin, type, instance, occurred_at, detected_at, previous_value, new_value) "
+                    + "VALUES ('1HMFT000000000001', 'door_unlocked', 'front_left', 7, 8, 'locked', 'unlocked')")
             if (7..<11).contains(version) {
                 // The archive as it was before schema 11: bodies as received.
                 try connection.execute(
@@ -296,6 +306,24 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
         }
         let store = try TelemetryStore(path: db.path)
         #expect(try await store.samples(vin: vin, property: "charging.battery_level").map(\.value) == [.number(64)])
+        let rows = try DocumentedQueryTests.rows(
+            try Connection(path: db.path),
+            "SELECT vin, property, instance, observed_at, value_num, value_text, unit, received_at FROM samples "
+                + "ORDER BY observed_at")
+        #expect(
+            rows == [
+                "'1HMFT000000000001'|'charging.battery_level'|''|5|64.0|NULL|'percent'|6",
+                "'1HMFT000000000001'|'doors.locks.lock_state'|'front_left'|7|NULL|'unlocked'|NULL|8",
+            ])
+        #expect(
+            try await store.latestValues(vin: vin)[
+                SeriesKey(vin: vin, property: "doors.locks.lock_state", instance: "front_left")]
+                == LatestValue(value: .text("unlocked"), unit: nil, observedAt: Timestamp(millisecondsSince1970: 7)))
+        #expect(try await store.events(vin: vin).map(\.type) == [.doorUnlocked])
+        #expect(
+            try await store.latestValues(vin: vin)[
+                SeriesKey(vin: vin, property: "charging.battery_level", instance: "")]?
+                .value == .number(64), "a series without a latest row gets one")
         #expect(try await store.summary().pollsByStatus == [200: 1])
         #expect(try await store.vehicles().first?.status == .active)
         if version >= 7 {
