@@ -180,6 +180,23 @@ let minimal = """
         #expect(configuration.polling.maxBackoff == .seconds(3600))
         #expect(configuration.api.requestTimeout == .seconds(30))
         #expect(configuration.logLevel == "info")
+        #expect(configuration.repeatHeartbeat == .seconds(3600))
+    }
+
+    /// `database.repeat_heartbeat`: a duration, or 0 to keep every repeat.
+    @Test func repeatHeartbeat() throws {
+        for (text, expected) in [
+            ("0", Duration.zero), ("0s", .zero), ("30m", .seconds(1800)), ("1d", .seconds(86_400)),
+        ] {
+            let configuration = try ConfigLoader.parse(
+                minimal + "\ndatabase:\n  repeat_heartbeat: \(text)\n", file: "c.yaml")
+            #expect(configuration.repeatHeartbeat == expected, "\(text)")
+        }
+        #expect {
+            try ConfigLoader.parse(minimal + "\ndatabase:\n  repeat_heartbeat: hourly\n", file: "c.yaml")
+        } throws: { error in
+            "\(error)".contains("c.yaml:8: database.repeat_heartbeat: expected a duration")
+        }
     }
 
     @Test(arguments: [
