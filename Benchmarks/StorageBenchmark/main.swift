@@ -123,3 +123,21 @@ print(
     String(
         format: "  repeats         %10.1f %% of samples repeat their series' previous value",
         Double(repeats) / Double(max(samples, 1)) * 100))
+
+// Where the bytes are: each table with its indexes, per vehicle-day.
+var breakdown: OpaquePointer?
+if sqlite3_prepare_v2(
+    database,
+    """
+    SELECT coalesce(m.tbl_name, d.name), sum(d.pgsize) FROM dbstat d LEFT JOIN sqlite_master m ON m.name = d.name
+    GROUP BY 1 ORDER BY 2 DESC LIMIT 8
+    """, -1, &breakdown, nil) == SQLITE_OK
+{
+    print("  by table (with its indexes), per vehicle-day:")
+    while sqlite3_step(breakdown) == SQLITE_ROW {
+        let name = String(cString: sqlite3_column_text(breakdown, 0))
+        let kilobytes = Double(sqlite3_column_int64(breakdown, 1)) / vehicleDays / 1000
+        print("    " + name.padding(toLength: 22, withPad: " ", startingAt: 0) + String(format: "%8.1f KB", kilobytes))
+    }
+}
+sqlite3_finalize(breakdown)
