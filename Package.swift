@@ -225,6 +225,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(
+            name: "import-benchmark",
+            dependencies: ["FleetModel"],
+            path: "Benchmarks/ImportBenchmark",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
             name: "storage-benchmark",
             dependencies: [
                 "BenchmarkSupport",

@@ -6,13 +6,15 @@ import FleetStore
 struct WrittenRows {
     var vin: String
     var receivedAt: Int64
-    /// `samples` rows (the 9 columns of `samples`, in table order); each one also moves `latest`.
+    /// `history` rows (series_id, observed_at, value_num, value_text, received_at); each one also
+    /// moves its `series` row's newest value.
     var samples: [[CValue]] = []
     /// `events` rows (vin, type, instance, occurred_at, detected_at, previous_value, new_value).
     var events: [[CValue]] = []
     /// The `polls` row (vin … manual), `nil` for an imported document.
     var poll: [CValue]?
-    /// The `raw_responses` row (vin, received_at, http_status, body), `nil` without the archive.
+    /// The `raw_responses` row (vin, received_at, http_status, dictionary_id, size, body as
+    /// stored, compressed), `nil` without the archive.
     var raw: [CValue]?
     /// The newest observation of the payload, for `vehicles.last_observed_at`.
     var newestObservation: Int64?
@@ -55,11 +57,14 @@ func writtenRows(path: String, payloads: [(vin: String, receivedAt: Int64)], wit
         sqlite3_column_text(statement, column).map { String(cString: $0) } ?? ""
     }
     try read(
-        "SELECT vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit FROM samples",
-        columns: 9, offset: { index["\(text($0, 0))|\(sqlite3_column_int64($0, 7))"] }
+        """
+        SELECT h.series_id, h.observed_at, h.value_num, h.value_text, h.received_at, s.vin
+        FROM history h JOIN series s ON s.id = h.series_id
+        """,
+        columns: 5, offset: { index["\(text($0, 5))|\(sqlite3_column_int64($0, 4))"] }
     ) { row, values in
         row.samples.append(values)
-        if case .integer(let observed) = values[3] {
+        if case .integer(let observed) = values[1] {
             row.newestObservation = max(row.newestObservation ?? observed, observed)
         }
         return true
@@ -72,8 +77,8 @@ func writtenRows(path: String, payloads: [(vin: String, receivedAt: Int64)], wit
         return true
     }
     try read(
-        "SELECT vin, received_at, http_status, body FROM raw_responses",
-        columns: 4, offset: { index["\(text($0, 0))|\(sqlite3_column_int64($0, 1))"] }
+        "SELECT vin, received_at, http_status, dictionary_id, size, body FROM raw_responses",
+        columns: 6, offset: { index["\(text($0, 0))|\(sqlite3_column_int64($0, 1))"] }
     ) {
         $0.raw = $1
         return true
@@ -103,24 +108,37 @@ final class CeilingWriter {
     private var db: OpaquePointer?
     private var statements: [OpaquePointer?] = []
 
-    /// - Parameter samplesOnly: write only the `samples` rows (the narrower reference).
-    init(path: String, samplesOnly: Bool) throws {
+    /// - Parameters:
+    ///   - seriesFrom: The database ours wrote: its `series` rows (the dictionary of series the
+    ///     history rows refer to) are copied first, outside the timing.
+    ///   - samplesOnly: write only the `history` rows (the narrower reference).
+    init(path: String, seriesFrom: String, samplesOnly: Bool) throws {
         self.samplesOnly = samplesOnly
         _ = try TelemetryStore(path: path)  // creates the same schema
         guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nil) == SQLITE_OK else {
             throw CeilingError(message: "open \(path)")
         }
         try exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 16000;")
-        let sql = [
-            "INSERT INTO samples (vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        try exec(
             """
-            INSERT INTO latest (vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-            ON CONFLICT (vin, property, instance) DO UPDATE SET observed_at = excluded.observed_at, value_num = excluded.value_num,
-                value_text = excluded.value_text, unit = excluded.unit, received_at = excluded.received_at, source_unit = excluded.source_unit
+            ATTACH DATABASE '\(seriesFrom.replacingOccurrences(of: "'", with: "''"))' AS ours;
+            INSERT INTO series SELECT * FROM ours.series;
+            DETACH DATABASE ours;
+            """)
+        let sql = [
+            """
+            INSERT INTO history (series_id, observed_at, value_num, value_text, received_at) VALUES (?1, ?2, ?3, ?4, ?5)
+            """,
+            """
+            UPDATE series SET observed_at = ?2, value_num = ?3, value_text = ?4, received_at = ?5, history_at = ?2
+            WHERE id = ?1
             """,
             "INSERT INTO events (vin, type, instance, occurred_at, detected_at, previous_value, new_value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             "INSERT INTO polls (vin, requested_at, http_status, latency_ms, error, request_id, samples_written, events_emitted, manual) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            "INSERT INTO raw_responses (vin, received_at, http_status, body) VALUES (?1, ?2, ?3, ?4)",
+            """
+            INSERT INTO raw_responses (vin, received_at, http_status, dictionary_id, size, body)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            """,
             """
             INSERT INTO vehicles (vin, first_seen_at, last_polled_at, last_observed_at) VALUES (?1, ?2, ?2, ?3)
             ON CONFLICT (vin) DO UPDATE SET last_polled_at = excluded.last_polled_at, last_observed_at = excluded.last_observed_at

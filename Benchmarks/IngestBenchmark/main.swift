@@ -246,10 +246,10 @@ func runBenchmark() async throws {
 
     // 3. The ceilings: the same rows through the C API.
     func ceiling(
-        _ label: String, rows: [WrittenRows], perTransaction: Int, samplesOnly: Bool = false
+        _ label: String, rows: [WrittenRows], from source: String, perTransaction: Int, samplesOnly: Bool = false
     ) async throws -> Figure {
         let writer = try CeilingWriter(
-            path: directory + "/ceiling-\(UUID().uuidString).sqlite", samplesOnly: samplesOnly)
+            path: directory + "/ceiling-\(UUID().uuidString).sqlite", seriesFrom: source, samplesOnly: samplesOnly)
         let samples = rows.reduce(0) { $0 + $1.samples.count }
         let rows = CeilingWriter.prepare(rows)
         return try await measure(label, payloads: rows.count, samples: samples) {
@@ -262,13 +262,16 @@ func runBenchmark() async throws {
         }
     }
     let ceilingPerPoll = try await ceiling(
-        "ceiling, the same rows, a transaction per payload", rows: perPollRows, perTransaction: 1)
+        "ceiling, the same rows, a transaction per payload", rows: perPollRows, from: perPollPath, perTransaction: 1)
     let ceilingBatched = try await ceiling(
-        "ceiling, the same rows, \(batchSize) per transaction", rows: batchedRows, perTransaction: batchSize)
+        "ceiling, the same rows, \(batchSize) per transaction", rows: batchedRows, from: batchedPath,
+        perTransaction: batchSize)
     let samplesPerPoll = try await ceiling(
-        "  samples rows alone, a transaction per payload", rows: perPollRows, perTransaction: 1, samplesOnly: true)
+        "  history rows alone, a transaction per payload", rows: perPollRows, from: perPollPath, perTransaction: 1,
+        samplesOnly: true)
     let samplesBatched = try await ceiling(
-        "  samples rows alone, \(batchSize) per transaction", rows: batchedRows, perTransaction: batchSize,
+        "  history rows alone, \(batchSize) per transaction", rows: batchedRows, from: batchedPath,
+        perTransaction: batchSize,
         samplesOnly: true)
 
     // 4. Dedup path: each vehicle's newest response again, as an unchanged re-poll returns it.
@@ -315,7 +318,8 @@ func runBenchmark() async throws {
     }
     let fullRows = try writtenRows(
         path: fullPath, payloads: fullReceived.map { (fullVIN.rawValue, $0.millisecondsSince1970) }, withPolls: true)
-    let fullCeiling = try await ceiling("  its ceiling, the same rows, per poll", rows: fullRows, perTransaction: 1)
+    let fullCeiling = try await ceiling(
+        "  its ceiling, the same rows, per poll", rows: fullRows, from: fullPath, perTransaction: 1)
     // The floor under the full-response target: its parsing alone, and its `samples` rows alone
     // through the C API (no `latest`, no events, no poll or raw row), a transaction per response.
     let fullParse = try await measure(
@@ -326,7 +330,7 @@ func runBenchmark() async throws {
         }
     }
     let fullSamplesOnly = try await ceiling(
-        "  its samples rows alone, per poll", rows: fullRows, perTransaction: 1, samplesOnly: true)
+        "  its history rows alone, per poll", rows: fullRows, from: fullPath, perTransaction: 1, samplesOnly: true)
 
     print("")
     func ratio(_ ours: Figure, _ ceiling: Figure) -> Double {

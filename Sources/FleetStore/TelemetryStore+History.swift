@@ -105,6 +105,10 @@ extension TelemetryStore {
         ]
     }
 
+    /// `INDEXED BY series_current` where a statement names the property: the planner would
+    /// otherwise weigh the partial index `latest_status` against each bound property, and SQLite
+    /// prepares such a statement again whenever the bound value changes.
+    ///
     /// The id of the series of `sample`'s VIN, property, instance, unit and source unit, created
     /// when there is none yet: as the current one of its property and instance when `current`,
     /// or when that has none.
@@ -132,7 +136,8 @@ extension TelemetryStore {
             INSERT INTO series (vin, property, instance, unit, source_unit, current, observed_at, value_num, value_text,
                 received_at, history_at)
             VALUES (?1, ?2, ?3, ?4, ?5, ?6 OR NOT EXISTS (
-                SELECT 1 FROM series WHERE vin = ?1 AND property = ?2 AND instance = ?3 AND current = 1),
+                SELECT 1 FROM series INDEXED BY series_current
+                WHERE vin = ?1 AND property = ?2 AND instance = ?3 AND current = 1),
                 ?7, ?8, ?9, ?7, ?7)
             """
         ).run(

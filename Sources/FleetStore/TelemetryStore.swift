@@ -432,7 +432,10 @@ public actor TelemetryStore {
             ORDER BY observed_at DESC LIMIT 1
             """)
         let good = try connection.cachedStatement(
-            "SELECT received_at FROM series WHERE vin = ?1 AND property = ?2 AND instance = ?3 AND current = 1")
+            """
+            SELECT received_at FROM series INDEXED BY series_current
+            WHERE vin = ?1 AND property = ?2 AND instance = ?3 AND current = 1
+            """)
         let insert = try connection.cachedStatement(
             """
             INSERT OR IGNORE INTO property_failures (vin, property, instance, observed_at, reason, description, received_at)
@@ -440,7 +443,7 @@ public actor TelemetryStore {
             """)
         let flag = try connection.cachedStatement(
             """
-            UPDATE series SET failure_reason = ?4, failed_at = ?5
+            UPDATE series INDEXED BY series_current SET failure_reason = ?4, failed_at = ?5
             WHERE vin = ?1 AND property = ?2 AND instance = ?3 AND current = 1
             """)
         for failure in failures {
