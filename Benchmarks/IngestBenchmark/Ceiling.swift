@@ -6,7 +6,7 @@ import FleetStore
 struct WrittenRows {
     var vin: String
     var receivedAt: Int64
-    /// `history` rows (series_id, observed_at, value_num, value_text, received_at); each one also
+    /// `history` rows (series_id, observed_at, value, received_at); each one also
     /// moves its `series` row's newest value.
     var samples: [[CValue]] = []
     /// `events` rows (vin, type, instance, occurred_at, detected_at, previous_value, new_value).
@@ -58,10 +58,10 @@ func writtenRows(path: String, payloads: [(vin: String, receivedAt: Int64)], wit
     }
     try read(
         """
-        SELECT h.series_id, h.observed_at, h.value_num, h.value_text, h.received_at, s.vin
+        SELECT h.series_id, h.observed_at, h.value, h.received_at, s.vin
         FROM history h JOIN series s ON s.id = h.series_id
         """,
-        columns: 5, offset: { index["\(text($0, 5))|\(sqlite3_column_int64($0, 4))"] }
+        columns: 4, offset: { index["\(text($0, 4))|\(sqlite3_column_int64($0, 3))"] }
     ) { row, values in
         row.samples.append(values)
         if case .integer(let observed) = values[1] {
@@ -127,10 +127,11 @@ final class CeilingWriter {
             """)
         let sql = [
             """
-            INSERT INTO history (series_id, observed_at, value_num, value_text, received_at) VALUES (?1, ?2, ?3, ?4, ?5)
+            INSERT INTO history (series_id, observed_at, value, received_at) VALUES (?1, ?2, ?3, ?4)
             """,
             """
-            UPDATE series SET observed_at = ?2, value_num = ?3, value_text = ?4, received_at = ?5, history_at = ?2
+            UPDATE series SET observed_at = ?2, value_num = CASE WHEN typeof(?3) = 'text' THEN NULL ELSE ?3 END,
+                value_text = CASE WHEN typeof(?3) = 'text' THEN ?3 END, received_at = ?4, history_at = ?2
             WHERE id = ?1
             """,
             "INSERT INTO events (vin, type, instance, occurred_at, detected_at, previous_value, new_value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

@@ -34,7 +34,9 @@ let emulatorConfiguration = EmulatorConfiguration(vehicleCount: vehicleCount, ti
 let emulator = Emulator(configuration: emulatorConfiguration, wallClock: clock)
 let directory = NSTemporaryDirectory() + "storage-benchmark-" + UUID().uuidString
 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-defer { try? FileManager.default.removeItem(atPath: directory) }
+// STORAGE_BENCHMARK_KEEP=1 keeps the database (to look into it), and says where.
+let keep = ProcessInfo.processInfo.environment["STORAGE_BENCHMARK_KEEP"] != nil
+defer { if keep { print("kept \(directory)") } else { try? FileManager.default.removeItem(atPath: directory) } }
 var configuration = daemonConfiguration(
     for: emulatorConfiguration, databasePath: directory + "/telemetry.sqlite")
 configuration.polling = .init(policy: .init(interval: .seconds(300)), maxConcurrentRequests: 8)
@@ -95,7 +97,7 @@ let latestBytes = try bytes("series")
 let repeats = try count(
     """
     SELECT count(*) FROM (
-        SELECT value_num IS lag(value_num) OVER w AND value_text IS lag(value_text) OVER w AND lag(observed_at) OVER w IS NOT NULL AS same
+        SELECT value IS lag(value) OVER w AND lag(observed_at) OVER w IS NOT NULL AS same
         FROM history WINDOW w AS (PARTITION BY series_id ORDER BY observed_at)
     ) WHERE same
     """)

@@ -34,8 +34,10 @@ enum Schema {
     /// the tables they were.
     static let seriesViews = """
         CREATE VIEW samples AS
-            SELECT s.vin, s.property, s.instance, h.observed_at, h.value_num, h.value_text, s.unit, h.received_at,
-                   s.source_unit
+            SELECT s.vin, s.property, s.instance, h.observed_at,
+                   CASE WHEN typeof(h.value) IN ('integer', 'real') THEN CAST(h.value AS REAL) END AS value_num,
+                   CASE WHEN typeof(h.value) = 'text' THEN h.value END AS value_text,
+                   s.unit, h.received_at, s.source_unit
             FROM history h JOIN series s ON s.id = h.series_id;
         CREATE VIEW latest AS
             SELECT vin, property, instance, observed_at, value_num, value_text, unit, received_at, source_unit,
@@ -43,15 +45,17 @@ enum Schema {
             FROM series WHERE current = 1;
         CREATE VIEW battery_history AS
             SELECT s.vin, strftime('%Y-%m-%dT%H:%M:%fZ', h.observed_at / 1000.0, 'unixepoch') AS observed_at,
-                   h.observed_at AS observed_at_ms, h.value_num AS battery_percent
+                   h.observed_at AS observed_at_ms, CAST(h.value AS REAL) AS battery_percent
             FROM series s JOIN history h ON h.series_id = s.id
             WHERE s.property = 'charging.battery_level' AND s.instance = '';
         CREATE VIEW position_track AS
             SELECT p.vin, strftime('%Y-%m-%dT%H:%M:%fZ', p.observed_at / 1000.0, 'unixepoch') AS observed_at,
                    p.observed_at AS observed_at_ms,
-                   (SELECT h.value_num FROM history h WHERE h.series_id = p.latitude_id AND h.observed_at <= p.observed_at
+                   (SELECT CAST(h.value AS REAL) FROM history h
+                    WHERE h.series_id = p.latitude_id AND h.observed_at <= p.observed_at
                     ORDER BY h.observed_at DESC LIMIT 1) AS latitude,
-                   (SELECT h.value_num FROM history h WHERE h.series_id = p.longitude_id AND h.observed_at <= p.observed_at
+                   (SELECT CAST(h.value AS REAL) FROM history h
+                    WHERE h.series_id = p.longitude_id AND h.observed_at <= p.observed_at
                     ORDER BY h.observed_at DESC LIMIT 1) AS longitude
             FROM (
                 SELECT DISTINCT lat.vin, lat.id AS latitude_id, lon.id AS longitude_id, h.observed_at
@@ -313,16 +317,21 @@ enum Schema {
                 ON CONFLICT (key) DO UPDATE SET value = max(coalesce(value, 0), excluded.value);
         END;
         """,
-        // 11: the raw archive compressed: each body deflated with a preset dictionary built from
-        //     the fleet's own responses (`archive_dictionaries`), keyed by vehicle and receive
-        //     time, so that a poll costs ~150 bytes instead of a 4 KB page. Bodies archived before
-        //     are kept as they were (`dictionary_id` NULL).
+        // 11: the raw archive compressed: each body deflated with a preset dictionary
+        //     (`archive_dictionaries`): one built from the fleet's own responses, followed by a
+        //     recent body of the same vehicle (its keyframe); keyed by vehicle and receive time, so
+        //     that a poll costs ~150 bytes instead of a 4 KB page. Bodies archived before are kept
+        //     as they were (`dictionary_id` NULL).
         """
         CREATE TABLE archive_dictionaries (
             id INTEGER PRIMARY KEY,
             created_at INTEGER NOT NULL,
+            vin TEXT,
+            base_id INTEGER,
+            size INTEGER,
             dictionary BLOB NOT NULL
         );
+        CREATE INDEX archive_dictionaries_by_vin ON archive_dictionaries (vin, id);
         CREATE TABLE raw_responses_v11 (
             vin TEXT NOT NULL,
             received_at INTEGER NOT NULL,
@@ -389,13 +398,18 @@ enum Schema {
         CREATE TABLE history (
             series_id INTEGER NOT NULL,
             observed_at INTEGER NOT NULL,
-            value_num REAL,
-            value_text TEXT,
+            value,
             received_at INTEGER NOT NULL,
             PRIMARY KEY (series_id, observed_at)
         ) WITHOUT ROWID;
-        INSERT OR IGNORE INTO history (series_id, observed_at, value_num, value_text, received_at)
-            SELECT s.id, x.observed_at, x.value_num, x.value_text, x.received_at FROM samples x
+        INSERT OR IGNORE INTO history (series_id, observed_at, value, received_at)
+            SELECT s.id, x.observed_at,
+                CASE WHEN x.value_num IS NULL THEN x.value_text
+                     WHEN x.value_num = CAST(x.value_num AS INTEGER) AND abs(x.value_num) < 4503599627370496
+                        THEN CAST(x.value_num AS INTEGER)
+                     ELSE x.value_num END,
+                x.received_at
+            FROM samples x
             JOIN series s ON s.vin = x.vin AND s.property = x.property AND s.instance = x.instance
                 AND coalesce(s.unit, '') = coalesce(x.unit, '') AND coalesce(s.source_unit, '') = coalesce(x.source_unit, '')
             ORDER BY s.id, x.observed_at;

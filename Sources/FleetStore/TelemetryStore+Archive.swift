@@ -164,7 +164,7 @@ extension TelemetryStore {
                 var state = VehicleSeries()
                 let seed = try connection.cachedStatement(
                     """
-                    SELECT observed_at, value_num, value_text FROM history
+                    SELECT observed_at, value FROM history
                     WHERE series_id = ?1 AND received_at < ?2 ORDER BY observed_at DESC LIMIT 1
                     """)
                 let stored = try latestRows(vin: vin).series
@@ -173,7 +173,7 @@ extension TelemetryStore {
                     defer { seed.reset() }
                     guard try seed.step() else { continue }
                     state.values[key] = LatestValue(
-                        value: Self.value(seed, numberColumn: 1, textColumn: 2),
+                        value: Self.sampleValue(seed.value(at: 1)),
                         unit: stored.values[key]?.unit,
                         observedAt: Timestamp(millisecondsSince1970: seed.int(at: 0)))
                     state.rows[key] = SeriesRow(id: row.id, sourceUnit: row.sourceUnit, historyAt: seed.int(at: 0))

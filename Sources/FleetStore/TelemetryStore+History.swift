@@ -45,13 +45,12 @@ extension TelemetryStore {
         for sample in samples {
             let key = sample.key
             let time = sample.observedAt.millisecondsSince1970
-            let number = sample.value.number.map(SQLiteValue.real) ?? .null
-            let text = sample.value.text.map(SQLiteValue.text) ?? .null
+            let value = Self.historyValue(sample.value)
             guard let old = state.values[key], var row = state.rows[key] else {
                 // The first value of this (property, instance) for the vehicle.
                 // Reprocessing never moves which series is current: the stored state is newer.
                 let id = try seriesID(for: sample, current: !replay, connection: connection)
-                historyValues += [.integer(id), .integer(time), number, text, .integer(received)]
+                historyValues += [.integer(id), .integer(time), value, .integer(received)]
                 seriesValues += Self.seriesUpdate(id: id, sample, received: received, historyAt: time)
                 state.values[key] = LatestValue(value: sample.value, unit: sample.unit, observedAt: sample.observedAt)
                 state.rows[key] = SeriesRow(id: id, sourceUnit: sample.sourceUnit, historyAt: time)
@@ -63,7 +62,7 @@ extension TelemetryStore {
                 // Older than the newest value: history only (as received late).
                 if sample.timeSource != .property, sameSeries, old.value == sample.value { continue }
                 let id = sameSeries ? row.id : try seriesID(for: sample, current: false, connection: connection)
-                historyValues += [.integer(id), .integer(time), number, text, .integer(received)]
+                historyValues += [.integer(id), .integer(time), value, .integer(received)]
                 continue
             }
             if !sameSeries {
@@ -82,7 +81,7 @@ extension TelemetryStore {
                 || (heartbeat == 0
                     ? sample.timeSource == .property : row.historyAt.map { time - $0 >= heartbeat } ?? true)
             if stored {
-                historyValues += [.integer(row.id), .integer(time), number, text, .integer(received)]
+                historyValues += [.integer(row.id), .integer(time), value, .integer(received)]
                 row.historyAt = time
             }
             seriesValues += Self.seriesUpdate(id: row.id, sample, received: received, historyAt: row.historyAt)
@@ -93,6 +92,27 @@ extension TelemetryStore {
         let written = try runInChunks(.history, values: historyValues)
         _ = try runInChunks(replay ? .seriesIfNewer : .series, values: seriesValues)
         return written
+    }
+
+    /// A value as `history.value` holds it: a text, or a number; a whole number as an integer,
+    /// which SQLite stores in 1 to 6 bytes instead of 8 (the views read every number as REAL).
+    static func historyValue(_ value: SampleValue) -> SQLiteValue {
+        switch value {
+        case .text(let text): return .text(text)
+        case .number(let number):
+            if number == number.rounded(), abs(number) < 4_503_599_627_370_496 { return .integer(Int64(number)) }
+            return .real(number)
+        }
+    }
+
+    /// A `history.value` read back.
+    static func sampleValue(_ value: SQLiteValue) -> SampleValue {
+        switch value {
+        case .integer(let number): return .number(Double(number))
+        case .real(let number): return .number(number)
+        case .text(let text): return .text(text)
+        case .null, .blob: return .text("")
+        }
     }
 
     /// The values of one row of ``RowWrite/series``.
@@ -160,7 +180,7 @@ extension TelemetryStore {
         /// Values per row.
         var columns: Int {
             switch self {
-            case .history: return 5
+            case .history: return 4
             case .series, .seriesIfNewer: return 9
             }
         }
@@ -173,7 +193,7 @@ extension TelemetryStore {
             switch self {
             case .history:
                 return """
-                    INSERT OR IGNORE INTO history (series_id, observed_at, value_num, value_text, received_at)
+                    INSERT OR IGNORE INTO history (series_id, observed_at, value, received_at)
                     VALUES \(placeholders)
                     """
             case .series, .seriesIfNewer:

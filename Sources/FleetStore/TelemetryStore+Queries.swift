@@ -276,7 +276,7 @@ extension TelemetryStore {
                 for table in [
                     "outbox", "series", "events", "polls", "property_failures", "charging_sessions",
                     "schedule",
-                    "rule_state", "imported_messages", "raw_responses", "vehicles",
+                    "rule_state", "imported_messages", "raw_responses", "archive_dictionaries", "vehicles",
                 ] {
                     try connection.makeStatement("DELETE FROM \(table) WHERE vin = ?1").run([.text(vin.rawValue)])
                     deleted += connection.changes

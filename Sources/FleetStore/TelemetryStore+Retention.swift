@@ -63,15 +63,19 @@ extension TelemetryStore {
                             SELECT received_at FROM raw_responses WHERE vin = ?1 AND received_at < ?2 LIMIT ?3)
                         """, [.text(vin), .integer(cutoff.millisecondsSince1970)])
                 }
-                // A dictionary is used until the next one is made: once that happened a day
-                // before the cutoff, every body it encoded was received before the cutoff, and is gone.
+                // A dictionary (the fleet's, or a vehicle's keyframe) is used until the next one of
+                // its kind is made: once that happened a day before the cutoff, every body it
+                // encoded was received before the cutoff, and is gone. Only the oldest are looked at.
                 try connection.transaction {
                     try connection.cachedStatement(
                         """
-                        DELETE FROM archive_dictionaries WHERE (
-                            SELECT min(created_at) FROM archive_dictionaries newer
-                            WHERE newer.id > archive_dictionaries.id
-                        ) < ?1
+                        DELETE FROM archive_dictionaries WHERE id IN (
+                            SELECT d.id FROM archive_dictionaries d
+                            WHERE d.id < coalesce(
+                                    (SELECT min(id) FROM archive_dictionaries WHERE created_at >= ?1),
+                                    (SELECT max(id) + 1 FROM archive_dictionaries))
+                                AND (SELECT n.created_at FROM archive_dictionaries n INDEXED BY archive_dictionaries_by_vin
+                                     WHERE n.vin IS d.vin AND n.id > d.id ORDER BY n.id LIMIT 1) < ?1)
                         """
                     ).run([.integer(cutoff.millisecondsSince1970 - 86_400_000)])
                 }

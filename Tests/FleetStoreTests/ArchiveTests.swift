@@ -50,12 +50,14 @@ private func vin(_ n: Int) -> VIN { VIN(String(format: "1HMFT%012d", n))! }
             #expect(archived.map(\.body) == expected.map(\.2))
         }
         let connection = try Connection(path: db.path)
-        #expect(try connection.scalarInt("SELECT count(*) FROM archive_dictionaries") == 1)
-        #expect(try connection.scalarInt("SELECT count(*) FROM raw_responses WHERE dictionary_id = 1") == 37)
+        // One fleet dictionary (from the first 4 vehicles), then a keyframe per vehicle.
+        #expect(try connection.scalarInt("SELECT count(*) FROM archive_dictionaries WHERE vin IS NULL") == 1)
+        #expect(try connection.scalarInt("SELECT count(DISTINCT vin) FROM archive_dictionaries") == 5)
+        #expect(try connection.scalarInt("SELECT count(*) FROM raw_responses WHERE dictionary_id = 0") == 3)
         let stored = try #require(
-            try connection.scalarInt("SELECT sum(length(body)) FROM raw_responses WHERE dictionary_id = 1"))
+            try connection.scalarInt("SELECT sum(length(body)) FROM raw_responses WHERE dictionary_id > 0"))
         let original = try #require(
-            try connection.scalarInt("SELECT sum(size) FROM raw_responses WHERE dictionary_id = 1"))
+            try connection.scalarInt("SELECT sum(size) FROM raw_responses WHERE dictionary_id > 0"))
         #expect(stored * 4 < original, "\(stored) bytes stored for \(original)")
 
         // `raw VIN --at T`: the one received then, or the newest before.
@@ -66,8 +68,37 @@ private func vin(_ n: Int) -> VIN { VIN(String(format: "1HMFT%012d", n))! }
         #expect(try await store.archivedResponse(vin: vin(3), at: nil)?.receivedAt == sent[37].1)
     }
 
-    /// A new dictionary follows every 7 days; one is deleted by retention only once every body
-    /// it encoded is past the cutoff, and the bodies kept still decode.
+    /// A store opened later goes on with the keyframes on file (read back and decoded), renews a
+    /// vehicle's keyframe every 12 bodies, and every body decodes in a third store, cold.
+    @Test func keyframesSurviveARestart() async throws {
+        let db = TemporaryDatabase()
+        var random = SplitMix64(seed: 11)
+        var sent: [[UInt8]] = []
+        for round in 0..<2 {
+            let store = try TelemetryStore(path: db.path)
+            for n in 0..<(round == 0 ? 30 : 60) {
+                let index = round * 30 + n
+                var record = poll(at: t0.adding(milliseconds: Int64(index) * 60_000))
+                record.vin = vin(n % 3 + 1)
+                record.rawBody = body(vin: record.vin, n: index, random: &random)
+                try await store.record(record, samples: [], detector: EventRules())
+                if record.vin == vin(1) { sent.append(record.rawBody!) }
+            }
+        }
+        let reader = try TelemetryStore(path: db.path)
+        let archived = try await reader.archivedResponses(vin: vin(1), since: Timestamp(millisecondsSince1970: 0))
+        #expect(archived.map(\.body) == sent)
+        let connection = try Connection(path: db.path)
+        // Vehicle 1's first keyframe came with its first body after the fleet dictionary (the
+        // 8th body); the second store read it back, and made the next at its 13th body.
+        #expect(
+            try connection.scalarInt(
+                "SELECT count(*) FROM archive_dictionaries WHERE vin = ?1", [.text(vin(1).rawValue)]) == 2)
+    }
+
+    /// A new fleet dictionary follows every 7 days, a vehicle's keyframe every 12 bodies; a
+    /// dictionary is deleted by retention only once every body it encoded is past the cutoff, and
+    /// the bodies kept still decode.
     @Test func dictionariesRotateAndAreRetired() async throws {
         let db = TemporaryDatabase()
         let store = try TelemetryStore(path: db.path)
@@ -87,13 +118,19 @@ private func vin(_ n: Int) -> VIN { VIN(String(format: "1HMFT%012d", n))! }
         try await archive(dayOffset: 8, count: 8)
         try await archive(dayOffset: 10, count: 8)
         let connection = try Connection(path: db.path)
-        #expect(try connection.scalarInt("SELECT count(*) FROM archive_dictionaries") == 2)
+        let fleet = "SELECT count(*) FROM archive_dictionaries WHERE vin IS NULL"
+        #expect(try connection.scalarInt(fleet) == 2)
         // The second dictionary was made on day 8: the first stays while a day-8 cutoff is near.
         try await store.prune(samplesBefore: nil, pollsBefore: nil, rawBefore: t0.adding(milliseconds: 8 * day))
-        #expect(try connection.scalarInt("SELECT count(*) FROM archive_dictionaries") == 2)
+        #expect(try connection.scalarInt(fleet) == 2)
         try await store.prune(
             samplesBefore: nil, pollsBefore: nil, rawBefore: t0.adding(milliseconds: 9 * day + 60_000))
-        #expect(try connection.scalarInt("SELECT count(*) FROM archive_dictionaries") == 1)
+        #expect(try connection.scalarInt(fleet) == 1)
+        // The keyframes of days 0 and 3 went with it; those of day 8 are used by day 10's bodies.
+        #expect(
+            try connection.scalarInt(
+                "SELECT count(*) FROM archive_dictionaries WHERE vin IS NOT NULL AND created_at < ?1",
+                [.integer(t0.adding(milliseconds: 8 * day).millisecondsSince1970)]) == 0)
         for vehicle in (1...4).map(vin) {
             let kept = try await store.archivedResponses(vin: vehicle, since: Timestamp(millisecondsSince1970: 0))
             #expect(kept.count == 2)
