@@ -380,21 +380,6 @@ enum Schema {
             SELECT vin, property, instance, unit, source_unit, 1, observed_at, value_num, value_text, received_at,
                 failure_reason, failed_at, observed_at
             FROM latest ORDER BY vin, property, instance;
-        INSERT OR IGNORE INTO series (vin, property, instance, unit, source_unit, current, observed_at, value_num,
-                value_text, received_at, history_at)
-            SELECT vin, property, instance, unit, source_unit, 0, max(observed_at), value_num, value_text, received_at,
-                max(observed_at)
-            FROM samples GROUP BY vin, property, instance, unit, source_unit;
-        UPDATE series SET current = 1 WHERE id IN (
-            SELECT s.id FROM series s
-            WHERE NOT EXISTS (SELECT 1 FROM series c WHERE c.vin = s.vin AND c.property = s.property
-                    AND c.instance = s.instance AND c.current = 1)
-                AND s.observed_at = (SELECT max(o.observed_at) FROM series o WHERE o.vin = s.vin
-                    AND o.property = s.property AND o.instance = s.instance)
-            GROUP BY s.vin, s.property, s.instance);
-        UPDATE series SET history_at = (
-            SELECT max(x.observed_at) FROM samples x WHERE x.vin = series.vin AND x.property = series.property
-                AND x.instance = series.instance AND x.unit IS series.unit AND x.source_unit IS series.source_unit);
         CREATE TABLE history (
             series_id INTEGER NOT NULL,
             observed_at INTEGER NOT NULL,
@@ -402,6 +387,12 @@ enum Schema {
             received_at INTEGER NOT NULL,
             PRIMARY KEY (series_id, observed_at)
         ) WITHOUT ROWID;
+        -- Read in the order samples are stored (a vehicle at a time), with no sort: a migration of
+        -- 100 M rows must not need memory in proportion.
+        INSERT OR IGNORE INTO series (vin, property, instance, unit, source_unit, current, observed_at, value_num,
+                value_text, received_at)
+            SELECT vin, property, instance, unit, source_unit, 0, observed_at, value_num, value_text, received_at
+            FROM samples;
         INSERT OR IGNORE INTO history (series_id, observed_at, value, received_at)
             SELECT s.id, x.observed_at,
                 CASE WHEN x.value_num IS NULL THEN x.value_text
@@ -409,12 +400,25 @@ enum Schema {
                         THEN CAST(x.value_num AS INTEGER)
                      ELSE x.value_num END,
                 x.received_at
-            FROM samples x
-            JOIN series s ON s.vin = x.vin AND s.property = x.property AND s.instance = x.instance
-                AND coalesce(s.unit, '') = coalesce(x.unit, '') AND coalesce(s.source_unit, '') = coalesce(x.source_unit, '')
-            ORDER BY s.id, x.observed_at;
-        DROP TABLE samples;
-        DROP TABLE latest;
+            FROM samples x CROSS JOIN series s INDEXED BY series_by_key
+            WHERE s.vin = x.vin AND s.property = x.property AND s.instance = x.instance
+                AND coalesce(s.unit, '') = coalesce(x.unit, '') AND coalesce(s.source_unit, '') = coalesce(x.source_unit, '');
+        UPDATE series SET history_at = (SELECT max(observed_at) FROM history WHERE series_id = series.id);
+        -- A series of a unit no longer sent: its newest value is its newest row.
+        UPDATE series SET (observed_at, value_num, value_text, received_at) = (
+            SELECT h.observed_at, CASE WHEN typeof(h.value) = 'text' THEN NULL ELSE h.value END,
+                CASE WHEN typeof(h.value) = 'text' THEN h.value END, h.received_at
+            FROM history h WHERE h.series_id = series.id ORDER BY h.observed_at DESC LIMIT 1)
+        WHERE current = 0 AND history_at IS NOT NULL;
+        UPDATE series SET current = 1 WHERE id IN (
+            SELECT s.id FROM series s
+            WHERE NOT EXISTS (SELECT 1 FROM series c WHERE c.vin = s.vin AND c.property = s.property
+                    AND c.instance = s.instance AND c.current = 1)
+                AND s.observed_at = (SELECT max(o.observed_at) FROM series o WHERE o.vin = s.vin
+                    AND o.property = s.property AND o.instance = s.instance)
+            GROUP BY s.vin, s.property, s.instance);
+        ALTER TABLE samples RENAME TO samples_v11;
+        ALTER TABLE latest RENAME TO latest_v11;
         \(seriesViews)
         CREATE VIEW latest_view AS
             SELECT vin, property, instance, coalesce(value_num, value_text) AS value, unit,
@@ -429,7 +433,19 @@ enum Schema {
         CREATE INDEX latest_status ON series (vin, property, instance, observed_at, value_num, value_text, failure_reason)
             WHERE current = 1 AND \(statusProperties);
         """,
+        // 13: the tables of before 12 dropped, each in autocommit (see ``outsideTransaction``):
+        //     inside a transaction SQLite keeps every freed page in the statement journal, in
+        //     memory (~750 MB for 10 M rows).
+        """
+        DROP TABLE IF EXISTS samples_v11;
+        DROP TABLE IF EXISTS latest_v11;
+        """,
     ]
+
+    /// Migrations that run statement by statement in autocommit, then bump `user_version`:
+    /// each statement is atomic and the whole is idempotent, so a process killed halfway runs it
+    /// again at the next start.
+    static let outsideTransaction: Set<Int64> = [13]
 
     /// The schema version this build writes.
     static var currentVersion: Int64 { Int64(migrations.count) }
@@ -449,7 +465,18 @@ enum Schema {
             // Version 0 with tables: a database of some other program, never ours to change.
             throw StoreError.foreignDatabase(path: connection.path, table: table)
         }
+        // Foreign keys off while the schema changes, as SQLite advises for table rebuilds: with
+        // them on, dropping a table deletes its rows one by one first (10 M `samples` rows held
+        // ~800 MB in the statement journal during migration 12).
+        guard found < currentVersion else { return }
+        try connection.execute("PRAGMA foreign_keys = OFF")
+        defer { try? connection.execute("PRAGMA foreign_keys = ON") }
         for version in (found + 1)...max(found + 1, currentVersion) where version <= currentVersion {
+            if outsideTransaction.contains(version) {
+                try connection.execute(migrations[Int(version) - 1])
+                try connection.execute("PRAGMA user_version = \(version)")
+                continue
+            }
             try connection.transaction {
                 try connection.execute(migrations[Int(version) - 1])
                 try connection.execute("PRAGMA user_version = \(version)")

@@ -276,18 +276,30 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
             try connection.execute("PRAGMA user_version = \(version)")
             try connection.execute("INSERT INTO vehicles (vin, first_seen_at) VALUES ('1HMFT000000000001', 1)")
             try connection.execute(
-                "INSERT INTO samples (vin, property, instance, observed_at, value_num, unit, received_at) VALUES ('1HMFT000000000001', 'charging.battery_level', '', 5, 64, 'percent', 6)"
-            )
-            try connection.execute(
                 "INSERT INTO polls (vin, requested_at, http_status, latency_ms) VALUES ('1HMFT000000000001', 5, 200, 3)"
             )
-            // A second series with a text value, its latest row and an event.
-            try connection.execute(
-                "INSERT INTO samples (vin, property, instance, observed_at, value_text, received_at) "
-                    + "VALUES ('1HMFT000000000001', 'doors.locks.lock_state', 'front_left', 7, 'unlocked', 8)")
-            try connection.execute(
-                "INSERT INTO latest (vin, property, instance, observed_at, value_text, received_at) "
-                    + "VALUES ('1HMFT000000000001', 'doors.locks.lock_state', 'front_left', 7, 'unlocked', 8)")
+            if version < 12 {
+                // A battery series without a latest row; a lock series with a text value and its
+                // latest row.
+                try connection.execute(
+                    "INSERT INTO samples (vin, property, instance, observed_at, value_num, unit, received_at) "
+                        + "VALUES ('1HMFT000000000001', 'charging.battery_level', '', 5, 64, 'percent', 6)")
+                try connection.execute(
+                    "INSERT INTO samples (vin, property, instance, observed_at, value_text, received_at) "
+                        + "VALUES ('1HMFT000000000001', 'doors.locks.lock_state', 'front_left', 7, 'unlocked', 8)")
+                try connection.execute(
+                    "INSERT INTO latest (vin, property, instance, observed_at, value_text, received_at) "
+                        + "VALUES ('1HMFT000000000001', 'doors.locks.lock_state', 'front_left', 7, 'unlocked', 8)")
+            } else {
+                try connection.execute(
+                    """
+                    INSERT INTO series (id, vin, property, instance, unit, observed_at, value_num, value_text,
+                        received_at, history_at)
+                    VALUES (1, '1HMFT000000000001', 'charging.battery_level', '', 'percent', 5, 64, NULL, 6, 5),
+                        (2, '1HMFT000000000001', 'doors.locks.lock_state', 'front_left', NULL, 7, NULL, 'unlocked', 8, 7);
+                    INSERT INTO history (series_id, observed_at, value, received_at) VALUES (1, 5, 64, 6), (2, 7, 'unlocked', 8);
+                    """)
+            }
             try connection.execute(
                 "INSERT INTO events (vin, type, instance, occurred_at, detected_at, previous_value, new_value) "
                     + "VALUES ('1HMFT000000000001', 'door_unlocked', 'front_left', 7, 8, 'locked', 'unlocked')")

@@ -241,8 +241,8 @@ final class MQTTSubscriber {
     }
 
     /// Waits until `condition` holds for the messages so far (at most 20 s).
-    func wait(until condition: ([ReceivedMessage]) -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(20)
+    func wait(timeout: Duration = .seconds(20), until condition: ([ReceivedMessage]) -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
         while !condition(messages) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
     }
 
