@@ -30,6 +30,20 @@ enum Schema {
             FROM samples WHERE property = 'charging.battery_level' AND instance = '';
         """
 
+    /// `latest_view` (schemas 7 and 12): `latest` with times as text, ages and staleness.
+    static let latestView = """
+        CREATE VIEW latest_view AS
+            SELECT vin, property, instance, coalesce(value_num, value_text) AS value, unit,
+                   strftime('%Y-%m-%dT%H:%M:%fZ', observed_at / 1000.0, 'unixepoch') AS observed_at,
+                   (CAST(strftime('%s', 'now') AS INTEGER) * 1000 - observed_at) / 1000 AS age_seconds,
+                   failure_reason,
+                   strftime('%Y-%m-%dT%H:%M:%fZ', failed_at / 1000.0, 'unixepoch') AS failed_at,
+                   (failure_reason IS NOT NULL
+                    OR (CAST(strftime('%s', 'now') AS INTEGER) * 1000 - observed_at) / 1000
+                       > (SELECT value FROM settings WHERE key = 'stale_after_seconds')) AS stale
+            FROM latest;
+        """
+
     /// `samples` and `latest` as views over `series` and `history` (schema 12): the columns of
     /// the tables they were.
     static let seriesViews = """
@@ -261,16 +275,7 @@ enum Schema {
         CREATE INDEX latest_status ON latest (vin, property, instance, observed_at, value_num, value_text, failure_reason)
             WHERE \(statusProperties);
         \(sampleViews)
-        CREATE VIEW latest_view AS
-            SELECT vin, property, instance, coalesce(value_num, value_text) AS value, unit,
-                   strftime('%Y-%m-%dT%H:%M:%fZ', observed_at / 1000.0, 'unixepoch') AS observed_at,
-                   (CAST(strftime('%s', 'now') AS INTEGER) * 1000 - observed_at) / 1000 AS age_seconds,
-                   failure_reason,
-                   strftime('%Y-%m-%dT%H:%M:%fZ', failed_at / 1000.0, 'unixepoch') AS failed_at,
-                   (failure_reason IS NOT NULL
-                    OR (CAST(strftime('%s', 'now') AS INTEGER) * 1000 - observed_at) / 1000
-                       > (SELECT value FROM settings WHERE key = 'stale_after_seconds')) AS stale
-            FROM latest;
+        \(latestView)
         """,
         // 8: events found by detection time (`events --since`: what was learned since a time,
         //    whatever the vehicle's clock says).
@@ -420,16 +425,7 @@ enum Schema {
         ALTER TABLE samples RENAME TO samples_v11;
         ALTER TABLE latest RENAME TO latest_v11;
         \(seriesViews)
-        CREATE VIEW latest_view AS
-            SELECT vin, property, instance, coalesce(value_num, value_text) AS value, unit,
-                   strftime('%Y-%m-%dT%H:%M:%fZ', observed_at / 1000.0, 'unixepoch') AS observed_at,
-                   (CAST(strftime('%s', 'now') AS INTEGER) * 1000 - observed_at) / 1000 AS age_seconds,
-                   failure_reason,
-                   strftime('%Y-%m-%dT%H:%M:%fZ', failed_at / 1000.0, 'unixepoch') AS failed_at,
-                   (failure_reason IS NOT NULL
-                    OR (CAST(strftime('%s', 'now') AS INTEGER) * 1000 - observed_at) / 1000
-                       > (SELECT value FROM settings WHERE key = 'stale_after_seconds')) AS stale
-            FROM latest;
+        \(latestView)
         CREATE INDEX latest_status ON series (vin, property, instance, observed_at, value_num, value_text, failure_reason)
             WHERE current = 1 AND \(statusProperties);
         """,

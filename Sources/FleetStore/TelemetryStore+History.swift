@@ -90,7 +90,19 @@ extension TelemetryStore {
         }
         // Many rows per statement: one statement per row cost more than the rows themselves.
         let written = try runInChunks(.history, values: historyValues)
-        _ = try runInChunks(replay ? .seriesIfNewer : .series, values: seriesValues)
+        // One row at a time, by id: an UPDATE binds no text, where a multi-row upsert had to bind
+        // each row's VIN, property and instance again.
+        let update = try connection.cachedStatement(
+            """
+            UPDATE series SET observed_at = ?2, value_num = ?3, value_text = ?4, received_at = ?5,
+                history_at = coalesce(?6, history_at), failure_reason = NULL, failed_at = NULL
+            WHERE id = ?1\(replay ? " AND ?2 > observed_at" : "")
+            """)
+        var row = 0
+        while row < seriesValues.count {
+            try update.run(Array(seriesValues[row..<(row + 6)]))
+            row += 6
+        }
         return written
     }
 
@@ -115,11 +127,10 @@ extension TelemetryStore {
         }
     }
 
-    /// The values of one row of ``RowWrite/series``.
+    /// The values of one `series` update: id, observed_at, value_num, value_text, received_at, history_at.
     private static func seriesUpdate(id: Int64, _ sample: Sample, received: Int64, historyAt: Int64?) -> [SQLiteValue] {
         [
-            .integer(id), .text(sample.vin.rawValue), .text(sample.property), .text(sample.instance),
-            .integer(sample.observedAt.millisecondsSince1970),
+            .integer(id), .integer(sample.observedAt.millisecondsSince1970),
             sample.value.number.map(SQLiteValue.real) ?? .null, sample.value.text.map(SQLiteValue.text) ?? .null,
             .integer(received), historyAt.map(SQLiteValue.integer) ?? .null,
         ]
@@ -172,44 +183,14 @@ extension TelemetryStore {
     enum RowWrite: Hashable {
         /// New `history` rows (one already stored is left as it is).
         case history
-        /// The newest value of existing `series` rows, by id.
-        case series
-        /// The same, only where the observation is newer than the stored one (reprocessing).
-        case seriesIfNewer
 
         /// Values per row.
-        var columns: Int {
-            switch self {
-            case .history: return 4
-            case .series, .seriesIfNewer: return 9
-            }
-        }
+        var columns: Int { 4 }
 
         /// The statement for `rows` rows.
         func sql(rows: Int) -> String {
-            let placeholders = Array(
-                repeating: "(" + Array(repeating: "?", count: columns).joined(separator: ", ") + ")", count: rows
-            ).joined(separator: ", ")
-            switch self {
-            case .history:
-                return """
-                    INSERT OR IGNORE INTO history (series_id, observed_at, value, received_at)
-                    VALUES \(placeholders)
-                    """
-            case .series, .seriesIfNewer:
-                // An upsert on rows that exist: one statement updates many rows, by id, without
-                // the temporary table an `UPDATE … FROM (VALUES …)` builds.
-                return """
-                    INSERT INTO series (id, vin, property, instance, observed_at, value_num, value_text, received_at,
-                        history_at)
-                    VALUES \(placeholders)
-                    ON CONFLICT (id) DO UPDATE SET observed_at = excluded.observed_at, value_num = excluded.value_num,
-                        value_text = excluded.value_text, received_at = excluded.received_at,
-                        history_at = coalesce(excluded.history_at, series.history_at),
-                        failure_reason = NULL, failed_at = NULL\(
-                        self == .seriesIfNewer ? " WHERE excluded.observed_at > series.observed_at" : "")
-                    """
-            }
+            let placeholders = Array(repeating: "(?, ?, ?, ?)", count: rows).joined(separator: ", ")
+            return "INSERT OR IGNORE INTO history (series_id, observed_at, value, received_at) VALUES \(placeholders)"
         }
     }
 
