@@ -84,8 +84,14 @@ public enum ConfigLoader {
             try n.duration(min: .seconds(1))
         }
         report.read(database["repeat_heartbeat"], into: &configuration.repeatHeartbeat) { n throws(ConfigError) in
-            if try n.string() == "0" { return .zero }
-            return try n.duration(min: .zero)
+            let text = try n.string()
+            if text == "0" { return .zero }
+            let value = try n.duration(min: .zero)
+            // Kept in whole seconds (`repeat_heartbeat_seconds`): 100ms would become 0, "keep all".
+            if value != .zero && value < .seconds(1) {
+                throw n.error("must be 0 (keep every repeat) or at least 1s, got \(text)")
+            }
+            return value
         }
         report.read(database["path"], into: &configuration.databasePath) { n throws(ConfigError) in
             let path = try n.string()

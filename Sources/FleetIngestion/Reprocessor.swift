@@ -31,6 +31,9 @@ public struct Reprocessor: Sendable {
         public var responses = 0
         /// Responses the normalizer still refuses (kept in the archive, no samples).
         public var unreadable = 0
+        /// Vehicles left as they were because an archived body does not decode: the first
+        /// problem of each (naming the vehicle and the time).
+        public var skipped: [String] = []
         /// Sample rows the archived responses had produced, deleted.
         public var samplesDeleted = 0
         /// Sample rows written from the responses normalized again.
@@ -58,6 +61,15 @@ public struct Reprocessor: Sendable {
         for vin in try await store.archivedVINs(since: start) {
             var responses: [(receivedAt: Timestamp, samples: [Sample])] = []
             let archived = try await store.archivedResponses(vin: vin, since: start)
+            // A body that does not decode cannot be normalized again, and the rows it produced
+            // must stay: the vehicle is left as it is.
+            let undecodable = archived.filter { $0.problem != nil }
+            if !undecodable.isEmpty {
+                summary.responses += archived.count
+                summary.unreadable += undecodable.count
+                summary.skipped.append(contentsOf: undecodable.compactMap(\.problem).prefix(1))
+                continue
+            }
             for response in archived {
                 summary.responses += 1
                 guard response.isSuccess,

@@ -66,9 +66,15 @@ struct LatestCache {
 
     /// Forgets every vehicle when `version` (`PRAGMA data_version`) differs from the one seen at
     /// the last write transaction: another connection committed in between.
-    mutating func validate(dataVersion version: Int64) {
-        if dataVersion != version { entries.removeAll() }
+    ///
+    /// - Returns: Whether another connection committed (what else the store holds in memory of
+    ///   the file is then stale too).
+    @discardableResult
+    mutating func validate(dataVersion version: Int64) -> Bool {
+        let changed = dataVersion != version
+        if changed { entries.removeAll() }
         dataVersion = version
+        return changed
     }
 
     /// How many vehicles are held.

@@ -8,10 +8,16 @@ public struct ArchivedResponse: Sendable, Hashable {
     public var receivedAt: Timestamp
     /// The response's HTTP status.
     public var httpStatus: Int?
-    /// The body exactly as received (decoded from the archive's deflate).
+    /// The body exactly as received (decoded from the archive's deflate); empty when it was not
+    /// decoded (a listing) or does not decode (``problem``).
     public var body: [UInt8]
+    /// Its length as received, in bytes.
+    public var size: Int
     /// The bytes the archive holds for it (compressed), for `fleet-telemetry raw --list`.
     public var storedBytes: Int
+    /// Why the body does not decode (damaged bytes, a dictionary gone), naming the vehicle and
+    /// the time; `nil` when it decoded or was not decoded.
+    public var problem: String?
 
     /// True for a success status (2xx) or an unknown one: a body that holds vehicle data.
     public var isSuccess: Bool { httpStatus.map { (200..<300).contains($0) } ?? true }
@@ -58,10 +64,10 @@ extension TelemetryStore {
         }
     }
 
-    /// The archived responses of `vin` received at or after `since`, oldest first.
+    /// The archived responses of `vin` received at or after `since`, oldest first; a body that
+    /// does not decode comes with its ``ArchivedResponse/problem``.
     ///
-    /// - Throws: ``ArchiveError/corrupt(_:)`` (naming the response) when a body does not decode;
-    ///   ``SQLiteError``.
+    /// - Throws: ``SQLiteError``.
     public func archivedResponses(vin: VIN, since: Timestamp) throws -> [ArchivedResponse] {
         try archivedResponses(
             vin: vin,
@@ -73,9 +79,10 @@ extension TelemetryStore {
     }
 
     /// The archived response of `vin` received at `at` or, without one then, the newest before
-    /// it; `nil` when the archive holds none that old. `at` `nil` means the newest.
+    /// it; `nil` when the archive holds none that old. `at` `nil` means the newest. A body that
+    /// does not decode comes with its ``ArchivedResponse/problem``.
     ///
-    /// - Throws: ``ArchiveError/corrupt(_:)`` when its body does not decode; ``SQLiteError``.
+    /// - Throws: ``SQLiteError``.
     public func archivedResponse(vin: VIN, at: Timestamp?) throws -> ArchivedResponse? {
         try archivedResponses(
             vin: vin,
@@ -88,18 +95,22 @@ extension TelemetryStore {
     }
 
     /// The newest `limit` archived responses of `vin` received at or before `at` (all when `nil`),
-    /// newest first, with their bodies decoded.
-    public func archivedResponses(vin: VIN, upTo at: Timestamp?, limit: Int) throws -> [ArchivedResponse] {
+    /// newest first, with their bodies decoded when `decode` (else `body` is empty).
+    public func archivedResponses(
+        vin: VIN, upTo at: Timestamp?, limit: Int, decode: Bool = true
+    ) throws -> [ArchivedResponse] {
         try archivedResponses(
             vin: vin,
             sql: """
                 SELECT received_at, http_status, dictionary_id, size, body FROM raw_responses
                 WHERE vin = ?1 AND received_at <= ?2 ORDER BY received_at DESC LIMIT ?3
                 """,
-            [.integer(at?.millisecondsSince1970 ?? Int64.max), .integer(Int64(limit))])
+            [.integer(at?.millisecondsSince1970 ?? Int64.max), .integer(Int64(limit))], decode: decode)
     }
 
-    private func archivedResponses(vin: VIN, sql: String, _ values: [SQLiteValue]) throws -> [ArchivedResponse] {
+    private func archivedResponses(
+        vin: VIN, sql: String, _ values: [SQLiteValue], decode: Bool = true
+    ) throws -> [ArchivedResponse] {
         try withConnection { connection in
             let statement = try connection.cachedStatement(sql)
             try statement.bind([.text(vin.rawValue)] + values)
@@ -108,20 +119,24 @@ extension TelemetryStore {
             while try statement.step() {
                 let receivedAt = Timestamp(millisecondsSince1970: statement.int(at: 0))
                 let stored = statement.blob(at: 4)
-                let body: [UInt8]
-                do {
-                    body = try rawArchive.decode(
-                        dictionaryID: statement.isNull(at: 2) ? nil : statement.int(at: 2),
-                        size: Int(statement.int(at: 3)), stored: stored, connection: connection)
-                } catch let error as ArchiveError {
-                    guard case .corrupt(let reason) = error else { throw error }
-                    throw ArchiveError.corrupt("\(vin), received \(receivedAt.iso8601): \(reason)")
+                let size = Int(statement.int(at: 3))
+                var body: [UInt8] = []
+                var problem: String?
+                if decode {
+                    do {
+                        body = try rawArchive.decode(
+                            dictionaryID: statement.isNull(at: 2) ? nil : statement.int(at: 2), size: size,
+                            stored: stored, connection: connection)
+                    } catch let error as ArchiveError {
+                        guard case .corrupt(let reason) = error else { throw error }
+                        problem = "\(ArchiveError.corrupt("\(vin), received \(receivedAt.iso8601): \(reason)"))"
+                    }
                 }
                 result.append(
                     ArchivedResponse(
                         vin: vin, receivedAt: receivedAt,
                         httpStatus: statement.isNull(at: 1) ? nil : Int(statement.int(at: 1)),
-                        body: body, storedBytes: stored.count))
+                        body: body, size: size, storedBytes: stored.count, problem: problem))
             }
             return result
         }

@@ -266,6 +266,8 @@ extension TelemetryStore {
     @discardableResult
     public func purge(vin: VIN) throws -> Int {
         latestCache.removeAll()
+        // The vehicle's keyframe goes with it.
+        rawArchive.invalidate()
         return try withConnection { connection in
             try connection.transaction {
                 var deleted = 0

@@ -167,7 +167,11 @@ public actor TelemetryStore {
             return try connection.transaction {
                 let version = try connection.cachedStatement("PRAGMA data_version")
                 try version.bind([])
-                if try version.step() { latestCache.validate(dataVersion: version.int(at: 0)) }
+                // Another connection committed (a `purge`, an import): the cached rows and the
+                // archive's dictionaries may have changed under us.
+                if try version.step(), latestCache.validate(dataVersion: version.int(at: 0)) {
+                    rawArchive.invalidate()
+                }
                 version.reset()
                 return try body()
             }

@@ -633,8 +633,14 @@ struct ReprocessCommand: AsyncParsableCommand {
         do {
             summary = try await reprocessor.run(since: requested)
         } catch {
-            printError("fleet-telemetry: reprocess stopped: \(error) (vehicles already done are kept)")
+            let path = options.database ?? configuration?.databasePath ?? "the database"
+            printError(
+                "fleet-telemetry: reprocess stopped: \(DatabaseOptions.describe(error, path)) "
+                    + "(vehicles already done are kept)")
             throw ExitStatus.ioError
+        }
+        for problem in summary.skipped {
+            printError("note: left as it was: \(problem)")
         }
         guard let start = summary.since else {
             printError(
@@ -685,29 +691,27 @@ struct RawCommand: AsyncParsableCommand {
     var at: String?
     @Flag(name: .long, help: "List the archived responses (receive time, HTTP status, bytes) instead of printing one.")
     var list = false
-    @Option(name: .long, help: "With --list, at most this many (the newest).") var limit: Int = 100
+    @Option(name: .long, help: "With --list, at most this many (the newest; default 100).") var limit: Int?
 
     func validate() throws {
         _ = try parseVIN(vin)
         _ = try parseTime(at, option: "--at")
-        guard limit >= 1 else { throw ValidationError("--limit must be at least 1, got \(limit)") }
-        if (format.json || format.csv) && !list {
-            throw ValidationError("--json and --csv go with --list (the body itself is printed as it arrived)")
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
+        if (format.json || format.csv || limit != nil) && !list {
+            throw ValidationError("--json, --csv and --limit go with --list (the body itself is printed as it arrived)")
         }
     }
 
     func run() async throws {
         let vin = try parseVIN(vin)
         let at = try parseTime(at, option: "--at")
-        let found: [ArchivedResponse]
-        do {
-            found = try await options.withStore { store in
-                try await store.archivedResponses(vin: vin, upTo: at, limit: list ? limit : 1)
-            }
-        } catch let error as ArchiveError {
-            printError("fleet-telemetry: \(error)")
-            throw ExitStatus.failure
+        let limit = list ? self.limit ?? 100 : 1
+        // One more than listed, to say when the listing is cut; a listing decodes nothing.
+        var found = try await options.withStore { store in
+            try await store.archivedResponses(vin: vin, upTo: at, limit: list ? limit + 1 : 1, decode: !list)
         }
+        let cut = found.count > limit
+        if cut { found.removeLast() }
         guard let newest = found.first else {
             let when = at.map { " received at or before \($0.iso8601)" } ?? ""
             printError(
@@ -721,10 +725,15 @@ struct RawCommand: AsyncParsableCommand {
                 found.map {
                     [
                         .string($0.receivedAt.iso8601), $0.httpStatus.map { .number(Double($0)) } ?? .null,
-                        .number(Double($0.body.count)), .number(Double($0.storedBytes)),
+                        .number(Double($0.size)), .number(Double($0.storedBytes)),
                     ]
                 })
+            if cut { printError("showing the newest \(limit); more are archived (--limit, --at)") }
             return
+        }
+        if let problem = newest.problem {
+            printError("fleet-telemetry: \(problem)")
+            throw ExitStatus.failure
         }
         printError(
             "response of \(vin) received \(newest.receivedAt.iso8601), HTTP "

@@ -197,6 +197,11 @@ let minimal = """
         } throws: { error in
             "\(error)".contains("c.yaml:8: database.repeat_heartbeat: expected a duration")
         }
+        #expect {
+            try ConfigLoader.parse(minimal + "\ndatabase:\n  repeat_heartbeat: 100ms\n", file: "c.yaml")
+        } throws: { error in
+            "\(error)".contains("c.yaml:8: database.repeat_heartbeat: must be 0 (keep every repeat) or at least 1s")
+        }
     }
 
     @Test(arguments: [

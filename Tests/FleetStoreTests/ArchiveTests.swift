@@ -138,7 +138,34 @@ private func vin(_ n: Int) -> VIN { VIN(String(format: "1HMFT%012d", n))! }
         }
     }
 
-    /// A damaged body is reported with its vehicle and time, not returned as garbage.
+    /// A vehicle purged by another process while this store archives its bodies: its keyframe
+    /// went with it, and the bodies archived after the purge decode.
+    @Test func aPurgeElsewhereRetiresTheKeyframeHeld() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        var random = SplitMix64(seed: 13)
+        func archive(_ n: Int) async throws -> [UInt8] {
+            var record = poll(at: t0.adding(milliseconds: Int64(n) * 60_000))
+            record.vin = vin(n % 4 + 1)
+            record.rawBody = body(vin: record.vin, n: n, random: &random)
+            try await store.record(record, samples: [], detector: EventRules())
+            return record.rawBody!
+        }
+        for n in 0..<12 { _ = try await archive(n) }
+        let other = try TelemetryStore(path: db.path)
+        try await other.purge(vin: vin(1))
+        var kept: [[UInt8]] = []
+        for n in 12..<24 {
+            let sent = try await archive(n)
+            if n % 4 == 0 { kept.append(sent) }
+        }
+        let archived = try await store.archivedResponses(vin: vin(1), since: Timestamp(millisecondsSince1970: 0))
+        #expect(archived.allSatisfy { $0.problem == nil }, "\(archived.compactMap(\.problem))")
+        #expect(archived.map(\.body) == kept)
+    }
+
+    /// A damaged body is reported with its vehicle and time, not returned as garbage; the other
+    /// responses are read as before.
     @Test func aDamagedBodyIsNamed() async throws {
         let db = TemporaryDatabase()
         let store = try TelemetryStore(path: db.path)
@@ -147,10 +174,10 @@ private func vin(_ n: Int) -> VIN { VIN(String(format: "1HMFT%012d", n))! }
         try await store.record(record, samples: [], detector: EventRules())
         let connection = try Connection(path: db.path)
         try connection.execute("UPDATE raw_responses SET body = x'00ff00ff'")
-        await #expect {
-            try await store.archivedResponses(vin: vin, since: t0)
-        } throws: { error in
-            "\(error)".contains("does not decode") && "\(error)".contains(vin.rawValue)
-        }
+        let archived = try await store.archivedResponses(vin: vin, since: t0)
+        #expect(archived.count == 1)
+        #expect(archived.first?.body.isEmpty == true)
+        let problem = try #require(archived.first?.problem)
+        #expect(problem.contains("does not decode") && problem.contains(vin.rawValue), "\(problem)")
     }
 }

@@ -156,5 +156,21 @@ import Testing
         #expect(before.stderr.contains("no archived response"), "\(before.stderr)")
         let unknown = try CLI.execute(["raw", "NOTAVIN", "--database", path])
         #expect(unknown.status == 64, "\(unknown.stderr)")
+
+        // A damaged body: named when asked for, still listed, and `reprocess` leaves its vehicle
+        // (and the rows it produced) as they were.
+        let damagedAt = harnessStart.adding(milliseconds: 5 * 60_000)
+        try Connection(path: path).execute(
+            "UPDATE raw_responses SET body = x'00ff00ff' WHERE received_at = \(damagedAt.millisecondsSince1970)")
+        let damaged = try CLI.execute(["raw", vin.rawValue, "--database", path, "--at", damagedAt.iso8601])
+        #expect(damaged.status == 1)
+        #expect(
+            damaged.stderr.contains("does not decode") && damaged.stderr.contains(vin.rawValue), "\(damaged.stderr)")
+        let listed = try CLI.execute(["raw", vin.rawValue, "--database", path, "--list", "--csv"])
+        #expect(listed.status == 0, "\(listed.stderr)")
+        #expect(listed.stdout.split(separator: "\n").count == 13, "\(listed.stdout)")
+        let reprocess = try CLI.execute(["reprocess", "--database", path])
+        #expect(reprocess.status == 0, "\(reprocess.stderr)")
+        #expect(reprocess.stderr.contains("left as it was"), "\(reprocess.stderr)")
     }
 }
