@@ -39,19 +39,7 @@ final class Deflater {
         }
         var output = [UInt8](repeating: 0, count: Int(deflateBound(&stream, UInt(bytes.count))) + 16)
         var input = bytes
-        let status = input.withUnsafeMutableBufferPointer { source in
-            output.withUnsafeMutableBufferPointer { target in
-                stream.next_in = source.baseAddress
-                stream.avail_in = UInt32(source.count)
-                stream.next_out = target.baseAddress
-                stream.avail_out = UInt32(target.count)
-                defer {
-                    stream.next_in = nil
-                    stream.next_out = nil
-                }
-                return deflate(&stream, Z_FINISH)
-            }
-        }
+        let status = finish(&stream, from: &input, into: &output, with: deflate)
         guard status == Z_STREAM_END else { throw ArchiveError.compression("deflate ended with status \(status)") }
         output.removeLast(Int(stream.avail_out))
         return output
@@ -80,15 +68,7 @@ enum Inflater {
         // One byte more than expected: a stream longer than its recorded size is caught.
         var output = [UInt8](repeating: 0, count: size + 1)
         var input = compressed
-        let status = input.withUnsafeMutableBufferPointer { source in
-            output.withUnsafeMutableBufferPointer { target in
-                stream.next_in = source.baseAddress
-                stream.avail_in = UInt32(source.count)
-                stream.next_out = target.baseAddress
-                stream.avail_out = UInt32(target.count)
-                return inflate(&stream, Z_FINISH)
-            }
-        }
+        let status = finish(&stream, from: &input, into: &output, with: inflate)
         let produced = Int(stream.total_out)
         guard status == Z_STREAM_END, produced == size else {
             let reason = status == Z_STREAM_END ? "\(produced) bytes instead of \(size)" : "inflate status \(status)"
@@ -96,6 +76,27 @@ enum Inflater {
         }
         output.removeLast(output.count - size)
         return output
+    }
+}
+
+/// Runs `step` (`deflate` or `inflate`) once with `Z_FINISH` over all of `input` into `output`,
+/// and returns its status; the stream keeps no pointer into either afterwards.
+private func finish(
+    _ stream: inout z_stream, from input: inout [UInt8], into output: inout [UInt8],
+    with step: (UnsafeMutablePointer<z_stream>?, Int32) -> Int32
+) -> Int32 {
+    input.withUnsafeMutableBufferPointer { source in
+        output.withUnsafeMutableBufferPointer { target in
+            stream.next_in = source.baseAddress
+            stream.avail_in = UInt32(source.count)
+            stream.next_out = target.baseAddress
+            stream.avail_out = UInt32(target.count)
+            defer {
+                stream.next_in = nil
+                stream.next_out = nil
+            }
+            return step(&stream, Z_FINISH)
+        }
     }
 }
 
