@@ -48,12 +48,18 @@ final class Deflater {
 
 /// Decodes what ``Deflater`` wrote.
 enum Inflater {
+    /// The largest body decoded: 64 MiB.
+    static let maximumSize = 64 << 20
+
     /// The `size` bytes that `compressed` holds, decoded with `dictionary`.
     ///
     /// - Throws: ``ArchiveError/corrupt(_:)`` when the bytes are not a deflate stream of exactly
     ///   `size` bytes with that dictionary.
     static func decompress(_ compressed: [UInt8], size: Int, dictionary: [UInt8]?) throws -> [UInt8] {
-        guard size >= 0 else { throw ArchiveError.corrupt("negative size \(size)") }
+        // A damaged `size` must not make an allocation of any size: no body comes near 64 MiB.
+        guard (0...maximumSize).contains(size) else {
+            throw ArchiveError.corrupt("a size of \(size) bytes (at most \(maximumSize))")
+        }
         var stream = z_stream()
         guard inflateInit2_(&stream, -15, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
             throw ArchiveError.corrupt("zlib could not start")

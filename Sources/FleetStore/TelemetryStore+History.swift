@@ -92,12 +92,7 @@ extension TelemetryStore {
         let written = try runInChunks(.history, values: historyValues)
         // One row at a time, by id: an UPDATE binds no text, where a multi-row upsert had to bind
         // each row's VIN, property and instance again.
-        let update = try connection.cachedStatement(
-            """
-            UPDATE series SET observed_at = ?2, value_num = ?3, value_text = ?4, received_at = ?5,
-                history_at = coalesce(?6, history_at), failure_reason = NULL, failed_at = NULL
-            WHERE id = ?1\(replay ? " AND ?2 > observed_at" : "")
-            """)
+        let update = try connection.cachedStatement(replay ? Self.seriesUpdateIfNewerSQL : Self.seriesUpdateSQL)
         var row = 0
         while row < seriesValues.count {
             try update.run(Array(seriesValues[row..<(row + 6)]))
@@ -105,6 +100,15 @@ extension TelemetryStore {
         }
         return written
     }
+
+    /// The newest value of a series, by id (``seriesUpdate(id:_:received:historyAt:)``'s values).
+    static let seriesUpdateSQL = """
+        UPDATE series SET observed_at = ?2, value_num = ?3, value_text = ?4, received_at = ?5,
+            history_at = coalesce(?6, history_at), failure_reason = NULL, failed_at = NULL
+        WHERE id = ?1
+        """
+    /// The same, only where the observation is newer than the stored one (reprocessing).
+    static let seriesUpdateIfNewerSQL = seriesUpdateSQL + " AND ?2 > observed_at"
 
     /// A value as `history.value` holds it: a text, or a number; a whole number as an integer,
     /// which SQLite stores in 1 to 6 bytes instead of 8 (the views read every number as REAL).

@@ -181,3 +181,10 @@ private func vin(_ n: Int) -> VIN { VIN(String(format: "1HMFT%012d", n))! }
         #expect(problem.contains("does not decode") && problem.contains(vin.rawValue), "\(problem)")
     }
 }
+
+/// A damaged `size` is refused before anything is allocated for it.
+@Test func aDamagedSizeIsRefusedWithoutAllocating() throws {
+    #expect(throws: ArchiveError.self) { try Inflater.decompress([0x03, 0x00], size: Int.max, dictionary: nil) }
+    #expect(throws: ArchiveError.self) { try Inflater.decompress([0x03, 0x00], size: -1, dictionary: nil) }
+    #expect(try Inflater.decompress([0x03, 0x00], size: 0, dictionary: nil) == [])
+}
