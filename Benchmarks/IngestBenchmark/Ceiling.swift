@@ -89,8 +89,9 @@ func writtenRows(path: String, payloads: [(vin: String, receivedAt: Int64)], wit
         let count = rows.count
         try read(
             """
-            SELECT vin, requested_at, http_status, latency_ms, error, request_id, samples_written, events_emitted,
-                manual FROM polls ORDER BY id LIMIT ?1
+            SELECT v.vin, p.requested_at, p.http_status, p.latency_ms, p.error, p.request_id, p.samples_written,
+                p.events_emitted, p.manual
+            FROM poll_log p JOIN vehicles v ON v.id = p.vehicle_id ORDER BY p.id LIMIT ?1
             """, columns: 9, limit: Int64(count), offset: { _ in next }
         ) { row, values in
             row.poll = values
@@ -135,7 +136,11 @@ final class CeilingWriter {
             WHERE id = ?1
             """,
             "INSERT INTO events (vin, type, instance, occurred_at, detected_at, previous_value, new_value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            "INSERT INTO polls (vin, requested_at, http_status, latency_ms, error, request_id, samples_written, events_emitted, manual) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            """
+            INSERT INTO poll_log (vehicle_id, requested_at, http_status, latency_ms, error, request_id,
+                samples_written, events_emitted, manual)
+            VALUES ((SELECT id FROM vehicles WHERE vin = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+            """,
             """
             INSERT INTO raw_responses (vin, received_at, http_status, dictionary_id, size, body)
             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -181,10 +186,11 @@ final class CeilingWriter {
                 if !samplesOnly { try run(statements[1], row) }
             }
             if samplesOnly { continue }
+            // The vehicle first, as ours writes it: the poll's row refers to it.
+            try run(statements[5], payload.vehicle)
             for row in payload.events { try run(statements[2], row) }
             if let poll = payload.poll { try run(statements[3], poll) }
             if let raw = payload.raw { try run(statements[4], raw) }
-            try run(statements[5], payload.vehicle)
         }
         try exec("COMMIT")
     }

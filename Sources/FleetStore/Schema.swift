@@ -436,12 +436,79 @@ enum Schema {
         DROP TABLE IF EXISTS samples_v11;
         DROP TABLE IF EXISTS latest_v11;
         """,
+        // 14: a vehicle gets an integer id, and the poll log refers to it instead of repeating the
+        //     VIN (twice a poll, with its index); a `request_id` of 32 lowercase hex digits is kept
+        //     as its 16 bytes. `polls` becomes a view with its columns of before. The rows are
+        //     copied in id order; the old table is dropped by 15.
+        """
+        CREATE TABLE vehicles_v14 (
+            id INTEGER PRIMARY KEY,
+            vin TEXT NOT NULL UNIQUE,
+            first_seen_at INTEGER NOT NULL,
+            last_polled_at INTEGER,
+            last_http_status INTEGER,
+            last_error TEXT,
+            brand TEXT,
+            clearance_status TEXT,
+            clearance_changed_at INTEGER,
+            status TEXT NOT NULL DEFAULT 'active',
+            status_reason TEXT,
+            status_changed_at INTEGER,
+            last_observed_at INTEGER
+        );
+        INSERT INTO vehicles_v14 (vin, first_seen_at, last_polled_at, last_http_status, last_error, brand,
+                clearance_status, clearance_changed_at, status, status_reason, status_changed_at, last_observed_at)
+            SELECT vin, first_seen_at, last_polled_at, last_http_status, last_error, brand, clearance_status,
+                clearance_changed_at, status, status_reason, status_changed_at, last_observed_at
+            FROM vehicles ORDER BY vin;
+        -- A poll of a VIN with no vehicles row (none is written so, but a hand edit could) keeps its
+        -- rows: the vehicle gets one.
+        INSERT OR IGNORE INTO vehicles_v14 (vin, first_seen_at, last_polled_at)
+            SELECT vin, min(requested_at), max(requested_at) FROM polls GROUP BY vin;
+        DROP TABLE vehicles;
+        ALTER TABLE vehicles_v14 RENAME TO vehicles;
+        CREATE TABLE poll_log (
+            id INTEGER PRIMARY KEY,
+            vehicle_id INTEGER NOT NULL,
+            requested_at INTEGER NOT NULL,
+            http_status INTEGER,
+            latency_ms INTEGER NOT NULL,
+            error TEXT,
+            request_id,
+            samples_written INTEGER NOT NULL DEFAULT 0,
+            events_emitted INTEGER NOT NULL DEFAULT 0,
+            manual INTEGER NOT NULL DEFAULT 0
+        );
+        INSERT INTO poll_log (id, vehicle_id, requested_at, http_status, latency_ms, error, request_id,
+                samples_written, events_emitted, manual)
+            SELECT p.id, v.id, p.requested_at, p.http_status, p.latency_ms, p.error, p.request_id, p.samples_written,
+                p.events_emitted, p.manual
+            FROM polls p JOIN vehicles v ON v.vin = p.vin ORDER BY p.id;
+        ALTER TABLE polls RENAME TO polls_v13;
+        CREATE INDEX poll_log_by_vehicle_time ON poll_log (vehicle_id, requested_at);
+        CREATE INDEX poll_log_by_time ON poll_log (requested_at);
+        \(pollsView)
+        """,
+        // 15: the poll table of before 14 dropped in autocommit, as 13 does.
+        """
+        DROP TABLE IF EXISTS polls_v13;
+        """,
     ]
+
+    /// `polls`: the poll log with each poll's VIN, and its `request_id` as the API sent it.
+    static let pollsView = """
+        CREATE VIEW polls AS
+            SELECT p.id, v.vin, p.requested_at, p.http_status, p.latency_ms, p.error,
+                CASE WHEN typeof(p.request_id) = 'blob' THEN lower(hex(p.request_id)) ELSE p.request_id END
+                    AS request_id,
+                p.samples_written, p.events_emitted, p.manual
+            FROM poll_log p JOIN vehicles v ON v.id = p.vehicle_id;
+        """
 
     /// Migrations that run statement by statement in autocommit, then bump `user_version`:
     /// each statement is atomic and the whole is idempotent, so a process killed halfway runs it
     /// again at the next start.
-    static let outsideTransaction: Set<Int64> = [13]
+    static let outsideTransaction: Set<Int64> = [13, 15]
 
     /// The schema version this build writes.
     static var currentVersion: Int64 { Int64(migrations.count) }

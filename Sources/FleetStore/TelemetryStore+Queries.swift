@@ -275,8 +275,12 @@ extension TelemetryStore {
                     "DELETE FROM history WHERE series_id IN (SELECT id FROM series WHERE vin = ?1)"
                 ).run([.text(vin.rawValue)])
                 deleted += connection.changes
+                try connection.makeStatement(
+                    "DELETE FROM poll_log WHERE vehicle_id = (SELECT id FROM vehicles WHERE vin = ?1)"
+                ).run([.text(vin.rawValue)])
+                deleted += connection.changes
                 for table in [
-                    "outbox", "series", "events", "polls", "property_failures", "charging_sessions",
+                    "outbox", "series", "events", "property_failures", "charging_sessions",
                     "schedule",
                     "rule_state", "imported_messages", "raw_responses", "archive_dictionaries", "vehicles",
                 ] {

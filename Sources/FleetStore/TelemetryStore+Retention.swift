@@ -52,7 +52,7 @@ extension TelemetryStore {
             if let cutoff = pollsBefore {
                 deleted += try deleteInBatches(
                     """
-                    DELETE FROM polls WHERE id IN (SELECT id FROM polls WHERE requested_at < ?1 LIMIT ?2)
+                    DELETE FROM poll_log WHERE id IN (SELECT id FROM poll_log WHERE requested_at < ?1 LIMIT ?2)
                     """, [.integer(cutoff.millisecondsSince1970)])
             }
             if let cutoff = rawBefore {

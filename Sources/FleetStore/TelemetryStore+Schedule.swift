@@ -144,7 +144,8 @@ extension TelemetryStore {
         try withConnection { connection in
             Int(
                 try connection.scalarInt(
-                    "SELECT count(*) FROM polls WHERE requested_at >= ?1", [.integer(since.millisecondsSince1970)]) ?? 0
+                    "SELECT count(*) FROM poll_log WHERE requested_at >= ?1", [.integer(since.millisecondsSince1970)])
+                    ?? 0
             )
         }
     }
@@ -169,7 +170,7 @@ extension TelemetryStore {
 
     /// The highest `polls.id`, or 0.
     public func lastPollID() throws -> Int64 {
-        try withConnection { connection in try connection.scalarInt("SELECT max(id) FROM polls") ?? 0 }
+        try withConnection { connection in try connection.scalarInt("SELECT max(id) FROM poll_log") ?? 0 }
     }
 
     /// What the polls with a row id above `afterID` wrote on average (`polls.samples_written` and
@@ -177,7 +178,7 @@ extension TelemetryStore {
     public func averageWrites(afterID: Int64) throws -> (samplesPerPoll: Double, eventsPerPoll: Double) {
         try withConnection { connection in
             let statement = try connection.makeStatement(
-                "SELECT avg(samples_written), avg(events_emitted) FROM polls WHERE id > ?1")
+                "SELECT avg(samples_written), avg(events_emitted) FROM poll_log WHERE id > ?1")
             try statement.bind([.integer(afterID)])
             defer { statement.reset() }
             guard try statement.step() else { return (0, 0) }
@@ -189,7 +190,11 @@ extension TelemetryStore {
     public func pollCountsByVIN(since: Timestamp) throws -> [VIN: Int] {
         try withConnection { connection in
             let statement = try connection.cachedStatement(
-                "SELECT vin, count(*) FROM polls WHERE requested_at >= ?1 GROUP BY vin")
+                """
+                SELECT v.vin, c.polls FROM (
+                    SELECT vehicle_id, count(*) AS polls FROM poll_log WHERE requested_at >= ?1 GROUP BY vehicle_id
+                ) c JOIN vehicles v ON v.id = c.vehicle_id
+                """)
             try statement.bind([.integer(since.millisecondsSince1970)])
             var counts: [VIN: Int] = [:]
             while try statement.step() {

@@ -353,14 +353,15 @@ public actor TelemetryStore {
         if !poll.imported {
             try connection.cachedStatement(
                 """
-                INSERT INTO polls (vin, requested_at, http_status, latency_ms, error, request_id, samples_written, events_emitted, manual)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                INSERT INTO poll_log (vehicle_id, requested_at, http_status, latency_ms, error, request_id,
+                    samples_written, events_emitted, manual)
+                VALUES ((SELECT id FROM vehicles WHERE vin = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                 """
             ).run([
                 vin, .integer(poll.requestedAt.millisecondsSince1970),
                 poll.httpStatus.map { .integer(Int64($0)) } ?? .null,
                 .integer(poll.latencyMilliseconds), poll.error.map(SQLiteValue.text) ?? .null,
-                poll.requestID.map(SQLiteValue.text) ?? .null,
+                poll.requestID.map(Self.storedRequestID) ?? .null,
                 .integer(Int64(written)), .integer(Int64(stored.count)), .integer(poll.manual ? 1 : 0),
             ])
         }
@@ -370,6 +371,27 @@ public actor TelemetryStore {
                 LatestCache.Entry(values: series.values, rows: series.rows, flagged: flaggedNow), for: poll.vin)
         }
         return PollWriteResult(samplesWritten: written, events: stored)
+    }
+
+    /// A `request_id` as `poll_log` keeps it: 32 lowercase hex digits (the API's usual form) as
+    /// their 16 bytes, which the `polls` view shows as the same digits; any other text as it is.
+    static func storedRequestID(_ requestID: String) -> SQLiteValue {
+        let digits = Array(requestID.utf8)
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
+            default: return nil
+            }
+        }
+        guard digits.count == 32 else { return .text(requestID) }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(16)
+        for pair in stride(from: 0, to: 32, by: 2) {
+            guard let high = nibble(digits[pair]), let low = nibble(digits[pair + 1]) else { return .text(requestID) }
+            bytes.append(high << 4 | low)
+        }
+        return .blob(bytes)
     }
 
     /// The prepared multi-row statement of `write` for `rows` rows (built once per connection).
@@ -609,7 +631,7 @@ public actor TelemetryStore {
         summary.vehiclesWithSamples = Int(
             try connection.scalarInt("SELECT count(DISTINCT vin) FROM samples WHERE received_at >= ?1", [t]) ?? 0)
         let polls = try connection.makeStatement(
-            "SELECT http_status, count(*) FROM polls WHERE requested_at >= ?1 GROUP BY http_status ORDER BY http_status"
+            "SELECT http_status, count(*) FROM poll_log WHERE requested_at >= ?1 GROUP BY http_status ORDER BY http_status"
         )
         try polls.bind([t])
         while try polls.step() {

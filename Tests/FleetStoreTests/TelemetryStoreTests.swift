@@ -275,9 +275,22 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
             for index in 0..<version { try connection.execute(Schema.migrations[index]) }
             try connection.execute("PRAGMA user_version = \(version)")
             try connection.execute("INSERT INTO vehicles (vin, first_seen_at) VALUES ('1HMFT000000000001', 1)")
-            try connection.execute(
-                "INSERT INTO polls (vin, requested_at, http_status, latency_ms) VALUES ('1HMFT000000000001', 5, 200, 3)"
-            )
+            if version < 14 {
+                // The second poll's VIN has no vehicles row (a hand edit): it is kept all the same.
+                try connection.execute(
+                    """
+                    INSERT INTO polls (vin, requested_at, http_status, latency_ms, request_id)
+                    VALUES ('1HMFT000000000001', 5, 200, 3, '7f3c2a9e1b4d48c6a0e5d2f18b9c6a11'),
+                        ('1HMFT000000000002', 9, 503, 4, 'req-9')
+                    """)
+            } else {
+                try connection.execute(
+                    """
+                    INSERT INTO poll_log (vehicle_id, requested_at, http_status, latency_ms, request_id)
+                    VALUES ((SELECT id FROM vehicles WHERE vin = '1HMFT000000000001'), 5, 200, 3,
+                        x'7f3c2a9e1b4d48c6a0e5d2f18b9c6a11')
+                    """)
+            }
             if version < 12 {
                 // A battery series without a latest row; a lock series with a text value and its
                 // latest row.
@@ -336,7 +349,13 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
             try await store.latestValues(vin: vin)[
                 SeriesKey(vin: vin, property: "charging.battery_level", instance: "")]?
                 .value == .number(64), "a series without a latest row gets one")
-        #expect(try await store.summary().pollsByStatus == [200: 1])
+        let polls = try DocumentedQueryTests.rows(
+            try Connection(path: db.path), "SELECT vin, requested_at, http_status, request_id FROM polls ORDER BY id")
+        #expect(
+            polls
+                == ["'1HMFT000000000001'|5|200|'7f3c2a9e1b4d48c6a0e5d2f18b9c6a11'"]
+                + (version < 14 ? ["'1HMFT000000000002'|9|503|'req-9'"] : []))
+        #expect(try await store.summary().pollsByStatus == (version < 14 ? [200: 1, 503: 1] : [200: 1]))
         #expect(try await store.vehicles().first?.status == .active)
         if version >= 7 {
             let archived = try await store.archivedResponses(vin: vin, since: Timestamp(millisecondsSince1970: 0))
@@ -345,6 +364,39 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
         let connection = try Connection(path: db.path)
         #expect(try connection.scalarInt("PRAGMA user_version") == Schema.currentVersion)
         #expect(try connection.scalarText("PRAGMA integrity_check") == "ok")
+    }
+
+    /// The poll log refers to its vehicle by id: `polls` shows each poll with its VIN and its
+    /// `request_id` as the API sent it (32 hex digits kept as 16 bytes, any other text as it is),
+    /// and a purge takes one vehicle's polls only.
+    @Test func pollsShowTheirVINAndRequestIDAndPurgeTakesOneVehicle() async throws {
+        let db = TemporaryDatabase()
+        let store = try TelemetryStore(path: db.path)
+        let other = VIN("1HMFT000000000002")!
+        let ids = [
+            "7f3c2a9e1b4d48c6a0e5d2f18b9c6a11", "3e2d1c0b-9a8f-4e7d-8c6b-5a4f3e2d1c0b",
+            "7F3C2A9E1B4D48C6A0E5D2F18B9C6A11",
+        ]
+        for (index, requestID) in ids.enumerated() {
+            try await store.record(
+                PollRecord(
+                    vin: index == 1 ? other : vin, requestedAt: t0.adding(milliseconds: Int64(index)),
+                    receivedAt: t0.adding(milliseconds: Int64(index)), httpStatus: 200, latencyMilliseconds: 5,
+                    requestID: requestID),
+                samples: [], detector: EventRules())
+        }
+        let connection = try Connection(path: db.path)
+        let rows = try DocumentedQueryTests.rows(connection, "SELECT vin, request_id FROM polls ORDER BY id")
+        #expect(
+            rows == [
+                "'1HMFT000000000001'|'7f3c2a9e1b4d48c6a0e5d2f18b9c6a11'",
+                "'1HMFT000000000002'|'3e2d1c0b-9a8f-4e7d-8c6b-5a4f3e2d1c0b'",
+                "'1HMFT000000000001'|'7F3C2A9E1B4D48C6A0E5D2F18B9C6A11'",
+            ])
+        #expect(try connection.scalarInt("SELECT length(request_id) FROM poll_log WHERE id = 1") == 16)
+        try await store.purge(vin: vin)
+        #expect(try DocumentedQueryTests.rows(connection, "SELECT vin FROM polls") == ["'1HMFT000000000002'"])
+        #expect(try await store.pollCountsByVIN(since: t0) == [other: 1])
     }
 
     /// Rule state (a fired battery_low) survives a restart: no duplicate after reopening.
