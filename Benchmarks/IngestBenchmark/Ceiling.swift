@@ -1,4 +1,5 @@
 import CSQLite
+import FleetModel
 import FleetStore
 
 /// The rows one payload made ours write, read back from our database after the run: what the
@@ -18,6 +19,55 @@ struct WrittenRows {
     var raw: [CValue]?
     /// The newest observation of the payload, for `vehicles.last_observed_at`.
     var newestObservation: Int64?
+    /// `series` updates of the payload's re-observations (series id, observed_at, value_num,
+    /// value_text, received_at): a sample newer than its series' newest value with no history row
+    /// (a repeat) still moves the series' observation time, as ours does.
+    var reobserved: [[CValue]] = []
+}
+
+/// Adds to `rows` the `series` updates ours made for re-observed values: `samples` are each
+/// payload's normalized samples, in the order ours stored them; the series ids come from ours'
+/// database at `path`.
+func addReobservations(to rows: inout [WrittenRows], samples: [[Sample]], path: String) throws {
+    var db: OpaquePointer?
+    defer { sqlite3_close_v2(db) }
+    guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nil) == SQLITE_OK else {
+        throw CeilingError(message: "open \(path) to read back")
+    }
+    var prepared: OpaquePointer?
+    let sql = "SELECT id, vin, property, instance, coalesce(unit, ''), coalesce(source_unit, '') FROM series"
+    guard sqlite3_prepare_v2(db, sql, -1, &prepared, nil) == SQLITE_OK, let statement = prepared else {
+        throw CeilingError(message: String(cString: sqlite3_errmsg(db)))
+    }
+    defer { sqlite3_finalize(statement) }
+    var ids: [String: Int64] = [:]
+    while sqlite3_step(statement) == SQLITE_ROW {
+        let key = (1...5).map { sqlite3_column_text(statement, $0).map { String(cString: $0) } ?? "" }
+        ids[key.joined(separator: "|")] = sqlite3_column_int64(statement, 0)
+    }
+    var newest: [Int64: Int64] = [:]
+    for (offset, payload) in samples.enumerated() {
+        var historyRows = Set<String>()
+        for row in rows[offset].samples {
+            if case .integer(let id) = row[0], case .integer(let time) = row[1] { historyRows.insert("\(id)|\(time)") }
+        }
+        for sample in payload {
+            let key = [
+                sample.vin.rawValue, sample.property, sample.instance, sample.unit ?? "", sample.sourceUnit ?? "",
+            ]
+            guard let id = ids[key.joined(separator: "|")] else { continue }
+            let time = sample.observedAt.millisecondsSince1970
+            guard newest[id].map({ time > $0 }) ?? true else { continue }
+            newest[id] = time
+            // A history row moves its series already (the ceiling's history statement).
+            if historyRows.contains("\(id)|\(time)") { continue }
+            rows[offset].reobserved.append([
+                .integer(id), .integer(time), sample.value.number.map(CValue.real) ?? .null,
+                sample.value.text.map { .text(Array($0.utf8).map { CChar(bitPattern: $0) }) } ?? .null,
+                .integer(rows[offset].receivedAt),
+            ])
+        }
+    }
 }
 
 /// Reads back what ours wrote for `payloads` (VIN and receive time, UTC ms) from the database at
@@ -149,6 +199,9 @@ final class CeilingWriter {
             INSERT INTO vehicles (vin, first_seen_at, last_polled_at, last_observed_at) VALUES (?1, ?2, ?2, ?3)
             ON CONFLICT (vin) DO UPDATE SET last_polled_at = excluded.last_polled_at, last_observed_at = excluded.last_observed_at
             """,
+            """
+            UPDATE series SET observed_at = ?2, value_num = ?3, value_text = ?4, received_at = ?5 WHERE id = ?1
+            """,
         ]
         for text in sql {
             var statement: OpaquePointer?
@@ -170,7 +223,8 @@ final class CeilingWriter {
     static func prepare(_ payloads: [WrittenRows]) -> [CPayload] {
         payloads.map { payload in
             CPayload(
-                samples: payload.samples, events: payload.events, poll: payload.poll, raw: payload.raw,
+                samples: payload.samples, reobserved: payload.reobserved, events: payload.events, poll: payload.poll,
+                raw: payload.raw,
                 vehicle: [
                     .text(Array(payload.vin.utf8).map { CChar(bitPattern: $0) }), .integer(payload.receivedAt),
                     payload.newestObservation.map(CValue.integer) ?? .null,
@@ -186,6 +240,7 @@ final class CeilingWriter {
                 if !samplesOnly { try run(statements[1], row) }
             }
             if samplesOnly { continue }
+            for row in payload.reobserved { try run(statements[6], row) }
             // The vehicle first, as ours writes it: the poll's row refers to it.
             try run(statements[5], payload.vehicle)
             for row in payload.events { try run(statements[2], row) }
@@ -257,6 +312,7 @@ enum CValue {
 /// One payload's rows for the ceiling.
 struct CPayload {
     var samples: [[CValue]]
+    var reobserved: [[CValue]]
     var events: [[CValue]]
     var poll: [CValue]?
     var raw: [CValue]?
