@@ -96,6 +96,7 @@ let package = Package(
             name: "FleetEmulator",
             dependencies: [
                 "FleetModel",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -152,11 +153,22 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Vehicles their owners connect: the consent state file (grants, authorization requests).
+        .target(
+            name: "FleetConsent",
+            dependencies: [
+                "FleetModel", "FleetClient",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "fleet-telemetry",
             dependencies: [
                 "FleetDaemon", "FleetEmulator", "FleetStore", "FleetModel", "FleetEvents", "FleetNormalizer",
                 "FleetClient", "FleetConfiguration", "FleetIngestion", "FleetScheduling", "FleetMonitoring",
+                "FleetConsent",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -274,6 +286,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "FleetConsentTests",
+            dependencies: ["FleetConsent", "FleetClient", "FleetEmulator", "FleetModel"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "FleetEmulatorTests",
             dependencies: ["FleetEmulator", "FleetModel"],
             swiftSettings: swiftSettings
@@ -284,6 +301,7 @@ let package = Package(
             dependencies: [
                 "FleetDaemon", "FleetEmulator", "FleetStore", "FleetModel", "FleetClient",
                 "FleetNormalizer", "FleetEvents", "FleetConfiguration", "FleetIngestion", "FleetScheduling", "FleetMQTT",
+                "FleetConsent",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -16,8 +16,8 @@ import NIOSSL
 /// decides a schedule, stores anything or reads vehicle data beyond its envelope.
 public final class HighMobilityClient: Sendable {
     public let configuration: ClientConfiguration
-    private let http: HTTPClient
-    private let clock: any WallClock
+    let http: HTTPClient
+    let clock: any WallClock
     private let logger: Logger
     private let tokens: TokenProvider
 
@@ -240,19 +240,21 @@ public final class HighMobilityClient: Sendable {
         }
     }
 
-    /// Sends an authorized request. On a 401 `Invalid token` the token is renewed once and the
-    /// request retried once.
+    /// Sends an authorized request. On a 401 `Invalid token` the application's token is renewed
+    /// once and the request retried once; a given `bearer` (a vehicle's own token) is used as it
+    /// is, and its 401 reaches the caller.
     ///
     /// - Throws: ``APIError`` for a non-2xx status, a transport failure or an oversized body.
     func send(
-        _ method: HTTPMethod, _ path: String, json: JSONValue? = nil, vin: VIN?, maxBytes: Int? = nil
+        _ method: HTTPMethod, _ path: String, json: JSONValue? = nil, vin: VIN?, maxBytes: Int? = nil,
+        bearer: AccessToken? = nil
     ) async throws(APIError) -> Response {
         let endpoint = "\(method.rawValue) \(path)"
-        var retried = false
+        var retried = bearer != nil
         while true {
             let token: AccessToken
             do {
-                token = try await tokens.token()
+                if let bearer { token = bearer } else { token = try await tokens.token() }
             } catch let error as APIError {
                 throw error
             } catch {
@@ -361,6 +363,25 @@ public final class HighMobilityClient: Sendable {
     static func requestToken(
         http: HTTPClient, configuration: ClientConfiguration, clock: any WallClock
     ) async throws -> AccessToken {
+        let (json, receivedAt) = try await postTokenEndpoint(
+            [
+                ("grant_type", "client_credentials"), ("client_id", configuration.clientID),
+                ("client_secret", configuration.clientSecret.value),
+            ],
+            http: http, configuration: configuration, clock: clock)
+        return try accessToken(in: json, receivedAt: receivedAt, endpoint: "POST " + configuration.pathFamily.tokenPath)
+    }
+
+    /// POSTs `fields` to the token endpoint, as the path family sends them (JSON to `POST
+    /// /v1/access_tokens`, a form to `POST /v1/access_token`); returns the JSON of a 200 or 201
+    /// and when it arrived.
+    ///
+    /// - Throws: ``APIError`` for any other status (OAuth's `error` as its `title`, e.g.
+    ///   `invalid_grant`), a transport failure, or a body that is not JSON; every secret in
+    ///   `fields` is redacted from it.
+    static func postTokenEndpoint(
+        _ fields: [(String, String)], http: HTTPClient, configuration: ClientConfiguration, clock: any WallClock
+    ) async throws(APIError) -> (JSONValue, Timestamp) {
         let family = configuration.pathFamily
         let endpoint = "POST " + family.tokenPath
         var request = HTTPClientRequest(url: configuration.baseURL + family.tokenPath)
@@ -371,21 +392,16 @@ public final class HighMobilityClient: Sendable {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(
                 ByteBuffer(
-                    string: encode(
-                        .object([
-                            "grant_type": .string("client_credentials"),
-                            "client_id": .string(configuration.clientID),
-                            "client_secret": .string(configuration.clientSecret.value),
-                        ]))))
+                    string: encode(.object(JSONObject(members: fields.map { (key: $0.0, value: .string($0.1)) })))))
         case .document:
             request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
-            let form = [
-                ("grant_type", "client_credentials"), ("client_id", configuration.clientID),
-                ("client_secret", configuration.clientSecret.value),
-            ]
-            .map { "\($0.0)=\(formEncode($0.1))" }.joined(separator: "&")
+            let form = fields.map { "\($0.0)=\(formEncode($0.1))" }.joined(separator: "&")
             request.body = .bytes(ByteBuffer(string: form))
         }
+        let secrets = fields.filter {
+            ["client_secret", "code", "code_verifier", "refresh_token", "token"].contains($0.0)
+        }
+        .map(\.1)
         let (status, headers, bytes) = try await send(
             request, http: http, endpoint: endpoint, vin: nil, maxBytes: configuration.maxResponseBytes,
             timeout: configuration.requestTimeout)
@@ -395,24 +411,37 @@ public final class HighMobilityClient: Sendable {
             throw APIError.fromResponse(
                 status: status, body: bytes, endpoint: endpoint, vin: nil, retryAfter: retryAfter
             )
-            .redacting([configuration.clientSecret.value])
+            .redacting(secrets)
         }
-        guard let json = try? JSONParser.parse(bytes),
-            let token = json["access_token"]?.stringValue, !token.isEmpty
-        else {
+        guard let json = try? JSONParser.parse(bytes), json.objectValue != nil else {
             throw APIError(
-                kind: .invalidResponse, endpoint: endpoint, status: status, detail: "no access_token in the response")
+                kind: .invalidResponse, endpoint: endpoint, status: status, detail: "the response is not a JSON object")
+        }
+        return (json, receivedAt)
+    }
+
+    /// The `access_token` of a token response, with its expiry (`expires_in`, 300 s when absent).
+    static func accessToken(in json: JSONValue, receivedAt: Timestamp, endpoint: String) throws(APIError) -> AccessToken
+    {
+        guard let token = json["access_token"]?.stringValue, !token.isEmpty else {
+            throw APIError(
+                kind: .invalidResponse, endpoint: endpoint, status: 200, detail: "no access_token in the response")
         }
         // The token goes into a header: anything but visible ASCII would be a header injection.
-        guard token.utf8.count <= 16 * 1024, token.utf8.allSatisfy({ $0 >= 0x21 && $0 <= 0x7E }) else {
+        guard headerSafe(token) else {
             throw APIError(
-                kind: .invalidResponse, endpoint: endpoint, status: status,
+                kind: .invalidResponse, endpoint: endpoint, status: 200,
                 detail: "the access_token contains characters not allowed in an HTTP header")
         }
         let expiresIn = json["expires_in"]?.numberValue.map { max(1, min($0, 86_400 * 30)) } ?? 300
         return AccessToken(
             value: Secret(token), expiresAt: receivedAt.adding(milliseconds: Int64(expiresIn * 1000)),
             issuedAt: receivedAt)
+    }
+
+    /// True for a token that can go into an HTTP header or a form: 1 to 16 KiB of visible ASCII.
+    static func headerSafe(_ token: String) -> Bool {
+        !token.isEmpty && token.utf8.count <= 16 * 1024 && token.utf8.allSatisfy { $0 >= 0x21 && $0 <= 0x7E }
     }
 
     /// A readable line for a transport failure (NIO's descriptions are long and nested);

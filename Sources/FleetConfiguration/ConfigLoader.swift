@@ -68,7 +68,7 @@ public enum ConfigLoader {
         let top = try root.mapping(
             allowed: [
                 "api", "database", "polling", "fleet", "events", "retention", "archive", "vehicles", "log_level",
-                "metrics", "sinks",
+                "metrics", "sinks", "consent",
             ], errors: &report.errors)
         // A stand-in while `api` is checked, so that the other sections are checked too.
         let api = readAPI(top["api"], root: root, report: &report)
@@ -116,6 +116,31 @@ public enum ConfigLoader {
         report.read(retention["purge_revoked_days"], into: &configuration.retention.purgeRevoked, days(0...36_500))
         report.read(retention["samples_days"], into: &configuration.retention.samples, days(1...36_500))
         report.read(retention["polls_days"], into: &configuration.retention.polls, days(1...36_500))
+
+        let consent = report.section(
+            top["consent"], allowed: ["authorization_url", "redirect_uri", "scope", "state_file"])
+        func url(_ n: ConfigNode) throws(ConfigError) -> String {
+            let text = try n.string()
+            guard let scheme = URLComponents(string: text)?.scheme?.lowercased(), scheme == "http" || scheme == "https",
+                URLComponents(string: text)?.host?.isEmpty == false
+            else { throw n.error("must be an http:// or https:// URL, got \(text)") }
+            return text
+        }
+        report.read(consent["authorization_url"], into: &configuration.consent.authorizationURL) {
+            n throws(ConfigError) -> String in try url(n)
+        }
+        report.read(consent["redirect_uri"], into: &configuration.consent.redirectURI, url)
+        report.read(consent["scope"], into: &configuration.consent.scope) { n throws(ConfigError) in
+            let scope = try n.string()
+            guard !scope.isEmpty, scope.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F || $0 == " " })
+            else { throw n.error("must be scope names separated by spaces, e.g. vehicle:data") }
+            return scope
+        }
+        report.read(consent["state_file"], into: &configuration.consent.stateFile) { n throws(ConfigError) -> String in
+            let path = try n.string()
+            guard !path.isEmpty else { throw n.error("must not be empty") }
+            return relativeToConfig(path, file: file)
+        }
 
         let archive = report.section(top["archive"], allowed: ["raw_days"])
         report.read(archive["raw_days"], into: &configuration.archiveRawDays) { n throws(ConfigError) in

@@ -115,6 +115,39 @@ public struct DaemonConfiguration: Sendable {
     /// `retention`: how long history is kept.
     public var retention = Retention()
 
+    /// `consent`: vehicles their owners connect (the `authorization_code` flow).
+    public var consent = Consent()
+
+    /// `consent`: how `fleet-telemetry consent` builds the authorization URL and where the grants live.
+    public struct Consent: Sendable, Hashable {
+        /// `consent.authorization_url`: the owner's consent page; `nil` (the default) is High
+        /// Mobility's `https://owner-panel.high-mobility.com/oauth/new` for its API hosts, and
+        /// `api.base_url` + `/oauth/new` for any other (the emulator). See ``authorizationURL(baseURL:)``.
+        public var authorizationURL: String?
+        /// `consent.redirect_uri`: where the owner's browser is sent back with the code (default
+        /// `http://127.0.0.1:8765/callback`, the address `consent url --listen` listens on).
+        public var redirectURI = "http://127.0.0.1:8765/callback"
+        /// `consent.scope`: the scope asked for (default `vehicle:data`).
+        public var scope = "vehicle:data"
+        /// `consent.state_file`: the grants' file (default `database.path` + `-consent.json`).
+        public var stateFile: String?
+
+        public init() {}
+
+        /// The consent page for an API at `baseURL` (``authorizationURL`` when set).
+        public func authorizationURL(baseURL: String) -> String {
+            if let authorizationURL { return authorizationURL }
+            let host = URLComponents(string: baseURL)?.host ?? ""
+            if host == "high-mobility.com" || host.hasSuffix(".high-mobility.com") {
+                return "https://owner-panel.high-mobility.com/oauth/new"
+            }
+            return (baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL) + "/oauth/new"
+        }
+    }
+
+    /// The consent state file (``Consent/stateFile``, else beside the database).
+    public var consentStateFile: String { consent.stateFile ?? databasePath + "-consent.json" }
+
     /// `retention`: rows older than these are pruned once a minute, in small batches.
     public struct Retention: Sendable, Hashable {
         /// `retention.samples_days`: samples observed longer ago are deleted (default: kept).

@@ -101,6 +101,8 @@ public final class Emulator: Sendable {
         /// Faults served instead of access tokens, each with how many requests it still answers.
         var tokenFaults: [(fault: Fault, remaining: Int)] = []
         var scripts: [VIN: [[String: [String: JSONValue]]]] = [:]
+        /// The consent flow's codes, grants and tokens (``Emulator/consentVINs``).
+        var consent = ConsentState()
     }
 
     /// Creates the fleet of ``EmulatorConfiguration/vehicleCount`` vehicles, parked at the
@@ -125,6 +127,11 @@ public final class Emulator: Sendable {
             initial.clearances[vin] = Clearance(
                 brand: "sandbox", status: .approved, changelog: [(.pending, start), (.approved, start)],
                 createdAt: start)
+        }
+        // Vehicles that only their owner's consent reaches: simulated, never in the fleet.
+        for (offset, vin) in configuration.consentVINs.enumerated() {
+            let seed = configuration.seed &* 0xC2B2_AE3D_27D4_EB4F &+ UInt64(offset + 1)
+            initial.vehicles[vin] = VehicleSimulation(vin: vin, seed: seed, start: start)
         }
         state = Mutex(initial)
     }
@@ -276,7 +283,43 @@ public final class Emulator: Sendable {
 
     // MARK: - Endpoints
 
-    /// `POST /v1/access_tokens` (JSON) and `POST /v1/access_token` (form): the client-credentials grant.
+    /// `POST /v1/access_tokens` (JSON) and `POST /v1/access_token` (form), every grant: a queued
+    /// token fault first, then `client_credentials`, `authorization_code` or `refresh_token`
+    /// (``authorizationCodeGrant(_:)``, ``refreshTokenGrant(_:)``) by `grant_type`.
+    public func accessToken(fields: [String: String], via route: String = "POST /v1/access_tokens json") -> Reply {
+        switch fields["grant_type"] {
+        case "authorization_code", "refresh_token", "refresh":
+            if let fault = takeTokenFault(route: route) { return fault }
+            return fields["grant_type"] == "authorization_code"
+                ? authorizationCodeGrant(fields) : refreshTokenGrant(fields)
+        default:
+            return accessToken(
+                grantType: fields["grant_type"], clientID: fields["client_id"], clientSecret: fields["client_secret"],
+                via: route)
+        }
+    }
+
+    /// Counts a token request and serves the next queued token fault, if any.
+    private func takeTokenFault(route: String) -> Reply? {
+        let fault = state.withLock { state -> Fault? in
+            state.tokenRequests += 1
+            state.tokenPaths.append(route)
+            guard !state.tokenFaults.isEmpty else { return nil }
+            let fault = state.tokenFaults[0].fault
+            state.tokenFaults[0].remaining -= 1
+            if state.tokenFaults[0].remaining == 0 { state.tokenFaults.removeFirst() }
+            return fault
+        }
+        guard let fault else { return nil }
+        var headers = [("Content-Type", "application/json")]
+        if let retryAfter = fault.retryAfter { headers.append(("Retry-After", retryAfter)) }
+        return Reply(
+            status: fault.status, headers: headers,
+            body: fault.body ?? Self.encode(Self.errorBody(fault.status, requestID: nextRequestID())),
+            delay: fault.delay, drop: fault.drop, drip: fault.drip)
+    }
+
+    /// The client-credentials grant.
     public func accessToken(
         grantType: String?, clientID: String?, clientSecret: String?, via route: String = "POST /v1/access_tokens json"
     ) -> Reply {
@@ -350,14 +393,17 @@ public final class Emulator: Sendable {
         }
         let token = String(authorization.dropFirst(7))
         let valid = state.withLock { state in state.tokens[token].map { $0 > now } ?? false }
-        guard valid else {
+        // A vehicle token (consent) reaches its own vehicle once its grant is approved.
+        let vehicleToken = valid ? nil : self.vehicleToken(token, now: now)
+        guard valid || vehicleToken != nil else {
             return Self.apiError(401, "Not Authorized", "Invalid token", requestID: requestID)
         }
         guard let vin = VIN(vinText),
-            state.withLock({ state in
-                advanceClearances(&state, now: now)
-                return state.clearances[vin]?.status == .approved && state.vehicles[vin] != nil
-            })
+            vehicleToken.map({ $0.vin == vin && $0.approved })
+                ?? state.withLock({ state in
+                    advanceClearances(&state, now: now)
+                    return state.clearances[vin]?.status == .approved && state.vehicles[vin] != nil
+                })
         else {
             return Self.apiError(403, "Forbidden", "No active consent for this vehicle", requestID: requestID)
         }

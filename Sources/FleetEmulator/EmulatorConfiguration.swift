@@ -25,6 +25,15 @@ public struct EmulatorConfiguration: Sendable {
     /// A limit per vehicle, answered with 403 `Quota exceeded for this vehicle` and `Retry-After`
     /// (as some OEMs answer a spent quota).
     public var vehicleQuota: RateLimit?
+    /// Vehicles reachable only through their owner's consent (the `authorization_code` flow), not
+    /// fleet clearance; their VINs are ``consentVIN(index:)``.
+    public var consentVehicleCount: Int
+    /// `expires_in` of vehicle access tokens from the consent flow (3600 on the platform).
+    public var consentTokenLifetime: Duration
+    /// How long a refresh token is accepted (each works once: a refresh rotates it).
+    public var refreshTokenLifetime: Duration
+    /// How long a new consent grant stays `pending` before it is `approved` (0: approved at once).
+    public var consentApprovalDelay: Duration
 
     /// At most `requests` vehicle-data requests per `per` (a fixed window, wall-clock).
     public struct RateLimit: Sendable, Hashable {
@@ -47,8 +56,16 @@ public struct EmulatorConfiguration: Sendable {
         approvalDelay: Duration = .seconds(5),
         removalDelay: Duration = .seconds(5),
         rateLimit: RateLimit? = nil,
-        vehicleQuota: RateLimit? = nil
+        vehicleQuota: RateLimit? = nil,
+        consentVehicleCount: Int = 2,
+        consentTokenLifetime: Duration = .seconds(3600),
+        refreshTokenLifetime: Duration = .seconds(30 * 86_400),
+        consentApprovalDelay: Duration = .zero
     ) {
+        self.consentVehicleCount = consentVehicleCount
+        self.consentTokenLifetime = consentTokenLifetime
+        self.refreshTokenLifetime = refreshTokenLifetime
+        self.consentApprovalDelay = consentApprovalDelay
         self.rateLimit = rateLimit
         self.vehicleQuota = vehicleQuota
         self.approvalDelay = approvalDelay
@@ -71,6 +88,17 @@ public struct EmulatorConfiguration: Sendable {
     public static func vin(index: Int) -> VIN {
         let digits = String(index)
         return VIN("1HMEMU" + String(repeating: "0", count: 11 - digits.count) + digits)!
+    }
+
+    /// The VIN of consent vehicle `index` (1-based): `1HMCNS` and the index in 11 digits.
+    public static func consentVIN(index: Int) -> VIN {
+        let digits = String(index)
+        return VIN("1HMCNS" + String(repeating: "0", count: 11 - digits.count) + digits)!
+    }
+
+    /// The VINs of the consent vehicles, in order.
+    public var consentVINs: [VIN] {
+        consentVehicleCount > 0 ? (1...consentVehicleCount).map(Self.consentVIN(index:)) : []
     }
 
     /// The VINs of this fleet, in order.

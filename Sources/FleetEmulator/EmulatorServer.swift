@@ -19,7 +19,12 @@ struct DroppedConnection: Error {}
 ///   absent); `GET /emulator/faults` lists the queued ones, `DELETE /emulator/faults` clears them;
 /// - `GET|POST /emulator/limits` with `{"rate_limit"?: {"requests", "per_ms"}|null, "vehicle_quota"?: …}`:
 ///   the application-wide rate limit (429) and the per-vehicle quota (403 `Quota exceeded`);
-/// - `GET /emulator/vehicles`: the simulated VINs and their current phase.
+/// - `GET /emulator/vehicles`: the simulated VINs and their current phase;
+/// - the consent flow (``Emulator/authorizationPage(query:)``): `GET /oauth/new` (the owner's page),
+///   `GET|POST /oauth/approve` (the owner allows access: a redirect with `code` and `state`), the
+///   `authorization_code` and `refresh_token` grants of the token endpoint, `DELETE
+///   /v1/access_tokens` and `/v1/access_token` (revocation), `GET /v1/vehicleinfo`, and `POST
+///   /emulator/consent/withdraw` with `{"vin"}` (the owner withdraws consent).
 public enum EmulatorServer {
     /// Builds the Hummingbird application.
     ///
@@ -47,18 +52,49 @@ public enum EmulatorServer {
                 fields = formFields(String(buffer: body))
                 kind = "form"
             }
-            return try await serve(
-                emulator.accessToken(
-                    grantType: fields["grant_type"], clientID: fields["client_id"],
-                    clientSecret: fields["client_secret"], via: "POST /v1/access_tokens " + kind))
+            return try await serve(emulator.accessToken(fields: fields, via: "POST /v1/access_tokens " + kind))
         }
         router.post("/v1/access_token") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 64 * 1024)
             let fields = formFields(String(buffer: body))
-            return try await serve(
-                emulator.accessToken(
-                    grantType: fields["grant_type"], clientID: fields["client_id"],
-                    clientSecret: fields["client_secret"], via: "POST /v1/access_token form"))
+            return try await serve(emulator.accessToken(fields: fields, via: "POST /v1/access_token form"))
+        }
+        // Revocation (RFC 7009), both families; JSON or form body.
+        for path in ["/v1/access_tokens", "/v1/access_token"] {
+            router.delete(RouterPath(path)) { request, _ -> Response in
+                let body = try await request.body.collect(upTo: 64 * 1024)
+                let json = try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView))
+                let fields = json?.objectValue?.compactMapValues { $0.stringValue } ?? formFields(String(buffer: body))
+                return response(emulator.revokeToken(fields))
+            }
+        }
+        // The owner's side of the consent flow: the page, and the approval it (or a script) sends.
+        router.get("/oauth/new") { request, _ -> Response in
+            response(emulator.authorizationPage(query: queryFields(request)))
+        }
+        router.get("/oauth/approve") { request, _ -> Response in
+            response(emulator.approveAuthorization(query: queryFields(request)))
+        }
+        router.post("/oauth/approve") { request, _ -> Response in
+            let body = try await request.body.collect(upTo: 64 * 1024)
+            let fields = queryFields(request).merging(formFields(String(buffer: body))) { _, form in form }
+            return response(emulator.approveAuthorization(query: fields))
+        }
+        router.get("/v1/vehicleinfo") { request, _ -> Response in
+            response(emulator.vehicleInfo(authorization: request.headers[.authorization]))
+        }
+        // The owner (or the OEM) withdraws consent: {"vin": VIN}.
+        router.post("/emulator/consent/withdraw") { request, _ -> Response in
+            guard let vin = try await jsonBody(request)?["vin"]?.stringValue.flatMap(VIN.init) else {
+                return response(
+                    Emulator.apiError(
+                        400, "Bad Request", "expected {\"vin\": VIN}", requestID: emulator.nextRequestID()))
+            }
+            let revoked = emulator.withdrawConsent(vin: vin)
+            return response(
+                .init(
+                    status: 200, headers: [("Content-Type", "application/json")],
+                    body: Emulator.encode(.object(["revoked": .number(Double(revoked))]))))
         }
         router.get("/v1/vehicle-data/autoapi-13/:vin") { request, context -> Response in
             let vin = context.parameters.get("vin") ?? ""
@@ -310,12 +346,20 @@ public enum EmulatorServer {
             switch name {
             case "Content-Type": headers[.contentType] = value
             case "Retry-After": headers[.retryAfter] = value
+            case "Location": headers[.location] = value
             default: continue
             }
         }
         return Response(
             status: .init(code: reply.status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: reply.body))
         )
+    }
+
+    /// The query string's fields (the last of a repeated name).
+    static func queryFields(_ request: Request) -> [String: String] {
+        var fields: [String: String] = [:]
+        for (name, value) in request.uri.queryParameters { fields[String(name)] = String(value) }
+        return fields
     }
 
     /// Parses an `application/x-www-form-urlencoded` body.

@@ -436,13 +436,15 @@ enum Schema {
         DROP TABLE IF EXISTS samples_v11;
         DROP TABLE IF EXISTS latest_v11;
         """,
-        // 14: a vehicle gets an integer id, and the poll log refers to it instead of repeating the
-        //     VIN (twice a poll, with its index); a `request_id` of 32 lowercase hex digits is kept
-        //     as its 16 bytes. `polls` becomes a view with its columns of before. The rows are
-        //     copied in id order; the old table is dropped by 15.
+        // 14: a vehicle gets an integer id (AUTOINCREMENT: never given twice, so a poll row can
+        //     never come to name another vehicle), and the poll log refers to it instead of
+        //     repeating the VIN (twice a poll, with its index); a new `request_id` of 32 lowercase
+        //     hex digits is kept as its 16 bytes (rows copied here keep their text). `polls`
+        //     becomes a view with its columns of before. The rows are copied in id order; the old
+        //     table is dropped by 15.
         """
         CREATE TABLE vehicles_v14 (
-            id INTEGER PRIMARY KEY,
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
             vin TEXT NOT NULL UNIQUE,
             first_seen_at INTEGER NOT NULL,
             last_polled_at INTEGER,
@@ -532,8 +534,15 @@ enum Schema {
         // them on, dropping a table deletes its rows one by one first (10 M `samples` rows held
         // ~800 MB in the statement journal during migration 12).
         guard found < currentVersion else { return }
-        try connection.execute("PRAGMA foreign_keys = OFF")
-        defer { try? connection.execute("PRAGMA foreign_keys = ON") }
+        // While migrating: foreign keys off; table renames that leave the views and triggers of
+        // the schema as they are (a user's view on `polls` goes on reading `polls`, the view that
+        // replaces the table, and a view already broken does not stop the rename); and temporary
+        // data (the sort of an index built over 10 M rows) on disk, not in memory.
+        try connection.execute("PRAGMA foreign_keys = OFF; PRAGMA legacy_alter_table = ON; PRAGMA temp_store = FILE")
+        defer {
+            try? connection.execute(
+                "PRAGMA foreign_keys = ON; PRAGMA legacy_alter_table = OFF; PRAGMA temp_store = MEMORY")
+        }
         for version in (found + 1)...max(found + 1, currentVersion) where version <= currentVersion {
             if outsideTransaction.contains(version) {
                 try connection.execute(migrations[Int(version) - 1])
@@ -541,6 +550,8 @@ enum Schema {
                 continue
             }
             try connection.transaction {
+                // Another process may have run this migration while this one waited for the lock.
+                guard (try connection.scalarInt("PRAGMA user_version") ?? 0) < version else { return }
                 try connection.execute(migrations[Int(version) - 1])
                 try connection.execute("PRAGMA user_version = \(version)")
             }

@@ -46,7 +46,8 @@ enum EmulatorConfigFile {
         let root = try ConfigNode.parse(text, file: path)
         let top = try root.mapping(allowed: [
             "vehicles", "seed", "time_scale", "shape", "client_id", "approval_delay", "removal_delay", "rate_limit",
-            "vehicle_quota", "faults",
+            "vehicle_quota", "faults", "consent_vehicles", "consent_token_lifetime", "refresh_token_lifetime",
+            "consent_approval_delay",
         ])
         var configuration = EmulatorConfiguration()
         if let n = top["vehicles"] { configuration.vehicleCount = try n.integer(in: 1...100_000) }
@@ -71,6 +72,14 @@ enum EmulatorConfigFile {
         }
         if let n = top["approval_delay"] { configuration.approvalDelay = try n.duration(min: .zero) }
         if let n = top["removal_delay"] { configuration.removalDelay = try n.duration(min: .zero) }
+        if let n = top["consent_vehicles"] { configuration.consentVehicleCount = try n.integer(in: 0...100_000) }
+        if let n = top["consent_token_lifetime"] {
+            configuration.consentTokenLifetime = try n.duration(min: .seconds(1))
+        }
+        if let n = top["refresh_token_lifetime"] {
+            configuration.refreshTokenLifetime = try n.duration(min: .seconds(1))
+        }
+        if let n = top["consent_approval_delay"] { configuration.consentApprovalDelay = try n.duration(min: .zero) }
         if let n = top["rate_limit"] { configuration.rateLimit = try limit(n) }
         if let n = top["vehicle_quota"] { configuration.vehicleQuota = try limit(n) }
         var faults: [(vin: VIN?, fault: Emulator.Fault, count: Int)] = []

@@ -14,7 +14,7 @@ struct FleetTelemetryCommand: AsyncParsableCommand {
             RunCommand.self, DemoCommand.self, EmulatorCommand.self, VehiclesCommand.self, EligibilityCommand.self,
             PollCommand.self, ImportCommand.self, StatusCommand.self, HistoryCommand.self, EventsCommand.self,
             ScheduleCommand.self, CheckConfigCommand.self, BackupCommand.self, PurgeCommand.self, ReprocessCommand.self,
-            RawCommand.self,
+            RawCommand.self, ConsentCommand.self,
         ]
     )
 }

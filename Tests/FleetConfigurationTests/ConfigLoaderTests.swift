@@ -204,6 +204,34 @@ let minimal = """
         }
     }
 
+    /// `consent`: the consent page's URL (a default per API host), the redirect URI, the scope and
+    /// the state file (beside the database unless set; relative to the config file).
+    @Test func consentKeys() throws {
+        let defaults = try ConfigLoader.parse(minimal, file: "/etc/ft/c.yaml")
+        #expect(defaults.consent.redirectURI == "http://127.0.0.1:8765/callback")
+        #expect(defaults.consent.scope == "vehicle:data")
+        #expect(defaults.consentStateFile == defaults.databasePath + "-consent.json")
+        #expect(
+            defaults.consent.authorizationURL(baseURL: "https://sandbox.api.high-mobility.com")
+                == "https://owner-panel.high-mobility.com/oauth/new")
+        #expect(
+            defaults.consent.authorizationURL(baseURL: "http://127.0.0.1:8080/") == "http://127.0.0.1:8080/oauth/new")
+        let set = try ConfigLoader.parse(
+            minimal
+                + "\nconsent:\n  authorization_url: https://example.com/consent\n  redirect_uri: https://app.example.com/cb\n"
+                + "  scope: vehicle:data doors.get.locks\n  state_file: grants.json\n",
+            file: "/etc/ft/c.yaml")
+        #expect(set.consent.authorizationURL(baseURL: "https://api.high-mobility.com") == "https://example.com/consent")
+        #expect(set.consent.redirectURI == "https://app.example.com/cb")
+        #expect(set.consent.scope == "vehicle:data doors.get.locks")
+        #expect(set.consentStateFile == "/etc/ft/grants.json")
+        #expect {
+            try ConfigLoader.parse(minimal + "\nconsent:\n  redirect_uri: callback\n", file: "c.yaml")
+        } throws: { error in
+            "\(error)".contains("c.yaml:8: consent.redirect_uri: must be an http:// or https:// URL, got callback")
+        }
+    }
+
     @Test(arguments: [
         (
             minimal + "\npolling:\n  intervall: 5m\n",
@@ -265,7 +293,7 @@ let minimal = """
         ),
         (
             minimal + "\ndatabse:\n  path: x\n",
-            "c.yaml:7: databse: unknown key (did you mean `database`?); allowed here: api, archive, database, events, fleet, log_level, metrics, polling, retention, sinks, vehicles"
+            "c.yaml:7: databse: unknown key (did you mean `database`?); allowed here: api, archive, consent, database, events, fleet, log_level, metrics, polling, retention, sinks, vehicles"
         ),
         (
             minimal.replacingOccurrences(of: "[1HMFT000000000001]", with: "[1HMFT00000000000I]"),

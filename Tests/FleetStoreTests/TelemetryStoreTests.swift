@@ -316,6 +316,15 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
             try connection.execute(
                 "INSERT INTO events (vin, type, instance, occurred_at, detected_at, previous_value, new_value) "
                     + "VALUES ('1HMFT000000000001', 'door_unlocked', 'front_left', 7, 8, 'locked', 'unlocked')")
+            // A user's views (Grafana, scripts) on the tables later versions rebuild, and one broken
+            // view: each keeps working (or stays as it is), and none stops a migration.
+            try connection.execute(
+                """
+                CREATE VIEW user_polls AS SELECT vin, http_status FROM polls;
+                CREATE VIEW user_fleet AS SELECT vin FROM vehicles;
+                CREATE VIEW user_samples AS SELECT vin, observed_at FROM samples;
+                CREATE VIEW user_broken AS SELECT vin FROM no_such_table;
+                """)
             if (7..<11).contains(version) {
                 // The archive as it was before schema 11: bodies as received.
                 try connection.execute(
@@ -364,6 +373,9 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
         let connection = try Connection(path: db.path)
         #expect(try connection.scalarInt("PRAGMA user_version") == Schema.currentVersion)
         #expect(try connection.scalarText("PRAGMA integrity_check") == "ok")
+        #expect(try connection.scalarInt("SELECT count(*) FROM user_polls") == (version < 14 ? 2 : 1))
+        #expect(try connection.scalarInt("SELECT count(*) FROM user_fleet") == (version < 14 ? 2 : 1))
+        #expect(try connection.scalarInt("SELECT count(*) FROM user_samples") == 2)
     }
 
     /// The poll log refers to its vehicle by id: `polls` shows each poll with its VIN and its
@@ -397,6 +409,14 @@ func lockSamples(_ state: String, at time: Timestamp, source: ObservationTimeSou
         try await store.purge(vin: vin)
         #expect(try DocumentedQueryTests.rows(connection, "SELECT vin FROM polls") == ["'1HMFT000000000002'"])
         #expect(try await store.pollCountsByVIN(since: t0) == [other: 1])
+        // A vehicles row deleted by hand: its polls are not handed to the next vehicle.
+        try connection.execute("DELETE FROM vehicles WHERE vin = '1HMFT000000000002'")
+        try await store.record(
+            PollRecord(
+                vin: VIN("1HMFT000000000003")!, requestedAt: t0, receivedAt: t0, httpStatus: 200, latencyMilliseconds: 5
+            ),
+            samples: [], detector: EventRules())
+        #expect(try DocumentedQueryTests.rows(connection, "SELECT vin FROM polls") == ["'1HMFT000000000003'"])
     }
 
     /// Rule state (a fired battery_low) survives a restart: no duplicate after reopening.

@@ -25,6 +25,14 @@ struct CLI {
             arguments + ["--config", config], environment: ["HM_SECRET": secret, "PATH": "/usr/bin:/bin"])
     }
 
+    /// ``run(_:secret:)`` on a thread of its own: the test waits without holding a thread of the
+    /// cooperative pool, which the in-process emulator needs to answer the command.
+    func runAside(_ arguments: [String]) async throws -> Result {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Swift.Result { try self.run(arguments) }) }.start()
+        }
+    }
+
     /// Runs the binary with `arguments` and waits for it.
     /// - Parameters:
     ///   - directory: The working directory (the test's own by default).

@@ -1,0 +1,195 @@
+import FleetClient
+import FleetConsent
+import FleetEmulator
+import FleetModel
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+private let consentVIN = EmulatorConfiguration.consentVIN(index: 1)
+
+/// The query of a URL, by name.
+private func query(_ url: String) -> [String: String] {
+    var fields: [String: String] = [:]
+    for item in URLComponents(string: url)?.queryItems ?? [] { fields[item.name] = item.value ?? "" }
+    return fields
+}
+
+/// The owner allows access on the emulator's consent page: the code of the redirect.
+private func approve(_ h: Harness, url: String, vin: VIN = consentVIN) throws -> (code: String, state: String?) {
+    var fields = query(url)
+    fields["vin"] = vin.rawValue
+    let reply = h.emulator.approveAuthorization(query: fields)
+    let location = try #require(reply.headers.first { $0.0 == "Location" }?.1, "a redirect: \(reply.body)")
+    let back = query(location)
+    return (try #require(back["code"]), back["state"])
+}
+
+/// A grant of the consent vehicle, through the client as `consent url` and `consent exchange` make it.
+private func connect(_ h: Harness) async throws -> ConsentGrant {
+    let pkce = PKCE()
+    let url = h.client.authorizationURL(
+        "http://127.0.0.1:\(h.port)/oauth/new", redirectURI: "http://127.0.0.1:9/callback", scope: "vehicle:data",
+        state: "s-1", pkce: pkce, vin: nil)
+    let (code, state) = try approve(h, url: url)
+    #expect(state == "s-1")
+    return try await h.client.exchangeAuthorizationCode(
+        code, redirectURI: "http://127.0.0.1:9/callback", codeVerifier: pkce.verifier)
+}
+
+private func isInvalidGrant(_ error: any Error) -> Bool { (error as? APIError)?.title == "invalid_grant" }
+
+@Suite(.serialized) struct ConsentFlowTests {
+    /// The code flow with PKCE, in both path families: a vehicle token that reaches its vehicle
+    /// (and only it), the vehicle named by `GET /v1/vehicleinfo`, and a code that works once.
+    @Test(arguments: PathFamily.allCases)
+    func aCodeBecomesAVehicleTokenOnce(family: PathFamily) async throws {
+        try await withHarness(family: family) { h in
+            let pkce = PKCE()
+            let url = h.client.authorizationURL(
+                "http://127.0.0.1:\(h.port)/oauth/new", redirectURI: "http://127.0.0.1:9/cb", scope: "vehicle:data",
+                state: "st", pkce: pkce, vin: nil)
+            #expect(query(url)["code_challenge_method"] == "S256")
+            #expect(query(url)["code_challenge"] == pkce.challenge)
+            let (code, _) = try approve(h, url: url)
+            let grant = try await h.client.exchangeAuthorizationCode(
+                code, redirectURI: "http://127.0.0.1:9/cb", codeVerifier: pkce.verifier)
+            #expect(grant.status == .approved)
+            #expect(grant.refreshToken != nil)
+            #expect(grant.accessToken.expiresAt.duration(since: h.clock.now()) == .seconds(3600))
+            #expect(try await h.client.vehicleInfo(token: grant.accessToken) == consentVIN)
+            #expect(try await h.client.vehicleData(vin: consentVIN, token: grant.accessToken).status == 200)
+            // Not a fleet vehicle: the application's own token does not reach it.
+            await #expect(throws: APIError.self) { try await h.client.vehicleData(vin: consentVIN) }
+            // Nor does the vehicle token reach another vehicle.
+            await #expect(throws: APIError.self) {
+                try await h.client.vehicleData(vin: EmulatorConfiguration.vin(index: 1), token: grant.accessToken)
+            }
+            await #expect {
+                try await h.client.exchangeAuthorizationCode(
+                    code, redirectURI: "http://127.0.0.1:9/cb", codeVerifier: pkce.verifier)
+            } throws: { isInvalidGrant($0) }
+            #expect(
+                h.emulator.tokenRequestLog.last
+                    == (family == .platform ? "POST /v1/access_tokens json" : "POST /v1/access_token form"))
+        }
+    }
+
+    /// PKCE is checked: a code with another verifier is refused, and the code is spent.
+    @Test func aWrongVerifierIsRefused() async throws {
+        try await withHarness { h in
+            let pkce = PKCE()
+            let url = h.client.authorizationURL(
+                "http://127.0.0.1:\(h.port)/oauth/new", redirectURI: "http://127.0.0.1:9/cb", scope: "vehicle:data",
+                state: "st", pkce: pkce, vin: nil)
+            let (code, _) = try approve(h, url: url)
+            await #expect {
+                try await h.client.exchangeAuthorizationCode(
+                    code, redirectURI: "http://127.0.0.1:9/cb", codeVerifier: PKCE().verifier)
+            } throws: { isInvalidGrant($0) }
+            await #expect {
+                try await h.client.exchangeAuthorizationCode(
+                    code, redirectURI: "http://127.0.0.1:9/cb", codeVerifier: pkce.verifier)
+            } throws: { isInvalidGrant($0) }
+        }
+    }
+
+    /// A refresh rotates the refresh token: the new one works, the old one is spent.
+    @Test(arguments: PathFamily.allCases)
+    func aRefreshRotatesTheRefreshToken(family: PathFamily) async throws {
+        try await withHarness(family: family) { h in
+            let first = try await connect(h)
+            let old = try #require(first.refreshToken)
+            let second = try await h.client.refreshConsent(old)
+            #expect(second.refreshToken != old)
+            #expect(second.accessToken != first.accessToken)
+            #expect(try await h.client.vehicleData(vin: consentVIN, token: second.accessToken).status == 200)
+            await #expect { try await h.client.refreshConsent(old) } throws: { isInvalidGrant($0) }
+            let third = try await h.client.refreshConsent(try #require(second.refreshToken))
+            #expect(third.status == .approved)
+            #expect(h.emulator.consentGrantLog == ["authorization_code", "refresh_token", "refresh_token"])
+        }
+    }
+
+    /// Revocation (the CLI's `consent revoke`) and the owner withdrawing consent both end the
+    /// grant: its tokens stop working and a refresh is `invalid_grant`.
+    @Test func revocationAndWithdrawalEndTheGrant() async throws {
+        try await withHarness { h in
+            let revoked = try await connect(h)
+            try await h.client.revokeConsent(try #require(revoked.refreshToken))
+            await #expect { try await h.client.refreshConsent(revoked.refreshToken!) } throws: { isInvalidGrant($0) }
+            await #expect(throws: APIError.self) {
+                try await h.client.vehicleData(vin: consentVIN, token: revoked.accessToken)
+            }
+            let withdrawn = try await connect(h)
+            #expect(h.emulator.withdrawConsent(vin: consentVIN) == 1)
+            await #expect { try await h.client.refreshConsent(withdrawn.refreshToken!) } throws: { isInvalidGrant($0) }
+        }
+    }
+
+    /// A grant `pending` approval reaches no data until it is approved.
+    @Test func aPendingGrantWaitsForApproval() async throws {
+        try await withHarness(emulator: .init(consentApprovalDelay: .seconds(120))) { h in
+            let grant = try await connect(h)
+            #expect(grant.status == .pending)
+            await #expect(throws: APIError.self) {
+                try await h.client.vehicleData(vin: consentVIN, token: grant.accessToken)
+            }
+            h.clock.advance(by: .seconds(121))
+            let approved = try await h.client.refreshConsent(try #require(grant.refreshToken))
+            #expect(approved.status == .approved)
+            #expect(try await h.client.vehicleData(vin: consentVIN, token: approved.accessToken).status == 200)
+        }
+    }
+
+    /// The flow as a user runs it: `consent url`, the owner's approval, `consent exchange`,
+    /// `consent list`, `consent revoke`; the state file is 0600 and no token is ever printed.
+    @Test(arguments: PathFamily.allCases)
+    func theWholeFlowThroughTheCLI(family: PathFamily) async throws {
+        try await withHarness(family: family) { h in
+            let directory = NSTemporaryDirectory() + "ft-consent-\(UUID().uuidString)"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let config = directory + "/config.yaml"
+            try """
+            api:
+              base_url: http://127.0.0.1:\(h.port)
+              client_id: \(EmulatorConfiguration.defaultClientID)
+              client_secret:
+                env: HM_SECRET
+              paths: \(family.rawValue)
+            database:
+              path: \(directory)/telemetry.sqlite
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+            let cli = CLI(config: config)
+            let url = try await cli.runAside(["consent", "url"])
+            #expect(url.status == 0, "\(url.stderr)")
+            let link = url.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(link.hasPrefix("http://127.0.0.1:\(h.port)/oauth/new?"))
+            let (code, state) = try approve(h, url: link)
+            let exchanged = try await cli.runAside([
+                "consent", "exchange", "--code", code, "--state", try #require(state),
+            ])
+            #expect(exchanged.status == 0, "\(exchanged.stderr) \(exchanged.stdout)")
+            #expect(exchanged.stdout.contains("\(consentVIN): approved"))
+            let again = try await cli.runAside(["consent", "exchange", "--code", code, "--state", state!])
+            #expect(again.status == 1, "a state is used once")
+            let list = try await cli.runAside(["consent", "list", "--json"])
+            #expect(list.stdout.contains("\"vin\":\"\(consentVIN)\",\"status\":\"approved\""))
+            let file = directory + "/telemetry.sqlite-consent.json"
+            var status = stat()
+            #expect(stat(file, &status) == 0)
+            #expect(status.st_mode & 0o777 == 0o600)
+            let stored = try #require(try GrantFile(path: file).read().grant(of: consentVIN))
+            let printed = [url, exchanged, again, list].map { $0.stdout + $0.stderr }.joined()
+            #expect(!printed.contains(stored.accessToken.value) && !printed.contains(stored.refreshToken!.value))
+            let revoke = try await cli.runAside(["consent", "revoke", consentVIN.rawValue])
+            #expect(revoke.status == 0, "\(revoke.stderr)")
+            #expect(try GrantFile(path: file).read().grants.isEmpty)
+            await #expect { try await h.client.refreshConsent(stored.refreshToken!) } throws: { isInvalidGrant($0) }
+        }
+    }
+}
