@@ -146,7 +146,7 @@ let package = Package(
             name: "FleetDaemon",
             dependencies: [
                 "FleetModel", "FleetStore", "FleetClient", "FleetEvents", "FleetScheduling",
-                "FleetConfiguration", "FleetIngestion", "FleetMQTT",
+                "FleetConfiguration", "FleetIngestion", "FleetMQTT", "FleetConsent",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -170,9 +170,12 @@ public enum ConfigLoader {
             }
             if fleet["sync"] == nil { configuration.fleet.sync = configuration.vehicles.isEmpty && vehiclesValid }
         }
-        if !configuration.fleet.sync && configuration.vehicles.isEmpty && vehiclesValid {
+        // Vehicles connected by consent (a `consent` section) are something to poll too.
+        if !configuration.fleet.sync && configuration.vehicles.isEmpty && vehiclesValid && top["consent"] == nil {
             report.errors.append(
-                (top["fleet"] ?? root).error("nothing to poll: list VINs under `vehicles`, or turn on `fleet.sync`"))
+                (top["fleet"] ?? root).error(
+                    "nothing to poll: list VINs under `vehicles`, turn on `fleet.sync`, or add a `consent` section for vehicles their owners connect"
+                ))
         }
 
         report.read(top["log_level"], into: &configuration.logLevel) { n throws(ConfigError) in

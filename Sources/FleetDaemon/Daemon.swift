@@ -1,5 +1,6 @@
 import FleetClient
 import FleetConfiguration
+import FleetConsent
 import FleetEvents
 import FleetIngestion
 import FleetModel
@@ -56,9 +57,12 @@ public struct Daemon: Sendable {
         let fleetSync =
             configuration.fleet.sync
             ? FleetSync(interval: configuration.fleet.syncInterval) { try await client.fleetVehicles() } : nil
+        // The vehicles their owners connected: their grants, from the consent state file.
+        let consent = ConsentTokens(
+            file: GrantFile(path: configuration.consentStateFile), client: client, clock: clock, logger: logger)
         self.polling = PollingService(
             vins: configuration.vehicles, policy: configuration.polling.policy,
-            pipeline: PollPipeline(client: client, ingestion: ingestion, clock: clock),
+            pipeline: PollPipeline(client: client, ingestion: ingestion, clock: clock, consent: consent),
             maintenance: Maintenance(ingestion: ingestion, retention: configuration.retention, logger: logger),
             clock: clock, maxConcurrentRequests: configuration.polling.maxConcurrentRequests, fleetSync: fleetSync,
             seed: seed ?? UInt64.random(in: 0...UInt64.max), logger: logger, notifier: notifier, onPoll: onPoll)

@@ -1,4 +1,5 @@
 import FleetClient
+import FleetConsent
 import FleetIngestion
 import FleetModel
 import FleetScheduling
@@ -16,11 +17,14 @@ public struct PollPipeline: Sendable {
     public let ingestion: Ingestion
     /// The request and failure times (UTC).
     public let clock: any WallClock
+    /// The grants of the vehicles their owners connected, polled with their own tokens.
+    public let consent: ConsentTokens?
 
-    public init(client: HighMobilityClient, ingestion: Ingestion, clock: any WallClock) {
+    public init(client: HighMobilityClient, ingestion: Ingestion, clock: any WallClock, consent: ConsentTokens? = nil) {
         self.client = client
         self.ingestion = ingestion
         self.clock = clock
+        self.consent = consent
     }
 
     /// What one poll did.
@@ -39,6 +43,8 @@ public struct PollPipeline: Sendable {
         public var error: String?
         /// False when the answer could not be written (disk full, database locked).
         public var stored = true
+        /// A consent vehicle whose grant is lost (`invalid_grant`): with ``outcome`` `.stop`.
+        public var consentRequired = false
     }
 
     /// Polls `vin` once and stores what came back.
@@ -55,8 +61,30 @@ public struct PollPipeline: Sendable {
         let requestedAt = clock.now()
         let answer: Swift.Result<VehicleDataResponse, APIError>
         let client = self.client
+        // A vehicle its owner connected is polled with its own token.
+        var token: AccessToken?
+        if let consent, let access = await consent.access(for: vin) {
+            switch access {
+            case .ready(let ready): token = ready
+            case let other: return await withoutRequest(vin, other)
+            }
+        }
         do {
-            answer = .success(try await cancelWhenGracefulShutdown { try await client.vehicleData(vin: vin) })
+            if let bearer = token {
+                do {
+                    answer = .success(
+                        try await cancelWhenGracefulShutdown { try await client.vehicleData(vin: vin, token: bearer) })
+                } catch let error as APIError where error.isInvalidToken {
+                    // Refused before its expiry (revoked, rotated elsewhere): refreshed once, asked again.
+                    guard case .ready(let renewed)? = await consent?.rejected(bearer, vin: vin) else {
+                        return await withoutRequest(vin, await consent?.access(for: vin) ?? .pending)
+                    }
+                    answer = .success(
+                        try await cancelWhenGracefulShutdown { try await client.vehicleData(vin: vin, token: renewed) })
+                }
+            } else {
+                answer = .success(try await cancelWhenGracefulShutdown { try await client.vehicleData(vin: vin) })
+            }
         } catch let error as APIError {
             if error.kind == .transport && (Task.isCancelled || Task.isShuttingDownGracefully) {
                 return Result(vin: vin, outcome: .cancelled, samplesWritten: 0, events: [], error: "cancelled")
@@ -86,6 +114,43 @@ public struct PollPipeline: Sendable {
             vin: vin, outcome: PollSchedule.Outcome(ingested), httpStatus: ingested.httpStatus,
             samplesWritten: ingested.samplesWritten, events: ingested.events, error: ingested.error,
             stored: ingested.stored)
+    }
+}
+
+extension PollPipeline {
+    /// A consent vehicle that is not polled now: its grant is pending, lost, or has no valid token.
+    /// No request is sent and no `polls` row written; a lost grant stores its `consent_required`
+    /// event (once) and the vehicle's status.
+    func withoutRequest(_ vin: VIN, _ access: ConsentTokens.Access) async -> Result {
+        switch access {
+        case .ready:
+            return Result(vin: vin, outcome: .failed, samplesWritten: 0, events: [], error: "token refused twice")
+        case .pending:
+            return Result(
+                vin: vin, outcome: .slow(.pending), samplesWritten: 0, events: [],
+                error: "the owner's consent is pending approval")
+        case .unavailable(let error, _):
+            return Result(vin: vin, outcome: .failed, samplesWritten: 0, events: [], error: error.description)
+        case .consentRequired(let event):
+            var stored: [Event] = []
+            do {
+                let now = clock.now()
+                try await ingestion.store.setStatus(
+                    .consentRequired, reason: "the refresh token was refused; the owner must consent again", vin: vin,
+                    at: now)
+                if let event {
+                    stored = try await ingestion.store.record(events: [event])
+                    await ingestion.sink.deliver(stored)
+                }
+            } catch {
+                ingestion.logger.error("\(vin): consent_required could not be stored: \(error)")
+            }
+            var result = Result(
+                vin: vin, outcome: .stop, samplesWritten: 0, events: stored,
+                error: "the owner's consent is required again (fleet-telemetry consent url --vin \(vin))")
+            result.consentRequired = true
+            return result
+        }
     }
 }
 

@@ -31,6 +31,8 @@ public actor PollingService: Service {
     private var staticVINs: Set<VIN>
     /// VINs the last fleet listing found approved (polled besides ``staticVINs``).
     private var fleetApproved: Set<VIN> = []
+    /// The vehicles polled through their owner's consent (``PollPipeline/consent``).
+    private var consentVINs: Set<VIN> = []
     /// The loop's child task waiting for a reload, while the loop runs.
     private var reloadWaiter: CheckedContinuation<Void, Never>?
     /// Called with every poll's result once it is recorded (metrics, tests).
@@ -98,7 +100,7 @@ public actor PollingService: Service {
             cadence: .init(
                 fleetSync: fleetSync?.interval, manualPollCount: countsManualPolls ? .seconds(10) : nil,
                 maintenance: maintenance.interval, watchdog: notifier.watchdogPing,
-                status: notifier.isEnabled ? .seconds(5) : nil),
+                status: notifier.isEnabled ? .seconds(5) : nil, consent: pipeline.consent == nil ? nil : .seconds(30)),
             start: start, seed: seed)
         self.staticVINs = Set(vins)
         self.fleetSync = fleetSync
@@ -263,7 +265,8 @@ public actor PollingService: Service {
             chores.needsSave(at: now, urgent: true)
         }
         let health: PollSchedule.Health =
-            result.outcome == .stop ? .consentRemoved : schedule.entry(result.vin)?.health ?? .ok
+            result.outcome == .stop
+            ? (result.consentRequired ? .consentRequired : .consentRemoved) : schedule.entry(result.vin)?.health ?? .ok
         unsaved[result.vin] = (health, result.error)
         chores.needsSave(at: now, urgent: health != .ok)
         onPoll?(result)
@@ -289,6 +292,8 @@ public actor PollingService: Service {
             notifier.send("WATCHDOG=1")
         case .status:
             notifier.send("STATUS=" + statusLine(at: now))
+        case .consent:
+            await reconcileConsent(now: now)
         }
         chores.completed(chore, at: now)
         return nil
@@ -622,6 +627,44 @@ public actor PollingService: Service {
     /// events) and updates who is polled: `approved` VINs are added, VINs that left `approved`
     /// are removed (unless listed in the config), and VINs whose consent was removed stay stopped.
     ///
+    /// Reads the consent grants again (a `consent exchange` or `revoke` since): a vehicle with an
+    /// `approved` or `pending` grant joins the schedule, one whose grant is gone or lost leaves it
+    /// (unless the config or the fleet lists it); then grants idle for a day are refreshed, so that
+    /// a vehicle not polled for long (asleep, privacy mode, a spent budget) keeps its access.
+    private func reconcileConsent(now: Timestamp) async {
+        guard let consent = pipeline.consent else { return }
+        let store = pipeline.ingestion.store
+        do {
+            let vins = try await consent.reload()
+            for vin in vins.subtracting(consentVINs) where schedule.entry(vin) == nil {
+                if let entry = saved[vin], entry.health != .consentRequired {
+                    schedule.restore(vin, entry: entry, at: now)
+                } else {
+                    schedule.add(vin, at: now)
+                }
+                // A vehicle whose owner consented again is polled again.
+                try? await store.setStatus(.active, reason: nil, vin: vin, at: now)
+                logger.info("\(vin) joins the polling through its owner's consent")
+            }
+            for vin in consentVINs.subtracting(vins) where !staticVINs.contains(vin) && !fleetApproved.contains(vin) {
+                schedule.remove(vin)
+            }
+            consentVINs = vins
+        } catch {
+            logger.warning("consent grants not read: \(error); the grants read before stay in use")
+        }
+        let lost = await consent.refreshIdle()
+        for event in lost {
+            try? await store.setStatus(
+                .consentRequired, reason: "the refresh token was refused; the owner must consent again", vin: event.vin,
+                at: now)
+            schedule.remove(event.vin)
+        }
+        if let stored = try? await store.record(events: lost), !stored.isEmpty {
+            await pipeline.ingestion.sink.deliver(stored)
+        }
+    }
+
     /// A failed listing is logged and retried after a backoff that starts at a second
     /// (``Chores/fleetSyncFailed(at:)``); the current
     /// schedule is kept meanwhile.

@@ -55,6 +55,10 @@ public enum EventType: String, Sendable, Hashable, CaseIterable, Codable {
     /// The vehicle's fleet clearance status changed (`pending` → `approved`, …); previous and new
     /// values are the statuses. Detected by the daemon's fleet sync.
     case clearanceChanged = "clearance_changed"
+    /// A vehicle connected by its owner's consent lost access: its refresh token was refused
+    /// (`invalid_grant`); previous value the grant's status (`approved`, `pending`), new value
+    /// `consent_required`. Polled again once the owner consents anew (`fleet-telemetry consent url`).
+    case consentRequired = "consent_required"
 }
 
 /// A change event detected by comparing a new observation with the stored latest one.

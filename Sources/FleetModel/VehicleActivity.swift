@@ -17,4 +17,7 @@ public enum PollingStatus: String, Sendable, Hashable, CaseIterable {
     case notCleared = "not_cleared"
     /// The OEM removed the consent (`Consent is removed by OEM`): never polled again.
     case consentRemoved = "consent_removed"
+    /// A vehicle connected by its owner's consent lost access (its refresh token was refused):
+    /// polled again once the owner consents anew.
+    case consentRequired = "consent_required"
 }

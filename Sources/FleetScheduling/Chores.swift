@@ -18,6 +18,9 @@ public struct Chores: Sendable {
         case watchdog
         /// Tell the service manager what the daemon is doing (`STATUS=`).
         case status
+        /// The consent grants: the state file read again when it changed (vehicles connected or
+        /// revoked meanwhile), and idle grants refreshed.
+        case consent
     }
 
     /// How often each chore runs.
@@ -35,11 +38,15 @@ public struct Chores: Sendable {
         public var watchdog: Duration?
         /// How often `STATUS=` is refreshed; `nil` without a service manager.
         public var status: Duration?
+        /// How often the consent grants are looked at; `nil`: never.
+        public var consent: Duration?
 
         public init(
             fleetSync: Duration?, manualPollCount: Duration? = .seconds(10), maintenance: Duration = .seconds(60),
-            scheduleSaveDelay: Duration = .seconds(1), watchdog: Duration? = nil, status: Duration? = nil
+            scheduleSaveDelay: Duration = .seconds(1), watchdog: Duration? = nil, status: Duration? = nil,
+            consent: Duration? = nil
         ) {
+            self.consent = consent
             self.watchdog = watchdog
             self.status = status
             self.fleetSync = fleetSync
@@ -72,6 +79,7 @@ public struct Chores: Sendable {
         dueAt[.maintenance] = start
         if cadence.watchdog != nil { dueAt[.watchdog] = start }
         if cadence.status != nil { dueAt[.status] = start }
+        if cadence.consent != nil { dueAt[.consent] = start }
     }
 
     /// The chores due at `now`, in the order of ``Chore`` (the fleet first: it decides who is polled).
@@ -101,6 +109,7 @@ public struct Chores: Sendable {
         case .scheduleSave: dueAt[chore] = nil
         case .watchdog: dueAt[chore] = cadence.watchdog.map { now.adding($0) }
         case .status: dueAt[chore] = cadence.status.map { now.adding($0) }
+        case .consent: dueAt[chore] = cadence.consent.map { now.adding($0) }
         }
     }
 

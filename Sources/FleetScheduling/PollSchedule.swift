@@ -87,6 +87,9 @@ public struct PollSchedule: Sendable {
         case asleep, pending, privacy
         case notCleared = "not_cleared"
         case consentRemoved = "consent_removed"
+        /// A vehicle connected by consent whose refresh token was refused: not polled until the
+        /// owner consents again.
+        case consentRequired = "consent_required"
         case error
     }
 
@@ -496,7 +499,7 @@ public struct PollSchedule: Sendable {
     public static func projectedPolls(for entry: Entry, policy: Policy, fleetSize: Int, at now: Timestamp) -> Int {
         let cadence: Duration
         switch entry.health {
-        case .consentRemoved: return 0
+        case .consentRemoved, .consentRequired: return 0
         case .asleep, .pending, .notCleared: cadence = policy.slowInterval
         case .privacy: cadence = policy.privacyInterval
         default: cadence = effectiveInterval(for: entry, policy: policy, fleetSize: fleetSize)

@@ -67,6 +67,16 @@ extension TelemetryStore {
         }
     }
 
+    /// Stores events found outside a poll (a consent vehicle's `consent_required`), each once
+    /// (an event already stored is left out), queued for the delivery sinks as a poll's are.
+    ///
+    /// - Returns: The events stored, with their ids.
+    public func record(events: [Event]) throws -> [Event] {
+        try withConnection { connection in
+            try connection.transaction { try insert(events, connection: connection) }
+        }
+    }
+
     /// Sets a vehicle's polling status and the reason.
     public func setStatus(_ status: PollingStatus, reason: String?, vin: VIN, at now: Timestamp) throws {
         try withConnection { connection in

@@ -114,3 +114,19 @@ private func grant(_ vin: VIN, access: String, refresh: String?) -> StoredGrant 
         #expect(PKCE().verifier.value.count == 43)
     }
 }
+
+@Suite struct GrantFileFailureTests {
+    /// A write that cannot finish (here: its temporary file cannot be created) leaves the file
+    /// before it whole: the old grant is never lost without the new one written.
+    @Test func aFailedWriteLeavesTheOldGrantWhole() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let file = GrantFile(path: folder + "/grants.json")
+        try file.update { $0.put(grant(vin, access: "a1", refresh: "r1")) }
+        // A directory where the temporary file would go: it cannot be created.
+        try FileManager.default.createDirectory(
+            atPath: file.path + ".tmp-\(getpid())", withIntermediateDirectories: false)
+        #expect(throws: GrantFileError.self) { try file.update { $0.put(grant(vin, access: "a2", refresh: "r2")) } }
+        #expect(try file.read().grants.first?.refreshToken?.value == "r1")
+    }
+}

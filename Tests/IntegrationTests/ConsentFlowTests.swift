@@ -1,8 +1,10 @@
 import FleetClient
 import FleetConsent
+import FleetDaemon
 import FleetEmulator
 import FleetModel
 import Foundation
+import Logging
 import Testing
 
 #if canImport(Glibc)
@@ -190,6 +192,134 @@ private func isInvalidGrant(_ error: any Error) -> Bool { (error as? APIError)?.
             #expect(revoke.status == 0, "\(revoke.stderr)")
             #expect(try GrantFile(path: file).read().grants.isEmpty)
             await #expect { try await h.client.refreshConsent(stored.refreshToken!) } throws: { isInvalidGrant($0) }
+        }
+    }
+}
+
+/// A consent vehicle's grant in the daemon's consent state file, as `consent exchange` leaves it.
+private func storeGrant(_ h: Harness) async throws -> (GrantFile, StoredGrant) {
+    let grant = try await connect(h)
+    let file = GrantFile(path: h.databasePath + "-consent.json")
+    let stored = StoredGrant(vin: consentVIN, grant: grant, grantedAt: h.clock.now())
+    try file.update { $0.put(stored) }
+    return (file, stored)
+}
+
+private func tokens(_ h: Harness, _ file: GrantFile) async throws -> ConsentTokens {
+    let tokens = ConsentTokens(file: file, client: h.client, clock: h.clock, logger: Logger(label: "test"))
+    try await tokens.reload()
+    return tokens
+}
+
+@Suite(.serialized) struct ConsentPollingTests {
+    /// The daemon polls a vehicle its owner connected with the vehicle's own token: its data is
+    /// stored like a fleet vehicle's.
+    @Test func aConsentVehicleIsPolledWithItsOwnToken() async throws {
+        try await withHarness(emulator: .init(vehicleCount: 1)) { h in
+            _ = try await storeGrant(h)
+            var polled: [PollPipeline.Result] = []
+            for _ in 0..<5 { polled += await h.step(by: .seconds(1)) }
+            let consentPolls = polled.filter { $0.vin == consentVIN }
+            #expect(consentPolls.contains { $0.httpStatus == 200 }, "\(polled.map { "\($0.vin) \($0.error ?? "ok")" })")
+            #expect(try await h.store.latestValues(vin: consentVIN).isEmpty == false)
+            #expect(h.emulator.requestLog.contains { $0.vin == consentVIN.rawValue && $0.status == 200 })
+        }
+    }
+
+    /// Two polls that find the token due at once send exactly one refresh; the rotated refresh
+    /// token is in the file before the new token is used, and survives a restart (a new holder).
+    @Test func concurrentCallersShareOneRefreshWhichSurvivesARestart() async throws {
+        try await withHarness { h in
+            let (file, stored) = try await storeGrant(h)
+            let holder = try await tokens(h, file)
+            h.clock.advance(by: .seconds(3600 - 200))  // inside the 300 s renewal margin
+            async let first = holder.access(for: consentVIN)
+            async let second = holder.access(for: consentVIN)
+            let (a, b) = await (first, second)
+            guard case .ready(let tokenA)? = a, case .ready(let tokenB)? = b else {
+                Issue.record("no token: \(String(describing: a)) \(String(describing: b))")
+                return
+            }
+            #expect(tokenA == tokenB)
+            #expect(tokenA.value != stored.accessToken)
+            #expect(h.emulator.consentGrantLog == ["authorization_code", "refresh_token"])
+            let written = try #require(try file.read().grant(of: consentVIN))
+            #expect(written.refreshToken != stored.refreshToken)
+            #expect(written.accessToken == tokenA.value)
+            // A restart reads the rotated grant, and its refresh token works.
+            let restarted = try await tokens(h, file)
+            h.clock.advance(by: .seconds(3600))
+            guard case .ready? = await restarted.access(for: consentVIN) else {
+                Issue.record("the rotated refresh token did not survive the restart")
+                return
+            }
+            #expect(h.emulator.consentGrantLog.count == 3)
+        }
+    }
+
+    /// A refresh that fails for a while (the token endpoint answers 503) keeps the old grant:
+    /// its token is used while valid, and the refresh is not retried before its backoff.
+    @Test func aTransientRefreshFailureKeepsTheOldGrant() async throws {
+        try await withHarness { h in
+            let (file, stored) = try await storeGrant(h)
+            let holder = try await tokens(h, file)
+            h.clock.advance(by: .seconds(3600 - 200))
+            h.emulator.injectTokenFault(.init(status: 503), count: 1)
+            guard case .ready(let token)? = await holder.access(for: consentVIN) else {
+                Issue.record("the old token, still valid, should be used")
+                return
+            }
+            #expect(token.value == stored.accessToken)
+            let requests = h.emulator.tokenRequestCount
+            _ = await holder.access(for: consentVIN)
+            #expect(h.emulator.tokenRequestCount == requests, "no new refresh before the backoff")
+            let kept = try #require(try file.read().grant(of: consentVIN))
+            #expect(kept.refreshToken == stored.refreshToken && kept.status == .approved)
+            #expect(kept.lastError?.contains("503") == true)
+            h.clock.advance(by: .seconds(2))
+            guard case .ready(let renewed)? = await holder.access(for: consentVIN) else {
+                Issue.record("the retried refresh should succeed")
+                return
+            }
+            #expect(renewed.value != stored.accessToken)
+            #expect(try file.read().grant(of: consentVIN)?.lastError == nil)
+        }
+    }
+
+    /// A refused refresh (`invalid_grant`: the owner withdrew consent) marks the vehicle
+    /// `consent_required` with one event, and no request loop follows; the daemon stops polling it.
+    @Test func invalidGrantMeansConsentRequiredOnce() async throws {
+        try await withHarness(emulator: .init(vehicleCount: 1)) { h in
+            let (file, _) = try await storeGrant(h)
+            for _ in 0..<3 { await h.step(by: .seconds(1)) }
+            h.emulator.withdrawConsent(vin: consentVIN)
+            h.clock.advance(by: .seconds(3600))
+            var results: [PollPipeline.Result] = []
+            for _ in 0..<10 { results += await h.step(by: .seconds(1)) }
+            let requestsAfter = h.emulator.tokenRequestCount
+            for _ in 0..<10 { results += await h.step(by: .seconds(5)) }
+            #expect(h.emulator.tokenRequestCount - requestsAfter <= 1, "no loop of refreshes")
+            let stopped = results.filter { $0.vin == consentVIN && $0.consentRequired }
+            #expect(stopped.count == 1)
+            let events = try await h.store.events(vin: consentVIN).filter { $0.type == .consentRequired }
+            #expect(events.count == 1)
+            #expect(try file.read().grant(of: consentVIN)?.status == .consentRequired)
+            #expect(try await h.store.vehicles().first { $0.vin == consentVIN }?.status == .consentRequired)
+        }
+    }
+
+    /// A grant idle for a day (the vehicle not polled) is refreshed all the same.
+    @Test func anIdleGrantIsRefreshed() async throws {
+        try await withHarness { h in
+            let (file, stored) = try await storeGrant(h)
+            let holder = try await tokens(h, file)
+            h.clock.advance(by: .seconds(12 * 3600))
+            #expect(await holder.refreshIdle().isEmpty)
+            #expect(h.emulator.consentGrantLog == ["authorization_code"], "not idle for a day yet")
+            h.clock.advance(by: .seconds(12 * 3600))
+            #expect(await holder.refreshIdle().isEmpty)
+            #expect(h.emulator.consentGrantLog == ["authorization_code", "refresh_token"])
+            #expect(try file.read().grant(of: consentVIN)?.refreshToken != stored.refreshToken)
         }
     }
 }
