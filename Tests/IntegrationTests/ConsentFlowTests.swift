@@ -214,15 +214,33 @@ private func tokens(_ h: Harness, _ file: GrantFile) async throws -> ConsentToke
 @Suite(.serialized) struct ConsentPollingTests {
     /// The daemon polls a vehicle its owner connected with the vehicle's own token: its data is
     /// stored like a fleet vehicle's.
+    /// No token reaches the logs (at trace), the database or its WAL.
     @Test func aConsentVehicleIsPolledWithItsOwnToken() async throws {
-        try await withHarness(emulator: .init(vehicleCount: 1)) { h in
-            _ = try await storeGrant(h)
+        let logs = LogCapture()
+        try await withHarness(emulator: .init(vehicleCount: 1), logs: logs) { h in
+            let (file, _) = try await storeGrant(h)
             var polled: [PollPipeline.Result] = []
             for _ in 0..<5 { polled += await h.step(by: .seconds(1)) }
+            // Past the token's expiry: polled with a refreshed one.
+            h.clock.advance(by: .seconds(3600))
+            for _ in 0..<5 { polled += await h.step(by: .seconds(1)) }
             let consentPolls = polled.filter { $0.vin == consentVIN }
-            #expect(consentPolls.contains { $0.httpStatus == 200 }, "\(polled.map { "\($0.vin) \($0.error ?? "ok")" })")
+            #expect(
+                consentPolls.filter { $0.httpStatus == 200 }.count >= 2,
+                "\(polled.map { "\($0.vin) \($0.error ?? "ok")" })")
             #expect(try await h.store.latestValues(vin: consentVIN).isEmpty == false)
             #expect(h.emulator.requestLog.contains { $0.vin == consentVIN.rawValue && $0.status == 200 })
+            #expect(h.emulator.consentGrantLog == ["authorization_code", "refresh_token"])
+            let grant = try #require(try file.read().grant(of: consentVIN))
+            let secrets = [grant.accessToken.value, try #require(grant.refreshToken?.value)]
+            var written = Data()
+            for suffix in ["", "-wal"] {
+                written += (FileManager.default.contents(atPath: h.databasePath + suffix) ?? Data())
+            }
+            for secret in secrets {
+                #expect(written.range(of: Data(secret.utf8)) == nil, "a token in the database or its WAL")
+                #expect(!logs.text.contains(secret), "a token in the logs")
+            }
         }
     }
 
