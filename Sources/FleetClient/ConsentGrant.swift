@@ -56,10 +56,12 @@ public struct PKCE: Sendable, Hashable {
         self.challenge = Self.base64URL(Data(SHA256.hash(data: Data(verifier.utf8))))
     }
 
-    /// A random `state` value for an authorization request (22 characters of base64url).
+    /// A random `state` value for an authorization request: 32 hex digits (never starting with
+    /// `-`, which a command line would take for an option).
     public static func randomState() -> String {
         var generator = SystemRandomNumberGenerator()
-        return base64URL(Data((0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }))
+        return (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            .map { String(format: "%02x", $0) }.joined()
     }
 
     static func base64URL(_ data: Data) -> String {

@@ -112,6 +112,7 @@ private func grant(_ vin: VIN, access: String, refresh: String?) -> StoredGrant 
         let pkce = PKCE(verifier: "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")
         #expect(pkce.challenge == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
         #expect(PKCE().verifier.value.count == 43)
+        #expect((0..<200).allSatisfy { _ in PKCE.randomState().allSatisfy(\.isHexDigit) })
     }
 }
 
