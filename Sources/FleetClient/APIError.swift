@@ -81,8 +81,12 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
     /// True when the token endpoint refused the client id or secret (HTTP 400/401 from
     /// `POST /v1/access_tokens`): retrying cannot help until the config is fixed.
     public var isCredentialsRejected: Bool {
-        endpoint.hasPrefix("POST /v1/access_token") && (status == 400 || status == 401)
+        endpoint.hasPrefix("POST /v1/access_token") && (status == 400 || status == 401) && !isInvalidGrant
     }
+
+    /// True for OAuth's `invalid_grant`: an authorization code or refresh token the token endpoint
+    /// refuses (spent, expired, revoked); the client's credentials are not in question.
+    public var isInvalidGrant: Bool { title == "invalid_grant" }
 
     /// True for a 401 `Consent is removed by OEM`: the vehicle must not be polled any more.
     public var isConsentRemoved: Bool {

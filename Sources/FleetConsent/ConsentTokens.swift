@@ -31,6 +31,9 @@ public actor ConsentTokens {
         case consentRequired(event: Event?)
         /// No valid token now (the token endpoint failed); try again after `retryIn`.
         case unavailable(APIError, retryIn: Duration)
+        /// The grant was removed from the state file (`consent revoke`): not polled any more, and
+        /// no `consent_required` event (nobody lost anything they did not mean to).
+        case revoked
     }
 
     private let file: GrantFile
@@ -38,6 +41,8 @@ public actor ConsentTokens {
     private let clock: any WallClock
     private let logger: Logger
     private var grants: [VIN: StoredGrant] = [:]
+    /// Vehicles whose grant left the state file while this process held it.
+    private var revoked: Set<VIN> = []
     private var loadedStamp: (modified: Date?, size: Int)?
     private var inFlight: [VIN: Task<StoredGrant, any Error>] = [:]
     private var failures: [VIN: (count: Int, nextAttempt: Timestamp, error: APIError)] = [:]
@@ -72,7 +77,10 @@ public actor ConsentTokens {
             return pollable
         }
         let contents = try file.read()
+        let before = Set(grants.keys)
         grants = Dictionary(contents.grants.map { ($0.vin, $0) }, uniquingKeysWith: { $1 })
+        revoked.formUnion(before.subtracting(grants.keys))
+        revoked.subtract(grants.keys)
         loadedStamp = stamp
         return pollable
     }
@@ -85,7 +93,7 @@ public actor ConsentTokens {
 
     /// What a poll of `vin` can do now; `nil` when `vin` has no grant (a fleet vehicle).
     public func access(for vin: VIN) async -> Access? {
-        guard let grant = grants[vin] else { return nil }
+        guard let grant = grants[vin] else { return revoked.contains(vin) ? .revoked : nil }
         let now = clock.now()
         switch grant.status {
         case .consentRequired:
@@ -168,6 +176,8 @@ public actor ConsentTokens {
             inFlight[vin] = nil
             failures[vin] = nil
             grants[vin] = grant
+            logger.debug(
+                "\(vin): consent token refreshed, valid until \(grant.accessExpiresAt) (\(grant.status.rawValue))")
             switch grant.status {
             case .approved: return .ready(grant.token)
             case .pending: return .pending
@@ -215,6 +225,14 @@ public actor ConsentTokens {
     /// The grant is lost: `consent_required` in the file, and its event (once).
     private func lost(_ vin: VIN, current: StoredGrant, reason: String) async -> Access {
         let now = clock.now()
+        // Revoked here (`consent revoke` took it out of the file first): not a lost consent.
+        if let contents = try? file.read(), contents.grant(of: vin) == nil {
+            grants[vin] = nil
+            revoked.insert(vin)
+            failures[vin] = nil
+            logger.info("\(vin): its consent grant was revoked (fleet-telemetry consent revoke); no longer polled")
+            return .revoked
+        }
         var marked = current
         marked.status = .consentRequired
         marked.lastError = reason

@@ -76,9 +76,8 @@ public struct PollPipeline: Sendable {
                         try await cancelWhenGracefulShutdown { try await client.vehicleData(vin: vin, token: bearer) })
                 } catch let error as APIError where error.isInvalidToken {
                     // Refused before its expiry (revoked, rotated elsewhere): refreshed once, asked again.
-                    guard case .ready(let renewed)? = await consent?.rejected(bearer, vin: vin) else {
-                        return await withoutRequest(vin, await consent?.access(for: vin) ?? .pending)
-                    }
+                    let retry = await consent?.rejected(bearer, vin: vin) ?? .pending
+                    guard case .ready(let renewed) = retry else { return await withoutRequest(vin, retry) }
                     answer = .success(
                         try await cancelWhenGracefulShutdown { try await client.vehicleData(vin: vin, token: renewed) })
                 }
@@ -131,6 +130,13 @@ extension PollPipeline {
                 error: "the owner's consent is pending approval")
         case .unavailable(let error, _):
             return Result(vin: vin, outcome: .failed, samplesWritten: 0, events: [], error: error.description)
+        case .revoked:
+            let reason =
+                "its consent grant was revoked (fleet-telemetry consent revoke); connect it again with consent url"
+            try? await ingestion.store.setStatus(.consentRequired, reason: reason, vin: vin, at: clock.now())
+            var result = Result(vin: vin, outcome: .stop, samplesWritten: 0, events: [], error: reason)
+            result.consentRequired = true
+            return result
         case .consentRequired(let event):
             var stored: [Event] = []
             do {

@@ -278,11 +278,13 @@ public enum EmulatorServer {
                 .init(status: 200, headers: [("Content-Type", "application/json")], body: limitsJSON(limits)))
         }
         router.get("/emulator/vehicles") { _, _ -> Response in
-            let vehicles = emulator.configuration.vins.compactMap { vin -> JSONValue? in
+            let consent = Set(emulator.configuration.consentVINs)
+            let vehicles = (emulator.configuration.vins + emulator.configuration.consentVINs).compactMap {
+                vin -> JSONValue? in
                 guard let s = emulator.snapshot(vin: vin) else { return nil }
                 return .object([
                     "vin": .string(vin.rawValue), "phase": .string(s.phase.rawValue),
-                    "simulated_time": .string(s.at.iso8601),
+                    "simulated_time": .string(s.at.iso8601), "consent": .bool(consent.contains(vin)),
                 ])
             }
             return response(

@@ -41,7 +41,7 @@ struct CheckConfigCommand: ParsableCommand {
         }
         let vehicles =
             configuration.vehicles.isEmpty
-            ? "the fleet's approved vehicles"
+            ? (configuration.fleet.sync ? "the fleet's approved vehicles" : "the vehicles connected by consent")
             : "\(configuration.vehicles.count) vehicle\(configuration.vehicles.count == 1 ? "" : "s")"
         let sync =
             configuration.fleet.sync && !configuration.vehicles.isEmpty ? " and the fleet's approved vehicles" : ""

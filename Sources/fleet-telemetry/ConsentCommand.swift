@@ -46,8 +46,15 @@ struct ConsentCommand: AsyncParsableCommand {
 
         func validate() throws {
             if let vin { _ = try parseVIN(vin) }
-            if let listen, DaemonConfiguration.ListenAddress(listen) == nil {
-                throw ValidationError("--listen takes HOST:PORT (e.g. 127.0.0.1:8765), got \(listen)")
+            if let listen {
+                guard let address = DaemonConfiguration.ListenAddress(listen) else {
+                    throw ValidationError("--listen takes HOST:PORT (e.g. 127.0.0.1:8765), got \(listen)")
+                }
+                // The code arrives here: never from another machine.
+                guard ["127.0.0.1", "::1", "localhost"].contains(address.host) || address.host.hasPrefix("127.") else {
+                    throw ValidationError(
+                        "--listen takes a loopback address (127.0.0.1, ::1 or localhost), got \(listen)")
+                }
             }
             if DurationParser.parse(timeout) == nil {
                 throw ValidationError("--timeout takes a duration such as 90s or 10m, got \(timeout)")
@@ -78,8 +85,16 @@ struct ConsentCommand: AsyncParsableCommand {
                 let url = client.authorizationURL(
                     configuration.consent.authorizationURL(baseURL: configuration.api.baseURL), redirectURI: redirect,
                     scope: configuration.consent.scope, state: state, pkce: pkce, vin: vin)
-                writeStandardOutput(url + "\n")
+                let shown =
+                    options.json
+                    ? JSONValue.object(
+                        JSONObject(members: [
+                            (key: "url", value: .string(url)), (key: "state", value: .string(state)),
+                            (key: "redirect_uri", value: .string(redirect)),
+                        ])
+                    ).serialized(sortingKeys: false) + "\n" : url + "\n"
                 guard let listenAddress else {
+                    writeStandardOutput(shown)
                     printError(
                         "Open the URL as the vehicle's owner and allow access; the page redirects to \(redirect) with a code. Then: fleet-telemetry consent exchange --code CODE --state \(state)"
                     )
@@ -89,11 +104,25 @@ struct ConsentCommand: AsyncParsableCommand {
                 var logger = Logger(label: "fleet-telemetry.consent")
                 // The listener's own stop is not news.
                 logger.logLevel = .critical
-                printError(
-                    "Waiting for the owner's redirect on http://\(listenAddress.host):\(listenAddress.port)\(path) …")
-                let result = try await ConsentCallback.wait(
-                    host: listenAddress.host, port: listenAddress.port, path: path,
-                    timeout: DurationParser.parse(timeout) ?? .seconds(600), logger: logger)
+                let result: ConsentCallbackResult?
+                do {
+                    // The URL is shown once the listener is bound: it is of no use otherwise.
+                    result = try await ConsentCallback.wait(
+                        host: listenAddress.host, port: listenAddress.port, path: path,
+                        timeout: DurationParser.parse(timeout) ?? .seconds(600), logger: logger
+                    ) { _ in
+                        writeStandardOutput(shown)
+                        printError(
+                            "Waiting for the owner's redirect on http://\(listenAddress.host):\(listenAddress.port)\(path) …"
+                        )
+                    }
+                } catch {
+                    let reason = "\(error)".contains("Address already in use") ? "the address is in use" : "\(error)"
+                    printError(
+                        "fleet-telemetry: cannot listen on \(listenAddress.host):\(listenAddress.port): \(reason); choose another --listen"
+                    )
+                    throw ExitStatus.failure
+                }
                 switch result {
                 case .none:
                     printError("fleet-telemetry: no redirect came within \(timeout); run consent url again")
@@ -106,7 +135,7 @@ struct ConsentCommand: AsyncParsableCommand {
                         printError("fleet-telemetry: the redirect's state does not match this request; nothing stored")
                         throw ExitStatus.failure
                     }
-                    try await exchange(code: code, state: state, client: client, file: file)
+                    try await exchange(code: code, state: state, client: client, file: file, json: options.json)
                 }
             }
         }
@@ -131,7 +160,8 @@ struct ConsentCommand: AsyncParsableCommand {
         func run() async throws {
             try await withClient(options) { configuration, client in
                 try await exchange(
-                    code: code, state: state, client: client, file: GrantFile(path: configuration.consentStateFile))
+                    code: code, state: state, client: client, file: GrantFile(path: configuration.consentStateFile),
+                    json: options.json)
             }
         }
     }
@@ -209,14 +239,29 @@ struct ConsentCommand: AsyncParsableCommand {
                     printError("fleet-telemetry: \(vin) has no grant in \(file.path)")
                     throw ExitStatus.failure
                 }
+                // Out of the file first, so that a running daemon drops the vehicle rather than take
+                // the revoked token's refusal for a withdrawn consent; put back if the API fails.
+                try grantFileStep { try file.update { $0.grants.removeAll { $0.vin == vin } } }
                 if !localOnly {
-                    if let refresh = grant.refreshToken {
-                        try await client.revokeConsent(refresh, hint: "refresh_token")
-                    } else {
-                        try await client.revokeConsent(grant.accessToken, hint: "access_token")
+                    do {
+                        if let refresh = grant.refreshToken {
+                            try await client.revokeConsent(refresh, hint: "refresh_token")
+                        } else {
+                            try await client.revokeConsent(grant.accessToken, hint: "access_token")
+                        }
+                    } catch {
+                        try? file.update { if $0.grant(of: vin) == nil { $0.put(grant) } }
+                        throw error
                     }
                 }
-                try grantFileStep { try file.update { $0.grants.removeAll { $0.vin == vin } } }
+                if options.json {
+                    printJSON(
+                        .object(
+                            JSONObject(members: [
+                                (key: "vin", value: .string(vin.rawValue)),
+                                (key: "revoked_at_api", value: .bool(!localOnly)),
+                            ])))
+                }
                 printError(
                     localOnly ? "\(vin): grant removed (not revoked at the API)" : "\(vin): grant revoked and removed")
             }
@@ -226,7 +271,9 @@ struct ConsentCommand: AsyncParsableCommand {
 
 /// Exchanges `code` for the waiting authorization of `state` (or the only one waiting), learns
 /// the vehicle (the request's VIN, else `GET /v1/vehicleinfo`), and stores its grant.
-private func exchange(code: String, state: String?, client: HighMobilityClient, file: GrantFile) async throws {
+private func exchange(
+    code: String, state: String?, client: HighMobilityClient, file: GrantFile, json: Bool
+) async throws {
     let waiting = try grantFileStep { try file.read().pending }
     let request: PendingAuthorization
     if let state {
@@ -247,8 +294,17 @@ private func exchange(code: String, state: String?, client: HighMobilityClient, 
         }
         request = only
     }
-    let grant = try await client.exchangeAuthorizationCode(
-        code, redirectURI: request.redirectURI, codeVerifier: request.codeVerifier)
+    let grant: ConsentGrant
+    do {
+        grant = try await client.exchangeAuthorizationCode(
+            code, redirectURI: request.redirectURI, codeVerifier: request.codeVerifier)
+    } catch {
+        guard error.isInvalidGrant else { throw error }
+        printError(
+            "fleet-telemetry: the API refused the code (\(error.detail ?? "invalid_grant")): it expired, was used, or belongs to another authorization; run consent url again"
+        )
+        throw ExitStatus.failure
+    }
     let vin: VIN
     if let named = request.vin {
         vin = named
@@ -262,9 +318,20 @@ private func exchange(code: String, state: String?, client: HighMobilityClient, 
             contents.put(stored)
         }
     }
-    writeStandardOutput(
-        "\(vin): \(stored.status.rawValue), scope \(stored.scope ?? "-"), token valid until \(stored.accessExpiresAt.iso8601)"
-            + (stored.refreshToken == nil ? " (no refresh token: connect again when it expires)" : "") + "\n")
+    if json {
+        printJSON(
+            .object(
+                JSONObject(members: [
+                    (key: "vin", value: .string(vin.rawValue)), (key: "status", value: .string(stored.status.rawValue)),
+                    (key: "scope", value: stored.scope.map(JSONValue.string) ?? .null),
+                    (key: "access_expires_at", value: .string(stored.accessExpiresAt.iso8601)),
+                    (key: "refreshable", value: .bool(stored.refreshToken != nil)),
+                ])))
+    } else {
+        writeStandardOutput(
+            "\(vin): \(stored.status.rawValue), scope \(stored.scope ?? "-"), token valid until \(stored.accessExpiresAt.iso8601)"
+                + (stored.refreshToken == nil ? " (no refresh token: connect again when it expires)" : "") + "\n")
+    }
     if stored.status == .pending {
         printError("\(vin): the platform has not approved the consent yet; the daemon waits for it")
     }

@@ -73,12 +73,18 @@ struct EmulatorCommand: AsyncParsableCommand {
         for item in faults { emulator.inject(item.fault, vin: item.vin, count: item.count) }
         for item in tokenFaults { emulator.injectTokenFault(item.fault, count: item.count) }
         let vins = emulator.configuration.vins
+        let consentVINs = emulator.configuration.consentVINs
         let host = self.host
         let app = EmulatorServer.application(emulator: emulator, host: host, port: port, logger: logger) { bound in
             var text = "High Mobility API emulator on http://\(host):\(bound)\n"
             text += "client_id: \(clientID)   client secret: \(clientSecret)\n"
             text += "vehicles:\n" + vins.prefix(20).map { "  - \($0.rawValue)" }.joined(separator: "\n")
             if vins.count > 20 { text += "\n  … \(vins.count - 20) more (GET /emulator/vehicles)" }
+            if !consentVINs.isEmpty {
+                text +=
+                    "\nvehicles only their owner's consent reaches (fleet-telemetry consent url, page /oauth/new):\n"
+                text += consentVINs.prefix(20).map { "  - \($0.rawValue)" }.joined(separator: "\n")
+            }
             FileHandle.standardError.write(Data((text + "\n").utf8))
         }
         let group = ServiceGroup(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

@@ -306,12 +306,15 @@ private func tokens(_ h: Harness, _ file: GrantFile) async throws -> ConsentToke
 
     /// A refused refresh (`invalid_grant`: the owner withdrew consent) marks the vehicle
     /// `consent_required` with one event, and no request loop follows; the daemon stops polling it.
-    @Test func invalidGrantMeansConsentRequiredOnce() async throws {
+    /// Both ways in: the token expired (a refresh is refused), or still valid (the poll's 401, then
+    /// the refused refresh).
+    @Test(arguments: [true, false])
+    func invalidGrantMeansConsentRequiredOnce(tokenExpired: Bool) async throws {
         try await withHarness(emulator: .init(vehicleCount: 1)) { h in
             let (file, _) = try await storeGrant(h)
             for _ in 0..<3 { await h.step(by: .seconds(1)) }
             h.emulator.withdrawConsent(vin: consentVIN)
-            h.clock.advance(by: .seconds(3600))
+            if tokenExpired { h.clock.advance(by: .seconds(3600)) }
             var results: [PollPipeline.Result] = []
             for _ in 0..<10 { results += await h.step(by: .seconds(1)) }
             let requestsAfter = h.emulator.tokenRequestCount
@@ -338,6 +341,27 @@ private func tokens(_ h: Harness, _ file: GrantFile) async throws -> ConsentToke
             #expect(await holder.refreshIdle().isEmpty)
             #expect(h.emulator.consentGrantLog == ["authorization_code", "refresh_token"])
             #expect(try file.read().grant(of: consentVIN)?.refreshToken != stored.refreshToken)
+        }
+    }
+}
+
+@Suite(.serialized) struct ConsentRevocationTests {
+    /// `consent revoke` while the daemon runs (the grant out of the file, then revoked at the API):
+    /// the vehicle stops being polled, with no `consent_required` event (nothing was lost by surprise).
+    @Test func aRevokeWhileTheDaemonRunsIsNotALostConsent() async throws {
+        try await withHarness(emulator: .init(vehicleCount: 1)) { h in
+            let (file, stored) = try await storeGrant(h)
+            for _ in 0..<3 { await h.step(by: .seconds(1)) }
+            try file.update { $0.grants.removeAll { $0.vin == consentVIN } }
+            try await h.client.revokeConsent(try #require(stored.refreshToken))
+            var results: [PollPipeline.Result] = []
+            for _ in 0..<40 { results += await h.step(by: .seconds(1)) }
+            #expect(try await h.store.events(vin: consentVIN).filter { $0.type == .consentRequired }.isEmpty)
+            let vehicle = try #require(try await h.store.vehicles().first { $0.vin == consentVIN })
+            #expect(vehicle.status == .consentRequired)
+            #expect(vehicle.statusReason?.contains("revoked") == true)
+            let late = results.suffix(20).filter { $0.vin == consentVIN }
+            #expect(late.isEmpty, "no longer polled: \(late.map { $0.error ?? "ok" })")
         }
     }
 }

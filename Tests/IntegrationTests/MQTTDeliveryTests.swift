@@ -217,7 +217,7 @@ import Testing
         try await broker.start()
         // At least once: a message in flight at the stop may come twice. The daemon's client
         // retries with a backoff of up to 30 s (libmosquitto's), and so does the subscriber.
-        try await subscriber.wait(timeout: .seconds(70)) { Set($0.map(\.payload)).isSuperset(of: lines) }
+        try await subscriber.wait(timeout: .seconds(120)) { Set($0.map(\.payload)).isSuperset(of: lines) }
         #expect(Set(subscriber.messages.map(\.payload)) == lines, "none lost")
         for vin in Self.vins {
             let ids = subscriber.messages.filter { $0.topic.hasPrefix("ft/\(vin.rawValue)/") }.compactMap {
@@ -229,7 +229,7 @@ import Testing
             let firsts = ids.filter { seen.insert($0).inserted }
             #expect(firsts == firsts.sorted(), "in order for \(vin), each at its first arrival")
         }
-        let drained = ContinuousClock.now + .seconds(30)
+        let drained = ContinuousClock.now + .seconds(60)
         while try await !store.outboxDepth().isEmpty && ContinuousClock.now < drained {
             try await Task.sleep(for: .milliseconds(20))
         }
