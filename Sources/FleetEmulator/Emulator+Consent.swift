@@ -125,10 +125,11 @@ extension Emulator {
         return nil
     }
 
-    /// The `authorization_code` grant of the token endpoint.
-    func authorizationCodeGrant(_ fields: [String: String]) -> Reply {
-        guard let code = fields["code"], !code.isEmpty, let clientID = fields["client_id"], !clientID.isEmpty else {
-            return Self.oauthError(400, "invalid_request", "code can't be blank, client_id can't be blank")
+    /// The refusal of a consent grant request without `field` or `client_id`, or with a client id
+    /// or secret the emulator does not accept; `nil` when the client may go on.
+    private func clientRefusal(_ fields: [String: String], needs field: String) -> Reply? {
+        guard let value = fields[field], !value.isEmpty, let clientID = fields["client_id"], !clientID.isEmpty else {
+            return Self.oauthError(400, "invalid_request", "\(field) can't be blank, client_id can't be blank")
         }
         guard clientID == configuration.clientID else {
             return Self.oauthError(401, "invalid_client", "client_id is invalid")
@@ -136,6 +137,14 @@ extension Emulator {
         if let secret = fields["client_secret"], secret != configuration.clientSecret {
             return Self.oauthError(401, "invalid_client", "client_secret is invalid")
         }
+        return nil
+    }
+
+    /// The `authorization_code` grant of the token endpoint.
+    func authorizationCodeGrant(_ fields: [String: String]) -> Reply {
+        if let refusal = clientRefusal(fields, needs: "code") { return refusal }
+        let code = fields["code"]!
+        let clientID = fields["client_id"]!
         let now = self.now
         // The code is spent by this request whatever its outcome: a code works once.
         guard let entry = withState({ $0.consent.codes.removeValue(forKey: code) }), entry.expiresAt > now,
@@ -166,16 +175,8 @@ extension Emulator {
 
     /// The `refresh_token` grant (also accepted as `refresh`, as High Mobility's examples send it).
     func refreshTokenGrant(_ fields: [String: String]) -> Reply {
-        guard let token = fields["refresh_token"], !token.isEmpty, let clientID = fields["client_id"], !clientID.isEmpty
-        else {
-            return Self.oauthError(400, "invalid_request", "refresh_token can't be blank, client_id can't be blank")
-        }
-        guard clientID == configuration.clientID else {
-            return Self.oauthError(401, "invalid_client", "client_id is invalid")
-        }
-        if let secret = fields["client_secret"], secret != configuration.clientSecret {
-            return Self.oauthError(401, "invalid_client", "client_secret is invalid")
-        }
+        if let refusal = clientRefusal(fields, needs: "refresh_token") { return refusal }
+        let token = fields["refresh_token"]!
         let now = self.now
         let grant = withState { state -> String? in
             guard let live = state.consent.refreshTokens.removeValue(forKey: token) else { return nil }

@@ -323,23 +323,7 @@ public final class Emulator: Sendable {
     public func accessToken(
         grantType: String?, clientID: String?, clientSecret: String?, via route: String = "POST /v1/access_tokens json"
     ) -> Reply {
-        let fault = state.withLock { state -> Fault? in
-            state.tokenRequests += 1
-            state.tokenPaths.append(route)
-            guard !state.tokenFaults.isEmpty else { return nil }
-            let fault = state.tokenFaults[0].fault
-            state.tokenFaults[0].remaining -= 1
-            if state.tokenFaults[0].remaining == 0 { state.tokenFaults.removeFirst() }
-            return fault
-        }
-        if let fault {
-            var headers = [("Content-Type", "application/json")]
-            if let retryAfter = fault.retryAfter { headers.append(("Retry-After", retryAfter)) }
-            return Reply(
-                status: fault.status, headers: headers,
-                body: fault.body ?? Self.encode(Self.errorBody(fault.status, requestID: nextRequestID())),
-                delay: fault.delay, drop: fault.drop, drip: fault.drip)
-        }
+        if let fault = takeTokenFault(route: route) { return fault }
         guard let grantType, let clientID, let clientSecret, !grantType.isEmpty, !clientID.isEmpty,
             !clientSecret.isEmpty
         else {
