@@ -132,14 +132,20 @@ public enum ConfigLoader {
         report.read(consent["redirect_uri"], into: &configuration.consent.redirectURI, url)
         report.read(consent["scope"], into: &configuration.consent.scope) { n throws(ConfigError) in
             let scope = try n.string()
-            guard !scope.isEmpty, scope.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F || $0 == " " })
+            guard !scope.trimmingCharacters(in: .whitespaces).isEmpty,
+                scope.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F || $0 == " " })
             else { throw n.error("must be scope names separated by spaces, e.g. vehicle:data") }
             return scope
         }
         report.read(consent["state_file"], into: &configuration.consent.stateFile) { n throws(ConfigError) -> String in
             let path = try n.string()
-            guard !path.isEmpty else { throw n.error("must not be empty") }
-            return relativeToConfig(path, file: file)
+            guard !path.isEmpty, !path.hasSuffix("/") else { throw n.error("must be a file path") }
+            let resolved = relativeToConfig(path, file: file)
+            let database = configuration.databasePath
+            guard ![database, database + "-wal", database + "-shm", file].contains(resolved) else {
+                throw n.error("must not be the database, its WAL or this config file, got \(path)")
+            }
+            return resolved
         }
 
         let archive = report.section(top["archive"], allowed: ["raw_days"])

@@ -20,7 +20,7 @@ public enum ConsentCallback {
     /// - Returns: The redirect's result, or `nil` after `timeout`.
     /// - Throws: When the address cannot be bound.
     public static func wait(
-        host: String, port: Int, path: String, timeout: Duration, logger: Logger,
+        host: String, port: Int, path: String, timeout: Duration, expectedState: String? = nil, logger: Logger,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws -> ConsentCallbackResult? {
         let (results, continuation) = AsyncStream.makeStream(of: ConsentCallbackResult.self)
@@ -30,6 +30,13 @@ public enum ConsentCallback {
             for (name, value) in request.uri.queryParameters { fields[String(name)] = String(value) }
             let result: ConsentCallbackResult
             let page: String
+            // Only the redirect of this authorization ends the wait: a reload, a prefetch or a
+            // stray request with another state is answered and ignored.
+            if let expectedState, fields["state"] != expectedState {
+                return Response(
+                    status: .badRequest, headers: [.contentType: "text/plain; charset=utf-8"],
+                    body: .init(byteBuffer: ByteBuffer(string: "not the redirect fleet-telemetry waits for\n")))
+            }
             if let code = fields["code"], !code.isEmpty {
                 result = .code(code, state: fields["state"])
                 page = "Access granted. fleet-telemetry is finishing the connection; you can close this page."
@@ -40,6 +47,7 @@ public enum ConsentCallback {
             }
             continuation.yield(result)
             let escaped = page.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+                .replacingOccurrences(of: "\"", with: "&quot;")
             return Response(
                 status: .ok, headers: [.contentType: "text/html; charset=utf-8"],
                 body: .init(

@@ -43,6 +43,8 @@ public actor ConsentTokens {
     private var grants: [VIN: StoredGrant] = [:]
     /// Vehicles whose grant left the state file while this process held it.
     private var revoked: Set<VIN> = []
+    /// Refreshed grants the state file could not take yet: used from memory, written at reload.
+    private var unsaved: [VIN: StoredGrant] = [:]
     private var loadedStamp: (modified: Date?, size: Int)?
     private var inFlight: [VIN: Task<StoredGrant, any Error>] = [:]
     private var failures: [VIN: (count: Int, nextAttempt: Timestamp, error: APIError)] = [:]
@@ -73,10 +75,26 @@ public actor ConsentTokens {
         let stamp = (
             modified: attributes?[.modificationDate] as? Date, size: (attributes?[.size] as? NSNumber)?.intValue ?? -1
         )
-        if let loadedStamp, loadedStamp.modified == stamp.modified, loadedStamp.size == stamp.size {
+        if unsaved.isEmpty, let loadedStamp, loadedStamp.modified == stamp.modified, loadedStamp.size == stamp.size {
             return pollable
         }
-        let contents = try file.read()
+        var contents = try file.read()
+        // A refreshed grant the file could not take: its rotated refresh token is the only one
+        // that works; written now, unless the grant was revoked or replaced meanwhile.
+        for (vin, grant) in unsaved {
+            guard let inFile = contents.grant(of: vin), inFile.grantedAt == grant.grantedAt else {
+                unsaved[vin] = nil
+                continue
+            }
+            var kept = grant
+            kept.lastError = nil
+            if (try? file.update({ $0.put(kept) })) != nil {
+                unsaved[vin] = nil
+                contents.put(kept)
+            } else {
+                contents.put(grant)
+            }
+        }
         let before = Set(grants.keys)
         grants = Dictionary(contents.grants.map { ($0.vin, $0) }, uniquingKeysWith: { $1 })
         revoked.formUnion(before.subtracting(grants.keys))
@@ -159,13 +177,29 @@ public actor ConsentTokens {
                 stored.lastError = nil
                 // Written before the new token is used: the rotated refresh token is the only one
                 // that works from now on.
-                try file.update { contents in
-                    // A new consent stored meanwhile (`consent exchange`) wins over this refresh.
-                    if let newer = contents.grant(of: vin), newer.grantedAt > current.grantedAt {
-                        stored = newer
-                        return
+                var revokedMeanwhile = false
+                do {
+                    try file.update { contents in
+                        guard let existing = contents.grant(of: vin) else {
+                            // `consent revoke` took it out while the refresh was on its way.
+                            revokedMeanwhile = true
+                            return
+                        }
+                        // A new consent stored meanwhile (`consent exchange`) wins over this refresh.
+                        if existing.grantedAt > current.grantedAt {
+                            stored = existing
+                            return
+                        }
+                        contents.put(stored)
                     }
-                    contents.put(stored)
+                } catch {
+                    // Not written: kept in memory (the spent refresh token would lose the grant),
+                    // and written again at the next reload.
+                    stored.lastError = "not written to the consent state file: \(error)"
+                }
+                if revokedMeanwhile {
+                    try? await client.revokeConsent(stored.refreshToken ?? stored.accessToken)
+                    throw RevokedMeanwhile()
                 }
                 return stored
             }
@@ -176,6 +210,12 @@ public actor ConsentTokens {
             inFlight[vin] = nil
             failures[vin] = nil
             grants[vin] = grant
+            if let problem = grant.lastError, problem.hasPrefix("not written") {
+                unsaved[vin] = grant
+                logger.error("\(vin): the refreshed consent grant is \(problem); it stays in use from memory")
+            } else {
+                unsaved[vin] = nil
+            }
             logger.debug(
                 "\(vin): consent token refreshed, valid until \(grant.accessExpiresAt) (\(grant.status.rawValue))")
             switch grant.status {
@@ -183,6 +223,11 @@ public actor ConsentTokens {
             case .pending: return .pending
             case .consentRequired: return .consentRequired(event: nil)
             }
+        } catch is RevokedMeanwhile {
+            inFlight[vin] = nil
+            grants[vin] = nil
+            revoked.insert(vin)
+            return .revoked
         } catch let error as APIError {
             inFlight[vin] = nil
             if error.title == "invalid_grant" {
@@ -256,6 +301,9 @@ public actor ConsentTokens {
                 previousValue: current.status.rawValue, newValue: StoredGrant.Status.consentRequired.rawValue))
     }
 }
+
+/// A refresh answered after `consent revoke` took the grant out of the state file.
+private struct RevokedMeanwhile: Error {}
 
 /// `30s`, `5m`: a short readable duration for log lines.
 private func readable(_ duration: Duration) -> String {

@@ -84,6 +84,9 @@ public struct PendingAuthorization: Sendable, Hashable {
 public struct GrantFile: Sendable {
     public let path: String
 
+    /// The largest state file read (thousands of grants fit in far less).
+    public static let maximumSize = 16 << 20
+
     /// Authorization requests older than this are dropped (their codes have long expired).
     public static let pendingLifetime: Duration = .seconds(24 * 3600)
 
@@ -121,6 +124,19 @@ public struct GrantFile: Sendable {
     ///
     /// - Throws: ``GrantFileError`` when it cannot be read or is not a consent state file.
     public func read() throws(GrantFileError) -> Contents {
+        var status = stat()
+        if stat(path, &status) == 0 {
+            guard status.st_mode & S_IFMT == S_IFREG else {
+                throw GrantFileError(
+                    path: path, problem: "is not a regular file (a folder or a device is in its place)")
+            }
+            guard status.st_size <= Self.maximumSize else {
+                throw GrantFileError(
+                    path: path, problem: "is \(status.st_size) bytes, more than a consent state file holds (16 MiB)")
+            }
+        } else if lstat(path, &status) == 0 {
+            throw GrantFileError(path: path, problem: "is a symbolic link to nothing")
+        }
         guard let data = FileManager.default.contents(atPath: path) else {
             if FileManager.default.fileExists(atPath: path) {
                 throw GrantFileError(path: path, problem: "cannot be read (check its owner and mode)")
@@ -156,6 +172,7 @@ public struct GrantFile: Sendable {
         guard descriptor >= 0 else {
             throw GrantFileError(path: path, problem: "cannot be written: " + String(cString: strerror(errno)))
         }
+        Self.ownLikeFolder(descriptor, folder: folder)
         var failure: String?
         bytes.withUnsafeBytes { buffer in
             var offset = 0
@@ -183,11 +200,21 @@ public struct GrantFile: Sendable {
         }
     }
 
+    /// Root writing (`sudo fleet-telemetry consent exchange`) gives the file the owner of its
+    /// folder (the service user's state directory), so the daemon can read and replace it.
+    static func ownLikeFolder(_ descriptor: Int32, folder: String) {
+        guard geteuid() == 0 else { return }
+        var status = stat()
+        guard stat(folder.isEmpty ? "." : folder, &status) == 0, status.st_uid != 0 else { return }
+        _ = fchown(descriptor, status.st_uid, status.st_gid)
+    }
+
     private static func lock(_ path: String) throws(GrantFileError) -> Int32 {
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {
             throw GrantFileError(path: path, problem: "cannot be created: " + String(cString: strerror(errno)))
         }
+        ownLikeFolder(descriptor, folder: (path as NSString).deletingLastPathComponent)
         while flock(descriptor, LOCK_EX) != 0 {
             guard errno == EINTR else {
                 let problem = String(cString: strerror(errno))
@@ -247,6 +274,9 @@ public struct GrantFile: Sendable {
         }
         guard root["version"]?.numberValue == 1 else { throw fail("has no \"version\": 1") }
         var contents = Contents()
+        for key in ["grants", "pending_authorizations"] where root[key] != nil && root[key]?.arrayValue == nil {
+            throw fail("has a \"\(key)\" that is not a list")
+        }
         for (index, item) in (root["grants"]?.arrayValue ?? []).enumerated() {
             let at = "grants[\(index)]"
             guard let vin = item["vin"]?.stringValue.flatMap(VIN.init) else { throw fail("\(at).vin is not a VIN") }
@@ -258,6 +288,11 @@ public struct GrantFile: Sendable {
             }
             guard let status = item["status"]?.stringValue.flatMap(StoredGrant.Status.init(rawValue:)) else {
                 throw fail("\(at).status is not one of approved, pending, consent_required")
+            }
+            for key in ["refresh_token", "scope", "authorization_id", "last_error", "last_refresh_at", "granted_at"] {
+                if let value = item[key], value != .null, value.stringValue == nil {
+                    throw fail("\(at).\(key) is not a text")
+                }
             }
             let granted = item["granted_at"]?.stringValue.flatMap(Timestamp.init(iso8601:)) ?? expires
             var grant = StoredGrant(

@@ -636,7 +636,8 @@ public actor PollingService: Service {
         let store = pipeline.ingestion.store
         do {
             let vins = try await consent.reload()
-            for vin in vins.subtracting(consentVINs) where schedule.entry(vin) == nil {
+            // Also one that left the schedule (lost, revoked) and has a grant again.
+            for vin in vins where schedule.entry(vin) == nil {
                 if let entry = saved[vin], entry.health != .consentRequired {
                     schedule.restore(vin, entry: entry, at: now)
                 } else {

@@ -56,8 +56,8 @@ struct ConsentCommand: AsyncParsableCommand {
                         "--listen takes a loopback address (127.0.0.1, ::1 or localhost), got \(listen)")
                 }
             }
-            if DurationParser.parse(timeout) == nil {
-                throw ValidationError("--timeout takes a duration such as 90s or 10m, got \(timeout)")
+            guard let wait = DurationParser.parse(timeout), wait >= .seconds(1) else {
+                throw ValidationError("--timeout takes a duration of at least 1s, such as 90s or 10m, got \(timeout)")
             }
         }
 
@@ -67,7 +67,9 @@ struct ConsentCommand: AsyncParsableCommand {
             try await withClient(options) { configuration, client in
                 let redirect =
                     redirectURI
-                    ?? listenAddress.map { "http://\($0.host):\($0.port)/callback" }
+                    ?? listenAddress.map {
+                        "http://\($0.host.contains(":") ? "[\($0.host)]" : $0.host):\($0.port)/callback"
+                    }
                     ?? configuration.consent.redirectURI
                 let pkce = PKCE()
                 let state = PKCE.randomState()
@@ -109,7 +111,7 @@ struct ConsentCommand: AsyncParsableCommand {
                     // The URL is shown once the listener is bound: it is of no use otherwise.
                     result = try await ConsentCallback.wait(
                         host: listenAddress.host, port: listenAddress.port, path: path,
-                        timeout: DurationParser.parse(timeout) ?? .seconds(600), logger: logger
+                        timeout: DurationParser.parse(timeout) ?? .seconds(600), expectedState: state, logger: logger
                     ) { _ in
                         writeStandardOutput(shown)
                         printError(
@@ -123,12 +125,16 @@ struct ConsentCommand: AsyncParsableCommand {
                     )
                     throw ExitStatus.failure
                 }
+                // The waiting request ends here unless its code is exchanged below.
+                func forget() { try? file.update { $0.pending.removeAll { $0.state == state } } }
                 switch result {
                 case .none:
+                    forget()
                     printError("fleet-telemetry: no redirect came within \(timeout); run consent url again")
                     throw ExitStatus.failure
                 case .refused(let reason)?:
-                    printError("fleet-telemetry: the owner did not grant access: \(reason)")
+                    forget()
+                    printError("fleet-telemetry: the owner did not grant access: \(printable(reason))")
                     throw ExitStatus.failure
                 case .code(let code, let returned)?:
                     guard returned == state else {
@@ -305,13 +311,29 @@ private func exchange(
         )
         throw ExitStatus.failure
     }
+    // The vehicle is the one the token belongs to; the `--vin` of the request was a hint only.
     let vin: VIN
-    if let named = request.vin {
-        vin = named
-    } else {
+    do {
         vin = try await client.vehicleInfo(token: grant.accessToken)
+    } catch {
+        guard let named = request.vin else { throw error }
+        printError(
+            "fleet-telemetry: warning: the API did not say which vehicle the token is for (\(error)); taken as \(named)"
+        )
+        vin = named
+    }
+    if let named = request.vin, named != vin {
+        try? await client.revokeConsent(grant.refreshToken ?? grant.accessToken.value)
+        printError(
+            "fleet-telemetry: the owner granted access to \(vin), not to \(named) as asked; nothing stored (the grant was revoked)"
+        )
+        throw ExitStatus.failure
     }
     let stored = StoredGrant(vin: vin, grant: grant, grantedAt: SystemWallClock().now())
+    // A grant this one replaces is revoked at the API: it must not stay live unseen.
+    if let replaced = try? file.read().grant(of: vin) {
+        try? await client.revokeConsent(replaced.refreshToken ?? replaced.accessToken)
+    }
     try grantFileStep {
         try file.update { contents in
             contents.pending.removeAll { $0.state == request.state }
@@ -335,6 +357,11 @@ private func exchange(
     if stored.status == .pending {
         printError("\(vin): the platform has not approved the consent yet; the daemon waits for it")
     }
+}
+
+/// `text` with control characters shown as U+FFFD: a redirect's error text never drives the terminal.
+private func printable(_ text: String) -> String {
+    String(String.UnicodeScalarView(text.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "\u{FFFD}" : $0 }))
 }
 
 /// Runs a step on the consent state file; its error is one line on standard error and exit 74.

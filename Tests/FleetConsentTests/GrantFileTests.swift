@@ -131,3 +131,34 @@ private func grant(_ vin: VIN, access: String, refresh: String?) -> StoredGrant 
         #expect(try file.read().grants.first?.refreshToken?.value == "r1")
     }
 }
+
+@Suite struct GrantFileStrictnessTests {
+    /// Wrong types are refused, not dropped (a later write would have erased them), and so is a
+    /// file far larger than a state file gets.
+    @Test(arguments: [
+        ("{\"version\": 1, \"grants\": {\"a\": 1}}", "\"grants\" that is not a list"),
+        ("{\"version\": 1, \"pending_authorizations\": \"x\"}", "\"pending_authorizations\" that is not a list"),
+        (
+            "{\"version\": 1, \"grants\": [{\"vin\": \"1HMCNS00000000001\", \"access_token\": \"a\", "
+                + "\"access_expires_at\": \"2026-12-01T10:00:00Z\", \"status\": \"approved\", \"refresh_token\": 5}]}",
+            "grants[0].refresh_token is not a text"
+        ),
+    ])
+    func wrongTypesAreRefused(text: String, problem: String) throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let path = folder + "/grants.json"
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        #expect {
+            try GrantFile(path: path).read()
+        } throws: { String(describing: $0).contains(problem) }
+    }
+
+    @Test func anOversizedFileIsRefused() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let path = folder + "/grants.json"
+        try Data(repeating: 0x20, count: GrantFile.maximumSize + 1).write(to: URL(fileURLWithPath: path))
+        #expect { try GrantFile(path: path).read() } throws: { String(describing: $0).contains("16 MiB") }
+    }
+}

@@ -346,6 +346,22 @@ private func tokens(_ h: Harness, _ file: GrantFile) async throws -> ConsentToke
 }
 
 @Suite(.serialized) struct ConsentRevocationTests {
+    /// The owner withdraws, the daemon marks the vehicle lost, the owner consents again before the
+    /// next read of the state file: the vehicle is polled again.
+    @Test func aVehicleLostThenConnectedAgainIsPolledAgain() async throws {
+        try await withHarness(emulator: .init(vehicleCount: 1)) { h in
+            _ = try await storeGrant(h)
+            for _ in 0..<3 { await h.step(by: .seconds(1)) }
+            h.emulator.withdrawConsent(vin: consentVIN)
+            for _ in 0..<3 { await h.step(by: .seconds(1)) }
+            #expect(try await h.store.vehicles().first { $0.vin == consentVIN }?.status == .consentRequired)
+            _ = try await storeGrant(h)
+            var results: [PollPipeline.Result] = []
+            for _ in 0..<40 { results += await h.step(by: .seconds(1)) }
+            #expect(results.contains { $0.vin == consentVIN && $0.httpStatus == 200 }, "polled again")
+        }
+    }
+
     /// `consent revoke` while the daemon runs (the grant out of the file, then revoked at the API):
     /// the vehicle stops being polled, with no `consent_required` event (nothing was lost by surprise).
     @Test func aRevokeWhileTheDaemonRunsIsNotALostConsent() async throws {
