@@ -15,8 +15,9 @@ public struct AccessToken: Sendable, Hashable {
         self.issuedAt = issuedAt
     }
 
-    /// True while more than `margin` (or half of the token's life, when that is shorter) remains.
-    func isFresh(at now: Timestamp, margin: Duration) -> Bool {
+    /// True while more than `margin` (or half of the token's life, when that is shorter and
+    /// ``issuedAt`` is known) remains.
+    public func isFresh(at now: Timestamp, margin: Duration) -> Bool {
         var margin = margin
         if let issuedAt {
             margin = min(margin, expiresAt.duration(since: issuedAt) / 2)

@@ -67,27 +67,13 @@ extension HighMobilityClient {
     /// Revokes a vehicle's grant at the platform (RFC 7009: `DELETE` on the token endpoint with the
     /// token and the client's credentials). An unknown token is not an error.
     public func revokeConsent(_ token: Secret, hint: String = "refresh_token") async throws(APIError) {
-        let family = configuration.pathFamily
-        let endpoint = "DELETE " + family.tokenPath
-        var request = HTTPClientRequest(url: configuration.baseURL + family.tokenPath)
-        request.method = .DELETE
-        request.headers.add(name: "Accept", value: "application/json")
-        let fields = [
-            ("token", token.value), ("token_type_hint", hint), ("client_id", configuration.clientID),
-            ("client_secret", configuration.clientSecret.value),
-        ]
-        switch family {
-        case .platform:
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(
-                ByteBuffer(
-                    string: Self.encode(.object(JSONObject(members: fields.map { (key: $0.0, value: .string($0.1)) })))
-                ))
-        case .document:
-            request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
-            request.body = .bytes(
-                ByteBuffer(string: fields.map { "\($0.0)=\(Self.formEncode($0.1))" }.joined(separator: "&")))
-        }
+        let endpoint = "DELETE " + configuration.pathFamily.tokenPath
+        let request = Self.tokenEndpointRequest(
+            .DELETE,
+            [
+                ("token", token.value), ("token_type_hint", hint), ("client_id", configuration.clientID),
+                ("client_secret", configuration.clientSecret.value),
+            ], configuration: configuration)
         let (status, _, body) = try await Self.send(
             request, http: http, endpoint: endpoint, vin: nil, maxBytes: configuration.maxResponseBytes,
             timeout: configuration.requestTimeout)

@@ -382,22 +382,8 @@ public final class HighMobilityClient: Sendable {
     static func postTokenEndpoint(
         _ fields: [(String, String)], http: HTTPClient, configuration: ClientConfiguration, clock: any WallClock
     ) async throws(APIError) -> (JSONValue, Timestamp) {
-        let family = configuration.pathFamily
-        let endpoint = "POST " + family.tokenPath
-        var request = HTTPClientRequest(url: configuration.baseURL + family.tokenPath)
-        request.method = .POST
-        request.headers.add(name: "Accept", value: "application/json")
-        switch family {
-        case .platform:
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(
-                ByteBuffer(
-                    string: encode(.object(JSONObject(members: fields.map { (key: $0.0, value: .string($0.1)) })))))
-        case .document:
-            request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
-            let form = fields.map { "\($0.0)=\(formEncode($0.1))" }.joined(separator: "&")
-            request.body = .bytes(ByteBuffer(string: form))
-        }
+        let endpoint = "POST " + configuration.pathFamily.tokenPath
+        let request = tokenEndpointRequest(.POST, fields, configuration: configuration)
         let secrets = fields.filter {
             ["client_secret", "code", "code_verifier", "refresh_token", "token"].contains($0.0)
         }
@@ -418,6 +404,28 @@ public final class HighMobilityClient: Sendable {
                 kind: .invalidResponse, endpoint: endpoint, status: status, detail: "the response is not a JSON object")
         }
         return (json, receivedAt)
+    }
+
+    /// A request to the token endpoint carrying `fields` as the path family sends them: JSON to
+    /// `/v1/access_tokens` (platform), a form to `/v1/access_token` (document).
+    static func tokenEndpointRequest(
+        _ method: HTTPMethod, _ fields: [(String, String)], configuration: ClientConfiguration
+    ) -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: configuration.baseURL + configuration.pathFamily.tokenPath)
+        request.method = method
+        request.headers.add(name: "Accept", value: "application/json")
+        switch configuration.pathFamily {
+        case .platform:
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(
+                ByteBuffer(
+                    string: encode(.object(JSONObject(members: fields.map { (key: $0.0, value: .string($0.1)) })))))
+        case .document:
+            request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+            request.body = .bytes(
+                ByteBuffer(string: fields.map { "\($0.0)=\(formEncode($0.1))" }.joined(separator: "&")))
+        }
+        return request
     }
 
     /// The `access_token` of a token response, with its expiry (`expires_in`, 300 s when absent).

@@ -16,7 +16,10 @@ public enum ConsentCallback {
     /// Listens on `host:port` until the redirect to `path` arrives (other paths get 404), or
     /// `timeout` passes; then stops.
     ///
-    /// - Parameter onListening: Called with the bound port once connections are accepted.
+    /// - Parameters:
+    ///   - expectedState: The `state` of the authorization waited for: a request with another
+    ///     (or none) is answered 400 and does not end the wait; `nil` takes the first redirect.
+    ///   - onListening: Called with the bound port once connections are accepted.
     /// - Returns: The redirect's result, or `nil` after `timeout`.
     /// - Throws: When the address cannot be bound.
     public static func wait(

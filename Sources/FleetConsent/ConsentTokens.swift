@@ -119,9 +119,7 @@ public actor ConsentTokens {
         case .pending:
             if now.duration(since: grant.lastRefreshAt ?? grant.grantedAt) < Self.pendingRecheck { return .pending }
         case .approved:
-            if grant.token.isFresh(
-                at: now, margin: Self.renewalMargin, issuedAt: grant.lastRefreshAt ?? grant.grantedAt)
-            {
+            if grant.token.isFresh(at: now, margin: Self.renewalMargin) {
                 return .ready(grant.token)
             }
         }
@@ -309,12 +307,4 @@ private struct RevokedMeanwhile: Error {}
 private func readable(_ duration: Duration) -> String {
     let seconds = duration.components.seconds
     return seconds >= 60 && seconds % 60 == 0 ? "\(seconds / 60)m" : "\(seconds)s"
-}
-
-extension AccessToken {
-    /// True while more than `margin` (or half of the token's life since `issuedAt`) remains.
-    func isFresh(at now: Timestamp, margin: Duration, issuedAt: Timestamp) -> Bool {
-        let life = expiresAt.duration(since: issuedAt)
-        return now.adding(min(margin, life / 2)) < expiresAt
-    }
 }

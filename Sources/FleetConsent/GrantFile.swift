@@ -35,6 +35,11 @@ public struct StoredGrant: Sendable, Hashable {
     /// The last failed refresh, one readable line without any token; `nil` after a success.
     public var lastError: String?
 
+    /// The grant of `vin` as the token endpoint gave it (`status` `pending` or `approved`).
+    ///
+    /// - Parameters:
+    ///   - grantedAt: When the owner's code was exchanged (UTC); kept across refreshes.
+    ///   - lastRefreshAt: When `grant` came from a refresh (UTC), `nil` for the exchange itself.
     public init(
         vin: VIN, grant: ConsentGrant, grantedAt: Timestamp, lastRefreshAt: Timestamp? = nil
     ) {
@@ -49,8 +54,10 @@ public struct StoredGrant: Sendable, Hashable {
         self.lastRefreshAt = lastRefreshAt
     }
 
-    /// The access token as the client sends it.
-    public var token: AccessToken { AccessToken(value: accessToken, expiresAt: accessExpiresAt) }
+    /// The access token as the client sends it, issued at the last refresh (or the exchange).
+    public var token: AccessToken {
+        AccessToken(value: accessToken, expiresAt: accessExpiresAt, issuedAt: lastRefreshAt ?? grantedAt)
+    }
 }
 
 /// An authorization request waiting for its code: what `consent exchange` needs to finish it.

@@ -47,23 +47,17 @@ struct PollCommand: AsyncParsableCommand {
         let answer: Result<VehicleDataResponse, APIError>
         do {
             // A vehicle its owner connected is asked for with its own token (refreshed if due).
-            let grant = try? GrantFile(path: configuration.consentStateFile).read().grant(of: vin)
-            if let grant, grant.status == .approved {
-                let consent = ConsentTokens(
-                    file: GrantFile(path: configuration.consentStateFile), client: client, clock: SystemWallClock(),
-                    logger: Logger(label: "fleet-telemetry"))
-                _ = try? await consent.reload()
-                switch await consent.access(for: vin) {
-                case .ready(let token)?: answer = .success(try await client.vehicleData(vin: vin, token: token))
-                case .unavailable(let error, _)?: answer = .failure(error)
-                default:
-                    printError(
-                        "fleet-telemetry: \(vin)'s consent is \(grant.status.rawValue) or lost; see: fleet-telemetry consent list"
-                    )
-                    throw ExitStatus.failure
-                }
-            } else {
-                answer = .success(try await client.vehicleData(vin: vin))
+            let consent = ConsentTokens(
+                file: GrantFile(path: configuration.consentStateFile), client: client, clock: SystemWallClock(),
+                logger: Logger(label: "fleet-telemetry"))
+            _ = try? await consent.reload()
+            switch await consent.access(for: vin) {
+            case nil: answer = .success(try await client.vehicleData(vin: vin))
+            case .ready(let token)?: answer = .success(try await client.vehicleData(vin: vin, token: token))
+            case .unavailable(let error, _)?: answer = .failure(error)
+            case .pending?, .consentRequired?, .revoked?:
+                printError("fleet-telemetry: \(vin)'s consent is pending or lost; see: fleet-telemetry consent list")
+                throw ExitStatus.failure
             }
         } catch let error as APIError {
             answer = .failure(error)
