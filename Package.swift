@@ -13,6 +13,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "fleet-telemetry", targets: ["fleet-telemetry"]),
+        // For the libFuzzer package in Fuzz/ (Fuzz/run), which builds it with the fuzzer's flags.
+        .library(name: "FleetFuzzing", targets: ["FleetFuzzing"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -177,6 +179,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The fuzz targets: each parser of untrusted bytes with its invariants and differential
+        // checks (docs/fuzzing.md). Run by libFuzzer from Fuzz/, replayed on the corpus by tests.
+        .target(
+            name: "FleetFuzzing",
+            dependencies: ["FleetModel", "FleetNormalizer", "FleetClient", "FleetConfiguration", "FleetIngestion"],
+            swiftSettings: swiftSettings
+        ),
         // Benchmarks print figures; they assert nothing (see docs/benchmarks.md).
         .target(
             name: "BenchmarkSupport",
@@ -293,6 +302,14 @@ let package = Package(
         .testTarget(
             name: "FleetEmulatorTests",
             dependencies: ["FleetEmulator", "FleetModel"],
+            swiftSettings: swiftSettings
+        ),
+        // Every committed fuzz corpus input and every past crash, through the fuzz targets' checks.
+        .testTarget(
+            name: "FleetFuzzingTests",
+            dependencies: [
+                "FleetFuzzing", "FleetModel", "FleetClient", "FleetConfiguration", "FleetIngestion", "FleetNormalizer",
+            ],
             swiftSettings: swiftSettings
         ),
         // The daemon against the emulator over real loopback HTTP.

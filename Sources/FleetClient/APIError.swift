@@ -127,14 +127,13 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
     /// - Parameters:
     ///   - status: The HTTP status.
     ///   - body: The (possibly truncated, possibly non-JSON) body.
-    static func fromResponse(
+    package static func fromResponse(
         status: Int, body: [UInt8], endpoint: String, vin: VIN?, retryAfter: Duration?, retryAfterHeader: String? = nil
     ) -> APIError {
         var error = APIError(kind: .http, endpoint: endpoint, status: status, vin: vin, retryAfter: retryAfter)
         error.retryAfterHeader = retryAfterHeader.map { String($0.prefix(100)) }
         guard let json = try? JSONParser.parse(body) else {
-            let text = String(decoding: body.prefix(120), as: UTF8.self)
-                .unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? " " : String($0) }.joined()
+            let text = oneLine(String(decoding: body.prefix(120), as: UTF8.self), limit: 120)
                 .trimmingCharacters(in: .whitespaces)
             error.detail = body.isEmpty ? "empty body" : "non-JSON body: \(text)\(body.count > 120 ? "…" : "")"
             return error
@@ -142,7 +141,7 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
         var first: JSONValue?
         switch json {
         case .object(let object):
-            error.requestID = object["request_id"]?.stringValue
+            error.requestID = object["request_id"]?.stringValue.map { oneLine($0, limit: 100) }
             if let errors = object["errors"]?.arrayValue {
                 first = errors.first
             } else if let oauth = object["error"]?.stringValue {
@@ -160,8 +159,23 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
             error.title = first["title"]?.stringValue ?? error.title
             error.detail = first["detail"]?.stringValue ?? error.detail
         }
-        error.title = error.title.map { String($0.prefix(200)) }
-        error.detail = error.detail.map { String($0.prefix(500)) }
+        // Logged and printed: one line each, bounded, whatever the body held.
+        error.title = error.title.map { oneLine($0, limit: 200) }
+        error.detail = error.detail.map { oneLine($0, limit: 500) }
         return error
+    }
+
+    /// `text` cut to `limit` characters, with every control character (C0, DEL, C1, and the
+    /// Unicode line and paragraph separators) replaced by a space.
+    static func oneLine(_ text: String, limit: Int) -> String {
+        var out = String.UnicodeScalarView()
+        for character in text.prefix(limit) {
+            for scalar in character.unicodeScalars {
+                let v = scalar.value
+                let control = v < 0x20 || (0x7F...0x9F).contains(v) || v == 0x2028 || v == 0x2029
+                out.append(control ? " " : scalar)
+            }
+        }
+        return String(out)
     }
 }

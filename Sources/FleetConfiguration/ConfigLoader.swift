@@ -60,7 +60,7 @@ public enum ConfigLoader {
     /// read (the configuration then holds a stand-in for it).
     ///
     /// - Throws: ``ConfigError`` when the text is not YAML or not a mapping at all.
-    static func validate(
+    package static func validate(
         _ text: String, file: String
     ) throws(ConfigError) -> (DaemonConfiguration, [ConfigError], apiUsable: Bool) {
         let root = try ConfigNode.parse(text, file: file)

@@ -131,66 +131,34 @@ public struct Importer: Sendable {
         maximumLineBytes: Int = Importer.maximumLineBytes, progress: (Summary) -> Void = { _ in }
     ) async throws {
         var batch: [(write: PollWrite, line: Int)] = []
-        var lineNumber = 0
-        var pending: [UInt8] = []
-        // Bytes of `pending` already searched for a newline: a long line is scanned once, not
-        // again from its start after every chunk.
-        var searched = 0
-        // True while the rest of a line over the limit is being skipped.
-        var skipping = false
-        var finished = false
-        while !finished {
+        var lines = LineSplitter(maximumLineBytes: maximumLineBytes)
+        while !lines.isFinished {
             if let chunk = try read() {
-                pending += chunk
+                lines.append(chunk)
             } else {
-                finished = true
+                lines.finish()
             }
-            var start = 0
-            while start < pending.count {
-                let newline = pending[max(start, searched)...].firstIndex(of: 0x0A)
-                guard let end = newline ?? (finished ? pending.count : nil) else {
-                    searched = pending.count
-                    if !skipping, pending.count - start > maximumLineBytes {
-                        lineNumber += 1
+            while let piece = lines.next() {
+                switch piece {
+                case .tooLong(let number):
+                    summary.rejected.append(Rejection(file: file, line: number, reason: Self.tooLong(maximumLineBytes)))
+                case .line(let number, let line):
+                    guard line.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D }) else { continue }
+                    do throws(JSONParser.SyntaxError) {
+                        let json = try JSONParser.parse(line)
+                        if let write = prepare(json, file: file, line: number, into: &summary) {
+                            batch.append((write, number))
+                        }
+                    } catch {
                         summary.rejected.append(
-                            Rejection(file: file, line: lineNumber, reason: Self.tooLong(maximumLineBytes)))
-                        skipping = true
+                            Rejection(file: file, line: number, reason: "not valid JSON (\(error))"))
                     }
-                    if skipping { start = pending.count }
-                    break
-                }
-                let next = end < pending.count ? end + 1 : end
-                if skipping {
-                    // The end of the line over the limit (already counted and reported).
-                    skipping = false
-                    start = next
-                    continue
-                }
-                lineNumber += 1
-                let line = pending[start..<end]
-                start = next
-                guard line.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D }) else { continue }
-                if line.count > maximumLineBytes {
-                    summary.rejected.append(
-                        Rejection(file: file, line: lineNumber, reason: Self.tooLong(maximumLineBytes)))
-                    continue
-                }
-                do throws(JSONParser.SyntaxError) {
-                    let json = try JSONParser.parse(line)
-                    if let write = prepare(json, file: file, line: lineNumber, into: &summary) {
-                        batch.append((write, lineNumber))
+                    if batch.count >= Self.batchSize {
+                        try await flush(&batch, file: file, into: &summary)
+                        progress(summary)
                     }
-                } catch {
-                    summary.rejected.append(
-                        Rejection(file: file, line: lineNumber, reason: "not valid JSON (\(error))"))
-                }
-                if batch.count >= Self.batchSize {
-                    try await flush(&batch, file: file, into: &summary)
-                    progress(summary)
                 }
             }
-            pending.removeSubrange(..<start)
-            searched = max(0, searched - start)
         }
         try await flush(&batch, file: file, into: &summary)
         progress(summary)

@@ -13,7 +13,8 @@ import FleetModel
 ///   `plugged_in`).
 ///
 /// Any other field is kept as `<capability>.<field>`. The shape has no per-property timestamps:
-/// the observation time is the response's top-level `timestamp`, else the receive time.
+/// the observation time is the response's top-level `timestamp` (when plausible: from 2000 up to a
+/// year after the response), else the receive time.
 struct SimplifiedShapeReader {
     let vin: VIN
     let observedAt: Timestamp
@@ -21,7 +22,11 @@ struct SimplifiedShapeReader {
 
     init(vin: VIN, receivedAt: Timestamp, root: JSONObject) {
         self.vin = vin
-        if let text = root["timestamp"]?.stringValue, let parsed = Timestamp(iso8601: text) {
+        // An implausible one (before 2000, or over a year after the response, as the Auto API's
+        // property timestamps are checked) is not taken: the values are dated when received.
+        if let text = root["timestamp"]?.stringValue, let parsed = Timestamp(iso8601: text),
+            AutoAPIReader.isPlausible(parsed, receivedAt: receivedAt)
+        {
             observedAt = parsed
             timeSource = .response
         } else {
