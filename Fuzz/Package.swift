@@ -8,17 +8,19 @@ let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingL
 let rootIdentity = root.lastPathComponent.lowercased()
 
 /// The libFuzzer driver of fleet-telemetry's fuzz targets (docs/fuzzing.md). Build and run it with
-/// `Fuzz/run`, which passes the fuzzer's flags (`-sanitize=fuzzer,address -parse-as-library`).
+/// `Fuzz/run`, which passes the fuzzer's flags (`-sanitize=fuzzer,address`).
 let package = Package(
     name: "fleet-fuzz",
     dependencies: [
         .package(path: "..")
     ],
     targets: [
+        // libFuzzer's LLVMFuzzerRunDriver, declared for Swift.
+        .target(name: "CFuzzerDriver"),
         .executableTarget(
             name: "fleet-fuzz",
-            dependencies: [.product(name: "FleetFuzzing", package: rootIdentity)],
+            dependencies: ["CFuzzerDriver", .product(name: "FleetFuzzing", package: rootIdentity)],
             swiftSettings: [.swiftLanguageMode(.v6)]
-        )
+        ),
     ]
 )

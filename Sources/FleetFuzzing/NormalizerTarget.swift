@@ -16,17 +16,17 @@ extension FuzzTarget {
         grow: [
             Growth("one capability of many properties") { n in
                 let properties = (0..<max(1, n / 60)).map {
-                    "\"p\($0)\":{\"data\":{\"value\":\($0).5,\"unit\":\"kilometers\"},\"timestamp\":\"2026-11-30T10:00:00Z\"}"
+                    #""p\#($0)":{"data":{"value":\#($0).5,"unit":"kilometers"},"timestamp":"2026-11-30T10:00:00Z"}"#
                 }
                 return Array("{\"diagnostics\":{\(properties.joined(separator: ","))}}".utf8)
             },
             Growth("one property of many readings") { n in
                 let readings = (0..<max(1, n / 64)).map {
-                    "{\"data\":\($0 % 100),\"timestamp\":\"2026-11-30T10:\(String(format2: $0 / 60 % 60)):\(String(format2: $0 % 60))Z\"}"
+                    let time = "2026-11-30T10:\(String(format2: $0 / 60 % 60)):\(String(format2: $0 % 60))Z"
+                    return #"{"data":\#($0 % 100),"timestamp":"\#(time)"}"#
                 }
-                return Array(
-                    "{\"version\":2,\"message_id\":\"m\",\"vin\":\"\(vin)\",\"data\":{\"charging\":{\"battery_level\":[\(readings.joined(separator: ","))]}}}"
-                        .utf8)
+                let data = #"{"charging":{"battery_level":["# + readings.joined(separator: ",") + "]}}"
+                return Array(#"{"version":2,"message_id":"m","vin":"\#(vin)","data":\#(data)}"#.utf8)
             },
             Growth("nested data objects") { n in
                 let depth = min(200, max(1, n / 12))

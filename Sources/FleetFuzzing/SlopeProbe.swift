@@ -23,8 +23,8 @@ public enum SlopeProbe {
         public var largestSeconds: Double
         public var description: String {
             let verdict = slope <= SlopeProbe.limit ? "ok" : "WORSE THAN LINEAR"
-            return
-                "\(target) / \(shape): slope \(String(format2: slope)) (\(String(format2: largestSeconds * 1000)) ms at "
+            let milliseconds = String(format2: largestSeconds * 1000)
+            return "\(target) / \(shape): slope \(String(format2: slope)) (\(milliseconds) ms at "
                 + "\(SlopeProbe.largest >> 10) KiB) \(verdict)"
         }
     }
