@@ -643,6 +643,10 @@ extension ConfigLoader {
             .composer(let context, let problem, let mark, _):
             let reason = [context?.text, problem].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
             return ConfigError(file: file, key: nil, line: mark.line, message: "not valid YAML: \(reason)")
+        case .reader(let problem, let offset, _, let yaml):
+            // The reader stops at a byte (a control character, invalid UTF-8): its line.
+            let line = offset.map { offset in yaml.utf8.prefix(offset).reduce(1) { $1 == 0x0A ? $0 + 1 : $0 } }
+            return ConfigError(file: file, key: nil, line: line ?? 1, message: "not valid YAML: \(problem)")
         case .duplicatedKeysInMapping(let duplicates, let context):
             return ConfigError(
                 file: file, key: nil, line: context.mark.line,
@@ -720,7 +724,10 @@ public struct ConfigNode {
         guard case .mapping(let mapping) = node else { throw error("expected a mapping of keys") }
         var result: [String: ConfigNode] = [:]
         for (keyNode, valueNode) in mapping {
-            guard case .scalar(let scalar) = keyNode else { throw error("keys must be plain words") }
+            guard case .scalar(let scalar) = keyNode else {
+                // At the key's own line (this node may be one built to check a single key).
+                throw ConfigNode(node: keyNode, key: key, file: file).error("keys must be plain words")
+            }
             let name = scalar.string
             let childNode = child(name, valueNode)
             guard allowed.contains(name) else {

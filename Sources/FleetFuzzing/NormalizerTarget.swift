@@ -96,8 +96,12 @@ public enum NormalizerInvariants {
                 throw fail("sample \(sample.property) observed at \(sample.observedAt), outside \(window)")
             }
         }
-        for failure in payload.failures where !isPropertyPath(failure.property) {
-            throw fail("failure with property path \"\(failure.property)\" (\(failure.reason))")
+        // A failure may name what the API sent under an invalid name, quoted (`diagnostics."Odo"`).
+        for failure in payload.failures
+        where failure.property.isEmpty || failure.property.utf8.count > 1024
+            || !FuzzTarget.isOneLine(failure.property)
+        {
+            throw fail("failure with property path \(quoted(failure.property.utf8)) (\(failure.reason))")
         }
     }
 

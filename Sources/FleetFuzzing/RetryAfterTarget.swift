@@ -49,7 +49,8 @@ extension FuzzTarget {
 /// Compared only for years from 1600 to 9999 (ICU's calendar is Julian before 1582) and seconds
 /// other than a leap second `60` (ICU refuses it; we read it as `59`). ICU also reads lower-case
 /// names, extra spaces, one-digit days and a wrong weekday, which the RFC's grammar does not
-/// allow: those are compared only in the direction "what we accept, ICU reads the same".
+/// allow: those are compared only in the direction "what we accept, ICU reads the same". Only
+/// ASCII text is given to ICU (an HTTP-date is ASCII; ICU traps on some other text).
 public enum HTTPDateDifferential {
     /// The time the fuzzed values are read at: 2026-12-01T00:00:00Z.
     public static let now = Timestamp(millisecondsSince1970: 1_796_083_200_000)
@@ -77,6 +78,11 @@ public enum HTTPDateDifferential {
     static func check(_ text: String) throws(FuzzFailure) {
         func fail(_ message: String) -> FuzzFailure { FuzzFailure("retry-after", "\(quoted(text.utf8)): \(message)") }
         let ours = HTTPDate.parse(text, now: now)
+        // HTTP-dates are ASCII. (Foundation's DateFormatter also traps on some non-ASCII text.)
+        guard text.utf8.allSatisfy({ $0 < 0x80 }) else {
+            if let ours { throw fail("non-ASCII text read as \(ours)") }
+            return
+        }
         if let ours {
             let seconds = ours.millisecondsSince1970 / 1000
             guard ours.millisecondsSince1970 % 1000 == 0 else { throw fail("has milliseconds: \(ours)") }

@@ -16,7 +16,7 @@ struct AutoAPIReader {
             guard Normalizer.isValidName(capability) else {
                 payload.failures.append(
                     PropertyFailure(
-                        property: String(capability.prefix(64)), reason: .unreadable,
+                        property: Normalizer.failureName(capability), reason: .unreadable,
                         description: "capability name is not snake_case"))
                 continue
             }
@@ -31,7 +31,7 @@ struct AutoAPIReader {
                 guard Normalizer.isValidName(property) else {
                     payload.failures.append(
                         PropertyFailure(
-                            property: capability + "." + String(property.prefix(64)), reason: .unreadable,
+                            property: capability + "." + Normalizer.failureName(property), reason: .unreadable,
                             description: "property name is not snake_case"))
                     continue
                 }
@@ -242,7 +242,8 @@ struct SampleEmitter {
                 guard Normalizer.isValidName(field) else {
                     payload.failures.append(
                         PropertyFailure(
-                            property: path, reason: .unreadable, description: "field name is not snake_case"))
+                            property: path + "." + Normalizer.failureName(field), reason: .unreadable,
+                            description: "field name is not snake_case"))
                     continue
                 }
                 emit(fieldValue, path: path + "." + field, into: &payload)

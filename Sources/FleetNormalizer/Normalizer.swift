@@ -153,6 +153,25 @@ public struct Normalizer: Sendable {
         }
     }
 
+    /// How a failure names a capability, property or field whose name is not ``isValidName(_:)``:
+    /// its first 64 characters as a JSON string literal (`"Charging"`, `""`, `"a\u0007"`), so that
+    /// the name the API sent is shown exactly, on one line, and cannot be taken for a valid one.
+    /// Control characters (C0, DEL, C1, U+2028, U+2029) are written as `\uXXXX`.
+    static func failureName(_ name: String) -> String {
+        guard !isValidName(name) else { return name }
+        var out = ""
+        for scalar in JSONValue.quoted(String(name.prefix(64))).unicodeScalars {
+            let v = scalar.value
+            if (0x7F...0x9F).contains(v) || v == 0x2028 || v == 0x2029 {
+                let hex = String(v, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
     /// Capability and property names become parts of a property path: only `[a-z0-9_]` is kept.
     static func isValidName(_ name: String) -> Bool {
         !name.isEmpty && name.utf8.count <= 64

@@ -66,7 +66,7 @@ struct SimplifiedShapeReader {
             guard Normalizer.isValidName(capability), case .object(let fields) = value else {
                 payload.failures.append(
                     PropertyFailure(
-                        property: String(capability.prefix(64)), reason: .unreadable,
+                        property: Normalizer.failureName(capability), reason: .unreadable,
                         description: "capability is not an object with a snake_case name"))
                 continue
             }
@@ -74,7 +74,8 @@ struct SimplifiedShapeReader {
                 guard Normalizer.isValidName(field) else {
                     payload.failures.append(
                         PropertyFailure(
-                            property: capability, reason: .unreadable, description: "field name is not snake_case"))
+                            property: capability + "." + Normalizer.failureName(field), reason: .unreadable,
+                            description: "field name is not snake_case"))
                     continue
                 }
                 let path = capability + "." + field

@@ -20,3 +20,18 @@ import Testing
         #expect(payload.samples.first?.timeSource == .response)
     }
 }
+
+/// A failure for a name that is not snake_case stored the name as it came: `Zharging` looked like
+/// a capability, an empty name gave an empty path, a DEL reached the database. It is now quoted.
+@Suite struct InvalidNameFailureTests {
+    @Test func anInvalidCapabilityNameIsQuoted() throws {
+        let payload = try normalize(#"{"Zharging":{"battery_level":{"data":0.5}},"":{"x":{"data":1}}}"#)
+        #expect(Set(payload.failures.map(\.property)) == [#""Zharging""#, #""""#])
+        #expect(payload.samples.isEmpty)
+    }
+
+    @Test func controlCharactersInANameAreEscaped() throws {
+        let payload = try normalize("{\"charging\":{\"battery\u{7F}\":{\"data\":0.5},\"a\\nb\":{\"data\":1}}}")
+        #expect(Set(payload.failures.map(\.property)) == [#"charging."battery\u007f""#, #"charging."a\nb""#])
+    }
+}
