@@ -57,6 +57,8 @@ extension FuzzTarget {
 ///   vendor's text does not lose a whole response);
 /// - a number too large for Double (`1e999`): Foundation refuses the document, ours keeps the
 ///   literal as a string for the normalizer to report as that property's failure;
+/// - U+FEFF after the start: Foundation drops it where it starts a string, ours keeps it (only a
+///   byte-order mark before the document is not part of it);
 /// - nesting deeper than ``JSONParser/maximumDepth`` (256; Foundation's limit is 512);
 /// - a comma before `]` or `}`, which Foundation accepts and RFC 8259 does not: the comma is
 ///   removed and the input compared again.
@@ -66,8 +68,10 @@ public enum JSONDifferential {
     }
 
     static func isComparable(_ input: [UInt8]) -> Bool {
-        // Foundation guesses UTF-16/32 from zero bytes among the first four.
+        // Foundation guesses UTF-16/32 from zero bytes among the first four, and drops a U+FEFF
+        // that starts a string.
         String(validating: input, as: UTF8.self) != nil && !input.prefix(4).contains(0)
+            && !containsByteOrderMark(input.starts(with: [0xEF, 0xBB, 0xBF]) ? input.dropFirst(3) : input[...])
     }
 
     static func checkRefusal(_ input: [UInt8], _ error: JSONParser.SyntaxError) throws(FuzzFailure) {
@@ -88,6 +92,16 @@ public enum JSONDifferential {
             return
         }
         throw FuzzFailure("json", "refused \(quoted(input)) (\(error)) but JSONSerialization accepts it")
+    }
+
+    /// True when the UTF-8 of U+FEFF (`EF BB BF`) occurs in `bytes`.
+    static func containsByteOrderMark(_ bytes: ArraySlice<UInt8>) -> Bool {
+        var index = bytes.startIndex
+        while let found = bytes[index...].firstIndex(of: 0xEF) {
+            if bytes[found...].starts(with: [0xEF, 0xBB, 0xBF]) { return true }
+            index = found + 1
+        }
+        return false
     }
 
     /// The offset of a `,` that only whitespace separates from the `]` or `}` at `offset`.
