@@ -176,6 +176,7 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
                 out.append(control ? " " : scalar)
             }
         }
-        return String(out)
+        // A CR LF is one character and becomes two spaces: cut again.
+        return String(String(out).prefix(limit))
     }
 }

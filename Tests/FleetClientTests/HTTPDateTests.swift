@@ -85,4 +85,14 @@ import Testing
             status: 400, body: Array(long.utf8), endpoint: "GET /x", vin: nil, retryAfter: nil)
         #expect(bounded.requestID?.count == 100)
     }
+
+    /// Found by the api-error target: a CR LF is one character, and became two spaces past the limit.
+    @Test func aLineBreakAtTheLimitDoesNotPassIt() {
+        let title = String(repeating: "t", count: 199) + #"\r\n"# + String(repeating: "u", count: 50)
+        let body = #"{"error":""# + title + #""}"#
+        let error = APIError.fromResponse(
+            status: 400, body: Array(body.utf8), endpoint: "POST /v1/access_tokens", vin: nil, retryAfter: nil)
+        #expect(error.title?.count == 200)
+        #expect(error.title?.hasSuffix("t ") == true)
+    }
 }
