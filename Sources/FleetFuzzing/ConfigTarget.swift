@@ -19,10 +19,9 @@ extension FuzzTarget {
                         + (0..<max(1, n / 22)).map { "  - WF0FUZZ\(String(100_000_000 + $0).suffix(9)) \n" }.joined())
                         .utf8)
             },
-            Growth("nested flow sequences") { n in
+            Growth("a long flow sequence") { n in
                 Array(
-                    ("a: " + String(repeating: "[", count: min(n / 2, 10_000))
-                        + String(repeating: "]", count: min(n / 2, 10_000))).utf8)
+                    ("vehicles: [" + Array(repeating: "x", count: max(1, n / 3)).joined(separator: ", ") + "]\n").utf8)
             },
         ]
     ) { input throws(FuzzFailure) in

@@ -26,13 +26,12 @@ extension FuzzTarget {
                     return #"{"data":\#($0 % 100),"timestamp":"\#(time)"}"#
                 }
                 let data = #"{"charging":{"battery_level":["# + readings.joined(separator: ",") + "]}}"
-                return Array(#"{"version":2,"message_id":"m","vin":"\#(vin)","data":\#(data)}"#.utf8)
-            },
-            Growth("nested data objects") { n in
-                let depth = min(200, max(1, n / 12))
                 return Array(
-                    ("{\"charging\":{\"x\":{\"data\":" + String(repeating: "{\"a\":", count: depth) + "1"
-                        + String(repeating: "}", count: depth) + "}}}").utf8)
+                    #"{"version":2,"message_id":"m","vin":"\#(NormalizerInvariants.vin)","data":\#(data)}"#.utf8)
+            },
+            Growth("one data object of many fields") { n in
+                let fields = (0..<max(1, n / 12)).map { #""f\#($0)":\#($0)"# }.joined(separator: ",")
+                return Array((#"{"charging":{"x":{"data":{"# + fields + "}}}}").utf8)
             },
         ]
     ) { input throws(FuzzFailure) in
@@ -53,8 +52,6 @@ extension FuzzTarget {
         try NormalizerInvariants.check(payload, vin: requested, receivedAt: receivedAt, inputSize: input.count)
     }
 }
-
-private let vin = "WF0FUZZ0000000001"
 
 extension String {
     fileprivate init(format2 value: Int) {

@@ -20,3 +20,19 @@ import Testing
         }
     }
 }
+
+/// The slope probe's inputs: each must grow with the size asked for (a capped one would measure
+/// nothing) and keep its target's invariants.
+@Suite struct SlopeInputTests {
+    @Test(arguments: FuzzTarget.all.map(\.name))
+    func everyGrowthGrowsAndKeepsTheInvariants(_ name: String) throws {
+        let target = try #require(FuzzTarget.named(name))
+        #expect(!target.grow.isEmpty)
+        for growth in target.grow {
+            let small = growth.make(1 << 10)
+            let large = growth.make(16 << 10)
+            #expect(large.count >= 8 * small.count, "\(name) / \(growth.shape): \(small.count) → \(large.count) bytes")
+            #expect(throws: Never.self, "\(name) / \(growth.shape)") { try target.run(large) }
+        }
+    }
+}
