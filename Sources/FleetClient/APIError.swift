@@ -131,7 +131,7 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
         status: Int, body: [UInt8], endpoint: String, vin: VIN?, retryAfter: Duration?, retryAfterHeader: String? = nil
     ) -> APIError {
         var error = APIError(kind: .http, endpoint: endpoint, status: status, vin: vin, retryAfter: retryAfter)
-        error.retryAfterHeader = retryAfterHeader.map { String($0.prefix(100)) }
+        error.retryAfterHeader = retryAfterHeader.map { oneLine($0, limit: 100) }
         guard let json = try? JSONParser.parse(body) else {
             let text = oneLine(String(decoding: body.prefix(120), as: UTF8.self), limit: 120)
                 .trimmingCharacters(in: .whitespaces)

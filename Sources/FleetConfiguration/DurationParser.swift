@@ -26,6 +26,9 @@ public enum DurationParser {
         // Units from the largest down, each at most once (`1h30m`, not `30m1h` or `1h1h`).
         let order = ["d", "h", "m", "s", "ms"]
         var lastRank = -1
+        // A number past 10^12 is too long in any unit, but the rest is still read: a malformed
+        // text is malformed (`10000000000000x`), however large its number.
+        var tooLong = false
         func flush() -> Bool {
             guard let n = number else { return unit.isEmpty }
             guard let rank = order.firstIndex(of: unit), rank > lastRank else { return false }
@@ -49,8 +52,12 @@ public enum DurationParser {
             if let digit = c.wholeNumberValue, c.isASCII {
                 if !unit.isEmpty { guard flush() else { return .malformed } }
                 let (partial, overflow) = (number ?? 0).multipliedReportingOverflow(by: 10)
-                guard !overflow, partial <= 1_000_000_000_000 else { return .tooLong }
-                number = partial + Int64(digit)
+                if overflow || partial > 1_000_000_000_000 {
+                    tooLong = true
+                    number = 0
+                } else {
+                    number = partial + Int64(digit)
+                }
             } else if c.isLetter, c.isASCII, number != nil {
                 unit.append(c)
             } else {
@@ -58,7 +65,7 @@ public enum DurationParser {
             }
         }
         guard flush(), sawAny else { return .malformed }
-        return total <= maximum ? .valid(total) : .tooLong
+        return !tooLong && total <= maximum ? .valid(total) : .tooLong
     }
 
     /// The longest duration a config value may give.

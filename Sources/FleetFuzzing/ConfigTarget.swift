@@ -4,8 +4,7 @@ extension FuzzTarget {
     /// The config loader on any YAML text, with every section's checks.
     ///
     /// Checked: every error names a key or a line (only an empty file has neither) and has a
-    /// message; a configuration read without error keeps the loader's own bounds (positive
-    /// intervals, at least one vehicle source).
+    /// message.
     public static let config = FuzzTarget(
         name: "config",
         summary: "Config loader on YAML text: every error names a key or a line",

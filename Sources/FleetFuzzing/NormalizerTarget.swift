@@ -8,7 +8,8 @@ extension FuzzTarget {
     ///
     /// Checked for every sample: the requested VIN; a property path of non-empty `[a-z0-9_]` parts;
     /// a finite number; an observation time from 2000 up to a year after the response. Every
-    /// failure names its property; a refused body names the byte or key at fault; no more samples
+    /// failure names its property; a refused body names the byte (not JSON) or the key (`vin`) at fault, or
+    /// says it is not an object; no more samples
     /// than the body has bytes.
     public static let normalizer = FuzzTarget(
         name: "normalizer",
