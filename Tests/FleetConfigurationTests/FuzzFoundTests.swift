@@ -26,3 +26,17 @@ import Testing
         #expect(error.message == "keys must be plain words")
     }
 }
+
+/// Found by the duration target's whole-verdict comparison: a number past 10^12 was called too
+/// long before the rest was read, so a malformed value was reported as too long.
+@Suite struct DurationFuzzFoundTests {
+    @Test(arguments: ["10000000000000x", "99999999999999", "10000000000000s1h", "10000000000000"])
+    func aMalformedValueIsMalformedWhateverItsNumber(_ text: String) {
+        #expect(DurationParser.check(text) == .malformed)
+    }
+
+    @Test(arguments: ["10000000000000s", "99999999999999999999999ms", "1d10000000000000ms", "3651d"])
+    func aWellFormedValueBeyondTenYearsIsTooLong(_ text: String) {
+        #expect(DurationParser.check(text) == .tooLong)
+    }
+}
