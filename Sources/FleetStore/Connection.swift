@@ -129,6 +129,9 @@ final class Connection {
         let code = sqlite3_open_v2(name, &db, flags, nil)
         defer { sqlite3_close_v2(db) }
         guard code == SQLITE_OK, let db else { throw SQLiteError(connection: db, code: code, sql: nil) }
+        // Another connection may hold a lock for a moment (switching a new file to WAL, a
+        // migration's commit): wait for it as every other connection does, rather than fail.
+        sqlite3_busy_timeout(db, 5000)
         func scalar(_ sql: String) throws(SQLiteError) -> (Int64, String?)? {
             var statement: OpaquePointer?
             let prepared = sqlite3_prepare_v2(db, sql, -1, &statement, nil)

@@ -10,7 +10,10 @@ import Testing
 extension CommandLineTests {
     /// Polls with HTTP 200 stored in `database` (0 while it does not exist yet).
     func storedPolls(_ database: String, vin: VIN? = nil) -> Int {
-        guard let connection = try? Connection(path: database) else { return 0 }
+        // Not before the daemon created it: opening would create an empty file under it.
+        guard FileManager.default.fileExists(atPath: database), let connection = try? Connection(path: database) else {
+            return 0
+        }
         let filter = vin.map { " AND vin = '\($0.rawValue)'" } ?? ""
         return Int((try? connection.scalarInt("SELECT count(*) FROM polls WHERE http_status = 200" + filter)) ?? 0)
     }
