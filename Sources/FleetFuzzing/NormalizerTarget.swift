@@ -37,9 +37,11 @@ extension FuzzTarget {
         ]
     ) { input throws(FuzzFailure) in
         let receivedAt = NormalizerInvariants.receivedAt
-        // The body's own VIN when it has a valid one (the corpus holds several vehicles'), else ours.
-        let requested =
-            (try? JSONParser.parse(input))?["vin"]?.stringValue.flatMap { VIN($0) } ?? NormalizerInvariants.vin
+        // The body's own VIN when it has a valid one (the corpus holds several vehicles'), except for
+        // inputs of odd length, which ask for ours: a body for another vehicle must be refused.
+        let bodyVIN = (try? JSONParser.parse(input))?["vin"]?.stringValue.flatMap { VIN($0) }
+        let requested = input.count % 2 == 0 ? bodyVIN ?? NormalizerInvariants.vin : NormalizerInvariants.vin
+        let otherVehicle = bodyVIN.map { $0 != requested } ?? false
         let payload: NormalizedPayload
         do throws(NormalizationError) {
             payload = try Normalizer().normalize(body: input, vin: requested, receivedAt: receivedAt)
@@ -48,7 +50,13 @@ extension FuzzTarget {
             else {
                 throw FuzzFailure("normalizer", "refusal naming neither a byte nor a key: \(error)")
             }
+            if otherVehicle, error.path != "vin" {
+                throw FuzzFailure("normalizer", "a body for \(bodyVIN!) refused for another reason: \(error)")
+            }
             return
+        }
+        if otherVehicle {
+            throw FuzzFailure("normalizer", "a body for \(bodyVIN!) accepted as \(requested)'s")
         }
         try NormalizerInvariants.check(payload, vin: requested, receivedAt: receivedAt, inputSize: input.count)
     }
