@@ -26,11 +26,15 @@ public enum RetryAfter {
 }
 
 extension String {
+    /// Without the spaces and tabs around it. Read byte by byte: `Substring.dropLast()` counts from
+    /// the start each time, which made a header of many trailing tabs take quadratic time (found by
+    /// the slope probe, docs/fuzzing.md).
     var trimmingSpaces: String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return String(s)
+        let bytes = utf8
+        guard let first = bytes.firstIndex(where: { $0 != 0x20 && $0 != 0x09 }),
+            let last = bytes.lastIndex(where: { $0 != 0x20 && $0 != 0x09 })
+        else { return "" }
+        // Both ends are next to ASCII (or the text's ends), so the bytes between are whole UTF-8.
+        return String(decoding: bytes[first...last], as: UTF8.self)
     }
-
 }

@@ -29,7 +29,11 @@ extension FuzzTarget {
             guard delay >= .zero, delay <= RetryAfter.maximum else {
                 throw FuzzFailure("retry-after", "\(quoted(input)) gives \(delay)")
             }
-            let trimmed = text.trimmingCharacters(in: CharacterSet(charactersIn: " \t"))
+            // Trimmed here byte by byte (Foundation's trimmingCharacters is slower than linear).
+            let bytes = Array(text.utf8)
+            let first = bytes.firstIndex { $0 != 0x20 && $0 != 0x09 } ?? bytes.count
+            let last = bytes.lastIndex { $0 != 0x20 && $0 != 0x09 }.map { $0 + 1 } ?? first
+            let trimmed = String(decoding: bytes[first..<Swift.max(first, last)], as: UTF8.self)
             if trimmed.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), Int64(trimmed) != delay.components.seconds {
                 throw FuzzFailure("retry-after", "\(quoted(input)) gives \(delay)")
             }

@@ -63,6 +63,14 @@ import Testing
         #expect(RetryAfter.parse(text, now: now) == nil)
     }
 
+    /// Found by the slope probe: trailing tabs were trimmed in quadratic time.
+    @Test func aLongPaddedValueIsStillRead() {
+        let padded = String(repeating: " ", count: 100_000) + "120" + String(repeating: "\t", count: 100_000)
+        #expect(RetryAfter.parse(padded, now: now) == .seconds(120))
+        #expect(RetryAfter.parse("\t \t", now: now) == nil)
+        #expect(RetryAfter.parse(" 1\u{301} ", now: now) == nil)
+    }
+
     @Test func retryAfterTakesTheObsoleteDateFormats() {
         #expect(RetryAfter.parse("Tuesday, 01-Dec-26 00:02:00 GMT", now: now) == .seconds(120))
         #expect(RetryAfter.parse("Tue Dec  1 00:02:00 2026", now: now) == .seconds(120))
