@@ -30,6 +30,8 @@ public struct FuzzTarget: Sendable {
         }
     }
 
+    /// A target called `name` (a folder name under `Fuzz/Corpus/`), described by `summary` (one
+    /// line), with its slope-probe inputs `grow` and its checks `run`.
     public init(
         name: String, summary: String, grow: [Growth], run: @escaping @Sendable ([UInt8]) throws(FuzzFailure) -> Void
     ) {

@@ -27,6 +27,7 @@ public struct LineSplitter: Sendable {
     /// True once ``finish()`` was called: no chunk follows.
     public private(set) var isFinished = false
 
+    /// A splitter that gives lines of up to `maximumLineBytes` bytes (at least 1) whole.
     public init(maximumLineBytes: Int) {
         self.maximumLineBytes = maximumLineBytes
     }
