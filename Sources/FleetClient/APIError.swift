@@ -171,9 +171,7 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
         var out = String.UnicodeScalarView()
         for character in text.prefix(limit) {
             for scalar in character.unicodeScalars {
-                let v = scalar.value
-                let control = v < 0x20 || (0x7F...0x9F).contains(v) || v == 0x2028 || v == 0x2029
-                out.append(control ? " " : scalar)
+                out.append(scalar.breaksALine ? " " : scalar)
             }
         }
         // A CR LF is one character and becomes two spaces: cut again.

@@ -57,8 +57,6 @@ extension FuzzTarget {
     }
 
     static func isOneLine(_ text: String) -> Bool {
-        !text.unicodeScalars.contains {
-            $0.value < 0x20 || (0x7F...0x9F).contains($0.value) || $0.value == 0x2028 || $0.value == 0x2029
-        }
+        !text.unicodeScalars.contains(where: \.breaksALine)
     }
 }
